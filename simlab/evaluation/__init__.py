@@ -1,0 +1,1 @@
+"""evaluation layer of simlab (see DESIGN.md)."""

@@ -1,0 +1,107 @@
+"""The Learner contract: meta-fit on past tasks, adapt to new support sets, predict queries.
+
+Conventions (scikit-learn style): the constructor holds hyperparameters only (dataclass
+fields); they are validated in ``setup``, which also builds parameters from an explicit
+``torch.Generator``. ``meta_fit`` may be called again later (online updates).
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from simlab.tasks.batch import TaskBatch
+from simlab.tasks.task import Task, TargetKind
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a learner must know about the tasks before it builds its parameters."""
+
+    target: TargetKind
+    n_features: int
+    n_classes: int = 2
+
+    @property
+    def out_dim(self) -> int:
+        """Network outputs: one logit/mean for binary and regression, C logits for multiclass."""
+        return self.n_classes if self.target == "multiclass" else 1
+
+    @classmethod
+    def of(cls, task: Task) -> TaskSpec:
+        return cls(task.target, task.n_features, task.n_classes)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Outer-loop budget of one ``meta_fit`` call; the same for every learner in a comparison."""
+
+    iterations: int = 200        # meta-iterations (outer steps)
+    meta_batch: int = 16         # tasks per meta-iteration
+    seconds: float | None = None  # optional wall-clock cap
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.meta_batch < 1:
+            raise ValueError(f"Budget needs iterations >= 0 and meta_batch >= 1, got {self}")
+
+
+class Adapted(ABC):
+    """The result of adapting to a batch of support sets, for several inner-step counts."""
+
+    steps: tuple[int, ...]
+
+    @abstractmethod
+    def predict(self, query: TaskBatch) -> torch.Tensor:
+        """Predictions for ``query.x_query`` after each step count in ``self.steps``.
+
+        Shape ``[S, B, Q]`` for binary (P(y=1)) and regression (E[y]), ``[S, B, Q, C]`` for
+        multiclass (class probabilities). Non-finite values mean divergence; the evaluation
+        records them, the learner need not raise.
+        """
+
+
+class Learner(ABC):
+    """Base class; subclasses are dataclasses whose fields are the hyperparameters."""
+
+    name: ClassVar[str] = "learner"
+
+    spec: TaskSpec
+    device: torch.device
+    generator: torch.Generator
+
+    def setup(self, spec: TaskSpec, seed: int = 0, device: str = "cpu") -> None:
+        """Validate hyperparameters and build fresh parameters for tasks of ``spec``."""
+        self.validate()
+        self.spec = spec
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        self.build()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed range; override to add checks."""
+
+    @abstractmethod
+    def build(self) -> None:
+        """Create parameters (use ``self.generator``) for ``self.spec`` on ``self.device``."""
+
+    @abstractmethod
+    def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        """Outer loop on ``tasks``; returns a small log (e.g. final meta-loss, seconds)."""
+
+    @abstractmethod
+    def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
+        """Inner loop on the support sets of ``support`` (its query fields must not be read)."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor's fields, recorded with every result."""
+        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+
+def check(condition: bool, learner: str, field: str, value: Any, allowed: str) -> None:
+    """One clear error for a bad hyperparameter: names the learner, field, value and range."""
+    if not condition:
+        raise ValueError(f"{learner}: hyperparameter {field}={value!r} is invalid; {allowed}")

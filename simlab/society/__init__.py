@@ -1,0 +1,1 @@
+"""society layer of simlab (see DESIGN.md)."""

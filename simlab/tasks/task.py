@@ -1,0 +1,102 @@
+"""Few-shot tasks: one group's respondents at one survey wave.
+
+Pure numpy (no torch) so that the society layer and stream generation run without torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+TargetKind = Literal["binary", "multiclass", "regression"]
+TARGET_KINDS: tuple[str, ...] = ("binary", "multiclass", "regression")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One (group, wave) cell: a support set to adapt on and a query set to score.
+
+    Respondents are stored in a random order fixed by the seed, so ``with_shots(k)`` (the first
+    k support respondents) gives nested support sets across the shots grid.
+
+    Shapes: ``x_support [K, D]`` float32, ``y_support [K]`` (float32 0/1 for binary, int64 class
+    index for multiclass, float32 for regression), same for the query. ``oracle_query`` is the
+    true P(y=1) ``[Q]`` (binary), class probabilities ``[Q, C]`` (multiclass) or E[y] ``[Q]``
+    (regression); None for real data. ``w_*`` are survey weights (None means equal weights).
+    """
+
+    x_support: np.ndarray
+    y_support: np.ndarray
+    x_query: np.ndarray
+    y_query: np.ndarray
+    target: TargetKind
+    n_classes: int = 2
+    oracle_query: np.ndarray | None = None
+    w_support: np.ndarray | None = None
+    w_query: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_support.shape[1])
+
+    @property
+    def shots(self) -> int:
+        return int(self.x_support.shape[0])
+
+    @property
+    def n_query(self) -> int:
+        return int(self.x_query.shape[0])
+
+    def with_shots(self, k: int) -> Task:
+        """The same task with only its first ``k`` support respondents."""
+        if not 0 < k <= self.shots:
+            raise ValueError(f"task {self.info.get('group')!r} has {self.shots} support "
+                             f"respondents; asked for K={k}. Lower the shots grid.")
+        w = None if self.w_support is None else self.w_support[:k]
+        return replace(self, x_support=self.x_support[:k], y_support=self.y_support[:k],
+                       w_support=w)
+
+
+@dataclass(frozen=True)
+class ShiftEvent:
+    """A change of the society fired by a shock: when, what kind, how large."""
+
+    wave: int
+    tick: int
+    kind: str            # "abrupt" | "drift" | "regime"
+    name: str            # the shock's name, e.g. "media_event"
+    target: str          # the parameter it changed, e.g. "coef.education" or "push"
+    size: float          # magnitude of the change (new - old, or per-tick rate for drift)
+
+
+@dataclass
+class TaskStream:
+    """The ordered waves of a scenario run, each a list of tasks, plus the shifts that fired.
+
+    A pure function of (scenario config, seed): generated once and cached on disk.
+    """
+
+    waves: list[list[Task]]
+    shifts: list[ShiftEvent]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target(self) -> TargetKind:
+        return self.waves[0][0].target
+
+    @property
+    def n_classes(self) -> int:
+        return self.waves[0][0].n_classes
+
+    @property
+    def n_features(self) -> int:
+        return self.waves[0][0].n_features
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def tasks(self, start: int = 0, stop: int | None = None) -> list[Task]:
+        """All tasks of waves ``[start, stop)`` in order."""
+        return [t for wave in self.waves[start:stop] for t in wave]
