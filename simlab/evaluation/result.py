@@ -1,0 +1,30 @@
+"""RunResult: what one (scenario, seed, learner) cell of a sweep produces.
+
+The long-format frames below are the contract between evaluation, the results store and the
+report; their columns are fixed here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+#: per wave x shots x steps x metric (metric names: see evaluation.metrics.METRICS)
+RECORD_COLUMNS = ["wave", "shots", "steps", "metric", "value"]
+#: one row per shift event of the stream
+SHIFT_COLUMNS = ["wave", "tick", "kind", "name", "target", "size"]
+#: one row per run-level summary (name e.g. "regret", "auc_steps", "recovery_waves[0]")
+SUMMARY_COLUMNS = ["name", "value"]
+
+
+@dataclass
+class RunResult:
+    """Everything the prequential protocol measured for one learner on one stream."""
+
+    records: pd.DataFrame                      # RECORD_COLUMNS
+    summary: dict[str, float]                  # run-level summaries
+    shifts: pd.DataFrame                       # SHIFT_COLUMNS
+    status: str = "ok"                         # "ok" | "diverged"
+    timings: dict[str, float] = field(default_factory=dict)   # meta_fit_s, adapt_s, total_s
+    log: dict[str, Any] = field(default_factory=dict)         # learner meta-fit logs etc.
