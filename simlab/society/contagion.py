@@ -1,0 +1,156 @@
+"""Complex contagion: threshold adoption with an external (Bass) push.
+
+Mechanism
+---------
+Granovetter (1978, "Threshold models of collective behavior", AJS 83:1420) gives every agent a
+threshold: it adopts once the share of its contacts that adopted reaches that threshold.
+Centola & Macy (2007, "Complex contagions and the weakness of long ties", AJS 113:702) put the
+thresholds on a network and distinguish *fractional* thresholds (share of neighbours) from
+*absolute* ones (count of adopting neighbours, e.g. 2: a "complex" contagion needs social
+reinforcement from several contacts). With thresholds alone an innovation with no early
+adopters never spreads, so a Bass (1969, "A new product growth for model consumer durables",
+Management Science 15:215) innovation term ``p`` adds adoption from outside the network (media,
+advertising): the per-tick hazard of a non-adopter is
+
+    h_i = 1 - (1 - p) * (1 - q * 1[exposure_i >= theta_i])
+
+i.e. Bass's ``p + q F`` with the imitation term replaced by the network threshold rule;
+``q = 1`` is Granovetter's deterministic rule. ``exposure_i`` is the share (``"fraction"``) or
+number (``"count"``) of i's neighbours that have adopted at the start of the tick (synchronous
+update). The push tips the system: once enough low-threshold agents adopted from outside,
+cascades carry the rest (Granovetter's riot example), and below that point adoption stays
+near the external trickle.
+
+Adoption is sticky by default (Granovetter's cumulative adoption); ``abandon`` > 0 lets each
+adopter drop out with that probability per tick (it may re-adopt later by the same rule).
+
+Thresholds: ``theta_i = threshold_mean + threshold_sd * z_i`` where ``z_i`` is the population's
+latent ``"threshold"`` trait standardised to mean 0, sd 1 (drawn standard normal from the model's
+rng when the population has no such trait). Thresholds are recomputed every tick, so shocks on
+``threshold_mean`` / ``threshold_sd`` act at once.
+
+Response
+--------
+y_i = "reports using the innovation" at the survey. Adopters mostly do, non-adopters mostly do
+not; traits (through the community's coefficients) and friends' adoption shift it:
+
+    P(y_i = 1) = sigmoid(intercept[g] + x_i . coef[g] + adopted_effect * (a_i - 1/2)
+                         + peer_effect * s_i)
+
+with ``a_i`` in {0, 1} the current adoption state and ``s_i`` the share of adopting friends.
+``oracle`` returns exactly this probability, and ``Society.respond`` samples y from it.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from simlab.society.base import DynamicsParams, Society
+
+
+class ContagionParams(DynamicsParams):
+    """Threshold adoption with a Bass push; every field can be changed by a shock."""
+
+    p_innovation: float = Field(0.002, ge=0.0, le=1.0,
+                                description="Bass p: per-tick chance of adopting from outside")
+    adopt_rate: float = Field(1.0, ge=0.0, le=1.0,
+                              description="chance per tick of adopting once the threshold is met")
+    threshold_kind: Literal["fraction", "count"] = Field(
+        "fraction", description="threshold on the share or on the number of adopting neighbours")
+    threshold_mean: float = Field(0.3, ge=0.0,
+                                  description="mean threshold (share, or neighbours if count)")
+    threshold_sd: float = Field(0.1, ge=0.0, description="spread of thresholds across agents")
+    abandon: float = Field(0.0, ge=0.0, le=1.0,
+                           description="per-tick chance an adopter drops out (0 = sticky)")
+    seed_share: float = Field(0.01, ge=0.0, le=1.0,
+                              description="share of agents adopting at tick 0")
+    adopted_effect: float = Field(4.0, description="logit weight of own adoption in the response")
+    peer_effect: float = Field(1.0, description="logit weight of the share of adopting friends")
+
+    @model_validator(mode="after")
+    def _fraction_threshold_in_range(self) -> ContagionParams:
+        if self.threshold_kind == "fraction" and self.threshold_mean > 1.0:
+            raise ValueError(
+                f"threshold_mean={self.threshold_mean} is a share of neighbours when "
+                "threshold_kind='fraction' and must be <= 1; lower it or set "
+                "threshold_kind='count'")
+        return self
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def standardised_latent(society: Society, name: str) -> np.ndarray:
+    """The population's latent trait ``name`` as z-scores; standard normal draws if absent."""
+    raw = society.pop.latent.get(name)
+    if raw is None:
+        return society.rng.standard_normal(society.n_agents)
+    raw = np.asarray(raw, dtype=np.float64)
+    sd = raw.std()
+    return (raw - raw.mean()) / sd if sd > 0 else np.zeros_like(raw)
+
+
+def trait_score(society: Society, idx: np.ndarray) -> np.ndarray:
+    """``intercept[g] + x_i . coef[g]`` for agents idx (the trait part of every response)."""
+    g = society.groups[idx]
+    x = society.pop.observed[idx]
+    return society.intercept[g] + np.einsum("nd,nd->n", x, society.coef[g])
+
+
+class ContagionSociety(Society):
+    """Granovetter / Centola–Macy threshold adoption on the graph, tipped by a Bass push."""
+
+    family: ClassVar[str] = "contagion"
+    target: ClassVar[Literal["binary"]] = "binary"
+    n_classes: ClassVar[int] = 2
+    Params: ClassVar[type[DynamicsParams]] = ContagionParams
+    params: ContagionParams
+
+    def init_state(self) -> None:
+        """Latent threshold z-scores and the initial adopters (``seed_share`` at random)."""
+        self.threshold_z = standardised_latent(self, "threshold")
+        self.adopted = self.rng.random(self.n_agents) < self.params.seed_share
+
+    def thresholds(self) -> np.ndarray:
+        """Current thresholds theta_i (share or count of adopting neighbours)."""
+        return self.params.threshold_mean + self.params.threshold_sd * self.threshold_z
+
+    def exposure(self) -> np.ndarray:
+        """Share (fraction thresholds) or number (count thresholds) of adopting neighbours."""
+        a = self.adopted.astype(np.float32)
+        if self.params.threshold_kind == "count":
+            return self.social.adj @ a
+        return self.social.neighbour_mean(a)
+
+    def advance(self) -> None:
+        """One synchronous tick: Bass push or threshold met -> adopt; adopters may abandon."""
+        p = self.params
+        met = self.exposure() >= self.thresholds()
+        hazard = 1.0 - (1.0 - p.p_innovation) * (1.0 - p.adopt_rate * met)
+        u = self.rng.random(self.n_agents)
+        new = ~self.adopted & (u < hazard)
+        keep = self.adopted & (u >= p.abandon)
+        self.adopted = keep | new
+
+    @property
+    def adoption_share(self) -> float:
+        return float(self.adopted.mean())
+
+    def oracle(self, idx: np.ndarray) -> np.ndarray:
+        """True P(reports using the innovation) for agents idx (see module docstring)."""
+        idx = np.asarray(idx)
+        p = self.params
+        share = self.social.neighbour_mean(self.adopted.astype(np.float32))[idx]
+        z = (trait_score(self, idx) + p.adopted_effect * (self.adopted[idx] - 0.5)
+             + p.peer_effect * share)
+        return _sigmoid(z)
+
+    def ego_answers(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Friends in total, and the share of friends who adopted."""
+        idx = np.asarray(idx)
+        share = self.social.neighbour_mean(self.adopted.astype(np.float32))[idx]
+        return {"n_friends": self.social.degree[idx].astype(np.float32),
+                "friends_adopted_share": share.astype(np.float32)}
