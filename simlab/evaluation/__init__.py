@@ -1,1 +1,34 @@
-"""evaluation layer of simlab (see DESIGN.md)."""
+"""Evaluation layer: the prequential protocol, metrics and statistics across seeds.
+
+Names are imported lazily: ``metrics``/``statistics`` are numpy-only (the report uses them
+without torch); ``evaluate`` imports the learners' torch stack on first use.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "evaluate": "simlab.evaluation.protocol",
+    "RunResult": "simlab.evaluation.result",
+    "RECORD_COLUMNS": "simlab.evaluation.result",
+    "SHIFT_COLUMNS": "simlab.evaluation.result",
+    "SUMMARY_COLUMNS": "simlab.evaluation.result",
+    "METRICS": "simlab.evaluation.metrics",
+    "SummaryOptions": "simlab.evaluation.metrics",
+    "summarize": "simlab.evaluation.metrics",
+    "score_predictions": "simlab.evaluation.metrics",
+    "seed_interval": "simlab.evaluation.statistics",
+    "compare": "simlab.evaluation.statistics",
+    "compare_all": "simlab.evaluation.statistics",
+    "leaderboard": "simlab.evaluation.statistics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'simlab.evaluation' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -1,1 +1,4 @@
-"""report layer of simlab (see DESIGN.md)."""
+"""Report layer: comparison reports (HTML + Markdown + figures) from a results store."""
+from simlab.report.report import build_report
+
+__all__ = ["build_report"]

@@ -47,7 +47,10 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from scipy.special import expit
+
 from simlab.society.base import DynamicsParams, Society
+from simlab.tasks.task import TargetKind
 
 
 class ContagionParams(DynamicsParams):
@@ -79,10 +82,6 @@ class ContagionParams(DynamicsParams):
         return self
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def standardised_latent(society: Society, name: str) -> np.ndarray:
     """The population's latent trait ``name`` as z-scores; standard normal draws if absent."""
     raw = society.pop.latent.get(name)
@@ -100,11 +99,21 @@ def trait_score(society: Society, idx: np.ndarray) -> np.ndarray:
     return society.intercept[g] + np.einsum("nd,nd->n", x, society.coef[g])
 
 
+def friend_mean(society: Society, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` over the friends of agents idx only (0 without friends).
+
+    Slices the CSR rows of idx, so a survey of a few respondents costs O(their degree), not a
+    pass over the whole graph.
+    """
+    deg = np.maximum(society.social.degree[idx], 1.0)
+    return (society.social.adj[idx] @ values) / deg.reshape((-1,) + (1,) * (values.ndim - 1))
+
+
 class ContagionSociety(Society):
     """Granovetter / Centola–Macy threshold adoption on the graph, tipped by a Bass push."""
 
     family: ClassVar[str] = "contagion"
-    target: ClassVar[Literal["binary"]] = "binary"
+    target: ClassVar[TargetKind] = "binary"
     n_classes: ClassVar[int] = 2
     Params: ClassVar[type[DynamicsParams]] = ContagionParams
     params: ContagionParams
@@ -143,14 +152,14 @@ class ContagionSociety(Society):
         """True P(reports using the innovation) for agents idx (see module docstring)."""
         idx = np.asarray(idx)
         p = self.params
-        share = self.social.neighbour_mean(self.adopted.astype(np.float32))[idx]
+        share = friend_mean(self, idx, self.adopted.astype(np.float32))
         z = (trait_score(self, idx) + p.adopted_effect * (self.adopted[idx] - 0.5)
              + p.peer_effect * share)
-        return _sigmoid(z)
+        return expit(z)
 
     def ego_answers(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Friends in total, and the share of friends who adopted."""
         idx = np.asarray(idx)
-        share = self.social.neighbour_mean(self.adopted.astype(np.float32))[idx]
+        share = friend_mean(self, idx, self.adopted.astype(np.float32))
         return {"n_friends": self.social.degree[idx].astype(np.float32),
                 "friends_adopted_share": share.astype(np.float32)}

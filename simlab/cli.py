@@ -1,0 +1,338 @@
+"""``simlab``: the command line.
+
+Every subcommand is one ``add_<name>`` (its arguments) and one ``cmd_<name>`` (what it does),
+registered in ``COMMANDS``; a new command is one more entry. Exit codes: 0 ok, 1 a problem the
+user can fix (one line on stderr, no traceback; ``--debug`` shows it), 2 bad usage (argparse),
+130 interrupted. Cells that fail inside a sweep are stored with their traceback and make
+``run``/``sweep`` exit 1 after everything else has finished.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simlab import __version__
+from simlab.experiment.executors import ExecutorError
+
+DEFAULT_DB = "results/simlab.db"
+DEMO_SCENARIO = "opinion_shift"
+#: the demo compares one member of each meta-learning family with every baseline
+DEMO_LEARNERS = ("maml", "anil", "protonet", "meta_lstm", "scratch", "finetune",
+                 "partial_pooling", "oracle")
+DEMO_SEEDS = 3
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+# --- shared options ---------------------------------------------------------------------------
+def _add_execution(p: argparse.ArgumentParser, db: bool = True) -> None:
+    if db:
+        p.add_argument("--db", default=None, metavar="PATH",
+                       help=f"results store (SQLite; default {DEFAULT_DB})")
+    p.add_argument("--executor", choices=("inline", "process", "dask"), default=None,
+                   help="where cells run: this process, a local process pool (default), or "
+                        "Dask distributed (a LocalCluster, or --scheduler)")
+    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                   help="worker processes (default: number of CPU cores)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="an existing Dask scheduler (implies --executor dask)")
+    p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write a comparison report to DIR when the sweep ends")
+
+
+def _seeds(text: str) -> int | list[int]:
+    """``5`` -> five seeds 0..4; ``0,3,7`` -> exactly those."""
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a seed count (e.g. 5) or a list of seeds (e.g. 0,3,7)") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"seed count {n} must be >= 1")
+    return n
+
+
+def _names(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give learner names separated by commas, e.g. maml,oracle")
+    return names
+
+
+def _open_store(db: str | None, create: bool = False) -> Any:
+    from simlab.experiment.store import Store
+
+    return Store(db or DEFAULT_DB, create=create)
+
+
+# --- list -------------------------------------------------------------------------------------
+def add_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=("scenarios", "learners"), help="what to list")
+    p.add_argument("--root", default="scenarios", help="folder of scenario files")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "scenarios":
+        from simlab.experiment.config import list_scenarios
+
+        rows = list_scenarios(args.root)
+        if not rows:
+            raise UserError(f"no scenario files (*.toml) in {args.root}")
+        width = max(len(name) for name, _, _ in rows)
+        for name, path, desc in rows:
+            print(f"{name:<{width}}  {desc or '-'}  ({_rel(path)})")
+        return 0
+    from simlab.learners import available, learner_class
+
+    names = available()
+    width = max(map(len, names))
+    for name in sorted(names):
+        try:
+            doc = (learner_class(name).__doc__ or "").strip().splitlines()[0]
+        except ValueError as err:
+            doc = f"UNAVAILABLE: {err}"
+        print(f"{name:<{width}}  {doc}")
+    return 0
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --- stream -----------------------------------------------------------------------------------
+def add_stream(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="scenario name (see `simlab list scenarios`) or TOML file")
+    p.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    p.add_argument("--no-cache", action="store_true", help="regenerate, ignoring the disk cache")
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from simlab.experiment.config import load_scenario
+    from simlab.tasks.stream import stream_summary
+
+    scenario = load_scenario(args.scenario)
+    print(stream_summary(scenario.stream(args.seed, cache=not args.no_cache)))
+    return 0
+
+
+# --- run / sweep / demo -----------------------------------------------------------------------
+def add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="scenario name (see `simlab list scenarios`) or TOML file")
+    p.add_argument("--learners", "-l", type=_names, default=None, metavar="A,B",
+                   help="learners to compare (default: the scenario's evaluation.learners)")
+    p.add_argument("--seeds", "-s", type=_seeds, default=None, metavar="N|A,B",
+                   help="a seed count N (seeds 0..N-1) or a list (default: the scenario's)")
+    _add_execution(p)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _sweep([args.scenario], args.learners, args.seeds, None, args)
+
+
+def add_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="sweep TOML file (scenarios, learners, seeds, grids)")
+    _add_execution(p)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from simlab.experiment.sweep import load_sweep
+
+    plan = load_sweep(args.file)
+    for name in ("db", "report", "executor", "jobs", "scheduler"):
+        if getattr(args, name) is None and getattr(plan, name) is not None:
+            setattr(args, name, getattr(plan, name))
+    return _sweep(plan.scenarios, plan.learners, plan.seeds, plan.grid, args)
+
+
+def _sweep(scenarios: Sequence[Any], learners: Sequence[Any] | None, seeds: Any,
+           grid: Any, args: argparse.Namespace) -> int:
+    from simlab.experiment.sweep import resolve_scenarios, run_sweep
+
+    scs = resolve_scenarios(scenarios)
+    db = args.db or DEFAULT_DB
+    summary = run_sweep(scs, learners, seeds, db, executor=args.executor,
+                        jobs=args.jobs, quiet=args.quiet, grid=grid, scheduler=args.scheduler,
+                        device=args.device)
+    print(summary)
+    if args.report:
+        names = [s.name for s in scs]
+        _report(db, Path(args.report), names[0] if len(names) == 1 else None, None)
+    if summary.failed:
+        raise UserError(f"{summary.failed} of {summary.cells} cells failed; see "
+                        f"`simlab show RUN --db {db}` for the traceback")
+    return 0
+
+
+def add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default="results/demo.db", help="results store of the demo")
+    p.add_argument("--output", "-o", default="reports/demo", help="report folder")
+    p.add_argument("--seeds", "-s", type=_seeds, default=DEMO_SEEDS, metavar="N|A,B",
+                   help=f"seeds (default {DEMO_SEEDS})")
+    p.add_argument("--learners", "-l", type=_names, default=list(DEMO_LEARNERS), metavar="A,B",
+                   help=f"learners (default {','.join(DEMO_LEARNERS)})")
+    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                   help="worker processes (default: number of CPU cores)")
+    p.add_argument("--executor", choices=("inline", "process", "dask"), default="process")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The default comparison of the README: the main learners on the opinion-shift scenario."""
+    from simlab.experiment.sweep import run_sweep
+
+    t0 = time.perf_counter()
+    print(f"simlab demo: {', '.join(args.learners)} on {DEMO_SCENARIO} "
+          f"({args.seeds if isinstance(args.seeds, int) else len(args.seeds)} seeds)")
+    summary = run_sweep(DEMO_SCENARIO, args.learners, args.seeds, args.db,
+                        executor=args.executor, jobs=args.jobs, quiet=args.quiet)
+    print(summary)
+    files = _report(args.db, Path(args.output), DEMO_SCENARIO, f"simlab demo: {DEMO_SCENARIO}")
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; open {files.get('html', '')}")
+    if summary.failed:
+        raise UserError(f"{summary.failed} demo cells failed; see `simlab show RUN --db "
+                        f"{args.db}`")
+    return 0
+
+
+# --- report / show / export -------------------------------------------------------------------
+def add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("db", nargs="?", default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    p.add_argument("--output", "-o", default=None, metavar="DIR",
+                   help="report folder (default reports/<scenario or store name>)")
+    p.add_argument("--scenario", default=None, help="only this scenario's runs")
+    p.add_argument("--title", default=None, help="report title")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    out = Path(args.output) if args.output else Path("reports") / (
+        args.scenario or Path(args.db).stem)
+    _report(args.db, out, args.scenario, args.title)
+    return 0
+
+
+def _report(db: str | Path, out: Path, scenario: str | None, title: str | None
+            ) -> dict[str, Path]:
+    """Build a report from the store's latest comparison of each scenario."""
+    from simlab.evaluation.metrics import SummaryOptions
+    from simlab.report import build_report
+
+    with _open_store(str(db)) as store:
+        frames = store.frames(scenario)
+    if frames["runs"].empty:
+        raise UserError(f"results store {db} has no runs; run `simlab run SCENARIO --db {db}` "
+                        "first")
+    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
+    tolerances = {c.get("evaluation", {}).get("recovery_tolerance") for c in configs.values()}
+    tol = tolerances.pop() if len(tolerances) == 1 else None
+    options = SummaryOptions(rel_tol=tol) if isinstance(tol, (int, float)) else None
+    names = list(dict.fromkeys(frames["runs"]["scenario"]))
+    files = build_report(frames["runs"], frames["metrics"], frames["shifts"], out,
+                         title or f"simlab: {', '.join(names)}", configs, options=options)
+    for kind in ("html", "markdown"):
+        print(f"{kind:<9} {files[kind]}")
+    return files
+
+
+def add_show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run id (or a prefix of a cell key)")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open_store(args.db) as store:
+        print(store.show(args.run))
+    return 0
+
+
+def add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("db", nargs="?", default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    p.add_argument("--output", "-o", required=True, metavar="FILE",
+                   help="tidy metrics file; runs/summaries/shifts are written next to it")
+    p.add_argument("--format", "-f", choices=("csv", "parquet"), default=None,
+                   help="file format (default: from FILE's suffix, else csv)")
+    p.add_argument("--latest", action="store_true",
+                   help="only each scenario's latest comparison (as the report uses)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with _open_store(args.db) as store:
+        for path in store.export(args.output, args.format, latest=args.latest):
+            print(path)
+    return 0
+
+
+# --- wiring -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: list[Command] = [
+    Command("list", "list scenarios or learners", add_list, cmd_list),
+    Command("stream", "summarise a scenario's task stream for one seed", add_stream, cmd_stream),
+    Command("run", "compare learners on one scenario across seeds", add_run, cmd_run),
+    Command("sweep", "run a sweep file (scenarios x learners x seeds x grids)", add_sweep,
+            cmd_sweep),
+    Command("report", "build a comparison report from a results store", add_report, cmd_report),
+    Command("show", "show one stored run (summaries, timings, error)", add_show, cmd_show),
+    Command("export", "export a results store to CSV or Parquet", add_export, cmd_export),
+    Command("demo", "the default comparison, ending in reports/demo", add_demo, cmd_demo),
+]
+
+
+def register_command(command: Command) -> None:
+    """Add (or replace) a subcommand, e.g. from another simlab module."""
+    COMMANDS[:] = [c for c in COMMANDS if c.name != command.name] + [command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simlab", description="Few-shot meta-learners scored on simulated societies that "
+        "keep changing. `simlab demo` runs the default comparison.")
+    parser.add_argument("--version", action="version", version=f"simlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.help, description=c.help)
+        c.add(p)
+        p.set_defaults(_run=c.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``simlab`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("simlab: interrupted; finished cells are stored, run the same command again to "
+              "resume", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, ExecutorError) as err:
+        if args.debug or os.environ.get("SIMLAB_DEBUG"):
+            raise
+        print(f"simlab: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":   # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The prequential protocol: every prediction is scored before its labels are revealed.
+
+Prequential ("predictive sequential") evaluation as in Dawid (1984), "Statistical theory: the
+prequential approach", and the progressive validation of online learners (Blum, Kalai &
+Langford 1999; river's ``progressive_val_score``): test on the new wave first, then learn from it.
+
+For one learner on one stream (see DESIGN.md, "The protocol"):
+
+1. ``setup`` with the stream's ``TaskSpec`` and the seed, then meta-fit on waves ``[0, warmup)``.
+2. For each later wave w and each K of the shots grid: one ``adapt`` call on the wave's tasks cut
+   to K support respondents (one ``TaskBatch``; query sets padded, ``q_mask``), ``predict`` every
+   inner-step count of the grid, score the query sets (``metrics.score_predictions``).
+3. Online: wave w is revealed and the learner meta-fits on it with the same ``Budget`` as every
+   other learner; frozen (``online=False``): no updates after warm-up.
+
+The learner never sees query responses before it is scored: the batch it gets has ``y_query``
+replaced by NaN (-1 for multiclass), so a learner that reads them produces NaN and shows up as
+diverged instead of silently cheating. ``oracle_query`` stays (the Oracle baseline needs it).
+
+Divergence is an outcome, not a crash: non-finite predictions, or a ``FloatingPointError`` /
+``RuntimeError`` whose message says the loss went non-finite (nan, inf, non-finite, overflow,
+diverge), give status ``"diverged"``, ``diverged = 1`` and NaN losses; after a divergent
+``meta_fit`` the learner is not called again and every remaining wave is recorded as diverged.
+Other exceptions are bugs and propagate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
+                                       shift_frame, summarize)
+from simlab.evaluation.result import RECORD_COLUMNS, RunResult
+from simlab.learners.base import Budget, Learner, TaskSpec
+from simlab.tasks.batch import TaskBatch
+from simlab.tasks.task import Task, TaskStream
+
+#: a wave x K whose predictions would exceed this many elements (S x B x Q x C) is adapted in
+#: chunks of tasks, so neither the learner nor the scorer holds more at once (~128 MiB float64)
+MAX_PREDICTION_ELEMENTS = 2 ** 24
+_DIVERGENCE = re.compile(r"\b(nan|inf|infinite|non-finite|nonfinite|not finite|overflow|"
+                         r"diverge[ds]?|divergence)\b", re.IGNORECASE)
+
+
+def is_divergence(err: BaseException) -> bool:
+    """Whether an exception from a learner means "the loss went non-finite" (not a bug)."""
+    if isinstance(err, FloatingPointError):
+        return True
+    return isinstance(err, RuntimeError) and bool(_DIVERGENCE.search(str(err)))
+
+
+def _check_grid(stream: TaskStream, warmup: int, shots: Sequence[int], steps: Sequence[int]
+                ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validate the protocol's arguments against the stream; one clear error per mistake."""
+    if len(stream) == 0 or any(len(w) == 0 for w in stream.waves):
+        raise ValueError("stream: every wave needs at least one task; got an empty wave "
+                         "(check the survey's groups and non-response)")
+    if not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < len(stream):
+        raise ValueError(f"warmup={warmup!r} must be an int in [0, {len(stream) - 1}]: the stream "
+                         f"has {len(stream)} waves and at least one must be left to score")
+    if not shots or any(not isinstance(k, (int, np.integer)) or k < 1 for k in shots):
+        raise ValueError(f"shots={list(shots)!r} must be a non-empty list of ints >= 1")
+    if not steps or any(not isinstance(s, (int, np.integer)) or s < 0 for s in steps):
+        raise ValueError(f"steps={list(steps)!r} must be a non-empty list of ints >= 0")
+    shots_t = tuple(sorted({int(k) for k in shots}))
+    smallest = min((t for t in stream.tasks(warmup)), key=lambda t: t.shots)
+    if shots_t[-1] > smallest.shots:
+        raise ValueError(f"shots={shots_t[-1]} exceeds the {smallest.shots} support respondents "
+                         f"of task (group {smallest.info.get('group')!r}, wave "
+                         f"{smallest.info.get('wave')!r}); lower the shots grid or raise the "
+                         "survey's support size")
+    return shots_t, tuple(sorted({int(s) for s in steps}))
+
+
+def _sealed(batch: TaskBatch) -> TaskBatch:
+    """The batch with its query responses hidden (NaN, or -1 for class indices)."""
+    fill = -1 if batch.target == "multiclass" else float("nan")
+    return dataclasses.replace(batch, y_query=torch.full_like(batch.y_query, fill))
+
+
+def _chunks(n_tasks: int, per_task: int, max_tasks: int | None) -> list[np.ndarray]:
+    """Contiguous task-index chunks: at most ``max_tasks`` tasks, and under the element cap."""
+    cap = max(1, MAX_PREDICTION_ELEMENTS // max(per_task, 1))
+    size = min(cap, max_tasks or n_tasks, n_tasks)
+    return np.array_split(np.arange(n_tasks), math.ceil(n_tasks / size))
+
+
+class _Records:
+    """Accumulates (wave, shots, steps, metric, value) rows as arrays; one frame at the end."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[np.ndarray]] = {c: [] for c in RECORD_COLUMNS}
+
+    def add(self, wave: int, shots: int, steps: Sequence[int], metric: str,
+            values: np.ndarray | float) -> None:
+        n = len(steps)
+        self.cols["wave"].append(np.full(n, wave, np.int64))
+        self.cols["shots"].append(np.full(n, shots, np.int64))
+        self.cols["steps"].append(np.asarray(steps, np.int64))
+        self.cols["metric"].append(np.full(n, metric, object))
+        self.cols["value"].append(np.broadcast_to(np.asarray(values, np.float64), (n,)))
+
+    def frame(self) -> pd.DataFrame:
+        if not self.cols["wave"]:
+            return empty_records()
+        return pd.DataFrame({c: np.concatenate(v) for c, v in self.cols.items()})
+
+
+def _scored_names(wave: Sequence[Task]) -> tuple[str, ...]:
+    """The metrics a wave of these tasks yields (classification-only ones, oracle-only ones)."""
+    target = wave[0].target
+    names = ["loss"] + (["accuracy", "brier", "ece"] if target != "regression" else [])
+    names.append("prevalence_error")
+    if all(t.oracle_query is not None for t in wave):
+        names += ["excess_loss", "prevalence_error_oracle"]
+    return tuple(names)
+
+
+@dataclasses.dataclass
+class _Run:
+    """The mutable state of one evaluation: learner, records, timings, divergence."""
+
+    learner: Learner
+    budget: Budget
+    device: str
+    steps: tuple[int, ...]
+    max_tasks: int | None
+    records: _Records = dataclasses.field(default_factory=_Records)
+    status: str = "ok"
+    broken: bool = False
+    meta_fit_s: float = 0.0
+    adapt_s: float = 0.0
+    log: dict[str, Any] = dataclasses.field(default_factory=lambda: {
+        "meta_fit": [], "divergence": [], "chunked": []})
+
+    def _sync(self) -> None:
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def _diverged(self, wave: int, stage: str, err: BaseException | str) -> None:
+        self.status = "diverged"
+        self.log["divergence"].append({"wave": wave, "stage": stage, "error": str(err)})
+
+    def meta_fit(self, tasks: list[Task], wave: int) -> None:
+        """One outer-loop call; a divergent one stops the learner for the rest of the stream."""
+        t0 = time.perf_counter()
+        try:
+            out = self.learner.meta_fit(tasks, self.budget)
+        except (FloatingPointError, RuntimeError) as err:
+            if not is_divergence(err):
+                raise
+            self._diverged(wave, "meta_fit", err)
+            self.broken = True
+            out = {}
+        self._sync()
+        dt = time.perf_counter() - t0
+        self.meta_fit_s += dt
+        self.records.add(wave, 0, [0], "meta_fit_seconds", dt)
+        self.log["meta_fit"].append({"wave": wave, **{k: v for k, v in (out or {}).items()
+                                                      if isinstance(v, (int, float, str))}})
+
+    def _predict(self, batch: TaskBatch, wave: int) -> np.ndarray | None:
+        """adapt + predict on one batch; None when the learner raised a divergence error."""
+        sealed = _sealed(batch.to(self.device))
+        try:
+            pred = self.learner.adapt(sealed, self.steps).predict(sealed)
+        except (FloatingPointError, RuntimeError) as err:
+            if not is_divergence(err):
+                raise
+            self._diverged(wave, "adapt", err)
+            return None
+        want = (len(self.steps), batch.size, batch.x_query.shape[1])
+        want += (batch.n_classes,) if batch.target == "multiclass" else ()
+        if tuple(pred.shape) != want:
+            raise ValueError(f"learner {self.learner.name!r}: predict returned shape "
+                             f"{tuple(pred.shape)}, expected {want} ([steps, tasks, query"
+                             f"{', classes' if len(want) == 4 else ''}]); fix its Adapted.predict")
+        return pred.detach().to("cpu", torch.float64).numpy()
+
+    def score(self, wave: int, shots: int, tasks: list[Task]) -> None:
+        """Adapt on K support respondents of every task of the wave and score the queries."""
+        cut = [t.with_shots(shots) for t in tasks]
+        q = max(t.n_query for t in cut)
+        c = cut[0].n_classes if cut[0].target == "multiclass" else 1
+        chunks = _chunks(len(cut), len(self.steps) * q * c, self.max_tasks)
+        if len(chunks) > 1:
+            self.log["chunked"].append({"wave": wave, "shots": shots, "chunks": len(chunks)})
+        full = TaskBatch.from_tasks(cut)
+        batches = [full] if len(chunks) == 1 else [TaskBatch.from_tasks([cut[i] for i in idx])
+                                                   for idx in chunks]
+        t0 = time.perf_counter()
+        preds = [self._predict(b, wave) for b in batches]
+        self._sync()
+        dt = time.perf_counter() - t0
+        self.adapt_s += dt
+        self.records.add(wave, shots, [self.steps[-1]], "adapt_seconds", dt)
+        if any(p is None for p in preds):
+            self.fill_diverged(wave, [shots], _scored_names(cut))
+            return
+        pad = [(0, 0), (0, 0), (0, 0)] + ([(0, 0)] if c > 1 else [])
+        pred = np.concatenate([np.pad(p, pad[:2] + [(0, q - p.shape[2])] + pad[3:],
+                                      constant_values=np.nan) for p in preds], axis=1)
+        oracle = None if full.oracle_query is None else full.oracle_query.double().numpy()
+        scores = score_predictions(pred, full.y_query.numpy(),
+                                   (full.w_query * full.q_mask).double().numpy(),
+                                   full.target, full.n_classes, oracle)
+        for name, values in scores.items():
+            self.records.add(wave, shots, self.steps, name, values)
+        if scores["diverged"].any():
+            self._diverged(wave, "predict", f"non-finite predictions at K={shots}, steps "
+                           f"{[s for s, d in zip(self.steps, scores['diverged']) if d]}")
+
+    def fill_diverged(self, wave: int, shots: Sequence[int], names: Sequence[str]) -> None:
+        """NaN for every scored metric and ``diverged = 1`` (the learner gave no predictions)."""
+        for k in shots:
+            for name in names:
+                self.records.add(wave, k, self.steps, name, np.nan)
+            self.records.add(wave, k, self.steps, "diverged", 1.0)
+
+
+def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequence[int],
+             steps: Sequence[int], budget: Budget, online: bool = True, tell_shifts: bool = False,
+             seed: int = 0, device: str = "cpu", max_tasks: int | None = None,
+             options: SummaryOptions | None = None) -> RunResult:
+    """Run the prequential protocol for one learner on one stream (see the module docstring).
+
+    ``shots``/``steps``: the grids (sorted and deduplicated). ``tell_shifts``: if the learner has
+    ``notify_shift(event)``, call it when a shift's wave is reached (before that wave is
+    scored; shifts inside the warm-up before the warm-up ``meta_fit``). ``max_tasks``: adapt on
+    at most this many tasks per call (memory); None keeps one call per wave and K unless the
+    predictions would exceed ``MAX_PREDICTION_ELEMENTS``. ``options``: summary knobs.
+    """
+    shots_t, steps_t = _check_grid(stream, warmup, shots, steps)
+    if max_tasks is not None and max_tasks < 1:
+        raise ValueError(f"max_tasks={max_tasks} must be >= 1 or None")
+    t_start = time.perf_counter()
+    learner.setup(TaskSpec.of(stream.waves[0][0]), seed=seed, device=device)
+    run = _Run(learner, budget, device, steps_t, max_tasks)
+    notify: Callable[[Any], None] | None = getattr(learner, "notify_shift", None)
+    notify = notify if tell_shifts and callable(notify) else None
+    shifts_at: dict[int, list[Any]] = {}
+    for ev in stream.shifts:              # shifts inside the warm-up are told before it
+        shifts_at.setdefault(max(ev.wave, warmup - 1), []).append(ev)
+    if warmup:
+        for ev in (shifts_at.get(warmup - 1, []) if notify else []):
+            notify(ev)
+        run.meta_fit(stream.tasks(0, warmup), wave=warmup - 1)
+    for w in range(warmup, len(stream)):
+        if run.broken:
+            run.fill_diverged(w, shots_t, _scored_names(stream.waves[w]))
+            continue
+        for ev in (shifts_at.get(w, []) if notify else []):
+            notify(ev)
+        for k in shots_t:
+            run.score(w, k, stream.waves[w])
+        if online and w < len(stream) - 1:
+            run.meta_fit(stream.waves[w], wave=w)
+    records = run.records.frame()
+    shifts = shift_frame(stream.shifts)
+    run.log["hyperparameters"] = learner.hyperparameters()
+    run.log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
+                           "online": online, "tell_shifts": tell_shifts, "seed": seed,
+                           "budget": dataclasses.asdict(budget)}
+    return RunResult(records=records, summary=summarize(records, shifts, options), shifts=shifts,
+                     status=run.status,
+                     timings={"meta_fit_s": run.meta_fit_s, "adapt_s": run.adapt_s,
+                              "total_s": time.perf_counter() - t_start},
+                     log=run.log)

@@ -1,0 +1,503 @@
+"""Scenario files: the TOML schema, loading (with ``extends``), validation and clear errors.
+
+A scenario names one dynamics family with its parameters, the social graph, the population,
+the shocks, the survey design, the burn-in, and how learners are evaluated on the resulting
+stream. Everything is a pydantic model with ``extra="forbid"``, so a misspelled field is an
+error, never silently ignored. ``load_scenario`` turns every problem in a file into ONE
+``ScenarioError`` (a ``ValueError``) naming the file, the field path, the bad value and what is
+allowed, with a did-you-mean for misspellings.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model,
+                      field_validator, model_validator)
+
+from simlab.society import FAMILIES, society_class
+from simlab.society.base import DynamicsParams, Society
+from simlab.society.graphs import GraphSpec
+from simlab.society.population import PopulationSpec, make_population
+from simlab.society.shocks import ShockSpec, validate_shocks
+from simlab.society.survey import SurveyDesign
+from simlab.tasks.stream import cached_stream, generate_stream, seed_streams
+from simlab.tasks.task import TaskStream
+
+DEFAULT_SCENARIO = "opinion_shift"
+_STREAM_SECTIONS = ("dynamics", "graph", "population", "shocks", "survey", "burn_in")
+
+
+class ScenarioError(ValueError):
+    """A scenario file (or dict) that cannot be used; the message says where and how to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- dynamics: a discriminated union over the registered families ---------------------------
+def _dynamics_variant(family: str) -> type[BaseModel]:
+    params_cls = society_class(family).Params
+    return create_model(
+        f"{family.title().replace('_', '')}Dynamics",
+        __base__=_Strict,
+        family=(Literal[family], ...),
+        params=(params_cls, Field(default_factory=params_cls)),
+    )
+
+
+_VARIANTS = tuple(_dynamics_variant(f) for f in FAMILIES)
+DynamicsSpec = Annotated[Union[_VARIANTS], Field(discriminator="family")]  # noqa: UP007
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+class BudgetSpec(_Strict):
+    """Outer-loop budget of each ``meta_fit`` call (the same for every learner compared)."""
+
+    iterations: int = Field(100, ge=0, description="meta-iterations per meta_fit call")
+    meta_batch: int = Field(16, ge=1, description="tasks per meta-iteration")
+    seconds: float | None = Field(None, gt=0, description="optional wall-clock cap per call")
+
+
+class EvaluationSpec(_Strict):
+    """How the prequential protocol scores learners on this scenario's stream."""
+
+    warmup: int = Field(4, ge=1, description="waves meta-fitted on before the first scored wave")
+    shots: list[int] = Field(default_factory=lambda: [5, 10, 20],
+                             description="support sizes K to adapt on")
+    steps: list[int] = Field(default_factory=lambda: [0, 1, 5, 10],
+                             description="inner-loop step counts to score")
+    seeds: int = Field(3, ge=1, description="independent streams (seeds 0..seeds-1)")
+    learners: list[str] = Field(
+        default_factory=lambda: ["scratch", "finetune", "partial_pooling", "maml", "oracle"],
+        description="learner names, entry points or package.module:Class")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    online: bool = Field(True, description="meta-fit again on each wave once it is revealed")
+    recovery_tolerance: float = Field(
+        0.1, gt=0, description="relative tolerance for 'recovered' after a shift")
+
+    @field_validator("shots")
+    @classmethod
+    def _shots(cls, v: list[int]) -> list[int]:
+        return _grid(v, minimum=1, what="shots")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        return _grid(v, minimum=0, what="steps")
+
+    @field_validator("learners")
+    @classmethod
+    def _learners(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one learner, e.g. ['scratch', 'maml']")
+        dup = sorted({n for n in v if v.count(n) > 1})
+        if dup:
+            raise ValueError(f"learner(s) listed twice: {', '.join(dup)}")
+        return v
+
+
+def _grid(v: list[int], minimum: int, what: str) -> list[int]:
+    if not v:
+        raise ValueError(f"{what} needs at least one value")
+    if min(v) < minimum:
+        raise ValueError(f"every {what} value must be >= {minimum}")
+    if len(set(v)) != len(v) or v != sorted(v):
+        raise ValueError(f"{what} must be strictly increasing, e.g. {sorted(set(v))}")
+    return v
+
+
+# --- the scenario -------------------------------------------------------------------------------
+class Scenario(_Strict):
+    """One simulated scenario: society, shocks, survey, and how learners are evaluated on it."""
+
+    name: str = Field(min_length=1, description="short identifier (defaults to the file name)")
+    description: str = Field("", description="one line shown by `simlab list scenarios`")
+    dynamics: DynamicsSpec
+    graph: GraphSpec
+    population: PopulationSpec = Field(default_factory=PopulationSpec)
+    shocks: list[ShockSpec] = Field(default_factory=list)
+    survey: SurveyDesign = Field(default_factory=SurveyDesign)
+    burn_in: int = Field(50, ge=0, description="ticks run before the first survey wave")
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    learners: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-learner hyperparameters, [learners.<name>]")
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        return self.dynamics.family
+
+    @property
+    def n_ticks(self) -> int:
+        """Ticks in a run: burn-in plus ``waves * every``."""
+        return self.burn_in + self.survey.waves * self.survey.every
+
+    @property
+    def source(self) -> Path | None:
+        """The file this scenario was loaded from (None when built in Python)."""
+        return self._source
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        problems = self._cross_checks()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _cross_checks(self) -> list[str]:
+        out = []
+        ev, sv = self.evaluation, self.survey
+        if ev.warmup >= sv.waves:
+            out.append(f"evaluation.warmup = {ev.warmup} leaves no wave to score: the survey has "
+                       f"{sv.waves} waves; lower warmup or raise survey.waves")
+        if max(ev.shots) > sv.support:
+            out.append(f"evaluation.shots = {ev.shots} asks for more respondents than "
+                       f"survey.support = {sv.support}; lower the shots or raise support")
+        for name in self.learners:
+            if name not in ev.learners:
+                close = difflib.get_close_matches(name, ev.learners, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                out.append(f"learners.{name} sets hyperparameters for a learner that is not in "
+                           f"evaluation.learners = {ev.learners}{hint}")
+        out += self._shock_checks()
+        return out
+
+    def _shock_checks(self) -> list[str]:
+        out = []
+        first, last = self.burn_in + 1, self.n_ticks
+        for i, shock in enumerate(self.shocks):
+            for tick in shock.ticks():
+                if not first <= tick <= last:
+                    when = "during the burn-in" if tick < first else "after the end of the run"
+                    out.append(
+                        f"shocks[{i}] ({shock.name}) is scheduled at tick {tick}, {when}: "
+                        f"surveyed ticks are {first}..{last} (burn_in {self.burn_in} + "
+                        f"survey.waves {self.survey.waves} x survey.every {self.survey.every}); "
+                        f"move the shock or change the run length")
+                    break
+            bad = self._unknown_target(shock.target)
+            if bad:
+                out.append(f"shocks[{i}].target = {shock.target!r}: {bad}")
+        return out
+
+    def _unknown_target(self, target: str) -> str | None:
+        """Why ``target`` is not something a shock can change, or None when it is."""
+        params = list(type(self.dynamics.params).model_fields)
+        traits = list(self.population.trait_names())
+        valid = ["intercept"] + [f"coef.{t}" for t in traits] + params
+        if target in valid:
+            return None
+        close = difflib.get_close_matches(target, valid, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{hint}a {self.family} shock can change: {', '.join(valid)}"
+
+    # --- identity -------------------------------------------------------------------------
+    def canonical(self, sections: tuple[str, ...] | None = None) -> str:
+        """Canonical JSON of the validated config (defaults filled in, keys sorted)."""
+        data = self.model_dump(mode="json")
+        if sections is not None:
+            data = {k: data[k] for k in sections}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    def fingerprint(self) -> str:
+        """Stable sha256 of the whole validated config, recorded with every result."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+    def stream_fingerprint(self) -> str:
+        """sha256 of only what the stream depends on (not name, evaluation or learners)."""
+        return hashlib.sha256(self.canonical(_STREAM_SECTIONS).encode()).hexdigest()
+
+    # --- running --------------------------------------------------------------------------
+    def society(self, seed: int) -> Society:
+        """A fresh society for ``seed``, ready to step (no burn-in run yet)."""
+        return self.build_society(seed_streams(seed))
+
+    def build_society(self, seeds: Mapping[str, np.random.SeedSequence]) -> Society:
+        """Graph, population and society each from their own child seed (see ``seed_streams``)."""
+        graph = self.graph.build(np.random.default_rng(seeds["graph"]))
+        pop = make_population(graph.groups, graph.n_groups, self.population,
+                              np.random.default_rng(seeds["population"]))
+        shocks = [s.model_copy(deep=True) for s in self.shocks]
+        cls = society_class(self.family)
+        society = cls(graph, pop, params=self.dynamics.params, shocks=shocks,
+                      rng=np.random.default_rng(seeds["society"]))
+        validate_shocks(shocks, society, self.n_ticks)
+        return society
+
+    def stream(self, seed: int, cache_dir: str | Path | None = None,
+               cache: bool = True) -> TaskStream:
+        """The task stream for ``seed``, from the disk cache when possible."""
+        if not cache:
+            return generate_stream(self, seed)
+        return cached_stream(self, seed, cache_dir)
+
+    def hyperparameters(self, learner: str) -> dict[str, Any]:
+        """The ``[learners.<name>]`` table for ``learner`` (empty when none is given)."""
+        return dict(self.learners.get(learner, {}))
+
+    # --- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | Path = "<dict>") -> Scenario:
+        """Validate a plain dict (e.g. parsed TOML); errors become one ``ScenarioError``."""
+        return _validate(dict(data), str(source), [(str(source), dict(data))])
+
+
+# --- loading ------------------------------------------------------------------------------------
+def load_scenario(path: str | Path) -> Scenario:
+    """Read, merge (``extends``) and validate a scenario TOML file.
+
+    ``path`` is a file, or a bare name such as ``"opinion_shift"`` looked up in ``./scenarios``
+    and in the scenarios folder of the simlab checkout.
+    """
+    file = _resolve(path)
+    chain = _read_chain(file, [])
+    data: dict[str, Any] = {}
+    for _, raw in reversed(chain):
+        data = _merge(data, raw)
+    data.pop("extends", None)
+    data["name"] = chain[0][1].get("name", file.stem)
+    scenario = _validate(data, str(file), [(str(f), raw) for f, raw in chain])
+    scenario._source = file
+    return scenario
+
+
+def scenario_dirs() -> list[Path]:
+    """Where bare scenario names are looked up: ``./scenarios``, then the checkout's."""
+    here = Path.cwd() / "scenarios"
+    shipped = Path(__file__).resolve().parents[2] / "scenarios"
+    return [here] + ([shipped] if shipped.resolve() != here.resolve() else [])
+
+
+def list_scenarios(root: str | Path = "scenarios") -> list[tuple[str, Path, str]]:
+    """``(name, path, description)`` of every scenario file in ``root`` (``_*.toml`` are bases).
+
+    A file that fails to load is listed with its error as the description, so one broken file
+    does not hide the others.
+    """
+    root = Path(root)
+    if not root.is_dir() and not root.is_absolute() and str(root) == "scenarios":
+        root = next((d for d in scenario_dirs() if d.is_dir()), root)
+    out = []
+    for file in sorted(root.glob("*.toml")):
+        if file.name.startswith("_"):
+            continue
+        try:
+            sc = load_scenario(file)
+            out.append((sc.name, file, sc.description))
+        except ScenarioError as err:
+            out.append((file.stem, file, f"INVALID: {str(err).splitlines()[0]}"))
+    return out
+
+
+def _resolve(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_file():
+        return p.resolve()
+    candidates = [p] if p.suffix else [p.with_suffix(".toml")]
+    if not p.is_absolute() and len(p.parts) == 1:
+        name = p.name if p.suffix else f"{p.name}.toml"
+        candidates += [d / name for d in scenario_dirs()]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    folder = p.parent if p.parent != Path(".") and p.parent.is_dir() else next(
+        (d for d in scenario_dirs() if d.is_dir()), None)
+    found = sorted(f.stem for f in folder.glob("*.toml") if not f.name.startswith("_")) \
+        if folder else []
+    close = difflib.get_close_matches(p.stem, found, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    listing = f"scenarios in {folder}: {', '.join(found)}" if found else "no scenarios found"
+    raise ScenarioError(f"no scenario file {str(path)!r}.{hint} {listing}")
+
+
+def _read_chain(file: Path, seen: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """The file and its ``extends`` ancestors, most derived first; cycles are an error."""
+    if file in seen:
+        cycle = " -> ".join(f.name for f in [*seen, file])
+        raise ScenarioError(f"{seen[0]}: `extends` forms a cycle: {cycle}")
+    try:
+        with open(file, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(f"{file}: not valid TOML: {err}") from err
+    parent = raw.get("extends")
+    if parent is None:
+        return [(file, raw)]
+    if not isinstance(parent, str):
+        raise ScenarioError(f"{file}: extends = {parent!r} must be a file name, e.g. "
+                            "extends = \"_base.toml\"")
+    base = (file.parent / parent).resolve()
+    if not base.is_file():
+        found = sorted(f.name for f in file.parent.glob("*.toml"))
+        raise ScenarioError(f"{file}: extends = {parent!r}: no such file {base}; files in "
+                            f"{file.parent}: {', '.join(found)}")
+    return [(file, raw)] + _read_chain(base, [*seen, file])
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge tables; arrays and values in ``over`` replace. A table whose ``kind`` or
+    ``family`` differs from the base's replaces it whole (its fields belong to another type)."""
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and not _retyped(old, value):
+            out[key] = _merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _retyped(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return any(tag in new and tag in old and new[tag] != old[tag] for tag in ("kind", "family"))
+
+
+# --- error messages -----------------------------------------------------------------------------
+def _validate(data: dict[str, Any], source: str,
+              chain: list[tuple[str, dict[str, Any]]]) -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        lines = [_describe(e, data, chain) for e in err.errors()]
+        lines = list(dict.fromkeys(lines))
+        if len(lines) == 1:
+            raise ScenarioError(f"{_origin(lines[0][0], chain, source)}: {lines[0][1]}") from None
+        body = "\n".join(f"  - {_origin(p, chain, source)}: {m}" for p, m in lines)
+        raise ScenarioError(f"{source}: {len(lines)} problems:\n{body}") from None
+
+
+def _describe(e: Mapping[str, Any], data: Any,
+              chain: list[tuple[str, dict[str, Any]]]) -> tuple[tuple[Any, ...], str]:
+    """``(key path, message)`` for one pydantic error, tags of tagged unions dropped."""
+    keys, parts, models = _walk(e["loc"], data)
+    path = "".join(parts) or "(scenario)"
+    kind, msg, value = e["type"], e["msg"], e.get("input")
+    shown = _show(value)
+    if kind == "extra_forbidden":
+        allowed = sorted(models[-2].model_fields) if len(models) > 1 and models[-2] else []
+        close = difflib.get_close_matches(str(keys[-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        where = "".join(parts[:-1]) or "the top level"
+        return keys, (f"{path} = {shown} is not a known field; {hint}"
+                      f"fields of {where}: {', '.join(allowed)}")
+    if kind == "missing":
+        return keys, f"{path} is required"
+    if kind == "union_tag_invalid":
+        tag = e["ctx"]["discriminator"].strip("'")
+        tags = [t.strip(" '") for t in e["ctx"]["expected_tags"].split(",")]
+        close = difflib.get_close_matches(str(e["ctx"]["tag"]), tags, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (*keys, tag), (f"{path}.{tag} = {e['ctx']['tag']!r} is unknown; {hint}"
+                              f"choose one of: {', '.join(tags)}")
+    if kind == "union_tag_not_found":
+        tag = e["ctx"]["discriminator"].strip("'")
+        return keys, f"{path} needs a `{tag}` field naming its type"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if not e["loc"]:
+        return keys, msg
+    return keys, f"{path} = {shown}: {msg}"
+
+
+def _walk(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], list[str], list[Any]]:
+    """Follow ``loc`` through the input, skipping union tags; also track the model at each step.
+
+    Returns the key path into the raw data, display parts (``survey``, ``.support``,
+    ``[0]``), and the pydantic model class at each level (None where not a model).
+    """
+    keys: list[Any] = []
+    parts: list[str] = []
+    models: list[Any] = [Scenario]
+    node, tp = data, Scenario
+    for item in loc:
+        union = _tagged_members(tp)
+        if union is not None and isinstance(item, str) and item in union:
+            tp = union[item]
+            models[-1] = tp
+            continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        else:
+            parts.append(item if not parts else f".{item}")
+            node = node.get(item) if isinstance(node, dict) else None
+        keys.append(item)
+        tp = _child_type(tp, item)
+        models.append(tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None)
+    return tuple(keys), parts, models
+
+
+def _strip(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _tagged_members(tp: Any) -> dict[str, type[BaseModel]] | None:
+    """tag value -> model class for a discriminated union type, else None."""
+    tp = _strip(tp)
+    if typing.get_origin(tp) not in (Union, types.UnionType):
+        return None
+    out = {}
+    for member in typing.get_args(tp):
+        member = _strip(member)
+        if not (isinstance(member, type) and issubclass(member, BaseModel)):
+            continue
+        for name in ("kind", "family"):
+            f = member.model_fields.get(name)
+            if f is not None and typing.get_origin(f.annotation) is Literal:
+                out.update({str(v): member for v in typing.get_args(f.annotation)})
+    return out or None
+
+
+def _child_type(tp: Any, item: Any) -> Any:
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        f = tp.model_fields.get(item) if isinstance(item, str) else None
+        return f.annotation if f is not None else None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        return _child_type(non_none[0], item) if len(non_none) == 1 else None
+    if origin in (list, tuple) and args:
+        return args[0]
+    if origin is dict and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _origin(keys: tuple[Any, ...], chain: list[tuple[str, dict[str, Any]]], source: str) -> str:
+    """The most derived file in the ``extends`` chain that sets the field at ``keys``."""
+    for i in range(len(keys), 0, -1):
+        for file, raw in chain:
+            node: Any = raw
+            for k in keys[:i]:
+                if isinstance(node, dict) and k in node:
+                    node = node[k]
+                elif isinstance(node, list) and isinstance(k, int) and k < len(node):
+                    node = node[k]
+                else:
+                    break
+            else:
+                return file
+    return source
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+__all__ = ["DEFAULT_SCENARIO", "BudgetSpec", "DynamicsSpec", "EvaluationSpec", "Scenario",
+           "ScenarioError", "list_scenarios", "load_scenario", "scenario_dirs"]

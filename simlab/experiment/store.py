@@ -1,0 +1,394 @@
+"""The results store: one SQLite file that every sweep appends to and every report reads.
+
+Why SQLite: one portable file, transactions (a run is written whole or not at all, so a killed
+sweep leaves no half runs), WAL mode so several processes may write to the same file, and
+``pandas.read_sql`` for the long-format frames the report consumes.
+
+Tables (schema version in ``meta``): ``runs`` (one row per cell), ``metrics`` (long format,
+``run_id`` + ``RECORD_COLUMNS``), ``summaries`` (``run_id``, name, value), ``shifts``
+(``fingerprint``, ``seed`` + ``SHIFT_COLUMNS``, once per stream) and ``configs`` (the scenario
+config of every fingerprint, so a report can say what was run).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from simlab import __version__
+from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS, RunResult
+
+#: bump when a table or column changes meaning; an older/newer store is refused, never altered
+SCHEMA_VERSION = 1
+DEFAULT_DB = Path("results") / "simlab.db"
+STATUSES = ("ok", "diverged", "failed")
+FINISHED = ("ok", "diverged")   # a cell with one of these is done; "failed" is retried
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS configs (
+    fingerprint TEXT PRIMARY KEY, scenario TEXT NOT NULL, config TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    scenario TEXT NOT NULL, fingerprint TEXT NOT NULL, seed INTEGER NOT NULL,
+    learner TEXT NOT NULL, learner_name TEXT NOT NULL, hyperparameters TEXT NOT NULL,
+    device TEXT NOT NULL, version TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN {STATUSES!r}),
+    error TEXT, started TEXT, finished TEXT, seconds REAL, timings TEXT, log TEXT);
+CREATE INDEX IF NOT EXISTS runs_scenario ON runs (scenario, fingerprint);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL, wave INTEGER NOT NULL, shots INTEGER NOT NULL,
+    steps INTEGER NOT NULL, metric TEXT NOT NULL, value REAL);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id);
+CREATE TABLE IF NOT EXISTS summaries (
+    run_id INTEGER NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, name));
+CREATE TABLE IF NOT EXISTS shifts (
+    fingerprint TEXT NOT NULL, seed INTEGER NOT NULL, wave INTEGER, tick INTEGER, kind TEXT,
+    name TEXT, target TEXT, size REAL);
+CREATE INDEX IF NOT EXISTS shifts_stream ON shifts (fingerprint, seed);
+"""
+
+
+class StoreError(ValueError):
+    """A results store that cannot be used as asked (wrong version, not a store, missing)."""
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON (sorted keys; tuples as lists; anything else by ``repr``)."""
+    return json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (scenario, seed, learner, hyperparameters) point of a sweep.
+
+    ``learner`` is the display label (the registry name, or e.g. ``maml[inner_lr=0.1]`` for a
+    point of a hyperparameter grid); ``learner_name`` is what ``make_learner`` resolves.
+    ``hyperparameters`` are the learner's full fields, so the key changes when a default does.
+    ``settings`` are the evaluation settings that change results (shots, steps, budget, ...).
+    """
+
+    scenario: str
+    fingerprint: str
+    seed: int
+    learner_name: str
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    learner: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        return self.learner or self.learner_name
+
+    @property
+    def key(self) -> str:
+        """Hash of everything that determines the cell's numbers (not of its label)."""
+        ident = {"fingerprint": self.fingerprint, "seed": int(self.seed),
+                 "learner": self.learner_name, "hyperparameters": self.hyperparameters,
+                 "settings": self.settings}
+        if self.device != "cpu":
+            ident["device"] = self.device
+        return hashlib.sha256(to_json(ident).encode()).hexdigest()[:32]
+
+    def describe(self) -> str:
+        return f"{self.scenario} seed={self.seed} {self.label}"
+
+
+@dataclass
+class CellError:
+    """A cell that raised: the one-line reason and the full traceback, kept in the store."""
+
+    message: str
+    traceback: str = ""
+    seconds: float = 0.0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _num(value: Any) -> float | None:
+    """SQLite stores NaN as NULL; keep +-inf as a float (diverged runs carry them)."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+class Store:
+    """A results store at ``path`` (created on first use unless ``create=False``)."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"no results store at {self.path}; run `simlab run SCENARIO` "
+                                 "or `simlab demo` first, or pass the right --db path.")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        try:
+            self._con.execute("PRAGMA busy_timeout=60000")
+            self._check_version()
+            if create:
+                self._con.execute("PRAGMA journal_mode=WAL")
+                with self._transaction():
+                    self._check_version()     # again, under the write lock
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        self._con.execute(statement)
+                    self._con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                      (str(SCHEMA_VERSION),))
+                    self._con.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)",
+                                      (f"simlab {__version__}",))
+            elif "runs" not in self._tables():
+                raise StoreError(f"{self.path} is an empty file, not a results store; run "
+                                 "`simlab run SCENARIO` or pass the right --db path.")
+        except BaseException:
+            self._con.close()
+            raise
+
+    # -- opening ------------------------------------------------------------------------------
+    def _tables(self) -> set[str]:
+        try:
+            return {r[0] for r in self._con.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path} is not a SQLite file ({err}); "
+                             "pass a different --db path.") from err
+
+    def _check_version(self) -> None:
+        """Refuse (without touching the file) a store this version cannot read correctly."""
+        tables = self._tables()
+        if not tables:
+            return
+        if "meta" not in tables:
+            raise StoreError(f"{self.path} is a SQLite file but not a simlab results store "
+                             "(no meta table); pass a different --db path.")
+        meta = dict(self._con.execute("SELECT key, value FROM meta"))
+        found = meta.get("schema_version")
+        if found != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"results store {self.path} has schema version {found} "
+                f"(written by {meta.get('created_by', 'an unknown simlab')}); this simlab "
+                f"{__version__} reads version {SCHEMA_VERSION}. Open it with the simlab that "
+                "wrote it (e.g. to `simlab export` it), or pass a new --db path.")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE takes the write lock up front, so concurrent writers queue cleanly."""
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ------------------------------------------------------------------------------
+    def done_keys(self) -> set[str]:
+        """Keys of cells that finished (ok or diverged); failed cells are not done."""
+        rows = self._con.execute(
+            f"SELECT key FROM runs WHERE status IN {FINISHED!r}").fetchall()
+        return {r[0] for r in rows}
+
+    def write(self, cell: Cell, outcome: RunResult | CellError | BaseException, *,
+              config: Mapping[str, Any] | str | None = None, started: str | None = None,
+              finished: str | None = None) -> int:
+        """Write one run (replacing an earlier run of the same cell) in one transaction.
+
+        ``config`` (the scenario's config) is stored once per fingerprint. Returns the run_id.
+        """
+        if isinstance(outcome, BaseException):
+            outcome = CellError(f"{type(outcome).__name__}: {outcome}")
+        if isinstance(outcome, RunResult):
+            status, error = outcome.status, None
+            seconds = outcome.timings.get("total_s")
+            timings, log = outcome.timings, outcome.log
+        else:
+            status, error, seconds = "failed", outcome.traceback or outcome.message, outcome.seconds
+            timings, log = {}, {"message": outcome.message}
+        if status not in STATUSES:
+            raise ValueError(f"run status {status!r} is not one of {STATUSES}")
+        finished = finished or _now()
+        with self._transaction() as con:
+            self._delete_cell(cell.key)
+            cur = con.execute(
+                "INSERT INTO runs (key, scenario, fingerprint, seed, learner, learner_name, "
+                "hyperparameters, device, version, status, error, started, finished, seconds, "
+                "timings, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (cell.key, cell.scenario, cell.fingerprint, int(cell.seed), cell.label,
+                 cell.learner_name, to_json(cell.hyperparameters), cell.device, __version__,
+                 status, error, started or finished, finished,
+                 None if seconds is None else float(seconds), to_json(timings), to_json(log)))
+            run_id = int(cur.lastrowid)
+            if config is not None:
+                text = config if isinstance(config, str) else to_json(config)
+                con.execute("INSERT OR IGNORE INTO configs VALUES (?,?,?)",
+                            (cell.fingerprint, cell.scenario, text))
+            if isinstance(outcome, RunResult):
+                self._write_result(run_id, cell, outcome)
+        return run_id
+
+    def _delete_cell(self, key: str) -> None:
+        old = [r[0] for r in self._con.execute("SELECT run_id FROM runs WHERE key=?", (key,))]
+        for table in ("metrics", "summaries", "runs"):
+            self._con.executemany(f"DELETE FROM {table} WHERE run_id=?", [(r,) for r in old])
+
+    def _write_result(self, run_id: int, cell: Cell, result: RunResult) -> None:
+        rec = result.records
+        missing = [c for c in RECORD_COLUMNS if c not in rec.columns]
+        if missing:
+            raise ValueError(f"RunResult.records lacks columns {missing}")
+        self._con.executemany(
+            "INSERT INTO metrics VALUES (?,?,?,?,?,?)",
+            ((run_id, int(w), int(k), int(s), str(m), _num(v)) for w, k, s, m, v in
+             rec[RECORD_COLUMNS].itertuples(index=False, name=None)))
+        self._con.executemany("INSERT OR REPLACE INTO summaries VALUES (?,?,?)",
+                              ((run_id, str(n), _num(v)) for n, v in result.summary.items()))
+        have = self._con.execute("SELECT 1 FROM shifts WHERE fingerprint=? AND seed=? LIMIT 1",
+                                 (cell.fingerprint, int(cell.seed))).fetchone()
+        if have is None and len(result.shifts):
+            self._con.executemany(
+                "INSERT INTO shifts VALUES (?,?,?,?,?,?,?,?)",
+                ((cell.fingerprint, int(cell.seed), int(w), int(t), str(k), str(n), str(g),
+                  _num(z)) for w, t, k, n, g, z in
+                 result.shifts[SHIFT_COLUMNS].itertuples(index=False, name=None)))
+
+    # -- reading ------------------------------------------------------------------------------
+    def _read(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self._con, params=params)
+
+    def frames(self, scenario: str | None = None, *, latest: bool = True) -> dict[str, pd.DataFrame]:
+        """The long-format frames the report reads: runs, metrics, shifts, summaries, configs.
+
+        ``latest`` keeps, per scenario name, only the fingerprint run most recently (an edited
+        scenario file gives a new fingerprint; mixing the two would break paired comparisons)
+        and, per (seed, learner), the latest run.
+        """
+        runs = self._read("SELECT run_id, scenario, fingerprint, seed, learner, learner_name, "
+                          "hyperparameters, device, version, status, error, started, finished, "
+                          "seconds, timings FROM runs ORDER BY run_id")
+        if scenario is not None:
+            if scenario not in set(runs["scenario"]):
+                have = ", ".join(sorted(set(runs["scenario"]))) or "none"
+                raise StoreError(f"no runs of scenario {scenario!r} in {self.path}; "
+                                 f"scenarios in the store: {have}")
+            runs = runs[runs["scenario"] == scenario]
+        if latest and len(runs):
+            last = runs.groupby(["scenario", "fingerprint"])["finished"].max().reset_index()
+            keep = last.sort_values("finished").groupby("scenario").tail(1)["fingerprint"]
+            runs = runs[runs["fingerprint"].isin(set(keep))]
+            runs = runs.sort_values("run_id").groupby(["scenario", "seed", "learner"]).tail(1)
+        runs = runs.reset_index(drop=True)
+        ids = tuple(int(i) for i in runs["run_id"])
+        marks = ",".join("?" * len(ids)) or "NULL"
+        metrics = self._read(f"SELECT run_id, {', '.join(RECORD_COLUMNS)} FROM metrics "
+                             f"WHERE run_id IN ({marks}) ORDER BY rowid", ids)
+        summaries = self._read(f"SELECT run_id, name, value FROM summaries "
+                               f"WHERE run_id IN ({marks}) ORDER BY run_id, name", ids)
+        streams = runs[["scenario", "fingerprint", "seed"]].drop_duplicates()
+        shifts = self._read(f"SELECT fingerprint, seed, {', '.join(SHIFT_COLUMNS)} FROM shifts "
+                            "ORDER BY rowid")
+        shifts = streams.merge(shifts, on=["fingerprint", "seed"])[
+            ["scenario", "seed", *SHIFT_COLUMNS, "fingerprint"]]
+        configs = self._read("SELECT fingerprint, scenario, config FROM configs")
+        configs = configs[configs["fingerprint"].isin(set(runs["fingerprint"]))]
+        for frame, col in ((metrics, "value"), (summaries, "value"), (shifts, "size")):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")   # NULL (NaN) -> float
+        return {"runs": runs, "metrics": metrics, "shifts": shifts.reset_index(drop=True),
+                "summaries": summaries, "configs": configs.reset_index(drop=True)}
+
+    def configs(self) -> dict[str, dict[str, Any]]:
+        """Scenario config of every fingerprint (by fingerprint)."""
+        rows = self._con.execute("SELECT fingerprint, config FROM configs")
+        return {fp: json.loads(text) for fp, text in rows}
+
+    def export(self, path: str | Path, fmt: str | None = None, *,
+               latest: bool = False) -> list[Path]:
+        """Write the metrics as one tidy file (run columns joined in), plus runs, summaries and
+        shifts alongside (``NAME.runs.csv`` ...). ``fmt`` defaults to the file's suffix."""
+        path = Path(path)
+        fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
+        if fmt not in ("csv", "parquet"):
+            raise ValueError(f"export format {fmt!r} is not supported; use csv or parquet")
+        if path.suffix.lstrip(".").lower() != fmt:
+            path = path.with_name(path.name + f".{fmt}")
+        f = self.frames(latest=latest)
+        if f["runs"].empty:
+            raise StoreError(f"results store {self.path} has no runs to export")
+        cols = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status"]
+        tidy = f["runs"][cols].merge(f["metrics"], on="run_id")
+        tables = {"": tidy, ".runs": f["runs"], ".summaries": f["runs"][cols[:4]].merge(
+            f["summaries"], on="run_id"), ".shifts": f["shifts"]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = []
+        for suffix, frame in tables.items():
+            out = path.with_name(path.stem + suffix + path.suffix)
+            if fmt == "csv":
+                frame.to_csv(out, index=False)
+            else:
+                frame.to_parquet(out, index=False)
+            written.append(out)
+        return written
+
+    def run_ids(self) -> list[int]:
+        return [int(r[0]) for r in self._con.execute("SELECT run_id FROM runs ORDER BY run_id")]
+
+    def show(self, run_id: int | str) -> str:
+        """A readable account of one run: cell, status, timings, summaries, error, curve."""
+        cols = ("run_id, key, scenario, fingerprint, seed, learner, hyperparameters, device, "
+                "version, status, error, started, finished, seconds, timings")
+        text = str(run_id).strip()
+        row = self._con.execute(f"SELECT {cols} FROM runs WHERE run_id=?",
+                                (int(text),)).fetchall() if text.isdigit() else []
+        if not row and text:
+            row = self._con.execute(f"SELECT {cols} FROM runs WHERE key LIKE ?",
+                                    (text.lower() + "%",)).fetchall()
+        if len(row) != 1:
+            ids = self.run_ids()
+            span = f"{ids[0]}..{ids[-1]}" if ids else "none (the store is empty)"
+            what = "matches several runs" if row else "is not in"
+            raise StoreError(f"run {run_id!r} {what} {self.path}; run ids: {span} "
+                             "(or give a unique prefix of a cell key)")
+        (rid, key, scen, fp, seed, learner, hp, device, version, status, error, started,
+         finished, seconds, timings) = row[0]
+        lines = [f"run {rid}  [{status}]",
+                 f"  scenario      {scen} (fingerprint {fp[:12]})  seed {seed}",
+                 f"  learner       {learner}  on {device}",
+                 f"  hyperparams   {hp}",
+                 f"  cell key      {key}",
+                 f"  simlab        {version}; {started} -> {finished}"
+                 + (f" ({seconds:.1f} s)" if seconds is not None else ""),
+                 f"  timings       {timings}"]
+        summ = self._con.execute("SELECT name, value FROM summaries WHERE run_id=? ORDER BY name",
+                                 (rid,)).fetchall()
+        if summ:
+            lines.append("  summaries")
+            lines += [f"    {n:<28} {'nan' if v is None else f'{v:.4g}'}" for n, v in summ]
+        if error:
+            lines.append("  error")
+            lines += ["    " + ln for ln in error.rstrip().splitlines()]
+        curve = self._read("SELECT shots, steps, metric, AVG(value) AS mean FROM metrics "
+                           "WHERE run_id=? GROUP BY shots, steps, metric", (rid,))
+        if not curve.empty:
+            table = curve.pivot_table(index=["shots", "steps"], columns="metric", values="mean")
+            lines.append("  metrics (mean over waves)")
+            lines += ["    " + ln for ln in table.to_string(float_format="%.4g").splitlines()]
+        return "\n".join(lines)

@@ -1,0 +1,416 @@
+"""Sweeps: scenarios x learners x seeds (x hyperparameter grids), each cell one stored run.
+
+Cells are independent, so any executor may run them in any order. What makes the numbers the
+same whichever executor runs them: every cell rebuilds its learner from the seed, every
+learner of a (scenario, seed) reads the identical stream (generated once, cached on disk by
+``Scenario.stream``), and workers run torch single-threaded. The parent alone writes to the
+store, one transaction per finished cell, so a killed sweep loses at most the cells in flight
+and re-running the same sweep skips the cells already finished (failed cells are retried).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+import tomllib
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tqdm.auto import tqdm
+
+from simlab.evaluation.result import RunResult
+from simlab.experiment.config import Scenario, load_scenario
+from simlab.experiment.executors import Executor, make_executor
+from simlab.experiment.store import Cell, CellError, Store, to_json
+from simlab.learners.base import Learner
+from simlab.learners.registry import learner_class, make_learner
+
+#: evaluation settings that do not change a cell's numbers (they choose which cells exist)
+_NOT_SETTINGS = ("learners", "seeds")
+
+
+# --- what to run ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LearnerSpec:
+    """A learner to compare: a registry name (or ``pkg.mod:Class``), fixed hyperparameters, and
+    the label it carries in the store and the report."""
+
+    name: str
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    @classmethod
+    def of(cls, learner: str | type[Learner] | LearnerSpec) -> LearnerSpec:
+        if isinstance(learner, LearnerSpec):
+            return learner
+        if isinstance(learner, type) and issubclass(learner, Learner):
+            own = learner.name if learner.name != Learner.name else learner.__name__
+            return cls(f"{learner.__module__}:{learner.__qualname__}", label=own)
+        if isinstance(learner, str) and learner.strip():
+            return cls(learner.strip())
+        raise ValueError(f"learner {learner!r} is not a name, a Learner subclass or a "
+                         "LearnerSpec")
+
+    @property
+    def display(self) -> str:
+        if self.label:
+            return self.label
+        if ":" not in self.name:
+            return self.name
+        cls = learner_class(self.name)
+        return cls.name if cls.name != Learner.name else cls.__name__
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs for one cell (picklable)."""
+
+    cell: Cell
+    scenario: Scenario
+    overrides: Mapping[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What a worker sends back: the result or the error, and when it ran."""
+
+    result: RunResult | CellError
+    started: str
+    finished: str
+
+
+@dataclass
+class SweepSummary:
+    """Counts of one ``run_sweep`` call and where its runs are."""
+
+    db: Path
+    cells: int = 0
+    skipped: int = 0
+    ok: int = 0
+    diverged: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    run_ids: list[int] = field(default_factory=list)
+    failures: list[tuple[str, int, str]] = field(default_factory=list)  # (cell, run_id, reason)
+
+    def __str__(self) -> str:
+        text = (f"{self.cells} cells: {self.ok} ok, {self.diverged} diverged, {self.failed} "
+                f"failed, {self.skipped} already in {self.db} ({self.seconds:.1f} s)")
+        for cell, run_id, reason in self.failures[:10]:
+            text += f"\n  failed: {cell} (run {run_id}): {reason}"
+        if len(self.failures) > 10:
+            text += f"\n  ... and {len(self.failures) - 10} more (`simlab show RUN`)"
+        return text
+
+
+def settings_of(scenario: Scenario) -> dict[str, Any]:
+    """Evaluation settings that determine a cell's numbers (shots, steps, budget, ...)."""
+    ev = scenario.evaluation.model_dump(mode="json")
+    return {k: v for k, v in ev.items() if k not in _NOT_SETTINGS}
+
+
+def comparison_fingerprint(scenario: Scenario) -> str:
+    """Identity of a comparison: name, stream and evaluation settings, but not the learner list
+    or seed count, so adding a learner or a seed reuses the cells already run."""
+    text = to_json({"name": scenario.name, "stream": scenario.stream_fingerprint(),
+                    "evaluation": settings_of(scenario)})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _grid_points(grid: Mapping[str, Sequence[Any]] | None) -> list[dict[str, Any]]:
+    if not grid:
+        return [{}]
+    for k, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"grid value of {k!r} must be a non-empty list, got {values!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _label(base: str, point: Mapping[str, Any]) -> str:
+    if not point:
+        return base
+    return base + "[" + ",".join(f"{k}={v}" for k, v in point.items()) + "]"
+
+
+def plan_cells(scenarios: Sequence[Scenario], learners: Sequence[LearnerSpec] | None,
+               seeds: Sequence[int] | None, grid: Mapping[str, Mapping[str, Sequence[Any]]]
+               | None = None, device: str = "cpu") -> list[Job]:
+    """Every cell of the sweep, validated up front (an unknown learner or a bad hyperparameter
+    fails here, before anything runs)."""
+    grid = dict(grid or {})
+    jobs: list[Job] = []
+    for sc in scenarios:
+        specs = learners if learners is not None else [LearnerSpec(n)
+                                                       for n in sc.evaluation.learners]
+        names = {s.name for s in specs} | {s.display for s in specs}
+        unknown = sorted(set(grid) - names)
+        if unknown:
+            raise ValueError(f"grid for {', '.join(unknown)}: not among the learners "
+                             f"{', '.join(sorted(s.display for s in specs))}")
+        run_seeds = list(seeds) if seeds is not None else list(range(sc.evaluation.seeds))
+        bad = [s for s in run_seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+        if bad or not run_seeds:
+            raise ValueError(f"seeds {run_seeds!r} are invalid; give non-negative integers")
+        fp, settings = comparison_fingerprint(sc), settings_of(sc)
+        for spec in specs:
+            points = _grid_points(grid.get(spec.display) or grid.get(spec.name))
+            for point in points:
+                overrides = {**sc.hyperparameters(spec.name), **spec.hyperparameters, **point}
+                learner = make_learner(spec.name, **overrides)
+                learner.validate()
+                label = _label(spec.display, point)
+                for seed in run_seeds:
+                    cell = Cell(sc.name, fp, int(seed), spec.name,
+                                json.loads(to_json(learner.hyperparameters())), label,
+                                settings, device)
+                    jobs.append(Job(cell, sc, overrides))
+    seen: dict[str, Cell] = {}
+    for job in jobs:
+        if job.cell.key in seen:
+            raise ValueError(f"the sweep lists the same cell twice: {job.cell.describe()} and "
+                             f"{seen[job.cell.key].describe()}; remove the duplicate")
+        seen[job.cell.key] = job.cell
+    return jobs
+
+
+# --- what a worker does -------------------------------------------------------------------------
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def prepare_stream(item: tuple[Scenario, int]) -> str | None:
+    """Generate and cache one (scenario, seed) stream; returns the error text, if any."""
+    scenario, seed = item
+    try:
+        scenario.stream(seed)
+        return None
+    except Exception:  # noqa: BLE001 - recorded on every cell of this stream
+        return traceback.format_exc()
+
+
+def evaluate_kwargs(scenario: Scenario, seed: int, device: str) -> dict[str, Any]:
+    """The protocol's settings from the scenario's ``[evaluation]`` table."""
+    from simlab.evaluation.metrics import SummaryOptions
+    from simlab.learners.base import Budget
+
+    ev = scenario.evaluation
+    return {"warmup": ev.warmup, "shots": list(ev.shots), "steps": list(ev.steps),
+            "budget": Budget(ev.budget.iterations, ev.budget.meta_batch, ev.budget.seconds),
+            "online": ev.online, "seed": int(seed), "device": device,
+            "options": SummaryOptions(rel_tol=ev.recovery_tolerance)}
+
+
+def run_cell(job: Job) -> Outcome:
+    """Run one cell; any exception becomes a recorded ``CellError`` (the sweep goes on)."""
+    from simlab.evaluation.protocol import evaluate
+
+    started, t0 = _now(), time.perf_counter()
+    try:
+        stream = job.scenario.stream(job.cell.seed)
+        learner = make_learner(job.cell.learner_name, **job.overrides)
+        result: RunResult | CellError = evaluate(
+            learner, stream, **evaluate_kwargs(job.scenario, job.cell.seed, job.cell.device))
+    except Exception as err:  # noqa: BLE001 - a failing cell must not stop the sweep
+        result = CellError(f"{type(err).__name__}: {err}".splitlines()[0],
+                           traceback.format_exc(), time.perf_counter() - t0)
+    return Outcome(result, started, _now())
+
+
+# --- the sweep ----------------------------------------------------------------------------------
+def resolve_scenarios(scenarios: Iterable[str | Path | Scenario] | str | Path | Scenario
+                      ) -> list[Scenario]:
+    """Scenario objects from objects, names (``opinion_shift``) or TOML paths."""
+    if isinstance(scenarios, (str, Path, Scenario)):
+        scenarios = [scenarios]
+    out = [s if isinstance(s, Scenario) else load_scenario(s) for s in scenarios]
+    if not out:
+        raise ValueError("a sweep needs at least one scenario")
+    names = [s.name for s in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup and len({comparison_fingerprint(s) for s in out}) != len(out):
+        raise ValueError(f"scenario(s) listed twice: {', '.join(dup)}")
+    return out
+
+
+def run_sweep(scenarios: Iterable[str | Path | Scenario] | str | Path | Scenario,
+              learners: Sequence[str | type[Learner] | LearnerSpec] | None = None,
+              seeds: int | Sequence[int] | None = None,
+              store: Store | str | Path = "results/simlab.db",
+              executor: str | Executor | None = "process", jobs: int | None = None,
+              quiet: bool = False, grid: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+              scheduler: str | None = None, device: str = "cpu") -> SweepSummary:
+    """Run every cell not yet in ``store``; returns the counts.
+
+    ``learners`` / ``seeds`` default to the scenario's ``[evaluation]`` table; ``seeds`` may be
+    a count (``5`` -> seeds 0..4) or a list. ``grid`` maps a learner to ``{field: [values]}``;
+    each point of the product is its own cell (labelled ``name[field=value]``).
+    """
+    t0 = time.perf_counter()
+    scs = resolve_scenarios(scenarios)
+    specs = None if learners is None else [LearnerSpec.of(x) for x in learners]
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds={seeds} is invalid; give a count >= 1 or a list of seeds")
+        seeds = list(range(seeds))
+    planned = plan_cells(scs, specs, seeds, grid, device)
+    own_store = not isinstance(store, Store)
+    db = Store(store) if own_store else store
+    try:
+        done = db.done_keys()
+        todo = [j for j in planned if j.cell.key not in done]
+        summary = SweepSummary(db.path, cells=len(planned), skipped=len(planned) - len(todo))
+        if todo:
+            owned = executor is None or isinstance(executor, str)
+            ex = make_executor(executor, jobs, scheduler) if owned else executor
+            try:
+                _run(todo, ex, db, summary, quiet)
+            finally:
+                if owned:
+                    ex.close()
+    finally:
+        if own_store:
+            db.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet: bool) -> None:
+    configs = {j.cell.fingerprint: j.scenario.model_dump(mode="json") for j in todo}
+    streams = list(dict.fromkeys((j.cell.fingerprint, j.cell.seed) for j in todo))
+    by_stream = {(j.cell.fingerprint, j.cell.seed): j.scenario for j in todo}
+    broken: dict[tuple[str, int], str] = {}
+    bar = tqdm(total=len(streams), desc="streams", unit="stream", disable=quiet, leave=False)
+    with bar:
+        for (fp, seed, _), err in ex.map_unordered(
+                _prepare_keyed, [(fp, seed, by_stream[fp, seed]) for fp, seed in streams]):
+            if err:
+                broken[fp, seed] = err
+            bar.update()
+    ready = [j for j in todo if (j.cell.fingerprint, j.cell.seed) not in broken]
+    for job in todo:
+        err = broken.get((job.cell.fingerprint, job.cell.seed))
+        if err:
+            reason = "stream generation failed: " + err.strip().splitlines()[-1]
+            _record(db, job, Outcome(CellError(reason, err), _now(), _now()), configs, summary)
+    with tqdm(total=len(ready), desc="cells", unit="cell", disable=quiet) as bar:
+        for job, outcome in ex.map_unordered(run_cell, ready):
+            _record(db, job, outcome, configs, summary)
+            bar.set_postfix_str(f"{job.cell.label} seed {job.cell.seed}"
+                                + (f", {summary.failed} failed" if summary.failed else ""))
+            bar.update()
+
+
+def _prepare_keyed(item: tuple[str, int, Scenario]) -> str | None:
+    return prepare_stream((item[2], item[1]))
+
+
+def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
+            summary: SweepSummary) -> None:
+    run_id = db.write(job.cell, outcome.result, config=configs[job.cell.fingerprint],
+                      started=outcome.started, finished=outcome.finished)
+    summary.run_ids.append(run_id)
+    if isinstance(outcome.result, CellError):
+        summary.failed += 1
+        summary.failures.append((job.cell.describe(), run_id, outcome.result.message))
+    elif outcome.result.status == "diverged":
+        summary.diverged += 1
+    else:
+        summary.ok += 1
+
+
+# --- sweep files ------------------------------------------------------------------------------
+class SweepFile(BaseModel):
+    """A sweep TOML file (scenario paths relative to the file; db and report to the working
+    directory)::
+
+        scenarios = ["opinion_shift", "my_scenario.toml"]
+        learners = ["maml", "protonet", "partial_pooling"]   # default: each scenario's list
+        seeds = 5                                             # or [0, 3, 7]
+        db = "results/simlab.db"
+        report = "reports/my_sweep"                           # optional
+        executor = "process"                                  # inline | process | dask
+        jobs = 2
+
+        [hyperparameters.maml]      # fixed values for one learner
+        inner_lr = 0.05
+
+        [grid.maml]                 # every combination is its own cell
+        inner_steps = [1, 5]
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenarios: list[str] = Field(min_length=1)
+    learners: list[str] | None = None
+    seeds: int | list[int] | None = None
+    hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    db: str | None = None
+    report: str | None = None
+    executor: str | None = None
+    jobs: int | None = Field(None, ge=1)
+    scheduler: str | None = None
+
+
+@dataclass
+class SweepPlan:
+    """A loaded sweep file, ready for ``run_sweep(**plan.kwargs())``."""
+
+    scenarios: list[Scenario]
+    learners: list[LearnerSpec] | None
+    seeds: int | list[int] | None
+    grid: dict[str, dict[str, list[Any]]]
+    db: Path | None
+    report: Path | None
+    executor: str | None
+    jobs: int | None
+    scheduler: str | None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"scenarios": self.scenarios, "learners": self.learners, "seeds": self.seeds,
+                "grid": self.grid}
+
+
+def load_sweep(path: str | Path) -> SweepPlan:
+    """Read and validate a sweep TOML file; every problem is one ``ValueError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no sweep file {str(path)!r}")
+    try:
+        raw = tomllib.loads(path.read_text())
+        spec = SweepFile.model_validate(raw)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        extra = (f"; fields: {', '.join(SweepFile.model_fields)}"
+                 if e["type"] == "extra_forbidden" else "")
+        raise ValueError(f"{path}: {where}: {e['msg']}{extra}") from None
+    here = path.parent
+    scenarios = []
+    for ref in spec.scenarios:
+        local = here / (ref if ref.endswith(".toml") else f"{ref}.toml")
+        scenarios.append(load_scenario(local if local.is_file() else ref))
+    unknown = sorted(set(spec.hyperparameters) - set(spec.learners or spec.hyperparameters))
+    if unknown and spec.learners is not None:
+        raise ValueError(f"{path}: hyperparameters.{unknown[0]}: not among learners "
+                         f"{spec.learners}")
+    learners = None if spec.learners is None else [
+        LearnerSpec(n, spec.hyperparameters.get(n, {})) for n in spec.learners]
+    if learners is None and spec.hyperparameters:
+        raise ValueError(f"{path}: [hyperparameters] needs an explicit learners list "
+                         "(or put them in the scenario's [learners.<name>] tables)")
+    return SweepPlan(scenarios, learners, spec.seeds, spec.grid, _path(spec.db), _path(spec.report),
+                     spec.executor, spec.jobs, spec.scheduler)
+
+
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text)

@@ -1,0 +1,611 @@
+"""Baselines every meta-learner must beat: scratch, pooled fine-tuning, partial pooling, oracle.
+
+All four are ordinary :class:`~simlab.learners.base.Learner` s (registered as ``scratch``,
+``finetune``, ``partial_pooling``, ``oracle``), batched over the tasks of a ``TaskBatch``.
+
+* :class:`Scratch`: no transfer. A fresh L2-regularised GLM (logistic, multinomial or ridge)
+  per task, fitted to the support set by damped Newton iterations; or a fresh MLP trained by
+  gradient descent (``model="mlp"``).
+* :class:`PooledFineTune`: transfer learning. One network pre-trained on every past respondent
+  pooled, then fine-tuned on each new support set by gradient descent, optionally with the
+  L2-SP penalty toward the pre-trained weights (Li, Grandvalet & Davoine 2018, "Explicit
+  inductive bias for transfer learning with convolutional networks", ICML).
+* :class:`PartialPooling`: the multilevel (random-intercept / random-slope) GLM of survey
+  methodology (Gelman & Hill 2007, "Data Analysis Using Regression and Multilevel/Hierarchical
+  Models", ch. 11-14), fitted by empirical Bayes: group coefficients beta_t ~ N(beta_0, T),
+  T = diag(tau^2), with (beta_0, T) estimated on past tasks by Laplace-approximate EM (Dempster,
+  Laird & Rubin 1977; Laird & Ware 1982 for the Gaussian case; Breslow & Clayton 1993 for the
+  Laplace approximation in GLMMs), and each new task's coefficients the MAP under that prior.
+* :class:`Oracle`: the stream's true probabilities / means; the floor of every loss.
+
+GLM conventions (shared by Scratch and PartialPooling). The linear predictor is
+``eta = [x, 1] @ beta`` with ``beta [D+1, O]`` (O = 1 for binary and regression, C for
+multiclass: the full softmax parameterisation, made identifiable by the Gaussian prior). The
+objective is the *sum* over respondents of the weighted negative log-likelihood plus the
+negative log prior, so the prior's pull fades as K grows, as in Bayes. Survey weights are
+normalised to mean 1 within each task (pseudo-likelihood), so their scale does not matter.
+The regression likelihood is Gaussian with variance ``sigma2`` (1 for Scratch, estimated for
+PartialPooling). Newton steps are damped by a vectorised backtracking line search over a grid
+of step sizes (Boyd & Vandenberghe 2004, "Convex Optimization", sec. 9.5), so the objective
+never increases and one bad task cannot blow up.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from simlab.learners.base import Adapted, Budget, Learner, check
+from simlab.learners.losses import task_loss, to_prediction
+from simlab.learners.nets import mlp, params_of
+from simlab.tasks.batch import TaskBatch
+from simlab.tasks.task import Task, TargetKind
+
+GLM_DTYPE = torch.float64          # Newton solves in double precision; predictions float32
+_LINE_SEARCH = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.0)   # 0 keeps the old iterate
+MODELS = ("glm", "mlp")
+OPTIMIZERS = ("sgd", "adam")
+
+
+# ----------------------------------------------------------------------------------- shared
+
+def _check_steps(learner: str, steps: Sequence[int]) -> tuple[int, ...]:
+    """The requested inner-step counts as a tuple of non-negative ints."""
+    out = tuple(int(s) for s in steps)
+    if not out or any(s < 0 or s != r for s, r in zip(out, steps)):
+        raise ValueError(f"{learner}: steps={list(steps)!r} is invalid; give a non-empty list "
+                         "of integers >= 0 (inner-step counts)")
+    return out
+
+
+def _check_batch(learner: Learner, batch: TaskBatch) -> None:
+    """The batch must match the TaskSpec the learner was set up for."""
+    if not hasattr(learner, "spec"):
+        raise ValueError(f"{learner.name}: call setup(spec, seed) before meta_fit/adapt")
+    spec = learner.spec
+    got = (batch.target, batch.n_features, batch.n_classes if batch.target == "multiclass" else 2)
+    want = (spec.target, spec.n_features, spec.n_classes if spec.target == "multiclass" else 2)
+    if got != want:
+        raise ValueError(f"{learner.name}: batch has (target, features, classes)={got} but the "
+                         f"learner was set up for {want}; call setup with TaskSpec.of(task)")
+
+
+def _check_tasks(learner: Learner, tasks: Sequence[Task]) -> None:
+    """Meta-fit tasks must match the learner's TaskSpec."""
+    if not hasattr(learner, "spec"):
+        raise ValueError(f"{learner.name}: call setup(spec, seed) before meta_fit/adapt")
+    spec = learner.spec
+    for t in tasks:
+        if (t.target, t.n_features) != (spec.target, spec.n_features) or (
+                spec.target == "multiclass" and t.n_classes != spec.n_classes):
+            raise ValueError(f"{learner.name}: task {t.info.get('group', t.info)!r} has "
+                             f"(target, features, classes)={(t.target, t.n_features, t.n_classes)}"
+                             f" but the learner was set up for {spec}")
+
+
+def _norm_weights(w: torch.Tensor) -> torch.Tensor:
+    """Weights rescaled to mean 1 over each task's real (w > 0) respondents; 0 stays 0."""
+    n = (w > 0).sum(-1, keepdim=True).clamp_min(1)
+    return w * n / w.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def _pool(tasks: Sequence[Task], device: torch.device
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every respondent (support and query) of each task: x ``[T, N, D]``, y ``[T, N]``,
+    normalised weights ``[T, N]``; tasks padded to the largest N with weight 0."""
+    xs = [np.concatenate([t.x_support, t.x_query]) for t in tasks]
+    ys = [np.concatenate([t.y_support, t.y_query]) for t in tasks]
+    ws = [np.concatenate([np.ones(t.shots) if t.w_support is None else t.w_support,
+                          np.ones(t.n_query) if t.w_query is None else t.w_query])
+          for t in tasks]
+    n = max(len(a) for a in xs)
+    pad = [n - len(a) for a in xs]
+    x = np.stack([np.pad(a, [(0, p), (0, 0)]) for a, p in zip(xs, pad)]).astype(np.float32)
+    ydt = np.int64 if tasks[0].target == "multiclass" else np.float32
+    y = np.stack([np.pad(a, (0, p)) for a, p in zip(ys, pad)]).astype(ydt)
+    w = np.stack([np.pad(a, (0, p)) for a, p in zip(ws, pad)]).astype(np.float32)
+    as_t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    return as_t(x), as_t(y), _norm_weights(as_t(w))
+
+
+# ------------------------------------------------------------------------------ GLM kernel
+
+def _design(x: torch.Tensor) -> torch.Tensor:
+    """Features plus an intercept column, in double precision: ``[..., N, D+1]``."""
+    x = x.to(GLM_DTYPE)
+    return torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
+
+
+def _encode(y: torch.Tensor, target: TargetKind, n_classes: int) -> torch.Tensor:
+    """Responses as ``[..., N, O]``: one-hot for multiclass, a trailing axis otherwise."""
+    if target == "multiclass":
+        return F.one_hot(y.long(), n_classes).to(GLM_DTYPE)
+    return y.to(GLM_DTYPE).unsqueeze(-1)
+
+
+def _nll(eta: torch.Tensor, y: torch.Tensor, w: torch.Tensor, target: TargetKind,
+         sigma2: torch.Tensor | float) -> torch.Tensor:
+    """Weighted negative log-likelihood summed over respondents (constants dropped).
+
+    ``eta [..., B, N, O]`` broadcasts against ``y [B, N, O]`` and ``w [B, N]``.
+    """
+    if target == "binary":
+        per = (F.softplus(eta) - y * eta).squeeze(-1)
+    elif target == "multiclass":
+        per = torch.logsumexp(eta, -1) - (y * eta).sum(-1)
+    else:
+        per = 0.5 * ((eta - y) ** 2).squeeze(-1) / sigma2
+    return (w * per).sum(-1)
+
+
+def _grad_hess(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+               target: TargetKind, sigma2: torch.Tensor | float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient ``[B, P*O]`` and Hessian ``[B, P*O, P*O]`` of ``_nll`` at ``beta [B, P, O]``.
+
+    Per respondent the score is ``x (mu - y)`` and the curvature ``(x x^T) kron A`` with
+    A = p(1-p) (logistic), diag(p) - p p^T (multinomial) or 1/sigma2 (Gaussian).
+    """
+    eta = x @ beta
+    b, n, o = eta.shape
+    if target == "binary":
+        p = torch.sigmoid(eta)
+        resid, curv = p - y, (p * (1 - p)).unsqueeze(-1)
+    elif target == "multiclass":
+        p = torch.softmax(eta, -1)
+        resid, curv = p - y, torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+    else:
+        resid = (eta - y) / sigma2
+        curv = torch.ones(b, n, 1, 1, dtype=eta.dtype, device=eta.device) / sigma2
+    g = torch.einsum("bn,bnp,bno->bpo", w, x, resid).reshape(b, -1)
+    h = torch.einsum("bn,bnp,bnq,bnoc->bpoqc", w, x, x, curv).reshape(b, g.shape[1], -1)
+    return g, h
+
+
+def _objective(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+               target: TargetKind, sigma2: torch.Tensor | float, mean: torch.Tensor,
+               prec: torch.Tensor) -> torch.Tensor:
+    """Negative log posterior (up to constants) for ``beta [..., B, P, O]``: ``[..., B]``."""
+    eta = torch.einsum("bnp,...bpo->...bno", x, beta)
+    prior = 0.5 * (prec * (beta - mean) ** 2).sum((-2, -1))
+    return _nll(eta, y, w, target, sigma2) + prior
+
+
+def _newton_step(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                 target: TargetKind, sigma2: torch.Tensor | float, mean: torch.Tensor,
+                 prec: torch.Tensor) -> torch.Tensor:
+    """One damped Newton step on the MAP objective for every task at once.
+
+    Prior N(mean, diag(1/prec)); the step size per task is the best of ``_LINE_SEARCH``
+    (including 0), so the objective is monotone and non-finite candidates are never taken.
+    """
+    g, h = _grad_hess(beta, x, y, w, target, sigma2)
+    g = g + (prec * (beta - mean)).reshape(g.shape)
+    h = h + torch.diag_embed(prec.expand_as(beta).reshape(g.shape))
+    delta, _ = torch.linalg.solve_ex(h, g)
+    delta = torch.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0).reshape(beta.shape)
+    t = torch.tensor(_LINE_SEARCH, dtype=beta.dtype, device=beta.device)
+    cand = beta - t.view(-1, 1, 1, 1) * delta                       # [T, B, P, O]
+    obj = _objective(cand, x, y, w, target, sigma2, mean, prec)     # [T, B]
+    best = torch.nan_to_num(obj, nan=torch.inf).argmin(0)           # [B]
+    return cand[best, torch.arange(beta.shape[0], device=beta.device)]
+
+
+def _newton_path(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                 target: TargetKind, sigma2: torch.Tensor | float, mean: torch.Tensor,
+                 prec: torch.Tensor, steps: tuple[int, ...]) -> torch.Tensor:
+    """Coefficients after each requested number of Newton iterations: ``[S, B, P, O]``."""
+    kept: dict[int, torch.Tensor] = {0: beta}
+    for i in range(1, max(steps) + 1):
+        beta = _newton_step(beta, x, y, w, target, sigma2, mean, prec)
+        kept[i] = beta
+    return torch.stack([kept[s] for s in steps])
+
+
+def _posterior_cov(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                   target: TargetKind, sigma2: torch.Tensor | float, prec: torch.Tensor
+                   ) -> torch.Tensor:
+    """Laplace posterior covariance ``(H + diag(prec))^-1`` at the mode: ``[B, P*O, P*O]``."""
+    g, h = _grad_hess(beta, x, y, w, target, sigma2)
+    h = h + torch.diag_embed(prec.expand_as(beta).reshape(g.shape))
+    chol, _ = torch.linalg.cholesky_ex(h)
+    return torch.cholesky_inverse(chol)
+
+
+@dataclass
+class GLMAdapted(Adapted):
+    """GLM coefficients per step count and task: ``coef [S, B, D+1, O]`` (last row: intercept)."""
+
+    steps: tuple[int, ...]
+    coef: torch.Tensor
+    target: TargetKind
+
+    def predict(self, query: TaskBatch) -> torch.Tensor:
+        if query.size != self.coef.shape[1]:
+            raise ValueError(f"predict: query batch has {query.size} tasks but the support "
+                             f"batch had {self.coef.shape[1]}; pass the same batch")
+        x = _design(query.x_query.to(self.coef.device))
+        eta = torch.einsum("bqp,sbpo->sbqo", x, self.coef)
+        return to_prediction(eta, self.target).to(query.x_query.dtype)
+
+
+# ------------------------------------------------------------------------------ net kernel
+
+def _net_path(module: nn.Module, init: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor],
+              batch: TaskBatch, target: TargetKind, steps: tuple[int, ...], lr: float,
+              l2: float, optimizer: str = "sgd", train: Sequence[str] | None = None
+              ) -> dict[str, torch.Tensor]:
+    """Gradient-based training from ``init`` on every support set at once (vmap over tasks).
+
+    Per task it minimises ``L(theta) + l2/2 * ||theta - anchor||^2`` over the parameters named
+    in ``train`` (all if None; the others stay at ``init``), L the weighted mean support loss,
+    by plain gradient descent (``optimizer="sgd"``) or Adam (Kingma & Ba 2015, default betas;
+    scale-free, so one rate serves log loss and squared error). Returns the parameters after
+    each requested step count, ``[S, B, ...]`` per tensor.
+    """
+    x, y, w = batch.x_support, batch.y_support, _norm_weights(batch.w_support)
+    names = list(init) if train is None else list(train)
+    frozen = {k: v.detach() for k, v in init.items() if k not in names}
+
+    def loss(p: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor,
+             wb: torch.Tensor) -> torch.Tensor:
+        fit = task_loss(functional_call(module, {**frozen, **p}, (xb,)), yb, target, wb)
+        return fit + 0.5 * l2 * sum(((p[k] - anchor[k]) ** 2).sum() for k in p)
+
+    step = vmap(grad(loss))
+    params = {k: init[k].detach().expand(batch.size, *init[k].shape).clone() for k in names}
+    moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
+    kept = {0: params}
+    for i in range(1, max(steps) + 1):
+        g = step(params, x, y, w)
+        if optimizer == "adam":
+            moments = {k: (0.9 * m + 0.1 * g[k], 0.999 * v + 0.001 * g[k] ** 2)
+                       for k, (m, v) in moments.items()}
+            g = {k: (m / (1 - 0.9 ** i)) / ((v / (1 - 0.999 ** i)).sqrt() + 1e-8)
+                 for k, (m, v) in moments.items()}
+        params = {k: params[k] - lr * g[k] for k in params}
+        kept[i] = params
+    out = {k: torch.stack([kept[s][k] for s in steps]) for k in names}
+    out.update({k: v.expand(len(steps), batch.size, *v.shape) for k, v in frozen.items()})
+    return out
+
+
+@dataclass
+class NetAdapted(Adapted):
+    """Network parameters per step count and task: each tensor ``[S, B, ...]``."""
+
+    steps: tuple[int, ...]
+    params: dict[str, torch.Tensor]
+    module: nn.Module
+    target: TargetKind
+
+    def predict(self, query: TaskBatch) -> torch.Tensor:
+        n_tasks = next(iter(self.params.values())).shape[1]
+        if query.size != n_tasks:
+            raise ValueError(f"predict: query batch has {query.size} tasks but the support "
+                             f"batch had {n_tasks}; pass the same batch")
+        call = lambda p, x: functional_call(self.module, p, (x,))  # noqa: E731
+        with torch.no_grad():
+            out = vmap(vmap(call), in_dims=(0, None))(self.params, query.x_query)
+        return to_prediction(out, self.target)
+
+
+def _check_model(learner: str, model: str, hidden: tuple[int, ...]) -> None:
+    check(model in MODELS, learner, "model", model, f"choose one of {MODELS}")
+    check(isinstance(hidden, tuple | list) and all(isinstance(h, int) and h >= 1 for h in hidden),
+          learner, "hidden", hidden, "give a tuple of layer widths >= 1, e.g. (40, 40)")
+
+
+def _positive(learner: str, field: str, value: float, zero_ok: bool = False) -> None:
+    ok = isinstance(value, int | float) and np.isfinite(value) and (
+        value >= 0 if zero_ok else value > 0)
+    check(bool(ok), learner, field, value, f"it must be a finite number {'>=' if zero_ok else '>'} 0")
+
+
+# ---------------------------------------------------------------------------------- Scratch
+
+@dataclass
+class Scratch(Learner):
+    """No transfer: a fresh model per task, trained on its support set only.
+
+    ``model="glm"`` (default, the strong small-data choice): an L2-regularised GLM (logistic /
+    multinomial / ridge), i.e. the MAP under the weakly informative prior slopes ~ N(0, 1/l2),
+    intercept ~ N(0, 1/l2_intercept) (features assumed standardised, as survey adapters do),
+    started at zero (step 0 predicts the prior: P = 1/2, uniform classes, E[y] = 0) and fitted
+    by damped Newton iterations; ``steps`` counts Newton iterations (ridge is exact after one).
+    ``model="mlp"``: a ReLU MLP ``hidden`` initialised once from the learner's generator (no
+    learned init), trained by ``optimizer`` ("adam" default: scale-free across log loss and
+    squared error; "sgd") at rate ``lr`` on the same MAP objective divided by K (mean loss
+    + l2/(2K) ||theta||^2); ``steps`` counts optimiser steps. ``meta_fit`` learns nothing.
+    """
+
+    name: ClassVar[str] = "scratch"
+
+    model: str = "glm"
+    l2: float = 2.0
+    l2_intercept: float = 1.0
+    hidden: tuple[int, ...] = (40, 40)
+    lr: float = 0.01
+    optimizer: str = "adam"
+
+    def validate(self) -> None:
+        _check_model(self.name, self.model, self.hidden)
+        _positive(self.name, "l2", self.l2, zero_ok=self.model == "mlp")
+        _positive(self.name, "l2_intercept", self.l2_intercept)
+        _positive(self.name, "lr", self.lr)
+        check(self.optimizer in OPTIMIZERS, self.name, "optimizer", self.optimizer,
+              f"choose one of {OPTIMIZERS}")
+
+    def build(self) -> None:
+        spec = self.spec
+        if self.model == "mlp":
+            self.net = mlp([spec.n_features, *self.hidden, spec.out_dim], self.generator,
+                           self.device)
+            self.init = {k: v.detach() for k, v in params_of(self.net).items()}
+        prec = torch.full((spec.n_features + 1, spec.out_dim), float(self.l2), dtype=GLM_DTYPE,
+                          device=self.device)
+        prec[-1] = float(self.l2_intercept)
+        self.prec = prec
+
+    def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        """Nothing to learn across tasks (the point of this baseline)."""
+        _check_tasks(self, tasks)
+        return {"tasks": float(len(tasks)), "seconds": 0.0}
+
+    def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
+        steps = _check_steps(self.name, steps)
+        _check_batch(self, support)
+        support = support.to(self.device)
+        if self.model == "mlp":
+            zero = {k: torch.zeros_like(v) for k, v in self.init.items()}
+            params = _net_path(self.net, self.init, zero, support, self.spec.target, steps,
+                               self.lr, self.l2 / support.shots, self.optimizer)
+            return NetAdapted(steps, params, self.net, self.spec.target)
+        x = _design(support.x_support)
+        y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
+        w = _norm_weights(support.w_support).to(GLM_DTYPE)
+        mean = torch.zeros_like(self.prec)
+        beta = mean.expand(support.size, *mean.shape).clone()
+        coef = _newton_path(beta, x, y, w, self.spec.target, 1.0, mean, self.prec, steps)
+        return GLMAdapted(steps, coef, self.spec.target)
+
+
+# --------------------------------------------------------------------------- PooledFineTune
+
+@dataclass
+class PooledFineTune(Learner):
+    """Transfer learning: pre-train one model on all past respondents pooled, fine-tune per task.
+
+    ``meta_fit`` runs ``budget.iterations`` Adam steps (rate ``lr``), each on every respondent
+    (support and query) of ``budget.meta_batch`` past tasks drawn without replacement, pooled
+    into one weighted mean loss; called again it continues from where it stopped (same Adam
+    state) on the new tasks. ``adapt`` fine-tunes on each support set (vmapped over tasks) for
+    ``steps`` optimiser steps of ``optimizer`` ("sgd": plain gradient descent, as in the
+    pre-trained baseline of Finn et al. 2017; "adam") at rate ``finetune_lr`` on the weighted
+    mean support loss plus the L2-SP penalty ``l2sp/2 ||theta - theta_pooled||^2`` (Li et al.
+    2018); ``finetune="all"`` updates every parameter, ``"head"`` only the output layer (the
+    "Baseline" of Chen et al. 2019, "A Closer Look at Few-shot Classification", ICLR). Step 0
+    is the pooled model. ``model="glm"`` uses a linear model (logistic / softmax / linear
+    regression, zero init) instead of the ReLU MLP ``hidden``.
+    """
+
+    name: ClassVar[str] = "finetune"
+
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (40, 40)
+    lr: float = 3e-3
+    finetune_lr: float = 0.01
+    optimizer: str = "sgd"
+    finetune: str = "all"
+    l2sp: float = 0.0
+
+    def validate(self) -> None:
+        _check_model(self.name, self.model, self.hidden)
+        _positive(self.name, "lr", self.lr)
+        _positive(self.name, "finetune_lr", self.finetune_lr)
+        _positive(self.name, "l2sp", self.l2sp, zero_ok=True)
+        check(self.optimizer in OPTIMIZERS, self.name, "optimizer", self.optimizer,
+              f"choose one of {OPTIMIZERS}")
+        check(self.finetune in ("all", "head"), self.name, "finetune", self.finetune,
+              "choose 'all' (every parameter) or 'head' (output layer only)")
+
+    def build(self) -> None:
+        spec = self.spec
+        hidden = tuple(self.hidden) if self.model == "mlp" else ()
+        self.net = mlp([spec.n_features, *hidden, spec.out_dim], self.generator, self.device)
+        self.params = params_of(self.net)
+        self._head = f"{len(self.net) - 1}."
+        if self.model == "glm":      # a GLM starts at zero, as Scratch's does
+            with torch.no_grad():
+                for v in self.params.values():
+                    v.zero_()
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=self.lr)
+
+    def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        """Pooled pre-training (or its online continuation) on ``tasks``."""
+        _check_tasks(self, tasks)
+        start = time.perf_counter()
+        if not tasks or budget.iterations == 0:
+            return {"loss": float("nan"), "iterations": 0.0, "seconds": 0.0}
+        x, y, w = _pool(tasks, self.device)
+        batch = min(budget.meta_batch, len(tasks))
+        losses: list[float] = []
+        done = 0
+        for done in range(1, budget.iterations + 1):
+            pick = torch.randperm(len(tasks), generator=self.generator)[:batch].to(self.device)
+            out = functional_call(self.net, self.params, (x[pick].flatten(0, 1),))
+            loss = task_loss(out, y[pick].flatten(), self.spec.target, w[pick].flatten())
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+            if budget.seconds is not None and time.perf_counter() - start > budget.seconds:
+                break
+        tail = losses[-10:]
+        return {"loss": float(np.mean(tail)), "iterations": float(done),
+                "seconds": time.perf_counter() - start}
+
+    def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
+        steps = _check_steps(self.name, steps)
+        _check_batch(self, support)
+        pooled = {k: v.detach() for k, v in self.params.items()}
+        train = None if self.finetune == "all" else [k for k in pooled if k.startswith(
+            self._head)]
+        params = _net_path(self.net, pooled, pooled, support.to(self.device), self.spec.target,
+                           steps, self.finetune_lr, self.l2sp, self.optimizer, train)
+        return NetAdapted(steps, params, self.net, self.spec.target)
+
+
+# --------------------------------------------------------------------------- PartialPooling
+
+@dataclass
+class PartialPooling(Learner):
+    """Empirical-Bayes hierarchical GLM: task coefficients shrunk toward the population's.
+
+    Model (Gelman & Hill 2007, ch. 12-14; random intercept and random slopes, independent):
+    beta_t ~ N(beta_0, T), T = diag(tau^2) per coefficient; y | beta_t ~ logistic / multinomial
+    / Gaussian(sigma2) GLM. ``meta_fit`` estimates (beta_0, T, sigma2) on the remembered past
+    tasks (all respondents; the last ``window`` tasks, or all if None) by Laplace-approximate EM
+    (at most ``em_iterations``, stopping once no estimate moves by more than ``tol``):
+    E-step: each task's posterior mode m_t (``fit_newton`` damped Newton iterations, warm
+    started) and covariance P_t = (H_t + T^-1)^-1; M-step: beta_0 = mean_t m_t,
+    tau^2 = mean_t [(m_t - beta_0)^2 + diag P_t] (floored at ``tau2_min``) and, for regression,
+    sigma2 = weighted mean of (y - x m_t)^2 + x P_t x^T. For Gaussian responses this is the exact
+    EM of the linear mixed model (Laird & Ware 1982); for logistic / multinomial it is the
+    Laplace (PQL-like) approximation of Breslow & Clayton (1993), which is accurate when past
+    tasks hold tens of respondents and biases tau^2 downward when they hold very few.
+
+    ``adapt``: each task's MAP under N(beta_0, T), i.e. a GLM ridge-penalised toward beta_0
+    with penalty 1/tau^2, by damped Newton iterations from beta_0 (``steps`` = iterations;
+    0 = the population prediction; Gaussian: exact after 1). Small K shrinks to beta_0, large K
+    approaches the task's own fit. Support weights (normalised to mean 1) weight the
+    likelihood. Before any ``meta_fit`` the prior is N(0, tau2_init I).
+    """
+
+    name: ClassVar[str] = "partial_pooling"
+
+    em_iterations: int = 50
+    fit_newton: int = 2
+    tol: float = 1e-6
+    tau2_init: float = 1.0
+    tau2_min: float = 1e-4
+    window: int | None = None
+
+    def validate(self) -> None:
+        for field, value, low in (("em_iterations", self.em_iterations, 1),
+                                  ("fit_newton", self.fit_newton, 1)):
+            check(isinstance(value, int) and value >= low, self.name, field, value,
+                  f"it must be an integer >= {low}")
+        _positive(self.name, "tol", self.tol, zero_ok=True)
+        _positive(self.name, "tau2_init", self.tau2_init)
+        _positive(self.name, "tau2_min", self.tau2_min)
+        check(self.window is None or (isinstance(self.window, int) and self.window >= 1),
+              self.name, "window", self.window,
+              "give the number of most recent tasks to remember (>= 1) or None for all")
+
+    def build(self) -> None:
+        shape = (self.spec.n_features + 1, self.spec.out_dim)
+        self.beta0 = torch.zeros(shape, dtype=GLM_DTYPE, device=self.device)
+        self.tau2 = torch.full(shape, float(self.tau2_init), dtype=GLM_DTYPE, device=self.device)
+        self.sigma2 = torch.ones((), dtype=GLM_DTYPE, device=self.device)
+        self.memory: list[Task] = []
+
+    def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        """Add ``tasks`` to the memory and re-estimate (beta_0, tau^2, sigma2) by EM."""
+        _check_tasks(self, tasks)
+        start = time.perf_counter()
+        self.memory = [*self.memory, *tasks][-self.window:] if self.window else [
+            *self.memory, *tasks]
+        if not self.memory:
+            return {"tasks": 0.0, "seconds": 0.0}
+        xr, yr, wr = _pool(self.memory, self.device)
+        x, w = _design(xr), wr.to(GLM_DTYPE)
+        y = _encode(yr, self.spec.target, self.spec.n_classes)
+        modes = self.beta0.expand(len(self.memory), *self.beta0.shape).clone()
+        done = 0
+        for done in range(1, self.em_iterations + 1):
+            before = torch.cat([self.beta0.flatten(), self.tau2.flatten(), self.sigma2.view(1)])
+            modes, cov = self._e_step(modes, x, y, w)
+            self._m_step(modes, cov, x, y, w)
+            after = torch.cat([self.beta0.flatten(), self.tau2.flatten(), self.sigma2.view(1)])
+            if float((after - before).abs().max()) < self.tol or (
+                    budget.seconds is not None and time.perf_counter() - start > budget.seconds):
+                break
+        return {"tasks": float(len(self.memory)), "em_iterations": float(done),
+                "tau2_mean": float(self.tau2.mean()), "sigma2": float(self.sigma2),
+                "seconds": time.perf_counter() - start}
+
+    def _e_step(self, modes: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior modes and Laplace covariances of every remembered task."""
+        prec = 1.0 / self.tau2
+        t = self.spec.target
+        for _ in range(self.fit_newton):
+            modes = _newton_step(modes, x, y, w, t, self.sigma2, self.beta0, prec)
+        return modes, _posterior_cov(modes, x, y, w, t, self.sigma2, prec)
+
+    def _m_step(self, modes: torch.Tensor, cov: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                w: torch.Tensor) -> None:
+        """Closed-form updates of beta_0, tau^2 (and sigma2 for regression)."""
+        self.beta0 = modes.mean(0)
+        var = torch.diagonal(cov, dim1=-2, dim2=-1).reshape(modes.shape)
+        self.tau2 = ((modes - self.beta0) ** 2 + var).mean(0).clamp_min(self.tau2_min)
+        if self.spec.target == "regression":
+            resid = ((y - x @ modes) ** 2).squeeze(-1)
+            lever = torch.einsum("bnp,bpq,bnq->bn", x, cov, x)
+            self.sigma2 = ((w * (resid + lever)).sum() / w.sum()).clamp_min(1e-8)
+
+    def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
+        steps = _check_steps(self.name, steps)
+        _check_batch(self, support)
+        support = support.to(self.device)
+        x = _design(support.x_support)
+        y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
+        w = _norm_weights(support.w_support).to(GLM_DTYPE)
+        beta = self.beta0.expand(support.size, *self.beta0.shape).clone()
+        coef = _newton_path(beta, x, y, w, self.spec.target, self.sigma2, self.beta0,
+                            1.0 / self.tau2, steps)
+        return GLMAdapted(steps, coef, self.spec.target)
+
+
+# ----------------------------------------------------------------------------------- Oracle
+
+@dataclass
+class OracleAdapted(Adapted):
+    """Returns the query batch's true probabilities / means for every step count."""
+
+    steps: tuple[int, ...]
+
+    def predict(self, query: TaskBatch) -> torch.Tensor:
+        if query.oracle_query is None:
+            raise ValueError("oracle: this batch has no oracle_query (true probabilities); the "
+                             "oracle needs simulated data. Drop 'oracle' from the learners for "
+                             "real survey data.")
+        return query.oracle_query.unsqueeze(0).expand(len(self.steps), *query.oracle_query.shape)
+
+
+@dataclass
+class Oracle(Learner):
+    """The stream's true P(y=1) / class probabilities / E[y]: the floor of every loss.
+
+    Scoring it gives the irreducible (Bayes) loss, so others' excess loss over it is regret.
+    Needs simulated data; on real surveys ``predict`` raises a ValueError.
+    """
+
+    name: ClassVar[str] = "oracle"
+
+    def build(self) -> None:
+        """Nothing to build."""
+
+    def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        return {"tasks": float(len(tasks)), "seconds": 0.0}
+
+    def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
+        return OracleAdapted(_check_steps(self.name, steps))

@@ -1,0 +1,263 @@
+"""Metric meta-learners: Relation Network and Prototypical Network, for tabular survey tasks.
+
+* ``RelationNet``: Sung et al. (2018), "Learning to Compare: Relation Network for Few-Shot
+  Learning". An embedding f_phi (an MLP here, a CNN in the paper) and a relation module g_psi
+  that scores the concatenation ``[class feature, query feature]`` in [0, 1] (sigmoid output).
+  The class feature is the element-wise **sum** of the class's support embeddings (paper Sec. 3.2,
+  K-shot); training regresses the scores on the one-hot label with mean squared error (paper
+  eq. 2), and the authors' code (floodsung/LearningToCompare_FSL) clips gradient norms at 0.5.
+* ``ProtoNet``: Snell et al. (2017), "Prototypical Networks for Few-shot Learning". The prototype
+  is the **mean** support embedding of a class; p(y=c|x) is a softmax over the negative squared
+  Euclidean distances to the prototypes (paper eqs. 1-2); loss is the negative log-probability.
+
+Choices this module makes for survey tasks (documented, not in the papers):
+
+* Survey weights weight the prototypes: ProtoNet uses the weighted mean; RelationNet's sum uses
+  weights rescaled to average 1 over the support set (unit weights give the paper's plain sum).
+  ``pooling="mean"`` gives RelationNet the weighted mean instead.
+* Small unbalanced support sets often miss a class entirely. The prototype of a class with no
+  support respondent is a learned vector ``empty`` (initialised at 0, the empty sum), so the
+  meta-learner learns what to say about an unseen class instead of dividing by zero.
+* RelationNet probabilities are the relation scores normalised to sum to 1,
+  ``p_c = (s_c + eps) / sum_k (s_k + eps)`` with ``eps = 1e-6`` (the paper only takes argmax).
+* Binary targets are the 2-class case. Regression (no classes): every support respondent is its
+  own prototype and the prediction is a weighted mean of the support targets (Nadaraya-Watson in
+  the learned space): RelationNet weights ``w_i (r_i + eps)`` with relation scores r_i;
+  ProtoNet weights ``w_i exp(-||f(x) - f(x_i)||^2)`` (a softmax). Predictions therefore stay
+  within the range of the support targets.
+* No inner gradient steps: ``adapt(support, steps)`` returns the same prediction for every
+  requested step count, so these learners' adaptation curves are flat by construction.
+
+Everything is batched over tasks with plain tensor ops (the MLPs act on ``[B, N, D]``).
+"""
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from simlab.learners import nets
+from simlab.learners.base import Adapted, Budget, Learner, check
+from simlab.learners.losses import task_loss, to_prediction
+from simlab.learners.meta_lstm import (TaskPool, check_batch, check_steps, episodic_fit,
+                                       query_weights, require_setup)
+from simlab.tasks.batch import TaskBatch
+from simlab.tasks.task import Task
+
+EPS = 1e-6
+Params = dict[str, torch.Tensor]
+
+
+def class_weights(y: torch.Tensor, w: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``[B, K] -> [B, K, C]``: respondent weight on its class's column, 0 elsewhere."""
+    return F.one_hot(y.long(), n_classes).to(w.dtype) * w.unsqueeze(-1)
+
+
+def prototypes(z: torch.Tensor, cw: torch.Tensor, empty: torch.Tensor, mean: bool
+               ) -> torch.Tensor:
+    """Class features ``[B, C, E]`` from support embeddings ``z [B, K, E]`` and class weights
+    ``cw [B, K, C]``: weighted sum (or mean); classes without support get ``empty``."""
+    total = cw.sum(1)                                               # [B, C]
+    proto = cw.transpose(1, 2) @ z                                  # [B, C, E]
+    if mean:
+        proto = proto / total.clamp_min(1e-12).unsqueeze(-1)
+    return torch.where((total > 0).unsqueeze(-1), proto, empty)
+
+
+def kernel_mean(logw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``sum_i softmax(logw)_i y_i`` over the support axis: ``logw [B, Q, K]``, ``y [B, K]``."""
+    return (torch.softmax(logw, -1) * y.unsqueeze(1)).sum(-1)
+
+
+@dataclass
+class MetricAdapted(Adapted):
+    """Support-side state of a metric learner; the prediction does not depend on the step count."""
+
+    steps: tuple[int, ...]
+    support: TaskBatch
+    params: Params
+    raw: Callable[[Params, TaskBatch, torch.Tensor], torch.Tensor]   # -> predictions [B, Q, ...]
+    learner: str
+
+    def predict(self, query: TaskBatch) -> torch.Tensor:
+        """The same predictions for every step count, ``[S, B, Q]`` or ``[S, B, Q, C]``."""
+        if query.size != self.support.size:
+            raise ValueError(f"{self.learner}: predict got {query.size} tasks but adapt saw "
+                             f"{self.support.size}; pass the same tasks in the same order.")
+        with torch.no_grad():
+            pred = self.raw(self.params, self.support, query.x_query)
+        return pred.unsqueeze(0).expand(len(self.steps), *pred.shape).contiguous()
+
+
+@dataclass
+class _Metric(Learner):
+    """Shared parts: an embedding MLP, episodic Adam training, step-independent adaptation."""
+
+    name: ClassVar[str] = "metric"
+
+    hidden: tuple[int, ...] = (64, 64)     # embedding MLP hidden widths
+    embed_dim: int = 32                    # embedding size
+    meta_lr: float = 1e-3                  # Adam step (both papers: 1e-3)
+    grad_clip: float | None = None         # meta-gradient norm cap; None disables
+
+    def validate(self) -> None:
+        n = self.name
+        check(all(isinstance(h, int) and h >= 1 for h in self.hidden), n, "hidden", self.hidden,
+              "give positive integer layer widths, e.g. (64, 64)")
+        check(isinstance(self.embed_dim, int) and self.embed_dim >= 1, n, "embed_dim",
+              self.embed_dim, "use an integer >= 1")
+        check(math.isfinite(self.meta_lr) and self.meta_lr > 0, n, "meta_lr", self.meta_lr,
+              "use a positive learning rate, e.g. 1e-3")
+        check(self.grad_clip is None or self.grad_clip > 0, n, "grad_clip", self.grad_clip,
+              "use a positive norm or None to disable clipping")
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes for classification targets (2 for binary)."""
+        return self.spec.n_classes if self.spec.target == "multiclass" else 2
+
+    def build(self) -> None:
+        spec, g, dev = self.spec, self.generator, self.device
+        self._embed = nets.mlp([spec.n_features, *self.hidden, self.embed_dim], g, dev)
+        self.params = {f"embed.{k}": v for k, v in nets.params_of(self._embed).items()}
+        self.params["empty"] = torch.zeros(self.embed_dim, device=dev, requires_grad=True)
+        self.build_head()
+        self._opt = torch.optim.Adam(self.params.values(), lr=self.meta_lr)
+
+    def build_head(self) -> None:
+        """Extra parameters of a subclass (added to ``self.params``)."""
+
+    def embed(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """f_phi on ``[..., D]`` inputs."""
+        own = {k[len("embed."):]: v for k, v in params.items() if k.startswith("embed.")}
+        return functional_call(self._embed, own, (x,))
+
+    @abstractmethod
+    def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
+        """Mean over tasks of the weighted query loss given the support set."""
+
+    @abstractmethod
+    def predictions(self, params: Params, support: TaskBatch, x_query: torch.Tensor
+                    ) -> torch.Tensor:
+        """Contract predictions ``[B, Q]`` or ``[B, Q, C]`` from ``params``."""
+
+    def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        """Episodic training: each meta-iteration scores the queries of a meta-batch of tasks
+        given their support sets and takes one Adam step."""
+        require_setup(self)
+        pool = TaskPool(tasks, self.spec, self.device, self.name)
+        return episodic_fit(list(self.params.values()), self._opt, self.episode_loss, pool,
+                            budget, self.generator, self.grad_clip)
+
+    def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
+        """No inner loop: keeps the support set and a frozen copy of the parameters."""
+        require_setup(self)
+        wanted = check_steps(steps, self.name)
+        check_batch(support, self.spec, self.name)
+        frozen = {k: v.detach().clone() for k, v in self.params.items()}
+        return MetricAdapted(steps=wanted, support=support, params=frozen,
+                             raw=self.predictions, learner=self.name)
+
+
+@dataclass
+class RelationNet(_Metric):
+    """Relation Network (Sung et al., 2018); see the module docstring for the choices made."""
+
+    name: ClassVar[str] = "relation"
+
+    relation_hidden: tuple[int, ...] = (32,)   # relation module g hidden widths
+    pooling: str = "sum"                       # class feature: "sum" (paper) or "mean"
+    grad_clip: float | None = 0.5              # authors' code clips at 0.5
+
+    def validate(self) -> None:
+        super().validate()
+        check(all(isinstance(h, int) and h >= 1 for h in self.relation_hidden), self.name,
+              "relation_hidden", self.relation_hidden, "give positive integer layer widths")
+        check(self.pooling in ("sum", "mean"), self.name, "pooling", self.pooling,
+              'use "sum" (as in the paper) or "mean"')
+
+    def build_head(self) -> None:
+        self._relation = nets.mlp([2 * self.embed_dim, *self.relation_hidden, 1],
+                                  self.generator, self.device)
+        self.params.update({f"relation.{k}": v
+                            for k, v in nets.params_of(self._relation).items()})
+
+    def relate(self, params: Params, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Relation scores ``sigmoid(g([left, right]))`` in (0, 1), broadcast over leading axes:
+        ``left [B, 1, N, E]`` (class or support features), ``right [B, Q, 1, E]`` (queries)."""
+        left, right = torch.broadcast_tensors(left, right)
+        own = {k[len("relation."):]: v for k, v in params.items() if k.startswith("relation.")}
+        out = functional_call(self._relation, own, (torch.cat((left, right), -1),))
+        return torch.sigmoid(out.squeeze(-1))
+
+    def outputs(self, params: Params, support: TaskBatch, x_query: torch.Tensor) -> torch.Tensor:
+        """Classification: relation scores ``[B, Q, C]``; regression: predictions ``[B, Q]``."""
+        zs, zq = self.embed(params, support.x_support), self.embed(params, x_query)
+        w = support.w_support
+        if self.spec.target == "regression":
+            r = self.relate(params, zs.unsqueeze(1), zq.unsqueeze(2))            # [B, Q, K]
+            a = w.unsqueeze(1) * (r + EPS)
+            return (a * support.y_support.unsqueeze(1)).sum(-1) / a.sum(-1)
+        if self.pooling == "sum":
+            w = w * (w.shape[1] / w.sum(1, keepdim=True).clamp_min(1e-12))
+        cw = class_weights(support.y_support, w, self.n_classes)
+        proto = prototypes(zs, cw, params["empty"], mean=self.pooling == "mean")
+        return self.relate(params, proto.unsqueeze(1), zq.unsqueeze(2))           # [B, Q, C]
+
+    def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
+        """Paper eq. 2: squared error of the relation scores against the one-hot label (mean
+        over classes), weighted over query respondents; squared error for regression."""
+        out, wq = self.outputs(self.params, batch, batch.x_query), query_weights(batch)
+        if self.spec.target == "regression":
+            return task_loss(out, batch.y_query, "regression", wq).mean()
+        onehot = F.one_hot(batch.y_query.long(), self.n_classes).to(out.dtype)
+        per = ((out - onehot) ** 2).mean(-1)
+        return ((per * wq).sum(-1) / wq.sum(-1).clamp_min(1e-12)).mean()
+
+    def predictions(self, params: Params, support: TaskBatch, x_query: torch.Tensor
+                    ) -> torch.Tensor:
+        """Normalised relation scores as probabilities; P(y=1) for binary."""
+        out = self.outputs(params, support, x_query)
+        if self.spec.target == "regression":
+            return out
+        prob = (out + EPS) / (out + EPS).sum(-1, keepdim=True)
+        return prob[..., 1] if self.spec.target == "binary" else prob
+
+
+@dataclass
+class ProtoNet(_Metric):
+    """Prototypical Network (Snell et al., 2017); see the module docstring for the choices."""
+
+    name: ClassVar[str] = "protonet"
+
+    def outputs(self, params: Params, support: TaskBatch, x_query: torch.Tensor) -> torch.Tensor:
+        """Raw outputs for ``losses``: class logits ``-d^2`` ``[B, Q, C]`` (binary: the logit
+        difference ``[B, Q, 1]``); regression: the kernel-weighted mean ``[B, Q]``."""
+        zs, zq = self.embed(params, support.x_support), self.embed(params, x_query)
+        w = support.w_support
+        if self.spec.target == "regression":
+            d2 = ((zq.unsqueeze(2) - zs.unsqueeze(1)) ** 2).sum(-1)               # [B, Q, K]
+            return kernel_mean(-d2 + torch.log(w.clamp_min(1e-30)).unsqueeze(1),
+                               support.y_support)
+        cw = class_weights(support.y_support, w, self.n_classes)
+        proto = prototypes(zs, cw, params["empty"], mean=True)
+        logits = -((zq.unsqueeze(2) - proto.unsqueeze(1)) ** 2).sum(-1)           # [B, Q, C]
+        if self.spec.target == "binary":
+            return (logits[..., 1] - logits[..., 0]).unsqueeze(-1)
+        return logits
+
+    def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
+        """Negative log-probability of the query labels (squared error for regression)."""
+        out = self.outputs(self.params, batch, batch.x_query)
+        return task_loss(out, batch.y_query, self.spec.target, query_weights(batch)).mean()
+
+    def predictions(self, params: Params, support: TaskBatch, x_query: torch.Tensor
+                    ) -> torch.Tensor:
+        out = self.outputs(params, support, x_query)
+        return out if self.spec.target == "regression" else to_prediction(out, self.spec.target)
