@@ -298,6 +298,8 @@ def shots_to_target(records: pd.DataFrame | dict[str, Cube], target: float | Non
         if "excess_loss" not in cs:
             return math.nan
         oracle_loss = loss - cs["excess_loss"].at_steps(steps)
+        if not np.isfinite(oracle_loss).any():
+            return math.nan
         target = (1 + target_rel) * float(np.nanmean(oracle_loss))
     per_k = loss.mean(axis=0)
     hit = cs["loss"].shots[per_k <= target]

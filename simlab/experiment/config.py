@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model,
-                      field_validator, model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
 from simlab.society import FAMILIES, society_class
 from simlab.society.base import DynamicsParams, Society
-from simlab.society.graphs import GraphSpec
+from simlab.society.graphs import GraphSpec, planted_partition
 from simlab.society.population import PopulationSpec, make_population
 from simlab.society.shocks import ShockSpec, validate_shocks
-from simlab.society.survey import SurveyDesign
+from simlab.society.survey import SurveyDesign, feature_names
 from simlab.tasks.stream import cached_stream, generate_stream, seed_streams
 from simlab.tasks.task import TaskStream
 
@@ -44,19 +44,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# --- dynamics: a discriminated union over the registered families ---------------------------
-def _dynamics_variant(family: str) -> type[BaseModel]:
-    params_cls = society_class(family).Params
-    return create_model(
-        f"{family.title().replace('_', '')}Dynamics",
-        __base__=_Strict,
-        family=(Literal[family], ...),
-        params=(params_cls, Field(default_factory=params_cls)),
-    )
+# --- dynamics ----------------------------------------------------------------------------------
+class DynamicsSpec(_Strict):
+    """A dynamics family (``FAMILIES`` name or ``package.module:Class``) and its parameters,
+    validated by that family's ``Params`` class (unknown fields are errors)."""
 
+    family: str = Field(description="dynamics family, e.g. 'opinion'")
+    params: SerializeAsAny[DynamicsParams] = Field(default_factory=dict, validate_default=True,
+                                                   description="the family's Params fields")
 
-_VARIANTS = tuple(_dynamics_variant(f) for f in FAMILIES)
-DynamicsSpec = Annotated[Union[_VARIANTS], Field(discriminator="family")]  # noqa: UP007
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, name: str) -> str:
+        if ":" not in name and name not in FAMILIES:
+            close = difflib.get_close_matches(name, list(FAMILIES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown dynamics family; {hint}choose one of "
+                             f"{', '.join(FAMILIES)} (or 'package.module:Class' for your own)")
+        society_class(name)   # imports it: a broken user class fails here, with its reason
+        return name
+
+    @field_validator("params", mode="wrap")
+    @classmethod
+    def _family_params(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        family = info.data.get("family")
+        if family is None:        # the family itself is invalid; that error is reported
+            return value
+        return society_class(family).Params.model_validate(value)
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -118,7 +132,13 @@ def _grid(v: list[int], minimum: int, what: str) -> list[int]:
 
 # --- the scenario -------------------------------------------------------------------------------
 class Scenario(_Strict):
-    """One simulated scenario: society, shocks, survey, and how learners are evaluated on it."""
+    """One simulated scenario: society, shocks, survey, and how learners are evaluated on it.
+
+    Immutable once validated (its fingerprint names the streams and results made from it);
+    use ``override`` to derive a changed, re-validated copy.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, description="short identifier (defaults to the file name)")
     description: str = Field("", description="one line shown by `simlab list scenarios`")
@@ -149,14 +169,26 @@ class Scenario(_Strict):
         """The file this scenario was loaded from (None when built in Python)."""
         return self._source
 
+    def wave_tick(self, wave: int) -> int:
+        """The tick after which wave ``wave`` is surveyed."""
+        return self.burn_in + self.survey.wave_tick(wave)
+
+    # --- cross-field checks (each problem one line; all raised together) ------------------
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        problems = self._cross_checks()
+        problems = self._evaluation_checks() + self._size_checks()
+        probe = self._probe() if not problems else None
+        problems += self._shock_checks(probe)
+        if probe is not None:
+            try:
+                feature_names(probe, self.survey)
+            except ValueError as err:
+                problems.append(str(err))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
-    def _cross_checks(self) -> list[str]:
+    def _evaluation_checks(self) -> list[str]:
         out = []
         ev, sv = self.evaluation, self.survey
         if ev.warmup >= sv.waves:
@@ -171,37 +203,57 @@ class Scenario(_Strict):
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 out.append(f"learners.{name} sets hyperparameters for a learner that is not in "
                            f"evaluation.learners = {ev.learners}{hint}")
-        out += self._shock_checks()
         return out
 
-    def _shock_checks(self) -> list[str]:
+    def _size_checks(self) -> list[str]:
+        """Every community must hold ``support + query`` respondents (generated graphs)."""
+        smallest = _smallest_group(self.graph)
+        need = self.survey.support + self.survey.query
+        if smallest is None or smallest >= need:
+            return []
+        return [f"survey.support + survey.query = {need} respondents per community, but the "
+                f"smallest community of graph ({self.graph.kind}) has {smallest} agents; "
+                f"lower the survey sizes or enlarge the communities"]
+
+    def _shock_checks(self, probe: Society | None) -> list[str]:
         out = []
         first, last = self.burn_in + 1, self.n_ticks
+        names = probe.parameter_names() if probe is not None else None
         for i, shock in enumerate(self.shocks):
-            for tick in shock.ticks():
-                if not first <= tick <= last:
-                    when = "during the burn-in" if tick < first else "after the end of the run"
-                    out.append(
-                        f"shocks[{i}] ({shock.name}) is scheduled at tick {tick}, {when}: "
-                        f"surveyed ticks are {first}..{last} (burn_in {self.burn_in} + "
-                        f"survey.waves {self.survey.waves} x survey.every {self.survey.every}); "
-                        f"move the shock or change the run length")
-                    break
-            bad = self._unknown_target(shock.target)
-            if bad:
-                out.append(f"shocks[{i}].target = {shock.target!r}: {bad}")
+            label = f"shocks[{i}] ({shock.name!r})"
+            start, end = shock.ticks()
+            if end > last:
+                out.append(f"{label} is scheduled up to tick {end}, after the end of the run at "
+                           f"tick {last} (burn_in {self.burn_in} + survey.waves "
+                           f"{self.survey.waves} x survey.every {self.survey.every}); move it "
+                           f"earlier or run longer")
+            elif start < first and shock.kind != "regime":
+                out.append(f"{label} fires at tick {start}, during the burn-in (ticks 1.."
+                           f"{self.burn_in}), before the first survey wave; schedule it in "
+                           f"{first}..{last}")
+            if names is not None and shock.target not in names:
+                close = difflib.get_close_matches(shock.target, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                out.append(f"shocks[{i}].target = {shock.target!r} is not a parameter of the "
+                           f"{self.family} society; {hint}allowed: {', '.join(names)}")
+        if probe is not None and not out:
+            try:
+                validate_shocks(self.shocks, probe, self.n_ticks)
+            except ValueError as err:
+                out.append(f"shocks: {err}")
         return out
 
-    def _unknown_target(self, target: str) -> str | None:
-        """Why ``target`` is not something a shock can change, or None when it is."""
-        params = list(type(self.dynamics.params).model_fields)
-        traits = list(self.population.trait_names())
-        valid = ["intercept"] + [f"coef.{t}" for t in traits] + params
-        if target in valid:
+    def _probe(self) -> Society | None:
+        """A tiny society of this scenario's family, params and population on a graph with the
+        same number of communities: checks shocks and survey features at load time without
+        building the full graph. None when the number of communities is known only at build."""
+        n_groups = getattr(self.graph, "n_groups", None)
+        if n_groups is None:
             return None
-        close = difflib.get_close_matches(target, valid, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return f"{hint}a {self.family} shock can change: {', '.join(valid)}"
+        rng = np.random.default_rng(0)
+        graph = planted_partition(n_groups, 4, 2.0, 0.5, rng)
+        pop = make_population(graph.groups, n_groups, self.population, rng)
+        return society_class(self.family)(graph, pop, params=self.dynamics.params, rng=rng)
 
     # --- identity -------------------------------------------------------------------------
     def canonical(self, sections: tuple[str, ...] | None = None) -> str:
@@ -248,10 +300,29 @@ class Scenario(_Strict):
         return dict(self.learners.get(learner, {}))
 
     # --- construction ---------------------------------------------------------------------
+    def override(self, changes: Mapping[str, Any]) -> Scenario:
+        """A re-validated copy with ``changes`` deep-merged in (tables merge, values replace),
+        e.g. ``sc.override({"survey": {"waves": 8}, "evaluation": {"seeds": 1}})``."""
+        data = _merge(self.model_dump(mode="python", exclude_defaults=False), changes)
+        out = _validate(data, f"{self._source or self.name} (overridden)",
+                        [("overrides", dict(changes))])
+        out._source = self._source
+        return out
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | Path = "<dict>") -> Scenario:
         """Validate a plain dict (e.g. parsed TOML); errors become one ``ScenarioError``."""
         return _validate(dict(data), str(source), [(str(source), dict(data))])
+
+
+def _smallest_group(graph: Any) -> int | None:
+    """Size of the smallest community a generated graph spec will have (None if unknown)."""
+    if graph.kind == "planted_partition":
+        size = graph.group_size
+        return int(min(size)) if isinstance(size, list) else int(size)
+    if graph.kind in ("watts_strogatz", "barabasi_albert"):
+        return int(graph.n) // int(graph.n_groups)
+    return None
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -264,13 +335,23 @@ def load_scenario(path: str | Path) -> Scenario:
     file = _resolve(path)
     chain = _read_chain(file, [])
     data: dict[str, Any] = {}
-    for _, raw in reversed(chain):
-        data = _merge(data, raw)
+    for f, raw in reversed(chain):
+        data = _merge(data, _files_relative_to(raw, f.parent))
     data.pop("extends", None)
     data["name"] = chain[0][1].get("name", file.stem)
     scenario = _validate(data, str(file), [(str(f), raw) for f, raw in chain])
     scenario._source = file
     return scenario
+
+
+def _files_relative_to(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A user graph's ``path``/``groups`` are relative to the file that names them."""
+    graph = raw.get("graph")
+    if not isinstance(graph, dict):
+        return raw
+    fixed = {k: str(folder / v) if k in ("path", "groups") and isinstance(v, str)
+             and not Path(v).is_absolute() else v for k, v in graph.items()}
+    return {**raw, "graph": fixed}
 
 
 def scenario_dirs() -> list[Path]:
@@ -369,7 +450,10 @@ def _validate(data: dict[str, Any], source: str,
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        lines = [_describe(e, data, chain) for e in err.errors()]
+        lines = []
+        for e in err.errors():
+            keys, msg = _describe(e, data, chain)
+            lines += [(keys, m) for m in msg.splitlines()]
         lines = list(dict.fromkeys(lines))
         if len(lines) == 1:
             raise ScenarioError(f"{_origin(lines[0][0], chain, source)}: {lines[0][1]}") from None
@@ -426,6 +510,7 @@ def _walk(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], list[str], 
             tp = union[item]
             models[-1] = tp
             continue
+        parent = node
         if isinstance(item, int):
             parts.append(f"[{item}]")
             node = node[item] if isinstance(node, list) and item < len(node) else None
@@ -434,8 +519,17 @@ def _walk(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], list[str], 
             node = node.get(item) if isinstance(node, dict) else None
         keys.append(item)
         tp = _child_type(tp, item)
+        if tp is DynamicsParams and isinstance(parent, dict):
+            tp = _params_class(parent.get("family"))
         models.append(tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None)
     return tuple(keys), parts, models
+
+
+def _params_class(family: Any) -> type[DynamicsParams]:
+    try:
+        return society_class(str(family)).Params
+    except ValueError:
+        return DynamicsParams
 
 
 def _strip(tp: Any) -> Any:

@@ -120,7 +120,7 @@ def _pool(tasks: Sequence[Task], device: torch.device
 def _design(x: torch.Tensor) -> torch.Tensor:
     """Features plus an intercept column, in double precision: ``[..., N, D+1]``."""
     x = x.to(GLM_DTYPE)
-    return torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
+    return torch.cat([x, x.new_ones(*x.shape[:-1], 1)], dim=-1)
 
 
 def _encode(y: torch.Tensor, target: TargetKind, n_classes: int) -> torch.Tensor:
@@ -426,7 +426,7 @@ class PooledFineTune(Learner):
             with torch.no_grad():
                 for v in self.params.values():
                     v.zero_()
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=self.lr)
+        self._adam = torch.optim.Adam(list(self.params.values()), lr=self.lr)
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Pooled pre-training (or its online continuation) on ``tasks``."""
@@ -442,9 +442,9 @@ class PooledFineTune(Learner):
             pick = torch.randperm(len(tasks), generator=self.generator)[:batch].to(self.device)
             out = functional_call(self.net, self.params, (x[pick].flatten(0, 1),))
             loss = task_loss(out, y[pick].flatten(), self.spec.target, w[pick].flatten())
-            self.optimizer.zero_grad(set_to_none=True)
+            self._adam.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            self._adam.step()
             losses.append(float(loss.detach()))
             if budget.seconds is not None and time.perf_counter() - start > budget.seconds:
                 break
@@ -493,7 +493,7 @@ class PartialPooling(Learner):
 
     em_iterations: int = 50
     fit_newton: int = 2
-    tol: float = 1e-6
+    tol: float = 1e-4
     tau2_init: float = 1.0
     tau2_min: float = 1e-4
     window: int | None = None

@@ -1,7 +1,8 @@
 """Meta-learner LSTM (Ravi & Larochelle, 2017, "Optimization as a Model for Few-Shot Learning").
 
 The learner is a functional MLP whose flattened parameters theta are the cell state c_t of a
-coordinate-wise LSTM (one set of meta-weights shared by every coordinate, Section 3.2):
+coordinate-wise LSTM (one set of meta-weights shared by every coordinate, as in the paper's
+"parameter sharing & preprocessing"):
 
     c_t = f_t * c_{t-1} + i_t * (-grad_t)                                  (paper eq. 2)
     i_t = sigmoid(W_I [x_t, theta_{t-1}, i_{t-1}] + b_I)                    (learned step size)
@@ -21,7 +22,8 @@ copy of theta_{t-1}, while the meta-gradient still flows through c_t's recurrenc
 Every step is batched over tasks: per-task losses and gradients come from ``torch.func.vmap`` over
 ``grad_and_value`` of a ``functional_call``, and the two LSTMs run on ``[tasks, coordinates]``
 tensors. ``lstm_hidden=0`` is a documented simplification that skips the first LSTM and feeds
-the four preprocessed numbers to the gates directly (about 5x less work per step on a CPU).
+the four preprocessed numbers to the gates directly; the first LSTM dominates the cost of a
+step (``bench/other_learners.py`` times both).
 Batch normalisation of the learner and of the meta-LSTM (options in the Lua code) is
 not used: the learners here are small tabular MLPs.
 
@@ -74,7 +76,8 @@ class TaskPool:
         j = torch.randint(int(self.ends[-1]), (1,), generator=generator)
         g = int(torch.searchsorted(self.ends, j, right=True))
         batch = self.batches[g]
-        idx = torch.randperm(batch.size, generator=generator)[:meta_batch].to(batch.x_support.device)
+        idx = torch.randperm(batch.size, generator=generator)[:meta_batch]
+        idx = idx.to(batch.x_support.device)
         return take(batch, idx)
 
 
@@ -252,7 +255,8 @@ class MetaLSTM(Learner):
             return torch.empty(shape).uniform_(lo, hi, generator=g).to(dev).requires_grad_(True)
 
         self.params = {
-            "c0": torch.cat([v.detach().reshape(-1) for v in learner.values()]).requires_grad_(True),
+            "c0": torch.cat([v.detach().reshape(-1) for v in learner.values()])
+            .requires_grad_(True),
             "w_f": u(x_dim + 2), "w_i": u(x_dim + 2),
             "b_f": u(lo=self.forget_bias[0], hi=self.forget_bias[1]),   # scalar, shared
             "b_i": u(lo=self.input_bias[0], hi=self.input_bias[1]),
@@ -290,6 +294,7 @@ class MetaLSTM(Learner):
         f_prev = c.new_zeros(b, n_p)
         i_prev = c.new_zeros(b, n_p)
         loss_grad = vmap(grad_and_value(self._support_loss))
+        wanted = set(keep)
         saved = {0: c}
         for t in range(1, n_steps + 1):
             grad, loss = loss_grad(c.detach(), support.x_support, support.y_support,
@@ -303,7 +308,8 @@ class MetaLSTM(Learner):
             f_prev = gate(q["w_f"], q["b_f"], hid, c, f_prev)
             i_prev = gate(q["w_i"], q["b_i"], hid, c, i_prev)
             c = f_prev * c - i_prev * grad
-            saved[t] = c
+            if t in wanted:
+                saved[t] = c
         return torch.stack([saved[s] for s in keep])
 
     # ---- Learner API ------------------------------------------------------------------------

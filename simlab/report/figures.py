@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,7 +62,8 @@ def _hex(rgba: tuple[float, ...]) -> str:
 def _mean_band(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over seeds (axis 0) and the half-width of the 95% t interval (0 for one seed)."""
     n = np.isfinite(rows).sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # all-NaN columns: diverged seeds
         mean = np.nanmean(rows, 0) if rows.size else rows.sum(0)
         sd = np.nanstd(rows, 0, ddof=1) if rows.shape[0] > 1 else np.zeros(rows.shape[1:])
         half = np.where(n > 1, stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd /
@@ -184,7 +186,7 @@ def recovery_per_shift(data: ScenarioData) -> bytes:
                       height=4.0)
     width = 0.8 / max(len(labels), 1)
     x = np.arange(len(cols))
-    undefined = data.summaries[cols].isna().all(0).to_numpy() if cols else np.zeros(0, bool)
+    undefined = data.summaries[cols].isna().all(axis=0).to_numpy() if cols else np.zeros(0, bool)
     top = 1.0
     for j, lab in enumerate(labels):
         vals = data.summaries.loc[data.summaries["label"] == lab, cols].to_numpy(np.float64)

@@ -41,8 +41,8 @@ RUN_COLUMNS = ["run_id", "scenario", "seed", "learner", "hyperparameters", "stat
 BOARD = (("mean_excess_loss", "excess loss"), ("mean_loss", "loss"), ("regret", "regret"),
          ("auc_steps", "AUC steps"), ("shots_to_target", "shots to target"),
          ("mean_recovery_waves", "recovery (waves)"), ("mean_accuracy", "accuracy"),
-         ("mean_prevalence_error", "prevalence error"), ("adapt_seconds_total", "adapt s"),
-         ("meta_fit_seconds_total", "meta-fit s"))
+         ("mean_prevalence_error", "prevalence error"), ("adapt_seconds_total", "adapt s/run"),
+         ("meta_fit_seconds_total", "meta-fit s/run"))
 
 
 @dataclass

@@ -1,1 +1,37 @@
-"""society layer of simlab (see DESIGN.md)."""
+"""society layer of simlab (see DESIGN.md): Mesa models whose behaviour keeps changing.
+
+Families of dynamics are looked up by name in ``FAMILIES`` (name -> "module:Class") and
+imported only when asked for, so ``import simlab.society`` stays light and torch-free.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+from simlab.society.base import DynamicsParams, Society
+
+FAMILIES: dict[str, str] = {
+    "opinion": "simlab.society.opinion:OpinionSociety",
+    "contagion": "simlab.society.contagion:ContagionSociety",
+    "coevolving": "simlab.society.coevolving:CoevolvingSociety",
+    "epidemic": "simlab.society.epidemic:EpidemicSociety",
+}
+
+
+def society_class(name: str) -> type[Society]:
+    """The Society class of a family name, or of a user's ``"package.module:Class"``."""
+    ref = FAMILIES.get(name, name if ":" in name else None)
+    if ref is None:
+        raise ValueError(f"unknown society family {name!r}; use one of "
+                         f"{', '.join(FAMILIES)} or 'package.module:Class' for your own")
+    module_name, _, cls_name = ref.partition(":")
+    try:
+        cls = getattr(import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"society family {name!r}: cannot import {ref!r} ({err}); check the "
+                         f"module path and class name") from None
+    if not (isinstance(cls, type) and issubclass(cls, Society)):
+        raise ValueError(f"society family {name!r}: {ref!r} is not a Society subclass")
+    return cls
+
+
+__all__ = ["FAMILIES", "DynamicsParams", "Society", "society_class"]

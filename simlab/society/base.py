@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict
 from simlab.tasks.task import TargetKind
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mesa.agent import AgentSet
+
+    from simlab.society.agents import Person
     from simlab.society.graphs import SocialGraph
     from simlab.society.population import Population
     from simlab.society.shocks import Shock
@@ -36,6 +39,12 @@ class Society(mesa.Model):
     (regression, with Gaussian noise ``response_sd``), typically a link of
     ``intercept[g] + traits_i @ coef[g] + (state term of the dynamics)``.
     Shocks change named parameters (see ``get``/``set``) on their ticks.
+
+    Mesa agents are views: ``person(i)`` / ``people(idx)`` materialise
+    :class:`~simlab.society.agents.Person` objects on demand (only those are in
+    ``self.agents``), so a million-agent society costs only its arrays. Subclasses list their
+    per-agent state arrays in ``state_names`` (e.g. ``("opinion",)``) to expose them as
+    ``Person`` properties.
     """
 
     family: ClassVar[str] = "society"
@@ -43,6 +52,7 @@ class Society(mesa.Model):
     n_classes: ClassVar[int] = 2
     response_sd: float = 1.0
     Params: ClassVar[type[DynamicsParams]] = DynamicsParams
+    state_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, graph: SocialGraph, population: Population,
                  params: DynamicsParams | None = None, shocks: Sequence[Shock] = (),
@@ -56,6 +66,7 @@ class Society(mesa.Model):
         self.shocks = list(shocks)
         self.tick = 0                                # own counter: Mesa's steps/time differ
         self.events: list[tuple[int, Shock, float]] = []
+        self._persons: dict[int, Person] = {}
         self.init_state()
 
     @property
@@ -98,10 +109,36 @@ class Society(mesa.Model):
         else:
             raise KeyError(self._unknown(path))
 
-    def _unknown(self, path: str) -> str:
+    def parameter_names(self) -> list[str]:
+        """Every path ``get``/``set`` accept (what a shock may target)."""
         names = ["intercept"] + [f"coef.{n}" for n in self.pop.observed_names]
-        names += list(type(self.params).model_fields)
-        return f"{self.family} has no parameter {path!r}; shocks can change: {', '.join(names)}"
+        return names + list(type(self.params).model_fields)
+
+    def _unknown(self, path: str) -> str:
+        return (f"{self.family} has no parameter {path!r}; shocks can change: "
+                f"{', '.join(self.parameter_names())}")
+
+    # --- Mesa agents as views on the arrays -------------------------------------------------
+    def person(self, i: int) -> Person:
+        """The Mesa agent of agent index ``i``, created (and registered) on first use."""
+        from simlab.society.agents import person_class
+
+        i = int(i)
+        if not 0 <= i < self.n_agents:
+            raise IndexError(f"agent index {i} out of range 0..{self.n_agents - 1}")
+        found = self._persons.get(i)
+        if found is None:
+            found = person_class(type(self))(self, i)
+            self._persons[i] = found
+        return found
+
+    def people(self, idx: Sequence[int] | np.ndarray | None = None) -> AgentSet:
+        """Mesa ``AgentSet`` of the agents ``idx`` (all agents when None: costs ~1 KiB and a
+        few microseconds per agent, so prefer the arrays for large societies)."""
+        from mesa.agent import AgentSet
+
+        idx = range(self.n_agents) if idx is None else np.asarray(idx).ravel().tolist()
+        return AgentSet([self.person(i) for i in idx], random=self.random)
 
     # --- what subclasses provide --------------------------------------------------------------
     @abstractmethod
@@ -117,7 +154,12 @@ class Society(mesa.Model):
         """True P(y=1) ``[n]``, class probabilities ``[n, C]`` or E[y] ``[n]`` for agents idx."""
 
     def ego_answers(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Ego-network survey answers for agents idx, e.g. share of friends who adopted."""
+        """Ego-network survey answers for agents idx, e.g. share of friends who adopted.
+
+        Naming fixes the survey's transform: ``n_*`` are counts (the survey reports
+        ``log1p``), ``share_*`` are shares in [0, 1] (kept as they are); anything else is
+        used unchanged, so return it on a fixed scale.
+        """
         return {"n_friends": self.social.degree[idx].astype(np.float32)}
 
     def respond(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -21,7 +21,8 @@ transition point differs (for two opinions and a related rule, Vazquez, Eguiluz 
 Vectorised asynchrony
 ---------------------
 The paper updates one vertex at a time. Here each tick every agent acts independently with
-probability ``act_share`` and all actors move at once from the start-of-tick state: voters copy
+probability ``act_share`` (times the population's latent ``"activity"``, mean 1, when it has
+one: an extension, Holme & Newman pick vertices uniformly) and all actors move at once from the start-of-tick state: voters copy
 the opinion their chosen neighbour held at the start of the tick and rewirers pick targets by
 their start-of-tick opinion. ``act_share`` -> 1/N recovers the paper's sequential update;
 a small share (default 0.05) keeps the fraction of conflicting moves small. Conflicts are
@@ -63,7 +64,7 @@ from pydantic import Field
 from scipy.special import softmax
 
 from simlab.society.base import DynamicsParams, Society
-from simlab.society.contagion import friend_mean, trait_score
+from simlab.society.contagion import trait_score
 from simlab.tasks.task import TargetKind
 
 
@@ -106,7 +107,9 @@ class CoevolvingSociety(Society):
 
     family: ClassVar[str] = "coevolving"
     target: ClassVar[TargetKind] = "multiclass"
+    n_classes: ClassVar[int] = 3          # default; each instance sets it to its n_parties
     Params: ClassVar[type[DynamicsParams]] = CoevolvingParams
+    state_names: ClassVar[tuple[str, ...]] = ("opinion",)
     params: CoevolvingParams
 
     def init_state(self) -> None:
@@ -133,6 +136,9 @@ class CoevolvingSociety(Society):
                                       self.n_classes - 1)
         else:
             self.opinion = self.rng.integers(0, self.n_classes, n)
+        activity = self.pop.latent.get("activity")
+        self._activity = (np.ones(n) if activity is None
+                          else np.asarray(activity, np.float64) / np.mean(activity))
         self.rewired = 0          # accepted rewirings in the last tick (diagnostic)
 
     def set(self, path: str, value: Any) -> None:
@@ -197,7 +203,8 @@ class CoevolvingSociety(Society):
     def advance(self) -> None:
         """One tick: a random share of agents votes or rewires, all from the start-of-tick state."""
         p = self.params
-        acting = (self.rng.random(self.n_agents) < p.act_share) & (self.social.degree > 0)
+        chance = np.minimum(p.act_share * self._activity, 1.0)
+        acting = (self.rng.random(self.n_agents) < chance) & (self.social.degree > 0)
         actors = self.rng.permutation(np.flatnonzero(acting))
         slot = self._pick_slots(actors)
         rewire = self.rng.random(len(actors)) < p.phi
@@ -241,11 +248,15 @@ class CoevolvingSociety(Society):
     def ego_answers(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Friends in total and the share of friends supporting each party."""
         idx = np.asarray(idx)
-        onehot = np.eye(self.n_classes, dtype=np.float32)[self.opinion]
-        shares = friend_mean(self, idx, onehot)
-        answers = {"n_friends": self.social.degree[idx].astype(np.float32)}
+        rows = self.social.adj[idx]                    # the respondents' rows only
+        owner = np.repeat(np.arange(len(idx)), np.diff(rows.indptr))
+        c = self.n_classes
+        counts = np.bincount(owner * c + self.opinion[rows.indices], minlength=len(idx) * c)
+        deg = self.social.degree[idx]
+        shares = counts.reshape(len(idx), c) / np.maximum(deg, 1.0)[:, None]
+        answers = {"n_friends": deg.astype(np.float32)}
         for c in range(self.n_classes):
-            answers[f"friends_party_{c}"] = shares[:, c].astype(np.float32)
+            answers[f"share_friends_party_{c}"] = shares[:, c].astype(np.float32)
         return answers
 
     # --- diagnostics --------------------------------------------------------------------------

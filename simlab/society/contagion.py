@@ -25,9 +25,11 @@ Adoption is sticky by default (Granovetter's cumulative adoption); ``abandon`` >
 adopter drop out with that probability per tick (it may re-adopt later by the same rule).
 
 Thresholds: ``theta_i = threshold_mean + threshold_sd * z_i`` where ``z_i`` is the population's
-latent ``"threshold"`` trait standardised to mean 0, sd 1 (drawn standard normal from the model's
-rng when the population has no such trait). Thresholds are recomputed every tick, so shocks on
-``threshold_mean`` / ``threshold_sd`` act at once.
+latent ``"threshold"`` trait standardised to mean 0, sd 1 over all agents (so who is more
+easily swayed, including community differences, comes from the population, and the scale from
+these parameters); drawn standard normal from the model's rng when the population has no such
+trait. Thresholds are recomputed every tick, so shocks on ``threshold_mean`` /
+``threshold_sd`` act at once.
 
 Response
 --------
@@ -46,7 +48,6 @@ from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-
 from scipy.special import expit
 
 from simlab.society.base import DynamicsParams, Society
@@ -95,8 +96,8 @@ def standardised_latent(society: Society, name: str) -> np.ndarray:
 def trait_score(society: Society, idx: np.ndarray) -> np.ndarray:
     """``intercept[g] + x_i . coef[g]`` for agents idx (the trait part of every response)."""
     g = society.groups[idx]
-    x = society.pop.observed[idx]
-    return society.intercept[g] + np.einsum("nd,nd->n", x, society.coef[g])
+    x = society.pop.observed[idx].astype(np.float64)
+    return society.intercept[g].astype(np.float64) + np.einsum("nd,nd->n", x, society.coef[g])
 
 
 def friend_mean(society: Society, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -116,6 +117,7 @@ class ContagionSociety(Society):
     target: ClassVar[TargetKind] = "binary"
     n_classes: ClassVar[int] = 2
     Params: ClassVar[type[DynamicsParams]] = ContagionParams
+    state_names: ClassVar[tuple[str, ...]] = ("adopted",)
     params: ContagionParams
 
     def init_state(self) -> None:
@@ -162,4 +164,4 @@ class ContagionSociety(Society):
         idx = np.asarray(idx)
         share = friend_mean(self, idx, self.adopted.astype(np.float32))
         return {"n_friends": self.social.degree[idx].astype(np.float32),
-                "friends_adopted_share": share.astype(np.float32)}
+                "share_friends_adopted": share.astype(np.float32)}

@@ -25,7 +25,10 @@ transmitted edge by edge: each contact of an aware agent passes it on with chanc
 1 - exp(-alpha) per tick, and the receiver keeps the best level it was offered.
 Levels at or beyond ``n_levels`` count as unaware (quality rho^n_levels is negligible).
 
-Additions for this lab (not in the paper, off by default): ``import_rate`` infects
+Additions for this lab (not in the paper). Heterogeneous susceptibility: when the population
+has a latent ``"susceptibility"`` trait s_i, agent i's infection rate is multiplied by
+(s_i / mean s)^susceptibility_spread (0 gives Funk et al.'s homogeneous hosts). Off by
+default: ``import_rate`` infects
 susceptibles from outside at that rate (times their susceptibility) — a shock that raises it
 models an outbreak seeded from elsewhere; ``waning`` returns recovered agents to susceptible
 (SIRS) so that later outbreaks can find susceptibles in a long stream.
@@ -73,6 +76,8 @@ class EpidemicParams(DynamicsParams):
     import_rate: float = Field(0.0, ge=0.0,
                                description="infection rate from outside (outbreak seeding)")
     waning: float = Field(0.0, ge=0.0, description="rate recovered -> susceptible (0 = SIR)")
+    susceptibility_spread: float = Field(
+        1.0, ge=0.0, description="exponent on the latent susceptibility ratio (0 = homogeneous)")
     seed_infected: float = Field(0.002, ge=0.0, le=1.0, description="share infected at tick 0")
     awareness_effect: float = Field(3.0, description="logit weight of awareness quality")
     infected_effect: float = Field(1.0, description="logit weight of being infected")
@@ -91,6 +96,7 @@ class EpidemicSociety(Society):
     target: ClassVar[TargetKind] = "binary"
     n_classes: ClassVar[int] = 2
     Params: ClassVar[type[DynamicsParams]] = EpidemicParams
+    state_names: ClassVar[tuple[str, ...]] = ("status", "level")
     params: EpidemicParams
 
     def init_state(self) -> None:
@@ -100,6 +106,9 @@ class EpidemicSociety(Society):
         self.status[self.rng.random(n) < self.params.seed_infected] = INFECTED
         self.level = np.full(n, UNAWARE, dtype=np.int16)
         self.ever_infected = self.status == INFECTED
+        latent = self.pop.latent.get("susceptibility")
+        self._log_frailty = (np.zeros(n) if latent is None else
+                             np.log(np.asarray(latent, np.float64) / np.mean(latent)))
 
     # --- derived quantities -------------------------------------------------------------------
     def quality(self, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
@@ -109,8 +118,11 @@ class EpidemicSociety(Society):
         return table[np.minimum(self.level[idx], top)]
 
     def susceptibility(self) -> np.ndarray:
-        """sigma_i = 1 - (1 - sigma) rho^i (Funk et al. 2009); 1 for the unaware."""
-        return 1.0 - (1.0 - self.params.sigma) * self.quality()
+        """sigma_i = 1 - (1 - sigma) rho^i (Funk et al. 2009; 1 for the unaware), times the
+        latent frailty (s_i / mean s)^susceptibility_spread."""
+        p = self.params
+        frailty = np.exp(p.susceptibility_spread * self._log_frailty)
+        return (1.0 - (1.0 - p.sigma) * self.quality()) * frailty
 
     # --- dynamics -----------------------------------------------------------------------------
     def advance(self) -> None:
@@ -177,8 +189,8 @@ class EpidemicSociety(Society):
         infected = (self.status == INFECTED).astype(np.float32)
         aware = (self.level < self.params.n_levels).astype(np.float32)
         return {"n_friends": self.social.degree[idx].astype(np.float32),
-                "friends_infected_share": friend_mean(self, idx, infected).astype(np.float32),
-                "friends_aware_share": friend_mean(self, idx, aware).astype(np.float32)}
+                "share_friends_infected": friend_mean(self, idx, infected).astype(np.float32),
+                "share_friends_aware": friend_mean(self, idx, aware).astype(np.float32)}
 
     # --- diagnostics --------------------------------------------------------------------------
     def compartment_shares(self) -> dict[str, float]:

@@ -10,7 +10,6 @@ the code that generates it, so a changed config or changed dynamics never reuse 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import zipfile
@@ -55,9 +54,10 @@ def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
     """Run the scenario's society and survey it: burn-in, then one wave every ``every`` ticks.
 
     Each fired shock becomes a ``ShiftEvent`` whose ``wave`` is the first wave surveyed at or
-    after the tick it fired (wave w is surveyed after tick ``burn_in + (w + 1) * every``).
+    after the tick it fired (wave w is surveyed after tick ``burn_in + (w + 1) * every``; a
+    shock fires at the start of its tick, so that tick's wave already sees it).
     """
-    from simlab.society.survey import sample_wave
+    from simlab.society.survey import feature_names, sample_wave
 
     seeds = seed_streams(seed)
     society = scenario.build_society(seeds)
@@ -78,7 +78,7 @@ def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
                              shift=task.info.get("wave") in shifted)
     meta = {"scenario": scenario.name, "seed": int(seed), "family": society.family,
             "target": society.target, "n_classes": int(society.n_classes),
-            "feature_names": _feature_names(waves), "fingerprint": scenario.fingerprint(),
+            "feature_names": feature_names(society, design), "fingerprint": scenario.fingerprint(),
             "n_agents": int(society.n_agents), "n_groups": int(society.social.n_groups),
             "burn_in": int(scenario.burn_in), "every": int(design.every)}
     return TaskStream(waves=waves, shifts=shifts, meta=meta)
@@ -86,18 +86,19 @@ def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
 
 def shift_events(events: Iterable[tuple[int, Any, float]], burn_in: int, every: int,
                  n_waves: int) -> list[ShiftEvent]:
-    """Turn a society's ``(tick, shock, size)`` records into ``ShiftEvent``s with wave indices."""
+    """Turn a society's ``(tick, shock, size)`` records into ``ShiftEvent``s with wave indices.
+
+    Events during the burn-in (a regime cycling from tick 1) precede every wave, so they are
+    part of the initial conditions, not shifts a learner could observe.
+    """
     out = []
     for tick, shock, size in events:
+        if tick <= burn_in:
+            continue
         wave = max(0, -(-(int(tick) - burn_in) // every) - 1)   # ceil((tick - burn_in)/every) - 1
         out.append(ShiftEvent(wave=min(wave, n_waves - 1), tick=int(tick), kind=str(shock.kind),
                               name=str(shock.name), target=str(shock.target), size=float(size)))
     return out
-
-
-def _feature_names(waves: list[list[Task]]) -> list[str]:
-    names = waves[0][0].info.get("feature_names") if waves and waves[0] else None
-    return [str(n) for n in names] if names is not None else []
 
 
 # --- disk format ------------------------------------------------------------------------------

@@ -1,0 +1,169 @@
+"""Survey waves: sample respondents per group and turn them into few-shot tasks.
+
+At each wave every group (community) is surveyed: agents are contacted in random order and
+respond with a propensity that may depend on their traits (non-response, Groves & Couper
+1998: the young, urban, less educated and men respond less), until ``support + query``
+respondents are in; the first ``support`` form the support set. Features are the observed
+traits a questionnaire asks (optionally with measurement noise) plus ego-network answers
+("how many friends do you have", "what share of them support X"). All transforms are fixed
+(traits are stored standardised, counts -> log1p, shares kept), never fitted on the data,
+so a feature means the same thing in every task and wave.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.special import expit
+
+from simlab.society.population import TRAITS
+from simlab.tasks.task import Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simlab.society.base import Society
+
+NONRESPONSE_INDEX: dict[str, float] = {"age": 0.5, "education": 0.5, "female": 0.3,
+                                       "urban": -0.5, "income": 0.2, "religiosity": 0.2}
+"""Weights of the response-propensity index (per stored trait unit; binary traits centred)."""
+BASE_RESPONSE_LOGIT = 1.0
+"""Logit of the response probability of an average person when ``nonresponse > 0``."""
+
+
+class SurveyDesign(BaseModel):
+    """How the society is surveyed (embedded in scenario files)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    every: int = Field(1, ge=1, description="ticks between waves; wave w follows tick "
+                                            "(w + 1) * every")
+    waves: int = Field(20, ge=1, description="number of waves")
+    support: int = Field(10, ge=1, description="max K respondents per group kept as support")
+    query: int = Field(50, ge=1, description="Q respondents per group scored as query")
+    nonresponse: float = Field(0.0, ge=0.0, description="strength of trait-dependent "
+                                                        "non-response (0 = none)")
+    noise_sd: float = Field(0.0, ge=0.0, description="measurement noise sd on features "
+                                                     "(stored-scale units)")
+    features: list[str] | None = Field(None, description="observed traits and ego answers "
+                                                         "to ask; None = all")
+
+    @property
+    def n_ticks(self) -> int:
+        """Ticks the society must run for all waves."""
+        return self.every * self.waves
+
+    def wave_tick(self, wave: int) -> int:
+        """The tick after which wave ``wave`` is taken."""
+        return (wave + 1) * self.every
+
+
+def feature_names(society: Society, design: SurveyDesign) -> list[str]:
+    """Column names of the task features, in order; a clear error for unknown names."""
+    available = list(society.pop.observed_names) + list(
+        society.ego_answers(np.zeros(1, dtype=np.int64)))
+    if design.features is None:
+        return available
+    unknown = [f for f in design.features if f not in available]
+    if unknown or not design.features or len(set(design.features)) != len(design.features):
+        raise ValueError(f"survey.features={design.features!r}: give distinct names from "
+                         f"{', '.join(available)} (unknown: {unknown})")
+    return list(design.features)
+
+
+def check_design(society: Society, design: SurveyDesign) -> None:
+    """Every group must hold at least ``support + query`` agents (and features must exist)."""
+    feature_names(society, design)
+    need = design.support + design.query
+    sizes = society.social.group_sizes()
+    small = np.flatnonzero(sizes < need)
+    if len(small):
+        g = int(small[0])
+        raise ValueError(f"group {society.social.group_names[g]!r} has {sizes[g]} agents but "
+                         f"the survey asks support={design.support} + query={design.query} = "
+                         f"{need} respondents per group ({len(small)} group(s) too small); "
+                         f"lower survey.support/query or use larger groups")
+
+
+def sample_wave(society: Society, design: SurveyDesign, wave: int,
+                rng: np.random.Generator) -> list[Task]:
+    """One task per group, surveyed now (at ``society.tick``), in group order."""
+    names = feature_names(society, design)
+    check_design(society, design)
+    need = design.support + design.query
+    chosen = [_respondents(society, g, need, design.nonresponse, rng)
+              for g in range(society.social.n_groups)]
+    idx = np.concatenate(chosen)
+    x = _features(society, idx, names, design.noise_sd, rng)
+    y = society.respond(idx, rng)
+    oracle = society.oracle(idx)
+    return [_task(society, wave, g, x, y, oracle, slice(g * need, (g + 1) * need),
+                  design.support) for g in range(society.social.n_groups)]
+
+
+def _task(society: Society, wave: int, g: int, x: np.ndarray, y: np.ndarray,
+          oracle: np.ndarray, rows: slice, k: int) -> Task:
+    xs, ys, os = x[rows], y[rows], oracle[rows]
+    return Task(x_support=xs[:k], y_support=ys[:k], x_query=xs[k:], y_query=ys[k:],
+                target=society.target, n_classes=society.n_classes,
+                oracle_query=np.asarray(os[k:], dtype=np.float32),
+                info={"wave": wave, "tick": society.tick, "group": g,
+                      "group_name": society.social.group_names[g], "family": society.family})
+
+
+def response_propensity(society: Society, idx: np.ndarray, strength: float) -> np.ndarray:
+    """P(contacted agent responds): ``sigmoid(1 + strength * index(traits))``."""
+    pop = society.pop
+    index = np.zeros(len(idx))
+    for name, weight in NONRESPONSE_INDEX.items():
+        if name in pop.observed_names:
+            col = pop.observed[idx, pop.column(name)].astype(np.float64)
+            index += weight * (col - 0.5 if TRAITS[name].binary else col)
+    return expit(BASE_RESPONSE_LOGIT + strength * index)
+
+
+def _respondents(society: Society, g: int, need: int, strength: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """``need`` respondents of group g in contact order (random), drawn without replacement."""
+    members = society.social.members(g)
+    if strength == 0.0:  # everyone responds: a simple random sample, in random order
+        return members[rng.choice(len(members), size=need, replace=False)]
+    contacted = members[rng.permutation(len(members))]
+    responds = rng.random(len(contacted)) < response_propensity(society, contacted, strength)
+    got = np.flatnonzero(responds)
+    if len(got) < need:
+        raise ValueError(f"group {society.social.group_names[g]!r}: only {len(got)} of its "
+                         f"{len(members)} agents responded at survey.nonresponse={strength}, "
+                         f"but {need} respondents are needed; lower survey.nonresponse or "
+                         f"survey.support/query, or use larger groups")
+    return contacted[got[:need]]
+
+
+def _features(society: Society, idx: np.ndarray, names: list[str], noise_sd: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """Feature matrix ``[n, len(names)]`` float32 with the fixed transforms and noise."""
+    pop = society.pop
+    ego = society.ego_answers(idx)
+    cols = []
+    for name in names:
+        if name in pop.observed_names:
+            col = pop.observed[idx, pop.column(name)].astype(np.float64)
+            binary = TRAITS[name].binary if name in TRAITS else False
+            cols.append(_noisy(col, noise_sd, rng, binary=binary))
+        elif name.startswith("n_"):
+            cols.append(_noisy(np.log1p(np.asarray(ego[name], dtype=np.float64)), noise_sd,
+                               rng))
+        elif name.startswith("share_"):
+            share = _noisy(np.asarray(ego[name], dtype=np.float64), noise_sd, rng)
+            cols.append(np.clip(share, 0.0, 1.0))
+        else:
+            cols.append(_noisy(np.asarray(ego[name], dtype=np.float64), noise_sd, rng))
+    return np.column_stack(cols).astype(np.float32)
+
+
+def _noisy(col: np.ndarray, sd: float, rng: np.random.Generator,
+           binary: bool = False) -> np.ndarray:
+    """Add N(0, sd^2) measurement error; a 0/1 answer is re-dichotomised at 0.5 (misreport)."""
+    if sd == 0.0:
+        return col
+    noisy = col + sd * rng.standard_normal(len(col))
+    return (noisy > 0.5).astype(np.float64) if binary else noisy

@@ -1,0 +1,155 @@
+"""The report renders HTML + Markdown with every figure from small synthetic store frames."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simlab.evaluation.result import SHIFT_COLUMNS
+from simlab.report import build_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+RUN_COLS = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status", "error",
+            "seconds"]
+# learner -> excess-loss offset against partial pooling (None: the oracle)
+EFFECTS = {"maml": -0.06, "fomaml": 0.03, "scratch": 0.15, "finetune": 0.05,
+           "partial_pooling": 0.0, "oracle": None}
+
+
+def _scenario(name: str, oracle: bool, shift_wave: int | None, seeds=(0, 1, 2),
+              waves=range(2, 12), shots=(2, 8), steps=(0, 1, 4)):
+    rng = np.random.default_rng(len(name))
+    runs, mets, shifts = [], [], []
+    W, K, S = np.meshgrid(list(waves), shots, steps, indexing="ij")
+    for seed in seeds:
+        if shift_wave is not None:
+            shifts.append([name, seed, shift_wave, 10 * shift_wave, "abrupt", "media_event",
+                           "push", 0.5])
+        for learner, off in EFFECTS.items():
+            if off is None and not oracle:
+                continue
+            rid = f"{name}-{learner}-{seed}"
+            runs.append([rid, name, seed, learner, json.dumps({"lr": 0.1}), "ok", None, 2.0])
+            bump = 0 if shift_wave is None else np.where(
+                W >= shift_wave, 0.3 * np.exp(-(W - shift_wave) / 1.5), 0.0)
+            exc = (np.zeros(W.shape) if off is None else
+                   0.1 + off + bump + 0.3 / K + 0.1 / (1 + S) + rng.normal(0, 0.01, W.shape))
+            cells = {"loss": 0.5 + exc, "accuracy": 0.8 - exc / 2, "diverged": 0 * exc}
+            if oracle:
+                cells["excess_loss"] = exc
+            for metric, v in cells.items():
+                mets.append(pd.DataFrame({"run_id": rid, "wave": W.ravel(), "shots": K.ravel(),
+                                          "steps": S.ravel(), "metric": metric,
+                                          "value": v.ravel()}))
+            mets.append(pd.DataFrame({"run_id": rid, "wave": W[:, :, -1].ravel(),
+                                      "shots": K[:, :, -1].ravel(), "steps": max(steps),
+                                      "metric": "adapt_seconds", "value": 0.01}))
+            mets.append(pd.DataFrame({"run_id": rid, "wave": list(waves), "shots": 0,
+                                      "steps": 0, "metric": "meta_fit_seconds", "value": 0.2}))
+    return runs, mets, shifts
+
+
+@pytest.fixture(scope="module")
+def store():
+    runs, mets, shifts = [], [], []
+    for name, oracle, shift in (("opinion flip", True, 6), ("no oracle", False, None)):
+        r, m, s = _scenario(name, oracle, shift)
+        runs += r
+        mets += m
+        shifts += s
+    runs.append(["bad-1", "opinion flip", 0, "relation", "{}", "failed",
+                 "ValueError: x < y | z\nsecond line", 0.1])
+    runs = pd.DataFrame(runs, columns=RUN_COLS)
+    mets = pd.concat(mets, ignore_index=True)
+    # one diverged run: NaN losses from wave 8 on
+    div = (mets["run_id"] == "opinion flip-fomaml-1") & (mets["wave"] >= 8)
+    mets.loc[div & mets["metric"].isin(["loss", "excess_loss", "accuracy"]), "value"] = np.nan
+    mets.loc[div & (mets["metric"] == "diverged"), "value"] = 1.0
+    runs.loc[runs["run_id"] == "opinion flip-fomaml-1", ["status", "error"]] = [
+        "diverged", "non-finite predictions at K=2"]
+    return runs, mets, pd.DataFrame(shifts, columns=["scenario", "seed"] + SHIFT_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def report(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    config = {"opinion flip": {"society": "opinion", "waves": 12}, "no oracle": {"waves": 12}}
+    return build_report(*store, out, "Synthetic comparison", config, n_boot=300)
+
+
+def _imgs(html: str) -> list[str]:
+    return re.findall(r'<img src="([^"]*)"', html)
+
+
+def test_writes_html_markdown_and_every_figure(report):
+    html = report["html"].read_text()
+    md = report["markdown"].read_text()
+    figs = [k for k in report if "/" in k]
+    assert len(figs) == 5 + 4                   # no shifts in the second scenario
+    imgs = _imgs(html)
+    assert len(imgs) == len(figs)
+    for src in imgs:
+        assert src.startswith("data:image/png;base64,")
+        raw = base64.b64decode(src.split(",", 1)[1])
+        assert raw.startswith(PNG) and len(raw) > 5000
+    for rel in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (report["markdown"].parent / rel).read_bytes().startswith(PNG)
+    assert "src=\"figures/" not in html          # self-contained
+
+
+def test_sections_leaderboard_and_verdicts(report):
+    html = report["html"].read_text()
+    md = report["markdown"].read_text()
+    for text in (html, md):
+        assert text.index("Scenario: opinion flip") < text.index("Scenario: no oracle")
+        assert "maml beats partial pooling" in text
+        assert "fomaml&#39;s" in text or "fomaml's" in text
+        assert "it has not earned its place" in text          # fomaml vs partial pooling
+        assert "Leaderboard" in text and "Paired tests on excess loss" in text
+        assert "Paired tests on loss" in text                 # scenario without an oracle
+        assert "no shifts in this scenario" in text
+    assert "ValueError: x &lt; y" in html                      # escaped, listed
+    assert "ValueError: x < y \\| z second line" in md         # one table cell
+    assert "non-finite predictions at K=2" in md
+    assert '"society": "opinion"' in md and "&#34;society&#34;" in html
+
+
+def test_bad_frame_names_the_missing_column(store, tmp_path):
+    runs, mets, shifts = store
+    with pytest.raises(ValueError, match="runs frame lacks column.*status"):
+        build_report(runs.drop(columns="status"), mets, shifts, tmp_path, "x")
+
+
+def test_scenario_with_only_failed_runs(store, tmp_path):
+    runs, mets, shifts = store
+    paths = build_report(runs[runs["run_id"] == "bad-1"], mets.iloc[:0], shifts.iloc[:0],
+                         tmp_path, "only failures")
+    md = paths["markdown"].read_text()
+    assert "No run of this scenario produced records" in md and "ValueError" in md
+
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(n)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium/chromium-browser/google-chrome on "
+                                             "PATH: the headless rendering check needs one")
+def test_headless_chromium_renders_the_report(report, tmp_path):
+    shot = tmp_path / "shot.png"
+    url = report["html"].resolve().as_uri()
+    common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    subprocess.run(common + [f"--screenshot={shot}", "--window-size=1200,2400", url],
+                   capture_output=True, timeout=120, check=False)
+    assert shot.exists() and shot.read_bytes().startswith(PNG) and shot.stat().st_size > 10000
+    dom = subprocess.run(common + ["--dump-dom", url], capture_output=True, text=True,
+                         timeout=120, check=False).stdout
+    imgs = _imgs(dom)
+    assert len(imgs) == 9 and all(s.startswith("data:image/png;base64,") and len(s) > 5000
+                                  for s in imgs)
+    assert "Scenario: no oracle" in dom

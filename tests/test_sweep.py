@@ -1,0 +1,178 @@
+"""Sweeps: same numbers with every executor, resume, failures recorded, sweep files."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pandas as pd
+import pytest
+
+from simlab.experiment.config import Scenario
+from simlab.experiment.executors import DaskExecutor, InlineExecutor, make_executor
+from simlab.experiment.store import Store
+from simlab.experiment.sweep import LearnerSpec, load_sweep, plan_cells, run_sweep
+from simlab.learners.base import Learner
+
+TINY = {
+    "name": "tiny",
+    "dynamics": {"family": "opinion"},
+    "graph": {"kind": "planted_partition", "n_groups": 4, "group_size": 40, "mean_degree": 6},
+    "survey": {"waves": 5, "every": 2, "support": 6, "query": 8},
+    "burn_in": 4,
+    "evaluation": {"warmup": 2, "shots": [3, 6], "steps": [0, 2], "seeds": 2,
+                   "learners": ["scratch", "maml"], "budget": {"iterations": 3, "meta_batch": 4}},
+    "learners": {"maml": {"hidden": [8]}},
+}
+
+
+@dataclass
+class Broken(Learner):
+    """A learner whose meta-fit raises: its cells must fail alone."""
+
+    name: ClassVar[str] = "broken"
+
+    def build(self) -> None:
+        pass
+
+    def meta_fit(self, tasks, budget):
+        raise ValueError("broken on purpose")
+
+    def adapt(self, support, steps):
+        raise AssertionError("never reached")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Scenario:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SIMLAB_CACHE", str(tmp_path_factory.mktemp("cache")))   # workers inherit it
+    yield Scenario.from_dict(TINY)
+    mp.undo()
+
+
+def _metrics(db) -> pd.DataFrame:
+    with Store(db) as store:
+        f = store.frames()
+    df = f["runs"][["run_id", "seed", "learner", "status"]].merge(f["metrics"], on="run_id")
+    return df.drop(columns="run_id").sort_values(
+        ["seed", "learner", "wave", "shots", "steps", "metric"]).reset_index(drop=True)
+
+
+def test_every_executor_gives_the_same_numbers(tiny, tmp_path):
+    dbs = {}
+    for name, executor in [("inline", "inline"), ("process", "process"),
+                           ("dask", DaskExecutor(jobs=2, processes=False))]:
+        dbs[name] = tmp_path / f"{name}.db"
+        summary = run_sweep(tiny, store=dbs[name], executor=executor, jobs=2, quiet=True)
+        if not isinstance(executor, str):
+            executor.close()
+        assert (summary.cells, summary.ok + summary.diverged, summary.failed) == (4, 4, 0), summary
+    ref = _metrics(dbs["inline"])
+    assert len(ref) > 0 and set(ref["learner"]) == {"scratch", "maml"}
+    for name in ("process", "dask"):
+        pd.testing.assert_frame_equal(_metrics(dbs[name]), ref, check_exact=True)
+
+
+def test_failing_cell_is_recorded_and_the_rest_complete(tiny, tmp_path):
+    db = tmp_path / "r.db"
+    s = run_sweep(tiny, ["scratch", Broken], [0, 1], db, executor="inline", quiet=True)
+    assert (s.cells, s.ok + s.diverged, s.failed) == (4, 2, 2)
+    assert all("broken on purpose" in reason for _, _, reason in s.failures)
+    with Store(db) as store:
+        runs = store.frames()["runs"]
+        failed = runs[runs["status"] == "failed"]
+        assert set(failed["learner"]) == {"broken"}
+        assert "Traceback" in failed["error"].iloc[0]
+        assert "ValueError: broken on purpose" in store.show(int(failed["run_id"].iloc[0]))
+    again = run_sweep(tiny, ["scratch", Broken], [0, 1], db, executor="inline", quiet=True)
+    assert (again.skipped, again.failed) == (2, 2)          # finished skipped, failed retried
+
+
+class _KilledAfter(InlineExecutor):
+    """Yields ``n`` results, then dies as a killed sweep would."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def map_unordered(self, fn, items) -> Iterator:
+        for i, pair in enumerate(super().map_unordered(fn, items)):
+            if fn.__name__ == "run_cell" and i == self.n:
+                raise KeyboardInterrupt
+            yield pair
+
+
+def test_killed_sweep_resumes(tiny, tmp_path):
+    db = tmp_path / "r.db"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tiny, store=db, executor=_KilledAfter(3), quiet=True)
+    with Store(db) as store:
+        assert len(store.done_keys()) == 3
+    rest = run_sweep(tiny, store=db, executor="inline", quiet=True)
+    assert (rest.skipped, rest.ok + rest.diverged) == (3, 1)
+    run_sweep(tiny, store=tmp_path / "clean.db", executor="inline", quiet=True)
+    pd.testing.assert_frame_equal(_metrics(db), _metrics(tmp_path / "clean.db"))
+
+
+def test_unreachable_scheduler_fails_fast():
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        make_executor("dask", scheduler="tcp://127.0.0.1:9", timeout=1.0)
+    assert time.perf_counter() - t0 < 10
+    with pytest.raises(ValueError, match="needs the dask executor"):
+        make_executor("inline", scheduler="tcp://127.0.0.1:9")
+    with pytest.raises(ValueError, match="choose one of inline, process, dask"):
+        make_executor("threads")
+
+
+def test_plan_validates_before_running(tiny):
+    with pytest.raises(ValueError, match="unknown learner 'mamll'.*Did you mean maml"):
+        plan_cells([tiny], [LearnerSpec("mamll")], [0])
+    with pytest.raises(ValueError, match="hidden"):
+        plan_cells([tiny], [LearnerSpec("maml", {"hiden": [4]})], [0])
+    jobs = plan_cells([tiny], None, [0, 1], grid={"maml": {"inner_lr": [0.01, 0.1]}})
+    labels = sorted({j.cell.label for j in jobs})
+    assert labels == ["maml[inner_lr=0.01]", "maml[inner_lr=0.1]", "scratch"]
+    assert len(jobs) == 6 and len({j.cell.key for j in jobs}) == 6
+    # adding a learner or a seed to the scenario's lists keeps the other cells' keys
+    more = Scenario.from_dict({**TINY, "evaluation": {**TINY["evaluation"], "seeds": 3}})
+    assert {j.cell.key for j in plan_cells([tiny], None, [0])} == \
+        {j.cell.key for j in plan_cells([more], None, [0])}
+
+
+def test_sweep_file(tiny, tmp_path):
+    (tmp_path / "tiny.toml").write_text("")  # shadowed below by a real file
+    import tomllib  # noqa: F401  (the sweep file format)
+
+    scen = tmp_path / "tiny.toml"
+    scen.write_text(_toml(TINY))
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text('scenarios = ["tiny"]\nlearners = ["scratch", "maml"]\nseeds = [0]\n'
+                     'db = "out.db"\n[hyperparameters.maml]\nhidden = [4]\n'
+                     '[grid.maml]\ninner_lr = [0.01, 0.1]\n')
+    plan = load_sweep(sweep)
+    assert plan.scenarios[0].name == "tiny" and str(plan.db) == "out.db"
+    jobs = plan_cells(plan.scenarios, plan.learners, plan.seeds, plan.grid)
+    assert sorted(j.cell.label for j in jobs) == ["maml[inner_lr=0.01]", "maml[inner_lr=0.1]",
+                                                  "scratch"]
+    assert all(j.cell.hyperparameters["hidden"] == [4] for j in jobs if "maml" in j.cell.label)
+    sweep.write_text('scenarios = ["tiny"]\nlearner = ["maml"]\n')
+    with pytest.raises(ValueError, match="learner: Extra inputs are not permitted"):
+        load_sweep(sweep)
+
+
+def _toml(data: dict, prefix: str = "") -> str:
+    """A minimal TOML writer for the nested dicts above (tables, scalars, lists)."""
+    import json
+
+    lines, tables = [], []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
+    out = "\n".join(lines) + "\n"
+    for k, v in tables:
+        name = f"{prefix}{k}"
+        out += f"\n[{name}]\n" + _toml(v, name + ".").lstrip("\n")
+    return out
