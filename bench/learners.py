@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from simlab.learners import Budget, TaskSpec
-from simlab.learners.maml import MAML, _tensors
+from simlab.learners import TaskSpec
+from simlab.learners.maml import MAML
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.reference import sinusoid_tasks
 
@@ -62,10 +62,9 @@ def update_module(module: nn.Module, lr: float, grads: list[torch.Tensor]) -> No
     walk(module)
 
 
-def reference_step(model: nn.Module, opt: torch.optim.Optimizer, xs, ys, xq, yq) -> float:
-    """One second-order MAML meta-iteration, learn2learn style."""
+def reference_step(model: nn.Module, opt: torch.optim.Optimizer, xs, ys, xq, yq) -> None:
+    """One second-order MAML meta-iteration, learn2learn style (no per-task .item() syncs)."""
     opt.zero_grad()
-    total = 0.0
     for t in range(xs.shape[0]):
         learner = clone_module(model)
         loss = ((learner(xs[t]).squeeze(-1) - ys[t]) ** 2).mean()
@@ -73,35 +72,46 @@ def reference_step(model: nn.Module, opt: torch.optim.Optimizer, xs, ys, xq, yq)
         update_module(learner, INNER_LR, list(grads))
         qloss = ((learner(xq[t]).squeeze(-1) - yq[t]) ** 2).mean() / xs.shape[0]
         qloss.backward()
-        total += float(qloss)
     opt.step()
-    return total
 
 
 # ----- timing -------------------------------------------------------------------------------
-def per_iteration_ms(step: Callable[[], object], iters: int, repeats: int, device: str) -> float:
-    """Median over ``repeats`` of the mean wall time of ``iters`` calls (after a warm-up)."""
-    for _ in range(max(3, iters // 10)):
-        step()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(iters):
+def time_interleaved(steps: dict[str, Callable[[], object]], iters: int, repeats: int,
+                     device: str) -> dict[str, dict[str, float]]:
+    """ms per call of each step: wall and process-CPU time, median and min over ``repeats``.
+
+    The steps are interleaved (each repeat times every step once, in turn), so that load from
+    other processes on a shared machine hits them alike; CPU time is what the process itself
+    spent, less sensitive to being descheduled than wall time."""
+    for step in steps.values():                      # warm-up (allocator, lazy init)
+        for _ in range(max(3, iters // 10)):
             step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) / iters * 1e3)
-    return statistics.median(times)
+    wall: dict[str, list[float]] = {k: [] for k in steps}
+    cpu: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(iters):
+                step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            wall[name].append((time.perf_counter() - t0) / iters * 1e3)
+            cpu[name].append((time.process_time() - c0) / iters * 1e3)
+    return {k: {"wall_median": statistics.median(wall[k]), "wall_min": min(wall[k]),
+                "cpu_median": statistics.median(cpu[k]), "cpu_min": min(cpu[k])}
+            for k in steps}
 
 
-def bench_maml(device: str, iters: int, repeats: int, with_compile: bool) -> dict[str, float]:
+def bench_maml(device: str, iters: int, repeats: int, with_compile: bool
+               ) -> dict[str, dict[str, float]]:
+    """Time the three implementations of the same meta-iteration on the same weights."""
     tasks = sinusoid_tasks(META_BATCH, SHOTS, QUERY, np.random.default_rng(0))
     batch = TaskBatch.from_tasks(tasks, device=device)
+    spec = TaskSpec.of(tasks[0])
     learner = MAML(hidden=(40, 40), inner_lr=INNER_LR, inner_steps=1, outer_lr=1e-3)
-    learner.setup(TaskSpec.of(tasks[0]), seed=0, device=device)
-    tensors = _tensors(batch)
+    learner.setup(spec, seed=0, device=device)
 
     model = copy.deepcopy(learner.net)
     with torch.no_grad():
@@ -110,21 +120,20 @@ def bench_maml(device: str, iters: int, repeats: int, with_compile: bool) -> dic
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xs, ys, xq, yq = batch.x_support, batch.y_support, batch.x_query, batch.y_query
 
-    res = {"reference_ms": per_iteration_ms(lambda: reference_step(model, opt, xs, ys, xq, yq),
-                                            iters, repeats, device),
-           "simlab_ms": per_iteration_ms(lambda: learner._apply_step(tensors), iters, repeats,
-                                         device)}
-    res["ratio"] = res["reference_ms"] / res["simlab_ms"]
+    steps: dict[str, Callable[[], object]] = {
+        "learn2learn-style loop": lambda: reference_step(model, opt, xs, ys, xq, yq),
+        "simlab vmap torch.func": lambda: learner.meta_step(batch)}
+    extra: dict[str, float] = {}
     if with_compile:
         fast = MAML(hidden=(40, 40), inner_lr=INNER_LR, inner_steps=1, outer_lr=1e-3,
                     compile=True)
-        fast.setup(TaskSpec.of(tasks[0]), seed=0, device=device)
+        fast.setup(spec, seed=0, device=device)
         t0 = time.perf_counter()
-        fast._apply_step(tensors)
-        res["compile_s"] = time.perf_counter() - t0
-        res["simlab_compiled_ms"] = per_iteration_ms(lambda: fast._apply_step(tensors), iters,
-                                                     repeats, device)
-        res["ratio_compiled"] = res["reference_ms"] / res["simlab_compiled_ms"]
+        fast.meta_step(batch)
+        extra["compile_s"] = time.perf_counter() - t0
+        steps["simlab + torch.compile"] = lambda: fast.meta_step(batch)
+    res = time_interleaved(steps, iters, repeats, device)
+    res["_meta"] = extra
     return res
 
 
@@ -158,11 +167,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"MAML sinusoid, K={SHOTS}, Q={QUERY}, meta-batch {META_BATCH}, 1 inner step, "
           "second order; ms per meta-iteration:")
     res = bench_maml(args.device, args.iters, args.repeats, args.compile)
-    print(f"  learn2learn-style loop  {res['reference_ms']:8.3f} ms")
-    print(f"  simlab vmap torch.func  {res['simlab_ms']:8.3f} ms   ratio {res['ratio']:.1f}x")
-    if args.compile:
-        print(f"  simlab + torch.compile  {res['simlab_compiled_ms']:8.3f} ms   ratio "
-              f"{res['ratio_compiled']:.1f}x   (compile took {res['compile_s']:.1f} s)")
+    meta = res.pop("_meta")
+    ref = res["learn2learn-style loop"]
+    print(f"  {'':24s} {'wall median':>12s} {'wall min':>9s} {'cpu median':>11s} {'cpu min':>8s}"
+          "   ratio (wall median / cpu median)")
+    for name, r in res.items():
+        ratio = ("" if r is ref else f"   {ref['wall_median'] / r['wall_median']:.1f}x / "
+                 f"{ref['cpu_median'] / r['cpu_median']:.1f}x")
+        print(f"  {name:24s} {r['wall_median']:12.3f} {r['wall_min']:9.3f} "
+              f"{r['cpu_median']:11.3f} {r['cpu_min']:8.3f}{ratio}")
+    if "compile_s" in meta:
+        print(f"  (torch.compile of the meta-step took {meta['compile_s']:.1f} s)")
     others = None if args.skip_others else other_learners()
     for name, r in (others or {}).items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"

@@ -10,6 +10,7 @@ from simlab.society.epidemic import (INFECTED, RECOVERED, SUSCEPTIBLE, UNAWARE, 
                                      EpidemicSociety)
 from simlab.society.graphs import SocialGraph, planted_partition
 from simlab.society.population import Population, PopulationSpec, make_population
+from simlab.society.shocks import AbruptShock
 
 pytestmark = pytest.mark.society
 
@@ -50,8 +51,9 @@ def test_same_seed_same_state_different_seed_differs():
 
 def test_awareness_reduces_the_final_size():
     def final_size(sigma: float, rng: int) -> float:
-        s = society(n=1500, rng=rng, beta=0.04, sigma=sigma, seed_infected=0.01)
-        return run(s, 200).attack_rate
+        s = society(n=1000, rng=rng, beta=0.04, sigma=sigma, alpha=0.3, fade=0.05, n_levels=5,
+                    seed_infected=0.01)
+        return run(s, 120).attack_rate
 
     unaware = np.mean([final_size(1.0, r) for r in (1, 2)])    # awareness without effect
     aware = np.mean([final_size(0.1, r) for r in (1, 2)])
@@ -114,16 +116,20 @@ def test_infected_become_first_hand_aware():
 
 
 def test_outbreak_as_a_shock_on_import_rate_and_waning():
-    s = society(seed_infected=0.0, gamma=0.5)
+    graph, pop = inputs()
+    outbreak = [AbruptShock(name="outbreak", target="import_rate", at=6, value=0.05),
+                AbruptShock(name="contained", target="import_rate", at=26, value=0.0)]
+    s = EpidemicSociety(graph, pop, EpidemicParams(seed_infected=0.0, gamma=0.5),
+                        shocks=outbreak, rng=1)
     run(s, 5)
     assert s.attack_rate == 0.0
-    s.set("import_rate", 0.05)
     run(s, 20)
     assert s.attack_rate > 0.3 and (s.status == RECOVERED).any()
-    s.set("import_rate", 0.0)
+    assert [(tick, shock.name) for tick, shock, _ in s.events] == [(6, "outbreak")]
     s.set("beta", 0.0)
     s.set("waning", 50.0)
     run(s, 15)
+    assert [tick for tick, _, _ in s.events] == [6, 26]
     assert np.all(s.status == SUSCEPTIBLE)
 
 

@@ -146,3 +146,16 @@ def test_same_learner_with_two_settings_is_not_pooled():
     summ = run_summaries(pd.concat([runs, extra]), pd.concat([mets, mets2]))
     labels = set(summ["label"])
     assert "partial_pooling" in labels and sum(lab.startswith("maml@") for lab in labels) == 2
+
+
+def test_store_labels_use_the_registry_name_to_find_baselines():
+    sc = _scores({"maml[inner_lr=0.1]": -0.05, "partial_pooling[window=3]": 0.0,
+                  "partial_pooling[window=9]": 0.02, "scratch": 0.1})
+    names = {"maml[inner_lr=0.1]": "maml", "partial_pooling[window=3]": "partial_pooling",
+             "partial_pooling[window=9]": "partial_pooling", "scratch": "scratch"}
+    sc["learner_name"] = sc["label"].map(names)
+    assert best_baseline(sc) == "partial_pooling[window=3]"
+    (c,) = compare_all(sc, n_boot=300)
+    assert (c.learner, c.reference, c.reference_name) == (
+        "maml[inner_lr=0.1]", "partial_pooling[window=3]", "partial_pooling")
+    assert overall_verdict([c], sc).startswith("maml[inner_lr=0.1] beats partial pooling")

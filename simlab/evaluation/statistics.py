@@ -75,29 +75,39 @@ def seed_interval(values: Iterable[float], level: float = 0.95) -> Interval:
 
 # --------------------------------------------------------------------------- frames from a store
 
-def _labels(runs: pd.DataFrame) -> pd.Series:
-    """Learner name, suffixed with a short hash of its hyperparameters when one name was run
-    with several settings in a scenario (so they are not pooled by mistake)."""
+def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``label`` and ``learner_name`` to a runs frame.
+
+    ``label``: the ``learner`` column (the store's label, e.g. ``maml[inner_lr=0.1]`` for a grid
+    point), suffixed with a short hash of the hyperparameters when one label was run with
+    several settings in a scenario (so they are not pooled by mistake). ``learner_name``: the
+    registry name (the store's ``learner_name`` column where present, else ``learner``), which
+    decides who is a baseline or the oracle.
+    """
     hp = runs["hyperparameters"].fillna("{}").astype(str)
     n_settings = hp.groupby([runs["scenario"], runs["learner"]]).transform("nunique")
     tag = hp.map(lambda s: hashlib.sha1(s.encode()).hexdigest()[:6])
-    return runs["learner"].where(n_settings <= 1, runs["learner"] + "@" + tag)
+    name = runs["learner_name"].fillna(runs["learner"]) if "learner_name" in runs else \
+        runs["learner"]
+    return runs.assign(label=runs["learner"].where(n_settings <= 1, runs["learner"] + "@" + tag),
+                       learner_name=name.astype(str))
 
 
 def run_summaries(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame | None = None,
                   options: SummaryOptions | None = None) -> pd.DataFrame:
-    """One row per run: scenario, seed, learner, label, status + :func:`metrics.summarize`.
+    """One row per run: scenario, seed, learner, label, learner_name, status +
+    :func:`metrics.summarize`.
 
     Runs without records (failed) get only their identity columns.
     """
-    runs = runs.assign(label=_labels(runs))
+    runs = _labelled(runs)
     by_run = dict(tuple(metrics.groupby("run_id"))) if len(metrics) else {}
     by_stream = (dict(tuple(shifts.groupby(["scenario", "seed"])))
                  if shifts is not None and len(shifts) else {})
     rows = []
     for r in runs.itertuples(index=False):
         row = {"run_id": r.run_id, "scenario": r.scenario, "seed": r.seed, "learner": r.learner,
-               "label": r.label, "status": r.status}
+               "label": r.label, "learner_name": r.learner_name, "status": r.status}
         rec = by_run.get(r.run_id)
         if rec is not None and len(rec):
             row.update(summarize(rec, by_stream.get((r.scenario, r.seed)), options))
@@ -134,12 +144,12 @@ def comparison_metric(metrics: pd.DataFrame) -> str:
 
 
 def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per-wave scores for paired tests: scenario, seed, label, wave, value (one row per cell).
+    """Per-wave scores for paired tests: scenario, seed, label, learner_name, wave, value (one
+    row per cell).
 
     Runs without records are skipped; a repeated (scenario, seed, label) keeps its last run.
     """
-    runs = runs.assign(label=_labels(runs))
-    runs = runs.drop_duplicates(["scenario", "seed", "label"], keep="last")
+    runs = _labelled(runs).drop_duplicates(["scenario", "seed", "label"], keep="last")
     parts = []
     for run_id, rec in metrics[metrics["run_id"].isin(runs["run_id"])].groupby("run_id"):
         curve = wave_curve(rec, metric)
@@ -147,9 +157,10 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.Da
             continue
         r = runs.loc[runs["run_id"] == run_id].iloc[0]
         parts.append(pd.DataFrame({"scenario": r["scenario"], "seed": r["seed"],
-                                   "label": r["label"], "wave": curve.index.to_numpy(),
+                                   "label": r["label"], "learner_name": r["learner_name"],
+                                   "wave": curve.index.to_numpy(),
                                    "value": curve.to_numpy()}))
-    cols = ["scenario", "seed", "label", "wave", "value"]
+    cols = ["scenario", "seed", "label", "learner_name", "wave", "value"]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
@@ -162,6 +173,8 @@ class Comparison:
     scenario: str
     learner: str
     reference: str
+    learner_name: str     # registry names: who is a baseline, who is partial pooling
+    reference_name: str
     metric: str
     n_pairs: int
     n_seeds: int
@@ -214,7 +227,7 @@ def _verdict(c: dict[str, object], name: str) -> str:
     if c["outcome"] == "beats":
         return f"{head}; it beats {ref}."
     tail = f"; it does not beat {ref}"
-    if ref == REFERENCE and lrn not in BASELINES + (ORACLE,):
+    if c["reference_name"] == REFERENCE and c["learner_name"] not in BASELINES + (ORACLE,):
         tail += ": it has not earned its place"
     if c["outcome"] == "worse":
         tail += " (it is significantly worse)"
@@ -231,7 +244,10 @@ def compare(scores: pd.DataFrame, learner: str, reference: str, metric: str = "e
     scenario = str(scores["scenario"].iloc[0]) if len(scores) else ""
     wide = scores[scores["label"].isin([learner, reference])].pivot_table(
         index=["seed", "wave"], columns="label", values="value", aggfunc="mean", dropna=False)
-    base = dict(scenario=scenario, learner=learner, reference=reference, metric=metric)
+    names = _names(scores)
+    base = dict(scenario=scenario, learner=learner, reference=reference,
+                learner_name=names.get(learner, learner),
+                reference_name=names.get(reference, reference), metric=metric)
     if learner not in wide.columns or reference not in wide.columns:
         empty = dict(base, n_pairs=0, n_seeds=0, n_dropped=0, mean_learner=math.nan,
                      mean_reference=math.nan, mean_diff=math.nan, ci_lo=math.nan,
@@ -268,23 +284,33 @@ def compare(scores: pd.DataFrame, learner: str, reference: str, metric: str = "e
     return Comparison(**fields, verdict=_verdict(fields, metric.replace("_", " ")))
 
 
-def best_baseline(scores: pd.DataFrame) -> str | None:
-    """The baseline (scratch, finetune, partial_pooling) with the lowest mean score, if any."""
-    means = scores[scores["label"].isin(BASELINES)].groupby("label")["value"].mean().dropna()
+def _names(scores: pd.DataFrame) -> dict[str, str]:
+    """label -> registry name (labels are their own name in frames without the column)."""
+    if "learner_name" not in scores:
+        return {str(lab): str(lab) for lab in scores["label"].unique()}
+    return scores.groupby("label")["learner_name"].first().astype(str).to_dict()
+
+
+def best_baseline(scores: pd.DataFrame, names: Sequence[str] = BASELINES) -> str | None:
+    """The label with the lowest mean score among learners named in ``names`` (default: the
+    baselines scratch, finetune, partial_pooling), if any was run."""
+    lab_names = _names(scores)
+    mine = [lab for lab, n in lab_names.items() if n in names]
+    means = scores[scores["label"].isin(mine)].groupby("label")["value"].mean().dropna()
     return str(means.idxmin()) if len(means) else None
 
 
 def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, n_boot: int = 2000,
                 alpha: float = 0.05, seed: int = 0) -> list[Comparison]:
     """Every non-baseline, non-oracle learner of every scenario against the best baseline and
-    against partial pooling (once when they are the same)."""
+    against partial pooling (its best setting when several were run; once when they are the
+    same)."""
     out: list[Comparison] = []
     for _, sc in scores.groupby("scenario", sort=False):
-        best = best_baseline(sc)
-        refs = [r for r in dict.fromkeys([best, REFERENCE]) if r is not None]
-        learners = [lab for lab in sc["label"].unique()
-                    if lab.split("@")[0] not in BASELINES + (ORACLE,)]
-        for lab in learners:
+        refs = [r for r in dict.fromkeys([best_baseline(sc), best_baseline(sc, (REFERENCE,))])
+                if r is not None]
+        learners = [lab for lab, n in _names(sc).items() if n not in BASELINES + (ORACLE,)]
+        for lab in sorted(learners, key=list(sc["label"].unique()).index):
             for ref in refs:
                 out.append(compare(sc, lab, ref, metric, n_boot=n_boot, alpha=alpha, seed=seed))
     return out
@@ -292,10 +318,10 @@ def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, n_boot: in
 
 def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame) -> str:
     """The scenario-level sentence: does any meta-learner beat partial pooling?"""
-    if REFERENCE not in set(scores["label"]):
+    if REFERENCE not in set(_names(scores).values()):
         return ("Partial pooling was not run in this scenario, so no meta-learner can be shown "
                 "to have earned its place; add partial_pooling to the learners.")
-    vs_pp = [c for c in comparisons if c.reference == REFERENCE]
+    vs_pp = [c for c in comparisons if c.reference_name == REFERENCE]
     if not vs_pp:
         return "No meta-learner was run in this scenario; only baselines are compared."
     winners = [c.learner for c in vs_pp if c.outcome == "beats"]
@@ -306,7 +332,7 @@ def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame) -> 
                 "earned its place on this scenario.")
     both = [w for w in winners if w in vs_best]
     extra = (f" {', '.join(both)} also beat{'s' if len(both) == 1 else ''} the best baseline "
-             f"({best})." if both and best != REFERENCE else "")
+             f"({best})." if both and _names(scores).get(best) != REFERENCE else "")
     return (f"{', '.join(winners)} beat{'s' if len(winners) == 1 else ''} partial pooling "
             f"({len(winners)} of {len(vs_pp)} meta-learners).{extra}")
 

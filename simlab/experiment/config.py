@@ -398,9 +398,10 @@ def _resolve(path: str | Path) -> Path:
     found = sorted(f.stem for f in folder.glob("*.toml") if not f.name.startswith("_")) \
         if folder else []
     close = difflib.get_close_matches(p.stem, found, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    listing = f"scenarios in {folder}: {', '.join(found)}" if found else "no scenarios found"
-    raise ScenarioError(f"no scenario file {str(path)!r}.{hint} {listing}")
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    listing = f"scenarios in {folder}: {', '.join(found)}" if found else \
+        f"no scenario files found in {', '.join(map(str, scenario_dirs()))}"
+    raise ScenarioError(f"no scenario file {str(path)!r}; {hint}{listing}")
 
 
 def _read_chain(file: Path, seen: list[Path]) -> list[tuple[Path, dict[str, Any]]]:

@@ -93,9 +93,9 @@ class ProcessExecutor:
                     item = pending.pop(fut)
                     yield item, fut.result()
         except BrokenProcessPool as err:
-            raise ExecutorError("a worker process died (out of memory, or killed); the cells "
-                               "finished so far are in the store; run the same command again "
-                               "to resume") from err
+            raise ExecutorError("a worker process died (out of memory, or killed; from a script, "
+                                "start the sweep under `if __name__ == '__main__':`); cells "
+                                "finished so far are in the store, run again to resume") from err
         finally:
             for fut in pending:
                 fut.cancel()

@@ -183,19 +183,26 @@ def _newton_step(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.
                  prec: torch.Tensor) -> torch.Tensor:
     """One damped Newton step on the MAP objective for every task at once.
 
-    Prior N(mean, diag(1/prec)); the step size per task is the best of ``_LINE_SEARCH``
-    (including 0), so the objective is monotone and non-finite candidates are never taken.
+    Prior N(mean, diag(1/prec)). Tasks whose full step does not lower the objective take the
+    best step size of ``_LINE_SEARCH`` (including 0) instead, so the objective is monotone and
+    non-finite candidates are never taken.
     """
     g, h = _grad_hess(beta, x, y, w, target, sigma2)
     g = g + (prec * (beta - mean)).reshape(g.shape)
     h = h + torch.diag_embed(prec.expand_as(beta).reshape(g.shape))
     delta, _ = torch.linalg.solve_ex(h, g)
     delta = torch.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0).reshape(beta.shape)
+    full = beta - delta
+    obj = _objective(torch.stack([beta, full]), x, y, w, target, sigma2, mean, prec)
+    bad = ~(obj[1] <= obj[0])                                       # also catches NaN
+    if not bool(bad.any()):
+        return full
+    idx = bad.nonzero().squeeze(1)
     t = torch.tensor(_LINE_SEARCH, dtype=beta.dtype, device=beta.device)
-    cand = beta - t.view(-1, 1, 1, 1) * delta                       # [T, B, P, O]
-    obj = _objective(cand, x, y, w, target, sigma2, mean, prec)     # [T, B]
-    best = torch.nan_to_num(obj, nan=torch.inf).argmin(0)           # [B]
-    return cand[best, torch.arange(beta.shape[0], device=beta.device)]
+    cand = beta[idx] - t.view(-1, 1, 1, 1) * delta[idx]            # [T, b, P, O]
+    obj = _objective(cand, x[idx], y[idx], w[idx], target, sigma2, mean, prec)
+    best = torch.nan_to_num(obj, nan=torch.inf).argmin(0)
+    return full.index_put((idx,), cand[best, torch.arange(len(idx), device=beta.device)])
 
 
 def _newton_path(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
@@ -293,7 +300,8 @@ class NetAdapted(Adapted):
                              f"batch had {n_tasks}; pass the same batch")
         call = lambda p, x: functional_call(self.module, p, (x,))  # noqa: E731
         with torch.no_grad():
-            out = vmap(vmap(call), in_dims=(0, None))(self.params, query.x_query)
+            x = query.x_query.to(next(iter(self.params.values())).device)
+            out = vmap(vmap(call), in_dims=(0, None))(self.params, x)
         return to_prediction(out, self.target)
 
 

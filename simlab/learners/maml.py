@@ -334,7 +334,8 @@ class MAML(_GradientMetaLearner):
         ``"alpha"`` for Meta-SGD) on one meta-batch, without updating anything."""
         self._require_setup()
         grads, loss = self._step_fn(self._meta_leaves(), *_tensors(batch.to(self.device)))
-        return loss.detach(), grads
+        return loss.detach(), {g: {k: v.detach() for k, v in gs.items()}
+                               for g, gs in grads.items()}
 
     def _apply_step(self, tensors: Tensors) -> tuple[float, bool]:
         leaves = self._meta_leaves()

@@ -35,13 +35,18 @@ class ScenarioData:
     shifts: pd.DataFrame                                # SHIFT_COLUMNS of one seed's stream
     metric: str                                         # "excess_loss" or "loss"
     colors: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # label -> registry name
+
+    def base(self, label: str) -> str:
+        return self.names.get(label, label)
 
     def labels(self) -> list[str]:
-        return sorted(self.cubes, key=lambda s: (s.split("@")[0] in BASELINES + (ORACLE,), s))
+        """Meta-learners first, then baselines and the oracle; alphabetical within."""
+        return sorted(self.cubes, key=lambda s: (self.base(s) in BASELINES + (ORACLE,), s))
 
 
 def _style(data: ScenarioData, label: str) -> dict[str, object]:
-    base = label.split("@")[0]
+    base = data.base(label)
     if base == ORACLE:
         return {"color": "black", "linestyle": ":", "label": label}
     return {"color": data.colors.get(label, "grey"),
@@ -196,7 +201,7 @@ def recovery_per_shift(data: ScenarioData) -> bytes:
         style = _style(data, lab)
         pos = x - 0.4 + width * (j + 0.5)
         ax.bar(pos, np.nan_to_num(mean), width, color=style["color"], label=lab,
-               hatch="//" if lab.split("@")[0] in BASELINES else None, edgecolor="white")
+               hatch="//" if data.base(lab) in BASELINES else None, edgecolor="white")
         for p, m, miss, skip in zip(pos, mean, (~ok).sum(0), undefined):
             if skip:
                 continue

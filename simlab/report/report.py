@@ -197,7 +197,8 @@ def _figures(name: str, runs: pd.DataFrame, mets: pd.DataFrame, summaries: pd.Da
     first_seed = shifts["seed"].min() if len(shifts) else None
     data = ScenarioData(name, by_label, summaries,
                         shifts[shifts["seed"] == first_seed] if first_seed is not None
-                        else shifts, metric, assign_colors(list(by_label)))
+                        else shifts, metric, assign_colors(list(by_label)),
+                        dict(zip(summaries["label"], summaries["learner_name"])))
     files: dict[str, Path] = {}
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)

@@ -22,15 +22,15 @@ Vectorised asynchrony
 ---------------------
 The paper updates one vertex at a time. Here each tick every agent acts independently with
 probability ``act_share`` (times the population's latent ``"activity"``, mean 1, when it has
-one: an extension, Holme & Newman pick vertices uniformly) and all actors move at once from the start-of-tick state: voters copy
-the opinion their chosen neighbour held at the start of the tick and rewirers pick targets by
-their start-of-tick opinion. ``act_share`` -> 1/N recovers the paper's sequential update;
-a small share (default 0.05) keeps the fraction of conflicting moves small. Conflicts are
-resolved so that the graph stays simple (the SocialGraph contract: no self-loops, 0/1
-adjacency): a rewiring is skipped when the target is i itself or already a neighbour of i, when
-the other end of the same edge also rewires it this tick, or when another actor creates the same
-new pair (the first in a random order wins). Holme & Newman do not need these rejections;
-they are rare for sparse graphs and a small ``act_share``.
+one: an extension, Holme & Newman pick vertices uniformly) and all actors move at once from
+the start-of-tick state: voters copy the opinion their chosen neighbour held at the start of
+the tick and rewirers pick targets by their start-of-tick opinion. ``act_share`` -> 1/N
+recovers the paper's sequential update; a small share (default 0.05) keeps conflicting moves
+rare. The graph stays simple (the SocialGraph contract: no self-loops, 0/1 adjacency): a
+rewiring is skipped when the target is i itself or already a neighbour of i, when the other
+end of the same edge also rewires it this tick, or when another actor creates the same new
+pair (the first in a random order wins). Skips are rare on sparse graphs with few parties
+(``rewired`` counts the moves made each tick).
 
 Network storage: the CSR arrays themselves (``indptr``, column ``indices``) plus, per slot, the
 id of its undirected edge. Moving edge (i, j) -> (i, k) rewrites i's slot in place, drops the

@@ -23,15 +23,16 @@ Discrete time: every tick converts each rate r into the probability 1 - exp(-r) 
 during the tick, and all events use the start-of-tick state (synchronous update). Awareness is
 transmitted edge by edge: each contact of an aware agent passes it on with chance
 1 - exp(-alpha) per tick, and the receiver keeps the best level it was offered.
-Levels at or beyond ``n_levels`` count as unaware (quality rho^n_levels is negligible).
+Only ``n_levels`` levels are tracked: information passed on or faded beyond level
+n_levels - 1 is lost (the agent is unaware again), a truncation of the paper's unbounded levels.
 
 Additions for this lab (not in the paper). Heterogeneous susceptibility: when the population
 has a latent ``"susceptibility"`` trait s_i, agent i's infection rate is multiplied by
 (s_i / mean s)^susceptibility_spread (0 gives Funk et al.'s homogeneous hosts). Off by
-default: ``import_rate`` infects
-susceptibles from outside at that rate (times their susceptibility) — a shock that raises it
-models an outbreak seeded from elsewhere; ``waning`` returns recovered agents to susceptible
-(SIRS) so that later outbreaks can find susceptibles in a long stream.
+default: ``import_rate`` infects susceptibles from outside at that rate (times their
+susceptibility), so a shock that raises it models an outbreak seeded from elsewhere;
+``waning`` returns recovered agents to susceptible (SIRS) so that later outbreaks find
+susceptibles in a long stream.
 
 Response
 --------
@@ -69,10 +70,10 @@ class EpidemicParams(DynamicsParams):
                          description="relative susceptibility at awareness level 0")
     rho: float = Field(0.6, ge=0.0, le=1.0,
                        description="quality kept each time information is passed on or fades")
-    alpha: float = Field(0.3, ge=0.0, description="awareness transmission rate per contact")
+    alpha: float = Field(0.1, ge=0.0, description="awareness transmission rate per contact")
     omega: float = Field(0.5, ge=0.0, description="rate at which infected agents become aware")
-    fade: float = Field(0.05, ge=0.0, description="rate of awareness fading (level i -> i+1)")
-    n_levels: int = Field(5, ge=1, le=30, description="awareness levels tracked (0..n_levels-1)")
+    fade: float = Field(0.2, ge=0.0, description="rate of awareness fading (level i -> i+1)")
+    n_levels: int = Field(4, ge=1, le=30, description="awareness levels tracked (0..n_levels-1)")
     import_rate: float = Field(0.0, ge=0.0,
                                description="infection rate from outside (outbreak seeding)")
     waning: float = Field(0.0, ge=0.0, description="rate recovered -> susceptible (0 = SIR)")
