@@ -1,4 +1,4 @@
-"""Scenario files: shipped scenarios load, `extends` merges, every user error is one clear message."""
+"""Scenario files: shipped ones load, `extends` merges, each user error is one clear message."""
 from __future__ import annotations
 
 import copy

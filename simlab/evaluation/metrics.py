@@ -50,8 +50,6 @@ METRICS: tuple[str, ...] = (
 )
 #: metrics scored per (wave, shots, steps) from predictions
 SCORED: tuple[str, ...] = METRICS[:7]
-#: metrics where a larger value is better (all others: lower is better)
-HIGHER_IS_BETTER: frozenset[str] = frozenset({"accuracy"})
 EPS = 1e-7
 ECE_BINS = 10
 
@@ -229,11 +227,6 @@ def cubes(records: pd.DataFrame) -> dict[str, Cube]:
         cube[idx] = value[sel]
         out[str(name)] = Cube(*(a.astype(np.int64) for a in axes), cube)
     return out
-
-
-def has_metric(records: pd.DataFrame, metric: str) -> bool:
-    """Whether any record of ``metric`` exists (e.g. ``excess_loss`` needs an oracle)."""
-    return bool((records["metric"] == metric).any())
 
 
 def _curve(cube: Cube, steps: StepsSel = "max", shots: int | None = None) -> pd.Series:

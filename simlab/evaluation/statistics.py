@@ -337,12 +337,6 @@ def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame) -> 
             f"({len(winners)} of {len(vs_pp)} meta-learners).{extra}")
 
 
-def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
-    """Comparisons as a frame (one row each), for tables and the store."""
-    cols = list(Comparison.__dataclass_fields__)
-    return pd.DataFrame([c.as_dict() for c in comparisons], columns=cols)
-
-
 def parse_hyperparameters(text: str | None) -> dict[str, object]:
     """The runs frame's JSON hyperparameters as a dict ({} when empty or not JSON)."""
     try:

@@ -86,7 +86,7 @@ class EvaluationSpec(_Strict):
     """How the prequential protocol scores learners on this scenario's stream."""
 
     warmup: int = Field(4, ge=1, description="waves meta-fitted on before the first scored wave")
-    shots: list[int] = Field(default_factory=lambda: [5, 10, 20],
+    shots: list[int] = Field(default_factory=lambda: [1, 5, 10],
                              description="support sizes K to adapt on")
     steps: list[int] = Field(default_factory=lambda: [0, 1, 5, 10],
                              description="inner-loop step counts to score")

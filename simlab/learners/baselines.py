@@ -49,7 +49,7 @@ from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
 GLM_DTYPE = torch.float64          # Newton solves in double precision; predictions float32
-_LINE_SEARCH = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.0)   # 0 keeps the old iterate
+_LINE_SEARCH = tuple(2.0 ** -k for k in range(1, 31)) + (0.0,)   # 0 keeps the old iterate
 MODELS = ("glm", "mlp")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -184,8 +184,9 @@ def _newton_step(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.
     """One damped Newton step on the MAP objective for every task at once.
 
     Prior N(mean, diag(1/prec)). Tasks whose full step does not lower the objective take the
-    best step size of ``_LINE_SEARCH`` (including 0) instead, so the objective is monotone and
-    non-finite candidates are never taken.
+    best of the step sizes 1/2, 1/4, ..., 2^-30 and 0 instead (far from the mode, e.g. in the
+    flat tails of the logistic, the full Newton step can be huge), so the objective is
+    monotone and non-finite candidates are never taken.
     """
     g, h = _grad_hess(beta, x, y, w, target, sigma2)
     g = g + (prec * (beta - mean)).reshape(g.shape)
@@ -212,7 +213,8 @@ def _newton_path(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.
     kept: dict[int, torch.Tensor] = {0: beta}
     for i in range(1, max(steps) + 1):
         beta = _newton_step(beta, x, y, w, target, sigma2, mean, prec)
-        kept[i] = beta
+        if i in steps:
+            kept[i] = beta
     return torch.stack([kept[s] for s in steps])
 
 
@@ -278,7 +280,8 @@ def _net_path(module: nn.Module, init: dict[str, torch.Tensor], anchor: dict[str
             g = {k: (m / (1 - 0.9 ** i)) / ((v / (1 - 0.999 ** i)).sqrt() + 1e-8)
                  for k, (m, v) in moments.items()}
         params = {k: params[k] - lr * g[k] for k in params}
-        kept[i] = params
+        if i in steps:
+            kept[i] = params
     out = {k: torch.stack([kept[s][k] for s in steps]) for k in names}
     out.update({k: v.expand(len(steps), batch.size, *v.shape) for k, v in frozen.items()})
     return out
@@ -306,15 +309,17 @@ class NetAdapted(Adapted):
 
 
 def _check_model(learner: str, model: str, hidden: tuple[int, ...]) -> None:
+    """``model`` is one of MODELS and ``hidden`` a tuple of positive widths."""
     check(model in MODELS, learner, "model", model, f"choose one of {MODELS}")
     check(isinstance(hidden, tuple | list) and all(isinstance(h, int) and h >= 1 for h in hidden),
           learner, "hidden", hidden, "give a tuple of layer widths >= 1, e.g. (40, 40)")
 
 
 def _positive(learner: str, field: str, value: float, zero_ok: bool = False) -> None:
-    ok = isinstance(value, int | float) and np.isfinite(value) and (
+    """A finite number > 0 (or >= 0 with ``zero_ok``), else one clear ValueError."""
+    ok = isinstance(value, int | float) and bool(np.isfinite(value)) and (
         value >= 0 if zero_ok else value > 0)
-    check(bool(ok), learner, field, value, f"it must be a finite number {'>=' if zero_ok else '>'} 0")
+    check(ok, learner, field, value, f"it must be a finite number {'>=' if zero_ok else '>'} 0")
 
 
 # ---------------------------------------------------------------------------------- Scratch

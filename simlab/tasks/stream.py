@@ -10,6 +10,7 @@ the code that generates it, so a changed config or changed dynamics never reuse 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import zipfile
@@ -205,16 +206,18 @@ def default_cache_dir() -> Path:
     return Path(root) / "streams" if root else Path.cwd() / ".cache" / "simlab" / "streams"
 
 
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """Hash of the source that turns a config into a stream (society package + this file).
+@lru_cache(maxsize=16)
+def code_digest(extra: tuple[str, ...] = ()) -> str:
+    """Hash of the source that turns a config into a stream: the society package, the task
+    and stream modules, and ``extra`` files (a user's own dynamics family).
 
     Part of the cache key, so editing a dynamics model never serves streams made by the old one.
     """
     import simlab.society as society_pkg
 
-    files = sorted(Path(society_pkg.__file__).parent.glob("*.py")) + [Path(__file__),
-                                                                      Path(__file__).with_name("task.py")]
+    here = Path(__file__)
+    files = sorted(Path(society_pkg.__file__).parent.glob("*.py"))
+    files += [here, here.with_name("task.py")] + [Path(f) for f in extra]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
@@ -224,7 +227,13 @@ def code_digest() -> str:
 
 def cache_key(scenario: Scenario, seed: int) -> str:
     """sha256 of (stream-relevant fingerprint, seed, format version, code digest)."""
-    text = f"{scenario.stream_fingerprint()}|{check_seed(seed)}|{STREAM_FORMAT_VERSION}|{code_digest()}"
+    import simlab.society as society_pkg
+
+    source = inspect.getsourcefile(society_pkg.society_class(scenario.family))
+    own = Path(society_pkg.__file__).parent
+    extra = (source,) if source and Path(source).parent != own else ()
+    text = "|".join([scenario.stream_fingerprint(), str(check_seed(seed)),
+                     str(STREAM_FORMAT_VERSION), code_digest(extra)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
