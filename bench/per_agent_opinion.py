@@ -30,17 +30,12 @@ class OpinionAgent(mesa.Agent):
 
     def step(self) -> None:
         p = self.model.params
-        total, count = 0.0, 0
-        for friend in self.friends:
-            d = friend.opinion - self.opinion
-            if abs(d) <= p.eps:
-                total += d
-                count += 1
-        heard = self.opinion + total / (count + 1) if count else self.opinion
+        heard = [f.opinion for f in self.friends if abs(f.opinion - self.opinion) <= p.eps]
+        mean = (self.opinion + sum(heard)) / (1 + len(heard))
         if p.media_push:
-            heard = (1.0 - p.media_push) * heard + p.media_push * p.media_opinion
+            mean = (1.0 - p.media_push) * mean + p.media_push * p.media_opinion
         g = p.anchoring * self.stubbornness
-        self._next = g * self.initial + (1.0 - g) * heard
+        self._next = g * self.initial + (1.0 - g) * mean
 
     def advance(self) -> None:
         self.opinion = self._next
@@ -62,7 +57,8 @@ class PerAgentOpinionModel(mesa.Model):
                        for i in range(graph.n_nodes)]
         adj = graph.adj
         for i, person in enumerate(self.people):
-            person.friends = [self.people[j] for j in adj.indices[adj.indptr[i]:adj.indptr[i + 1]]]
+            friends = adj.indices[adj.indptr[i]:adj.indptr[i + 1]]
+            person.friends = [self.people[j] for j in friends]
 
     def step(self) -> None:
         self.tick += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -101,11 +102,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(map(len, names))
     for name in sorted(names):
         try:
-            doc = (learner_class(name).__doc__ or "").strip().splitlines()[0]
+            doc = _first_sentence(learner_class(name).__doc__ or "")
         except ValueError as err:
             doc = f"UNAVAILABLE: {err}"
         print(f"{name:<{width}}  {doc}")
     return 0
+
+
+def _first_sentence(doc: str, width: int = 100) -> str:
+    """The first sentence of a docstring's first paragraph, cut to ``width`` characters."""
+    para = " ".join(doc.strip().split("\n\n")[0].split())
+    head = re.split(r"(?<!\bal)(?<!\be\.g)\.\s+(?=[A-Z])", para)[0].rstrip(".") + "."
+    return head if len(head) <= width else head[:width - 3].rstrip() + "..."
 
 
 def _rel(path: Path) -> str:
@@ -323,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:           # `simlab list learners | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("simlab: interrupted; finished cells are stored, run the same command again to "
               "resume", file=sys.stderr)

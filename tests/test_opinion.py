@@ -69,6 +69,44 @@ def test_matches_the_per_agent_mesa_reference() -> None:
     assert np.abs(fast.opinion - fast.initial_opinion).mean() > 0.05  # it did move
 
 
+def test_threaded_blocks_give_identical_results(monkeypatch) -> None:
+    import simlab.society.opinion as opinion
+
+    one = society(seed=3, eps=0.5, media_push=0.02)
+    monkeypatch.setattr(opinion, "MIN_BLOCK_EDGES", 40)
+    monkeypatch.setenv("SIMLAB_THREADS", "3")
+    many = society(seed=3, eps=0.5, media_push=0.02)
+    assert len(one._blocks) == 1 and len(many._blocks) == 3
+    G = nx.path_graph(30)
+    G.add_nodes_from(range(30, 35))  # isolated agents inside the blocks
+    nx.set_node_attributes(G, {i: i % 2 for i in G}, "group")
+    g = from_networkx(G, isolated="keep")
+    pop = make_population(g.groups, 2, PopulationSpec(), np.random.default_rng(0))
+    monkeypatch.setattr(opinion, "MIN_BLOCK_EDGES", 10)
+    lonely = OpinionSociety(g, pop, OpinionParams(eps=2.0, anchoring=0.0), rng=0)
+    assert len(lonely._blocks) == 3 and lonely._blocks[-1].r1 == 35
+    before = lonely.opinion.copy()
+    for _ in range(5):
+        one.step()
+        many.step()
+        lonely.step()
+    assert np.array_equal(one.opinion, many.opinion)
+    assert np.array_equal(lonely.opinion[30:], before[30:])  # nobody to listen to
+    assert not np.allclose(lonely.opinion[:30], before[:30])
+
+
+def test_pickled_society_continues_identically() -> None:
+    import pickle
+
+    s = society(seed=8, eps=0.5)
+    s.step()
+    twin = pickle.loads(pickle.dumps(s))
+    for _ in range(3):
+        s.step()
+        twin.step()
+    assert np.array_equal(s.opinion, twin.opinion) and twin.tick == s.tick
+
+
 def test_wide_confidence_reaches_consensus_narrow_fragments() -> None:
     wide = society(seed=1, n_groups=1, size=120, eps=2.0, anchoring=0.0)
     narrow = society(seed=1, n_groups=1, size=120, eps=0.05, anchoring=0.0)

@@ -52,9 +52,13 @@ def tiny(tmp_path_factory) -> Scenario:
 
 
 def _metrics(db) -> pd.DataFrame:
+    """Every stored number except wall times, in a fixed order."""
     with Store(db) as store:
         f = store.frames()
-    df = f["runs"][["run_id", "seed", "learner", "status"]].merge(f["metrics"], on="run_id")
+    runs = f["runs"][["run_id", "seed", "learner", "status"]]
+    summ = f["summaries"].assign(wave=-1, shots=-1, steps=-1, metric=f["summaries"]["name"])
+    df = runs.merge(pd.concat([f["metrics"], summ.drop(columns="name")]), on="run_id")
+    df = df[~df["metric"].str.contains("seconds")]
     return df.drop(columns="run_id").sort_values(
         ["seed", "learner", "wave", "shots", "steps", "metric"]).reset_index(drop=True)
 
@@ -64,7 +68,8 @@ def test_every_executor_gives_the_same_numbers(tiny, tmp_path):
     for name, executor in [("inline", "inline"), ("process", "process"),
                            ("dask", DaskExecutor(jobs=2, processes=False))]:
         dbs[name] = tmp_path / f"{name}.db"
-        summary = run_sweep(tiny, store=dbs[name], executor=executor, jobs=2, quiet=True)
+        jobs = 1 if name == "process" else 2   # spawning workers costs seconds; dask: 2 threads
+        summary = run_sweep(tiny, store=dbs[name], executor=executor, jobs=jobs, quiet=True)
         if not isinstance(executor, str):
             executor.close()
         assert (summary.cells, summary.ok + summary.diverged, summary.failed) == (4, 4, 0), summary
@@ -141,11 +146,7 @@ def test_plan_validates_before_running(tiny):
 
 
 def test_sweep_file(tiny, tmp_path):
-    (tmp_path / "tiny.toml").write_text("")  # shadowed below by a real file
-    import tomllib  # noqa: F401  (the sweep file format)
-
-    scen = tmp_path / "tiny.toml"
-    scen.write_text(_toml(TINY))
+    (tmp_path / "tiny.toml").write_text(toml_text(TINY))
     sweep = tmp_path / "sweep.toml"
     sweep.write_text('scenarios = ["tiny"]\nlearners = ["scratch", "maml"]\nseeds = [0]\n'
                      'db = "out.db"\n[hyperparameters.maml]\nhidden = [4]\n'
@@ -161,7 +162,7 @@ def test_sweep_file(tiny, tmp_path):
         load_sweep(sweep)
 
 
-def _toml(data: dict, prefix: str = "") -> str:
+def toml_text(data: dict, prefix: str = "") -> str:
     """A minimal TOML writer for the nested dicts above (tables, scalars, lists)."""
     import json
 
@@ -174,5 +175,5 @@ def _toml(data: dict, prefix: str = "") -> str:
     out = "\n".join(lines) + "\n"
     for k, v in tables:
         name = f"{prefix}{k}"
-        out += f"\n[{name}]\n" + _toml(v, name + ".").lstrip("\n")
+        out += f"\n[{name}]\n" + toml_text(v, name + ".").lstrip("\n")
     return out

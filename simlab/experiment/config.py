@@ -32,6 +32,9 @@ from simlab.society.survey import SurveyDesign, feature_names
 from simlab.tasks.stream import cached_stream, generate_stream, seed_streams
 from simlab.tasks.task import TaskStream
 
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from simlab.experiment.survey_scenario import SurveyScenario
+
 DEFAULT_SCENARIO = "opinion_shift"
 _STREAM_SECTIONS = ("dynamics", "graph", "population", "shocks", "survey", "burn_in")
 
@@ -326,12 +329,18 @@ def _smallest_group(graph: Any) -> int | None:
 
 
 # --- loading ------------------------------------------------------------------------------------
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path | Scenario | SurveyScenario) -> Scenario | SurveyScenario:
     """Read, merge (``extends``) and validate a scenario TOML file.
 
     ``path`` is a file, or a bare name such as ``"opinion_shift"`` looked up in ``./scenarios``
-    and in the scenarios folder of the simlab checkout.
+    and in the scenarios folder of the simlab checkout. A file with a ``[data]`` section is a
+    real survey and loads as a :class:`~simlab.experiment.survey_scenario.SurveyScenario`
+    (same duck-typed interface). An already loaded scenario is returned unchanged.
     """
+    from simlab.experiment.survey_scenario import SurveyScenario, survey_from_chain
+
+    if isinstance(path, (Scenario, SurveyScenario)):
+        return path
     file = _resolve(path)
     chain = _read_chain(file, [])
     data: dict[str, Any] = {}
@@ -339,6 +348,8 @@ def load_scenario(path: str | Path) -> Scenario:
         data = _merge(data, _files_relative_to(raw, f.parent))
     data.pop("extends", None)
     data["name"] = chain[0][1].get("name", file.stem)
+    if "data" in data:
+        return survey_from_chain(data, file, chain)
     scenario = _validate(data, str(file), [(str(f), raw) for f, raw in chain])
     scenario._source = file
     return scenario
@@ -447,13 +458,15 @@ def _retyped(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 # --- error messages -----------------------------------------------------------------------------
 def _validate(data: dict[str, Any], source: str,
-              chain: list[tuple[str, dict[str, Any]]]) -> Scenario:
+              chain: list[tuple[str, dict[str, Any]]], model: type[BaseModel] = Scenario
+              ) -> Any:
+    """``model.model_validate(data)``; every pydantic error becomes one ``ScenarioError``."""
     try:
-        return Scenario.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         lines = []
         for e in err.errors():
-            keys, msg = _describe(e, data, chain)
+            keys, msg = _describe(e, data, chain, model)
             lines += [(keys, m) for m in msg.splitlines()]
         lines = list(dict.fromkeys(lines))
         if len(lines) == 1:
@@ -462,10 +475,10 @@ def _validate(data: dict[str, Any], source: str,
         raise ScenarioError(f"{source}: {len(lines)} problems:\n{body}") from None
 
 
-def _describe(e: Mapping[str, Any], data: Any,
-              chain: list[tuple[str, dict[str, Any]]]) -> tuple[tuple[Any, ...], str]:
+def _describe(e: Mapping[str, Any], data: Any, chain: list[tuple[str, dict[str, Any]]],
+              root: type[BaseModel] = Scenario) -> tuple[tuple[Any, ...], str]:
     """``(key path, message)`` for one pydantic error, tags of tagged unions dropped."""
-    keys, parts, models = _walk(e["loc"], data)
+    keys, parts, models = _walk(e["loc"], data, root)
     path = "".join(parts) or "(scenario)"
     kind, msg, value = e["type"], e["msg"], e.get("input")
     shown = _show(value)
@@ -495,7 +508,8 @@ def _describe(e: Mapping[str, Any], data: Any,
     return keys, f"{path} = {shown}: {msg}"
 
 
-def _walk(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], list[str], list[Any]]:
+def _walk(loc: tuple[Any, ...], data: Any, root: type[BaseModel] = Scenario
+          ) -> tuple[tuple[Any, ...], list[str], list[Any]]:
     """Follow ``loc`` through the input, skipping union tags; also track the model at each step.
 
     Returns the key path into the raw data, display parts (``survey``, ``.support``,
@@ -503,8 +517,8 @@ def _walk(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], list[str], 
     """
     keys: list[Any] = []
     parts: list[str] = []
-    models: list[Any] = [Scenario]
-    node, tp = data, Scenario
+    models: list[Any] = [root]
+    node, tp = data, root
     for item in loc:
         union = _tagged_members(tp)
         if union is not None and isinstance(item, str) and item in union:

@@ -123,11 +123,6 @@ def _pair_keys(u: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
     return _unique(np.minimum(u[keep], v[keep]) * n + np.maximum(u[keep], v[keep]))
 
 
-def _csr_from_pairs(u: np.ndarray, v: np.ndarray, n: int) -> sp.csr_matrix:
-    """Symmetric 0/1 CSR from undirected pairs (self-loops and duplicates dropped)."""
-    return _csr_from_keys(_pair_keys(u, v, n), n)
-
-
 def _csr_from_keys(key: np.ndarray, n: int) -> sp.csr_matrix:
     """Symmetric 0/1 CSR from sorted distinct pair keys ``lo * n + hi``.
 
@@ -195,6 +190,10 @@ def _random_group_partner(nodes: np.ndarray, groups: np.ndarray, group_names: li
     sizes = np.bincount(groups, minlength=len(group_names))
     start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     g = groups[nodes]
+    if (sizes[g] < 2).any():
+        alone = group_names[int(g[sizes[g] < 2][0])]
+        raise ValueError(f"isolated='connect': group {alone!r} has a single member, so there is "
+                         f"no one to connect it to; merge that group or remove the node")
     # position of each node inside its group's block, then a different position in the block
     rank = np.empty(len(groups), dtype=np.int64)
     rank[order] = np.arange(len(groups)) - np.repeat(start, sizes)
@@ -584,10 +583,10 @@ class EdgelistSpec(_Spec):
 
     @model_validator(mode="after")
     def _files_exist(self) -> EdgelistSpec:
-        for name in ("path", "groups"):
+        for name, what in (("path", "edge list"), ("groups", "node,group table")):
             if not getattr(self, name).is_file():
                 raise ValueError(f"graph.{name}={str(getattr(self, name))!r} is not a file; "
-                                 f"give the path of the {'edge list' if name == 'path' else 'node,group table'}")
+                                 f"give the path of the {what}")
         return self
 
     def build(self, rng: np.random.Generator) -> SocialGraph:

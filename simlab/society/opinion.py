@@ -12,7 +12,8 @@ Sociol. 15:193-206):
     x_i'   = g_i * x_i(0) + (1 - g_i) * ((1 - mu) * hk_i + mu * M),   g_i = anchoring * s_i
 
 with s_i the latent ``stubbornness`` in (0, 1). The update is synchronous and vectorised over
-the CSR adjacency (one gather and two segment sums per tick). ``media_push`` (mu) and
+the CSR adjacency (per tick: two gathers and a mask over the edges, two sparse products),
+in blocks of rows on a thread pool for large graphs. ``media_push`` (mu) and
 ``media_opinion`` (M) are natural shock targets (a media campaign).
 
 Response, support for a policy: binary ``P(y=1) = sigmoid(a * x_i + intercept[g] +
@@ -21,13 +22,63 @@ N(0, response_sd^2)``.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, Literal
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field
 from scipy.special import expit
 
 from simlab.society.base import DynamicsParams, Society
+
+MIN_BLOCK_EDGES = 25_000
+"""Adjacency entries per thread block; smaller graphs run in one block (no threads)."""
+MAX_THREADS = 8
+"""Upper bound on update threads; the environment variable SIMLAB_THREADS overrides it."""
+
+
+def _threads() -> int:
+    env = os.environ.get("SIMLAB_THREADS")
+    if env:
+        return max(1, int(env))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_THREADS, cpus or 1))
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One shared pool per process (recreated in a forked child, whose threads are gone)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="simlab")
+    return _POOL
+
+
+def _forget_pool() -> None:
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+class _Block:
+    """Rows ``[r0, r1)`` of the adjacency and their entries ``[e0, e1)``, as a CSR matrix whose
+    ``data`` is a view on the society's confidence mask (rewritten every tick)."""
+
+    def __init__(self, r0: int, r1: int, adj: sp.csr_matrix, mask: np.ndarray) -> None:
+        self.r0, self.r1 = r0, r1
+        self.e0, self.e1 = int(adj.indptr[r0]), int(adj.indptr[r1])
+        self.heard = sp.csr_matrix((mask[self.e0:self.e1], adj.indices[self.e0:self.e1],
+                                    adj.indptr[r0:r1 + 1] - self.e0),
+                                   shape=(r1 - r0, adj.shape[1]), copy=False)
+        # scipy's constructor copies a view smaller than half its base ("prune"): re-attach
+        self.heard.data = mask[self.e0:self.e1]
 
 
 class OpinionParams(DynamicsParams):
@@ -69,39 +120,80 @@ class OpinionSociety(Society):
         self._stubbornness = self.pop.latent["stubbornness"].astype(np.float64)
         self._index_adjacency()
 
+    _SCRATCH = ("_cols", "_rows", "_buf", "_diff", "_mask", "_ones", "_blocks", "_anchor")
+
+    def __getstate__(self) -> dict:
+        """Pickle without the work buffers (the blocks' matrices are views on ``_mask``)."""
+        state = dict(self.__dict__)
+        for name in self._SCRATCH:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._index_adjacency()
+
     def _index_adjacency(self) -> None:
-        """Cache the CSR arrays and work buffers the update reuses every tick."""
+        """Cache the CSR arrays, row blocks and work buffers the update reuses every tick."""
         adj = self.social.adj
+        deg = np.diff(adj.indptr)
         self._cols = adj.indices.astype(np.intp)
-        self._deg = np.diff(adj.indptr)
-        self._has = self._deg > 0
-        self._starts = adj.indptr[:-1][self._has]
+        self._rows = np.repeat(np.arange(len(deg), dtype=np.intp), deg)
         nnz = len(self._cols)
         self._buf = np.empty(nnz)
         self._diff = np.empty(nnz)
-        self._mask = np.empty(nnz, dtype=bool)
+        self._mask = np.zeros(nnz)  # m_ij as 0.0 / 1.0, the data of every block's matrix
+        self._ones = np.ones(len(deg))
+        n_blocks = max(1, min(_threads(), nnz // MIN_BLOCK_EDGES))
+        cuts = np.unique(np.searchsorted(adj.indptr, np.linspace(0, nnz, n_blocks + 1)))
+        cuts[0], cuts[-1] = 0, len(deg)
+        self._blocks = [_Block(int(a), int(b), adj, self._mask)
+                        for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        self._anchor = (-1.0, np.empty(0))
 
     def bounded_confidence_mean(self, x: np.ndarray) -> np.ndarray:
-        """Hegselmann-Krause step: mean of the opinions within eps of x_i (self included)."""
-        eps = self.params.eps
-        xj = np.take(x, self._cols, out=self._buf)
-        d = np.subtract(xj, np.repeat(x, self._deg), out=self._diff)
-        np.less_equal(np.abs(d, out=self._buf), eps, out=self._mask)
-        np.multiply(d, self._mask, out=d)
-        out = x.copy()
-        if len(self._starts):
-            total = np.add.reduceat(d, self._starts)
-            count = np.add.reduceat(self._mask, self._starts, dtype=np.intp)
-            out[self._has] += total / (count + 1)
+        """Hegselmann-Krause step: mean of the opinions within eps of x_i (self included).
+
+        ``(x_i + sum_j m_ij x_j) / (1 + sum_j m_ij)`` with ``m_ij = [|x_j - x_i| <= eps]``: the
+        mask is computed edge-wise, then two sparse products (with x and with ones) give the
+        sums. Blocks of rows run on a thread pool (these numpy and scipy loops release the
+        GIL); each row is summed inside one block, so the result does not depend on the number
+        of threads.
+        """
+        out = np.empty_like(x)
+        if len(self._blocks) == 1:
+            self._update_block(self._blocks[0], x, out)
+        else:
+            list(_pool().map(lambda blk: self._update_block(blk, x, out), self._blocks))
         return out
+
+    def _update_block(self, blk: _Block, x: np.ndarray, out: np.ndarray) -> None:
+        e = slice(blk.e0, blk.e1)
+        xj = np.take(x, self._cols[e], out=self._buf[e])
+        d = np.take(x, self._rows[e], out=self._diff[e])
+        np.abs(np.subtract(xj, d, out=d), out=d)
+        np.less_equal(d, self.params.eps, out=self._mask[e])
+        total = blk.heard @ x
+        count = blk.heard @ self._ones
+        out[blk.r0:blk.r1] = (x[blk.r0:blk.r1] + total) / (count + 1.0)
 
     def advance(self) -> None:
         p = self.params
-        heard = self.bounded_confidence_mean(self.opinion)
+        x = self.bounded_confidence_mean(self.opinion)
         if p.media_push:
-            heard = (1.0 - p.media_push) * heard + p.media_push * p.media_opinion
-        g = p.anchoring * self._stubbornness
-        self.opinion = g * self.initial_opinion + (1.0 - g) * heard
+            x *= 1.0 - p.media_push
+            x += p.media_push * p.media_opinion
+        # g * x(0) + (1 - g) * x, written in place
+        x -= self.initial_opinion
+        x *= self._one_minus_anchor(p.anchoring)
+        x += self.initial_opinion
+        self.opinion = x
+
+    def _one_minus_anchor(self, anchoring: float) -> np.ndarray:
+        """``1 - anchoring * stubbornness``, recomputed only when anchoring changes."""
+        if self._anchor[0] != anchoring:
+            self._anchor = (anchoring, 1.0 - anchoring * self._stubbornness)
+        return self._anchor[1]
 
     def linear_predictor(self, idx: np.ndarray) -> np.ndarray:
         """``a * x_i + intercept[g_i] + traits_i @ coef[g_i]`` for agents idx."""

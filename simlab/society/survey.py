@@ -46,6 +46,11 @@ class SurveyDesign(BaseModel):
                                                      "(stored-scale units)")
     features: list[str] | None = Field(None, description="observed traits and ego answers "
                                                          "to ask; None = all")
+    distractors: int = Field(0, ge=0, description="irrelevant N(0, 1) noise features appended "
+                                                  "(a twin matching a real survey's width)")
+    binary_distractors: list[float] = Field(
+        default_factory=list, description="irrelevant 0/1 features appended, one per entry: "
+                                          "its P(1) in [0, 1]")
 
     @property
     def n_ticks(self) -> int:
@@ -62,12 +67,22 @@ def feature_names(society: Society, design: SurveyDesign) -> list[str]:
     available = list(society.pop.observed_names) + list(
         society.ego_answers(np.zeros(1, dtype=np.int64)))
     if design.features is None:
-        return available
+        return available + distractor_names(design)
     unknown = [f for f in design.features if f not in available]
     if unknown or not design.features or len(set(design.features)) != len(design.features):
         raise ValueError(f"survey.features={design.features!r}: give distinct names from "
                          f"{', '.join(available)} (unknown: {unknown})")
-    return list(design.features)
+    return list(design.features) + distractor_names(design)
+
+
+def distractor_names(design: SurveyDesign) -> list[str]:
+    """Names of the irrelevant columns appended after the asked features."""
+    bad = [p for p in design.binary_distractors if not 0.0 <= p <= 1.0]
+    if bad:
+        raise ValueError(f"survey.binary_distractors={design.binary_distractors!r}: each entry "
+                         f"is a probability in [0, 1] (bad: {bad})")
+    return ([f"distractor_{i + 1}" for i in range(design.distractors)]
+            + [f"binary_distractor_{i + 1}" for i in range(len(design.binary_distractors))])
 
 
 def check_design(society: Society, design: SurveyDesign) -> None:
@@ -93,9 +108,11 @@ def sample_wave(society: Society, design: SurveyDesign, wave: int,
     chosen = [_respondents(society, g, need, design.nonresponse, rng)
               for g in range(society.social.n_groups)]
     idx = np.concatenate(chosen)
-    x = _features(society, idx, names, design.noise_sd, rng)
+    x = _features(society, idx, [n for n in names if not n.startswith(_DISTRACTOR)],
+                  design.noise_sd, rng)
     y = society.respond(idx, rng)
     oracle = society.oracle(idx)
+    x = _with_distractors(x, design, rng)
     return [_task(society, wave, g, x, y, oracle, slice(g * need, (g + 1) * need),
                   design.support) for g in range(society.social.n_groups)]
 
@@ -158,6 +175,21 @@ def _features(society: Society, idx: np.ndarray, names: list[str], noise_sd: flo
         else:
             cols.append(_noisy(np.asarray(ego[name], dtype=np.float64), noise_sd, rng))
     return np.column_stack(cols).astype(np.float32)
+
+
+_DISTRACTOR = ("distractor_", "binary_distractor_")
+
+
+def _with_distractors(x: np.ndarray, design: SurveyDesign, rng: np.random.Generator
+                      ) -> np.ndarray:
+    """Append the design's irrelevant columns, drawn fresh for every respondent (drawn after
+    the responses, so a design without distractors consumes the generator exactly as before)."""
+    n_bin = len(design.binary_distractors)
+    if design.distractors == 0 and n_bin == 0:
+        return x
+    noise = rng.standard_normal((len(x), design.distractors))
+    coins = rng.random((len(x), n_bin)) < np.asarray(design.binary_distractors)
+    return np.concatenate([x, noise, coins], axis=1).astype(np.float32)
 
 
 def _noisy(col: np.ndarray, sd: float, rng: np.random.Generator,

