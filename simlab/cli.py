@@ -236,22 +236,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report(db: str | Path, out: Path, scenario: str | None, title: str | None
             ) -> dict[str, Path]:
-    """Build a report from the store's latest comparison of each scenario."""
-    from simlab.evaluation.metrics import SummaryOptions
-    from simlab.report import build_report
+    from simlab.experiment.sweep import report_from_store
 
     with _open_store(str(db)) as store:
-        frames = store.frames(scenario)
-    if frames["runs"].empty:
-        raise UserError(f"results store {db} has no runs; run `simlab run SCENARIO --db {db}` "
-                        "first")
-    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
-    tolerances = {c.get("evaluation", {}).get("recovery_tolerance") for c in configs.values()}
-    tol = tolerances.pop() if len(tolerances) == 1 else None
-    options = SummaryOptions(rel_tol=tol) if isinstance(tol, (int, float)) else None
-    names = list(dict.fromkeys(frames["runs"]["scenario"]))
-    files = build_report(frames["runs"], frames["metrics"], frames["shifts"], out,
-                         title or f"simlab: {', '.join(names)}", configs, options=options)
+        files = report_from_store(store, out, scenario, title)
     for kind in ("html", "markdown"):
         print(f"{kind:<9} {files[kind]}")
     return files

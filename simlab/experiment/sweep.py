@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment.executors import Executor, make_executor
-from simlab.experiment.store import Cell, CellError, Store, to_json
+from simlab.experiment.store import Cell, CellError, Store, StoreError, to_json
 from simlab.learners.base import Learner
 from simlab.learners.registry import learner_class, make_learner
 
@@ -323,6 +323,32 @@ def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
         summary.diverged += 1
     else:
         summary.ok += 1
+
+
+# --- reports ---------------------------------------------------------------------------------
+def report_from_store(store: Store | str | Path, out_dir: str | Path,
+                      scenario: str | None = None, title: str | None = None) -> dict[str, Path]:
+    """Build the comparison report of the store's latest comparison of each scenario (or of
+    ``scenario``) into ``out_dir``; returns the written files (``html``, ``markdown``, ...)."""
+    from simlab.evaluation.metrics import SummaryOptions
+    from simlab.report import build_report
+
+    if isinstance(store, Store):
+        frames = store.frames(scenario)
+    else:
+        with Store(store, create=False) as db:
+            frames = db.frames(scenario)
+    if frames["runs"].empty:
+        where = store.path if isinstance(store, Store) else store
+        raise StoreError(f"results store {where} has no runs; run `simlab run SCENARIO "
+                         f"--db {where}` first")
+    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
+    tolerances = {c.get("evaluation", {}).get("recovery_tolerance") for c in configs.values()}
+    tol = tolerances.pop() if len(tolerances) == 1 else None
+    options = SummaryOptions(rel_tol=tol) if isinstance(tol, (int, float)) else None
+    names = list(dict.fromkeys(frames["runs"]["scenario"]))
+    return build_report(frames["runs"], frames["metrics"], frames["shifts"], Path(out_dir),
+                        title or f"simlab: {', '.join(names)}", configs, options=options)
 
 
 # --- sweep files ------------------------------------------------------------------------------

@@ -400,7 +400,8 @@ def write_fit(survey: SurveyScenario, fit: TwinFit, path_out: str | Path | None 
     """Write a calibrated twin, with its calibration table as comments, and check it loads."""
     folder = survey.source.parent if survey.source is not None else Path.cwd()
     out = Path(path_out) if path_out is not None else folder / f"{fit.config['name']}.toml"
-    header = [f"Simulated twin of {survey.source or survey.name}, written by `simlab twin`.",
+    header = [f"Simulated twin of {_shown(survey.source, out) if survey.source else survey.name}"
+              ", written by `simlab twin`.",
               "Regenerate rather than edit: the numbers below are calibrated to the survey.",
               "",
               "Groups are matched in sorted order: community g is survey group",
@@ -414,6 +415,14 @@ def write_fit(survey: SurveyScenario, fit: TwinFit, path_out: str | Path | None 
     out.write_text(dumps_toml(fit.config, header), encoding="utf-8")
     load_scenario(out)   # what was written must load as a valid scenario
     return out
+
+
+def _shown(path: Path, out: Path) -> str:
+    """``path`` relative to the twin's folder when it lies below it, else its file name."""
+    try:
+        return str(Path(path).resolve().relative_to(out.parent.resolve()))
+    except ValueError:
+        return Path(path).name
 
 
 def _load_survey(path: str | Path | SurveyScenario) -> SurveyScenario:
@@ -486,6 +495,45 @@ def _value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} {v!r} to TOML")
 
 
+# --- survey and twin, side by side ---------------------------------------------------------------
+def compare_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None, *,
+                 learners: Sequence[str] | None = None, seeds: int | Sequence[int] | None = None,
+                 db: str | Path = "results/simlab.db", out_dir: str | Path | None = None,
+                 executor: str | None = "process", jobs: int | None = None,
+                 quiet: bool = False, n_boot: int = 2000) -> dict[str, Path]:
+    """Run the survey and its twin with the same learners and seeds (cells already in ``db``
+    are skipped) and write the side-by-side report (default ``reports/<survey name>``).
+
+    ``twin``: the twin's scenario file (default: ``<name>_twin.toml`` next to the survey's
+    file, written first when missing). The oracle is added to the twin's learners (the
+    ceiling there; it is left out of the rank agreement).
+    """
+    from simlab.experiment.store import Store
+    from simlab.experiment.sweep import run_sweep
+    from simlab.report.twin import build_twin_report
+
+    real = _load_survey(survey)
+    folder = real.source.parent if real.source is not None else Path.cwd()
+    twin_path = Path(twin) if twin is not None else folder / f"{real.name}_twin.toml"
+    if twin is None and not twin_path.exists():
+        write_fit(real, fit_twin(real), twin_path)
+    sim = load_scenario(twin_path)
+    if isinstance(sim, SurveyScenario):
+        raise ScenarioError(f"{twin_path}: the twin must be a simulated scenario, but it has a "
+                            "[data] section; pass the file `simlab twin` wrote")
+    names = list(learners) if learners is not None else list(real.evaluation.learners)
+    sim_names = names if "oracle" in names else [*names, "oracle"]
+    for sc, who in ((real, names), (sim, sim_names)):
+        summary = run_sweep([sc], who, seeds, db, executor=executor, jobs=jobs, quiet=quiet)
+        if not quiet:
+            print(summary)
+    with Store(db) as store:
+        frames = store.frames(real.name), store.frames(sim.name)
+    out = Path(out_dir) if out_dir is not None else Path("reports") / real.name
+    return build_twin_report(*frames, out, f"{real.name}: the survey and its simulated twin",
+                             n_boot=n_boot)
+
+
 # --- command line ---------------------------------------------------------------------------------
 def add_twin_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``simlab twin``."""
@@ -501,6 +549,22 @@ def add_twin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heterogeneity", type=float, default=0.5,
                         help="how far the twin's communities differ (traits, effects; default "
                              "0.5, 0 = all alike)")
+    run = parser.add_argument_group("compare", "run the survey and the twin, then report them "
+                                               "side by side")
+    run.add_argument("--report", default=None, metavar="DIR",
+                     help="run both (finished cells in --db are skipped) and write the "
+                          "side-by-side report to DIR")
+    run.add_argument("--db", default="results/simlab.db", metavar="PATH",
+                     help="results store (default results/simlab.db)")
+    run.add_argument("--learners", "-l", default=None, metavar="A,B",
+                     help="learners (default: the survey's evaluation.learners; the twin also "
+                          "runs the oracle)")
+    run.add_argument("--seeds", "-s", type=int, default=None, metavar="N",
+                     help="seeds 0..N-1 (default: the survey's evaluation.seeds)")
+    run.add_argument("--executor", choices=("inline", "process", "dask"), default="process")
+    run.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                     help="worker processes (default: number of CPU cores)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
@@ -510,11 +574,21 @@ def cmd_twin(args: argparse.Namespace) -> int:
                    heterogeneity=args.heterogeneity)
     out = write_fit(survey, fit, args.output)
     print(fit.summary())
-    print(f"wrote {out}; run both and compare: simlab run {args.scenario} --db DB && "
-          f"simlab run {out} --db DB, then simlab.report.twin.build_twin_report")
+    print(f"wrote {out}")
+    if args.report is None:
+        print(f"compare them: simlab twin {args.scenario} --report reports/{survey.name}")
+        return 0
+    learners = None if args.learners is None else [
+        n.strip() for n in args.learners.split(",") if n.strip()]
+    files = compare_twin(survey, out, learners=learners, seeds=args.seeds, db=args.db,
+                         out_dir=args.report, executor=args.executor, jobs=args.jobs,
+                         quiet=args.quiet)
+    for kind in ("html", "markdown", "report_html"):
+        print(f"{kind:<12} {files[kind]}")
     return 0
 
 
-__all__ = ["SurveyShape", "TwinFit", "add_twin_arguments", "cmd_twin", "dumps_toml",
+__all__ = ["SurveyShape", "TwinFit", "add_twin_arguments", "cmd_twin", "compare_twin",
+           "dumps_toml",
            "fit_twin", "make_twin", "pooled_r2", "survey_shape", "twin_config",
            "twin_features", "write_fit", "write_twin"]

@@ -133,8 +133,8 @@ class Society(mesa.Model):
         return found
 
     def people(self, idx: Sequence[int] | np.ndarray | None = None) -> AgentSet:
-        """Mesa ``AgentSet`` of the agents ``idx`` (all agents when None: costs ~1 KiB and a
-        few microseconds per agent, so prefer the arrays for large societies)."""
+        """Mesa ``AgentSet`` of the agents ``idx`` (all agents when None; each new Person costs
+        a few hundred bytes and microseconds, so prefer the arrays for large societies)."""
         from mesa.agent import AgentSet
 
         idx = range(self.n_agents) if idx is None else np.asarray(idx).ravel().tolist()

@@ -33,7 +33,7 @@ from scipy.special import expit
 
 from simlab.society.base import DynamicsParams, Society
 
-MIN_BLOCK_EDGES = 25_000
+MIN_BLOCK_EDGES = 100_000
 """Adjacency entries per thread block; smaller graphs run in one block (no threads)."""
 MAX_THREADS = 8
 """Upper bound on update threads; the environment variable SIMLAB_THREADS overrides it."""

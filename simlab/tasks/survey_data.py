@@ -38,7 +38,8 @@ class SurveyData(BaseModel):
                                    description="numeric-coded columns to one-hot encode too")
     ordinal: dict[str, list[Any]] = Field(
         default_factory=dict, description="column -> its categories from lowest to highest; "
-        "coded 0, 1, ... as one numeric feature (e.g. income brackets, attendance)")
+        "coded 0, 1, ... as one numeric feature when it is among the features (e.g. income "
+        "brackets, attendance)")
     weights: str | None = None
     missing: Literal["drop", "impute"] = "impute"
     support: int = Field(20, ge=1, description="support pool per cell (largest K)")
@@ -46,14 +47,10 @@ class SurveyData(BaseModel):
 
     @field_validator("ordinal")
     @classmethod
-    def _ordinal_features(cls, value: dict[str, list[Any]], info: ValidationInfo
-                          ) -> dict[str, list[Any]]:
-        features = info.data.get("features") or []
+    def _ordinal_orders(cls, value: dict[str, list[Any]], info: ValidationInfo
+                        ) -> dict[str, list[Any]]:
         categorical = info.data.get("categorical") or []
         for col, order in value.items():
-            if col not in features:
-                raise ValueError(f"ordinal column {col!r} is not among data.features; add it "
-                                 "there (or remove it here)")
             if col in categorical:
                 raise ValueError(f"column {col!r} is listed in both data.categorical and "
                                  "data.ordinal; keep one")
@@ -116,6 +113,7 @@ def check_columns(df: pd.DataFrame, spec: SurveyData) -> None:
     """Every named column must exist; name the close matches of the ones that do not."""
     wanted = {"groups": spec.groups, "time": [spec.time], "target": [spec.target],
               "features": spec.features, "categorical": spec.categorical,
+              "ordinal": list(spec.ordinal),
               "weights": [spec.weights] if spec.weights else []}
     for role, cols in wanted.items():
         for col in cols:
@@ -125,8 +123,11 @@ def check_columns(df: pd.DataFrame, spec: SurveyData) -> None:
                 raise ValueError(f"data.{role}: column {col!r} does not exist in the survey"
                                  f"{hint}. Columns: {', '.join(map(str, df.columns))}")
     if df[spec.time].nunique(dropna=True) < 2:
-        raise ValueError(f"data.time: column {spec.time!r} has a single value "
-                         f"({df[spec.time].iloc[0]!r}); a stream needs at least two waves")
+        only = df[spec.time].dropna()
+        value = only.iloc[0] if len(only) else None
+        value = value.item() if isinstance(value, np.generic) else value
+        raise ValueError(f"data.time: column {spec.time!r} has a single value ({value!r}); a "
+                         "stream needs at least two waves")
 
 
 def encode_target(col: pd.Series, kind: TargetKind) -> tuple[np.ndarray, int]:

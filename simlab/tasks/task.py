@@ -68,7 +68,7 @@ class ShiftEvent:
     kind: str            # "abrupt" | "drift" | "regime"
     name: str            # the shock's name, e.g. "media_event"
     target: str          # the parameter it changed, e.g. "coef.education" or "push"
-    size: float          # magnitude of the change (new - old, or per-tick rate for drift)
+    size: float          # magnitude of the change (new - old; the total change for a drift)
 
 
 @dataclass

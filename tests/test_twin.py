@@ -1,0 +1,177 @@
+"""The simulated twin: matched to the survey's shape; TOML out; the side-by-side report."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
+from simlab.experiment.config import Scenario, ScenarioError, load_scenario
+from simlab.experiment.survey_scenario import SurveyScenario
+from simlab.experiment.twin import dumps_toml, fit_twin, survey_shape, write_fit, write_twin
+from simlab.report.twin import build_twin_report, rank_agreement, spearman
+from simlab.tasks.stream import generate_stream
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SMALL = {"data": {"support": 10, "query": 20}, "evaluation": {"shots": [5, 10]}}
+
+
+@pytest.fixture(scope="module")
+def survey() -> SurveyScenario:
+    return load_scenario(SCENARIOS / "gss_happiness.toml").override(SMALL)
+
+
+@pytest.fixture(scope="module")
+def fit(survey: SurveyScenario):
+    return fit_twin(survey, seed=0, rounds=3)
+
+
+# --- shape ----------------------------------------------------------------------------------------
+def test_twin_matches_the_survey_shape(survey: SurveyScenario, fit) -> None:
+    real = survey.stream(0, cache=False)
+    twin = Scenario.from_dict(fit.config)
+    assert twin.family == "opinion" and twin.name == "gss_happiness_twin"
+    assert twin.graph.n_groups == len(real.waves[0]) == 9
+    assert twin.survey.waves == len(real) == 7 and twin.survey.every == 2
+    assert (twin.survey.support, twin.survey.query) == (10, 20)
+    assert "oracle" in twin.evaluation.learners and twin.evaluation.shots == [5, 10]
+    stream = generate_stream(twin, 0)
+    t, r = stream.waves[0][0], real.waves[0][0]
+    assert (t.shots, t.n_query, t.n_features, t.target) == (10, 20, r.n_features, r.target)
+    assert [len(w) for w in stream.waves] == [9] * 7
+    x = np.concatenate([np.concatenate([k.x_support, k.x_query]) for k in stream.tasks()])
+    n_binary = int(np.isin(x, (0.0, 1.0)).all(axis=0).sum())
+    assert n_binary == real.meta["feature_kinds"].count("binary") == 22
+
+
+def test_twin_prevalence_is_calibrated_per_wave_and_group(fit) -> None:
+    shape = fit.shape
+    assert shape.wave_level.shape == (7,) and shape.group_level.shape == (9,)
+    np.testing.assert_allclose(fit.achieved_wave, shape.wave_level, atol=0.02)
+    np.testing.assert_allclose(fit.achieved_group, shape.group_level, atol=0.02)
+    np.testing.assert_allclose(fit.check_wave, shape.wave_level, atol=0.06)   # another seed
+    assert fit.history[-1] < fit.history[0]
+    assert 0.5 * shape.signal < fit.signal < 2.0 * shape.signal
+    assert "wave 6 (2006)" in fit.summary()
+
+
+def test_written_twin_loads_and_roundtrips(survey: SurveyScenario, fit, tmp_path: Path) -> None:
+    out = write_fit(survey, fit, tmp_path / "twin.toml")
+    text = out.read_text()
+    assert text.startswith("# Simulated twin of") and "group_levels" in text
+    assert load_scenario(out).fingerprint() == Scenario.from_dict(
+        fit.config, "x").fingerprint()
+    assert tomllib.loads(dumps_toml(fit.config)) == _no_none(fit.config)
+
+
+def _no_none(d):
+    if isinstance(d, dict):
+        return {k: _no_none(v) for k, v in d.items() if v is not None and v != {}}
+    if isinstance(d, list):
+        return [_no_none(v) for v in d]
+    return d
+
+
+def test_regression_target_twin(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 4 * 3 * 40
+    region = np.tile(np.repeat(["a", "b", "c"], 40), 4)
+    year = np.repeat([1, 2, 3, 4], 120)
+    age = rng.normal(0, 1, n)
+    y = 2.0 + 0.5 * age + 0.3 * year + (region == "b") + rng.normal(0, 1, n)
+    pd.DataFrame({"t": year, "g": region, "age": age, "y": y}).to_csv(tmp_path / "r.csv")
+    (tmp_path / "r.toml").write_text(
+        '[data]\nsource = "r.csv"\ngroups = ["g"]\ntime = "t"\ntarget = "y"\n'
+        'target_kind = "regression"\nfeatures = ["age"]\nsupport = 5\nquery = 20\n'
+        '[evaluation]\nwarmup = 1\nshots = [5]\nsteps = [0, 1]\n')
+    path = write_twin(tmp_path / "r.toml", rounds=3)
+    assert path == tmp_path / "r_twin.toml"
+    twin = load_scenario(path)
+    assert twin.dynamics.params.response == "continuous" and twin.survey.features == [
+        "education"] and twin.graph.n_groups == 3
+    stream = generate_stream(twin, 0)
+    assert stream.waves[0][0].target == "regression" and stream.waves[0][0].n_features == 1
+    shape = survey_shape(load_scenario(tmp_path / "r.toml"))
+    means = [np.mean(np.concatenate([t.oracle_query for t in w])) for w in stream.waves]
+    np.testing.assert_allclose(means, shape.wave_level, atol=0.1)
+
+
+def test_twin_refuses_what_it_cannot_match(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="a twin is made from a survey scenario"):
+        write_twin(SCENARIOS / "opinion_shift.toml", tmp_path / "x.toml")
+    df = pd.DataFrame({"t": np.repeat([1, 2], 30), "g": "a", "x": np.arange(60.0),
+                       "y": np.tile(["u", "v", "w"], 20)})
+    df.to_csv(tmp_path / "m.csv")
+    (tmp_path / "m.toml").write_text(
+        '[data]\nsource = "m.csv"\ngroups = ["g"]\ntime = "t"\ntarget = "y"\n'
+        'target_kind = "multiclass"\nfeatures = ["x"]\nsupport = 5\nquery = 5\n'
+        '[evaluation]\nwarmup = 1\nshots = [5]\n')
+    with pytest.raises(ValueError, match=re.escape("data.target_kind = 'multiclass' has no "
+                                                   "twin yet")):
+        write_twin(tmp_path / "m.toml")
+
+
+# --- the side-by-side report ----------------------------------------------------------------------
+def frames(scenario: str, losses: dict[str, float], oracle: bool, first_id: int = 1,
+           seeds: int = 3) -> dict[str, pd.DataFrame]:
+    """Store-like frames: every learner scored on waves 2..5, loss = its level + noise."""
+    rng = np.random.default_rng(len(scenario))
+    runs, recs = [], []
+    rid = first_id
+    for name, level in losses.items():
+        for seed in range(seeds):
+            runs.append({"run_id": rid, "scenario": scenario, "seed": seed, "learner": name,
+                         "learner_name": name, "hyperparameters": "{}", "status": "ok",
+                         "error": None, "seconds": 1.0})
+            for wave in range(2, 6):
+                for steps in (0, 5):
+                    loss = level + 0.01 * rng.standard_normal() + (0.05 if steps == 0 else 0)
+                    recs += [(rid, wave, 5, steps, "loss", loss),
+                             (rid, wave, 5, steps, "accuracy", 1 - loss / 2)]
+                    if oracle:
+                        recs.append((rid, wave, 5, steps, "excess_loss", loss - 0.5))
+            rid += 1
+    metrics = pd.DataFrame(recs, columns=["run_id", *RECORD_COLUMNS])
+    return {"runs": pd.DataFrame(runs), "metrics": metrics,
+            "shifts": pd.DataFrame(columns=["scenario", "seed", *SHIFT_COLUMNS])}
+
+
+def test_rank_agreement_counts_pairs_and_excludes_the_oracle() -> None:
+    real = frames("survey", {"a": 0.55, "b": 0.60, "c": 0.70, "d": 0.80}, oracle=False)
+    twin = frames("twin", {"a": 0.56, "b": 0.75, "c": 0.65, "d": 0.85, "oracle": 0.5},
+                  oracle=True)
+    ag, real_board, twin_board = rank_agreement(real, twin, n_boot=200)
+    assert ag.learners == ["a", "b", "c", "d"]
+    assert (ag.concordant, ag.discordant) == (5, 1)
+    assert ag.kendall_tau == pytest.approx(4 / 6) and ag.spearman_rho == pytest.approx(0.8)
+    assert ag.best_real == ag.best_twin == "a"
+    assert ag.answer.startswith("Partly")
+    flipped = [p for p in ag.pairs if p["agree"] is False]
+    assert [(p["a"], p["b"]) for p in flipped] == [("b", "c")]
+    assert "mean_excess_loss" not in real_board and twin_board["mean_excess_loss"].notna().all()
+
+
+def test_spearman_exact_p_value() -> None:
+    rho, p = spearman(np.array([1.0, 2, 3]), np.array([1.0, 2, 3]))
+    assert rho == pytest.approx(1.0) and p == pytest.approx(1 / 3)
+    assert spearman(np.arange(5.0), np.array([1.0, 0, 2, 3, 4]))[1] == pytest.approx(10 / 120)
+
+
+def test_twin_report_renders_both_leaderboards(tmp_path: Path) -> None:
+    real = frames("gss", {"scratch": 0.7, "partial_pooling": 0.6, "maml": 0.65}, oracle=False)
+    twin = frames("gss", {"scratch": 0.72, "partial_pooling": 0.61, "maml": 0.66,
+                          "oracle": 0.5}, oracle=True)           # same names, same run ids
+    files = build_twin_report(real, twin, tmp_path / "rep", "GSS and twin", n_boot=200)
+    html, md = files["html"].read_text(), files["markdown"].read_text()
+    assert "Yes: the ranking of the 3 learners on the twin carries over" in md
+    assert "Survey: gss" in md and "Twin: gss (twin)" in md
+    assert "| partial_pooling | 1 | 0.6" in md
+    assert "data:image/png;base64," in html and files["figure"].stat().st_size > 1000
+    detail = files["report_markdown"].read_text()
+    assert "Scenario: gss" in detail and "Scenario: gss (twin)" in detail
+    with pytest.raises(ValueError, match="the twin frames hold no runs"):
+        build_twin_report(real, {k: v.iloc[0:0] for k, v in twin.items()}, tmp_path / "x", "t")
