@@ -51,9 +51,9 @@ def test_shipped_scenario_loads(name: str) -> None:
 def test_shipped_scenarios_cover_every_family_and_list() -> None:
     rows = list_scenarios(SCENARIOS)
     names = [r[0] for r in rows]
-    assert sorted(names) == sorted(SHIPPED)          # _base.toml is not listed
+    assert set(SHIPPED) <= set(names) and "_base" not in names   # _base.toml is not listed
     assert all(desc and not desc.startswith("INVALID") for _, _, desc in rows)
-    assert {load_scenario(p).family for _, p, _ in rows} == set(FAMILIES)
+    assert {load_scenario(p).family for n, p, _ in rows if n in SHIPPED} == set(FAMILIES)
 
 
 def test_list_scenarios_shows_a_broken_file_instead_of_failing(tmp_path: Path) -> None:
