@@ -28,7 +28,7 @@ from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
 BASELINES = ["scratch", "partial_pooling", "finetune", "oracle"]
-TINY_BASELINES = ["scratch", "oracle"]
+TINY_BASELINES = ["scratch", "partial_pooling", "oracle"]
 
 
 @dataclass
@@ -93,6 +93,7 @@ def scenario(tiny: bool) -> Scenario:
         return base
     data = base.model_dump(mode="json")
     data["name"] = "opinion_shift_tiny"
+    data["description"] = "a small opinion_shift (4 communities of 40) for quick checks"
     data["graph"].update(n_groups=4, group_size=40, mean_degree=6.0)
     data["burn_in"] = 5
     data["survey"].update(waves=6, every=2, support=6, query=10)

@@ -59,6 +59,17 @@ def test_run_report_show_export(work, capsys):
     assert code == 0 and (work / "x.parquet").is_file()
 
 
+def test_sweep_file(work, capsys):
+    (work / "sweep.toml").write_text(
+        'scenarios = ["tiny"]\nlearners = ["scratch", "oracle"]\nseeds = [0]\n'
+        f'db = "{work / "s.db"}"\nexecutor = "inline"\n[grid.scratch]\nl2 = [0.1, 1.0]\n')
+    code, out, err = run(capsys, "sweep", work / "sweep.toml", "-q")
+    assert code == 0, err
+    assert "3 cells: 3 ok" in out and "simlab report" in out
+    code, out, _ = run(capsys, "show", "1", "--db", work / "s.db")
+    assert "scratch[l2=0.1]" in out
+
+
 def test_failing_cells_exit_nonzero_after_the_rest(work, capsys):
     code, out, err = run(capsys, "run", work / "tiny.toml", "-l", "scratch,test_sweep:Broken",
                          "-s", "1", "--db", work / "f.db", "--executor", "inline", "-q")

@@ -3,6 +3,7 @@ ANIL's head-only inner loop, learning on sinusoids, targets, determinism and err
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -84,14 +85,13 @@ def _mixed_tasks(target: str, seed: int = 0) -> list:
         t = t.with_shots(8 - i % 3)
         w = rng.uniform(0.2, 2.0, t.shots).astype(np.float32)
         q = 9 - i % 4
-        tasks.append(type(t)(**{**t.__dict__, "w_support": w, "x_query": t.x_query[:q],
-                                "y_query": t.y_query[:q], "oracle_query": t.oracle_query[:q]}))
+        tasks.append(replace(t, w_support=w, x_query=t.x_query[:q], y_query=t.y_query[:q],
+                             oracle_query=t.oracle_query[:q]))
     return tasks
 
 
 def _with_w(t):
-    return t if t.w_support is not None else type(t)(**{**t.__dict__,
-                                                        "w_support": np.ones(t.shots, np.float32)})
+    return t if t.w_support is not None else replace(t, w_support=np.ones(t.shots, np.float32))
 
 
 def _rel_err(a: dict, b: dict) -> float:
@@ -221,7 +221,7 @@ def test_zero_weight_support_equals_dropping_respondents() -> None:
     learner = MAML(hidden=(8,))
     learner.setup(TaskSpec.of(tasks[0]), seed=0)
     w = np.r_[np.ones(6), np.zeros(4)].astype(np.float32)
-    weighted = TaskBatch.from_tasks([type(t)(**{**t.__dict__, "w_support": w}) for t in tasks])
+    weighted = TaskBatch.from_tasks([replace(t, w_support=w) for t in tasks])
     short = TaskBatch.from_tasks([t.with_shots(6) for t in tasks])
     a = learner.adapt(weighted, [2]).predict(weighted)
     b = learner.adapt(short, [2]).predict(short)

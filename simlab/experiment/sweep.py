@@ -234,8 +234,9 @@ def resolve_scenarios(scenarios: Iterable[str | Path | Scenario] | str | Path | 
         raise ValueError("a sweep needs at least one scenario")
     names = [s.name for s in out]
     dup = sorted({n for n in names if names.count(n) > 1})
-    if dup and len({comparison_fingerprint(s) for s in out}) != len(out):
-        raise ValueError(f"scenario(s) listed twice: {', '.join(dup)}")
+    if dup:
+        raise ValueError(f"scenario name(s) {', '.join(dup)} listed twice; list each scenario "
+                         "once, and give variants their own `name`")
     return out
 
 
@@ -267,13 +268,14 @@ def run_sweep(scenarios: Iterable[str | Path | Scenario] | str | Path | Scenario
         todo = [j for j in planned if j.cell.key not in done]
         summary = SweepSummary(db.path, cells=len(planned), skipped=len(planned) - len(todo))
         if todo:
-            owned = executor is None or isinstance(executor, str)
-            ex = make_executor(executor, jobs, scheduler) if owned else executor
-            try:
-                _run(todo, ex, db, summary, quiet)
-            finally:
-                if owned:
+            if executor is None or isinstance(executor, str):
+                ex = make_executor(executor, jobs, scheduler)
+                try:
+                    _run(todo, ex, db, summary, quiet)
+                finally:
                     ex.close()
+            else:
+                _run(todo, executor, db, summary, quiet)
     finally:
         if own_store:
             db.close()
@@ -282,9 +284,9 @@ def run_sweep(scenarios: Iterable[str | Path | Scenario] | str | Path | Scenario
 
 
 def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet: bool) -> None:
-    configs = {j.cell.fingerprint: j.scenario.model_dump(mode="json") for j in todo}
-    streams = list(dict.fromkeys((j.cell.fingerprint, j.cell.seed) for j in todo))
     by_stream = {(j.cell.fingerprint, j.cell.seed): j.scenario for j in todo}
+    streams = list(by_stream)
+    configs = {fp: sc.model_dump(mode="json") for (fp, _), sc in by_stream.items()}
     broken: dict[tuple[str, int], str] = {}
     bar = tqdm(total=len(streams), desc="streams", unit="stream", disable=quiet, leave=False)
     with bar:
