@@ -9,7 +9,6 @@ user can fix (one line on stderr, no traceback; ``--debug`` shows it), 2 bad usa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -24,10 +23,11 @@ from simlab.experiment.executors import ExecutorError
 
 DEFAULT_DB = "results/simlab.db"
 DEMO_SCENARIO = "opinion_shift"
-#: the main learners and every baseline, slowest first (cells start in this order, so the
-#: two workers finish together); meta_lstm is left out: one cell takes minutes (see README)
-DEMO_LEARNERS = ("reptile", "metasgd", "maml", "anil", "fomaml", "protonet", "relation",
-                 "partial_pooling", "finetune", "scratch", "oracle")
+#: one member of each meta-learning family (MAML, first-order, head-only, metric) and every
+#: baseline, slowest first so the workers finish together. Left out for time (run them with
+#: --learners): reptile, metasgd and meta_lstm cost 2-10x a MAML cell on this scenario.
+DEMO_LEARNERS = ("maml", "relation", "partial_pooling", "fomaml", "anil", "finetune",
+                 "protonet", "scratch", "oracle")
 DEMO_SEEDS = 3
 
 
@@ -223,7 +223,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- report / show / export -------------------------------------------------------------------
 def add_report(p: argparse.ArgumentParser) -> None:
-    p.add_argument("db", nargs="?", default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    p.add_argument("db", nargs="?", default=DEFAULT_DB,
+                   help=f"results store (default {DEFAULT_DB})")
     p.add_argument("--output", "-o", default=None, metavar="DIR",
                    help="report folder (default reports/<scenario or store name>)")
     p.add_argument("--scenario", default=None, help="only this scenario's runs")
@@ -260,7 +261,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("db", nargs="?", default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    p.add_argument("db", nargs="?", default=DEFAULT_DB,
+                   help=f"results store (default {DEFAULT_DB})")
     p.add_argument("--output", "-o", required=True, metavar="FILE",
                    help="tidy metrics file; runs/summaries/shifts are written next to it")
     p.add_argument("--format", "-f", choices=("csv", "parquet"), default=None,

@@ -1,45 +1,28 @@
 """CoevolvingSociety: Holme–Newman regimes, graph bookkeeping, determinism, oracle, shocks."""
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
+from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
 from simlab.society.coevolving import CoevolvingParams, CoevolvingSociety
-from simlab.society.graphs import SocialGraph, planted_partition
-from simlab.society.population import Population, PopulationSpec, make_population
+from simlab.society.graphs import SocialGraph
+from simlab.society.population import Population
 
 pytestmark = pytest.mark.society
 
-TRAITS = ["age", "education", "income"]
 
-
-def inputs(n: int = 200, k: float = 4.0, n_groups: int = 4, seed: int = 0
-           ) -> tuple[SocialGraph, Population]:
-    """A G(n, p) graph with random groups and a random trait population."""
-    rng = np.random.default_rng(seed)
-    g = nx.gnp_random_graph(n, k / (n - 1), seed=seed)
-    adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, format="csr", dtype=np.float32))
-    graph = SocialGraph(adj=adj, groups=rng.integers(0, n_groups, n),
-                        group_names=[f"c{i}" for i in range(n_groups)], graph=g)
-    pop = Population(observed=rng.standard_normal((n, len(TRAITS))).astype(np.float32),
-                     observed_names=list(TRAITS), latent={},
-                     coef=rng.normal(0.0, 0.5, (n_groups, len(TRAITS))),
-                     intercept=np.zeros(n_groups))
-    return graph, pop
+def inputs(n: int = 200, seed: int = 0) -> tuple[SocialGraph, Population]:
+    """Mean degree 4, as in Holme & Newman (2006); the networkx graph is kept to check that the
+    society leaves the caller's graph alone."""
+    return gnp_inputs(n, 4.0, seed=seed, keep_networkx=True)
 
 
 def society(n: int = 200, rng: int = 1, seed: int = 0, **params) -> CoevolvingSociety:
     graph, pop = inputs(n, seed=seed)
     return CoevolvingSociety(graph, pop, CoevolvingParams(**params), rng=rng)
-
-
-def run(s: CoevolvingSociety, ticks: int) -> CoevolvingSociety:
-    for _ in range(ticks):
-        s.step()
-    return s
 
 
 def test_same_seed_same_state_different_seed_differs():
@@ -106,8 +89,7 @@ def test_inactive_agents_never_change_their_own_opinion():
 
 def test_runs_on_the_generated_graph_and_population():
     rng = np.random.default_rng(0)
-    graph = planted_partition(4, 100, 6.0, 0.8, rng)
-    pop = make_population(graph.groups, graph.n_groups, PopulationSpec(), rng)
+    graph, pop = planted_inputs(rng, 4, 100, 6.0)
     s = run(CoevolvingSociety(graph, pop, CoevolvingParams(phi=0.7, act_share=0.2), rng=1), 40)
     assert s.rewired >= 0 and s.discordant_share() < 0.6
     p = s.oracle(np.arange(graph.n_nodes))
@@ -131,8 +113,7 @@ def test_respond_follows_the_oracle_with_n_parties_classes():
     s = run(society(n_parties=4, act_share=0.2), 5)
     assert s.n_classes == 4
     idx = np.arange(20)
-    reps = 4000
-    y = s.respond(np.tile(idx, reps), np.random.default_rng(0)).reshape(reps, len(idx))
+    y = repeated_responses(s, idx, 4000)
     assert set(np.unique(y)) <= {0, 1, 2, 3}
     freq = np.stack([(y == c).mean(axis=0) for c in range(4)], axis=1)
     np.testing.assert_allclose(freq, s.oracle(idx), atol=0.04)

@@ -1,44 +1,18 @@
 """ContagionSociety: threshold rule, Bass push tipping, determinism, oracle, shocks."""
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 import pytest
-import scipy.sparse as sp
+from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
 from simlab.society.contagion import ContagionParams, ContagionSociety
-from simlab.society.graphs import SocialGraph, planted_partition
-from simlab.society.population import Population, PopulationSpec, make_population
 
 pytestmark = pytest.mark.society
 
-TRAITS = ["age", "education", "income"]
-
-
-def inputs(n: int = 400, k: float = 8.0, n_groups: int = 4, seed: int = 0
-           ) -> tuple[SocialGraph, Population]:
-    """A G(n, p) graph with random groups and a random trait population."""
-    rng = np.random.default_rng(seed)
-    g = nx.gnp_random_graph(n, k / (n - 1), seed=seed)
-    adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, format="csr", dtype=np.float32))
-    graph = SocialGraph(adj=adj, groups=rng.integers(0, n_groups, n),
-                        group_names=[f"c{i}" for i in range(n_groups)])
-    pop = Population(observed=rng.standard_normal((n, len(TRAITS))).astype(np.float32),
-                     observed_names=list(TRAITS), latent={"threshold": rng.standard_normal(n)},
-                     coef=rng.normal(0.0, 0.5, (n_groups, len(TRAITS))),
-                     intercept=np.zeros(n_groups))
-    return graph, pop
-
 
 def society(n: int = 400, rng: int = 1, **params) -> ContagionSociety:
-    graph, pop = inputs(n)
+    graph, pop = gnp_inputs(n, 8.0, latent=["threshold"])
     return ContagionSociety(graph, pop, ContagionParams(**params), rng=rng)
-
-
-def run(s: ContagionSociety, ticks: int) -> ContagionSociety:
-    for _ in range(ticks):
-        s.step()
-    return s
 
 
 def test_same_seed_same_state_different_seed_differs():
@@ -83,9 +57,7 @@ def test_abandonment_drops_adopters():
 
 
 def test_runs_on_the_generated_graph_and_population():
-    rng = np.random.default_rng(0)
-    graph = planted_partition(4, 150, 10.0, 0.8, rng)
-    pop = make_population(graph.groups, graph.n_groups, PopulationSpec(), rng)
+    graph, pop = planted_inputs(np.random.default_rng(0), 4, 150, 10.0)
     s = ContagionSociety(graph, pop, ContagionParams(p_innovation=0.01), rng=1)
     latent = pop.latent["threshold"]
     assert np.corrcoef(s.thresholds(), latent)[0, 1] > 0.999   # ranking from the population
@@ -119,7 +91,7 @@ def test_oracle_is_the_documented_probability():
 def test_respond_follows_the_oracle():
     s = run(society(seed_share=0.1), 5)
     idx = np.arange(40)
-    draws = s.respond(np.tile(idx, 3000), np.random.default_rng(0)).reshape(3000, len(idx))
+    draws = repeated_responses(s, idx, 3000)
     assert set(np.unique(draws)) <= {0.0, 1.0}
     np.testing.assert_allclose(draws.mean(axis=0), s.oracle(idx), atol=0.04)
 

@@ -1,46 +1,26 @@
 """EpidemicSociety: Funk et al. awareness mechanics, final size, determinism, oracle, shocks."""
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 import pytest
-import scipy.sparse as sp
+from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
-from simlab.society.epidemic import (INFECTED, RECOVERED, SUSCEPTIBLE, UNAWARE, EpidemicParams,
-                                     EpidemicSociety)
-from simlab.society.graphs import SocialGraph, planted_partition
-from simlab.society.population import Population, PopulationSpec, make_population
+from simlab.society.epidemic import (
+    INFECTED,
+    RECOVERED,
+    SUSCEPTIBLE,
+    UNAWARE,
+    EpidemicParams,
+    EpidemicSociety,
+)
 from simlab.society.shocks import AbruptShock
 
 pytestmark = pytest.mark.society
 
-TRAITS = ["age", "education", "income"]
-
-
-def inputs(n: int = 400, k: float = 8.0, n_groups: int = 4, seed: int = 0
-           ) -> tuple[SocialGraph, Population]:
-    """A G(n, p) graph with random groups and a random trait population."""
-    rng = np.random.default_rng(seed)
-    g = nx.gnp_random_graph(n, k / (n - 1), seed=seed)
-    adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, format="csr", dtype=np.float32))
-    graph = SocialGraph(adj=adj, groups=rng.integers(0, n_groups, n),
-                        group_names=[f"c{i}" for i in range(n_groups)])
-    pop = Population(observed=rng.standard_normal((n, len(TRAITS))).astype(np.float32),
-                     observed_names=list(TRAITS), latent={},
-                     coef=rng.normal(0.0, 0.5, (n_groups, len(TRAITS))),
-                     intercept=np.zeros(n_groups))
-    return graph, pop
-
 
 def society(n: int = 400, rng: int = 1, **params) -> EpidemicSociety:
-    graph, pop = inputs(n)
+    graph, pop = gnp_inputs(n, 8.0)
     return EpidemicSociety(graph, pop, EpidemicParams(**params), rng=rng)
-
-
-def run(s: EpidemicSociety, ticks: int) -> EpidemicSociety:
-    for _ in range(ticks):
-        s.step()
-    return s
 
 
 def test_same_seed_same_state_different_seed_differs():
@@ -69,7 +49,7 @@ def test_susceptibility_follows_funk_formula():
 
 
 def test_latent_susceptibility_scales_infection_unless_spread_is_zero():
-    graph, pop = inputs()
+    graph, pop = gnp_inputs(400, 8.0)
     pop.latent["susceptibility"] = np.linspace(0.1, 0.9, graph.n_nodes)
     ratio = pop.latent["susceptibility"] / pop.latent["susceptibility"].mean()
     s = EpidemicSociety(graph, pop, EpidemicParams(susceptibility_spread=2.0), rng=0)
@@ -78,10 +58,15 @@ def test_latent_susceptibility_scales_infection_unless_spread_is_zero():
     np.testing.assert_allclose(s.susceptibility(), 1.0)
 
 
+def test_negative_latent_susceptibility_is_a_clear_error():
+    graph, pop = gnp_inputs(400, 8.0)
+    pop.latent["susceptibility"] = np.linspace(-0.5, 1.0, graph.n_nodes)
+    with pytest.raises(ValueError, match="latent\\['susceptibility'\\] .* must be >= 0"):
+        EpidemicSociety(graph, pop)
+
+
 def test_runs_on_the_generated_graph_and_population():
-    rng = np.random.default_rng(0)
-    graph = planted_partition(4, 150, 8.0, 0.8, rng)
-    pop = make_population(graph.groups, graph.n_groups, PopulationSpec(), rng)
+    graph, pop = planted_inputs(np.random.default_rng(0), 4, 150, 8.0)
     s = run(EpidemicSociety(graph, pop, EpidemicParams(seed_infected=0.02), rng=1), 40)
     assert s.attack_rate > 0.1
     p = s.oracle(np.arange(graph.n_nodes))
@@ -116,7 +101,7 @@ def test_infected_become_first_hand_aware():
 
 
 def test_outbreak_as_a_shock_on_import_rate_and_waning():
-    graph, pop = inputs()
+    graph, pop = gnp_inputs(400, 8.0)
     outbreak = [AbruptShock(name="outbreak", target="import_rate", at=6, value=0.05),
                 AbruptShock(name="contained", target="import_rate", at=26, value=0.0)]
     s = EpidemicSociety(graph, pop, EpidemicParams(seed_infected=0.0, gamma=0.5),
@@ -144,9 +129,7 @@ def test_oracle_is_the_documented_probability_and_respond_follows_it():
     z = (s.intercept[g] + np.sum(s.pop.observed[idx] * s.coef[g], axis=1)
          + 3.0 * s.quality(idx) + 1.0 * infected[idx] + 2.0 * friends)
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-z)), rtol=1e-5)
-    reps = 3000
-    y = s.respond(np.tile(idx, reps), np.random.default_rng(0)).reshape(reps, len(idx))
-    np.testing.assert_allclose(y.mean(axis=0), p, atol=0.04)
+    np.testing.assert_allclose(repeated_responses(s, idx, 3000).mean(axis=0), p, atol=0.04)
 
 
 def test_shocks_change_the_oracle():

@@ -8,9 +8,10 @@ import networkx as nx
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from society_fixtures import gnp_inputs, planted_inputs
 
 from simlab.society import FAMILIES, Society, society_class
-from simlab.society.graphs import from_networkx, planted_partition
+from simlab.society.graphs import from_networkx
 from simlab.society.opinion import OpinionParams, OpinionSociety
 from simlab.society.population import PopulationSpec, make_population
 
@@ -21,9 +22,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "per_agent_opinion.py"
 
 def society(seed: int = 0, n_groups: int = 4, size: int = 50, h: float = 0.5,
             **params) -> OpinionSociety:
-    rng = np.random.default_rng(seed)
-    g = planted_partition(n_groups, size, 6.0, 0.7, rng)
-    pop = make_population(g.groups, n_groups, PopulationSpec(heterogeneity=h), rng)
+    g, pop = planted_inputs(np.random.default_rng(seed), n_groups, size, 6.0, 0.7, h)
     return OpinionSociety(g, pop, OpinionParams(**params), rng=seed)
 
 
@@ -93,6 +92,45 @@ def test_threaded_blocks_give_identical_results(monkeypatch) -> None:
     assert np.array_equal(one.opinion, many.opinion)
     assert np.array_equal(lonely.opinion[30:], before[30:])  # nobody to listen to
     assert not np.allclose(lonely.opinion[:30], before[:30])
+
+
+def test_result_is_identical_for_any_thread_count(monkeypatch) -> None:
+    import simlab.society.opinion as opinion
+
+    monkeypatch.setattr(opinion, "MIN_BLOCK_EDGES", 25)
+    runs = []
+    for threads in ("1", "2", "5", "8"):
+        monkeypatch.setenv("SIMLAB_THREADS", threads)
+        s = society(seed=4, eps=0.4, media_push=0.05)
+        assert len(s._blocks) == int(threads)
+        for _ in range(6):
+            s.step()
+        runs.append(s.opinion)
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+
+
+def test_default_threads_respect_affinity_and_omp(monkeypatch) -> None:
+    import os
+
+    import simlab.society.opinion as opinion
+
+    monkeypatch.delenv("SIMLAB_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert opinion._threads() == max(1, min(opinion.MAX_THREADS, cpus))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")   # what sweep workers set: no oversubscription
+    assert opinion._threads() == 1
+    monkeypatch.setenv("SIMLAB_THREADS", "3")    # the explicit setting wins
+    assert opinion._threads() == 3
+    monkeypatch.setenv("SIMLAB_THREADS", "many")
+    with pytest.raises(ValueError, match="SIMLAB_THREADS='many' must be a whole number"):
+        opinion._threads()
+
+
+def test_missing_latent_trait_is_a_clear_error() -> None:
+    graph, pop = gnp_inputs(40, 4.0)
+    with pytest.raises(ValueError, match="needs the latent trait 'propensity'"):
+        OpinionSociety(graph, pop)
 
 
 def test_pickled_society_continues_identically() -> None:

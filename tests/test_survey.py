@@ -4,19 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from society_fixtures import planted_inputs
 
-from simlab.society.graphs import planted_partition
 from simlab.society.opinion import OpinionParams, OpinionSociety
-from simlab.society.population import PopulationSpec, make_population
 from simlab.society.survey import SurveyDesign, feature_names, response_propensity, sample_wave
 
 pytestmark = pytest.mark.society
 
 
 def society(seed: int = 0, n_groups: int = 3, size: int = 300, **params) -> OpinionSociety:
-    rng = np.random.default_rng(seed)
-    g = planted_partition(n_groups, size, 8.0, 0.8, rng)
-    pop = make_population(g.groups, n_groups, PopulationSpec(heterogeneity=1.0), rng)
+    g, pop = planted_inputs(np.random.default_rng(seed), n_groups, size, 8.0, 0.8, 1.0)
     return OpinionSociety(g, pop, OpinionParams(**params), rng=seed)
 
 

@@ -94,6 +94,22 @@ def test_failing_cell_is_recorded_and_the_rest_complete(tiny, tmp_path):
     assert (again.skipped, again.failed) == (2, 2)          # finished skipped, failed retried
 
 
+def test_failing_stream_fails_only_its_cells(tiny, tmp_path, monkeypatch):
+    real = Scenario.stream
+
+    def flaky(self, seed, *args, **kwargs):
+        if seed == 1:
+            raise ValueError("too few respondents for K+Q")
+        return real(self, seed, *args, **kwargs)
+
+    monkeypatch.setattr(Scenario, "stream", flaky)
+    s = run_sweep(tiny, ["scratch", "oracle"], [0, 1], tmp_path / "r.db", executor="inline",
+                  quiet=True)
+    assert (s.ok + s.diverged, s.failed) == (2, 2)
+    assert {r for _, _, r in s.failures} == {
+        "stream generation failed: ValueError: too few respondents for K+Q"}
+
+
 class _KilledAfter(InlineExecutor):
     """Yields ``n`` results, then dies as a killed sweep would."""
 

@@ -1,6 +1,7 @@
 """The simulated twin: matched to the survey's shape; TOML out; the side-by-side report."""
 from __future__ import annotations
 
+import argparse
 import re
 import tomllib
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.experiment.config import Scenario, ScenarioError, load_scenario
 from simlab.experiment.survey_scenario import SurveyScenario
-from simlab.experiment.twin import dumps_toml, fit_twin, survey_shape, write_fit, write_twin
+from simlab.experiment.twin import (add_twin_arguments, cmd_twin, dumps_toml, fit_twin,
+                                    survey_shape, write_fit, write_twin)
 from simlab.report.twin import build_twin_report, rank_agreement, spearman
 from simlab.tasks.stream import generate_stream
 
@@ -175,3 +177,56 @@ def test_twin_report_renders_both_leaderboards(tmp_path: Path) -> None:
     assert "Scenario: gss" in detail and "Scenario: gss (twin)" in detail
     with pytest.raises(ValueError, match="the twin frames hold no runs"):
         build_twin_report(real, {k: v.iloc[0:0] for k, v in twin.items()}, tmp_path / "x", "t")
+
+
+def test_cmd_twin_writes_runs_both_and_reports(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    n = 3 * 3 * 40
+    age = rng.normal(45, 15, n).round()
+    pd.DataFrame({"year": np.repeat([2000, 2002, 2004], 120),
+                  "region": np.tile(np.repeat(["north", "south", "east"], 40), 3),
+                  "age": age, "edu": rng.choice(["low", "mid", "high"], n),
+                  "y": (rng.random(n) < 1 / (1 + np.exp(-(age - 45) / 15))).astype(int)}
+                 ).to_csv(tmp_path / "tiny.csv", index=False)
+    (tmp_path / "tiny.toml").write_text(
+        '[data]\nsource = "tiny.csv"\ngroups = ["region"]\ntime = "year"\ntarget = "y"\n'
+        'features = ["age", "edu"]\nsupport = 5\nquery = 10\n'
+        '[evaluation]\nwarmup = 1\nshots = [5]\nsteps = [0, 1]\nseeds = 1\n'
+        'learners = ["scratch", "partial_pooling"]\n'
+        '[learners.partial_pooling]\nem_iterations = 3\n')
+    parser = argparse.ArgumentParser()
+    add_twin_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "tiny.toml"), "--rounds", "2", "--report",
+                              str(tmp_path / "rep"), "--db", str(tmp_path / "r.db"),
+                              "--executor", "inline", "-q"])
+    assert cmd_twin(args) == 0
+    out = capsys.readouterr().out
+    assert "twin of tiny: 3 groups x 3 waves (every 2 ticks), K=5, Q=10, 4 features " \
+           "(3 binary, 1 continuous)" in out
+    twin = load_scenario(tmp_path / "tiny_twin.toml")
+    assert twin.learners == {"partial_pooling": {"em_iterations": 3}}
+    md = (tmp_path / "rep" / "twin.md").read_text()
+    assert "learners compared: " in md and "Twin: tiny_twin" in md and "| oracle |" in md
+
+
+def test_distractor_columns_are_appended_and_leave_the_rest_unchanged() -> None:
+    base = {"name": "d", "dynamics": {"family": "opinion"}, "burn_in": 2,
+            "graph": {"kind": "planted_partition", "n_groups": 2, "group_size": 40},
+            "survey": {"every": 1, "waves": 2, "support": 5, "query": 10,
+                       "features": ["age", "female"]},
+            "evaluation": {"warmup": 1, "shots": [5], "learners": ["scratch"]}}
+    plain = generate_stream(Scenario.from_dict(base), 0)
+    extra = Scenario.from_dict({**base, "survey": {**base["survey"], "distractors": 2,
+                                                   "binary_distractors": [0.0, 1.0, 0.5]}})
+    stream = generate_stream(extra, 0)
+    assert stream.meta["feature_names"] == [
+        "age", "female", "distractor_1", "distractor_2", "binary_distractor_1",
+        "binary_distractor_2", "binary_distractor_3"]
+    first, ref = stream.waves[0][0], plain.waves[0][0]
+    np.testing.assert_array_equal(first.x_support[:, :2], ref.x_support)   # same respondents
+    np.testing.assert_array_equal(first.y_query, ref.y_query)
+    x = np.concatenate([np.concatenate([t.x_support, t.x_query]) for t in stream.tasks()])
+    assert (x[:, 4] == 0).all() and (x[:, 5] == 1).all() and set(np.unique(x[:, 6])) == {0, 1}
+    assert abs(x[:, 2].mean()) < 0.3 and 0.7 < x[:, 2].std() < 1.3
+    with pytest.raises(ScenarioError, match="each entry is a probability in"):
+        Scenario.from_dict({**base, "survey": {**base["survey"], "binary_distractors": [1.5]}})

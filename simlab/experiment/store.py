@@ -275,7 +275,8 @@ class Store:
     def _read(self, sql: str, params: tuple = ()) -> pd.DataFrame:
         return pd.read_sql_query(sql, self._con, params=params)
 
-    def frames(self, scenario: str | None = None, *, latest: bool = True) -> dict[str, pd.DataFrame]:
+    def frames(self, scenario: str | None = None, *,
+               latest: bool = True) -> dict[str, pd.DataFrame]:
         """The long-format frames the report reads: runs, metrics, shifts, summaries, configs.
 
         ``latest`` keeps, per scenario name, only the fingerprint run most recently (an edited

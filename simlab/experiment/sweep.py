@@ -185,9 +185,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def prepare_stream(item: tuple[Scenario, int]) -> str | None:
-    """Generate and cache one (scenario, seed) stream; returns the error text, if any."""
-    scenario, seed = item
+def prepare_stream(item: tuple[str, int, Scenario]) -> str | None:
+    """Generate and cache the stream of one (fingerprint, seed, scenario); returns the error
+    text, if any (then every cell of that stream is recorded as failed with it)."""
+    _, seed, scenario = item
     try:
         scenario.stream(seed)
         return None
@@ -285,13 +286,12 @@ def run_sweep(scenarios: Iterable[str | Path | Scenario] | str | Path | Scenario
 
 def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet: bool) -> None:
     by_stream = {(j.cell.fingerprint, j.cell.seed): j.scenario for j in todo}
-    streams = list(by_stream)
     configs = {fp: sc.model_dump(mode="json") for (fp, _), sc in by_stream.items()}
     broken: dict[tuple[str, int], str] = {}
-    bar = tqdm(total=len(streams), desc="streams", unit="stream", disable=quiet, leave=False)
+    bar = tqdm(total=len(by_stream), desc="streams", unit="stream", disable=quiet, leave=False)
     with bar:
         for (fp, seed, _), err in ex.map_unordered(
-                _prepare_keyed, [(fp, seed, by_stream[fp, seed]) for fp, seed in streams]):
+                prepare_stream, [(fp, seed, sc) for (fp, seed), sc in by_stream.items()]):
             if err:
                 broken[fp, seed] = err
             bar.update()
@@ -307,10 +307,6 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
             bar.set_postfix_str(f"{job.cell.label} seed {job.cell.seed}"
                                 + (f", {summary.failed} failed" if summary.failed else ""))
             bar.update()
-
-
-def _prepare_keyed(item: tuple[str, int, Scenario]) -> str | None:
-    return prepare_stream((item[2], item[1]))
 
 
 def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],

@@ -37,18 +37,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit, logit
 
-from simlab.experiment.config import Scenario, ScenarioError, load_scenario
-from simlab.experiment.survey_scenario import SurveyScenario
-from simlab.society.population import DEFAULT_COEF
-from simlab.tasks.stream import generate_stream
-from simlab.tasks.survey_data import clean, encode, encode_target, feature_kinds
-from simlab.tasks.task import TaskStream
+if TYPE_CHECKING:  # pragma: no cover
+    from simlab.experiment.survey_scenario import SurveyScenario
+    from simlab.tasks.task import TaskStream
+
+# The scenario and simulation layers are imported inside the functions that use them, so that
+# `simlab --help` (which builds this command's arguments) stays fast.
 
 #: observed traits and ego answers a twin uses, in the order they are taken
 CONTINUOUS_TRAITS: tuple[str, ...] = ("education", "income", "age", "religiosity")
@@ -97,6 +95,8 @@ class SurveyShape:
 
 def survey_shape(survey: SurveyScenario, seed: int = 0) -> SurveyShape:
     """Measure a survey scenario's shape (reads the data and builds its ``seed`` stream)."""
+    from simlab.tasks.survey_data import clean, encode, encode_target, feature_kinds
+
     spec = survey.data
     if spec.target_kind == "multiclass":
         raise ValueError(f"{survey.name}: data.target_kind = 'multiclass' has no twin yet: the "
@@ -146,6 +146,9 @@ def pooled_r2(stream: TaskStream, ridge: float = 1e-3) -> float:
     """How much the features explain, pooled over every task of the stream (support and
     query): McFadden's pseudo-R^2 ``1 - LL(model) / LL(intercept)`` of a (slightly ridge
     penalised) logistic regression for a binary target, the OLS R^2 for a numeric one."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
     tasks = stream.tasks()
     x = np.concatenate([np.concatenate([t.x_support, t.x_query]) for t in tasks]).astype(
         np.float64)
@@ -212,6 +215,8 @@ class Levels:
 
 def twin_config(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> dict[str, Any]:
     """The simulated scenario (a TOML-able dict) for the given calibrated levels."""
+    from simlab.society.population import DEFAULT_COEF
+
     feats = twin_features(shape)
     s = levels.scale
     n_ticks = BURN_IN + shape.n_waves * shape.every
@@ -314,6 +319,8 @@ class TwinFit:
 
 
 def _link(kind: str) -> tuple[Any, Any]:
+    from scipy.special import expit, logit
+
     if kind == "binary":
         return (lambda p: logit(np.clip(p, PREVALENCE_CLIP, 1 - PREVALENCE_CLIP)), expit)
     return (lambda m: np.asarray(m, dtype=np.float64), lambda e: e)
@@ -336,6 +343,9 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
     ``heterogeneity``: the population's spread of communities (trait means and behaviour
     coefficients; 0 = every community the same task), which the survey does not pin down.
     """
+    from simlab.experiment.config import Scenario
+    from simlab.tasks.stream import generate_stream
+
     if rounds < 1:
         raise ValueError(f"rounds={rounds} must be >= 1")
     if heterogeneity < 0:
@@ -369,6 +379,9 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
 
 def _twin_stream(survey: SurveyScenario, shape: SurveyShape, levels: Levels, seed: int
                  ) -> TaskStream:
+    from simlab.experiment.config import Scenario
+    from simlab.tasks.stream import generate_stream
+
     return generate_stream(Scenario.from_dict(twin_config(survey, shape, levels),
                                               f"twin of {survey.name}"), seed)
 
@@ -398,6 +411,8 @@ def write_twin(path_in: str | Path, path_out: str | Path | None = None, seed: in
 
 def write_fit(survey: SurveyScenario, fit: TwinFit, path_out: str | Path | None = None) -> Path:
     """Write a calibrated twin, with its calibration table as comments, and check it loads."""
+    from simlab.experiment.config import load_scenario
+
     folder = survey.source.parent if survey.source is not None else Path.cwd()
     out = Path(path_out) if path_out is not None else folder / f"{fit.config['name']}.toml"
     header = [f"Simulated twin of {_shown(survey.source, out) if survey.source else survey.name}"
@@ -426,6 +441,9 @@ def _shown(path: Path, out: Path) -> str:
 
 
 def _load_survey(path: str | Path | SurveyScenario) -> SurveyScenario:
+    from simlab.experiment.config import ScenarioError, load_scenario
+    from simlab.experiment.survey_scenario import SurveyScenario
+
     sc = load_scenario(path)
     if not isinstance(sc, SurveyScenario):
         raise ScenarioError(f"{sc.source or path}: a twin is made from a survey scenario (a "
@@ -508,7 +526,9 @@ def compare_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = 
     file, written first when missing). The oracle is added to the twin's learners (the
     ceiling there; it is left out of the rank agreement).
     """
+    from simlab.experiment.config import ScenarioError, load_scenario
     from simlab.experiment.store import Store
+    from simlab.experiment.survey_scenario import SurveyScenario
     from simlab.experiment.sweep import run_sweep
     from simlab.report.twin import build_twin_report
 

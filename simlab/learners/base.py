@@ -7,6 +7,8 @@ fields); they are validated in ``setup``, which also builds parameters from an e
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,3 +107,55 @@ def check(condition: bool, learner: str, field: str, value: Any, allowed: str) -
     """One clear error for a bad hyperparameter: names the learner, field, value and range."""
     if not condition:
         raise ValueError(f"{learner}: hyperparameter {field}={value!r} is invalid; {allowed}")
+
+
+# The common kinds of hyperparameter, so that every learner words its errors the same way.
+def is_int(value: Any, low: int) -> bool:
+    """An integer (not a bool) >= ``low``; numpy integers count."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def is_number(value: Any, low: float = 0.0, strict: bool = True) -> bool:
+    """A finite real number (not a bool) > ``low`` (>= ``low`` when not ``strict``)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and (value > low if strict else value >= low))
+
+
+def check_int(learner: str, field: str, value: Any, low: int, hint: str = "") -> None:
+    """An integer >= ``low``."""
+    check(is_int(value, low), learner, field, value, f"it must be an integer >= {low}{hint}")
+
+
+def check_number(learner: str, field: str, value: Any, low: float = 0.0, strict: bool = True,
+                 optional: bool = False, hint: str = "") -> None:
+    """A finite number > ``low`` (>= when not ``strict``); None too when ``optional``."""
+    ok = (optional and value is None) or is_number(value, low, strict)
+    check(ok, learner, field, value, f"it must be a finite number {'>' if strict else '>='} "
+          f"{low:g}{' or None' if optional else ''}{hint}")
+
+
+def check_widths(learner: str, field: str, value: Any) -> None:
+    """Hidden-layer widths: a tuple or list of integers >= 1 (empty: no hidden layer)."""
+    check(isinstance(value, (tuple, list)) and all(is_int(h, 1) for h in value), learner, field,
+          value, "give a tuple of layer widths >= 1, e.g. (40, 40)")
+
+
+def check_choice(learner: str, field: str, value: Any, choices: Sequence[Any]) -> None:
+    """One of ``choices``."""
+    check(value in tuple(choices), learner, field, value, f"choose one of {tuple(choices)}")
+
+
+def check_flag(learner: str, field: str, value: Any) -> None:
+    """True or False."""
+    check(isinstance(value, bool), learner, field, value, "use True or False")
+
+
+def check_interval(learner: str, field: str, value: Any, positive: bool = False,
+                   optional: bool = False, hint: str = "") -> None:
+    """A ``(low, high)`` pair of finite numbers with low <= high (both > 0 if ``positive``)."""
+    ok = (optional and value is None) or (
+        isinstance(value, (tuple, list)) and len(value) == 2
+        and all(is_number(v, 0.0, True) if positive else is_number(v, -math.inf) for v in value)
+        and value[0] <= value[1])
+    check(ok, learner, field, value, f"give (low, high) with {'0 < ' if positive else ''}"
+          f"low <= high{' or None' if optional else ''}{hint}")

@@ -277,20 +277,37 @@ def _pair_table(ag: RankAgreement) -> Table:
 
 
 def rank_figure(ag: RankAgreement, real_name: str, twin_name: str) -> bytes:
-    """Mean loss on the twin (x) against the survey (y), one labelled point per learner."""
-    fig = Figure(figsize=(5.6, 4.6), dpi=DPI)
+    """Left: each learner's rank on the twin (x) and on the survey (y); a ranking that carries
+    over lies on the diagonal. Right: the mean losses themselves, with the line y = x."""
+    fig = Figure(figsize=(10.0, 4.4), dpi=DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    left, right = fig.subplots(1, 2)
     colors = assign_colors(ag.learners)
-    for lab, x, y in zip(ag.learners, ag.twin_loss, ag.real_loss):
-        ax.scatter([x], [y], color=colors[lab], s=40, zorder=3)
-        ax.annotate(lab, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel(f"mean loss on the twin ({twin_name})")
-    ax.set_ylabel(f"mean loss on the survey ({real_name})")
+    n = len(ag.learners)
+    real_rank = stats.rankdata(ag.real_loss) if n else np.array([])
+    twin_rank = stats.rankdata(ag.twin_loss) if n else np.array([])
+    left.plot([1, max(n, 1)], [1, max(n, 1)], color="grey", lw=0.8, ls=":")
+    for k, lab in enumerate(ag.learners):
+        left.scatter([twin_rank[k]], [real_rank[k]], color=colors[lab], s=45, zorder=3)
+        left.annotate(lab, (twin_rank[k], real_rank[k]), textcoords="offset points",
+                      xytext=(6, -3), fontsize=8)
+        right.scatter([ag.twin_loss[k]], [ag.real_loss[k]], color=colors[lab], s=40, zorder=3,
+                      label=lab)
     tau = "n/a" if math.isnan(ag.kendall_tau) else f"{ag.kendall_tau:.2f}"
-    ax.set_title(f"Does the twin's ranking carry over? Kendall's tau = {tau}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.margins(0.15)
+    left.set(xlabel=f"rank on the twin ({twin_name})", ylabel=f"rank on the survey ({real_name})",
+             title=f"Ranks (1 = best); Kendall's tau = {tau}")
+    left.invert_xaxis()
+    left.invert_yaxis()
+    if n:
+        lo = min(min(ag.real_loss), min(ag.twin_loss))
+        hi = max(max(ag.real_loss), max(ag.twin_loss))
+        right.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls=":")
+        right.legend(fontsize=8, loc="lower right")
+    right.set(xlabel="mean loss on the twin", ylabel="mean loss on the survey",
+              title="Mean loss (dotted: equal on both)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.margins(0.12)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -37,7 +37,9 @@ class Society(mesa.Model):
     ``init_state``, ``advance`` and ``oracle``. The response of agent i is drawn from
     ``oracle(i)``: the true P(y=1) (binary), class probabilities (multiclass) or E[y]
     (regression, with Gaussian noise ``response_sd``), typically a link of
-    ``intercept[g] + traits_i @ coef[g] + (state term of the dynamics)``.
+    ``trait_score(i) + (state term of the dynamics)``. The building blocks the families
+    share live here (``trait_score``, ``friend_mean``, ``latent_z``, ``latent_ratio``,
+    :func:`sample_classes`), so each family module holds only its own mechanism.
     Shocks change named parameters (see ``get``/``set``) on their ticks.
 
     Mesa agents are views: ``person(i)`` / ``people(idx)`` materialise
@@ -99,6 +101,7 @@ class Society(mesa.Model):
         raise KeyError(self._unknown(path))
 
     def set(self, path: str, value: Any) -> None:
+        """Change a parameter ``get`` names (params fields are re-validated on assignment)."""
         head, _, rest = path.partition(".")
         if head == "coef":
             self.coef[:, self.pop.column(rest)] = value
@@ -153,6 +156,53 @@ class Society(mesa.Model):
     def oracle(self, idx: np.ndarray) -> np.ndarray:
         """True P(y=1) ``[n]``, class probabilities ``[n, C]`` or E[y] ``[n]`` for agents idx."""
 
+    # --- shared building blocks of the dynamics and responses ------------------------------
+    def trait_score(self, idx: np.ndarray) -> np.ndarray:
+        """``intercept[g] + x_i . coef[g]`` for agents idx: the trait part of every response,
+        in float64 because the oracle built on it is what learners are scored against."""
+        g = self.groups[idx]
+        x = self.pop.observed[idx].astype(np.float64)
+        return self.intercept[g].astype(np.float64) + np.einsum("nd,nd->n", x, self.coef[g])
+
+    def friend_mean(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Mean of ``values`` (``[N]`` or ``[N, C]``) over the friends of agents idx (0 without
+        friends). Slices the CSR rows of idx only, so a survey of a few respondents costs
+        O(their degree), not a pass over the whole graph."""
+        deg = np.maximum(self.social.degree[idx], 1.0)
+        return (self.social.adj[idx] @ values) / deg.reshape((-1,) + (1,) * (values.ndim - 1))
+
+    def latent(self, name: str) -> np.ndarray:
+        """The population's latent trait ``name`` (float64), for dynamics that need it."""
+        raw = self.pop.latent.get(name)
+        if raw is None:
+            raise ValueError(f"the {self.family} society needs the latent trait {name!r}, but "
+                             f"the population has only {sorted(self.pop.latent)}; draw it with "
+                             f"make_population or add population.latent[{name!r}] ([N] array)")
+        return np.asarray(raw, dtype=np.float64)
+
+    def latent_z(self, name: str) -> np.ndarray:
+        """The population's latent trait ``name`` as z-scores over all agents (who is higher,
+        community differences included, comes from the population; the scale from the
+        dynamics' parameters). Standard normal draws from ``self.rng`` if the trait is absent."""
+        raw = self.pop.latent.get(name)
+        if raw is None:
+            return self.rng.standard_normal(self.n_agents)
+        raw = np.asarray(raw, dtype=np.float64)
+        sd = raw.std()
+        return (raw - raw.mean()) / sd if sd > 0 else np.zeros_like(raw)
+
+    def latent_ratio(self, name: str) -> np.ndarray:
+        """The latent trait ``name`` relative to its population mean (mean 1); all ones when
+        the population has no such trait (the homogeneous model of the paper)."""
+        raw = self.pop.latent.get(name)
+        if raw is None:
+            return np.ones(self.n_agents)
+        if np.min(raw) < 0 or not np.mean(raw) > 0:
+            raise ValueError(f"population.latent[{name!r}] is a rate or factor for the "
+                             f"{self.family} society and must be >= 0 with a positive mean "
+                             f"(min {np.min(raw):.3g}, mean {np.mean(raw):.3g}); rescale it")
+        return np.asarray(raw, np.float64) / np.mean(raw)
+
     def ego_answers(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Ego-network survey answers for agents idx, e.g. share of friends who adopted.
 
@@ -168,6 +218,12 @@ class Society(mesa.Model):
         if self.target == "binary":
             return (rng.random(len(idx)) < p).astype(np.float32)
         if self.target == "multiclass":
-            u = rng.random((len(idx), 1))
-            return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), self.n_classes - 1)
+            return sample_classes(p, rng)
         return (p + self.response_sd * rng.standard_normal(len(idx))).astype(np.float32)
+
+
+def sample_classes(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One class per row of ``probs [n, C]`` (inverse CDF, one uniform per row; the clip
+    guards against rows summing to slightly under 1)."""
+    u = rng.random((len(probs), 1))
+    return np.minimum((np.cumsum(probs, axis=1) < u).sum(axis=1), probs.shape[1] - 1)

@@ -51,7 +51,8 @@ with a loyalty bonus for the party currently supported:
 
 ``oracle`` returns these probabilities (rows sum to 1). Initial opinions are drawn from the
 same softmax without the loyalty term (``init_from_traits``), so party and traits start
-correlated and the dynamics then erode or reinforce that link.
+correlated and the dynamics then erode or reinforce that link; Holme & Newman's uniformly
+random start is ``init_from_traits=False``.
 """
 from __future__ import annotations
 
@@ -63,8 +64,7 @@ import scipy.sparse as sp
 from pydantic import Field
 from scipy.special import softmax
 
-from simlab.society.base import DynamicsParams, Society
-from simlab.society.contagion import trait_score
+from simlab.society.base import DynamicsParams, Society, sample_classes
 from simlab.tasks.task import TargetKind
 
 
@@ -131,14 +131,10 @@ class CoevolvingSociety(Society):
         self._publish()
         if self.params.init_from_traits:
             probs = softmax(self._spatial_logits(np.arange(n)), axis=1)
-            u = self.rng.random((n, 1))
-            self.opinion = np.minimum((np.cumsum(probs, axis=1) < u).sum(axis=1),
-                                      self.n_classes - 1)
+            self.opinion = sample_classes(probs, self.rng)
         else:
             self.opinion = self.rng.integers(0, self.n_classes, n)
-        activity = self.pop.latent.get("activity")
-        self._activity = (np.ones(n) if activity is None
-                          else np.asarray(activity, np.float64) / np.mean(activity))
+        self._activity = self.latent_ratio("activity")
         self.rewired = 0          # accepted rewirings in the last tick (diagnostic)
 
     def set(self, path: str, value: Any) -> None:
@@ -201,7 +197,7 @@ class CoevolvingSociety(Society):
 
     # --- dynamics -----------------------------------------------------------------------------
     def advance(self) -> None:
-        """One tick: a random share of agents votes or rewires, all from the start-of-tick state."""
+        """One tick: a random share of agents vote or rewire, all from the start-of-tick state."""
         p = self.params
         chance = np.minimum(p.act_share * self._activity, 1.0)
         acting = (self.rng.random(self.n_agents) < chance) & (self.social.degree > 0)
@@ -235,7 +231,7 @@ class CoevolvingSociety(Society):
         return self.params.party_spread * np.linspace(-1.0, 1.0, self.n_classes)
 
     def _spatial_logits(self, idx: np.ndarray) -> np.ndarray:
-        dist = trait_score(self, idx)[:, None] - self.party_positions()[None, :]
+        dist = self.trait_score(idx)[:, None] - self.party_positions()[None, :]
         return -self.params.ideology * dist ** 2
 
     def oracle(self, idx: np.ndarray) -> np.ndarray:
@@ -254,10 +250,8 @@ class CoevolvingSociety(Society):
         counts = np.bincount(owner * c + self.opinion[rows.indices], minlength=len(idx) * c)
         deg = self.social.degree[idx]
         shares = counts.reshape(len(idx), c) / np.maximum(deg, 1.0)[:, None]
-        answers = {"n_friends": deg.astype(np.float32)}
-        for c in range(self.n_classes):
-            answers[f"share_friends_party_{c}"] = shares[:, c].astype(np.float32)
-        return answers
+        return super().ego_answers(idx) | {
+            f"share_friends_party_{k}": shares[:, k].astype(np.float32) for k in range(c)}
 
     # --- diagnostics --------------------------------------------------------------------------
     def discordant_share(self) -> float:

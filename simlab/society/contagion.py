@@ -3,20 +3,22 @@
 Mechanism
 ---------
 Granovetter (1978, "Threshold models of collective behavior", AJS 83:1420) gives every agent a
-threshold: it adopts once the share of its contacts that adopted reaches that threshold.
-Centola & Macy (2007, "Complex contagions and the weakness of long ties", AJS 113:702) put the
-thresholds on a network and distinguish *fractional* thresholds (share of neighbours) from
-*absolute* ones (count of adopting neighbours, e.g. 2: a "complex" contagion needs social
-reinforcement from several contacts). With thresholds alone an innovation with no early
-adopters never spreads, so a Bass (1969, "A new product growth for model consumer durables",
-Management Science 15:215) innovation term ``p`` adds adoption from outside the network (media,
-advertising): the per-tick hazard of a non-adopter is
+threshold: it adopts once the share of others who adopted reaches that threshold (in his paper
+the others are the whole crowd; here, as in Watts 2002, PNAS 99:5766, they are the agent's
+network contacts). Centola & Macy (2007, "Complex contagions and the weakness of long ties",
+AJS 113:702) distinguish *fractional* thresholds (share of neighbours) from *absolute* ones
+(count of adopting neighbours, e.g. 2: a "complex" contagion needs social reinforcement from
+several contacts). With thresholds alone an innovation with no early adopters never spreads,
+so a Bass (1969, "A new product growth for model consumer durables", Management Science
+15:215) innovation term ``p`` adds adoption from outside the network (media, advertising):
+the per-tick hazard of a non-adopter is
 
-    h_i = 1 - (1 - p) * (1 - q * 1[exposure_i >= theta_i])
+    h_i = 1 - (1 - p) * (1 - q * 1[exposure_i >= theta_i])      (p = p_innovation, q = adopt_rate)
 
-i.e. Bass's ``p + q F`` with the imitation term replaced by the network threshold rule;
-``q = 1`` is Granovetter's deterministic rule. ``exposure_i`` is the share (``"fraction"``) or
-number (``"count"``) of i's neighbours that have adopted at the start of the tick (synchronous
+the chance that either source acts in one tick: Bass's ``p + q F`` with the imitation term
+replaced by the network threshold rule (and the overlap ``p q`` not counted twice); ``q = 1``
+is Granovetter's deterministic rule. ``exposure_i`` is the share (``"fraction"``) or number
+(``"count"``) of i's neighbours that have adopted at the start of the tick (synchronous
 update). The push tips the system: once enough low-threshold agents adopted from outside,
 cascades carry the rest (Granovetter's riot example), and below that point adoption stays
 near the external trickle.
@@ -83,33 +85,6 @@ class ContagionParams(DynamicsParams):
         return self
 
 
-def standardised_latent(society: Society, name: str) -> np.ndarray:
-    """The population's latent trait ``name`` as z-scores; standard normal draws if absent."""
-    raw = society.pop.latent.get(name)
-    if raw is None:
-        return society.rng.standard_normal(society.n_agents)
-    raw = np.asarray(raw, dtype=np.float64)
-    sd = raw.std()
-    return (raw - raw.mean()) / sd if sd > 0 else np.zeros_like(raw)
-
-
-def trait_score(society: Society, idx: np.ndarray) -> np.ndarray:
-    """``intercept[g] + x_i . coef[g]`` for agents idx (the trait part of every response)."""
-    g = society.groups[idx]
-    x = society.pop.observed[idx].astype(np.float64)
-    return society.intercept[g].astype(np.float64) + np.einsum("nd,nd->n", x, society.coef[g])
-
-
-def friend_mean(society: Society, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Mean of ``values`` over the friends of agents idx only (0 without friends).
-
-    Slices the CSR rows of idx, so a survey of a few respondents costs O(their degree), not a
-    pass over the whole graph.
-    """
-    deg = np.maximum(society.social.degree[idx], 1.0)
-    return (society.social.adj[idx] @ values) / deg.reshape((-1,) + (1,) * (values.ndim - 1))
-
-
 class ContagionSociety(Society):
     """Granovetter / Centola–Macy threshold adoption on the graph, tipped by a Bass push."""
 
@@ -122,7 +97,7 @@ class ContagionSociety(Society):
 
     def init_state(self) -> None:
         """Latent threshold z-scores and the initial adopters (``seed_share`` at random)."""
-        self.threshold_z = standardised_latent(self, "threshold")
+        self.threshold_z = self.latent_z("threshold")
         self.adopted = self.rng.random(self.n_agents) < self.params.seed_share
 
     def thresholds(self) -> np.ndarray:
@@ -154,14 +129,13 @@ class ContagionSociety(Society):
         """True P(reports using the innovation) for agents idx (see module docstring)."""
         idx = np.asarray(idx)
         p = self.params
-        share = friend_mean(self, idx, self.adopted.astype(np.float32))
-        z = (trait_score(self, idx) + p.adopted_effect * (self.adopted[idx] - 0.5)
+        share = self.friend_mean(idx, self.adopted.astype(np.float32))
+        z = (self.trait_score(idx) + p.adopted_effect * (self.adopted[idx] - 0.5)
              + p.peer_effect * share)
         return expit(z)
 
     def ego_answers(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Friends in total, and the share of friends who adopted."""
         idx = np.asarray(idx)
-        share = friend_mean(self, idx, self.adopted.astype(np.float32))
-        return {"n_friends": self.social.degree[idx].astype(np.float32),
-                "share_friends_adopted": share.astype(np.float32)}
+        share = self.friend_mean(idx, self.adopted.astype(np.float32))
+        return super().ego_answers(idx) | {"share_friends_adopted": share.astype(np.float32)}

@@ -54,7 +54,6 @@ from pydantic import Field
 from scipy.special import expit
 
 from simlab.society.base import DynamicsParams, Society
-from simlab.society.contagion import friend_mean, trait_score
 from simlab.tasks.task import TargetKind
 
 SUSCEPTIBLE, INFECTED, RECOVERED = 0, 1, 2
@@ -107,9 +106,7 @@ class EpidemicSociety(Society):
         self.status[self.rng.random(n) < self.params.seed_infected] = INFECTED
         self.level = np.full(n, UNAWARE, dtype=np.int16)
         self.ever_infected = self.status == INFECTED
-        latent = self.pop.latent.get("susceptibility")
-        self._log_frailty = (np.zeros(n) if latent is None else
-                             np.log(np.asarray(latent, np.float64) / np.mean(latent)))
+        self._log_frailty = np.log(self.latent_ratio("susceptibility"))
 
     # --- derived quantities -------------------------------------------------------------------
     def quality(self, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
@@ -179,8 +176,8 @@ class EpidemicSociety(Society):
         idx = np.asarray(idx)
         p = self.params
         infected = self.status == INFECTED
-        friends = friend_mean(self, idx, infected.astype(np.float32))
-        z = (trait_score(self, idx) + p.awareness_effect * self.quality(idx)
+        friends = self.friend_mean(idx, infected.astype(np.float32))
+        z = (self.trait_score(idx) + p.awareness_effect * self.quality(idx)
              + p.infected_effect * infected[idx] + p.friends_effect * friends)
         return expit(z)
 
@@ -189,9 +186,9 @@ class EpidemicSociety(Society):
         idx = np.asarray(idx)
         infected = (self.status == INFECTED).astype(np.float32)
         aware = (self.level < self.params.n_levels).astype(np.float32)
-        return {"n_friends": self.social.degree[idx].astype(np.float32),
-                "share_friends_infected": friend_mean(self, idx, infected).astype(np.float32),
-                "share_friends_aware": friend_mean(self, idx, aware).astype(np.float32)}
+        return super().ego_answers(idx) | {
+            "share_friends_infected": self.friend_mean(idx, infected).astype(np.float32),
+            "share_friends_aware": self.friend_mean(idx, aware).astype(np.float32)}
 
     # --- diagnostics --------------------------------------------------------------------------
     def compartment_shares(self) -> dict[str, float]:

@@ -13,7 +13,8 @@ Sociol. 15:193-206):
 
 with s_i the latent ``stubbornness`` in (0, 1). The update is synchronous and vectorised over
 the CSR adjacency (per tick: two gathers and a mask over the edges, two sparse products),
-in blocks of rows on a thread pool for large graphs. ``media_push`` (mu) and
+in blocks of rows on a thread pool for large graphs (``SIMLAB_THREADS``; the result is the
+same bit for bit whatever the number of threads). ``media_push`` (mu) and
 ``media_opinion`` (M) are natural shock targets (a media campaign).
 
 Response, support for a policy: binary ``P(y=1) = sigmoid(a * x_i + intercept[g] +
@@ -32,19 +33,31 @@ from pydantic import Field
 from scipy.special import expit
 
 from simlab.society.base import DynamicsParams, Society
+from simlab.tasks.task import TargetKind
 
 MIN_BLOCK_EDGES = 100_000
 """Adjacency entries per thread block; smaller graphs run in one block (no threads)."""
 MAX_THREADS = 8
-"""Upper bound on update threads; the environment variable SIMLAB_THREADS overrides it."""
+"""Upper bound on the default number of update threads (SIMLAB_THREADS overrides it)."""
 
 
 def _threads() -> int:
-    env = os.environ.get("SIMLAB_THREADS")
+    """Threads for the update: ``SIMLAB_THREADS`` when set; else ``OMP_NUM_THREADS`` when set
+    (sweep workers set it to 1, so a pool of processes does not oversubscribe the cores);
+    else the CPUs this process may run on, at most ``MAX_THREADS``. Results never depend on
+    it (see ``OpinionSociety.bounded_confidence_mean``)."""
+    env = os.environ.get("SIMLAB_THREADS", "").strip()
     if env:
+        if not env.isdigit():
+            raise ValueError(f"SIMLAB_THREADS={env!r} must be a whole number of threads for the "
+                             f"opinion update (e.g. 1); fix or unset it")
         return max(1, int(env))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_THREADS, cpus or 1))
+    limit = min(MAX_THREADS, cpus or 1)
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit():
+        limit = min(limit, int(omp))
+    return max(1, limit)
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -105,19 +118,20 @@ class OpinionSociety(Society):
     """Hegselmann-Krause + Friedkin-Johnsen opinions driving support for a policy."""
 
     family: ClassVar[str] = "opinion"
-    target = "binary"
+    target: ClassVar[TargetKind] = "binary"   # "regression" per instance: see init_state
     Params: ClassVar[type[DynamicsParams]] = OpinionParams
     state_names: ClassVar[tuple[str, ...]] = ("opinion",)
     params: OpinionParams
 
     def init_state(self) -> None:
+        """Initial opinions from the latent propensity, the anchors' weights from the latent
+        stubbornness, the response kind, and the cached adjacency blocks."""
         if self.params.response == "continuous":
             self.target = "regression"
             self.response_sd = self.params.response_sd
-        propensity = self.pop.latent["propensity"].astype(np.float64)
-        self.initial_opinion = np.tanh(self.params.initial_spread * propensity)
+        self.initial_opinion = np.tanh(self.params.initial_spread * self.latent("propensity"))
         self.opinion = self.initial_opinion.copy()
-        self._stubbornness = self.pop.latent["stubbornness"].astype(np.float64)
+        self._stubbornness = self.latent("stubbornness")
         self._index_adjacency()
 
     _SCRATCH = ("_cols", "_rows", "_buf", "_diff", "_mask", "_ones", "_blocks", "_anchor")
@@ -197,10 +211,7 @@ class OpinionSociety(Society):
 
     def linear_predictor(self, idx: np.ndarray) -> np.ndarray:
         """``a * x_i + intercept[g_i] + traits_i @ coef[g_i]`` for agents idx."""
-        g = self.groups[idx]
-        traits = self.pop.observed[idx].astype(np.float64)
-        return (self.params.opinion_effect * self.opinion[idx] + self.intercept[g]
-                + np.einsum("nd,nd->n", traits, self.coef[g]))
+        return self.params.opinion_effect * self.opinion[idx] + self.trait_score(idx)
 
     def oracle(self, idx: np.ndarray) -> np.ndarray:
         eta = self.linear_predictor(np.asarray(idx))
@@ -210,7 +221,5 @@ class OpinionSociety(Society):
         """"How many friends do you have?" and "what share of them support the policy?"
         (friends whose opinion leans in favour, x_j > 0; 0 without friends)."""
         idx = np.asarray(idx)
-        deg = self.social.degree[idx]
-        favour = self.social.adj[idx] @ (self.opinion > 0).astype(np.float32)
-        return {"n_friends": deg.astype(np.float32),
-                "share_friends_support": (favour / np.maximum(deg, 1.0)).astype(np.float32)}
+        favour = self.friend_mean(idx, (self.opinion > 0).astype(np.float32))
+        return super().ego_answers(idx) | {"share_friends_support": favour.astype(np.float32)}
