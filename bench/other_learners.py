@@ -21,7 +21,8 @@ import torch
 
 from simlab.learners.base import TaskSpec
 from simlab.learners.losses import task_loss
-from simlab.learners.meta_lstm import MetaLSTM, preprocess, query_weights
+from simlab.learners.episodes import query_weights
+from simlab.learners.meta_lstm import MetaLSTM, preprocess
 from simlab.learners.relation import RelationNet
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
@@ -95,6 +96,18 @@ def check_same(simlab_loss: Callable[[Params], torch.Tensor],
         raise AssertionError(f"{name}: reference and simlab disagree ({la.item()} vs {lb.item()})")
 
 
+def episode_loss_at(m: MetaLSTM | RelationNet, batch: TaskBatch
+                    ) -> Callable[[Params], torch.Tensor]:
+    """simlab's meta-loss on ``batch`` as a function of the meta-parameters."""
+    def loss(p: Params) -> torch.Tensor:
+        saved, m.params = m.params, p
+        try:
+            return m.episode_loss(batch)
+        finally:
+            m.params = saved
+    return loss
+
+
 # ---- meta-learner LSTM ----------------------------------------------------------------------
 
 
@@ -139,12 +152,7 @@ def bench_meta_lstm(device: str = "cpu", repeats: int = 5, meta_batch: int = 25,
     m.setup(TaskSpec.of(tasks[0]), seed=0, device=device)
     batch = TaskBatch.from_tasks(tasks, device)
 
-    def simlab_loss(p: Params) -> torch.Tensor:
-        saved, m.params = m.params, p
-        try:
-            return m.episode_loss(batch)
-        finally:
-            m.params = saved
+    simlab_loss = episode_loss_at(m, batch)
 
     def ref_loss(p: Params) -> torch.Tensor:
         return meta_lstm_reference_loss(m, p, batch)
@@ -166,7 +174,8 @@ def relation_reference_loss(m: RelationNet, q: Params, batch: TaskBatch) -> torc
     wq = query_weights(batch)
     for b in range(batch.size):
         zs, zq = m.embed(q, batch.x_support[b]), m.embed(q, batch.x_query[b])
-        w = batch.w_support[b] * batch.shots / batch.w_support[b].sum()
+        w = batch.w_support[b]
+        w = w * (w > 0).sum() / w.sum()                  # mean 1 over the real respondents
         protos = []
         for c in range(n_c):
             mask = batch.y_support[b].long() == c
@@ -187,12 +196,7 @@ def bench_relation(device: str = "cpu", repeats: int = 5, meta_batch: int = 25,
     m.setup(TaskSpec.of(tasks[0]), seed=0, device=device)
     batch = TaskBatch.from_tasks(tasks, device)
 
-    def simlab_loss(p: Params) -> torch.Tensor:
-        saved, m.params = m.params, p
-        try:
-            return m.episode_loss(batch)
-        finally:
-            m.params = saved
+    simlab_loss = episode_loss_at(m, batch)
 
     def ref_loss(p: Params) -> torch.Tensor:
         return relation_reference_loss(m, p, batch)

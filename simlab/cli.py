@@ -181,7 +181,7 @@ def _sweep(scenarios: Sequence[Any], learners: Sequence[Any] | None, seeds: Any,
     print(summary)
     names = [s.name for s in scs]
     if args.report:
-        _report(db, Path(args.report), names[0] if len(names) == 1 else None, None)
+        _report(db, Path(args.report), names, None)
     elif summary.ok + summary.diverged:
         print(f"report: simlab report {db} -o reports/{names[0] if len(names) == 1 else 'sweep'}")
     if summary.failed:
@@ -238,8 +238,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(db: str | Path, out: Path, scenario: str | None, title: str | None
-            ) -> dict[str, Path]:
+def _report(db: str | Path, out: Path, scenario: str | Sequence[str] | None,
+            title: str | None) -> dict[str, Path]:
     from simlab.experiment.sweep import report_from_store
 
     with _open_store(str(db)) as store:

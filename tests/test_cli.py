@@ -60,10 +60,11 @@ def test_run_report_show_export(work, capsys):
 
 
 def test_sweep_file(work, capsys):
-    (work / "sweep.toml").write_text(
-        'scenarios = ["tiny"]\nlearners = ["scratch", "oracle"]\nseeds = [0]\n'
+    (work / "sweeps").mkdir()
+    (work / "sweeps" / "sweep.toml").write_text(
+        'scenarios = ["../tiny.toml"]\nlearners = ["scratch", "oracle"]\nseeds = [0]\n'
         f'db = "{work / "s.db"}"\nexecutor = "inline"\n[grid.scratch]\nl2 = [0.1, 1.0]\n')
-    code, out, err = run(capsys, "sweep", work / "sweep.toml", "-q")
+    code, out, err = run(capsys, "sweep", work / "sweeps" / "sweep.toml", "-q")
     assert code == 0, err
     assert "3 cells: 3 ok" in out and "simlab report" in out
     code, out, _ = run(capsys, "show", "1", "--db", work / "s.db")

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 import simlab
 from simlab.learners import Budget, TaskSpec
-from simlab.learners.maml import ANIL, FOMAML, MAML, MetaSGD, Reptile, pad_tasks
+from simlab.learners.episodes import pad_tasks
+from simlab.learners.maml import ANIL, FOMAML, MAML, MetaSGD, Reptile
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.reference import linear_gaussian_tasks, sinusoid_tasks
 

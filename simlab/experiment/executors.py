@@ -7,6 +7,7 @@ so a cell's numbers do not depend on where or next to what it ran.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -151,7 +152,15 @@ class DaskExecutor:
     def close(self) -> None:
         self._client.close()
         if self._cluster is not None:
-            self._cluster.close()
+            # a loaded machine makes workers (torch loaded) slow to exit; the nanny then warns
+            # that it kills them, which is the intended end here, not a problem to report
+            nanny = logging.getLogger("distributed.nanny")
+            level = nanny.level
+            nanny.setLevel(logging.ERROR)
+            try:
+                self._cluster.close()
+            finally:
+                nanny.setLevel(level)
 
 
 def make_executor(name: str | None = None, jobs: int | None = None,

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -275,9 +275,10 @@ class Store:
     def _read(self, sql: str, params: tuple = ()) -> pd.DataFrame:
         return pd.read_sql_query(sql, self._con, params=params)
 
-    def frames(self, scenario: str | None = None, *,
+    def frames(self, scenario: str | Sequence[str] | None = None, *,
                latest: bool = True) -> dict[str, pd.DataFrame]:
-        """The long-format frames the report reads: runs, metrics, shifts, summaries, configs.
+        """The long-format frames the report reads: runs, metrics, shifts, summaries, configs
+        (of every scenario, or of ``scenario``: one name or several).
 
         ``latest`` keeps, per scenario name, only the fingerprint run most recently (an edited
         scenario file gives a new fingerprint; mixing the two would break paired comparisons)
@@ -287,11 +288,13 @@ class Store:
                           "hyperparameters, device, version, status, error, started, finished, "
                           "seconds, timings FROM runs ORDER BY run_id")
         if scenario is not None:
-            if scenario not in set(runs["scenario"]):
+            wanted = [scenario] if isinstance(scenario, str) else list(scenario)
+            missing = [s for s in wanted if s not in set(runs["scenario"])]
+            if missing:
                 have = ", ".join(sorted(set(runs["scenario"]))) or "none"
-                raise StoreError(f"no runs of scenario {scenario!r} in {self.path}; "
+                raise StoreError(f"no runs of scenario {missing[0]!r} in {self.path}; "
                                  f"scenarios in the store: {have}")
-            runs = runs[runs["scenario"] == scenario]
+            runs = runs[runs["scenario"].isin(wanted)]
         if latest and len(runs):
             last = runs.groupby(["scenario", "fingerprint"])["finished"].max().reset_index()
             keep = last.sort_values("finished").groupby("scenario").tail(1)["fingerprint"]

@@ -325,9 +325,10 @@ def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
 
 # --- reports ---------------------------------------------------------------------------------
 def report_from_store(store: Store | str | Path, out_dir: str | Path,
-                      scenario: str | None = None, title: str | None = None) -> dict[str, Path]:
+                      scenario: str | Sequence[str] | None = None,
+                      title: str | None = None) -> dict[str, Path]:
     """Build the comparison report of the store's latest comparison of each scenario (or of
-    ``scenario``) into ``out_dir``; returns the written files (``html``, ``markdown``, ...)."""
+    ``scenario``: one name or several) into ``out_dir``; returns the written files."""
     from simlab.evaluation.metrics import SummaryOptions
     from simlab.report import build_report
 
@@ -352,7 +353,7 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
 # --- sweep files ------------------------------------------------------------------------------
 class SweepFile(BaseModel):
     """A sweep TOML file (scenario paths relative to the file; db and report to the working
-    directory)::
+    directory). Keep sweep files out of ``scenarios/``, where every ``*.toml`` is a scenario::
 
         scenarios = ["opinion_shift", "my_scenario.toml"]
         learners = ["maml", "protonet", "partial_pooling"]   # default: each scenario's list

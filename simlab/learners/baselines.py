@@ -31,9 +31,11 @@ never increases and one bad task cannot blow up.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -42,59 +44,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from simlab.learners.base import Adapted, Budget, Learner, check
+from simlab.learners import nets
+from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
+                                  check_number, check_widths)
+from simlab.learners.episodes import (OPTIMIZERS, FunctionalAdapted, check_batch, check_query,
+                                      check_steps, check_tasks, descend, fit_log, fit_loop,
+                                      inner_update, make_adam, normalise_weights)
 from simlab.learners.losses import task_loss, to_prediction
-from simlab.learners.nets import mlp, params_of
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
 GLM_DTYPE = torch.float64          # Newton solves in double precision; predictions float32
 _LINE_SEARCH = tuple(2.0 ** -k for k in range(1, 31)) + (0.0,)   # 0 keeps the old iterate
 MODELS = ("glm", "mlp")
-OPTIMIZERS = ("sgd", "adam")
 
 
 # ----------------------------------------------------------------------------------- shared
-
-def _check_steps(learner: str, steps: Sequence[int]) -> tuple[int, ...]:
-    """The requested inner-step counts as a tuple of non-negative ints."""
-    out = tuple(int(s) for s in steps)
-    if not out or any(s < 0 or s != r for s, r in zip(out, steps)):
-        raise ValueError(f"{learner}: steps={list(steps)!r} is invalid; give a non-empty list "
-                         "of integers >= 0 (inner-step counts)")
-    return out
-
-
-def _check_batch(learner: Learner, batch: TaskBatch) -> None:
-    """The batch must match the TaskSpec the learner was set up for."""
-    if not hasattr(learner, "spec"):
-        raise ValueError(f"{learner.name}: call setup(spec, seed) before meta_fit/adapt")
-    spec = learner.spec
-    got = (batch.target, batch.n_features, batch.n_classes if batch.target == "multiclass" else 2)
-    want = (spec.target, spec.n_features, spec.n_classes if spec.target == "multiclass" else 2)
-    if got != want:
-        raise ValueError(f"{learner.name}: batch has (target, features, classes)={got} but the "
-                         f"learner was set up for {want}; call setup with TaskSpec.of(task)")
-
-
-def _check_tasks(learner: Learner, tasks: Sequence[Task]) -> None:
-    """Meta-fit tasks must match the learner's TaskSpec."""
-    if not hasattr(learner, "spec"):
-        raise ValueError(f"{learner.name}: call setup(spec, seed) before meta_fit/adapt")
-    spec = learner.spec
-    for t in tasks:
-        if (t.target, t.n_features) != (spec.target, spec.n_features) or (
-                spec.target == "multiclass" and t.n_classes != spec.n_classes):
-            raise ValueError(f"{learner.name}: task {t.info.get('group', t.info)!r} has "
-                             f"(target, features, classes)={(t.target, t.n_features, t.n_classes)}"
-                             f" but the learner was set up for {spec}")
-
-
-def _norm_weights(w: torch.Tensor) -> torch.Tensor:
-    """Weights rescaled to mean 1 over each task's real (w > 0) respondents; 0 stays 0."""
-    n = (w > 0).sum(-1, keepdim=True).clamp_min(1)
-    return w * n / w.sum(-1, keepdim=True).clamp_min(1e-12)
-
 
 def _pool(tasks: Sequence[Task], device: torch.device
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -112,7 +77,7 @@ def _pool(tasks: Sequence[Task], device: torch.device
     y = np.stack([np.pad(a, (0, p)) for a, p in zip(ys, pad)]).astype(ydt)
     w = np.stack([np.pad(a, (0, p)) for a, p in zip(ws, pad)]).astype(np.float32)
     as_t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-    return as_t(x), as_t(y), _norm_weights(as_t(w))
+    return as_t(x), as_t(y), normalise_weights(as_t(w))
 
 
 # ------------------------------------------------------------------------------ GLM kernel
@@ -235,11 +200,10 @@ class GLMAdapted(Adapted):
     steps: tuple[int, ...]
     coef: torch.Tensor
     target: TargetKind
+    learner: str
 
     def predict(self, query: TaskBatch) -> torch.Tensor:
-        if query.size != self.coef.shape[1]:
-            raise ValueError(f"predict: query batch has {query.size} tasks but the support "
-                             f"batch had {self.coef.shape[1]}; pass the same batch")
+        check_query(query, int(self.coef.shape[1]), self.learner)
         x = _design(query.x_query.to(self.coef.device))
         eta = torch.einsum("bqp,sbpo->sbqo", x, self.coef)
         return to_prediction(eta, self.target).to(query.x_query.dtype)
@@ -259,7 +223,7 @@ def _net_path(module: nn.Module, init: dict[str, torch.Tensor], anchor: dict[str
     scale-free, so one rate serves log loss and squared error). Returns the parameters after
     each requested step count, ``[S, B, ...]`` per tensor.
     """
-    x, y, w = batch.x_support, batch.y_support, _norm_weights(batch.w_support)
+    x, y, w = batch.x_support, batch.y_support, normalise_weights(batch.w_support)
     names = list(init) if train is None else list(train)
     frozen = {k: v.detach() for k, v in init.items() if k not in names}
 
@@ -270,16 +234,10 @@ def _net_path(module: nn.Module, init: dict[str, torch.Tensor], anchor: dict[str
 
     step = vmap(grad(loss))
     params = {k: init[k].detach().expand(batch.size, *init[k].shape).clone() for k in names}
-    moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
+    state: dict = {}
     kept = {0: params}
     for i in range(1, max(steps) + 1):
-        g = step(params, x, y, w)
-        if optimizer == "adam":
-            moments = {k: (0.9 * m + 0.1 * g[k], 0.999 * v + 0.001 * g[k] ** 2)
-                       for k, (m, v) in moments.items()}
-            g = {k: (m / (1 - 0.9 ** i)) / ((v / (1 - 0.999 ** i)).sqrt() + 1e-8)
-                 for k, (m, v) in moments.items()}
-        params = {k: params[k] - lr * g[k] for k in params}
+        params = inner_update(params, step(params, x, y, w), lr, optimizer, state, i)
         if i in steps:
             kept[i] = params
     out = {k: torch.stack([kept[s][k] for s in steps]) for k in names}
@@ -287,39 +245,10 @@ def _net_path(module: nn.Module, init: dict[str, torch.Tensor], anchor: dict[str
     return out
 
 
-@dataclass
-class NetAdapted(Adapted):
-    """Network parameters per step count and task: each tensor ``[S, B, ...]``."""
-
-    steps: tuple[int, ...]
-    params: dict[str, torch.Tensor]
-    module: nn.Module
-    target: TargetKind
-
-    def predict(self, query: TaskBatch) -> torch.Tensor:
-        n_tasks = next(iter(self.params.values())).shape[1]
-        if query.size != n_tasks:
-            raise ValueError(f"predict: query batch has {query.size} tasks but the support "
-                             f"batch had {n_tasks}; pass the same batch")
-        call = lambda p, x: functional_call(self.module, p, (x,))  # noqa: E731
-        with torch.no_grad():
-            x = query.x_query.to(next(iter(self.params.values())).device)
-            out = vmap(vmap(call), in_dims=(0, None))(self.params, x)
-        return to_prediction(out, self.target)
-
-
-def _check_model(learner: str, model: str, hidden: tuple[int, ...]) -> None:
-    """``model`` is one of MODELS and ``hidden`` a tuple of positive widths."""
-    check(model in MODELS, learner, "model", model, f"choose one of {MODELS}")
-    check(isinstance(hidden, tuple | list) and all(isinstance(h, int) and h >= 1 for h in hidden),
-          learner, "hidden", hidden, "give a tuple of layer widths >= 1, e.g. (40, 40)")
-
-
-def _positive(learner: str, field: str, value: float, zero_ok: bool = False) -> None:
-    """A finite number > 0 (or >= 0 with ``zero_ok``), else one clear ValueError."""
-    ok = isinstance(value, int | float) and bool(np.isfinite(value)) and (
-        value >= 0 if zero_ok else value > 0)
-    check(ok, learner, field, value, f"it must be a finite number {'>=' if zero_ok else '>'} 0")
+def _net_adapted(steps: tuple[int, ...], params: dict[str, torch.Tensor], module: nn.Module,
+                 target: TargetKind, learner: str) -> FunctionalAdapted:
+    """Network parameters per step count and task (each ``[S, B, ...]``) as an Adapted."""
+    return FunctionalAdapted(steps, params, partial(nets.forward, module), target, learner)
 
 
 # ---------------------------------------------------------------------------------- Scratch
@@ -349,19 +278,20 @@ class Scratch(Learner):
     optimizer: str = "adam"
 
     def validate(self) -> None:
-        _check_model(self.name, self.model, self.hidden)
-        _positive(self.name, "l2", self.l2, zero_ok=self.model == "mlp")
-        _positive(self.name, "l2_intercept", self.l2_intercept)
-        _positive(self.name, "lr", self.lr)
-        check(self.optimizer in OPTIMIZERS, self.name, "optimizer", self.optimizer,
-              f"choose one of {OPTIMIZERS}")
+        n = self.name
+        check_choice(n, "model", self.model, MODELS)
+        check_widths(n, "hidden", self.hidden)
+        check_number(n, "l2", self.l2, strict=self.model != "mlp")
+        check_number(n, "l2_intercept", self.l2_intercept)
+        check_number(n, "lr", self.lr)
+        check_choice(n, "optimizer", self.optimizer, OPTIMIZERS)
 
     def build(self) -> None:
         spec = self.spec
         if self.model == "mlp":
-            self.net = mlp([spec.n_features, *self.hidden, spec.out_dim], self.generator,
-                           self.device)
-            self.init = {k: v.detach() for k, v in params_of(self.net).items()}
+            self.net = nets.mlp([spec.n_features, *self.hidden, spec.out_dim], self.generator,
+                                self.device)
+            self.init = {k: v.detach() for k, v in nets.params_of(self.net).items()}
         prec = torch.full((spec.n_features + 1, spec.out_dim), float(self.l2), dtype=GLM_DTYPE,
                           device=self.device)
         prec[-1] = float(self.l2_intercept)
@@ -369,25 +299,25 @@ class Scratch(Learner):
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Nothing to learn across tasks (the point of this baseline)."""
-        _check_tasks(self, tasks)
+        check_tasks(self, tasks)
         return {"tasks": float(len(tasks)), "seconds": 0.0}
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
-        steps = _check_steps(self.name, steps)
-        _check_batch(self, support)
+        check_batch(self, support)
+        steps = check_steps(steps, self.name)
         support = support.to(self.device)
         if self.model == "mlp":
             zero = {k: torch.zeros_like(v) for k, v in self.init.items()}
             params = _net_path(self.net, self.init, zero, support, self.spec.target, steps,
                                self.lr, self.l2 / support.shots, self.optimizer)
-            return NetAdapted(steps, params, self.net, self.spec.target)
+            return _net_adapted(steps, params, self.net, self.spec.target, self.name)
         x = _design(support.x_support)
         y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
-        w = _norm_weights(support.w_support).to(GLM_DTYPE)
+        w = normalise_weights(support.w_support).to(GLM_DTYPE)
         mean = torch.zeros_like(self.prec)
         beta = mean.expand(support.size, *mean.shape).clone()
         coef = _newton_path(beta, x, y, w, self.spec.target, 1.0, mean, self.prec, steps)
-        return GLMAdapted(steps, coef, self.spec.target)
+        return GLMAdapted(steps, coef, self.spec.target, self.name)
 
 
 # --------------------------------------------------------------------------- PooledFineTune
@@ -420,60 +350,54 @@ class PooledFineTune(Learner):
     l2sp: float = 0.0
 
     def validate(self) -> None:
-        _check_model(self.name, self.model, self.hidden)
-        _positive(self.name, "lr", self.lr)
-        _positive(self.name, "finetune_lr", self.finetune_lr)
-        _positive(self.name, "l2sp", self.l2sp, zero_ok=True)
-        check(self.optimizer in OPTIMIZERS, self.name, "optimizer", self.optimizer,
-              f"choose one of {OPTIMIZERS}")
-        check(self.finetune in ("all", "head"), self.name, "finetune", self.finetune,
-              "choose 'all' (every parameter) or 'head' (output layer only)")
+        n = self.name
+        check_choice(n, "model", self.model, MODELS)
+        check_widths(n, "hidden", self.hidden)
+        check_number(n, "lr", self.lr)
+        check_number(n, "finetune_lr", self.finetune_lr)
+        check_number(n, "l2sp", self.l2sp, strict=False)
+        check_choice(n, "optimizer", self.optimizer, OPTIMIZERS)
+        check_choice(n, "finetune", self.finetune, ("all", "head"))
 
     def build(self) -> None:
         spec = self.spec
         hidden = tuple(self.hidden) if self.model == "mlp" else ()
-        self.net = mlp([spec.n_features, *hidden, spec.out_dim], self.generator, self.device)
-        self.params = params_of(self.net)
+        self.net = nets.mlp([spec.n_features, *hidden, spec.out_dim], self.generator, self.device)
+        self.params = nets.params_of(self.net)
         self._head = f"{len(self.net) - 1}."
         if self.model == "glm":      # a GLM starts at zero, as Scratch's does
             with torch.no_grad():
                 for v in self.params.values():
                     v.zero_()
-        self._adam = torch.optim.Adam(list(self.params.values()), lr=self.lr)
+        self._adam = make_adam(self.params.values(), self.lr)
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
-        """Pooled pre-training (or its online continuation) on ``tasks``."""
-        _check_tasks(self, tasks)
-        start = time.perf_counter()
+        """Pooled pre-training (or its online continuation) on ``tasks``, in the shared outer
+        loop (``episodes.fit_loop``); the log's ``loss`` is its ``meta_loss`` (last pooled
+        training loss)."""
+        check_tasks(self, tasks)
         if not tasks or budget.iterations == 0:
-            return {"loss": float("nan"), "iterations": 0.0, "seconds": 0.0}
+            return {**fit_log(), "loss": math.nan}
         x, y, w = _pool(tasks, self.device)
-        batch = min(budget.meta_batch, len(tasks))
-        losses: list[float] = []
-        done = 0
-        for done in range(1, budget.iterations + 1):
-            pick = torch.randperm(len(tasks), generator=self.generator)[:batch].to(self.device)
-            out = functional_call(self.net, self.params, (x[pick].flatten(0, 1),))
-            loss = task_loss(out, y[pick].flatten(), self.spec.target, w[pick].flatten())
-            self._adam.zero_grad(set_to_none=True)
-            loss.backward()
-            self._adam.step()
-            losses.append(float(loss.detach()))
-            if budget.seconds is not None and time.perf_counter() - start > budget.seconds:
-                break
-        tail = losses[-10:]
-        return {"loss": float(np.mean(tail)), "iterations": float(done),
-                "seconds": time.perf_counter() - start}
+        params = list(self.params.values())
+
+        def step(idx: torch.Tensor) -> tuple[float, bool]:
+            out = functional_call(self.net, self.params, (x[idx].flatten(0, 1),))
+            loss = task_loss(out, y[idx].flatten(), self.spec.target, w[idx].flatten())
+            return descend(loss, params, self._adam)
+
+        log = fit_loop(step, len(tasks), budget, self.generator, self.device)
+        return {**log, "loss": log["meta_loss"]}
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
-        steps = _check_steps(self.name, steps)
-        _check_batch(self, support)
+        check_batch(self, support)
+        steps = check_steps(steps, self.name)
         pooled = {k: v.detach() for k, v in self.params.items()}
         train = None if self.finetune == "all" else [k for k in pooled if k.startswith(
             self._head)]
         params = _net_path(self.net, pooled, pooled, support.to(self.device), self.spec.target,
                            steps, self.finetune_lr, self.l2sp, self.optimizer, train)
-        return NetAdapted(steps, params, self.net, self.spec.target)
+        return _net_adapted(steps, params, self.net, self.spec.target, self.name)
 
 
 # --------------------------------------------------------------------------- PartialPooling
@@ -512,16 +436,15 @@ class PartialPooling(Learner):
     window: int | None = None
 
     def validate(self) -> None:
-        for field, value, low in (("em_iterations", self.em_iterations, 1),
-                                  ("fit_newton", self.fit_newton, 1)):
-            check(isinstance(value, int) and value >= low, self.name, field, value,
-                  f"it must be an integer >= {low}")
-        _positive(self.name, "tol", self.tol, zero_ok=True)
-        _positive(self.name, "tau2_init", self.tau2_init)
-        _positive(self.name, "tau2_min", self.tau2_min)
-        check(self.window is None or (isinstance(self.window, int) and self.window >= 1),
-              self.name, "window", self.window,
-              "give the number of most recent tasks to remember (>= 1) or None for all")
+        n = self.name
+        check_int(n, "em_iterations", self.em_iterations, 1)
+        check_int(n, "fit_newton", self.fit_newton, 1)
+        check_number(n, "tol", self.tol, strict=False)
+        check_number(n, "tau2_init", self.tau2_init)
+        check_number(n, "tau2_min", self.tau2_min)
+        if self.window is not None:
+            check_int(n, "window", self.window, 1, " (the most recent tasks to remember) or None "
+                      "for all")
 
     def build(self) -> None:
         shape = (self.spec.n_features + 1, self.spec.out_dim)
@@ -532,7 +455,7 @@ class PartialPooling(Learner):
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Add ``tasks`` to the memory and re-estimate (beta_0, tau^2, sigma2) by EM."""
-        _check_tasks(self, tasks)
+        check_tasks(self, tasks)
         start = time.perf_counter()
         self.memory = [*self.memory, *tasks][-self.window:] if self.window else [
             *self.memory, *tasks]
@@ -576,16 +499,16 @@ class PartialPooling(Learner):
             self.sigma2 = ((w * (resid + lever)).sum() / w.sum()).clamp_min(1e-8)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
-        steps = _check_steps(self.name, steps)
-        _check_batch(self, support)
+        check_batch(self, support)
+        steps = check_steps(steps, self.name)
         support = support.to(self.device)
         x = _design(support.x_support)
         y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
-        w = _norm_weights(support.w_support).to(GLM_DTYPE)
+        w = normalise_weights(support.w_support).to(GLM_DTYPE)
         beta = self.beta0.expand(support.size, *self.beta0.shape).clone()
         coef = _newton_path(beta, x, y, w, self.spec.target, self.sigma2, self.beta0,
                             1.0 / self.tau2, steps)
-        return GLMAdapted(steps, coef, self.spec.target)
+        return GLMAdapted(steps, coef, self.spec.target, self.name)
 
 
 # ----------------------------------------------------------------------------------- Oracle
@@ -621,4 +544,4 @@ class Oracle(Learner):
         return {"tasks": float(len(tasks)), "seconds": 0.0}
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
-        return OracleAdapted(_check_steps(self.name, steps))
+        return OracleAdapted(check_steps(steps, self.name))

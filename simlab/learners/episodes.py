@@ -178,28 +178,34 @@ def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     return bool(torch.cat([t.reshape(-1) for t in tensors]).isfinite().all())
 
 
+ClipGroups = Sequence[Sequence[torch.Tensor]]
+
+
 def apply_update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor],
                  grads: Sequence[torch.Tensor | None], loss: torch.Tensor,
-                 grad_clip: float | None = None) -> tuple[float, bool]:
+                 grad_clip: float | None = None, clip_groups: ClipGroups | None = None
+                 ) -> tuple[float, bool]:
     """Set ``.grad``, then clip and step unless a gradient is non-finite (then nothing moves:
     divergence is counted by ``fit_loop``, not baked into the parameters). A None gradient
-    (a parameter the loss did not use) leaves that parameter alone."""
+    (a parameter the loss did not use) leaves that parameter alone. The gradient norm is capped
+    at ``grad_clip`` over all ``params``, or over each of ``clip_groups`` separately."""
     if not all_finite([g for g in grads if g is not None]):
         return math.nan, False
     for p, g in zip(params, grads):
         p.grad = None if g is None else g.detach()
     if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
+        for group in clip_groups or (params,):
+            torch.nn.utils.clip_grad_norm_([p for p in group if p.grad is not None], grad_clip)
     optimizer.step()
     return float(loss.detach()), True
 
 
 def descend(loss: torch.Tensor, params: Sequence[torch.Tensor],
-            optimizer: torch.optim.Optimizer, grad_clip: float | None = None
-            ) -> tuple[float, bool]:
+            optimizer: torch.optim.Optimizer, grad_clip: float | None = None,
+            clip_groups: ClipGroups | None = None) -> tuple[float, bool]:
     """One optimiser step on ``loss`` (see ``apply_update``)."""
     grads = torch.autograd.grad(loss, list(params), allow_unused=True)
-    return apply_update(optimizer, params, grads, loss, grad_clip)
+    return apply_update(optimizer, params, grads, loss, grad_clip, clip_groups)
 
 
 def make_adam(params: Sequence[torch.Tensor], lr: float) -> torch.optim.Adam:

@@ -340,10 +340,12 @@ class Reptile(_GradientMetaLearner):
     with beta1 = 0, as in the authors' code) on task t's support set from theta, then
     theta <- theta + outer_lr * mean_t (phi_t - theta); ``outer_lr`` is the paper's epsilon.
 
-    The paper anneals epsilon linearly to 0; here it is constant so that online ``meta_fit``
-    calls stay comparable. The authors' inner loop takes mini-batches of the support set; here
-    each inner step uses the whole (weighted) support set, which for K of a survey wave is at
-    most a few dozen respondents. ``adapt`` uses the same inner optimiser as meta-training.
+    Deliberate departures from the authors' code (openai/supervised-reptile): epsilon is
+    constant (they anneal it linearly to 0), so that online ``meta_fit`` calls stay comparable;
+    each inner step uses the whole weighted support set (they sweep mini-batches of it); and the
+    inner Adam starts with fresh moments for every task (their TensorFlow Adam slots persist
+    from one task to the next), so tasks are independent and can be vmapped. ``adapt`` uses the
+    same inner optimiser as meta-training.
     """
 
     name: ClassVar[str] = "reptile"

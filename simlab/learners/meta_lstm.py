@@ -13,9 +13,10 @@ the hidden state of a first, ordinary coordinate-wise LSTM (20 units) whose inpu
 ``[preprocessed loss, preprocessed gradient]`` (2 + 2 numbers per coordinate); the preprocessing
 is that of Andrychowicz et al. (2016, Appendix A) with p = 10. Following the paper we feed the
 previous gate *values* i_{t-1}, f_{t-1} (the Lua code feeds their pre-activations). The initial
-cell state c_0 (the learner's initialisation) is a meta-parameter. The forget-gate bias starts in
-U(4, 6) and the input-gate bias in U(-5, -4), so that the untrained meta-learner is close to SGD
-with a small step (f ~ 1, i ~ 0.01). Gradients and losses fed to the meta-learner are treated as
+cell state c_0 (the learner's initialisation) is a meta-parameter. As in the Lua code the
+forget-gate bias starts in U(4, 5), the input-gate bias in U(-5, -4) and the other meta-weights
+in U(-0.01, 0.01), so that the untrained meta-learner is close to SGD with a small step
+(f ~ 1, i ~ 0.01). Gradients and losses fed to the meta-learner are treated as
 constants (the paper's "ignore second derivatives" assumption): they are computed at a detached
 copy of theta_{t-1}, while the meta-gradient still flows through c_t's recurrence and the gates.
 
@@ -27,14 +28,16 @@ step (``bench/other_learners.py`` times both).
 Batch normalisation of the learner and of the meta-LSTM (options in the Lua code) is
 not used: the learners here are small tabular MLPs.
 
-The module also holds the episodic-training helpers shared with ``relation.py``
-(``TaskPool``, ``episodic_fit``).
+Training is the shared outer loop of ``episodes`` (``fit_loop``: meta-batches drawn without
+replacement, tasks of mixed K zero-weight padded, non-finite updates skipped and counted).
+Departures from the paper and code, besides those above: each of the T updates uses the whole
+weighted support set (the code sweeps mini-batches of it within each step); the meta-gradient
+norm is capped at ``grad_clip`` (0.25, the code's ``maxGradNorm``).
 """
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -42,107 +45,14 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from simlab.learners import nets
-from simlab.learners.base import Adapted, Budget, Learner, TaskSpec, check
-from simlab.learners.losses import task_loss, to_prediction
+from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
+                                  check_widths)
+from simlab.learners.episodes import (FunctionalAdapted, check_batch, check_steps, check_tasks,
+                                      descend, fit_loop, make_adam, pad_tasks, query_weights,
+                                      take)
+from simlab.learners.losses import task_loss
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
-
-# --------------------------------------------------------------------------------------------
-# Episodic training helpers (also used by relation.py)
-# --------------------------------------------------------------------------------------------
-
-
-class TaskPool:
-    """Tasks stacked once into one ``TaskBatch`` per support size K, sampled as meta-batches.
-
-    Stacking once (instead of per iteration) keeps the outer loop free of numpy work; tasks of
-    different K live in different groups because a TaskBatch needs one K.
-    """
-
-    def __init__(self, tasks: Sequence[Task], spec: TaskSpec, device: torch.device,
-                 learner: str) -> None:
-        if len(tasks) == 0:
-            raise ValueError(f"{learner}: meta_fit got no tasks; pass at least one Task.")
-        groups: dict[int, list[Task]] = {}
-        for t in tasks:
-            check_task(t, spec, learner)
-            groups.setdefault(t.shots, []).append(t)
-        self.batches = [TaskBatch.from_tasks(g, device) for g in groups.values()]
-        self.ends = torch.cumsum(torch.tensor([len(g) for g in groups.values()]), 0)
-
-    def sample(self, meta_batch: int, generator: torch.Generator) -> TaskBatch:
-        """A group chosen with probability proportional to its size, then up to ``meta_batch``
-        of its tasks without replacement."""
-        j = torch.randint(int(self.ends[-1]), (1,), generator=generator)
-        g = int(torch.searchsorted(self.ends, j, right=True))
-        batch = self.batches[g]
-        idx = torch.randperm(batch.size, generator=generator)[:meta_batch]
-        idx = idx.to(batch.x_support.device)
-        return take(batch, idx)
-
-
-def take(batch: TaskBatch, idx: torch.Tensor) -> TaskBatch:
-    """The tasks ``idx`` of ``batch`` (a TaskBatch indexed along its task axis)."""
-    fields = {k: (v[idx] if isinstance(v, torch.Tensor) else v) for k, v in batch.__dict__.items()}
-    return TaskBatch(**fields)
-
-
-def check_task(task: Task, spec: TaskSpec, learner: str) -> None:
-    """One clear error when a task does not match the spec the learner was set up for."""
-    got = (task.target, task.n_features, task.n_classes if task.target == "multiclass" else 2)
-    want = (spec.target, spec.n_features, spec.n_classes if spec.target == "multiclass" else 2)
-    if got != want:
-        raise ValueError(f"{learner}: task (target, n_features, n_classes)={got} does not match "
-                         f"the learner's setup {want}; call setup(TaskSpec.of(task)) first.")
-
-
-def check_batch(batch: TaskBatch, spec: TaskSpec, learner: str) -> None:
-    """Same check for a TaskBatch given to ``adapt``/``predict``."""
-    if (batch.target, batch.n_features) != (spec.target, spec.n_features):
-        raise ValueError(f"{learner}: batch (target, n_features)={(batch.target, batch.n_features)}"
-                         f" does not match the learner's setup {(spec.target, spec.n_features)};"
-                         " call setup(TaskSpec.of(task)) first.")
-
-
-def check_steps(steps: Sequence[int], learner: str) -> tuple[int, ...]:
-    """Validate the requested inner-step counts (non-empty, non-negative integers)."""
-    out = tuple(int(s) for s in steps)
-    if not out or any(s < 0 or s != r for s, r in zip(out, steps)):
-        raise ValueError(f"{learner}: adapt steps={list(steps)!r} must be a non-empty list of "
-                         "non-negative integers, e.g. [0, 1, 5].")
-    return out
-
-
-def query_weights(batch: TaskBatch) -> torch.Tensor:
-    """Query weights with padded respondents masked out."""
-    return batch.w_query * batch.q_mask.to(batch.w_query.dtype)
-
-
-def episodic_fit(params: Sequence[torch.Tensor], optimizer: torch.optim.Optimizer,
-                 episode_loss: Callable[[TaskBatch], torch.Tensor], pool: TaskPool,
-                 budget: Budget, generator: torch.Generator, grad_clip: float | None
-                 ) -> dict[str, float]:
-    """Outer loop: sample a meta-batch, backprop its query loss, clip, step the optimiser."""
-    start, last, done = time.perf_counter(), math.nan, 0
-    for _ in range(budget.iterations):
-        loss = episode_loss(pool.sample(budget.meta_batch, generator))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
-        last, done = float(loss.detach()), done + 1
-        if budget.seconds is not None and time.perf_counter() - start >= budget.seconds:
-            break
-    return {"meta_loss": last, "iterations": float(done),
-            "seconds": time.perf_counter() - start}
-
-
-def require_setup(learner: Learner) -> None:
-    """``meta_fit``/``adapt`` before ``setup`` is a user error with one obvious fix."""
-    if not hasattr(learner, "params"):
-        raise ValueError(f"{learner.name}: call setup(spec, seed) before meta_fit or adapt.")
-
 
 # --------------------------------------------------------------------------------------------
 # Meta-learner LSTM pieces (module-level so tests can check them against hand computations)
@@ -179,24 +89,12 @@ def lstm_cell(w_ih: torch.Tensor, w_hh: torch.Tensor, b: torch.Tensor, x: torch.
     return h.reshape(*lead, -1), c.reshape(*lead, -1)
 
 
-@dataclass
-class FlatAdapted(Adapted):
-    """Learner parameters after each requested step count, ``flat [S, B, P]``."""
+class FlatAdapted(FunctionalAdapted):
+    """Learner parameters after each requested step count as flat vectors ``[S, B, P]``."""
 
-    steps: tuple[int, ...]
-    flat: torch.Tensor
-    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (flat [P], x [Q, D]) -> out
-    target: str
-    learner: str
-
-    def predict(self, query: TaskBatch) -> torch.Tensor:
-        """Predictions ``[S, B, Q]`` (or ``[S, B, Q, C]``) for ``query.x_query``."""
-        if query.size != self.flat.shape[1]:
-            raise ValueError(f"{self.learner}: predict got {query.size} tasks but adapt saw "
-                             f"{self.flat.shape[1]}; pass the same tasks in the same order.")
-        with torch.no_grad():
-            out = vmap(vmap(self.forward), in_dims=(0, None))(self.flat, query.x_query)
-        return to_prediction(out, self.target)  # type: ignore[arg-type]
+    @property
+    def flat(self) -> torch.Tensor:
+        return self.params
 
 
 @dataclass
@@ -215,30 +113,22 @@ class MetaLSTM(Learner):
     meta_lr: float = 1e-3                         # Adam step of the meta-learner
     grad_clip: float | None = 0.25                # meta-gradient norm cap (Lua code: 0.25)
     p: float = 10.0                               # preprocessing constant of Andrychowicz et al.
-    forget_bias: tuple[float, float] = (4.0, 6.0)   # b_F ~ U(low, high): f starts near 1
+    forget_bias: tuple[float, float] = (4.0, 5.0)   # b_F ~ U(low, high): f starts near 1
     input_bias: tuple[float, float] = (-5.0, -4.0)  # b_I ~ U(low, high): small initial step
     init_scale: float = 0.01                      # other meta-weights ~ U(-s, s) (Lua code)
 
     def validate(self) -> None:
         n = self.name
-        check(all(isinstance(h, int) and h >= 1 for h in self.hidden), n, "hidden", self.hidden,
-              "give positive integer layer widths, e.g. (40, 40)")
-        check(isinstance(self.inner_steps, int) and self.inner_steps >= 1, n, "inner_steps",
-              self.inner_steps, "use an integer >= 1")
-        check(isinstance(self.lstm_hidden, int) and self.lstm_hidden >= 0, n, "lstm_hidden",
-              self.lstm_hidden, "use an integer >= 1 (paper: 20), or 0 to feed the "
-              "preprocessed inputs to the gates directly")
-        check(math.isfinite(self.meta_lr) and self.meta_lr > 0, n, "meta_lr", self.meta_lr,
-              "use a positive learning rate, e.g. 1e-3")
-        check(self.grad_clip is None or self.grad_clip > 0, n, "grad_clip", self.grad_clip,
-              "use a positive norm or None to disable clipping")
-        check(math.isfinite(self.p) and self.p > 0, n, "p", self.p, "use a positive constant "
-              "(paper: 10)")
-        for field in ("forget_bias", "input_bias"):
-            lo_hi = getattr(self, field)
-            check(len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1], n, field, lo_hi,
-                  "give (low, high) with low <= high")
-        check(self.init_scale >= 0, n, "init_scale", self.init_scale, "use a value >= 0")
+        check_widths(n, "hidden", self.hidden)
+        check_int(n, "inner_steps", self.inner_steps, 1)
+        check_int(n, "lstm_hidden", self.lstm_hidden, 0, " (paper: 20; 0 feeds the preprocessed "
+                  "inputs to the gates directly)")
+        check_number(n, "meta_lr", self.meta_lr, hint=", e.g. 1e-3")
+        check_number(n, "grad_clip", self.grad_clip, optional=True, hint=" (None: no clipping)")
+        check_number(n, "p", self.p, hint=" (paper: 10)")
+        check_interval(n, "forget_bias", self.forget_bias)
+        check_interval(n, "input_bias", self.input_bias)
+        check_number(n, "init_scale", self.init_scale, strict=False)
 
     # ---- parameters -------------------------------------------------------------------------
 
@@ -263,7 +153,7 @@ class MetaLSTM(Learner):
         }
         if h > 0:
             self.params.update({"w_ih": u(4 * h, 4), "w_hh": u(4 * h, h), "b": u(4 * h)})
-        self._opt = torch.optim.Adam(self.params.values(), lr=self.meta_lr)
+        self._opt = make_adam(self.params.values(), self.meta_lr)
 
     @property
     def n_learner_params(self) -> int:
@@ -315,11 +205,15 @@ class MetaLSTM(Learner):
     # ---- Learner API ------------------------------------------------------------------------
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
-        """Adam on the query loss after ``inner_steps`` unrolled updates (paper Algorithm 1)."""
-        require_setup(self)
-        pool = TaskPool(tasks, self.spec, self.device, self.name)
-        return episodic_fit(list(self.params.values()), self._opt, self.episode_loss, pool,
-                            budget, self.generator, self.grad_clip)
+        """Adam on the query loss after ``inner_steps`` unrolled updates (paper Algorithm 1),
+        in the shared outer loop (``episodes.fit_loop``)."""
+        check_tasks(self, tasks)
+        if not tasks:
+            raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
+        pool, params = pad_tasks(tasks, self.device), list(self.params.values())
+        return fit_loop(lambda idx: descend(self.episode_loss(take(pool, idx)), params,
+                                            self._opt, self.grad_clip),
+                        len(tasks), budget, self.generator, self.device)
 
     def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean over tasks of the weighted query loss at c_T."""
@@ -327,12 +221,10 @@ class MetaLSTM(Learner):
         out = vmap(self._forward)(c_t, batch.x_query)
         return task_loss(out, batch.y_query, self.spec.target, query_weights(batch)).mean()
 
-    def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
+    def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FlatAdapted:
         """Run the learned update rule on the support sets; step count 0 is c_0."""
-        require_setup(self)
+        check_batch(self, support)
         wanted = check_steps(steps, self.name)
-        check_batch(support, self.spec, self.name)
         with torch.no_grad():
-            flat = self.unroll(support, max(wanted), wanted)
-        return FlatAdapted(steps=wanted, flat=flat, forward=self._forward,
-                           target=self.spec.target, learner=self.name)
+            flat = self.unroll(support.to(self.device), max(wanted), wanted)
+        return FlatAdapted(wanted, flat, self._forward, self.spec.target, self.name)

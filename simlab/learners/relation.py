@@ -5,7 +5,8 @@
   that scores the concatenation ``[class feature, query feature]`` in [0, 1] (sigmoid output).
   The class feature is the element-wise **sum** of the class's support embeddings (paper Sec. 3.2,
   K-shot); training regresses the scores on the one-hot label with mean squared error (paper
-  eq. 2), and the authors' code (floodsung/LearningToCompare_FSL) clips gradient norms at 0.5.
+  eq. 2), and the authors' code (floodsung/LearningToCompare_FSL) clips the gradient norms of
+  the embedding and of the relation module at 0.5 each (``RelationNet.clip_groups``).
 * ``ProtoNet``: Snell et al. (2017), "Prototypical Networks for Few-shot Learning". The prototype
   is the **mean** support embedding of a class; p(y=c|x) is a softmax over the negative squared
   Euclidean distances to the prototypes (paper eqs. 1-2); loss is the negative log-probability.
@@ -13,7 +14,9 @@
 Choices this module makes for survey tasks (documented, not in the papers):
 
 * Survey weights weight the prototypes: ProtoNet uses the weighted mean; RelationNet's sum uses
-  weights rescaled to average 1 over the support set (unit weights give the paper's plain sum).
+  weights rescaled to average 1 over the task's respondents with positive weight
+  (``episodes.normalise_weights``: unit weights give the paper's plain sum, and a zero-weight
+  respondent, e.g. padding of a shorter support set, is exactly a missing one).
   ``pooling="mean"`` gives RelationNet the weighted mean instead.
 * Small unbalanced support sets often miss a class entirely. The prototype of a class with no
   support respondent is a learned vector ``empty`` (initialised at 0, the empty sum), so the
@@ -23,16 +26,18 @@ Choices this module makes for survey tasks (documented, not in the papers):
 * Binary targets are the 2-class case. Regression (no classes): every support respondent is its
   own prototype and the prediction is a weighted mean of the support targets (Nadaraya-Watson in
   the learned space): RelationNet weights ``w_i (r_i + eps)`` with relation scores r_i;
-  ProtoNet weights ``w_i exp(-||f(x) - f(x_i)||^2)`` (a softmax). Predictions therefore stay
-  within the range of the support targets.
+  ProtoNet weights ``w_i exp(-||f(x) - f(x_i)||^2)`` (a softmax; zero weights are excluded
+  exactly). Predictions therefore stay within the range of the support targets.
 * No inner gradient steps: ``adapt(support, steps)`` returns the same prediction for every
   requested step count, so these learners' adaptation curves are flat by construction.
 
-Everything is batched over tasks with plain tensor ops (the MLPs act on ``[B, N, D]``).
+Everything is batched over tasks with plain tensor ops (the MLPs act on ``[B, N, D]``), and
+trained in the shared episodic outer loop (``episodes.fit_loop``) with Adam at 1e-3 as in both
+papers' code (without their step-wise learning-rate decay, which would make online ``meta_fit``
+calls depend on how many came before).
 """
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,15 +48,16 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from simlab.learners import nets
-from simlab.learners.base import Adapted, Budget, Learner, check
+from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
+                                  check_number, check_widths)
+from simlab.learners.episodes import (Params, check_batch, check_query, check_steps,
+                                      check_tasks, descend, fit_loop, make_adam,
+                                      normalise_weights, pad_tasks, query_weights, take)
 from simlab.learners.losses import task_loss, to_prediction
-from simlab.learners.meta_lstm import (TaskPool, check_batch, check_steps, episodic_fit,
-                                       query_weights, require_setup)
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
 EPS = 1e-6
-Params = dict[str, torch.Tensor]
 
 
 def class_weights(y: torch.Tensor, w: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -70,9 +76,12 @@ def prototypes(z: torch.Tensor, cw: torch.Tensor, empty: torch.Tensor, mean: boo
     return torch.where((total > 0).unsqueeze(-1), proto, empty)
 
 
-def kernel_mean(logw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``sum_i softmax(logw)_i y_i`` over the support axis: ``logw [B, Q, K]``, ``y [B, K]``."""
-    return (torch.softmax(logw, -1) * y.unsqueeze(1)).sum(-1)
+def kernel_mean(logits: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i exp(logits_i) y_i / sum_i w_i exp(logits_i)`` over the support axis, as a
+    softmax of ``logits + log w`` (zero weights excluded exactly): ``logits [B, Q, K]``,
+    ``w`` and ``y`` ``[B, K]``."""
+    logw = torch.where(w > 0, w.clamp_min(1e-30).log(), -torch.inf).unsqueeze(1)
+    return (torch.softmax(logits + logw, -1) * y.unsqueeze(1)).sum(-1)
 
 
 @dataclass
@@ -87,11 +96,10 @@ class MetricAdapted(Adapted):
 
     def predict(self, query: TaskBatch) -> torch.Tensor:
         """The same predictions for every step count, ``[S, B, Q]`` or ``[S, B, Q, C]``."""
-        if query.size != self.support.size:
-            raise ValueError(f"{self.learner}: predict got {query.size} tasks but adapt saw "
-                             f"{self.support.size}; pass the same tasks in the same order.")
+        check_query(query, self.support.size, self.learner)
+        x = query.x_query.to(self.support.x_support.device)
         with torch.no_grad():
-            pred = self.raw(self.params, self.support, query.x_query)
+            pred = self.raw(self.params, self.support, x)
         return pred.unsqueeze(0).expand(len(self.steps), *pred.shape).contiguous()
 
 
@@ -108,14 +116,10 @@ class _Metric(Learner):
 
     def validate(self) -> None:
         n = self.name
-        check(all(isinstance(h, int) and h >= 1 for h in self.hidden), n, "hidden", self.hidden,
-              "give positive integer layer widths, e.g. (64, 64)")
-        check(isinstance(self.embed_dim, int) and self.embed_dim >= 1, n, "embed_dim",
-              self.embed_dim, "use an integer >= 1")
-        check(math.isfinite(self.meta_lr) and self.meta_lr > 0, n, "meta_lr", self.meta_lr,
-              "use a positive learning rate, e.g. 1e-3")
-        check(self.grad_clip is None or self.grad_clip > 0, n, "grad_clip", self.grad_clip,
-              "use a positive norm or None to disable clipping")
+        check_widths(n, "hidden", self.hidden)
+        check_int(n, "embed_dim", self.embed_dim, 1)
+        check_number(n, "meta_lr", self.meta_lr, hint=", e.g. 1e-3")
+        check_number(n, "grad_clip", self.grad_clip, optional=True, hint=" (None: no clipping)")
 
     @property
     def n_classes(self) -> int:
@@ -128,10 +132,14 @@ class _Metric(Learner):
         self.params = {f"embed.{k}": v for k, v in nets.params_of(self._embed).items()}
         self.params["empty"] = torch.zeros(self.embed_dim, device=dev, requires_grad=True)
         self.build_head()
-        self._opt = torch.optim.Adam(self.params.values(), lr=self.meta_lr)
+        self._opt = make_adam(self.params.values(), self.meta_lr)
 
     def build_head(self) -> None:
         """Extra parameters of a subclass (added to ``self.params``)."""
+
+    def clip_groups(self) -> list[list[torch.Tensor]]:
+        """Parameter groups whose gradient norms ``grad_clip`` caps separately (one: all)."""
+        return [list(self.params.values())]
 
     def embed(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """f_phi on ``[..., D]`` inputs."""
@@ -148,20 +156,23 @@ class _Metric(Learner):
         """Contract predictions ``[B, Q]`` or ``[B, Q, C]`` from ``params``."""
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
-        """Episodic training: each meta-iteration scores the queries of a meta-batch of tasks
-        given their support sets and takes one Adam step."""
-        require_setup(self)
-        pool = TaskPool(tasks, self.spec, self.device, self.name)
-        return episodic_fit(list(self.params.values()), self._opt, self.episode_loss, pool,
-                            budget, self.generator, self.grad_clip)
+        """Episodic training (``episodes.fit_loop``): each meta-iteration scores the queries of
+        a meta-batch of tasks given their support sets and takes one Adam step."""
+        check_tasks(self, tasks)
+        if not tasks:
+            raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
+        pool, params = pad_tasks(tasks, self.device), list(self.params.values())
+        groups = self.clip_groups()
+        return fit_loop(lambda idx: descend(self.episode_loss(take(pool, idx)), params,
+                                            self._opt, self.grad_clip, groups),
+                        len(tasks), budget, self.generator, self.device)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """No inner loop: keeps the support set and a frozen copy of the parameters."""
-        require_setup(self)
+        check_batch(self, support)
         wanted = check_steps(steps, self.name)
-        check_batch(support, self.spec, self.name)
         frozen = {k: v.detach().clone() for k, v in self.params.items()}
-        return MetricAdapted(steps=wanted, support=support, params=frozen,
+        return MetricAdapted(steps=wanted, support=support.to(self.device), params=frozen,
                              raw=self.predictions, learner=self.name)
 
 
@@ -177,16 +188,20 @@ class RelationNet(_Metric):
 
     def validate(self) -> None:
         super().validate()
-        check(all(isinstance(h, int) and h >= 1 for h in self.relation_hidden), self.name,
-              "relation_hidden", self.relation_hidden, "give positive integer layer widths")
-        check(self.pooling in ("sum", "mean"), self.name, "pooling", self.pooling,
-              'use "sum" (as in the paper) or "mean"')
+        check_widths(self.name, "relation_hidden", self.relation_hidden)
+        check_choice(self.name, "pooling", self.pooling, ("sum", "mean"))
 
     def build_head(self) -> None:
         self._relation = nets.mlp([2 * self.embed_dim, *self.relation_hidden, 1],
                                   self.generator, self.device)
         self.params.update({f"relation.{k}": v
                             for k, v in nets.params_of(self._relation).items()})
+
+    def clip_groups(self) -> list[list[torch.Tensor]]:
+        """The authors' code caps the embedding's and the relation module's gradient norms
+        separately (each at 0.5); the learned ``empty`` prototype goes with the embedding."""
+        relation = [v for k, v in self.params.items() if k.startswith("relation.")]
+        return [[v for k, v in self.params.items() if not k.startswith("relation.")], relation]
 
     def relate(self, params: Params, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Relation scores ``sigmoid(g([left, right]))`` in (0, 1), broadcast over leading axes:
@@ -205,7 +220,7 @@ class RelationNet(_Metric):
             a = w.unsqueeze(1) * (r + EPS)
             return (a * support.y_support.unsqueeze(1)).sum(-1) / a.sum(-1)
         if self.pooling == "sum":
-            w = w * (w.shape[1] / w.sum(1, keepdim=True).clamp_min(1e-12))
+            w = normalise_weights(w)
         cw = class_weights(support.y_support, w, self.n_classes)
         proto = prototypes(zs, cw, params["empty"], mean=self.pooling == "mean")
         return self.relate(params, proto.unsqueeze(1), zq.unsqueeze(2))           # [B, Q, C]
@@ -243,8 +258,7 @@ class ProtoNet(_Metric):
         w = support.w_support
         if self.spec.target == "regression":
             d2 = ((zq.unsqueeze(2) - zs.unsqueeze(1)) ** 2).sum(-1)               # [B, Q, K]
-            return kernel_mean(-d2 + torch.log(w.clamp_min(1e-30)).unsqueeze(1),
-                               support.y_support)
+            return kernel_mean(-d2, w, support.y_support)
         cw = class_weights(support.y_support, w, self.n_classes)
         proto = prototypes(zs, cw, params["empty"], mean=True)
         logits = -((zq.unsqueeze(2) - proto.unsqueeze(1)) ** 2).sum(-1)           # [B, Q, C]
