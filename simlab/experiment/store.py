@@ -380,7 +380,9 @@ class Store:
                  f"  cell key      {key}",
                  f"  simlab        {version}; {started} -> {finished}"
                  + (f" ({seconds:.1f} s)" if seconds is not None else ""),
-                 f"  timings       {timings}"]
+                 "  timings       " + (", ".join(
+                     f"{k} {v:.2f}" for k, v in json.loads(timings or "{}").items()
+                     if isinstance(v, (int, float))) or "-")]
         summ = self._con.execute("SELECT name, value FROM summaries WHERE run_id=? ORDER BY name",
                                  (rid,)).fetchall()
         if summ:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
@@ -30,6 +30,11 @@ from simlab.experiment.executors import Executor, make_executor
 from simlab.experiment.store import Cell, CellError, Store, StoreError, to_json
 from simlab.learners.base import Learner
 from simlab.learners.registry import learner_class, make_learner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simlab.experiment.survey_scenario import SurveyScenario
+
+    AnyScenario = Scenario | SurveyScenario   # a simulated or a real-survey scenario
 
 #: evaluation settings that do not change a cell's numbers (they choose which cells exist)
 _NOT_SETTINGS = ("learners", "seeds")
@@ -72,7 +77,7 @@ class Job:
     """What a worker needs for one cell (picklable)."""
 
     cell: Cell
-    scenario: Scenario
+    scenario: AnyScenario
     overrides: Mapping[str, Any]
 
 
@@ -109,13 +114,13 @@ class SweepSummary:
         return text
 
 
-def settings_of(scenario: Scenario) -> dict[str, Any]:
+def settings_of(scenario: AnyScenario) -> dict[str, Any]:
     """Evaluation settings that determine a cell's numbers (shots, steps, budget, ...)."""
     ev = scenario.evaluation.model_dump(mode="json")
     return {k: v for k, v in ev.items() if k not in _NOT_SETTINGS}
 
 
-def comparison_fingerprint(scenario: Scenario) -> str:
+def comparison_fingerprint(scenario: AnyScenario) -> str:
     """Identity of a comparison: name, stream and evaluation settings, but not the learner list
     or seed count, so adding a learner or a seed reuses the cells already run."""
     text = to_json({"name": scenario.name, "stream": scenario.stream_fingerprint(),
@@ -139,7 +144,7 @@ def _label(base: str, point: Mapping[str, Any]) -> str:
     return base + "[" + ",".join(f"{k}={v}" for k, v in point.items()) + "]"
 
 
-def plan_cells(scenarios: Sequence[Scenario], learners: Sequence[LearnerSpec] | None,
+def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec] | None,
                seeds: Sequence[int] | None, grid: Mapping[str, Mapping[str, Sequence[Any]]]
                | None = None, device: str = "cpu") -> list[Job]:
     """Every cell of the sweep, validated up front (an unknown learner or a bad hyperparameter
@@ -185,7 +190,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def prepare_stream(item: tuple[str, int, Scenario]) -> str | None:
+def prepare_stream(item: tuple[str, int, AnyScenario]) -> str | None:
     """Generate and cache the stream of one (fingerprint, seed, scenario); returns the error
     text, if any (then every cell of that stream is recorded as failed with it)."""
     _, seed, scenario = item
@@ -196,7 +201,7 @@ def prepare_stream(item: tuple[str, int, Scenario]) -> str | None:
         return traceback.format_exc()
 
 
-def evaluate_kwargs(scenario: Scenario, seed: int, device: str) -> dict[str, Any]:
+def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, Any]:
     """The protocol's settings from the scenario's ``[evaluation]`` table."""
     from simlab.evaluation.metrics import SummaryOptions
     from simlab.learners.base import Budget
@@ -225,14 +230,22 @@ def run_cell(job: Job) -> Outcome:
 
 
 # --- the sweep ----------------------------------------------------------------------------------
-def resolve_scenarios(scenarios: Iterable[str | Path | Scenario] | str | Path | Scenario
-                      ) -> list[Scenario]:
-    """Scenario objects from objects, names (``opinion_shift``) or TOML paths."""
-    if isinstance(scenarios, (str, Path, Scenario)):
+def resolve_scenarios(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnyScenario
+                      ) -> list[AnyScenario]:
+    """Scenario objects from objects, names (``opinion_shift``) or TOML paths.
+
+    Any object with ``evaluation`` and ``stream(seed)`` counts (simulated ``Scenario`` and the
+    real-survey scenarios alike)."""
+    if isinstance(scenarios, (str, Path)) or not isinstance(scenarios, Iterable) \
+            or _is_scenario(scenarios):
         scenarios = [scenarios]
-    out = [s if isinstance(s, Scenario) else load_scenario(s) for s in scenarios]
+    out = [load_scenario(s) if isinstance(s, (str, Path)) else s for s in scenarios]
     if not out:
         raise ValueError("a sweep needs at least one scenario")
+    bad = [s for s in out if not _is_scenario(s)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a scenario; give a name, a TOML path or a "
+                         "Scenario (simlab.load_scenario)")
     names = [s.name for s in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -241,7 +254,11 @@ def resolve_scenarios(scenarios: Iterable[str | Path | Scenario] | str | Path | 
     return out
 
 
-def run_sweep(scenarios: Iterable[str | Path | Scenario] | str | Path | Scenario,
+def _is_scenario(obj: object) -> bool:
+    return hasattr(obj, "evaluation") and callable(getattr(obj, "stream", None))
+
+
+def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnyScenario,
               learners: Sequence[str | type[Learner] | LearnerSpec] | None = None,
               seeds: int | Sequence[int] | None = None,
               store: Store | str | Path = "results/simlab.db",
@@ -388,7 +405,7 @@ class SweepFile(BaseModel):
 class SweepPlan:
     """A loaded sweep file, ready for ``run_sweep(**plan.kwargs())``."""
 
-    scenarios: list[Scenario]
+    scenarios: list[AnyScenario]
     learners: list[LearnerSpec] | None
     seeds: int | list[int] | None
     grid: dict[str, dict[str, list[Any]]]
