@@ -23,10 +23,10 @@ from simlab.experiment.executors import ExecutorError
 
 DEFAULT_DB = "results/simlab.db"
 DEMO_SCENARIO = "opinion_shift"
-#: one member of each meta-learning family (MAML, first-order, head-only, metric) and every
+#: one member of each meta-learning family (MAML, head-only, meta-LSTM, metric) and every
 #: baseline, slowest first so the workers finish together. Left out for time (run them with
-#: --learners): reptile, metasgd and meta_lstm cost 2-10x a MAML cell on this scenario.
-DEMO_LEARNERS = ("maml", "relation", "partial_pooling", "fomaml", "anil", "finetune",
+#: --learners): reptile, metasgd and fomaml, variants of MAML's gradient-based family.
+DEMO_LEARNERS = ("meta_lstm", "maml", "relation", "partial_pooling", "anil", "finetune",
                  "protonet", "scratch", "oracle")
 DEMO_SEEDS = 3
 
@@ -141,6 +141,16 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 # --- run / sweep / demo -----------------------------------------------------------------------
+def add_twin(p: argparse.ArgumentParser) -> None:
+    from simlab.experiment.twin import add_twin_arguments
+    add_twin_arguments(p)
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    from simlab.experiment.twin import cmd_twin as write_and_compare
+    return write_and_compare(args)
+
+
 def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name (see `simlab list scenarios`) or TOML file")
     p.add_argument("--learners", "-l", type=_names, default=None, metavar="A,B",
@@ -290,6 +300,8 @@ class Command:
 COMMANDS: list[Command] = [
     Command("list", "list scenarios or learners", add_list, cmd_list),
     Command("stream", "summarise a scenario's task stream for one seed", add_stream, cmd_stream),
+    Command("twin", "write a survey scenario's simulated twin (--report: run both, compare)",
+            add_twin, cmd_twin),
     Command("run", "compare learners on one scenario across seeds", add_run, cmd_run),
     Command("sweep", "run a sweep file (scenarios x learners x seeds x grids)", add_sweep,
             cmd_sweep),

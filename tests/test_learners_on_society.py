@@ -27,13 +27,14 @@ def waves():
     return stream.tasks(0, 8), stream.waves[8]
 
 
-def query_loss(name: str, waves, shots: int, steps: list[int]) -> torch.Tensor:
+def query_loss(name: str, waves, shots: int, steps: list[int], iterations: int = 60
+               ) -> torch.Tensor:
     """Mean query log loss per requested step count after meta-fitting on the past waves."""
     train, test = waves
     batch = TaskBatch.from_tasks([t.with_shots(shots) for t in test])
     learner = simlab.make_learner(name)
     learner.setup(TaskSpec.of(train[0]), seed=0)
-    learner.meta_fit(train, Budget(iterations=60, meta_batch=16))
+    learner.meta_fit(train, Budget(iterations=iterations, meta_batch=16))
     p = learner.adapt(batch, steps).predict(batch)
     logits = torch.logit(p.clamp(1e-6, 1 - 1e-6)).unsqueeze(-1)
     return torch.stack([task_loss(lg, batch.y_query, "binary").mean() for lg in logits])
@@ -47,7 +48,7 @@ def test_adapting_beats_the_zero_step_prediction(name, waves):
 
 @pytest.mark.parametrize("name", METRIC)
 def test_metric_learners_beat_the_support_base_rate(name, waves):
-    loss = query_loss(name, waves, shots=20, steps=[0])[0]
+    loss = query_loss(name, waves, shots=20, steps=[0], iterations=200)[0]
     batch = TaskBatch.from_tasks(waves[1])
     rate = batch.y_support.mean(1, keepdim=True).clamp(0.05, 0.95).expand_as(batch.y_query)
     base = task_loss(torch.logit(rate).unsqueeze(-1), batch.y_query, "binary").mean()

@@ -149,11 +149,11 @@ class _Run:
         self.status = "diverged"
         self.log["divergence"].append({"wave": wave, "stage": stage, "error": str(err)})
 
-    def meta_fit(self, tasks: list[Task], wave: int) -> None:
+    def meta_fit(self, tasks: list[Task], wave: int, budget: Budget | None = None) -> None:
         """One outer-loop call; a divergent one stops the learner for the rest of the stream."""
         t0 = time.perf_counter()
         try:
-            out = self.learner.meta_fit(tasks, self.budget)
+            out = self.learner.meta_fit(tasks, budget or self.budget)
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
                 raise
@@ -227,12 +227,14 @@ class _Run:
 
 
 def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequence[int],
-             steps: Sequence[int], budget: Budget, online: bool = True, tell_shifts: bool = False,
-             seed: int = 0, device: str = "cpu", max_tasks: int | None = None,
+             steps: Sequence[int], budget: Budget, warmup_budget: Budget | None = None,
+             online: bool = True, tell_shifts: bool = False, seed: int = 0, device: str = "cpu", max_tasks: int | None = None,
              options: SummaryOptions | None = None) -> RunResult:
     """Run the prequential protocol for one learner on one stream (see the module docstring).
 
-    ``shots``/``steps``: the grids (sorted and deduplicated). ``tell_shifts``: if the learner has
+    ``shots``/``steps``: the grids (sorted and deduplicated). ``budget``: every online
+    ``meta_fit``; ``warmup_budget``: the warm-up one (offline meta-training on the past waves,
+    usually longer; None means ``budget``), the same for every learner. ``tell_shifts``: if the learner has
     ``notify_shift(event)``, call it when a shift's wave is reached (before that wave is
     scored; shifts inside the warm-up before the warm-up ``meta_fit``). ``max_tasks``: adapt on
     at most this many tasks per call (memory); None keeps one call per wave and K unless the
@@ -252,7 +254,7 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
     if warmup:
         for ev in (shifts_at.get(warmup - 1, []) if notify else []):
             notify(ev)
-        run.meta_fit(stream.tasks(0, warmup), wave=warmup - 1)
+        run.meta_fit(stream.tasks(0, warmup), wave=warmup - 1, budget=warmup_budget)
     for w in range(warmup, len(stream)):
         if run.broken:
             run.fill_diverged(w, shots_t, _scored_names(stream.waves[w]))
@@ -268,7 +270,8 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
     run.log["hyperparameters"] = learner.hyperparameters()
     run.log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
                            "online": online, "tell_shifts": tell_shifts, "seed": seed,
-                           "budget": dataclasses.asdict(budget)}
+                           "budget": dataclasses.asdict(budget),
+                           "warmup_budget": dataclasses.asdict(warmup_budget or budget)}
     return RunResult(records=records, summary=summarize(records, shifts, options), shifts=shifts,
                      status=run.status,
                      timings={"meta_fit_s": run.meta_fit_s, "adapt_s": run.adapt_s,

@@ -97,7 +97,10 @@ class EvaluationSpec(_Strict):
     learners: list[str] = Field(
         default_factory=lambda: ["scratch", "finetune", "partial_pooling", "maml", "oracle"],
         description="learner names, entry points or package.module:Class")
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec,
+                               description="budget of every online meta_fit (after each wave)")
+    warmup_budget: BudgetSpec | None = Field(
+        None, description="budget of the warm-up meta_fit on the first waves (None: budget)")
     online: bool = Field(True, description="meta-fit again on each wave once it is revealed")
     recovery_tolerance: float = Field(
         0.1, gt=0, description="relative tolerance for 'recovered' after a shift")

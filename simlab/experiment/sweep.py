@@ -207,8 +207,10 @@ def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, 
     from simlab.learners.base import Budget
 
     ev = scenario.evaluation
+    warm = ev.warmup_budget
     return {"warmup": ev.warmup, "shots": list(ev.shots), "steps": list(ev.steps),
             "budget": Budget(ev.budget.iterations, ev.budget.meta_batch, ev.budget.seconds),
+            "warmup_budget": warm and Budget(warm.iterations, warm.meta_batch, warm.seconds),
             "online": ev.online, "seed": int(seed), "device": device,
             "options": SummaryOptions(rel_tol=ev.recovery_tolerance)}
 
