@@ -64,7 +64,7 @@ def test_matches_the_per_agent_mesa_reference() -> None:
     for _ in range(8):
         fast.step()
         slow.step()
-    assert np.abs(fast.opinion - slow.opinions()).max() < 1e-12
+    assert np.abs(fast.opinion - slow.opinions()).max() < 1e-5   # single precision (float32)
     assert np.abs(fast.opinion - fast.initial_opinion).mean() > 0.05  # it did move
 
 
