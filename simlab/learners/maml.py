@@ -37,6 +37,7 @@ between tasks); every inner step uses the whole weighted support set.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -105,8 +106,9 @@ class _GradientMetaLearner(Learner):
     def _build_meta(self) -> None:
         """Extra meta-parameters and the outer optimiser (subclasses override)."""
 
+    @abstractmethod
     def _make_step_fn(self) -> Callable:
-        raise NotImplementedError
+        """The (compilable) function computing one meta-update from a padded batch."""
 
     # ----- the functional core (one task; vmapped by callers) -----------------------------
     def _inner_keys(self) -> tuple[str, ...]:
@@ -151,8 +153,9 @@ class _GradientMetaLearner(Learner):
         loss, _ = self._apply_step(_tensors(batch.to(self.device)))
         return loss
 
+    @abstractmethod
     def _apply_step(self, tensors: Tensors) -> tuple[float, bool]:
-        raise NotImplementedError
+        """One meta-update; returns (meta-loss, whether the update was finite and applied)."""
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Outer loop (``episodes.fit_loop``): ``budget.iterations`` meta-steps on meta-batches

@@ -15,6 +15,7 @@ is 1. :func:`validate_shocks` checks a schedule against a society before a run s
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -37,17 +38,17 @@ class Shock(BaseModel):
     name: str = Field(min_length=1, description="label of the event, e.g. 'media_event'")
     target: str = Field(min_length=1, description="'coef.<trait>', 'intercept' or a param")
 
+    @abstractmethod
     def apply(self, society: Society, tick: int) -> float | None:
         """Change ``society`` as due at ``tick``; the event size, or None for no event."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ticks(self) -> tuple[int, int]:
         """First and last tick on which this shock changes anything."""
-        raise NotImplementedError
 
+    @abstractmethod
     def amounts(self) -> list[tuple[str, Value]]:
         """(field name, value) pairs that are written to or added to the target."""
-        raise NotImplementedError
 
 
 def _current(society: Society, path: str) -> np.ndarray:
