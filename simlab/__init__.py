@@ -4,8 +4,7 @@ The top-level names are imported lazily so that the society layer runs without t
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from simlab._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -18,13 +17,9 @@ _LAZY = {
     "TaskStream": "simlab.tasks.task",
     "TaskBatch": "simlab.tasks.batch",
     "Budget": "simlab.learners.base",
+    "run_sweep": "simlab.experiment.sweep",
+    "Store": "simlab.experiment.store",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'simlab' has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY) + ["__version__"]
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -5,8 +5,7 @@ without torch); ``evaluate`` imports the learners' torch stack on first use.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from simlab._lazy import lazy_exports
 
 _LAZY = {
     "evaluate": "simlab.evaluation.protocol",
@@ -25,10 +24,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'simlab.evaluation' has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

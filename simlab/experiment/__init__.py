@@ -4,8 +4,7 @@ Names are imported lazily so that ``simlab --help`` and the society layer stay l
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from simlab._lazy import lazy_exports
 
 _LAZY = {
     "Scenario": "simlab.experiment.config",
@@ -23,10 +22,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'simlab.experiment' has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)
