@@ -87,7 +87,7 @@ def test_default_scenario_stream_has_its_shifts() -> None:
     assert stream.waves[0][0].shots == sc.survey.support
     assert stream.waves[0][0].n_query == sc.survey.query
     assert [(s.name, s.kind, s.wave, s.tick) for s in stream.shifts] == [
-        ("media_campaign", "abrupt", 10, 101), ("education_realignment", "drift", 14, 121)]
+        ("media_campaign", "abrupt", 10, 101), ("education_realignment", "abrupt", 14, 121)]
     # the media campaign pushes opinions toward support: prevalence rises after wave 10
     prevalence = [np.mean([t.oracle_query.mean() for t in w]) for w in stream.waves]
     assert np.mean(prevalence[12:]) > np.mean(prevalence[:10]) + 0.05
