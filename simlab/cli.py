@@ -16,10 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simlab import __version__
 from simlab.experiment.executors import ExecutorError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simlab.experiment.sweep import SweepSummary
 
 DEFAULT_DB = "results/simlab.db"
 DEMO_SCENARIO = "opinion_shift"
@@ -36,21 +39,30 @@ class UserError(Exception):
 
 
 # --- shared options ---------------------------------------------------------------------------
-def _add_execution(p: argparse.ArgumentParser, db: bool = True) -> None:
-    if db:
-        p.add_argument("--db", default=None, metavar="PATH",
-                       help=f"results store (SQLite; default {DEFAULT_DB})")
+def _add_execution(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that run a sweep (``run``, ``sweep``)."""
+    p.add_argument("--db", default=None, metavar="PATH",
+                   help=f"results store (SQLite; default {DEFAULT_DB})")
+    _add_workers(p)
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="an existing Dask scheduler (implies --executor dask)")
+    p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write a comparison report to DIR when the sweep ends")
+
+
+def _add_workers(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=("inline", "process", "dask"), default=None,
                    help="where cells run: this process, a local process pool (default), or "
                         "Dask distributed (a LocalCluster, or --scheduler)")
     p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                    help="worker processes (default: number of CPU cores)")
-    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="an existing Dask scheduler (implies --executor dask)")
-    p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("--report", default=None, metavar="DIR",
-                   help="write a comparison report to DIR when the sweep ends")
+
+
+def _add_db_positional(p: argparse.ArgumentParser) -> None:
+    p.add_argument("db", nargs="?", default=DEFAULT_DB,
+                   help=f"results store (default {DEFAULT_DB})")
 
 
 def _seeds(text: str) -> int | list[int]:
@@ -161,7 +173,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _sweep([args.scenario], args.learners, args.seeds, None, args)
+    return _failures(_sweep([args.scenario], args.learners, args.seeds, None, args), args)
 
 
 def add_sweep(p: argparse.ArgumentParser) -> None:
@@ -176,65 +188,64 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for name in ("db", "report", "executor", "jobs", "scheduler"):
         if getattr(args, name) is None and getattr(plan, name) is not None:
             setattr(args, name, getattr(plan, name))
-    return _sweep(plan.scenarios, plan.learners, plan.seeds, plan.grid, args)
+    return _failures(_sweep(plan.scenarios, plan.learners, plan.seeds, plan.grid, args), args)
 
 
 def _sweep(scenarios: Sequence[Any], learners: Sequence[Any] | None, seeds: Any,
-           grid: Any, args: argparse.Namespace) -> int:
+           grid: Any, args: argparse.Namespace, title: str | None = None) -> SweepSummary:
+    """Run the cells not yet in ``args.db`` and report to ``args.report`` if given; returns
+    the ``SweepSummary`` (failed cells are stored with their traceback, see ``_failures``)."""
     from simlab.experiment.sweep import resolve_scenarios, run_sweep
 
     scs = resolve_scenarios(scenarios)
     db = args.db or DEFAULT_DB
     summary = run_sweep(scs, learners, seeds, db, executor=args.executor,
-                        jobs=args.jobs, quiet=args.quiet, grid=grid, scheduler=args.scheduler,
-                        device=args.device)
+                        jobs=args.jobs, quiet=args.quiet, grid=grid,
+                        scheduler=getattr(args, "scheduler", None),
+                        device=getattr(args, "device", "cpu"))
     print(summary)
     names = [s.name for s in scs]
     if args.report:
-        _report(db, Path(args.report), names, None)
+        _report(db, Path(args.report), names, title)
     elif summary.ok + summary.diverged:
         print(f"report: simlab report {db} -o reports/{names[0] if len(names) == 1 else 'sweep'}")
+    return summary
+
+
+def _failures(summary: SweepSummary, args: argparse.Namespace) -> int:
+    """Exit 1 once everything else has finished and been stored, when any cell failed."""
     if summary.failed:
         raise UserError(f"{summary.failed} of {summary.cells} cells failed; see "
-                        f"`simlab show RUN --db {db}` for the traceback")
+                        f"`simlab show RUN --db {args.db or DEFAULT_DB}` for the traceback")
     return 0
 
 
 def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default="results/demo.db", help="results store of the demo")
-    p.add_argument("--output", "-o", default="reports/demo", help="report folder")
+    p.add_argument("--output", "-o", dest="report", default="reports/demo", metavar="DIR",
+                   help="report folder (default reports/demo)")
     p.add_argument("--seeds", "-s", type=_seeds, default=DEMO_SEEDS, metavar="N|A,B",
                    help=f"seeds (default {DEMO_SEEDS})")
     p.add_argument("--learners", "-l", type=_names, default=list(DEMO_LEARNERS), metavar="A,B",
                    help=f"learners (default {','.join(DEMO_LEARNERS)})")
-    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
-                   help="worker processes (default: number of CPU cores)")
-    p.add_argument("--executor", choices=("inline", "process", "dask"), default="process")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _add_workers(p)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The default comparison of the README: the main learners on the opinion-shift scenario."""
-    from simlab.experiment.sweep import run_sweep
-
     t0 = time.perf_counter()
     print(f"simlab demo: {', '.join(args.learners)} on {DEMO_SCENARIO} "
           f"({args.seeds if isinstance(args.seeds, int) else len(args.seeds)} seeds)")
-    summary = run_sweep(DEMO_SCENARIO, args.learners, args.seeds, args.db,
-                        executor=args.executor, jobs=args.jobs, quiet=args.quiet)
-    print(summary)
-    files = _report(args.db, Path(args.output), DEMO_SCENARIO, f"simlab demo: {DEMO_SCENARIO}")
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s; open {files.get('html', '')}")
-    if summary.failed:
-        raise UserError(f"{summary.failed} demo cells failed; see `simlab show RUN --db "
-                        f"{args.db}`")
-    return 0
+    summary = _sweep([DEMO_SCENARIO], args.learners, args.seeds, None, args,
+                     title=f"simlab demo: {DEMO_SCENARIO}")
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; open "
+          f"{Path(args.report) / 'report.html'}")
+    return _failures(summary, args)
 
 
 # --- report / show / export -------------------------------------------------------------------
 def add_report(p: argparse.ArgumentParser) -> None:
-    p.add_argument("db", nargs="?", default=DEFAULT_DB,
-                   help=f"results store (default {DEFAULT_DB})")
+    _add_db_positional(p)
     p.add_argument("--output", "-o", default=None, metavar="DIR",
                    help="report folder (default reports/<scenario or store name>)")
     p.add_argument("--scenario", default=None, help="only this scenario's runs")
@@ -271,8 +282,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("db", nargs="?", default=DEFAULT_DB,
-                   help=f"results store (default {DEFAULT_DB})")
+    _add_db_positional(p)
     p.add_argument("--output", "-o", required=True, metavar="FILE",
                    help="tidy metrics file; runs/summaries/shifts are written next to it")
     p.add_argument("--format", "-f", choices=("csv", "parquet"), default=None,

@@ -183,6 +183,23 @@ def test_prequential_order_adapt_before_fit_on_each_wave():
     assert res.status == "ok"
 
 
+def test_warmup_budget_goes_to_the_warmup_fit_only():
+    budgets = []
+
+    class Recorder(Spy):
+        def meta_fit(self, tasks, budget):
+            budgets.append(budget.iterations)
+            return {}
+
+    long = Budget(iterations=7, meta_batch=2)
+    res = run(Recorder(), warmup_budget=long)
+    assert budgets == [7, 2, 2, 2, 2]
+    assert res.log["protocol"]["warmup_budget"]["iterations"] == 7
+    budgets.clear()
+    run(Recorder())
+    assert budgets == [2] * 5                      # None: the warm-up uses ``budget``
+
+
 def test_frozen_mode_makes_no_meta_fit_after_warmup():
     spy = Spy()
     run(spy, online=False)

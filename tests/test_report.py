@@ -79,7 +79,11 @@ def store():
 @pytest.fixture(scope="module")
 def report(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    config = {"opinion flip": {"society": "opinion", "waves": 12}, "no oracle": {"waves": 12}}
+    budget = {"iterations": 5, "meta_batch": 4, "seconds": None}
+    config = {"opinion flip": {"society": "opinion", "waves": 12, "evaluation": {
+                  "budget": budget, "warmup_budget": {**budget, "iterations": 50},
+                  "online": True}},
+              "no oracle": {"waves": 12}}
     return build_report(*store, out, "Synthetic comparison", config, n_boot=300)
 
 
@@ -118,6 +122,8 @@ def test_sections_leaderboard_and_verdicts(report):
     assert "ValueError: x < y \\| z second line" in md         # one table cell
     assert "non-finite predictions at K=2" in md
     assert '"society": "opinion"' in md and "&#34;society&#34;" in html
+    assert ("warm-up 50 iterations x 4 tasks; online 5 iterations x 4 tasks after each "
+            "scored wave") in md
 
 
 def test_bad_frame_names_the_missing_column(store, tmp_path):

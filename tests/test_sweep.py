@@ -12,7 +12,8 @@ import pytest
 from simlab.experiment.config import Scenario
 from simlab.experiment.executors import DaskExecutor, InlineExecutor, make_executor
 from simlab.experiment.store import Store
-from simlab.experiment.sweep import LearnerSpec, load_sweep, plan_cells, run_sweep
+from simlab.experiment.sweep import (LearnerSpec, evaluate_kwargs, load_sweep, plan_cells,
+                                    run_sweep)
 from simlab.learners.base import Learner
 
 TINY = {
@@ -161,6 +162,21 @@ def test_plan_validates_before_running(tiny):
         {j.cell.key for j in plan_cells([more], None, [0])}
 
 
+
+def test_budgets_are_part_of_the_cell_key(tiny):
+    """Changing the warm-up or the online budget re-runs the cells; both reach evaluate()."""
+    ev = TINY["evaluation"]
+    warm = Scenario.from_dict({**TINY, "evaluation": {
+        **ev, "warmup_budget": {"iterations": 9, "meta_batch": 4}}})
+    online = Scenario.from_dict({**TINY, "evaluation": {
+        **ev, "budget": {"iterations": 4, "meta_batch": 4}}})
+    keys = [{j.cell.key for j in plan_cells([sc], None, [0])} for sc in (tiny, warm, online)]
+    assert not keys[0] & keys[1] and not keys[0] & keys[2] and not keys[1] & keys[2]
+    kw = evaluate_kwargs(warm, 0, "cpu")
+    assert (kw["warmup_budget"].iterations, kw["budget"].iterations) == (9, 3)
+    assert evaluate_kwargs(tiny, 0, "cpu")["warmup_budget"] is None
+
+
 def test_sweep_file(tiny, tmp_path):
     (tmp_path / "tiny.toml").write_text(toml_text(TINY))
     sweep = tmp_path / "sweep.toml"
@@ -193,3 +209,18 @@ def toml_text(data: dict, prefix: str = "") -> str:
         name = f"{prefix}{k}"
         out += f"\n[{name}]\n" + toml_text(v, name + ".").lstrip("\n")
     return out
+
+
+def test_result_the_store_refuses_is_a_failed_cell(tiny, tmp_path):
+    """A malformed result is recorded as a failed cell; the sweep and the store go on."""
+    from simlab.evaluation.result import RunResult
+    from simlab.experiment.sweep import Outcome, SweepSummary, _record
+
+    job = plan_cells([tiny], [LearnerSpec("scratch")], [0])[0]
+    bad = RunResult(records=pd.DataFrame({"wave": [2]}), summary={}, shifts=pd.DataFrame())
+    summary = SweepSummary(tmp_path / "r.db")
+    with Store(tmp_path / "r.db") as store:
+        _record(store, job, Outcome(bad, "t0", "t1"), {job.cell.fingerprint: {}}, summary)
+        runs = store.frames()["runs"]
+    assert summary.failed == 1 and "RunResult.records lacks columns" in summary.failures[0][2]
+    assert list(runs["status"]) == ["failed"]

@@ -228,15 +228,16 @@ class _Run:
 
 def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequence[int],
              steps: Sequence[int], budget: Budget, warmup_budget: Budget | None = None,
-             online: bool = True, tell_shifts: bool = False, seed: int = 0, device: str = "cpu", max_tasks: int | None = None,
-             options: SummaryOptions | None = None) -> RunResult:
+             online: bool = True, tell_shifts: bool = False, seed: int = 0, device: str = "cpu",
+             max_tasks: int | None = None, options: SummaryOptions | None = None) -> RunResult:
     """Run the prequential protocol for one learner on one stream (see the module docstring).
 
     ``shots``/``steps``: the grids (sorted and deduplicated). ``budget``: every online
     ``meta_fit``; ``warmup_budget``: the warm-up one (offline meta-training on the past waves,
-    usually longer; None means ``budget``), the same for every learner. ``tell_shifts``: if the learner has
-    ``notify_shift(event)``, call it when a shift's wave is reached (before that wave is
-    scored; shifts inside the warm-up before the warm-up ``meta_fit``). ``max_tasks``: adapt on
+    usually longer; None means ``budget``), the same for every learner. ``tell_shifts``: if
+    the learner has ``notify_shift(event)``, call it when a shift's wave is reached (before
+    that wave is scored; shifts inside the warm-up before the warm-up ``meta_fit``).
+    ``max_tasks``: adapt on
     at most this many tasks per call (memory); None keeps one call per wave and K unless the
     predictions would exceed ``MAX_PREDICTION_ELEMENTS``. ``options``: summary knobs.
     """

@@ -15,9 +15,10 @@ import json
 import tomllib
 import types
 import typing
+from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Self, Union
 
 import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError,
@@ -29,14 +30,14 @@ from simlab.society.graphs import GraphSpec, planted_partition
 from simlab.society.population import PopulationSpec, make_population
 from simlab.society.shocks import ShockSpec, validate_shocks
 from simlab.society.survey import SurveyDesign, feature_names
-from simlab.tasks.stream import cached_stream, generate_stream, seed_streams
+from simlab.tasks.stream import (cached_stream, family_code_digest, generate_stream,
+                                 seed_streams)
 from simlab.tasks.task import TaskStream
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.survey_scenario import SurveyScenario
 
 DEFAULT_SCENARIO = "opinion_shift"
-_STREAM_SECTIONS = ("dynamics", "graph", "population", "shocks", "survey", "burn_in")
 
 
 class ScenarioError(ValueError):
@@ -136,18 +137,110 @@ def _grid(v: list[int], minimum: int, what: str) -> list[int]:
     return v
 
 
-# --- the scenario -------------------------------------------------------------------------------
-class Scenario(_Strict):
-    """One simulated scenario: society, shocks, survey, and how learners are evaluated on it.
+# --- what simulated and survey scenarios share -------------------------------------------------
+class ScenarioBase(BaseModel):
+    """Identity, stream cache and learner tables shared by :class:`Scenario` (simulated) and
+    :class:`~simlab.experiment.survey_scenario.SurveyScenario` (real data), so the sweep, the
+    store and the CLI treat both alike.
 
     Immutable once validated (its fingerprint names the streams and results made from it);
     use ``override`` to derive a changed, re-validated copy.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: the top-level sections a stream depends on (its cache key hashes only these)
+    stream_sections: ClassVar[tuple[str, ...]] = ()
 
     name: str = Field(min_length=1, description="short identifier (defaults to the file name)")
     description: str = Field("", description="one line shown by `simlab list scenarios`")
+
+    if typing.TYPE_CHECKING:   # declared by each kind (their defaults differ)
+        evaluation: EvaluationSpec
+        learners: dict[str, dict[str, Any]]
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this scenario was loaded from (None when built in Python)."""
+        return self._source
+
+    # --- identity -------------------------------------------------------------------------
+    def canonical(self, sections: tuple[str, ...] | None = None) -> str:
+        """Canonical JSON of the validated config (defaults filled in, keys sorted)."""
+        data = self.model_dump(mode="json")
+        if sections is not None:
+            data = {k: data[k] for k in sections}
+        data.update(self._content_identity())
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    def _content_identity(self) -> dict[str, str]:
+        """What the config reads besides itself (a survey's data file); none here."""
+        return {}
+
+    def fingerprint(self) -> str:
+        """Stable sha256 of the whole validated config, recorded with every result."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+    def stream_fingerprint(self) -> str:
+        """sha256 of only what the stream depends on (not name, evaluation or learners)."""
+        return hashlib.sha256(self.canonical(self.stream_sections).encode()).hexdigest()
+
+    # --- running --------------------------------------------------------------------------
+    @abstractmethod
+    def generate_stream(self, seed: int) -> TaskStream:
+        """The stream for ``seed``, generated (no cache)."""
+
+    @abstractmethod
+    def code_digest(self) -> str:
+        """Hash of the code that makes this scenario's stream (part of the cache key)."""
+
+    def stream(self, seed: int, cache_dir: str | Path | None = None,
+               cache: bool = True) -> TaskStream:
+        """The task stream for ``seed``, from the disk cache when possible."""
+        return cached_stream(self, seed, cache_dir) if cache else self.generate_stream(seed)
+
+    def hyperparameters(self, learner: str) -> dict[str, Any]:
+        """The ``[learners.<name>]`` table for ``learner`` (empty when none is given)."""
+        return dict(self.learners.get(learner, {}))
+
+    def _learner_checks(self, support: int, support_field: str) -> list[str]:
+        """Shots that fit the support size; hyperparameters only for listed learners."""
+        out = []
+        ev = self.evaluation
+        if max(ev.shots) > support:
+            out.append(f"evaluation.shots = {ev.shots} asks for more respondents than "
+                       f"{support_field} = {support}; lower the shots or raise support")
+        for name in self.learners:
+            if name not in ev.learners:
+                close = difflib.get_close_matches(name, ev.learners, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                out.append(f"learners.{name} sets hyperparameters for a learner that is not in "
+                           f"evaluation.learners = {ev.learners}{hint}")
+        return out
+
+    # --- construction ---------------------------------------------------------------------
+    def override(self, changes: Mapping[str, Any]) -> Self:
+        """A re-validated copy with ``changes`` deep-merged in (tables merge, values replace),
+        e.g. ``sc.override({"survey": {"waves": 8}, "evaluation": {"seeds": 1}})``."""
+        data = _merge(self.model_dump(mode="python"), changes)
+        return self._revalidated(data, f"{self._source or self.name} (overridden)",
+                                 [("overrides", dict(changes))])
+
+    def _revalidated(self, data: dict[str, Any], where: str,
+                     chain: list[tuple[str, dict[str, Any]]]) -> Self:
+        out = _validate(data, where, chain, type(self))
+        out._source = self._source
+        return out
+
+
+# --- the scenario -------------------------------------------------------------------------------
+class Scenario(ScenarioBase):
+    """One simulated scenario: society, shocks, survey, and how learners are evaluated on it."""
+
+    stream_sections: ClassVar[tuple[str, ...]] = (
+        "dynamics", "graph", "population", "shocks", "survey", "burn_in")
+
     dynamics: DynamicsSpec
     graph: GraphSpec
     population: PopulationSpec = Field(default_factory=PopulationSpec)
@@ -158,8 +251,6 @@ class Scenario(_Strict):
     learners: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-learner hyperparameters, [learners.<name>]")
 
-    _source: Path | None = PrivateAttr(default=None)
-
     # --- derived --------------------------------------------------------------------------
     @property
     def family(self) -> str:
@@ -169,11 +260,6 @@ class Scenario(_Strict):
     def n_ticks(self) -> int:
         """Ticks in a run: burn-in plus ``waves * every``."""
         return self.burn_in + self.survey.waves * self.survey.every
-
-    @property
-    def source(self) -> Path | None:
-        """The file this scenario was loaded from (None when built in Python)."""
-        return self._source
 
     def wave_tick(self, wave: int) -> int:
         """The tick after which wave ``wave`` is surveyed."""
@@ -200,16 +286,7 @@ class Scenario(_Strict):
         if ev.warmup >= sv.waves:
             out.append(f"evaluation.warmup = {ev.warmup} leaves no wave to score: the survey has "
                        f"{sv.waves} waves; lower warmup or raise survey.waves")
-        if max(ev.shots) > sv.support:
-            out.append(f"evaluation.shots = {ev.shots} asks for more respondents than "
-                       f"survey.support = {sv.support}; lower the shots or raise support")
-        for name in self.learners:
-            if name not in ev.learners:
-                close = difflib.get_close_matches(name, ev.learners, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                out.append(f"learners.{name} sets hyperparameters for a learner that is not in "
-                           f"evaluation.learners = {ev.learners}{hint}")
-        return out
+        return out + self._learner_checks(sv.support, "survey.support")
 
     def _size_checks(self) -> list[str]:
         """Every community must hold ``support + query`` respondents (generated graphs)."""
@@ -261,22 +338,6 @@ class Scenario(_Strict):
         pop = make_population(graph.groups, n_groups, self.population, rng)
         return society_class(self.family)(graph, pop, params=self.dynamics.params, rng=rng)
 
-    # --- identity -------------------------------------------------------------------------
-    def canonical(self, sections: tuple[str, ...] | None = None) -> str:
-        """Canonical JSON of the validated config (defaults filled in, keys sorted)."""
-        data = self.model_dump(mode="json")
-        if sections is not None:
-            data = {k: data[k] for k in sections}
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-    def fingerprint(self) -> str:
-        """Stable sha256 of the whole validated config, recorded with every result."""
-        return hashlib.sha256(self.canonical().encode()).hexdigest()
-
-    def stream_fingerprint(self) -> str:
-        """sha256 of only what the stream depends on (not name, evaluation or learners)."""
-        return hashlib.sha256(self.canonical(_STREAM_SECTIONS).encode()).hexdigest()
-
     # --- running --------------------------------------------------------------------------
     def society(self, seed: int) -> Society:
         """A fresh society for ``seed``, ready to step (no burn-in run yet)."""
@@ -294,27 +355,15 @@ class Scenario(_Strict):
         validate_shocks(shocks, society, self.n_ticks)
         return society
 
-    def stream(self, seed: int, cache_dir: str | Path | None = None,
-               cache: bool = True) -> TaskStream:
-        """The task stream for ``seed``, from the disk cache when possible."""
-        if not cache:
-            return generate_stream(self, seed)
-        return cached_stream(self, seed, cache_dir)
+    def generate_stream(self, seed: int) -> TaskStream:
+        """Run the society and survey it (see ``simlab.tasks.stream.generate_stream``)."""
+        return generate_stream(self, seed)
 
-    def hyperparameters(self, learner: str) -> dict[str, Any]:
-        """The ``[learners.<name>]`` table for ``learner`` (empty when none is given)."""
-        return dict(self.learners.get(learner, {}))
+    def code_digest(self) -> str:
+        """The society package's source, plus a user family's own file."""
+        return family_code_digest(self.family)
 
     # --- construction ---------------------------------------------------------------------
-    def override(self, changes: Mapping[str, Any]) -> Scenario:
-        """A re-validated copy with ``changes`` deep-merged in (tables merge, values replace),
-        e.g. ``sc.override({"survey": {"waves": 8}, "evaluation": {"seeds": 1}})``."""
-        data = _merge(self.model_dump(mode="python", exclude_defaults=False), changes)
-        out = _validate(data, f"{self._source or self.name} (overridden)",
-                        [("overrides", dict(changes))])
-        out._source = self._source
-        return out
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | Path = "<dict>") -> Scenario:
         """Validate a plain dict (e.g. parsed TOML); errors become one ``ScenarioError``."""
@@ -612,4 +661,4 @@ def _show(value: Any) -> str:
 
 
 __all__ = ["DEFAULT_SCENARIO", "BudgetSpec", "DynamicsSpec", "EvaluationSpec", "Scenario",
-           "ScenarioError", "list_scenarios", "load_scenario", "scenario_dirs"]
+           "ScenarioBase", "ScenarioError", "list_scenarios", "load_scenario", "scenario_dirs"]

@@ -3,9 +3,8 @@
 A scenario file with a ``[data]`` section (:class:`~simlab.tasks.survey_data.SurveyData`:
 source, group/time/target/feature columns, support and query sizes) instead of a society is
 loaded by :func:`~simlab.experiment.config.load_scenario` as a :class:`SurveyScenario`. It has
-the duck-typed interface the sweep and the CLI use on a :class:`Scenario` (``name``,
-``source``, ``evaluation``, ``stream``, ``fingerprint``, ``stream_fingerprint``,
-``hyperparameters``, ``override``, ``model_dump``), so ``simlab run``/``simlab stream`` work
+the interface the sweep and the CLI use on a :class:`Scenario` (both are
+:class:`~simlab.experiment.config.ScenarioBase`), so ``simlab run``/``simlab stream`` work
 unchanged.
 
 The data are read and checked when the file is loaded: a missing column (with its close
@@ -15,46 +14,39 @@ oracle, so the ``oracle`` learner is refused and oracle-based metrics are absent
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
-import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
-from simlab.experiment.config import (EvaluationSpec, ScenarioError, _merge, _origin,
+from simlab.experiment.config import (EvaluationSpec, ScenarioBase, ScenarioError, _origin,
                                       _validate)
-from simlab.tasks.stream import (STREAM_FORMAT_VERSION, check_seed, default_cache_dir,
-                                 load_stream, save_stream)
+from simlab.tasks.stream import check_seed
 from simlab.tasks.survey_data import SurveyData, read_survey, survey_stream
 from simlab.tasks.task import TaskStream
 
 #: learners a survey scenario compares when its file names none (no oracle: real data)
 SURVEY_LEARNERS: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "maml")
-_STREAM_SECTIONS = ("data",)
 
 
-class SurveyScenario(BaseModel):
+class SurveyScenario(ScenarioBase):
     """A real survey as a scenario: which columns play which role, and how learners are scored.
 
-    Immutable once validated; ``override`` derives a changed, re-validated (and re-checked)
-    copy. ``data.source`` is relative to the file that names it.
+    ``data.source`` is relative to the file that names it; its content is part of the
+    fingerprint, so an edited data file never reuses a stale stream or result.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    stream_sections: ClassVar[tuple[str, ...]] = ("data",)
 
-    name: str = Field(min_length=1, description="short identifier (defaults to the file name)")
-    description: str = Field("", description="one line shown by `simlab list scenarios`")
     data: SurveyData
     evaluation: EvaluationSpec = Field(
         default_factory=lambda: EvaluationSpec(learners=list(SURVEY_LEARNERS)))
     learners: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-learner hyperparameters, [learners.<name>]")
 
-    _source: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
     # --- checks ---------------------------------------------------------------------------
@@ -71,21 +63,12 @@ class SurveyScenario(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SurveyScenario:
-        ev, problems = self.evaluation, []
-        if "oracle" in ev.learners:
+        problems = []
+        if "oracle" in self.evaluation.learners:
             problems.append("evaluation.learners lists 'oracle', which needs the true response "
                             "probabilities a real survey does not have; remove it (the "
                             "simulated twin of this survey has one: `simlab twin`)")
-        if max(ev.shots) > self.data.support:
-            problems.append(f"evaluation.shots = {ev.shots} asks for more respondents than "
-                            f"data.support = {self.data.support}; lower the shots or raise "
-                            "support")
-        for name in self.learners:
-            if name not in ev.learners:
-                close = difflib.get_close_matches(name, ev.learners, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(f"learners.{name} sets hyperparameters for a learner that is "
-                                f"not in evaluation.learners = {ev.learners}{hint}")
+        problems += self._learner_checks(self.data.support, "data.support")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -112,11 +95,6 @@ class SurveyScenario(BaseModel):
         return "survey"
 
     @property
-    def source(self) -> Path | None:
-        """The file this scenario was loaded from (None when built in Python)."""
-        return self._source
-
-    @property
     def base_dir(self) -> Path:
         """The folder ``data.source`` is relative to."""
         return self._base_dir
@@ -125,22 +103,8 @@ class SurveyScenario(BaseModel):
         """The survey table as read (a pandas DataFrame)."""
         return read_survey(self.data.source, self._base_dir)
 
-    # --- identity -------------------------------------------------------------------------
-    def canonical(self, sections: tuple[str, ...] | None = None) -> str:
-        """Canonical JSON of the validated config plus a digest of the data it reads."""
-        data = self.model_dump(mode="json")
-        if sections is not None:
-            data = {k: data[k] for k in sections}
-        data["data_digest"] = data_digest(self.data.source, self._base_dir)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-    def fingerprint(self) -> str:
-        """sha256 of the whole validated config and the data file's content."""
-        return hashlib.sha256(self.canonical().encode()).hexdigest()
-
-    def stream_fingerprint(self) -> str:
-        """sha256 of what the stream depends on: the ``[data]`` section and the file content."""
-        return hashlib.sha256(self.canonical(_STREAM_SECTIONS).encode()).hexdigest()
+    def _content_identity(self) -> dict[str, str]:
+        return {"data_digest": data_digest(self.data.source, self._base_dir)}
 
     # --- running --------------------------------------------------------------------------
     def generate_stream(self, seed: int) -> TaskStream:
@@ -149,44 +113,14 @@ class SurveyScenario(BaseModel):
         stream.meta["fingerprint"] = self.fingerprint()
         return stream
 
-    def stream(self, seed: int, cache_dir: str | Path | None = None,
-               cache: bool = True) -> TaskStream:
-        """The task stream for ``seed``, from the disk cache when possible (the same cache
-        folder and file format as simulated streams)."""
-        if not cache:
-            return self.generate_stream(seed)
-        key = self.cache_key(seed)
-        path = Path(cache_dir or default_cache_dir()) / f"{self.name}-seed{seed}-{key[:20]}.npz"
-        if path.exists():
-            try:
-                stream = load_stream(path)
-                if stream.meta.get("cache_key") == key:
-                    stream.meta.update(scenario=self.name, fingerprint=self.fingerprint())
-                    return stream
-            except ValueError:
-                pass
-        stream = self.generate_stream(seed)
-        stream.meta["cache_key"] = key
-        save_stream(stream, path)
-        return stream
-
-    def cache_key(self, seed: int) -> str:
-        """sha256 of (stream fingerprint, seed, format version, the adapter's source)."""
-        text = "|".join([self.stream_fingerprint(), str(check_seed(seed)),
-                         str(STREAM_FORMAT_VERSION), _adapter_digest()])
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def hyperparameters(self, learner: str) -> dict[str, Any]:
-        """The ``[learners.<name>]`` table for ``learner`` (empty when none is given)."""
-        return dict(self.learners.get(learner, {}))
+    def code_digest(self) -> str:
+        """The source of the table-to-stream adapter and of the task module."""
+        return _adapter_digest()
 
     # --- construction ---------------------------------------------------------------------
-    def override(self, changes: Mapping[str, Any]) -> SurveyScenario:
-        """A re-validated, re-checked copy with ``changes`` deep-merged in, e.g.
-        ``sc.override({"data": {"support": 10}, "evaluation": {"seeds": 1}})``."""
-        data = _merge(self.model_dump(mode="python"), changes)
-        return _build(data, f"{self._source or self.name} (overridden)",
-                      [("overrides", dict(changes))], self._source, self._base_dir)
+    def _revalidated(self, data: dict[str, Any], where: str,
+                     chain: list[tuple[str, dict[str, Any]]]) -> SurveyScenario:
+        return _build(data, where, chain, self._source, self._base_dir)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | Path = "<dict>",

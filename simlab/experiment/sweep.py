@@ -330,8 +330,18 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
 
 def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
             summary: SweepSummary) -> None:
-    run_id = db.write(job.cell, outcome.result, config=configs[job.cell.fingerprint],
-                      started=outcome.started, finished=outcome.finished)
+    """Store one cell; a result the store refuses becomes a failed cell, not a stopped sweep."""
+    def write(result: RunResult | CellError) -> int:
+        return db.write(job.cell, result, config=configs[job.cell.fingerprint],
+                        started=outcome.started, finished=outcome.finished)
+
+    try:
+        run_id = write(outcome.result)
+    except (ValueError, TypeError) as err:      # the transaction rolled back: nothing partial
+        outcome = Outcome(CellError(f"the store refused the result: {type(err).__name__}: "
+                                    f"{err}".splitlines()[0], traceback.format_exc()),
+                          outcome.started, outcome.finished)
+        run_id = write(outcome.result)
     summary.run_ids.append(run_id)
     if isinstance(outcome.result, CellError):
         summary.failed += 1
@@ -426,7 +436,8 @@ def load_sweep(path: str | Path) -> SweepPlan:
     """Read and validate a sweep TOML file; every problem is one ``ValueError``."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no sweep file {str(path)!r}")
+        raise ValueError(f"no sweep file {str(path)!r}; give the path of a sweep TOML file "
+                         "(see simlab.experiment.sweep.SweepFile)")
     try:
         raw = tomllib.loads(path.read_text())
         spec = SweepFile.model_validate(raw)

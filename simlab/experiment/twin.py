@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    from simlab.experiment.config import Scenario
     from simlab.experiment.survey_scenario import SurveyScenario
     from simlab.tasks.task import TaskStream
 
@@ -343,7 +344,6 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
     ``heterogeneity``: the population's spread of communities (trait means and behaviour
     coefficients; 0 = every community the same task), which the survey does not pin down.
     """
-    from simlab.experiment.config import Scenario
     from simlab.tasks.stream import generate_stream
 
     if rounds < 1:
@@ -357,7 +357,7 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
                     wave=target_w - target_w[0], scale=1.0, heterogeneity=heterogeneity)
     history = []
     for r in range(rounds):
-        stream = _twin_stream(survey, shape, levels, seed)
+        stream = generate_stream(_twin_scenario(survey, shape, levels), seed)
         ach_w, ach_g = achieved_levels(stream, shape.n_groups)
         history.append(float(np.abs(ach_w - shape.wave_level).max()))
         d_w, d_g = target_w - to_link(ach_w), target_g - to_link(ach_g)
@@ -367,23 +367,20 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
         levels = Levels(group=levels.group + d_g - d_g.mean() + d_w[0],
                         wave=levels.wave + d_w - d_w[0], scale=scale,
                         heterogeneity=heterogeneity)
-    config = twin_config(survey, shape, levels)
-    twin = Scenario.from_dict(config, f"twin of {survey.name}")
+    twin = _twin_scenario(survey, shape, levels)
     stream = generate_stream(twin, seed)
     ach_w, ach_g = achieved_levels(stream, shape.n_groups)
     history.append(float(np.abs(ach_w - shape.wave_level).max()))
     check_w, _ = achieved_levels(generate_stream(twin, seed + 1), shape.n_groups)
-    return TwinFit(config=config, shape=shape, achieved_wave=ach_w, achieved_group=ach_g,
-                   signal=pooled_r2(stream), check_wave=check_w, seed=seed, history=history)
+    return TwinFit(config=twin_config(survey, shape, levels), shape=shape, achieved_wave=ach_w,
+                   achieved_group=ach_g, signal=pooled_r2(stream), check_wave=check_w,
+                   seed=seed, history=history)
 
 
-def _twin_stream(survey: SurveyScenario, shape: SurveyShape, levels: Levels, seed: int
-                 ) -> TaskStream:
+def _twin_scenario(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> Scenario:
     from simlab.experiment.config import Scenario
-    from simlab.tasks.stream import generate_stream
 
-    return generate_stream(Scenario.from_dict(twin_config(survey, shape, levels),
-                                              f"twin of {survey.name}"), seed)
+    return Scenario.from_dict(twin_config(survey, shape, levels), f"twin of {survey.name}")
 
 
 def _rescale(scale: float, wanted: float, got: float) -> float:
@@ -609,6 +606,5 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
 
 __all__ = ["SurveyShape", "TwinFit", "add_twin_arguments", "cmd_twin", "compare_twin",
-           "dumps_toml",
-           "fit_twin", "make_twin", "pooled_r2", "survey_shape", "twin_config",
+           "dumps_toml", "fit_twin", "make_twin", "pooled_r2", "survey_shape", "twin_config",
            "twin_features", "write_fit", "write_twin"]

@@ -127,13 +127,30 @@ def _grid(metrics: pd.DataFrame, column: str) -> list[int]:
     return sorted(int(v) for v in scored[column].unique())
 
 
+def _scenario_part(config: dict | None, scenario: str, all_names: set[str]) -> dict | None:
+    """This scenario's config, when ``config`` is keyed by scenario names."""
+    return config.get(scenario) if config and set(config) <= all_names else None
+
+
 def _scenario_config(config: dict | None, scenario: str, all_names: set[str]) -> str | None:
-    if not config:
-        return None
-    if set(config) <= all_names:
-        part = config.get(scenario)
-        return None if part is None else json.dumps(part, indent=2, default=str)
-    return None
+    part = _scenario_part(config, scenario, all_names)
+    return None if part is None else json.dumps(part, indent=2, default=str)
+
+
+def _budget_fact(config: dict | None, scenario: str, all_names: set[str]
+                 ) -> list[tuple[str, str]]:
+    """The meta-fit budgets every learner got (warm-up and online), when the config is known."""
+    ev = (_scenario_part(config, scenario, all_names) or {}).get("evaluation")
+    if not isinstance(ev, dict) or not isinstance(ev.get("budget"), dict):
+        return []
+
+    def text(b: dict) -> str:
+        cap = f", at most {b['seconds']:g} s" if b.get("seconds") else ""
+        return f"{b['iterations']} iterations x {b['meta_batch']} tasks{cap}"
+
+    online = text(ev["budget"]) + " after each scored wave" if ev.get("online", True) else "off"
+    return [("meta-fit budget", f"warm-up {text(ev.get('warmup_budget') or ev['budget'])}; "
+                                f"online {online}")]
 
 
 def _learner_settings(runs: pd.DataFrame) -> Table:
@@ -159,7 +176,8 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                   ("learners", ", ".join(sorted(runs["learner"].unique()))),
                   ("runs", f"{len(runs)} ({int((runs['status'] == 'ok').sum())} ok, "
                            f"{int((runs['status'] == 'diverged').sum())} diverged, "
-                           f"{int((~runs['status'].isin(['ok', 'diverged'])).sum())} failed)")],
+                           f"{int((~runs['status'].isin(['ok', 'diverged'])).sum())} failed)"),
+                  *_budget_fact(config, name, all_names)],
         "config": _scenario_config(config, name, all_names),
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts),
         "failed": _failed_table(runs), "figures": [], "verdict": None,

@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -25,6 +25,20 @@ from simlab.tasks.task import ShiftEvent, Task, TaskStream
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.config import Scenario
+
+
+class StreamSource(Protocol):
+    """What the stream cache needs of a scenario (simulated or real survey)."""
+
+    name: str
+
+    def fingerprint(self) -> str: ...
+
+    def stream_fingerprint(self) -> str: ...
+
+    def code_digest(self) -> str: ...
+
+    def generate_stream(self, seed: int) -> TaskStream: ...
 
 STREAM_FORMAT_VERSION = 1
 SEED_STREAMS: tuple[str, ...] = ("graph", "population", "society", "survey")
@@ -225,23 +239,28 @@ def code_digest(extra: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
-def cache_key(scenario: Scenario, seed: int) -> str:
-    """sha256 of (stream-relevant fingerprint, seed, format version, code digest)."""
+def family_code_digest(family: str) -> str:
+    """``code_digest`` for a dynamics family: a user's own class adds its source file."""
     import simlab.society as society_pkg
 
-    source = inspect.getsourcefile(society_pkg.society_class(scenario.family))
+    source = inspect.getsourcefile(society_pkg.society_class(family))
     own = Path(society_pkg.__file__).parent
-    extra = (source,) if source and Path(source).parent != own else ()
+    return code_digest((source,) if source and Path(source).parent != own else ())
+
+
+def cache_key(scenario: StreamSource, seed: int) -> str:
+    """sha256 of (stream-relevant fingerprint, seed, format version, code digest)."""
     text = "|".join([scenario.stream_fingerprint(), str(check_seed(seed)),
-                     str(STREAM_FORMAT_VERSION), code_digest(extra)])
+                     str(STREAM_FORMAT_VERSION), scenario.code_digest()])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def cached_stream(scenario: Scenario, seed: int, cache_dir: str | Path | None = None) -> TaskStream:
+def cached_stream(scenario: StreamSource, seed: int,
+                  cache_dir: str | Path | None = None) -> TaskStream:
     """The scenario's stream for ``seed``, from the disk cache when a valid entry exists.
 
     A missing, corrupt or mismatching file is (re)generated and written; the cache only saves
-    time, it never changes what is returned.
+    time, it never changes what is returned. Simulated and survey scenarios share this cache.
     """
     key = cache_key(scenario, seed)
     path = Path(cache_dir or default_cache_dir()) / f"{scenario.name}-seed{seed}-{key[:20]}.npz"
@@ -253,7 +272,7 @@ def cached_stream(scenario: Scenario, seed: int, cache_dir: str | Path | None = 
                 return stream
         except ValueError:
             pass
-    stream = generate_stream(scenario, seed)
+    stream = scenario.generate_stream(seed)
     stream.meta["cache_key"] = key
     save_stream(stream, path)
     return stream
@@ -301,6 +320,7 @@ def _fmt_prevalence(wave: list[Task]) -> str:
     return f"{float(ys.mean()):.2f}"
 
 
-__all__ = ["SEED_STREAMS", "STREAM_FORMAT_VERSION", "cache_key", "cached_stream", "check_seed",
-           "code_digest", "default_cache_dir", "generate_stream", "load_stream", "save_stream",
-           "seed_streams", "shift_events", "stream_summary"]
+__all__ = ["SEED_STREAMS", "STREAM_FORMAT_VERSION", "StreamSource", "cache_key", "cached_stream",
+           "check_seed", "code_digest", "default_cache_dir", "family_code_digest",
+           "generate_stream", "load_stream", "save_stream", "seed_streams", "shift_events",
+           "stream_summary"]
