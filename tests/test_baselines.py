@@ -250,6 +250,12 @@ def test_oracle_returns_the_true_probabilities(target: str) -> None:
     batch = TaskBatch.from_tasks(tasks)
     pred = ready("oracle", tasks).adapt(batch, [0, 2]).predict(batch)
     assert torch.equal(pred[0], batch.oracle_query) and torch.equal(pred[1], batch.oracle_query)
+    for i, t in enumerate(tasks):                         # the truth, from each task's beta
+        beta = t.info["beta"]
+        eta = t.x_query.astype(np.float64) @ beta[:-1] + beta[-1]
+        z = np.exp(eta - eta.max(-1, keepdims=True))
+        want = 1 / (1 + np.exp(-eta[:, 0])) if target == "binary" else z / z.sum(-1, keepdims=True)
+        np.testing.assert_allclose(pred[0, i].numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_oracle_without_simulated_truth_raises() -> None:

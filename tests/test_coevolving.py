@@ -143,6 +143,10 @@ def test_ego_answers_party_shares_of_friends():
     j = idx[0]
     friends = s.social.adj[j].indices
     assert shares[0, s.opinion[friends][0]] > 0
+    for row, i in enumerate(idx):                          # by hand from the (rewired) graph
+        mates = s.social.adj[i].indices
+        want = np.bincount(s.opinion[mates], minlength=3) / len(mates)
+        np.testing.assert_allclose(shares[row], want, rtol=1e-6)
     np.testing.assert_array_equal(ans["n_friends"], s.social.degree[idx])
     person = s.person(j)                                   # Mesa agent view on the arrays
     assert person.opinion == s.opinion[j]

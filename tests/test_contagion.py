@@ -49,11 +49,15 @@ def test_lower_thresholds_tip_at_the_same_push():
 
 
 def test_abandonment_drops_adopters():
-    s = society(p_innovation=0.0, abandon=1.0, threshold_mean=1.0, threshold_sd=0.0,
+    s = society(p_innovation=0.0, abandon=1.0, threshold_mean=0.5, threshold_sd=0.0,
                 seed_share=0.3)
     before = s.adopted.copy()
+    exposure = s.exposure()
     s.step()
     assert not (s.adopted & before).any()
+    # everyone else still follows the threshold rule on the start-of-tick exposure
+    np.testing.assert_array_equal(s.adopted, ~before & (exposure >= 0.5))
+    assert s.adopted.any() and (before & (exposure >= 0.5)).any()   # both cases occur
 
 
 def test_runs_on_the_generated_graph_and_population():

@@ -204,6 +204,15 @@ def test_summary_without_oracle_has_no_excess_keys():
 
 
 def test_cubes_dense_shape():
-    rec = _records({"loss": np.zeros((3, 2, 4))}, [1, 2, 3], [2, 8], [0, 1, 2, 5])
-    c = cubes(rec)["loss"]
+    loss = np.arange(24.0).reshape(3, 2, 4)
+    rec = _records({"loss": loss, "brier": -loss}, [1, 2, 3], [2, 8], [0, 1, 2, 5])
+    rec = rec.sample(frac=1.0, random_state=0)            # cells are placed by key, not row order
+    rec = rec[~((rec.metric == "loss") & (rec.wave == 2) & (rec.shots == 8) & (rec.steps == 1))]
+    cs = cubes(rec)
+    c = cs["loss"]
     assert c.values.shape == (3, 2, 4) and c.steps.tolist() == [0, 1, 2, 5]
+    assert c.waves.tolist() == [1, 2, 3] and c.shots.tolist() == [2, 8]
+    want = loss.copy()
+    want[1, 1, 1] = np.nan                                # a missing record is a NaN cell
+    np.testing.assert_array_equal(c.values, want)
+    np.testing.assert_array_equal(cs["brier"].values, -loss)

@@ -125,6 +125,13 @@ def test_feature_selection_and_noise() -> None:
     clean = sample_wave(s, design.model_copy(update={"noise_sd": 0.0}), 0,
                         np.random.default_rng(0))[0]
     assert not np.allclose(t.x_query[:, 1], clean.x_query[:, 1])
+    # same respondents (noise is drawn after sampling): the error is N(0, 0.5^2) on the
+    # continuous columns, and a 0/1 answer flips when the error crosses 0.5: P(Z > 1) = 0.159
+    for col in (1, 2):
+        err = t.x_query[:, col] - clean.x_query[:, col]
+        assert abs(err.mean()) < 4 * 0.5 / np.sqrt(200) and err.std() == pytest.approx(0.5, rel=0.2)
+    flipped = (t.x_query[:, 0] != clean.x_query[:, 0]).mean()
+    assert flipped == pytest.approx(0.1587, abs=0.08)
     with pytest.raises(ValueError, match="unknown: \\['height'\\]"):
         sample_wave(s, SurveyDesign(features=["height"]), 0, np.random.default_rng())
     with pytest.raises(ValidationError, match="Extra inputs"):

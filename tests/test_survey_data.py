@@ -62,6 +62,17 @@ def test_missing_values_impute_with_indicator_or_drop():
     df.loc[::7, "age"] = np.nan
     s = survey_stream(df, spec(missing="impute"), seed=0)
     assert "age_missing" in s.meta["feature_names"]
+    age, flag = 0, s.meta["feature_names"].index("age_missing")
+    n_flagged = 0
+    for t in s.tasks():
+        x = np.concatenate([t.x_support, t.x_query])
+        assert set(np.unique(x[:, flag])) <= {0.0, 1.0}
+        miss = x[:, flag] == 1.0
+        n_flagged += miss.sum()
+        # imputed with the support mean, which standardises to exactly 0
+        np.testing.assert_allclose(x[miss, age], 0.0, atol=1e-6)
+        assert np.all(x[~miss, age] != 0.0)
+    assert n_flagged > 0
     assert all(np.isfinite(t.x_support).all() and np.isfinite(t.x_query).all()
                for t in s.tasks())
     dropped = survey_stream(df, spec(missing="drop"), seed=0)
@@ -74,7 +85,11 @@ def test_weights_are_normalised_per_cell():
     t = s.waves[1][2]
     w = np.concatenate([t.w_support, t.w_query])
     assert t.w_support is not None and w.min() > 0
-    assert abs(w.mean() - 1.0) < 0.5
+    assert w.mean() == pytest.approx(1.0, rel=1e-5)   # raw wt ~ U(0.5, 2) has mean 1.25
+    assert 1.2 < w.max() / w.min() <= 4.0 + 1e-5      # rescaled, not flattened: raw ratio <= 4
+    for task in s.tasks():
+        both = np.concatenate([task.w_support, task.w_query])
+        assert both.mean() == pytest.approx(1.0, rel=1e-5)
 
 
 def test_small_cells_are_skipped_and_counted():
@@ -112,5 +127,15 @@ def test_a_single_wave_is_an_error():
 
 def test_multiclass_target_codes():
     df = frame()
+    # tie the category to age so each code's respondents can be recognised from the feature
+    df["edu"] = np.where(df["age"] < 35, "low", np.where(df["age"] > 55, "high", "mid"))
     s = survey_stream(df, spec(target="edu", target_kind="multiclass", features=["age"]), seed=0)
     assert s.n_classes == 3 and s.waves[0][0].y_support.dtype == np.int64
+    codes = set()
+    for t in s.tasks():
+        x = np.concatenate([t.x_support[:, 0], t.x_query[:, 0]])   # one monotone scaling
+        y = np.concatenate([t.y_support, t.y_query])
+        codes |= set(y.tolist())
+        # sorted categories: high -> 0, low -> 1, mid -> 2; so low < mid < high in age
+        assert x[y == 1].max() < x[y == 2].min() and x[y == 2].max() < x[y == 0].min()
+    assert codes == {0, 1, 2}
