@@ -84,6 +84,8 @@ class Spy(Learner):
 
 @dataclass
 class OracleLike(Learner):
+    uses_oracle = True
+
     def build(self) -> None:
         pass
 
@@ -321,3 +323,24 @@ def test_wrong_prediction_shape_names_the_learner():
 def test_bad_arguments_raise_one_clear_error(kw, match):
     with pytest.raises(ValueError, match=match):
         run(Spy(), **kw)
+
+
+def test_oracle_query_is_hidden_from_every_learner_but_the_oracle():
+    seen = []
+
+    @dataclass
+    class Peek(Learner):
+        def build(self) -> None:
+            pass
+
+        def meta_fit(self, tasks, budget):
+            return {}
+
+        def adapt(self, support, steps):
+            seen.append((support.oracle_query is None, support.group.tolist()))
+            return FixedAdapted(steps, _const)
+
+    evaluate(Peek(), make_stream(groups=4), warmup=1, shots=[5], steps=[0],
+             budget=Budget(iterations=1))
+    assert seen and all(hidden for hidden, _ in seen)
+    assert all(sorted(groups) == [0, 1, 2, 3] for _, groups in seen)

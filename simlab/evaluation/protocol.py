@@ -15,7 +15,7 @@ For one learner on one stream (see DESIGN.md, "The protocol"):
 
 The learner never sees query responses before it is scored: the batch it gets has ``y_query``
 replaced by NaN (-1 for multiclass), so a learner that reads them produces NaN and shows up as
-diverged instead of silently cheating. ``oracle_query`` stays (the Oracle baseline needs it).
+diverged instead of silently cheating. ``oracle_query`` is removed too, except for the oracle baseline (``Learner.uses_oracle``).
 
 Divergence is an outcome, not a crash: non-finite predictions, or a ``FloatingPointError`` /
 ``RuntimeError`` whose message says the loss went non-finite (nan, inf, non-finite, overflow,
@@ -80,10 +80,12 @@ def _check_grid(stream: TaskStream, warmup: int, shots: Sequence[int], steps: Se
     return shots_t, tuple(sorted({int(s) for s in steps}))
 
 
-def _sealed(batch: TaskBatch) -> TaskBatch:
-    """The batch with its query responses hidden (NaN, or -1 for class indices)."""
+def _sealed(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
+    """The batch with its query responses hidden (NaN, or -1 for class indices) and, unless
+    ``oracle`` (the learner is the oracle baseline), without ``oracle_query``."""
     fill = -1 if batch.target == "multiclass" else float("nan")
-    return dataclasses.replace(batch, y_query=torch.full_like(batch.y_query, fill))
+    return dataclasses.replace(batch, y_query=torch.full_like(batch.y_query, fill),
+                               oracle_query=batch.oracle_query if oracle else None)
 
 
 def _chunks(n_tasks: int, per_task: int, max_tasks: int | None) -> list[np.ndarray]:
@@ -169,7 +171,7 @@ class _Run:
 
     def _predict(self, batch: TaskBatch, wave: int) -> np.ndarray | None:
         """adapt + predict on one batch; None when the learner raised a divergence error."""
-        sealed = _sealed(batch.to(self.device))
+        sealed = _sealed(batch.to(self.device), self.learner.uses_oracle)
         try:
             pred = self.learner.adapt(sealed, self.steps).predict(sealed)
         except (FloatingPointError, RuntimeError) as err:
@@ -247,8 +249,7 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
     t_start = time.perf_counter()
     learner.setup(TaskSpec.of(stream.waves[0][0]), seed=seed, device=device)
     run = _Run(learner, budget, device, steps_t, max_tasks)
-    notify: Callable[[Any], None] | None = getattr(learner, "notify_shift", None)
-    notify = notify if tell_shifts and callable(notify) else None
+    notify: Callable[[Any], None] | None = learner.notify_shift if tell_shifts else None
     shifts_at: dict[int, list[Any]] = {}
     for ev in stream.shifts:              # shifts inside the warm-up are told before it
         shifts_at.setdefault(max(ev.wave, warmup - 1), []).append(ev)

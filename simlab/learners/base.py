@@ -51,6 +51,35 @@ class Budget:
             raise ValueError(f"Budget needs iterations >= 0 and meta_batch >= 1, got {self}")
 
 
+@dataclass(frozen=True)
+class Float:
+    """A real hyperparameter in ``[low, high]`` (sampled on a log scale when ``log``)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer hyperparameter in ``[low, high]``."""
+
+    low: int
+    high: int
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A categorical hyperparameter: one of ``choices`` (numbers, strings, bools or tuples)."""
+
+    choices: tuple[Any, ...]
+
+
+#: what equal-budget tuning may vary: dataclass field name -> its range
+SearchSpace = dict[str, "Float | Int | Choice"]
+
+
 class Adapted(ABC):
     """The result of adapting to a batch of support sets, for several inner-step counts."""
 
@@ -70,6 +99,12 @@ class Learner(ABC):
     """Base class; subclasses are dataclasses whose fields are the hyperparameters."""
 
     name: ClassVar[str] = "learner"
+    #: the hyperparameters that equal-budget tuning may vary (field name -> range); every
+    #: learner tuned in a comparison gets the same number of trials over its own space
+    search_space: ClassVar[SearchSpace] = {}
+    #: only the oracle baseline may see ``TaskBatch.oracle_query``; the protocol removes it
+    #: from every other learner's batches
+    uses_oracle: ClassVar[bool] = False
 
     spec: TaskSpec
     device: torch.device
@@ -97,6 +132,9 @@ class Learner(ABC):
     @abstractmethod
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """Inner loop on the support sets of ``support`` (its query fields must not be read)."""
+
+    def notify_shift(self, event: Any) -> None:
+        """Told when a shift's wave is reached (only with ``tell_shifts``); no-op by default."""
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's fields, recorded with every result."""

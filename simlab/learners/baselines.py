@@ -536,6 +536,7 @@ class Oracle(Learner):
     """
 
     name: ClassVar[str] = "oracle"
+    uses_oracle: ClassVar[bool] = True
 
     def build(self) -> None:
         """Nothing to build."""

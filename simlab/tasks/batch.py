@@ -16,7 +16,9 @@ class TaskBatch:
 
     ``q_mask [B, Q]`` is True for real query respondents, False for padding. Weights are
     ones where the tasks carry none. ``y_*`` are float32 for binary/regression, int64 for
-    multiclass. ``oracle_query`` is None unless every task has one.
+    multiclass. ``oracle_query`` is None unless every task has one. ``group`` and ``wave``
+    (int64 ``[B]``) identify each task's group (``Task.group_id``: stable across the waves of a
+    stream) and wave, so a learner may keep a memory per group; -1 where unknown.
     """
 
     x_support: torch.Tensor   # [B, K, D]
@@ -29,6 +31,8 @@ class TaskBatch:
     target: TargetKind
     n_classes: int
     oracle_query: torch.Tensor | None = None   # [B, Q] or [B, Q, C]
+    group: torch.Tensor | None = None          # [B] int64 group ids (-1: unknown)
+    wave: torch.Tensor | None = None           # [B] int64 wave index (-1: unknown)
 
     @property
     def size(self) -> int:
@@ -82,4 +86,7 @@ class TaskBatch:
             y_query=t([pad(x.y_query) for x in tasks], ydt),
             w_query=t([pad(ones(x.n_query, x.w_query)) for x in tasks], np.float32),
             q_mask=t([pad(np.ones(x.n_query, bool), False) for x in tasks], bool),
-            target=first.target, n_classes=first.n_classes, oracle_query=oracle)
+            target=first.target, n_classes=first.n_classes, oracle_query=oracle,
+            group=torch.as_tensor([x.group_id for x in tasks], dtype=torch.int64, device=device),
+            wave=torch.as_tensor([int(x.info.get("wave", -1)) for x in tasks], dtype=torch.int64,
+                                 device=device))

@@ -46,6 +46,13 @@ class Task:
         return int(self.x_support.shape[0])
 
     @property
+    def group_id(self) -> int:
+        """The group as an integer, stable across the stream's waves (``info["group_id"]``, set
+        by ``TaskStream``; an integer ``info["group"]`` itself; else -1)."""
+        gid = self.info.get("group_id", self.info.get("group"))
+        return int(gid) if isinstance(gid, (int, np.integer)) and not isinstance(gid, bool) else -1
+
+    @property
     def n_query(self) -> int:
         return int(self.x_query.shape[0])
 
@@ -81,6 +88,21 @@ class TaskStream:
     waves: list[list[Task]]
     shifts: list[ShiftEvent]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Give every task an integer ``info["group_id"]``: integer group labels keep their
+        value, other labels (survey regions) are numbered in order of first appearance."""
+        ids: dict[Any, int] = {}
+        for task in self.tasks():
+            g = task.info.get("group")
+            if isinstance(g, (int, np.integer)) and not isinstance(g, bool):
+                task.info.setdefault("group_id", int(g))
+            elif g is not None:
+                task.info.setdefault("group_id", ids.setdefault(g, len(ids)))
+
+    def __iter__(self):
+        """Iterate over the waves (each a list of tasks)."""
+        return iter(self.waves)
 
     @property
     def target(self) -> TargetKind:
