@@ -2,6 +2,11 @@
 from simlab.learners.base import Adapted, Budget, Learner, TaskSpec
 from simlab.learners.registry import available, learner_class, make_learner, register
 
+
+def check_learner(*args, **kwargs):  # noqa: D103 - documented in conformance.check_learner
+    from simlab.learners.conformance import check_learner as check
+    return check(*args, **kwargs)
+
 for _name, _target in {
     "maml": "simlab.learners.maml:MAML",
     "fomaml": "simlab.learners.maml:FOMAML",
@@ -18,5 +23,6 @@ for _name, _target in {
 }.items():
     register(_name, _target)
 
-__all__ = ["Adapted", "Budget", "Learner", "TaskSpec", "available", "learner_class",
+__all__ = ["Adapted", "Budget", "Learner", "TaskSpec", "available", "check_learner",
+           "learner_class",
            "make_learner", "register"]

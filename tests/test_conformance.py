@@ -1,0 +1,79 @@
+"""Every built-in learner passes ``check_learner``, and the check catches broken learners."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from simlab.learners.base import Budget, Float, Learner
+from simlab.learners.conformance import ConformanceError, check_learner
+from simlab.learners.episodes import FunctionalAdapted
+from simlab.learners.registry import available, learner_class
+
+# tiny budgets so that the whole check stays fast for every built-in learner
+SMALL = {"meta_lstm": {"hidden": (8,)}}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in available() if ":" not in n))
+def test_builtin_learner_conforms(name):
+    out = check_learner(learner_class(name), SMALL.get(name))
+    assert "ok" in out.values(), out
+
+
+@dataclass
+class _Base(Learner):
+    def build(self) -> None:
+        self.w = torch.zeros(self.spec.n_features)
+
+    def meta_fit(self, tasks, budget: Budget):
+        return {"tasks": float(len(tasks))}
+
+    def _adapted(self, steps, fn):
+        return _Fixed(tuple(steps), fn)
+
+
+class _Fixed:
+    def __init__(self, steps, fn):
+        self.steps, self.fn = steps, fn
+
+    def predict(self, query):
+        return self.fn(query).expand(len(self.steps), *self.fn(query).shape)
+
+
+@dataclass
+class Peeker(_Base):
+    """Predicts the query labels themselves: the worst kind of leak."""
+
+    def adapt(self, support, steps):
+        return self._adapted(steps, lambda q: q.y_query.clamp(0, 1))
+
+
+@dataclass
+class Noisy(_Base):
+    """Uses torch's global random state: not reproducible from the seed."""
+
+    def adapt(self, support, steps):
+        return self._adapted(steps, lambda q: torch.rand(q.x_query.shape[:2]))
+
+
+@dataclass
+class BadSpace(_Base):
+    search_space = {"lr": Float(1e-3, 1.0)}
+
+    def adapt(self, support, steps):
+        return self._adapted(steps, lambda q: torch.full(q.x_query.shape[:2], 0.5))
+
+
+@dataclass
+class WrongShape(_Base):
+    def adapt(self, support, steps):
+        return self._adapted(steps, lambda q: torch.full(q.x_query.shape[:1], 0.5))
+
+
+@pytest.mark.parametrize("cls, message", [
+    (Peeker, "query labels"), (Noisy, "same seed"), (BadSpace, "not a field"),
+    (WrongShape, "shape")])
+def test_broken_learners_are_caught(cls, message):
+    with pytest.raises(ConformanceError, match=message):
+        check_learner(cls, targets=("binary",))
