@@ -1,11 +1,7 @@
 """Learners: the plug-in point. Built-ins register here lazily; others via entry points."""
 from simlab.learners.base import Adapted, Budget, Learner, TaskSpec
+from simlab.learners.conformance import ConformanceError, check_learner
 from simlab.learners.registry import available, learner_class, make_learner, register
-
-
-def check_learner(*args, **kwargs):  # noqa: D103 - documented in conformance.check_learner
-    from simlab.learners.conformance import check_learner as check
-    return check(*args, **kwargs)
 
 for _name, _target in {
     "maml": "simlab.learners.maml:MAML",
@@ -23,6 +19,7 @@ for _name, _target in {
 }.items():
     register(_name, _target)
 
-__all__ = ["Adapted", "Budget", "Learner", "TaskSpec", "available", "check_learner",
+__all__ = ["Adapted", "Budget", "ConformanceError", "Learner", "TaskSpec", "available",
+           "check_learner",
            "learner_class",
            "make_learner", "register"]
