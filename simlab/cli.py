@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simlab import __version__
-from simlab.experiment.executors import ExecutorError
+from simlab.errors import SimlabError
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.sweep import SweepSummary
@@ -34,8 +34,8 @@ DEMO_LEARNERS = ("meta_lstm", "maml", "relation", "partial_pooling", "anil", "fi
 DEMO_SEEDS = 3
 
 
-class UserError(Exception):
-    """A problem the user can fix; printed as one line."""
+class UserError(SimlabError):
+    """A command-line problem the user can fix; printed as one line."""
 
 
 # --- shared options ---------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("simlab: interrupted; finished cells are stored, run the same command again to "
               "resume", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, ExecutorError) as err:
+    except (SimlabError, ValueError, FileNotFoundError) as err:
         if args.debug or os.environ.get("SIMLAB_DEBUG"):
             raise
         print(f"simlab: error: {err}", file=sys.stderr)

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
+from simlab.errors import ScenarioError
 from simlab.society import FAMILIES, society_class
 from simlab.society.base import DynamicsParams, Society
 from simlab.society.graphs import GraphSpec, planted_partition
@@ -38,10 +39,6 @@ if typing.TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.survey_scenario import SurveyScenario
 
 DEFAULT_SCENARIO = "opinion_shift"
-
-
-class ScenarioError(ValueError):
-    """A scenario file (or dict) that cannot be used; the message says where and how to fix."""
 
 
 class _Strict(BaseModel):

@@ -15,15 +15,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
+from simlab.errors import ExecutorError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 EXECUTORS = ("inline", "process", "dask")
-
-
-class ExecutorError(RuntimeError):
-    """The executor itself failed (a worker died, the cluster went away); cells already
-    finished are in the store."""
 
 
 class Executor(Protocol):

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from simlab import __version__
+from simlab.errors import StoreError
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS, RunResult
 
 #: bump when a table or column changes meaning; an older/newer store is refused, never altered
@@ -57,10 +58,6 @@ CREATE TABLE IF NOT EXISTS shifts (
     name TEXT, target TEXT, size REAL);
 CREATE INDEX IF NOT EXISTS shifts_stream ON shifts (fingerprint, seed);
 """
-
-
-class StoreError(ValueError):
-    """A results store that cannot be used as asked (wrong version, not a store, missing)."""
 
 
 def to_json(value: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from simlab.errors import LearnerError
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
@@ -144,7 +145,7 @@ class Learner(ABC):
 def check(condition: bool, learner: str, field: str, value: Any, allowed: str) -> None:
     """One clear error for a bad hyperparameter: names the learner, field, value and range."""
     if not condition:
-        raise ValueError(f"{learner}: hyperparameter {field}={value!r} is invalid; {allowed}")
+        raise LearnerError(f"{learner}: hyperparameter {field}={value!r} is invalid; {allowed}")
 
 
 # The common kinds of hyperparameter, so that every learner words its errors the same way.
