@@ -10,9 +10,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
 from typing import Any, Protocol, TypeVar
 
 from simlab.errors import ExecutorError
@@ -70,52 +78,187 @@ class InlineExecutor:
         pass
 
 
+@dataclass(frozen=True)
+class WorkerCrash:
+    """What an executor yields for an item whose worker process died (a crash, the OOM
+    killer, ``os._exit``) on every attempt: the sweep records it and goes on."""
+
+    exitcode: int | None
+    attempts: int
+    stderr_tail: str = ""
+
+    def describe(self) -> str:
+        code = self.exitcode
+        how = (f"killed by signal {-code} ({signal.Signals(-code).name})"
+               if code is not None and code < 0 and -code in signal.valid_signals()
+               else f"exit code {code}")
+        tail = f"; last stderr: {self.stderr_tail.strip().splitlines()[-1]}" \
+            if self.stderr_tail.strip() else ""
+        return f"crashed: the worker process died ({how}) on {self.attempts} attempt(s){tail}"
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker die with its parent process ``parent`` (a ``kill -9``-ed sweep leaves
+    no orphans): PR_SET_PDEATHSIG on Linux, and a watchdog thread everywhere (also for a parent
+    that died while this worker was still starting)."""
+    if os.getppid() != parent:
+        os._exit(1)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, daemon=True, name="simlab-parent-watch").start()
+
+
+def _worker_main(conn: Connection, log_path: str, parent: int) -> None:
+    """A pool worker: its stderr goes to ``log_path`` (read back when it dies), then it runs
+    ``(fn, item)`` pairs from the parent until told to stop."""
+    _exit_with_parent(parent)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 2)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    single_thread()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        fn, item = task
+        try:
+            conn.send((True, fn(item)))
+        except BaseException as err:  # noqa: BLE001 - the parent re-raises it
+            conn.send((False, err))
+
+
+class _Worker:
+    """One worker process, its pipe and the item it is running."""
+
+    def __init__(self, ctx: Any, log_dir: str, number: int) -> None:
+        self.log = os.path.join(log_dir, f"worker{number}.log")
+        open(self.log, "w").close()
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, self.log, os.getpid()), daemon=True,
+                                   name=f"simlab-worker-{number}")
+        self.process.start()
+        child.close()
+        self.item: Any = None
+        self.busy = False
+
+    def stderr_tail(self, lines: int = 5) -> str:
+        try:
+            with open(self.log, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.process.join(timeout=2.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
 class ProcessExecutor:
-    """A local pool of ``jobs`` worker processes (spawn: safe with torch, same on every OS)."""
+    """A local pool of ``jobs`` spawned worker processes, one item at a time each, so a worker
+    that dies costs only its own item: that item is retried ``retries`` times on a fresh worker,
+    then yielded as a ``WorkerCrash`` (exit code or signal, last stderr lines), and the other
+    items go on. Workers exit when the parent dies. (``concurrent.futures``' pool cannot tell
+    which item killed it and breaks for good, hence this small pool.)"""
 
     name = "process"
 
-    def __init__(self, jobs: int | None = None) -> None:
+    def __init__(self, jobs: int | None = None, retries: int = 1) -> None:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
-        self._pool = ProcessPoolExecutor(max_workers=self.jobs,
-                                         mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=single_thread)
+        self.retries = retries
+        self._ctx = multiprocessing.get_context("spawn")
+        self._logs = tempfile.mkdtemp(prefix="simlab-workers-")
+        self._started = 0
+        self._workers: list[_Worker] = []
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        pending: dict[Future, T] = {}
-        try:
-            pending = {self._pool.submit(fn, item): item for item in items}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    item = pending.pop(fut)
-                    yield item, fut.result()
-        except BrokenProcessPool as err:
-            raise ExecutorError("a worker process died (out of memory, or killed; from a script, "
-                                "start the sweep under `if __name__ == '__main__':`); cells "
-                                "finished so far are in the store, run again to resume") from err
-        finally:
-            for fut in pending:
-                fut.cancel()
+    def _spawn(self) -> _Worker:
+        self._started += 1
+        return _Worker(self._ctx, self._logs, self._started)
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]
+                      ) -> Iterator[tuple[T, R | WorkerCrash]]:
+        todo = deque((item, 1) for item in items)
+        while len(self._workers) < min(self.jobs, len(todo)):
+            self._workers.append(self._spawn())
+        attempts: dict[int, int] = {}
+        while todo or any(w.busy for w in self._workers):
+            for w in self._workers:
+                if not w.busy and todo:
+                    item, attempt = todo.popleft()
+                    w.item, w.busy = item, True
+                    attempts[id(w)] = attempt
+                    w.conn.send((fn, item))
+            busy = [w for w in self._workers if w.busy]
+            ready = mp_wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for i, w in enumerate(list(self._workers)):
+                if not w.busy or (w.conn not in ready and w.process.sentinel not in ready):
+                    continue
+                if w.conn in ready and w.conn.poll():
+                    try:
+                        ok, value = w.conn.recv()
+                    except (EOFError, OSError):
+                        ok, value = None, None
+                    if ok is not None:
+                        w.busy = False
+                        if not ok:
+                            raise value
+                        yield w.item, value
+                        continue
+                # the worker died with the item
+                w.process.join(timeout=5.0)
+                attempt = attempts.pop(id(w))
+                crash = WorkerCrash(w.process.exitcode, attempt, w.stderr_tail())
+                w.conn.close()
+                self._workers[i] = self._spawn()
+                if attempt <= self.retries:
+                    todo.appendleft((w.item, attempt + 1))
+                else:
+                    yield w.item, crash
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for w in self._workers:
+            w.stop()
+        self._workers.clear()
+        shutil.rmtree(self._logs, ignore_errors=True)
 
 
 class DaskExecutor:
-    """Dask distributed: a ``LocalCluster`` of ``jobs`` single-threaded workers, or the
-    cluster behind ``scheduler`` (``tcp://host:port``; how it runs on a cluster/HPC queue)."""
+    """Dask distributed: a ``LocalCluster`` of ``jobs`` single-threaded workers bound to
+    ``host`` (loopback unless told otherwise), or the cluster behind ``scheduler``
+    (``tcp://host:port``; how it runs on a cluster/HPC queue)."""
 
     name = "dask"
 
     def __init__(self, jobs: int | None = None, scheduler: str | None = None,
-                 processes: bool = True, timeout: float = 5.0) -> None:
+                 processes: bool = True, timeout: float = 5.0,
+                 no_worker_timeout: float = 60.0, host: str = "127.0.0.1") -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as err:
             raise ValueError("the dask executor needs dask.distributed: "
                              "pip install 'simlab[dask]' (or use --executor process)") from err
         self._cluster = None
+        self.no_worker_timeout = no_worker_timeout
         if scheduler:
             try:
                 self._client = Client(scheduler, timeout=f"{timeout}s")
@@ -127,24 +270,63 @@ class DaskExecutor:
         else:
             self._cluster = LocalCluster(n_workers=max(1, jobs or os.cpu_count() or 1),
                                          threads_per_worker=1, processes=processes,
-                                         dashboard_address=None)
+                                         dashboard_address=None,
+                                         **({"host": host} if processes else {}))
             self._client = Client(self._cluster)
         self.address = self._client.scheduler.address
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        from distributed import as_completed
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]
+                      ) -> Iterator[tuple[T, R | WorkerCrash]]:
+        """Results as they finish; an item whose workers kept dying (Dask's ``KilledWorker``)
+        comes back as a ``WorkerCrash``; no worker at all for ``no_worker_timeout`` seconds
+        stops the sweep with an ``ExecutorError`` (finished cells are stored)."""
+        from distributed import KilledWorker
+        from distributed import wait as dask_wait
 
         futures = {}
         for item in items:
             fut = self._client.submit(_call_single_threaded, fn, item, pure=False)
             futures[fut.key] = (fut, item)
+        lonely_since: float | None = None
         try:
-            for fut in as_completed([f for f, _ in futures.values()]):
-                item = futures.pop(fut.key)[1]
-                yield item, fut.result()
+            while futures:
+                try:
+                    done = dask_wait([f for f, _ in futures.values()], timeout=1.0,
+                                     return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    done = set()
+                if not done:
+                    lonely_since = self._check_workers(lonely_since)
+                    continue
+                lonely_since = None
+                for fut in done:
+                    item = futures.pop(fut.key)[1]
+                    try:
+                        value: R | WorkerCrash = fut.result()
+                    except KilledWorker as err:
+                        value = WorkerCrash(None, self._allowed_failures() + 1, str(err))
+                    yield item, value
         finally:
             if futures:
                 self._client.cancel([f for f, _ in futures.values()])
+
+    def _allowed_failures(self) -> int:
+        import dask
+
+        return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+
+    def _check_workers(self, lonely_since: float | None) -> float | None:
+        """Raise when the cluster has had no worker for ``no_worker_timeout`` seconds."""
+        if self._client.scheduler_info().get("workers"):
+            return None
+        now = time.monotonic()
+        lonely_since = lonely_since or now
+        if now - lonely_since >= self.no_worker_timeout:
+            raise ExecutorError(
+                f"the Dask cluster at {self.address} has had no worker for "
+                f"{self.no_worker_timeout:g} s; start workers (`dask worker {self.address}`) "
+                "and run the same command again: finished cells are in the store")
+        return lonely_since
 
     def close(self) -> None:
         self._client.close()

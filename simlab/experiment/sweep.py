@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
-from simlab.experiment.executors import Executor, make_executor
+from simlab.experiment.executors import Executor, WorkerCrash, make_executor
 from simlab.experiment.store import Cell, CellError, Store, StoreError, to_json
 from simlab.learners.base import Learner
 from simlab.learners.registry import learner_class, make_learner
@@ -312,7 +312,7 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
         for (fp, seed, _), err in ex.map_unordered(
                 prepare_stream, [(fp, seed, sc) for (fp, seed), sc in by_stream.items()]):
             if err:
-                broken[fp, seed] = err
+                broken[fp, seed] = err.describe() if isinstance(err, WorkerCrash) else err
             bar.update()
     ready = [j for j in todo if (j.cell.fingerprint, j.cell.seed) not in broken]
     for job in todo:
@@ -322,6 +322,10 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
             _record(db, job, Outcome(CellError(reason, err), _now(), _now()), configs, summary)
     with tqdm(total=len(ready), desc="cells", unit="cell", disable=quiet) as bar:
         for job, outcome in ex.map_unordered(run_cell, ready):
+            if isinstance(outcome, WorkerCrash):
+                text = outcome.describe()
+                outcome = Outcome(CellError(text, f"{text}\n\nlast stderr lines of the worker:"
+                                                  f"\n{outcome.stderr_tail}"), _now(), _now())
             _record(db, job, outcome, configs, summary)
             bar.set_postfix_str(f"{job.cell.label} seed {job.cell.seed}"
                                 + (f", {summary.failed} failed" if summary.failed else ""))
