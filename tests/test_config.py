@@ -243,3 +243,22 @@ def test_user_graph_paths_are_relative_to_the_scenario_file(tmp_path: Path,
     monkeypatch.chdir(Path(__file__).parent)
     society = load_scenario(path).society(0)
     assert society.n_agents == n and society.social.n_groups == 2
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("survey", "waves"), True, "waves = true is a boolean"),
+    (("evaluation", "seeds"), True, "seeds = true is a boolean"),
+    (("dynamics", "params", "opinion_effect"), float("nan"), "finite"),
+    (("dynamics", "params", "opinion_effect"), float("inf"), "finite"),
+])
+def test_booleans_and_non_finite_numbers_are_refused(path, value, message):
+    from simlab.experiment.config import Scenario, ScenarioError
+
+    data = {"name": "strict", "dynamics": {"family": "opinion", "params": {}},
+            "survey": {"waves": 6}, "evaluation": {"warmup": 2}}
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    with pytest.raises(ScenarioError, match=message):
+        Scenario.from_dict(data)

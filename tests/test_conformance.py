@@ -8,7 +8,6 @@ import torch
 
 from simlab.learners.base import Budget, Float, Learner
 from simlab.learners.conformance import ConformanceError, check_learner
-from simlab.learners.episodes import FunctionalAdapted
 from simlab.learners.registry import available, learner_class
 
 # tiny budgets so that the whole check stays fast for every built-in learner

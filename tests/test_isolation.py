@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-import pytest
 
 from simlab.experiment.executors import ProcessExecutor, WorkerCrash
 from simlab.experiment.store import Store

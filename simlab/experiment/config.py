@@ -25,6 +25,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny,
                       ValidationInfo, field_validator, model_validator)
 
 from simlab.errors import ScenarioError
+from simlab.schema import StrictModel
 from simlab.society import FAMILIES, society_class
 from simlab.society.base import DynamicsParams, Society
 from simlab.society.graphs import GraphSpec, planted_partition
@@ -41,8 +42,8 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 DEFAULT_SCENARIO = "opinion_shift"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(StrictModel):
+    """A section of a scenario file (see ``simlab.schema.StrictModel``)."""
 
 
 # --- dynamics ----------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def _grid(v: list[int], minimum: int, what: str) -> list[int]:
 
 
 # --- what simulated and survey scenarios share -------------------------------------------------
-class ScenarioBase(BaseModel):
+class ScenarioBase(StrictModel):
     """Identity, stream cache and learner tables shared by :class:`Scenario` (simulated) and
     :class:`~simlab.experiment.survey_scenario.SurveyScenario` (real data), so the sweep, the
     store and the CLI treat both alike.

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from tqdm.auto import tqdm
 
 from simlab.evaluation.result import RunResult
@@ -30,6 +30,7 @@ from simlab.experiment.executors import Executor, WorkerCrash, make_executor
 from simlab.experiment.store import Cell, CellError, Store, StoreError, to_json
 from simlab.learners.base import Learner
 from simlab.learners.registry import learner_class, make_learner
+from simlab.schema import StrictModel
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.survey_scenario import SurveyScenario
@@ -384,7 +385,7 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
 
 
 # --- sweep files ------------------------------------------------------------------------------
-class SweepFile(BaseModel):
+class SweepFile(StrictModel):
     """A sweep TOML file (scenario paths relative to the file; db and report to the working
     directory). Keep sweep files out of ``scenarios/``, where every ``*.toml`` is a scenario::
 
@@ -402,8 +403,6 @@ class SweepFile(BaseModel):
         [grid.maml]                 # every combination is its own cell
         inner_steps = [1, 5]
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     scenarios: list[str] = Field(min_length=1)
     learners: list[str] | None = None

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import mesa
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from simlab.schema import StrictModel
 from simlab.tasks.task import TargetKind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.shocks import Shock
 
 
-class DynamicsParams(BaseModel):
+class DynamicsParams(StrictModel):
     """Base of every dynamics family's parameters: unknown fields are an error."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

@@ -32,6 +32,8 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from scipy.sparse.csgraph import breadth_first_order
 
+from simlab.schema import StrictModel
+
 IsolatedPolicy = Literal["error", "connect", "keep"]
 MIN_GROUP_SIZE = 2
 """Default smallest community a builder accepts (a survey needs more: see ``survey.py``)."""
@@ -519,7 +521,7 @@ def write_edgelist(graph: SocialGraph, edges_path: str | Path, groups_path: str 
 
 # --- pydantic specs (embedded in scenario files) ----------------------------------------------
 
-class _Spec(BaseModel):
+class _Spec(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

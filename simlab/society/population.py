@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from scipy.special import expit, ndtri
+
+from simlab.schema import StrictModel
 
 
 @dataclass
@@ -102,7 +104,7 @@ COEF_DEV_SD = 0.5         # community deviation of a coefficient per unit hetero
 INTERCEPT_DEV_SD = 1.0    # community deviation of the intercept per unit heterogeneity
 
 
-class PopulationSpec(BaseModel):
+class PopulationSpec(StrictModel):
     """What population to draw (embedded in scenario files)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -20,7 +20,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from simlab.schema import StrictModel
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.base import Society
@@ -29,7 +31,7 @@ Value = Union[float, list[float]]
 """A scalar, or one value per community for ``coef.*`` / ``intercept``."""
 
 
-class Shock(BaseModel):
+class Shock(StrictModel):
     """Base of every shock: a named change of one parameter path."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

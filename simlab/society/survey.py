@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from scipy.special import expit
 
+from simlab.schema import StrictModel
 from simlab.society.population import TRAITS
 from simlab.tasks.task import Task
 
@@ -30,7 +31,7 @@ BASE_RESPONSE_LOGIT = 1.0
 """Logit of the response probability of an average person when ``nonresponse > 0``."""
 
 
-class SurveyDesign(BaseModel):
+class SurveyDesign(StrictModel):
     """How the society is surveyed (embedded in scenario files)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -15,14 +15,15 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from simlab.schema import StrictModel
 from simlab.tasks.task import TargetKind, Task, TaskStream
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".dta": pd.read_stata}
 
 
-class SurveyData(BaseModel):
+class SurveyData(StrictModel):
     """The ``[data]`` section of a survey scenario: which columns play which role."""
 
     model_config = ConfigDict(extra="forbid")

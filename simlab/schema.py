@@ -1,0 +1,49 @@
+"""The one base class of every user-facing schema (scenario, sweep, society and survey
+specs): unknown fields are errors, floats must be finite, and a boolean is never read as a
+number (TOML's ``waves = true`` would otherwise become 1). A leaf module: any layer may use it.
+"""
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+def _allows_bool(annotation: Any) -> bool:
+    """Whether a field annotation accepts a bool as such (bool, Any, or a union with them)."""
+    if annotation is bool or annotation is Any or annotation is object:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _allows_bool(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_allows_bool(a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(annotation))
+    return False
+
+
+class StrictModel(BaseModel):
+    """``extra="forbid"``, finite floats only, and no booleans where numbers are expected."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(field.alias or name, data.get(name))
+                if isinstance(value, bool) and not _allows_bool(field.annotation):
+                    raise ValueError(f"{name} = {str(value).lower()} is a boolean; give a "
+                                     f"value of type {_show_type(field.annotation)}")
+        return data
+
+
+def _show_type(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+__all__ = ["StrictModel"]
