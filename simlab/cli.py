@@ -333,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
         "keep changing. `simlab demo` runs the default comparison.")
     parser.add_argument("--version", action="version", version=f"simlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--i-know", action="store_true",
+                        help="lift the size limits (agents, groups, waves, seeds, memory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for c in COMMANDS:
         p = sub.add_parser(c.name, help=c.help, description=c.help)
@@ -344,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``simlab`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.i_know:
+        os.environ["SIMLAB_I_KNOW"] = "1"      # read by simlab.experiment.limits, workers too
     try:
         return int(args._run(args) or 0)
     except BrokenPipeError:           # `simlab list learners | head`: the reader left

@@ -262,3 +262,43 @@ def test_booleans_and_non_finite_numbers_are_refused(path, value, message):
     node[path[-1]] = value
     with pytest.raises(ScenarioError, match=message):
         Scenario.from_dict(data)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"survey": {"waves": 10 ** 9}}, "survey.waves = 1,000,000,000 is above the limit"),
+    ({"graph": {"kind": "planted_partition", "n_groups": 10 ** 8, "group_size": 60}},
+     "graph.n_groups = 100,000,000 is above the limit"),
+    ({"graph": {"kind": "planted_partition", "n_groups": 10, "group_size": 10 ** 8}},
+     "agents = 1,000,000,000 is above the limit"),
+    ({"survey": {"distractors": 10 ** 9}}, r"distractors\) = 1,000,000,006 is above the limit"),
+    ({"evaluation": {"seeds": 10 ** 9}}, "evaluation.seeds = 1,000,000,000 is above"),
+    ({"graph": {"kind": "planted_partition", "n_groups": 100, "group_size": 100_000}},
+     "need about 8.*GiB .* but this machine has 4.0 GiB available"),
+])
+def test_sizes_above_the_limits_fail_before_anything_is_built(change, message, monkeypatch):
+    from simlab.experiment.config import Scenario, ScenarioError
+
+    from simlab.experiment import limits
+
+    monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
+    monkeypatch.setattr(limits, "available_memory", lambda: 4 * 2 ** 30)
+    data = {"name": "big", "dynamics": {"family": "opinion"},
+            "graph": {"kind": "planted_partition", "n_groups": 4, "group_size": 60},
+            "survey": {"waves": 6}, "evaluation": {"warmup": 2}}
+    for key, value in change.items():
+        data[key] = {**data.get(key, {}), **value}
+    with pytest.raises(ScenarioError, match=message) as err:
+        Scenario.from_dict(data)
+    assert "--i-know" in str(err.value)
+
+
+def test_a_sweep_of_a_billion_seeds_is_refused_at_once(tmp_path):
+    import time
+
+    from simlab.experiment.config import ScenarioError
+    from simlab.experiment.sweep import run_sweep
+
+    t0 = time.perf_counter()
+    with pytest.raises(ScenarioError, match="seeds = 1,000,000,000 is above the limit"):
+        run_sweep("opinion_shift", ["scratch"], 10 ** 9, tmp_path / "r.db", quiet=True)
+    assert time.perf_counter() - t0 < 30

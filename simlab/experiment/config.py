@@ -25,6 +25,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny,
                       ValidationInfo, field_validator, model_validator)
 
 from simlab.errors import ScenarioError
+from simlab.experiment import limits
 from simlab.schema import StrictModel
 from simlab.society import FAMILIES, society_class
 from simlab.society.base import DynamicsParams, Society
@@ -287,7 +288,11 @@ class Scenario(ScenarioBase):
         return out + self._learner_checks(sv.support, "survey.support")
 
     def _size_checks(self) -> list[str]:
-        """Every community must hold ``support + query`` respondents (generated graphs)."""
+        """Sizes within the stated limits (``limits.LIMITS``, memory), and every community
+        able to hold ``support + query`` respondents (generated graphs)."""
+        limited = self._limit_checks()
+        if limited:
+            return limited
         smallest = _smallest_group(self.graph)
         need = self.survey.support + self.survey.query
         if smallest is None or smallest >= need:
@@ -295,6 +300,22 @@ class Scenario(ScenarioBase):
         return [f"survey.support + survey.query = {need} respondents per community, but the "
                 f"smallest community of graph ({self.graph.kind}) has {smallest} agents; "
                 f"lower the survey sizes or enlarge the communities"]
+
+    def _limit_checks(self) -> list[str]:
+        g, sv = self.graph, self.survey
+        size = getattr(g, "group_size", None)
+        agents = (getattr(g, "n", None) if size is None
+                  else sum(size) if isinstance(size, list) else size * g.n_groups)
+        degree = {"planted_partition": "mean_degree", "watts_strogatz": "k"}.get(g.kind)
+        features = (len(self.population.traits) + sv.distractors + len(sv.binary_distractors))
+        return limits.scenario_problems(
+            agents=agents, groups=getattr(g, "n_groups", None), waves=sv.waves,
+            features=features, respondents=sv.support + sv.query,
+            mean_degree=getattr(g, degree, None) if degree else 2.0 * getattr(g, "m", 5),
+            fields={"agents": f"graph ({g.kind}) agents", "groups": "graph.n_groups",
+                    "waves": "survey.waves", "features": "survey features (traits + "
+                    "distractors)"}) + [p for p in [limits.over(
+                        "evaluation.seeds", self.evaluation.seeds, "seeds")] if p]
 
     def _shock_checks(self, probe: Society | None) -> list[str]:
         out = []

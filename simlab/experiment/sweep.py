@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
+from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, make_executor
 from simlab.experiment.store import Cell, CellError, Store, StoreError, to_json
 from simlab.learners.base import Learner
@@ -280,7 +281,10 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ValueError(f"seeds={seeds} is invalid; give a count >= 1 or a list of seeds")
+        limits.check_sweep(seeds, seeds * len(scs) * len(specs or [None]))
         seeds = list(range(seeds))
+    elif seeds is not None:
+        limits.check_sweep(len(seeds), len(seeds) * len(scs) * len(specs or [None]))
     planned = plan_cells(scs, specs, seeds, grid, device)
     own_store = not isinstance(store, Store)
     db = Store(store) if own_store else store
