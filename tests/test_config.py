@@ -302,3 +302,17 @@ def test_a_sweep_of_a_billion_seeds_is_refused_at_once(tmp_path):
     with pytest.raises(ScenarioError, match="seeds = 1,000,000,000 is above the limit"):
         run_sweep("opinion_shift", ["scratch"], 10 ** 9, tmp_path / "r.db", quiet=True)
     assert time.perf_counter() - t0 < 30
+
+
+def test_listing_scenarios_never_imports_user_code(tmp_path, monkeypatch):
+    from simlab.experiment.config import list_scenarios
+
+    (tmp_path / "sneaky_family.py").write_text(
+        f"open({str(tmp_path / 'ran')!r}, 'w').write('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "mine.toml").write_text(
+        'name = "mine"\ndescription = "my own dynamics"\n'
+        '[dynamics]\nfamily = "sneaky_family:MySociety"\n')
+    (name, _, desc), = list_scenarios(tmp_path)
+    assert name == "mine" and "not validated: runs user code sneaky_family:MySociety" in desc
+    assert not (tmp_path / "ran").exists()

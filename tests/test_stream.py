@@ -232,3 +232,25 @@ def test_stream_summary_reports_waves_sizes_and_shifts() -> None:
     assert "multiclass (3 classes)" in text
     assert "wave   2 (tick 9): abrupt 'jolt' on ideology" in text
     assert "share_friends_party_0" in text
+
+
+def test_cache_file_names_stay_inside_the_cache_folder(tmp_path):
+    from simlab.tasks.stream import safe_name
+
+    assert "/" not in safe_name("../../escaped") and not safe_name("../x").startswith(".")
+    assert safe_name("opinion_shift") == "opinion_shift"
+
+
+def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
+    import simlab.tasks.stream as st
+    from simlab.experiment.config import Scenario
+
+    from test_sweep import TINY
+
+    def refuse(stream, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(st, "save_stream", refuse)
+    with pytest.warns(RuntimeWarning, match="not writable"):
+        stream = st.cached_stream(Scenario.from_dict(TINY), 0, tmp_path)
+    assert len(stream) == TINY["survey"]["waves"]

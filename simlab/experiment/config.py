@@ -457,11 +457,36 @@ def list_scenarios(root: str | Path = "scenarios") -> list[tuple[str, Path, str]
         if file.name.startswith("_"):
             continue
         try:
+            user_code = _user_code(file)
+            if user_code:     # listing never runs user code; `simlab stream` validates it
+                raw = _merged(file)
+                out.append((str(raw.get("name", file.stem)), file,
+                            f"{raw.get('description', '')} [not validated: runs user code "
+                            f"{', '.join(user_code)}]".strip()))
+                continue
             sc = load_scenario(file)
             out.append((sc.name, file, sc.description))
         except ScenarioError as err:
             out.append((file.stem, file, f"INVALID: {str(err).splitlines()[0]}"))
     return out
+
+
+def _merged(file: Path) -> dict[str, Any]:
+    """A scenario file merged with its ``extends`` chain, unvalidated."""
+    data: dict[str, Any] = {}
+    for _, raw in reversed(_read_chain(file.resolve(), [])):
+        data = _merge(data, raw)
+    return data
+
+
+def _user_code(file: Path) -> list[str]:
+    """The ``package.module:Class`` references (dynamics family, learners) of a scenario file:
+    loading it imports and runs them, so such files must be trusted."""
+    data = _merged(file)
+    family = (data.get("dynamics") or {}).get("family", "")
+    learners = (data.get("evaluation") or {}).get("learners", []) or []
+    refs = [family] + list(learners) if isinstance(learners, list) else [family]
+    return [r for r in refs if isinstance(r, str) and ":" in r and not r.startswith("cpd:")]
 
 
 def _resolve(path: str | Path) -> Path:

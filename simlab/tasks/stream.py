@@ -13,6 +13,8 @@ import hashlib
 import inspect
 import json
 import os
+import re
+import warnings
 import zipfile
 from collections.abc import Iterable
 from functools import lru_cache
@@ -263,7 +265,8 @@ def cached_stream(scenario: StreamSource, seed: int,
     time, it never changes what is returned. Simulated and survey scenarios share this cache.
     """
     key = cache_key(scenario, seed)
-    path = Path(cache_dir or default_cache_dir()) / f"{scenario.name}-seed{seed}-{key[:20]}.npz"
+    name = f"{safe_name(scenario.name)}-seed{seed}-{key[:20]}.npz"
+    path = Path(cache_dir or default_cache_dir()) / name
     if path.exists():
         try:
             stream = load_stream(path)
@@ -274,8 +277,20 @@ def cached_stream(scenario: StreamSource, seed: int,
             pass
     stream = scenario.generate_stream(seed)
     stream.meta["cache_key"] = key
-    save_stream(stream, path)
+    try:
+        save_stream(stream, path)
+    except OSError as err:       # the cache only saves time: an unwritable one costs only that
+        warnings.warn(f"stream cache {path.parent} is not writable ({err.strerror}); the "
+                      "stream is regenerated each time. Set SIMLAB_CACHE to a writable folder",
+                      RuntimeWarning, stacklevel=2)
     return stream
+
+
+def safe_name(name: str) -> str:
+    """A scenario name as a file-name part: no path separators, no leading dots (a name such
+    as ``../../escaped`` must not write outside the cache folder)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")
+    return cleaned[:80] or "scenario"
 
 
 # --- summary ----------------------------------------------------------------------------------
