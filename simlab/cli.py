@@ -362,6 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"simlab: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:            # a path the user gave: unwritable, a file as a folder
+        if args.debug or os.environ.get("SIMLAB_DEBUG") or not err.filename:
+            raise
+        print(f"simlab: error: cannot write or read {err.filename} ({err.strerror}); choose a "
+              "path you can write to (--db, --report, -o) or fix its permissions",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":   # pragma: no cover

@@ -124,3 +124,22 @@ def test_list_and_stream(work, capsys):
     assert code == 0 and out.startswith("tiny")
     code, out, _ = run(capsys, "stream", work / "tiny.toml", "--seed", "1")
     assert code == 0 and "scenario tiny  seed 1" in out and "5 waves" in out
+
+
+def test_an_unwritable_report_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+
+    def refuse(*args, **kwargs):
+        raise NotADirectoryError(20, "Not a directory", str(blocker / "report"))
+
+    import simlab.experiment.sweep as sweep
+
+    monkeypatch.setattr(sweep, "report_from_store", refuse)
+    (tmp_path / "r.db").touch()
+    from simlab.experiment.store import Store
+
+    Store(tmp_path / "r.db").close()
+    code = main(["report", str(tmp_path / "r.db"), "-o", str(blocker / "report")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("simlab: error: cannot write or read") and "\n" == err[-1]

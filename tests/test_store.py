@@ -155,3 +155,39 @@ def test_concurrent_writers(tmp_path):
     with Store(path) as store:
         f = store.frames(latest=False)
     assert len(f["runs"]) == 30 and len(f["metrics"]) == 30 * 8
+
+
+def test_an_unwritable_store_path_is_one_clear_error(tmp_path):
+    import os
+
+    from simlab.experiment.store import Store, StoreError
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):     # root ignores permissions: use a file as folder
+            (tmp_path / "file").write_text("x")
+            target = tmp_path / "file" / "r.db"
+        else:
+            target = locked / "sub" / "r.db"
+        with pytest.raises(StoreError, match="cannot open the results store .* writable --db"):
+            Store(target)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_store_missing_its_runs_table_is_refused_not_recreated(tmp_path):
+    import sqlite3
+
+    from simlab.experiment.store import Store, StoreError
+
+    Store(tmp_path / "r.db").close()
+    con = sqlite3.connect(tmp_path / "r.db")
+    con.execute("DROP TABLE runs")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="damaged: its runs table is missing"):
+        Store(tmp_path / "r.db")
+    con = sqlite3.connect(tmp_path / "r.db")
+    assert "runs" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master")}

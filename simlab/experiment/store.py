@@ -126,6 +126,13 @@ class Store:
 
     def __init__(self, path: str | Path = DEFAULT_DB, *, create: bool = True) -> None:
         self.path = Path(path)
+        try:
+            self._open(create)
+        except (OSError, sqlite3.OperationalError) as err:
+            raise StoreError(f"cannot open the results store {self.path} ({err}); pass a "
+                             "writable --db path (or fix the folder's permissions)") from err
+
+    def _open(self, create: bool) -> None:
         if not self.path.exists():
             if not create:
                 raise StoreError(f"no results store at {self.path}; run `simlab run SCENARIO` "
@@ -169,6 +176,10 @@ class Store:
         if "meta" not in tables:
             raise StoreError(f"{self.path} is a SQLite file but not a simlab results store "
                              "(no meta table); pass a different --db path.")
+        if "runs" not in tables:
+            raise StoreError(f"results store {self.path} is damaged: its runs table is "
+                             "missing. Keep the file for inspection and pass a new --db path "
+                             "(simlab never recreates tables in an existing store).")
         meta = dict(self._con.execute("SELECT key, value FROM meta"))
         found = meta.get("schema_version")
         if found != str(SCHEMA_VERSION):
