@@ -109,16 +109,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, path, desc in rows:
             print(f"{name:<{width}}  {desc or '-'}  ({_rel(path)})")
         return 0
-    from simlab.learners import available, learner_class
+    from simlab.learners.registry import available, describe
 
     names = available()
     width = max(map(len, names))
     for name in sorted(names):
-        try:
-            doc = _first_sentence(learner_class(name).__doc__ or "")
-        except ValueError as err:
-            doc = f"UNAVAILABLE: {err}"
-        print(f"{name:<{width}}  {doc}")
+        print(f"{name:<{width}}  {_first_sentence(describe(name))}")
     return 0
 
 

@@ -143,3 +143,11 @@ def test_an_unwritable_report_folder_is_one_line(tmp_path, capsys, monkeypatch):
     code = main(["report", str(tmp_path / "r.db"), "-o", str(blocker / "report")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("simlab: error: cannot write or read") and "\n" == err[-1]
+
+
+def test_listing_learners_does_not_import_torch():
+    code = ("import sys; from simlab.cli import main; main(['list', 'learners']); "
+            "sys.exit(int('torch' in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "maml " in done.stdout and "Model-Agnostic Meta-Learning" in done.stdout

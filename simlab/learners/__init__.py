@@ -1,25 +1,22 @@
-"""Learners: the plug-in point. Built-ins register here lazily; others via entry points."""
-from simlab.learners.base import Adapted, Budget, Learner, TaskSpec
-from simlab.learners.conformance import ConformanceError, check_learner
-from simlab.learners.registry import available, learner_class, make_learner, register
+"""Learners: the plug-in point. Built-ins are registered in ``registry`` (imported only when
+asked for); others come through entry points. Names are exported lazily, so that listing the
+learners does not import torch."""
+from __future__ import annotations
 
-for _name, _target in {
-    "maml": "simlab.learners.maml:MAML",
-    "fomaml": "simlab.learners.maml:FOMAML",
-    "metasgd": "simlab.learners.maml:MetaSGD",
-    "anil": "simlab.learners.maml:ANIL",
-    "reptile": "simlab.learners.maml:Reptile",
-    "meta_lstm": "simlab.learners.meta_lstm:MetaLSTM",
-    "relation": "simlab.learners.relation:RelationNet",
-    "protonet": "simlab.learners.relation:ProtoNet",
-    "scratch": "simlab.learners.baselines:Scratch",
-    "finetune": "simlab.learners.baselines:PooledFineTune",
-    "partial_pooling": "simlab.learners.baselines:PartialPooling",
-    "oracle": "simlab.learners.baselines:Oracle",
-}.items():
-    register(_name, _target)
+from simlab._lazy import lazy_exports
 
-__all__ = ["Adapted", "Budget", "ConformanceError", "Learner", "TaskSpec", "available",
-           "check_learner",
-           "learner_class",
-           "make_learner", "register"]
+_LAZY = {
+    "Adapted": "simlab.learners.base",
+    "Budget": "simlab.learners.base",
+    "Learner": "simlab.learners.base",
+    "TaskSpec": "simlab.learners.base",
+    "ConformanceError": "simlab.learners.conformance",
+    "check_learner": "simlab.learners.conformance",
+    "available": "simlab.learners.registry",
+    "learner_class": "simlab.learners.registry",
+    "make_learner": "simlab.learners.registry",
+    "register": "simlab.learners.registry",
+    "describe": "simlab.learners.registry",
+}
+
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

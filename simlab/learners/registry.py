@@ -1,15 +1,32 @@
 """Find learners by name, by entry point (group ``simlab.learners``) or as ``pkg.mod:Class``."""
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
+import importlib.util
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simlab.learners.base import Learner
+if TYPE_CHECKING:  # pragma: no cover
+    from simlab.learners.base import Learner
 
 ENTRY_POINT_GROUP = "simlab.learners"
-_BUILTIN: dict[str, str] = {}   # name -> "module:Class", filled by ``register``
+#: name -> "module:Class" of the built-in learners (imported only when asked for)
+_BUILTIN: dict[str, str] = {
+    "maml": "simlab.learners.maml:MAML",
+    "fomaml": "simlab.learners.maml:FOMAML",
+    "metasgd": "simlab.learners.maml:MetaSGD",
+    "anil": "simlab.learners.maml:ANIL",
+    "reptile": "simlab.learners.maml:Reptile",
+    "meta_lstm": "simlab.learners.meta_lstm:MetaLSTM",
+    "relation": "simlab.learners.relation:RelationNet",
+    "protonet": "simlab.learners.relation:ProtoNet",
+    "scratch": "simlab.learners.baselines:Scratch",
+    "finetune": "simlab.learners.baselines:PooledFineTune",
+    "partial_pooling": "simlab.learners.baselines:PartialPooling",
+    "oracle": "simlab.learners.baselines:Oracle",
+}
 
 
 def register(name: str, target: str) -> None:
@@ -33,6 +50,8 @@ def learner_class(name: str) -> type[Learner]:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown learner {name!r}.{hint} Valid: {', '.join(sorted(available()))}"
                          " (or give package.module:Class).")
+    from simlab.learners.base import Learner
+
     module, _, attr = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module), attr)
@@ -52,3 +71,23 @@ def make_learner(name: str, **hyperparameters: Any) -> Learner:
         fields = getattr(cls, "__dataclass_fields__", {})
         raise ValueError(f"learner {name!r}: {err}. Valid hyperparameters: "
                          f"{', '.join(fields) or 'none'}") from err
+
+
+def describe(name: str) -> str:
+    """The first paragraph of a learner's docstring, read from its source without importing
+    it (built-ins), or where a plug-in lives (plug-ins are user code: not imported to list)."""
+    target = available().get(name, name)
+    module, _, attr = target.partition(":")
+    if not module.startswith("simlab."):
+        return f"plug-in {target} (not imported here)"
+    try:
+        origin = importlib.util.find_spec(module).origin
+        with open(origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (ImportError, AttributeError, OSError, SyntaxError) as err:
+        return f"UNAVAILABLE: {err}"
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == attr:
+            return (ast.get_docstring(node) or "").split("\n\n")[0]
+    return f"UNAVAILABLE: no class {attr} in {module}"
+
