@@ -9,6 +9,7 @@ user can fix (one line on stderr, no traceback; ``--debug`` shows it), 2 bad usa
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -96,6 +97,16 @@ def _open_store(db: str | None, create: bool = False) -> Any:
 def add_list(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=("scenarios", "learners"), help="what to list")
     p.add_argument("--root", default="scenarios", help="folder of scenario files")
+    _add_json(p)
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _print_json(data: Any) -> int:
+    print(json.dumps(data, indent=2, default=str, allow_nan=True))
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -105,6 +116,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = list_scenarios(args.root)
         if not rows:
             raise UserError(f"no scenario files (*.toml) in {args.root}")
+        if args.json:
+            return _print_json([{"name": n, "path": str(p), "description": d}
+                                for n, p, d in rows])
         width = max(len(name) for name, _, _ in rows)
         for name, path, desc in rows:
             print(f"{name:<{width}}  {desc or '-'}  ({_rel(path)})")
@@ -112,6 +126,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from simlab.learners.registry import available, describe
 
     names = available()
+    if args.json:
+        return _print_json([{"name": n, "target": names[n], "description": describe(n)}
+                            for n in sorted(names)])
     width = max(map(len, names))
     for name in sorted(names):
         print(f"{name:<{width}}  {_first_sentence(describe(name))}")
@@ -269,10 +286,13 @@ def _report(db: str | Path, out: Path, scenario: str | Sequence[str] | None,
 def add_show(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run id (or a prefix of a cell key)")
     p.add_argument("--db", default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    _add_json(p)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _open_store(args.db) as store:
+        if args.json:
+            return _print_json(store.run_info(args.run))
         print(store.show(args.run))
     return 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+import json
 import subprocess
 import sys
 
@@ -53,6 +54,12 @@ def test_run_report_show_export(work, capsys):
     assert code == 0 and (work / "again" / "report.md").is_file()
     code, out, _ = run(capsys, "show", "1", "--db", db)
     assert code == 0 and "run 1  [ok]" in out and "summaries" in out
+    code, out, _ = run(capsys, "show", "1", "--db", db, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["run_id"] == 1 and info["status"] == "ok" and info["summaries"]
+    code, out, _ = run(capsys, "list", "learners", "--json")
+    assert code == 0 and {"name": "maml"}.items() <= next(
+        r for r in json.loads(out) if r["name"] == "maml").items()
     code, out, _ = run(capsys, "export", db, "-o", work / "x.csv")
     assert code == 0 and (work / "x.csv").is_file() and (work / "x.runs.csv").is_file()
     code, _, _ = run(capsys, "export", db, "-o", work / "x", "--format", "parquet")

@@ -363,15 +363,31 @@ class Store:
     def run_ids(self) -> list[int]:
         return [int(r[0]) for r in self._con.execute("SELECT run_id FROM runs ORDER BY run_id")]
 
-    def show(self, run_id: int | str) -> str:
-        """A readable account of one run: cell, status, timings, summaries, error, curve."""
-        cols = ("run_id, key, scenario, fingerprint, seed, learner, hyperparameters, device, "
-                "version, status, error, started, finished, seconds, timings")
+    def run_info(self, run_id: int | str) -> dict[str, Any]:
+        """One run as plain data (``simlab show --json``): the cell, status, timings, log,
+        summaries and the mean of every metric over waves per (shots, steps)."""
+        rid = self._find_run(run_id)
+        cols = [c for c in ("run_id", "key", "scenario", "fingerprint", "seed", "learner",
+                            "hyperparameters", "device", "version", "status", "error", "started",
+                            "finished", "seconds", "timings")]
+        row = dict(zip(cols, self._con.execute(f"SELECT {', '.join(cols)} FROM runs WHERE "
+                                               "run_id=?", (rid,)).fetchone()))
+        for k in ("hyperparameters", "timings"):
+            row[k] = json.loads(row[k] or "{}")
+        row["summaries"] = dict(self._con.execute(
+            "SELECT name, value FROM summaries WHERE run_id=? ORDER BY name", (rid,)).fetchall())
+        curve = self._read("SELECT shots, steps, metric, AVG(value) AS mean FROM metrics "
+                           "WHERE run_id=? GROUP BY shots, steps, metric", (rid,))
+        row["metrics"] = curve.to_dict(orient="records")
+        return row
+
+    def _find_run(self, run_id: int | str) -> int:
+        """The run id of ``run_id`` (an id, or a unique prefix of a cell key)."""
         text = str(run_id).strip()
-        row = self._con.execute(f"SELECT {cols} FROM runs WHERE run_id=?",
+        row = self._con.execute("SELECT run_id FROM runs WHERE run_id=?",
                                 (int(text),)).fetchall() if text.isdigit() else []
         if not row and text:
-            row = self._con.execute(f"SELECT {cols} FROM runs WHERE key LIKE ?",
+            row = self._con.execute("SELECT run_id FROM runs WHERE key LIKE ?",
                                     (text.lower() + "%",)).fetchall()
         if len(row) != 1:
             ids = self.run_ids()
@@ -379,6 +395,14 @@ class Store:
             what = "matches several runs" if row else "is not in"
             raise StoreError(f"run {run_id!r} {what} {self.path}; run ids: {span} "
                              "(or give a unique prefix of a cell key)")
+        return int(row[0][0])
+
+    def show(self, run_id: int | str) -> str:
+        """A readable account of one run: cell, status, timings, summaries, error, curve."""
+        cols = ("run_id, key, scenario, fingerprint, seed, learner, hyperparameters, device, "
+                "version, status, error, started, finished, seconds, timings")
+        row = self._con.execute(f"SELECT {cols} FROM runs WHERE run_id=?",
+                                (self._find_run(run_id),)).fetchall()
         (rid, key, scen, fp, seed, learner, hp, device, version, status, error, started,
          finished, seconds, timings) = row[0]
         lines = [f"run {rid}  [{status}]",
