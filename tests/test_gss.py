@@ -163,8 +163,8 @@ learners = ["scratch", "partial_pooling"]
     ('groups = ["region"]', 'groups = ["regions"]', "close matches: region"),
     ('target = "y"', 'target = "happy"',
      "data.target: column 'happy' is not numeric (e.g. '"),
-    ('support = 5', 'support = 95', "no (group, time) cell has support + 1 = 96 respondents "
-                                    "(the largest has 30); lower data.support"),
+    ('support = 5', 'support = 95', "no (group, time) cell has support + min_query = 100 "
+                                    "respondents (the largest has 30); lower data.support"),
     ('learners = ["scratch", "partial_pooling"]', 'learners = ["scratch", "oracle"]',
      "evaluation.learners lists 'oracle'"),
     ('shots = [2, 5]', 'shots = [2, 8]', "evaluation.shots = [2, 8] asks for more respondents "

@@ -111,8 +111,8 @@ def test_reproducible_draws():
 @pytest.mark.parametrize("kw, message", [
     ({"features": ["agee"]}, "close matches: age"),
     ({"groups": ["regoin"]}, "data.groups: column 'regoin'"),
-    ({"target": "edu"}, "not numeric"),
-    ({"support": 100}, "no (group, time) cell has support + 1 = 101"),
+    ({"target": "edu", "features": ["age"]}, "not numeric"),
+    ({"support": 100}, "no (group, time) cell has support + min_query = 105"),
 ])
 def test_bad_input_gives_one_clear_message(kw, message):
     with pytest.raises(ValueError, match=re.escape(message)):

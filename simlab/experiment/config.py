@@ -186,6 +186,10 @@ class ScenarioBase(BaseModel):
         """sha256 of only what the stream depends on (not name, evaluation or learners)."""
         return hashlib.sha256(self.canonical(self.stream_sections).encode()).hexdigest()
 
+    def stored_config(self) -> dict[str, Any]:
+        """What the results store records with each run (a survey adds its data ledger)."""
+        return self.model_dump(mode="json")
+
     # --- running --------------------------------------------------------------------------
     @abstractmethod
     def generate_stream(self, seed: int) -> TaskStream:
