@@ -344,7 +344,7 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
             task.info["wave"] = new
     ledger = build_ledger(rows, sizes, labels, kept, spec)
     stream = TaskStream(waves=[tasks[w] for w in kept], shifts=[], meta={})
-    loss = loss_warnings(ledger, spec)
+    loss = ledger["warnings"] = loss_warnings(ledger, spec)
     warns = loss + target_warnings(enc.y, spec)
     fit = support_fit_warning(stream)
     warns += [fit] if fit else []
