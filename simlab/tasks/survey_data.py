@@ -401,9 +401,20 @@ def row_flags(df: pd.DataFrame, spec: SurveyData, order: list[Any]) -> RowFlags:
     index = {str(_plain(v)): i for i, v in enumerate(order)}
     time = np.array([-1 if pd.isna(v) else index.get(str(_plain(v)), -1)
                      for v in df[spec.time]], dtype=np.int64)
-    group = df[spec.groups].astype(str).agg(" / ".join, axis=1).to_numpy().astype(object)
-    group[df[spec.groups].isna().any(axis=1).to_numpy()] = ""
+    group = group_labels(df, spec)
     return RowFlags(time, group, target, feats, other, ~(other | target | feats))
+
+
+def group_labels(df: pd.DataFrame, spec: SurveyData) -> np.ndarray:
+    """Each row's group label: its group columns' values joined by " / " ("" if any missing)."""
+    parts = [df[c].map(lambda v: "" if pd.isna(v) else str(v)).to_numpy(object)
+             for c in spec.groups]
+    label = parts[0]
+    for part in parts[1:]:
+        label = label + " / " + part
+    label = label.astype(object)
+    label[df[spec.groups].isna().any(axis=1).to_numpy()] = ""
+    return label
 
 
 def assign_waves(df: pd.DataFrame, spec: SurveyData, order: list[Any], rows: RowFlags,
