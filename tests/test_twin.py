@@ -151,7 +151,7 @@ def test_rank_agreement_counts_pairs_and_excludes_the_oracle() -> None:
     assert (ag.concordant, ag.discordant) == (5, 1)
     assert ag.kendall_tau == pytest.approx(4 / 6) and ag.spearman_rho == pytest.approx(0.8)
     assert ag.best_real == ag.best_twin == "a"
-    assert ag.answer.startswith("Partly")
+    assert ag.answer.startswith("Too few to tell: 4 learners x 3 seed(s)")
     flipped = [p for p in ag.pairs if p["agree"] is False]
     assert [(p["a"], p["b"]) for p in flipped] == [("b", "c")]
     assert "mean_excess_loss" not in real_board and twin_board["mean_excess_loss"].notna().all()
@@ -169,7 +169,7 @@ def test_twin_report_renders_both_leaderboards(tmp_path: Path) -> None:
                           "oracle": 0.5}, oracle=True)           # same names, same run ids
     files = build_twin_report(real, twin, tmp_path / "rep", "GSS and twin", n_boot=200)
     html, md = files["html"].read_text(), files["markdown"].read_text()
-    assert "Yes: the ranking of the 3 learners on the twin carries over" in md
+    assert "Too few to tell: 3 learners x 3 seed(s)" in md     # p >= 1/3 with 3 learners
     assert "Survey: gss" in md and "Twin: gss (twin)" in md
     assert "| partial_pooling | 1 | 0.6" in md
     assert "data:image/png;base64," in html and files["figure"].stat().st_size > 1000
@@ -201,12 +201,16 @@ def test_cmd_twin_writes_runs_both_and_reports(tmp_path: Path, capsys) -> None:
                               "--executor", "inline", "-q"])
     assert cmd_twin(args) == 0
     out = capsys.readouterr().out
-    assert "twin of tiny: 3 groups x 3 waves (every 2 ticks), K=5, Q=10, 4 features " \
-           "(3 binary, 1 continuous)" in out
+    assert "twin of tiny: 3 groups x 3 waves (every 2 ticks, design waves), K=5, Q=10, 4 " \
+           "features (3 binary, 1 continuous)" in out
+    assert re.search(r"effect spread between groups\s+[0-9.]+ \| [0-9.]+ \| \+-", out)
     twin = load_scenario(tmp_path / "tiny_twin.toml")
     assert twin.learners == {"partial_pooling": {"em_iterations": 3}}
     md = (tmp_path / "rep" / "twin.md").read_text()
     assert "learners compared: " in md and "Twin: tiny_twin" in md and "| oracle |" in md
+    assert "### How closely the twin matches the survey" in md
+    assert "| pooled R^2 of the features |" in md
+    assert "Too few to tell: 2 learners x 1 seed(s)" in md
 
 
 def test_distractor_columns_are_appended_and_leave_the_rest_unchanged() -> None:
@@ -230,3 +234,26 @@ def test_distractor_columns_are_appended_and_leave_the_rest_unchanged() -> None:
     assert abs(x[:, 2].mean()) < 0.3 and 0.7 < x[:, 2].std() < 1.3
     with pytest.raises(ScenarioError, match="each entry is a probability in"):
         Scenario.from_dict({**base, "survey": {**base["survey"], "binary_distractors": [1.5]}})
+
+
+def test_rank_verdict_needs_enough_learners_and_seeds() -> None:
+    losses = {"a": 0.50, "b": 0.55, "c": 0.60, "d": 0.65, "e": 0.70}
+    shifted = {k: v + 0.01 for k, v in losses.items()}
+    ag, _, _ = rank_agreement(frames("s", losses, False), frames("t", shifted, True), n_boot=50)
+    assert ag.seeds == 3 and ag.kendall_tau == pytest.approx(1.0) and ag.kendall_p < 0.05
+    assert ag.answer.startswith("Yes")
+    few_seeds, _, _ = rank_agreement(frames("s", losses, False, seeds=2),
+                                     frames("t", shifted, True), n_boot=50)
+    assert few_seeds.seeds == 2 and few_seeds.answer.startswith("Too few to tell")
+    four = {k: losses[k] for k in "abcd"}
+    few, _, _ = rank_agreement(frames("s", four, False),
+                               frames("t", {k: v + 0.01 for k, v in four.items()}, True),
+                               n_boot=50)
+    assert few.kendall_tau == pytest.approx(1.0) and few.answer.startswith("Too few to tell")
+    assert "p >= 0.083" in few.answer
+    # tau 0.8 with 5 learners: p = 0.083, not significant -> not "Yes"
+    swapped = {**shifted, "a": shifted["b"], "b": shifted["a"]}
+    ag2, _, _ = rank_agreement(frames("s", losses, False), frames("t", swapped, True),
+                               n_boot=50)
+    assert ag2.kendall_tau == pytest.approx(0.8) and ag2.kendall_p > 0.05
+    assert ag2.answer.startswith("Partly: the twin orders the 5 learners much like")

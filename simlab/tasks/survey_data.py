@@ -304,18 +304,11 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
     ``spec.design``. Every respondent is counted in ``meta["ledger"]``; warnings (data lost,
     a 0/1 regression target, a suspiciously good fit) go to ``meta["warnings"]`` and are
     raised as :class:`SurveyWarning` by the scenario that loads the data."""
-    check_columns(df, spec)
-    df = numeric_cells(apply_missing_codes(df.reset_index(drop=True), spec), spec)
-    order = time_order(df, spec)
-    if spec.design == "waves" and len(order) < 2:
-        raise ValueError(single_wave_message(spec, order))
-    rows = row_flags(df, spec, order)
+    df, rows, labels = prepared_rows(df, spec, seed)
     clean_df = df[rows.kept].reset_index(drop=True)
     enc = encode(clean_df, spec)
     check_leakage(clean_df, spec, enc.y)
-    wave, labels = assign_waves(df, spec, order, rows,
-                                np.random.default_rng([seed, DESIGN_STREAM]))
-    rows.wave = wave
+    wave = rows.wave
     in_design = rows.kept & (wave >= 0)
     clean_pos = np.cumsum(rows.kept) - 1            # row of df -> row of clean_df / enc
     cells = pd.DataFrame({"wave": wave[in_design], "group": rows.group[in_design],
@@ -364,6 +357,36 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
         "n_cells": len(cells), "rows": int(rows.kept.sum()), "ledger": ledger,
         "warnings": warns})
     return stream
+
+
+def prepared_rows(df: pd.DataFrame, spec: SurveyData, seed: int
+                  ) -> tuple[pd.DataFrame, RowFlags, list[Any]]:
+    """The checked table (missing codes applied, numeric text converted), each row's flags
+    and design wave, and the waves' labels (survey times, or replicate / group-set names)."""
+    check_columns(df, spec)
+    df = numeric_cells(apply_missing_codes(df.reset_index(drop=True), spec), spec)
+    order = time_order(df, spec)
+    if spec.design == "waves" and len(order) < 2:
+        raise ValueError(single_wave_message(spec, order))
+    rows = row_flags(df, spec, order)
+    rows.wave, labels = assign_waves(df, spec, order, rows,
+                                     np.random.default_rng([seed, DESIGN_STREAM]))
+    return df, rows, labels
+
+
+def respondents(df: pd.DataFrame, spec: SurveyData, seed: int) -> pd.DataFrame:
+    """Every respondent of the cells that became tasks (all of a cell's rows, not only the
+    K + Q drawn): columns ``time`` (the wave's label), ``group``, ``y`` and ``w`` (weight,
+    1 without weights); what a simulated twin matches prevalence to."""
+    df, rows, labels = prepared_rows(df, spec, seed)
+    use = rows.kept & (rows.wave >= 0)
+    y, _ = encode_target(df.loc[use, spec.target], spec.target_kind)
+    w = np.ones(int(use.sum())) if spec.weights is None else \
+        df.loc[use, spec.weights].to_numpy(np.float64)
+    out = pd.DataFrame({"wave": rows.wave[use], "group": rows.group[use], "y": y, "w": w})
+    size = out.groupby(["wave", "group"])["y"].transform("size")
+    out = out[size >= spec.support + spec.min_query]
+    return out.assign(time=[labels[k] for k in out["wave"]]).drop(columns="wave")
 
 
 def single_wave_message(spec: SurveyData, order: list[Any]) -> str:
