@@ -257,3 +257,63 @@ def test_rank_verdict_needs_enough_learners_and_seeds() -> None:
                                n_boot=50)
     assert ag2.kendall_tau == pytest.approx(0.8) and ag2.kendall_p > 0.05
     assert ag2.answer.startswith("Partly: the twin orders the 5 learners much like")
+
+
+# --- heterogeneity of effects and designs ---------------------------------------------------------
+def spread_frame(sd: float, seed: int = 0, groups: int = 8, years=(2000, 2001, 2002),
+                 n: int = 120) -> pd.DataFrame:
+    """A numeric survey whose three effects differ between groups by a known sd."""
+    rng = np.random.default_rng(seed)
+    beta = np.array([1.0, -0.5, 0.5]) + sd * rng.standard_normal((groups, 3))
+    parts = []
+    for g in range(groups):
+        for year in years:
+            x = rng.standard_normal((n, 3))
+            parts.append(pd.DataFrame({"year": year, "region": f"r{g}", "x1": x[:, 0],
+                                       "x2": x[:, 1], "x3": x[:, 2],
+                                       "y": x @ beta[g] + 0.2 * g + rng.standard_normal(n)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def frame_survey(df: pd.DataFrame, **data) -> SurveyScenario:
+    return SurveyScenario.from_frame(
+        df, groups="region", time="year", target="y", target_kind="regression",
+        features=["x1", "x2", "x3"], name="spread", **{"support": 20, "query": 50, **data},
+        evaluation={"warmup": 1, "shots": [5, 20], "steps": [0], "learners": ["scratch"]})
+
+
+def test_effect_spread_recovers_a_known_spread() -> None:
+    from simlab.experiment.twin import effect_spread
+
+    flat = effect_spread(frame_survey(spread_frame(0.0)).stream(0, cache=False))
+    wide = effect_spread(frame_survey(spread_frame(0.6)).stream(0, cache=False))
+    assert flat < 0.2 and 0.42 < wide < 0.8 and wide > 3 * flat
+
+
+def test_twin_matches_the_between_group_spread_of_effects() -> None:
+    survey = frame_survey(spread_frame(0.6))
+    fit = fit_twin(survey, rounds=4, heterogeneity=0.2)
+    row = next(r for r in fit.fidelity() if r["quantity"] == "effect spread between groups")
+    assert row["survey"] == pytest.approx(fit.shape.spread) and row["survey"] > 0.4
+    assert row["ok"] and abs(row["twin"] - row["survey"]) <= row["tolerance"]
+    assert fit.config["population"]["heterogeneity"] > 0.2      # raised from its start
+    fixed = fit_twin(survey, rounds=2, heterogeneity=0.2, match_spread=False)
+    assert fixed.config["population"]["heterogeneity"] == 0.2
+    assert fixed.spread < fit.spread
+
+
+def test_twin_reproduces_the_new_groups_and_replicates_designs() -> None:
+    df = spread_frame(0.3, groups=6)
+    fit = fit_twin(frame_survey(df, design="new_groups"), rounds=1)
+    real = frame_survey(df, design="new_groups").stream(0, cache=False)
+    groups = fit.config["survey"]["wave_groups"]
+    assert [len(g) for g in groups] == [len(w) for w in real.waves] == [2, 2, 2]
+    assert sorted(sum(groups, [])) == list(range(6))             # each group in one wave
+    twin = generate_stream(Scenario.from_dict(fit.config), 0)
+    assert [[t.info["group"] for t in w] for w in twin.waves] == groups
+    one = df[df.year == 2000]
+    rep = fit_twin(frame_survey(one, design="replicates", replicates=3, query=15),
+                   rounds=1)
+    assert rep.shape.times == ["2000 r1", "2000 r2", "2000 r3"]
+    assert np.ptp(rep.shape.wave_level) == 0.0 and "wave_groups" not in rep.config["survey"]
+    assert "random replicates (exchangeable)" in rep.summary()
