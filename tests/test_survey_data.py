@@ -266,7 +266,8 @@ def test_stray_text_in_a_numeric_column_is_an_error_with_the_fix():
 def test_a_declared_numeric_column_must_be_numbers():
     df = frame()
     df["edu"] = df["edu"].map({"low": "1", "mid": "2", "high": "unknown"})
-    with pytest.raises(ValueError, match=r"data.numeric: column 'edu' is numeric but has \d+ non-numeric cell\(s\): 'unknown'"):
+    with pytest.raises(ValueError, match=r"data.numeric: column 'edu' is numeric but has \d+ "
+                                         r"non-numeric cell\(s\): 'unknown'"):
         survey_stream(df, spec(numeric=["edu"]), seed=0)
     ok = survey_stream(df, spec(numeric=["edu"], missing_codes=["unknown"]), seed=0)
     assert "edu" in ok.meta["feature_names"] and "edu_missing" in ok.meta["feature_names"]

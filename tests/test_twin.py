@@ -211,6 +211,9 @@ def test_cmd_twin_writes_runs_both_and_reports(tmp_path: Path, capsys) -> None:
     assert "### How closely the twin matches the survey" in md
     assert "| pooled R^2 of the features |" in md
     assert "Too few to tell: 2 learners x 1 seed(s)" in md
+    detail = (tmp_path / "rep" / "report.md").read_text()      # the survey's data ledger
+    assert "### Data accounting" in detail and "| 2004 | 2 | 120 |" in detail
+    assert detail.count("### Data accounting") == 1              # the twin has none
 
 
 def test_distractor_columns_are_appended_and_leave_the_rest_unchanged() -> None:
@@ -308,7 +311,7 @@ def test_twin_reproduces_the_new_groups_and_replicates_designs() -> None:
     real = frame_survey(df, design="new_groups").stream(0, cache=False)
     groups = fit.config["survey"]["wave_groups"]
     assert [len(g) for g in groups] == [len(w) for w in real.waves] == [2, 2, 2]
-    assert sorted(sum(groups, [])) == list(range(6))             # each group in one wave
+    assert sorted(g for wave in groups for g in wave) == list(range(6))             # each group in one wave
     twin = generate_stream(Scenario.from_dict(fit.config), 0)
     assert [[t.info["group"] for t in w] for w in twin.waves] == groups
     one = df[df.year == 2000]

@@ -370,7 +370,7 @@ class TwinFit:
 
     def summary(self) -> str:
         """Plain-text account: shape, then observed vs achieved levels."""
-        sh, what = self.shape, ("prevalence" if self.shape.target == "binary" else "mean")
+        sh = self.shape
         n_bin = sh.kinds.count("binary")
         scale = self.config["dynamics"]["params"]["opinion_effect"] / OPINION_EFFECT
         het = self.config["population"]["heterogeneity"]

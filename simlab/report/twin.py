@@ -397,4 +397,5 @@ def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFram
             "report_markdown": detail["markdown"], **rest}
 
 
-__all__ = ["MIN_LEARNERS", "MIN_SEEDS", "RankAgreement", "build_twin_report", "rank_agreement", "rank_figure", "spearman"]
+__all__ = ["MIN_LEARNERS", "MIN_SEEDS", "RankAgreement", "build_twin_report", "rank_agreement",
+           "rank_figure", "spearman"]

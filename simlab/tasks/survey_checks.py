@@ -121,7 +121,8 @@ def time_order(df: pd.DataFrame, spec: SurveyData) -> list[Any]:
     if pd.api.types.is_numeric_dtype(present) or pd.api.types.is_datetime64_any_dtype(present):
         return [_plain(v) for v in sorted(present.unique())]
     values = sorted(map(str, present.unique()))
-    raise ValueError(f"data.time: column {spec.time!r} holds text ({', '.join(map(repr, values[:4]))}"
+    shown = ", ".join(map(repr, values[:4]))
+    raise ValueError(f"data.time: column {spec.time!r} holds text ({shown}"
                      f"{', ...' if len(values) > 4 else ''}), which has no order (sorting it "
                      f"alphabetically would scramble the waves); give the order as "
                      f"data.ordinal.{spec.time} = [earliest, ..., latest] in the [data.ordinal] "
