@@ -320,3 +320,15 @@ def test_twin_reproduces_the_new_groups_and_replicates_designs() -> None:
     assert rep.shape.times == ["2000 r1", "2000 r2", "2000 r3"]
     assert np.ptp(rep.shape.wave_level) == 0.0 and "wave_groups" not in rep.config["survey"]
     assert "random replicates (exchangeable)" in rep.summary()
+
+
+def test_wave_groups_must_match_the_waves() -> None:
+    base = {"name": "w", "dynamics": {"family": "opinion"}, "burn_in": 2,
+            "graph": {"kind": "planted_partition", "n_groups": 3, "group_size": 40},
+            "survey": {"every": 1, "waves": 2, "support": 5, "query": 10,
+                       "wave_groups": [[0, 1]]}, "evaluation": {"warmup": 1, "shots": [5]}}
+    with pytest.raises(ScenarioError, match=r"survey.wave_groups has 1 lists for 2 waves"):
+        Scenario.from_dict(base)
+    base["survey"]["wave_groups"] = [[0, 1], [2]]
+    stream = generate_stream(Scenario.from_dict(base), 0)
+    assert [[t.info["group"] for t in w] for w in stream.waves] == [[0, 1], [2]]
