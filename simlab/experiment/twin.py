@@ -24,10 +24,20 @@ the twin (where the oracle is known) carries over to the survey
   factor s so that a pooled (logistic) regression on the twin's tasks explains as much as on
   the survey's (McFadden's pseudo-R^2 for binary targets, McFadden 1974; R^2 for numeric).
 
+* **effect heterogeneity**: how far the features' effects differ between groups
+  (:func:`effect_spread`: per-group least-squares coefficients, their between-group variance
+  less the sampling variance, as in a method-of-moments random-coefficients estimate, Swamy
+  1970), matched by the population's ``heterogeneity``;
+* **design**: which groups each wave surveys (``survey.wave_groups``: held-out groups of a
+  ``new_groups`` survey, cells the survey lacks); a ``replicates`` survey's waves are
+  exchangeable, so the twin holds one level in every wave.
+
 Calibration alternates: generate the twin's stream, compare the expected prevalence (mean of
-the oracle over query respondents) per wave and per group and the pooled R^2 with the survey's,
-correct ``b_w`` (level and time), ``a_g`` (deviations between groups) and s, for ``rounds``
-rounds. The achieved numbers are written next to the observed ones in the twin's file.
+the oracle over query respondents) per wave and per group, the pooled R^2 and the effect
+spread with the survey's, correct ``b_w`` (level and time), ``a_g`` (deviations between
+groups), s and the heterogeneity, for ``rounds`` rounds. :meth:`TwinFit.fidelity` then lists
+every matched quantity, survey vs twin, with its tolerance, and flags the misses; they are
+written in the twin's file and shown in the side-by-side report.
 """
 from __future__ import annotations
 
@@ -59,6 +69,11 @@ BURN_IN = 50
 GROUP_SIZE_FACTOR = 4         # agents per community = this x (K + Q), at least MIN_GROUP_SIZE
 MIN_GROUP_SIZE = 200
 PREVALENCE_CLIP = 1e-3        # keeps logits finite for a wave or group with 0% or 100%
+#: tolerances of the fidelity table: prevalence (absolute; x the target's sd for a numeric
+#: target), and (absolute, relative) for the pooled R^2 and the effect spread
+TOL_LEVEL = 0.02
+TOL_SIGNAL = (0.01, 0.15)
+TOL_SPREAD = (0.01, 0.25)
 
 
 # --- the survey's shape ---------------------------------------------------------------------------
@@ -80,6 +95,9 @@ class SurveyShape:
     signal: float                      # pooled R^2 of the features on the stream
     target_sd: float                   # within-wave sd of a numeric target (1 for binary)
     skipped_cells: int
+    spread: float = 0.0                # between-group spread of effects (effect_spread)
+    design: str = "waves"
+    wave_groups: list[list[int]] | None = None   # communities per wave, None = all in all
 
     @property
     def n_groups(self) -> int:
@@ -96,7 +114,7 @@ class SurveyShape:
 
 def survey_shape(survey: SurveyScenario, seed: int = 0) -> SurveyShape:
     """Measure a survey scenario's shape (reads the data and builds its ``seed`` stream)."""
-    from simlab.tasks.survey_data import clean, encode, encode_target, feature_kinds
+    from simlab.tasks.survey_data import encode, feature_kinds, prepared_rows, respondents
 
     spec = survey.data
     if spec.target_kind == "multiclass":
@@ -104,20 +122,24 @@ def survey_shape(survey: SurveyScenario, seed: int = 0) -> SurveyShape:
                          "twin's opinion society answers a binary or numeric question; recode "
                          "the target to 0/1 (target_kind = 'binary') to rehearse on a twin")
     stream = survey.stream(seed, cache=False)
-    df = clean(survey.frame(), spec)
+    frame = survey.frame()
+    resp = respondents(frame, spec, seed)
     times = list(stream.meta["times"])
-    df = df[df[spec.time].isin(times)]
-    y, _ = encode_target(df[spec.target], spec.target_kind)
-    w = np.ones(len(df)) if spec.weights is None else df[spec.weights].to_numpy(np.float64)
-    group = df[spec.groups].astype(str).agg(" / ".join, axis=1).to_numpy()
     names = sorted({str(t.info["group"]) for t in stream.tasks()})
-    time_col = df[spec.time].to_numpy()
-    wave_level = np.array([_wmean(y, w, time_col == t) for t in times])
+    y, w = resp["y"].to_numpy(np.float64), resp["w"].to_numpy(np.float64)
+    time_col = resp["time"].astype(str).to_numpy()
+    group = resp["group"].to_numpy()
+    wave_level = np.array([_wmean(y, w, time_col == str(t)) for t in times])
     group_level = np.array([_wmean(y, w, group == g) for g in names])
-    raw = encode(df, spec).x                 # before any scaling: 0/1 columns stay 0/1
+    if spec.design == "replicates":            # exchangeable waves: one level throughout
+        wave_level = np.full(len(times), _wmean(y, w, np.ones(len(y), bool)))
+    df, rows, _ = prepared_rows(frame, spec, seed)
+    raw = encode(df[rows.kept].reset_index(drop=True), spec).x   # unscaled: 0/1 stay 0/1
     kinds = feature_kinds(raw)
     binary_means = [float(np.nanmean(raw[:, j])) for j, k in enumerate(kinds) if k == "binary"]
-    within_sd = float(np.sqrt(np.mean([np.var(y[time_col == t]) for t in times])))
+    within_sd = float(np.sqrt(np.mean([np.var(y[time_col == str(t)]) for t in times])))
+    surveyed = [[names.index(str(t.info["group"])) for t in wave] for wave in stream.waves]
+    full = all(len(g) == len(names) for g in surveyed)
     return SurveyShape(
         name=survey.name, target=spec.target_kind, group_names=names, times=times,
         every=_every(times), support=spec.support,
@@ -125,7 +147,43 @@ def survey_shape(survey: SurveyScenario, seed: int = 0) -> SurveyShape:
         kinds=kinds, binary_means=binary_means, wave_level=wave_level,
         group_level=group_level, signal=pooled_r2(stream),
         target_sd=within_sd if spec.target_kind == "regression" else 1.0,
-        skipped_cells=len(stream.meta.get("skipped_cells", [])))
+        skipped_cells=len(stream.meta.get("skipped_cells", [])),
+        spread=effect_spread(stream), design=spec.design,
+        wave_groups=None if full else surveyed)
+
+
+def effect_spread(stream: TaskStream, ridge: float = 1e-3) -> float:
+    """How far the features' effects differ between groups: per group (its tasks pooled over
+    waves) least-squares coefficients b_g with sampling variances s_g^2; per feature the
+    between-group variance ``max(0, var_g(b_g) - mean_g(s_g^2))`` (method of moments, Swamy
+    1970); returns the root of its mean over the features that vary in every group. Linear
+    (probability) scale for every target kind, so the survey and its twin are measured alike."""
+    by_group: dict[Any, list[Any]] = {}
+    for task in stream.tasks():
+        by_group.setdefault(task.info["group"], []).append(task)
+    if len(by_group) < 2:
+        return 0.0
+    coefs, variances, varies = [], [], []
+    for tasks in by_group.values():
+        x = np.concatenate([np.concatenate([t.x_support, t.x_query]) for t in tasks]
+                           ).astype(np.float64)
+        y = np.concatenate([np.concatenate([t.y_support, t.y_query]) for t in tasks]
+                           ).astype(np.float64)
+        x1 = np.column_stack([np.ones(len(x)), x])
+        gram = x1.T @ x1 + ridge * len(x) * np.diag([0.0] + [1.0] * x.shape[1])
+        inv = np.linalg.inv(gram)
+        beta = inv @ x1.T @ y
+        dof = max(len(y) - x1.shape[1], 1)
+        sigma2 = float(np.sum((y - x1 @ beta) ** 2)) / dof
+        coefs.append(beta[1:])
+        variances.append(sigma2 * np.diag(inv)[1:])
+        varies.append(x.std(axis=0) > 1e-6)
+    coefs, variances = np.array(coefs), np.array(variances)
+    ok = np.all(varies, axis=0)
+    if not ok.any():
+        return 0.0
+    between = coefs[:, ok].var(axis=0, ddof=1) - variances[:, ok].mean(axis=0)
+    return float(np.sqrt(np.mean(np.maximum(between, 0.0))))
 
 
 def _wmean(y: np.ndarray, w: np.ndarray, mask: np.ndarray) -> float:
@@ -244,18 +302,21 @@ def twin_config(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> d
         survey_table["distractors"] = feats.distractors
     if feats.binary_distractors:
         survey_table["binary_distractors"] = feats.binary_distractors
+    if shape.wave_groups is not None:
+        survey_table["wave_groups"] = shape.wave_groups
     return {
         "name": f"{shape.name}_twin",
         "description": f"Simulated twin of {shape.name}: {shape.n_groups} groups x "
-                       f"{shape.n_waves} waves, K={shape.support}, Q={shape.query}, "
-                       f"{shape.n_features} features, matched prevalence",
+                       f"{shape.n_waves} waves ({shape.design}), K={shape.support}, "
+                       f"Q={shape.query}, {shape.n_features} features, matched prevalence",
         "burn_in": BURN_IN,
         "dynamics": {"family": "opinion", "params": params},
         "graph": {"kind": "planted_partition", "n_groups": shape.n_groups,
                   "group_size": max(MIN_GROUP_SIZE,
                                     GROUP_SIZE_FACTOR * (shape.support + shape.query)),
                   "mean_degree": 10.0, "homophily": 0.8},
-        "population": {"heterogeneity": levels.heterogeneity, "traits": feats.traits,
+        "population": {"heterogeneity": round(float(levels.heterogeneity), 4),
+                       "traits": feats.traits,
                        "coef": {t: round(DEFAULT_COEF[t] * s, 4) for t in feats.traits},
                        "intercept": round(float(np.mean(levels.group)), 4)},
         "survey": survey_table,
@@ -286,6 +347,17 @@ class TwinFit:
     check_wave: np.ndarray             # per-wave prevalence on another seed (out of sample)
     seed: int
     history: list[float] = field(default_factory=list)   # max |wave gap| after each round
+    spread: float = 0.0                # the twin's effect spread on the calibration seed
+
+    def fidelity(self) -> list[dict[str, Any]]:
+        """Every matched quantity: survey vs twin (calibration seed), its tolerance, and
+        whether it is met (see :func:`fidelity_rows`)."""
+        return fidelity_rows(self.shape, self.achieved_wave, self.achieved_group, self.signal,
+                             self.spread, self.check_wave)
+
+    def misses(self) -> list[dict[str, Any]]:
+        """The matched quantities outside their tolerance."""
+        return [row for row in self.fidelity() if not row["ok"]]
 
     def table(self) -> list[tuple[str, float, float, float]]:
         """(label, observed, achieved on the calibration seed, on the check seed) rows."""
@@ -298,25 +370,67 @@ class TwinFit:
 
     def summary(self) -> str:
         """Plain-text account: shape, then observed vs achieved levels."""
-        sh, what = self.shape, ("prevalence" if self.shape.target == "binary" else "mean")
+        sh = self.shape
         n_bin = sh.kinds.count("binary")
         scale = self.config["dynamics"]["params"]["opinion_effect"] / OPINION_EFFECT
+        het = self.config["population"]["heterogeneity"]
         lines = [f"twin of {sh.name}: {sh.n_groups} groups x {sh.n_waves} waves (every "
-                 f"{sh.every} ticks), K={sh.support}, Q={sh.query}, {sh.n_features} features "
-                 f"({n_bin} binary, {sh.n_features - n_bin} continuous), target {sh.target}",
-                 f"pooled R^2 of the features: survey {sh.signal:.4f}, twin {self.signal:.4f} "
-                 f"(effects scaled by {scale:.3g})",
-                 f"{what}: observed | twin seed {self.seed} (calibrated) | twin seed "
-                 f"{self.seed + 1} (check)"]
-        lines += [f"  {lab:<32} {o:.3f} | {a:.3f} | " + ("-" if math.isnan(c) else f"{c:.3f}")
-                  for lab, o, a, c in self.table()]
+                 f"{sh.every} ticks, design {sh.design}), K={sh.support}, Q={sh.query}, "
+                 f"{sh.n_features} features ({n_bin} binary, {sh.n_features - n_bin} "
+                 f"continuous), target {sh.target}",
+                 f"effects scaled by {scale:.3g}, heterogeneity {het:.3g}",
+                 f"matched quantity: survey | twin seed {self.seed} (calibrated) | tolerance | "
+                 f"twin seed {self.seed + 1} (check)"]
+        for row in self.fidelity():
+            check = "-" if math.isnan(row["check"]) else f"{row['check']:.4f}"
+            flag = "ok" if row["ok"] else "MISS"
+            lines.append(f"  {row['quantity']:<36} {row['survey']:.4f} | {row['twin']:.4f} | "
+                         f"+-{row['tolerance']:.4f} {flag:<4} | {check}")
+        misses = self.misses()
         gaps = np.abs(self.achieved_wave - sh.wave_level)
         lines.append(f"largest per-wave gap {gaps.max():.4f} (calibration seed), "
-                     f"{np.abs(self.check_wave - sh.wave_level).max():.4f} (check seed)")
-        if sh.skipped_cells:
-            lines.append(f"note: the survey skips {sh.skipped_cells} small cells; the twin "
-                         "surveys every group in every wave")
+                     f"{np.abs(self.check_wave - sh.wave_level).max():.4f} (check seed); "
+                     + (f"{len(misses)} quantit{'y' if len(misses) == 1 else 'ies'} outside "
+                        "tolerance: " + ", ".join(m["quantity"] for m in misses)
+                        + " (more --rounds may help)" if misses else
+                        "every matched quantity within tolerance"))
+        if sh.wave_groups is not None:
+            lines.append(f"the twin surveys the same groups in each wave as the survey "
+                         f"({sum(map(len, sh.wave_groups))} cells of "
+                         f"{sh.n_groups * sh.n_waves})")
+        if sh.design == "replicates":
+            lines.append("the survey's waves are random replicates (exchangeable): the twin "
+                         "holds one level in every wave")
         return "\n".join(lines)
+
+
+def fidelity_rows(shape: SurveyShape, wave: np.ndarray, group: np.ndarray, signal: float,
+                  spread: float, check_wave: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Survey vs twin for each matched quantity: prevalence (mean) per wave and per group
+    (tolerance ``TOL_LEVEL``; 5 x that x the sd of a numeric target), the pooled R^2 and
+    the effect spread (absolute + relative tolerance); ``ok`` when within it."""
+    what = "prevalence" if shape.target == "binary" else "mean"
+    tol_level = TOL_LEVEL if shape.target == "binary" else 5 * TOL_LEVEL * shape.target_sd
+    check = check_wave if check_wave is not None else np.full(len(wave), np.nan)
+    rows = [(f"{what}, wave {w} ({t})", o, a, tol_level, c) for w, (t, o, a, c) in
+            enumerate(zip(shape.times, shape.wave_level, wave, check))]
+    rows += [(f"{what}, group {g}", o, a, tol_level, math.nan)
+             for g, o, a in zip(shape.group_names, shape.group_level, group)]
+    rows.append(("pooled R^2 of the features", shape.signal, signal,
+                 TOL_SIGNAL[0] + TOL_SIGNAL[1] * shape.signal, math.nan))
+    rows.append(("effect spread between groups", shape.spread, spread,
+                 TOL_SPREAD[0] + TOL_SPREAD[1] * shape.spread, math.nan))
+    return [{"quantity": q, "survey": float(o), "twin": float(a), "tolerance": float(tol),
+             "ok": bool(abs(a - o) <= tol), "check": float(c)} for q, o, a, tol, c in rows]
+
+
+def measure_twin(shape: SurveyShape, twin: Scenario, seed: int = 0) -> list[dict[str, Any]]:
+    """The fidelity table of an existing twin scenario, measured on its ``seed`` stream."""
+    from simlab.tasks.stream import generate_stream
+
+    stream = generate_stream(twin, seed)
+    wave, group = achieved_levels(stream, shape.n_groups)
+    return fidelity_rows(shape, wave, group, pooled_r2(stream), effect_spread(stream))
 
 
 def _link(kind: str) -> tuple[Any, Any]:
@@ -338,11 +452,12 @@ def achieved_levels(stream: TaskStream, n_groups: int) -> tuple[np.ndarray, np.n
 
 
 def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
-             heterogeneity: float = 0.5) -> TwinFit:
+             heterogeneity: float = 0.5, match_spread: bool = True) -> TwinFit:
     """Calibrate a twin of ``survey`` on the twin stream of ``seed`` (see the module docstring).
 
     ``heterogeneity``: the population's spread of communities (trait means and behaviour
-    coefficients; 0 = every community the same task), which the survey does not pin down.
+    coefficients; 0 = every community the same task): the starting value, calibrated to the
+    survey's effect spread unless ``match_spread`` is False (then kept as given).
     """
     from simlab.tasks.stream import generate_stream
 
@@ -361,12 +476,14 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
         ach_w, ach_g = achieved_levels(stream, shape.n_groups)
         history.append(float(np.abs(ach_w - shape.wave_level).max()))
         d_w, d_g = target_w - to_link(ach_w), target_g - to_link(ach_g)
-        # the last round keeps the scale, so its level correction is made at the final scale
-        scale = levels.scale if r == rounds - 1 else _rescale(levels.scale, shape.signal,
-                                                              pooled_r2(stream))
+        # the last round keeps scale and spread, so its level correction is made at them
+        last = r == rounds - 1
+        scale = levels.scale if last else _rescale(levels.scale, shape.signal,
+                                                   pooled_r2(stream))
+        het = levels.heterogeneity if last or not match_spread else _respread(
+            levels.heterogeneity, shape.spread, effect_spread(stream))
         levels = Levels(group=levels.group + d_g - d_g.mean() + d_w[0],
-                        wave=levels.wave + d_w - d_w[0], scale=scale,
-                        heterogeneity=heterogeneity)
+                        wave=levels.wave + d_w - d_w[0], scale=scale, heterogeneity=het)
     twin = _twin_scenario(survey, shape, levels)
     stream = generate_stream(twin, seed)
     ach_w, ach_g = achieved_levels(stream, shape.n_groups)
@@ -374,7 +491,16 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
     check_w, _ = achieved_levels(generate_stream(twin, seed + 1), shape.n_groups)
     return TwinFit(config=twin_config(survey, shape, levels), shape=shape, achieved_wave=ach_w,
                    achieved_group=ach_g, signal=pooled_r2(stream), check_wave=check_w,
-                   seed=seed, history=history)
+                   seed=seed, history=history, spread=effect_spread(stream))
+
+
+def _respread(het: float, wanted: float, got: float) -> float:
+    """The heterogeneity update: the effect spread grows about linearly with it, so multiply
+    by wanted / got, damped to a factor in [1/3, 3] per round (0 stays reachable: a survey
+    without spread drives it towards 0)."""
+    if got <= 1e-6:
+        return max(het, 0.05) * 3.0 if wanted > 1e-6 else het
+    return float(het * np.clip(wanted / got, 1 / 3, 3.0))
 
 
 def _twin_scenario(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> Scenario:
@@ -548,7 +674,7 @@ def compare_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = 
         frames = store.frames(real.name), store.frames(sim.name)
     out = Path(out_dir) if out_dir is not None else Path("reports") / real.name
     return build_twin_report(*frames, out, f"{real.name}: the survey and its simulated twin",
-                             n_boot=n_boot)
+                             n_boot=n_boot, fidelity=measure_twin(survey_shape(real), sim))
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -565,7 +691,10 @@ def add_twin_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration rounds (default 4)")
     parser.add_argument("--heterogeneity", type=float, default=0.5,
                         help="how far the twin's communities differ (traits, effects; default "
-                             "0.5, 0 = all alike)")
+                             "0.5, 0 = all alike): the starting value, calibrated to the "
+                             "survey's between-group spread of effects")
+    parser.add_argument("--fixed-heterogeneity", action="store_true",
+                        help="keep --heterogeneity as given (do not match the effect spread)")
     run = parser.add_argument_group("compare", "run the survey and the twin, then report them "
                                                "side by side")
     run.add_argument("--report", default=None, metavar="DIR",
@@ -588,7 +717,8 @@ def cmd_twin(args: argparse.Namespace) -> int:
     """Write the simulated twin of a survey scenario and print how well it matches."""
     survey = _load_survey(args.scenario)
     fit = fit_twin(survey, seed=args.seed, rounds=args.rounds,
-                   heterogeneity=args.heterogeneity)
+                   heterogeneity=args.heterogeneity,
+                   match_spread=not args.fixed_heterogeneity)
     out = write_fit(survey, fit, args.output)
     print(fit.summary())
     print(f"wrote {out}")
@@ -606,5 +736,6 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
 
 __all__ = ["SurveyShape", "TwinFit", "add_twin_arguments", "cmd_twin", "compare_twin",
-           "dumps_toml", "fit_twin", "make_twin", "pooled_r2", "survey_shape", "twin_config",
+           "dumps_toml", "effect_spread", "fidelity_rows", "fit_twin", "make_twin",
+           "measure_twin", "pooled_r2", "survey_shape", "twin_config",
            "twin_features", "write_fit", "write_twin"]

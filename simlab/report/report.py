@@ -234,12 +234,18 @@ def _figures(name: str, runs: pd.DataFrame, mets: pd.DataFrame, summaries: pd.Da
     return files
 
 
+def _survey_ledger(section: Any) -> Any:
+    from simlab.report.ledger import ledger_context
+    return ledger_context(section)
+
+
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("simlab.report", "templates"),
                       autoescape=select_autoescape(enabled_extensions=("html.j2",),
                                                    default_for_string=False),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["md"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+    env.filters["survey_ledger"] = _survey_ledger   # the _ledger partial (survey scenarios)
     return env
 
 

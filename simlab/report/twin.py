@@ -45,6 +45,10 @@ from simlab.report.report import (RUN_COLUMNS, Table, _check_frame, _environment
 RANK_METRIC = "mean_loss"
 #: Kendall's tau at or above which the twin "carries over", and below which it does not
 AGREE, DISAGREE = 0.7, 0.3
+#: the least for a calibrated verdict: with 4 learners even a perfect order has an exact
+#: two-sided Kendall p of 2/4! = 0.083, so "Yes" (which needs p < ALPHA) is out of reach; and
+#: seeds are the unit of inference, so each side needs a few
+MIN_LEARNERS, MIN_SEEDS, ALPHA = 5, 3, 0.05
 
 
 @dataclass
@@ -65,6 +69,7 @@ class RankAgreement:
     best_twin: str | None
     pairs: list[dict[str, Any]]
     answer: str
+    seeds: int = 0                  # seeds every shared learner ran on both sides (fewest)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items()}
@@ -154,9 +159,18 @@ def rank_agreement(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFrame],
     best_r = shared[int(np.argmin(r))] if shared else None
     best_t = shared[int(np.argmin(t))] if shared else None
     agreement = RankAgreement(shared, r.tolist(), t.tolist(), tau, p_tau, rho, p_rho, conc, disc,
-                              len(pairs) - conc - disc, best_r, best_t, pairs, "")
+                              len(pairs) - conc - disc, best_r, best_t, pairs, "",
+                              seeds=min(_seeds(real, shared), _seeds(twin, shared)))
     agreement.answer = _answer(agreement)
     return agreement, real_board, twin_board
+
+
+def _seeds(frames: dict[str, pd.DataFrame], labels: list[str]) -> int:
+    """The fewest seeds any of ``labels`` finished (status ok or diverged) on this side."""
+    runs = frames["runs"]
+    done = runs[runs["status"].isin(["ok", "diverged"]) & runs["learner"].isin(labels)]
+    counts = done.groupby("learner")["seed"].nunique()
+    return int(min((counts.get(lab, 0) for lab in labels), default=0))
 
 
 def spearman(a: np.ndarray, b: np.ndarray, exact_up_to: int = 8) -> tuple[float, float]:
@@ -223,8 +237,17 @@ def _answer(ag: RankAgreement) -> str:
             if ag.best_twin == ag.best_real else
             f"But the twin's best learner ({ag.best_twin}) is not the survey's best "
             f"({ag.best_real}).")
-    if ag.kendall_tau >= AGREE:
+    if n < MIN_LEARNERS or ag.seeds < MIN_SEEDS:
+        floor = 2 / math.factorial(n)
+        head = (f"Too few to tell: {n} learners x {ag.seeds} seed(s) cannot give a calibrated "
+                f"verdict (it needs at least {MIN_LEARNERS} learners, since with {n} even a "
+                f"perfect agreement has p >= {floor:.2g}, and {MIN_SEEDS} seeds on each side);"
+                f" run more learners and seeds. For what it shows")
+    elif ag.kendall_tau >= AGREE and ag.kendall_p < ALPHA:
         head = f"Yes: the ranking of the {n} learners on the twin carries over to the survey"
+    elif ag.kendall_tau >= AGREE:
+        head = (f"Partly: the twin orders the {n} learners much like the survey, but not "
+                f"significantly so (p >= {ALPHA})")
     elif ag.kendall_tau > DISAGREE:
         head = f"Partly: the twin's ranking of the {n} learners carries over only in part"
     else:
@@ -236,9 +259,7 @@ def _answer(ag: RankAgreement) -> str:
                   "noise on at least one side.")
     else:
         detail = ""
-    small = (" With so few learners even a perfect agreement is weak evidence."
-             if n <= 3 else "")
-    return f"{head} ({stats_text}). {best}{detail}{small}"
+    return f"{head} ({stats_text}). {best}{detail}"
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -314,16 +335,27 @@ def rank_figure(ag: RankAgreement, real_name: str, twin_name: str) -> bytes:
     return buf.getvalue()
 
 
+def _fidelity_table(rows: list[dict[str, Any]] | None) -> Table | None:
+    """Survey vs twin for each matched quantity, with its tolerance and a flag."""
+    if not rows:
+        return None
+    return Table(["matched quantity", "survey", "twin", "tolerance", "within"],
+                 [[r["quantity"], f"{r['survey']:.4f}", f"{r['twin']:.4f}",
+                   f"+-{r['tolerance']:.4f}", "yes" if r["ok"] else "**MISS**"] for r in rows])
+
+
 def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFrame],
                       out_dir: Path | str, title: str, *, options: SummaryOptions | None = None,
-                      n_boot: int = 2000) -> dict[str, Path]:
+                      n_boot: int = 2000, fidelity: list[dict[str, Any]] | None = None
+                      ) -> dict[str, Path]:
     """Write ``twin.html`` and ``twin.md`` (side by side) plus the full report of both
     scenarios (``report.html``, ``report.md``, ``figures/``) into ``out_dir``.
 
     ``real``/``twin``: what ``Store.frames(scenario)`` returns for the survey and for its twin
     (runs, metrics, shifts and optionally configs; from one store or two). Returns the paths:
     "html", "markdown", "figure" (the rank figure), "report_html", "report_markdown", and
-    the detail report's figures.
+    the detail report's figures. ``fidelity``: the twin's matched quantities
+    (:func:`simlab.experiment.twin.fidelity_rows`), shown with their misses flagged.
     """
     real, twin = _frames(real, "survey"), _frames(twin, "twin")
     out = Path(out_dir)
@@ -349,10 +381,13 @@ def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFram
            "facts": [("learners compared", ", ".join(ag.learners) or "none"),
                      ("Kendall's tau-b", _fmt(ag.kendall_tau) + f" (p = {_fmt(ag.kendall_p)})"),
                      ("Spearman's rho", _fmt(ag.spearman_rho) + f" (p = {_fmt(ag.spearman_p)})"),
+                     ("seeds (fewest, per side)", str(ag.seeds)),
                      ("pairs in the same order", f"{ag.concordant} of {len(ag.pairs)}"),
                      ("best on the survey", str(ag.best_real)),
                      ("best on the twin", str(ag.best_twin))],
-           "detail_html": detail["html"].name, "detail_markdown": detail["markdown"].name}
+           "detail_html": detail["html"].name, "detail_markdown": detail["markdown"].name,
+           "fidelity": _fidelity_table(fidelity),
+           "misses": [r["quantity"] for r in fidelity or [] if not r["ok"]]}
     env = _environment()
     html, md = out / "twin.html", out / "twin.md"
     html.write_text(env.get_template("twin.html.j2").render(ctx), encoding="utf-8")
@@ -362,4 +397,5 @@ def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFram
             "report_markdown": detail["markdown"], **rest}
 
 
-__all__ = ["RankAgreement", "build_twin_report", "rank_agreement", "rank_figure", "spearman"]
+__all__ = ["MIN_LEARNERS", "MIN_SEEDS", "RankAgreement", "build_twin_report", "rank_agreement",
+           "rank_figure", "spearman"]

@@ -52,6 +52,10 @@ class SurveyDesign(StrictModel):
     binary_distractors: list[float] = Field(
         default_factory=list, description="irrelevant 0/1 features appended, one per entry: "
                                           "its P(1) in [0, 1]")
+    wave_groups: list[list[int]] | None = Field(
+        None, description="community ids surveyed in each wave (one list per wave; None = "
+                          "every community every wave): a twin's copy of a survey design with "
+                          "held-out groups or missing cells")
 
     @property
     def n_ticks(self) -> int:

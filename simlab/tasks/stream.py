@@ -86,7 +86,10 @@ def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
     for w in range(design.waves):
         for _ in range(design.every):
             society.step()
-        waves.append(list(sample_wave(society, design, w, survey_rng)))
+        tasks = list(sample_wave(society, design, w, survey_rng))
+        if design.wave_groups is not None:      # a survey design that skips some groups
+            tasks = [t for t in tasks if t.info["group"] in set(design.wave_groups[w])]
+        waves.append(tasks)
     shifts = shift_events(society.events, scenario.burn_in, design.every, design.waves)
     shifted = {s.wave for s in shifts}
     for wave in waves:

