@@ -278,23 +278,26 @@ def fit_log(losses: Sequence[float] = (), skipped: int = 0, seconds: float = 0.0
             "skipped_nonfinite": float(skipped), "seconds": float(seconds)}
 
 
-def fit_loop(step: Callable[[TaskBatch], tuple[float, bool]], sampler: EpisodeSampler,
-             budget: Budget, generator: torch.Generator) -> dict[str, float]:
+def fit_loop(step: Callable[[Any], tuple[float, bool]], pool: EpisodeSampler | int,
+             budget: Budget, generator: torch.Generator, device: str | torch.device = "cpu"
+             ) -> dict[str, float]:
     """Up to ``budget.iterations`` calls ``step(batch)``, each on a freshly drawn episode
     batch: ``min(meta_batch, n_tasks)`` task indices drawn without replacement with
-    ``generator``, re-split by ``sampler`` with the same generator (so the same seed gives
-    the same episodes, and an online continuation carries the stream on); stops early once
-    ``budget.seconds`` have passed. ``step`` returns (meta-loss, whether it updated)."""
+    ``generator``, re-split by the ``EpisodeSampler`` ``pool`` with the same generator (so the
+    same seed gives the same episodes, and an online continuation carries the stream on);
+    stops early once ``budget.seconds`` have passed. ``step`` returns (meta-loss, whether it
+    updated). ``pool`` may instead be a task count: then ``step`` gets the task indices (on
+    ``device``), for learners that use whole tasks their own way."""
     start = time.perf_counter()
     losses: list[float] = []
     skipped = 0
-    n_tasks = len(sampler)
+    n_tasks = pool if isinstance(pool, int) else len(pool)
     size = min(budget.meta_batch, n_tasks)
     for _ in range(budget.iterations if n_tasks else 0):
         if budget.seconds is not None and time.perf_counter() - start >= budget.seconds:
             break
         idx = torch.randperm(n_tasks, generator=generator)[:size]
-        loss, ok = step(sampler(idx, generator))
+        loss, ok = step(idx.to(device) if isinstance(pool, int) else pool(idx, generator))
         if ok:
             losses.append(loss)
         else:
