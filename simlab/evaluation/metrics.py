@@ -29,8 +29,12 @@ Per-respondent scores (``pred`` is P(y=1), class probabilities or E[y]):
   produces every step count at once, so it is recorded once, at the largest step count).
 * ``meta_fit_seconds``: wall time of the ``meta_fit`` call that follows the wave (shots=steps=0;
   the warm-up call is recorded at wave ``warmup - 1``).
+* ``adapt_cpu_seconds`` / ``meta_fit_cpu_seconds``: the same calls' CPU seconds
+  (``time.process_time``: every thread of the process), recorded next to the wall times.
 * ``diverged``: 1 if the predictions for that step count were non-finite (then every other
-  metric of the cell is NaN), or if the learner's ``meta_fit`` diverged earlier (0 otherwise).
+  metric of the cell is NaN), or if the learner's ``meta_fit`` diverged earlier, or if the loss
+  blew up past ``protocol.DIVERGENCE_MULTIPLE`` times the support base-rate predictor's loss
+  on the same queries (then the finite metrics are kept); 0 otherwise.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 METRICS: tuple[str, ...] = (
     "loss", "accuracy", "brier", "ece", "excess_loss", "prevalence_error",
     "prevalence_error_oracle", "adapt_seconds", "meta_fit_seconds", "diverged",
+    "adapt_cpu_seconds", "meta_fit_cpu_seconds",
 )
 #: metrics scored per (wave, shots, steps) from predictions
 SCORED: tuple[str, ...] = METRICS[:7]
@@ -346,7 +351,7 @@ def summarize(records: pd.DataFrame, shifts: pd.DataFrame | None = None,
     ``mean_<metric>`` for every scored metric present (mean of :func:`wave_curve`: largest step
     count, mean over shots and waves; NaN if any wave diverged); ``regret`` = cumulative excess
     loss over the scored waves (sum of the same curve; oracle only); ``adapt_seconds_total`` and
-    ``meta_fit_seconds_total``;
+    ``meta_fit_seconds_total`` (and their ``*_cpu_seconds_total``);
     ``auc_steps`` (mean over K) and ``auc_steps[K=k]``; ``shots_to_target``;
     ``recovery_waves[i]`` and ``peak_excess[i]`` for shift i (its position in the stream's
     shift list) on the excess-loss curve -- without an oracle recovery uses the loss curve and
@@ -362,7 +367,8 @@ def summarize(records: pd.DataFrame, shifts: pd.DataFrame | None = None,
             out[f"mean_{name}"] = float(_curve(cs[name]).mean(skipna=False))
     if "excess_loss" in cs:
         out["regret"] = float(_curve(cs["excess_loss"]).sum(skipna=False))
-    for name in ("adapt_seconds", "meta_fit_seconds"):
+    for name in ("adapt_seconds", "meta_fit_seconds", "adapt_cpu_seconds",
+                 "meta_fit_cpu_seconds"):
         if name in cs:
             out[f"{name}_total"] = float(np.nansum(cs[name].values))
     auc = auc_steps(cs, "loss")

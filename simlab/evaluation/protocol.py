@@ -17,11 +17,28 @@ The learner never sees query responses before it is scored: the batch it gets ha
 replaced by NaN (-1 for multiclass), so a learner that reads them produces NaN and shows up as
 diverged instead of silently cheating. ``oracle_query`` is removed too, except for the oracle baseline (``Learner.uses_oracle``).
 
+Meta-training sees revealed tasks whole (support and query rows: every labelled respondent;
+``oracle_query`` stripped except for the oracle) and a ``Budget`` whose ``episodes`` say how
+to re-split them per episode (``learners.episodes.EpisodeSampler``): K from the scored shots
+grid (``"grid"``, the default), one K (an int), the stream's fixed split (``"stream"``, for
+ablations), or ``"matched"``: one fresh model per scored K, meta-trained on K-shot episodes
+and scored at that K only (records, timings and logs of the per-K runs are merged).
+
+Compute: every ``meta_fit`` and ``adapt`` call is timed in wall seconds (``perf_counter``)
+and CPU seconds (``process_time``: all threads of the process; in-process thread executors
+would mix cells), recorded per wave (``*_seconds``, ``*_cpu_seconds``) and totalled in
+``RunResult.timings`` (``meta_fit_s``, ``adapt_s``, ``meta_fit_cpu_s``, ``adapt_cpu_s``,
+``total_s``, ``total_cpu_s``). ``Budget.seconds`` caps every learner's ``meta_fit`` alike.
+
 Divergence is an outcome, not a crash: non-finite predictions, or a ``FloatingPointError`` /
 ``RuntimeError`` whose message says the loss went non-finite (nan, inf, non-finite, overflow,
 diverge), give status ``"diverged"``, ``diverged = 1`` and NaN losses; after a divergent
 ``meta_fit`` the learner is not called again and every remaining wave is recorded as diverged.
-Other exceptions are bugs and propagate.
+A finite blow-up -- a wave x K x steps loss above ``divergence_multiple`` (default
+``DIVERGENCE_MULTIPLE`` = 10) times the loss of the support base-rate predictor (Laplace-
+smoothed class shares of the K support labels; their weighted mean for regression) on the same
+queries -- is recorded as diverged too (its finite metrics are kept). Other exceptions are bugs
+and propagate.
 """
 from __future__ import annotations
 
@@ -39,13 +56,17 @@ import torch
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
                                        shift_frame, summarize)
 from simlab.evaluation.result import RECORD_COLUMNS, RunResult
-from simlab.learners.base import Budget, Learner, TaskSpec
+from simlab.learners.base import Budget, Episodes, Learner, TaskSpec
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TaskStream
 
 #: a wave x K whose predictions would exceed this many elements (S x B x Q x C) is adapted in
 #: chunks of tasks, so neither the learner nor the scorer holds more at once (~128 MiB float64)
 MAX_PREDICTION_ELEMENTS = 2 ** 24
+#: a loss above this many times the support base-rate predictor's loss is a blow-up (diverged)
+DIVERGENCE_MULTIPLE = 10.0
+#: per-wave compute records that several per-K runs ("matched" episodes) add up
+_COMPUTE = ("meta_fit_seconds", "meta_fit_cpu_seconds")
 _DIVERGENCE = re.compile(r"\b(nan|inf|infinite|non-finite|nonfinite|not finite|overflow|"
                          r"diverge[ds]?|divergence)\b", re.IGNORECASE)
 
@@ -86,6 +107,31 @@ def _sealed(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
     fill = -1 if batch.target == "multiclass" else float("nan")
     return dataclasses.replace(batch, y_query=torch.full_like(batch.y_query, fill),
                                oracle_query=batch.oracle_query if oracle else None)
+
+
+def _revealed(tasks: Sequence[Task], oracle: bool) -> list[Task]:
+    """Revealed tasks whole, without ``oracle_query`` unless the learner is the oracle."""
+    return list(tasks) if oracle else [dataclasses.replace(t, oracle_query=None) for t in tasks]
+
+
+def base_rate(batch: TaskBatch) -> np.ndarray:
+    """The support base-rate (mean) predictor of every task, ``[1, B, Q]`` (``[1, B, Q, C]``):
+    Laplace-smoothed weighted class shares of the support labels (binary P(y=1), multiclass
+    class probabilities), or their weighted mean (regression). The yardstick of a blow-up."""
+    w = batch.w_support.double()
+    q = batch.x_query.shape[1]
+    if batch.target == "regression":
+        mean = (w * batch.y_support.double()).sum(-1) / w.sum(-1).clamp_min(1e-12)
+        out = mean[:, None].expand(-1, q)
+    else:
+        c = batch.n_classes if batch.target == "multiclass" else 2
+        onehot = torch.nn.functional.one_hot(batch.y_support.long(), c).double()
+        share = ((w[..., None] * onehot).sum(1) + 1.0) / (w.sum(-1, keepdim=True) + c)
+        if batch.target == "multiclass":
+            out = share[:, None, :].expand(-1, q, -1)
+        else:
+            out = share[:, None, 1].expand(-1, q)
+    return out.numpy()[None]
 
 
 def _chunks(n_tasks: int, per_task: int, max_tasks: int | None) -> list[np.ndarray]:
@@ -135,11 +181,14 @@ class _Run:
     device: str
     steps: tuple[int, ...]
     max_tasks: int | None
+    divergence_multiple: float | None = DIVERGENCE_MULTIPLE
     records: _Records = dataclasses.field(default_factory=_Records)
     status: str = "ok"
     broken: bool = False
     meta_fit_s: float = 0.0
     adapt_s: float = 0.0
+    meta_fit_cpu_s: float = 0.0
+    adapt_cpu_s: float = 0.0
     log: dict[str, Any] = dataclasses.field(default_factory=lambda: {
         "meta_fit": [], "divergence": [], "chunked": []})
 
@@ -153,9 +202,10 @@ class _Run:
 
     def meta_fit(self, tasks: list[Task], wave: int, budget: Budget | None = None) -> None:
         """One outer-loop call; a divergent one stops the learner for the rest of the stream."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
-            out = self.learner.meta_fit(tasks, budget or self.budget)
+            out = self.learner.meta_fit(_revealed(tasks, self.learner.uses_oracle),
+                                        budget or self.budget)
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
                 raise
@@ -163,9 +213,11 @@ class _Run:
             self.broken = True
             out = {}
         self._sync()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         self.meta_fit_s += dt
+        self.meta_fit_cpu_s += dc
         self.records.add(wave, 0, [0], "meta_fit_seconds", dt)
+        self.records.add(wave, 0, [0], "meta_fit_cpu_seconds", dc)
         self.log["meta_fit"].append({"wave": wave, **{k: v for k, v in (out or {}).items()
                                                       if isinstance(v, (int, float, str))}})
 
@@ -198,12 +250,14 @@ class _Run:
         full = TaskBatch.from_tasks(cut)
         batches = [full] if len(chunks) == 1 else [TaskBatch.from_tasks([cut[i] for i in idx])
                                                    for idx in chunks]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         preds = [self._predict(b, wave) for b in batches]
         self._sync()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         self.adapt_s += dt
+        self.adapt_cpu_s += dc
         self.records.add(wave, shots, [self.steps[-1]], "adapt_seconds", dt)
+        self.records.add(wave, shots, [self.steps[-1]], "adapt_cpu_seconds", dc)
         if any(p is None for p in preds):
             self.fill_diverged(wave, [shots], _scored_names(cut))
             return
@@ -211,14 +265,30 @@ class _Run:
         pred = np.concatenate([np.pad(p, pad[:2] + [(0, q - p.shape[2])] + pad[3:],
                                       constant_values=np.nan) for p in preds], axis=1)
         oracle = None if full.oracle_query is None else full.oracle_query.double().numpy()
-        scores = score_predictions(pred, full.y_query.numpy(),
-                                   (full.w_query * full.q_mask).double().numpy(),
-                                   full.target, full.n_classes, oracle)
+        y, weight = full.y_query.numpy(), (full.w_query * full.q_mask).double().numpy()
+        scores = score_predictions(pred, y, weight, full.target, full.n_classes, oracle)
+        blown = self._blown_up(scores["loss"], full, y, weight)
+        nonfinite = scores["diverged"].astype(bool)
+        scores["diverged"] = (nonfinite | blown).astype(np.float64)
         for name, values in scores.items():
             self.records.add(wave, shots, self.steps, name, values)
-        if scores["diverged"].any():
+        if nonfinite.any():
             self._diverged(wave, "predict", f"non-finite predictions at K={shots}, steps "
-                           f"{[s for s, d in zip(self.steps, scores['diverged']) if d]}")
+                           f"{[s for s, d in zip(self.steps, nonfinite) if d]}")
+        if blown.any():
+            self._diverged(wave, "predict", f"loss blew up at K={shots}, steps "
+                           f"{[s for s, d in zip(self.steps, blown) if d]}: above "
+                           f"{self.divergence_multiple:g}x the support base-rate loss")
+
+    def _blown_up(self, loss: np.ndarray, full: TaskBatch, y: np.ndarray, weight: np.ndarray
+                  ) -> np.ndarray:
+        """Step counts whose finite loss exceeds ``divergence_multiple`` times the support
+        base-rate predictor's loss on the same query respondents (all False when disabled)."""
+        if self.divergence_multiple is None:
+            return np.zeros(len(loss), bool)
+        base = score_predictions(base_rate(full), y, weight, full.target, full.n_classes)["loss"]
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(loss) & (loss > self.divergence_multiple * base[0])
 
     def fill_diverged(self, wave: int, shots: Sequence[int], names: Sequence[str]) -> None:
         """NaN for every scored metric and ``diverged = 1`` (the learner gave no predictions)."""
@@ -231,24 +301,70 @@ class _Run:
 def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequence[int],
              steps: Sequence[int], budget: Budget, warmup_budget: Budget | None = None,
              online: bool = True, tell_shifts: bool = False, seed: int = 0, device: str = "cpu",
-             max_tasks: int | None = None, options: SummaryOptions | None = None) -> RunResult:
+             max_tasks: int | None = None, options: SummaryOptions | None = None,
+             episodes: Episodes | None = None,
+             divergence_multiple: float | None = DIVERGENCE_MULTIPLE) -> RunResult:
     """Run the prequential protocol for one learner on one stream (see the module docstring).
 
     ``shots``/``steps``: the grids (sorted and deduplicated). ``budget``: every online
     ``meta_fit``; ``warmup_budget``: the warm-up one (offline meta-training on the past waves,
-    usually longer; None means ``budget``), the same for every learner. ``tell_shifts``: if
+    usually longer; None means ``budget``), the same for every learner. ``episodes``: how
+    meta-training episodes are drawn (None: ``budget.episodes``); the protocol fills in the
+    shots grid and passes it to every ``meta_fit`` in ``Budget.episodes``. ``tell_shifts``: if
     the learner has ``notify_shift(event)``, call it when a shift's wave is reached (before
     that wave is scored; shifts inside the warm-up before the warm-up ``meta_fit``).
-    ``max_tasks``: adapt on
-    at most this many tasks per call (memory); None keeps one call per wave and K unless the
-    predictions would exceed ``MAX_PREDICTION_ELEMENTS``. ``options``: summary knobs.
+    ``max_tasks``: adapt on at most this many tasks per call (memory); None keeps one call per
+    wave and K unless the predictions would exceed ``MAX_PREDICTION_ELEMENTS``.
+    ``divergence_multiple``: a loss above this multiple of the support base-rate predictor's is
+    recorded as diverged (None: only non-finite losses). ``options``: summary knobs.
     """
     shots_t, steps_t = _check_grid(stream, warmup, shots, steps)
     if max_tasks is not None and max_tasks < 1:
         raise ValueError(f"max_tasks={max_tasks} must be >= 1 or None")
-    t_start = time.perf_counter()
-    learner.setup(TaskSpec.of(stream.waves[0][0]), seed=seed, device=device)
-    run = _Run(learner, budget, device, steps_t, max_tasks)
+    if divergence_multiple is not None and not (
+            isinstance(divergence_multiple, (int, float)) and divergence_multiple > 1):
+        raise ValueError(f"divergence_multiple={divergence_multiple!r} must be a number > 1 "
+                         "(e.g. 10: a loss 10x the base-rate predictor's is a blow-up) or None")
+    eps = dataclasses.replace(episodes or budget.episodes, grid=shots_t)
+    parts = ([(dataclasses.replace(eps, shots=k, grid=(k,)), (k,)) for k in shots_t]
+             if eps.shots == "matched" else [(eps, shots_t)])
+    t_start, c_start = time.perf_counter(), time.process_time()
+    runs = []
+    for ep, part_shots in parts:
+        run = _Run(learner, dataclasses.replace(budget, episodes=ep), device, steps_t, max_tasks,
+                   divergence_multiple)
+        warm = warmup_budget and dataclasses.replace(warmup_budget, episodes=ep)
+        _prequential(run, stream, warmup, part_shots, warm, online, tell_shifts, seed)
+        runs.append(run)
+    records = _merge_records([r.records.frame() for r in runs])
+    shifts = shift_frame(stream.shifts)
+    log = runs[0].log
+    if len(runs) > 1:
+        for key in ("meta_fit", "divergence", "chunked"):
+            log[key] = [{"episode_shots": k, **e} for (_, (k,)), r in zip(parts, runs)
+                        for e in r.log[key]]
+    log["hyperparameters"] = learner.hyperparameters()
+    log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
+                       "online": online, "tell_shifts": tell_shifts, "seed": seed,
+                       "budget": dataclasses.asdict(budget),
+                       "warmup_budget": dataclasses.asdict(warmup_budget or budget),
+                       "episodes": dataclasses.asdict(eps),
+                       "divergence_multiple": divergence_multiple}
+    timings = {name: float(sum(getattr(r, name) for r in runs))
+               for name in ("meta_fit_s", "adapt_s", "meta_fit_cpu_s", "adapt_cpu_s")}
+    timings.update(total_s=time.perf_counter() - t_start,
+                   total_cpu_s=time.process_time() - c_start)
+    return RunResult(records=records, summary=summarize(records, shifts, options), shifts=shifts,
+                     status="diverged" if any(r.status == "diverged" for r in runs) else "ok",
+                     timings=timings, log=log)
+
+
+def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int, ...],
+                 warmup_budget: Budget | None, online: bool, tell_shifts: bool, seed: int
+                 ) -> None:
+    """Set the learner up afresh, meta-fit on the warm-up, then score-and-reveal each wave."""
+    learner = run.learner
+    learner.setup(TaskSpec.of(stream.waves[0][0]), seed=seed, device=run.device)
     notify: Callable[[Any], None] | None = learner.notify_shift if tell_shifts else None
     shifts_at: dict[int, list[Any]] = {}
     for ev in stream.shifts:              # shifts inside the warm-up are told before it
@@ -267,15 +383,15 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
             run.score(w, k, stream.waves[w])
         if online and w < len(stream) - 1:
             run.meta_fit(stream.waves[w], wave=w)
-    records = run.records.frame()
-    shifts = shift_frame(stream.shifts)
-    run.log["hyperparameters"] = learner.hyperparameters()
-    run.log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
-                           "online": online, "tell_shifts": tell_shifts, "seed": seed,
-                           "budget": dataclasses.asdict(budget),
-                           "warmup_budget": dataclasses.asdict(warmup_budget or budget)}
-    return RunResult(records=records, summary=summarize(records, shifts, options), shifts=shifts,
-                     status=run.status,
-                     timings={"meta_fit_s": run.meta_fit_s, "adapt_s": run.adapt_s,
-                              "total_s": time.perf_counter() - t_start},
-                     log=run.log)
+
+
+def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One records frame from the per-K runs of "matched" episodes: per-wave meta-fit compute
+    is summed over the runs (each K meta-fits its own model), everything else is disjoint."""
+    if len(frames) == 1:
+        return frames[0]
+    rec = pd.concat(frames, ignore_index=True)
+    compute = rec["metric"].isin(_COMPUTE)
+    summed = rec[compute].groupby(["wave", "shots", "steps", "metric"], as_index=False,
+                                  sort=False)["value"].sum()
+    return pd.concat([rec[~compute], summed], ignore_index=True)[rec.columns]

@@ -26,5 +26,7 @@ class RunResult:
     summary: dict[str, float]                  # run-level summaries
     shifts: pd.DataFrame                       # SHIFT_COLUMNS
     status: str = "ok"                         # "ok" | "diverged"
-    timings: dict[str, float] = field(default_factory=dict)   # meta_fit_s, adapt_s, total_s
+    #: wall seconds meta_fit_s, adapt_s, total_s and CPU seconds (``time.process_time``)
+    #: meta_fit_cpu_s, adapt_cpu_s, total_cpu_s, summed over the run's calls
+    timings: dict[str, float] = field(default_factory=dict)
     log: dict[str, Any] = field(default_factory=dict)         # learner meta-fit logs etc.

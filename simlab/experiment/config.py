@@ -85,6 +85,35 @@ class BudgetSpec(_Strict):
     seconds: float | None = Field(None, gt=0, description="optional wall-clock cap per call")
 
 
+#: ``learners.base.EPISODE_MODES`` without importing torch here (a test keeps them equal)
+EpisodeMode = Literal["grid", "matched", "stream"]
+
+
+class EpisodesSpec(_Strict):
+    """How meta-training episodes are cut from revealed tasks (``learners.base.Episodes``):
+    each episode re-draws K support and up to ``query`` query respondents from all of a
+    task's labelled respondents, instead of reusing the stream's one fixed split."""
+
+    shots: str | int = Field(
+        "grid", description="K per episode: 'grid' (drawn from evaluation.shots), 'matched' "
+        "(one model per scored K, trained on K-shot episodes), an int K, or 'stream' (the "
+        "stream's fixed split; ablations only)")
+    query: int | None = Field(None, ge=1, description="query respondents per episode at most "
+                              "(None: all the task's other labelled respondents)")
+
+    @field_validator("shots", mode="before")
+    @classmethod
+    def _shots(cls, v: Any) -> str | int:
+        modes = typing.get_args(EpisodeMode)
+        if (isinstance(v, int) and not isinstance(v, bool) and v >= 1) or v in modes:
+            return v
+        close = difflib.get_close_matches(str(v), modes, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"{hint}use \"grid\" (K drawn from evaluation.shots), \"matched\" "
+                         "(one model per scored K), an integer K >= 1, or \"stream\" (the "
+                         "stream's fixed split)")
+
+
 class EvaluationSpec(_Strict):
     """How the prequential protocol scores learners on this scenario's stream."""
 
@@ -102,6 +131,11 @@ class EvaluationSpec(_Strict):
     warmup_budget: BudgetSpec | None = Field(
         None, description="budget of the warm-up meta_fit on the first waves (None: budget)")
     online: bool = Field(True, description="meta-fit again on each wave once it is revealed")
+    episodes: EpisodesSpec = Field(default_factory=EpisodesSpec,
+                                   description="how meta-training episodes are drawn")
+    divergence_multiple: float | None = Field(
+        10.0, gt=1, description="a loss above this multiple of the support base-rate "
+        "predictor's is recorded as diverged (None: only non-finite losses)")
     recovery_tolerance: float = Field(
         0.1, gt=0, description="relative tolerance for 'recovered' after a shift")
 
@@ -214,6 +248,7 @@ class ScenarioBase(StrictModel):
         if max(ev.shots) > support:
             out.append(f"evaluation.shots = {ev.shots} asks for more respondents than "
                        f"{support_field} = {support}; lower the shots or raise support")
+        out += self._episode_checks(support, support_field)
         for name in self.learners:
             if name not in ev.learners:
                 close = difflib.get_close_matches(name, ev.learners, n=1)
@@ -221,6 +256,18 @@ class ScenarioBase(StrictModel):
                 out.append(f"learners.{name} sets hyperparameters for a learner that is not in "
                            f"evaluation.learners = {ev.learners}{hint}")
         return out
+
+    def _episode_checks(self, support: int, support_field: str) -> list[str]:
+        """A fixed episode K must leave a query respondent in a task of ``support`` + query."""
+        k = self.evaluation.episodes.shots
+        query_field = support_field.replace("support", "query")
+        labelled = support + int(getattr(self, support_field.split(".")[0]).query)
+        if isinstance(k, int) and k >= labelled:
+            return [f"evaluation.episodes.shots = {k} is larger than a task's labelled "
+                    f"respondents ({support_field} + {query_field} = {labelled}) minus the one "
+                    f"query respondent an episode needs; use at most {labelled - 1}, or "
+                    "\"grid\" to draw K from evaluation.shots"]
+        return []
 
     # --- construction ---------------------------------------------------------------------
     def override(self, changes: Mapping[str, Any]) -> Self:
@@ -713,5 +760,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-__all__ = ["DEFAULT_SCENARIO", "BudgetSpec", "DynamicsSpec", "EvaluationSpec", "Scenario",
+__all__ = ["DEFAULT_SCENARIO", "BudgetSpec", "DynamicsSpec", "EpisodesSpec", "EvaluationSpec",
+           "Scenario",
            "ScenarioBase", "ScenarioError", "list_scenarios", "load_scenario", "scenario_dirs"]

@@ -206,7 +206,7 @@ def prepare_stream(item: tuple[str, int, AnyScenario]) -> str | None:
 def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, Any]:
     """The protocol's settings from the scenario's ``[evaluation]`` table."""
     from simlab.evaluation.metrics import SummaryOptions
-    from simlab.learners.base import Budget
+    from simlab.learners.base import Budget, Episodes
 
     ev = scenario.evaluation
     warm = ev.warmup_budget
@@ -214,7 +214,9 @@ def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, 
             "budget": Budget(ev.budget.iterations, ev.budget.meta_batch, ev.budget.seconds),
             "warmup_budget": warm and Budget(warm.iterations, warm.meta_batch, warm.seconds),
             "online": ev.online, "seed": int(seed), "device": device,
-            "options": SummaryOptions(rel_tol=ev.recovery_tolerance)}
+            "options": SummaryOptions(rel_tol=ev.recovery_tolerance),
+            "episodes": Episodes(ev.episodes.shots, ev.episodes.query),
+            "divergence_multiple": ev.divergence_multiple}
 
 
 def run_cell(job: Job) -> Outcome:

@@ -39,17 +39,58 @@ class TaskSpec:
         return cls(task.target, task.n_features, task.n_classes)
 
 
+#: ``Episodes.shots`` modes besides a fixed integer K
+EPISODE_MODES = ("grid", "matched", "stream")
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """How a meta-training episode is cut from a revealed task (``episodes.EpisodeSampler``).
+
+    Every episode re-draws, for each sampled task, K support and up to ``query`` query
+    respondents from ALL the task's labelled respondents (its support and query rows), so
+    learners cannot memorise the stream's one fixed split. ``shots``: ``"grid"`` draws K per
+    task uniformly from ``grid`` (the scored shots grid, filled in by the protocol; empty: each
+    task's own support size); ``"matched"`` trains one model per scored K on K-shot episodes
+    (Vinyals et al. 2016, Snell et al. 2017: train with the shots you test with; resolved by
+    the protocol, which then passes an int; a learner given it directly treats it as "grid");
+    an int is a fixed K; ``"stream"`` keeps the stream's fixed split (the old behaviour, for
+    ablations only). ``query``: at most this many query respondents (None: all the rest).
+    """
+
+    shots: str | int = "grid"
+    query: int | None = None
+    grid: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        s = self.shots
+        if not (s in EPISODE_MODES or is_int(s, 1)):
+            raise ValueError(f"episodes.shots = {s!r} is invalid; use one of "
+                             f"{', '.join(map(repr, EPISODE_MODES))} or an integer K >= 1")
+        if self.query is not None and not is_int(self.query, 1):
+            raise ValueError(f"episodes.query = {self.query!r} is invalid; use an integer >= 1 "
+                             "(query respondents per episode) or leave it out (all the rest)")
+        if not all(is_int(k, 1) for k in self.grid):
+            raise ValueError(f"episodes grid = {self.grid!r} must be integers >= 1")
+
+
 @dataclass(frozen=True)
 class Budget:
-    """Outer-loop budget of one ``meta_fit`` call; the same for every learner in a comparison."""
+    """Outer-loop budget of one ``meta_fit`` call; the same for every learner in a comparison.
+
+    ``seconds`` caps the wall time of the call (every outer loop checks it between updates);
+    ``episodes`` says how each meta-training episode is drawn from the revealed tasks."""
 
     iterations: int = 200        # meta-iterations (outer steps)
     meta_batch: int = 16         # tasks per meta-iteration
     seconds: float | None = None  # optional wall-clock cap
+    episodes: Episodes = Episodes()
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.meta_batch < 1:
             raise ValueError(f"Budget needs iterations >= 0 and meta_batch >= 1, got {self}")
+        if self.seconds is not None and not is_number(self.seconds):
+            raise ValueError(f"budget.seconds = {self.seconds!r} must be a number > 0 or None")
 
 
 @dataclass(frozen=True)
@@ -97,7 +138,13 @@ class Adapted(ABC):
 
 
 class Learner(ABC):
-    """Base class; subclasses are dataclasses whose fields are the hyperparameters."""
+    """Base class; subclasses are dataclasses whose fields are the hyperparameters.
+
+    What a learner sees: ``meta_fit`` gets revealed tasks whole (all labelled respondents);
+    ``adapt`` gets a sealed ``TaskBatch`` (no query labels; no ``oracle_query`` unless
+    ``uses_oracle``) that carries each task's ``group`` and ``wave`` ids, so a learner may keep a
+    per-group memory. Meta-training episodes are re-drawn per iteration (``Budget.episodes``).
+    """
 
     name: ClassVar[str] = "learner"
     #: the hyperparameters that equal-budget tuning may vary (field name -> range); every
@@ -128,11 +175,23 @@ class Learner(ABC):
 
     @abstractmethod
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
-        """Outer loop on ``tasks``; returns a small log (e.g. final meta-loss, seconds)."""
+        """Outer loop on ``tasks``; returns a small log (e.g. final meta-loss, seconds).
+
+        ``tasks`` are revealed tasks, whole: support and query rows are all labelled
+        respondents of that group and wave (no ``oracle_query`` unless ``uses_oracle``). Cut
+        episodes from them with ``episodes.EpisodeSampler(tasks, budget.episodes)`` (a fresh
+        support/query split per episode) rather than reusing the stream's split, and stop
+        once ``budget.seconds`` have passed (``episodes.fit_loop`` does both)."""
 
     @abstractmethod
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
-        """Inner loop on the support sets of ``support`` (its query fields must not be read)."""
+        """Inner loop on the support sets of ``support``.
+
+        The protocol seals the batch: ``y_query`` is NaN (-1 for multiclass), so a learner
+        that reads it produces NaN and is recorded as diverged; ``oracle_query`` is None
+        except for the oracle. ``support.group`` / ``support.wave`` (int64 ``[B]``, -1 when
+        unknown) identify each task's group (stable across the stream's waves) and wave, so a
+        learner may keep a memory per group across ``meta_fit`` / ``adapt`` calls."""
 
     def notify_shift(self, event: Any) -> None:
         """Told when a shift's wave is reached (only with ``tell_shifts``); no-op by default."""

@@ -47,9 +47,10 @@ from torch.func import functional_call, grad, vmap
 from simlab.learners import nets
 from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
                                   check_number, check_widths)
-from simlab.learners.episodes import (OPTIMIZERS, FunctionalAdapted, check_batch, check_query,
-                                      check_steps, check_tasks, descend, fit_log, fit_loop,
-                                      inner_update, make_adam, normalise_weights)
+from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted,
+                                      check_batch, check_query, check_steps, check_tasks,
+                                      descend, fit_log, fit_loop, inner_update, labelled,
+                                      make_adam, normalise_weights)
 from simlab.learners.losses import task_loss, to_prediction
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
@@ -65,19 +66,8 @@ def _pool(tasks: Sequence[Task], device: torch.device
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every respondent (support and query) of each task: x ``[T, N, D]``, y ``[T, N]``,
     normalised weights ``[T, N]``; tasks padded to the largest N with weight 0."""
-    xs = [np.concatenate([t.x_support, t.x_query]) for t in tasks]
-    ys = [np.concatenate([t.y_support, t.y_query]) for t in tasks]
-    ws = [np.concatenate([np.ones(t.shots) if t.w_support is None else t.w_support,
-                          np.ones(t.n_query) if t.w_query is None else t.w_query])
-          for t in tasks]
-    n = max(len(a) for a in xs)
-    pad = [n - len(a) for a in xs]
-    x = np.stack([np.pad(a, [(0, p), (0, 0)]) for a, p in zip(xs, pad)]).astype(np.float32)
-    ydt = np.int64 if tasks[0].target == "multiclass" else np.float32
-    y = np.stack([np.pad(a, (0, p)) for a, p in zip(ys, pad)]).astype(ydt)
-    w = np.stack([np.pad(a, (0, p)) for a, p in zip(ws, pad)]).astype(np.float32)
-    as_t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-    return as_t(x), as_t(y), normalise_weights(as_t(w))
+    x, y, w, _ = labelled(tasks, device)
+    return x, y, normalise_weights(w)
 
 
 # ------------------------------------------------------------------------------ GLM kernel
@@ -378,15 +368,16 @@ class PooledFineTune(Learner):
         check_tasks(self, tasks)
         if not tasks or budget.iterations == 0:
             return {**fit_log(), "loss": math.nan}
-        x, y, w = _pool(tasks, self.device)
+        sampler = EpisodeSampler(tasks, budget.episodes, self.device, whole=True)
         params = list(self.params.values())
 
-        def step(idx: torch.Tensor) -> tuple[float, bool]:
-            out = functional_call(self.net, self.params, (x[idx].flatten(0, 1),))
-            loss = task_loss(out, y[idx].flatten(), self.spec.target, w[idx].flatten())
+        def step(batch: TaskBatch) -> tuple[float, bool]:
+            out = functional_call(self.net, self.params, (batch.x_support.flatten(0, 1),))
+            w = normalise_weights(batch.w_support).flatten()
+            loss = task_loss(out, batch.y_support.flatten(), self.spec.target, w)
             return descend(loss, params, self._adam)
 
-        log = fit_loop(step, len(tasks), budget, self.generator, self.device)
+        log = fit_loop(step, sampler, budget, self.generator)
         return {**log, "loss": log["meta_loss"]}
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:

@@ -7,10 +7,13 @@ sample meta-batches, step optimisers and diverge in the same way.
   zero-weight padding (exact for every learner here, whose losses and prototypes are weighted);
   ``take`` indexes a batch along its task axis; ``query_weights`` folds ``q_mask`` into the
   query weights; ``normalise_weights`` rescales survey weights to mean 1 per task.
+* Episodes: ``EpisodeSampler`` re-splits each revealed task's labelled respondents into a
+  fresh support/query episode on every draw (K from ``Budget.episodes``), vectorised over
+  the meta-batch; ``labelled`` pools a task's every labelled respondent.
 * The outer loop: ``fit_loop`` draws meta-batches without replacement with the learner's own
-  generator, honours ``Budget.seconds``, and skips (and counts) updates whose gradients are
-  non-finite, so that divergence is a recorded outcome and never poisons the parameters
-  (``apply_update`` / ``descend`` do the skipping).
+  generator, has each re-split by the sampler, honours ``Budget.seconds``, and skips (and
+  counts) updates whose gradients are non-finite, so that divergence is a recorded outcome
+  and never poisons the parameters (``apply_update`` / ``descend`` do the skipping).
 * Optimisers: ``make_adam`` (the fused kernel where the device has one) for outer loops;
   ``inner_update`` (SGD or Adam, Kingma & Ba 2015, Algorithm 1) written functionally so that
   inner loops can run it under ``torch.func.vmap`` / ``grad``.
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from simlab.learners.base import Adapted, Budget, Learner, TaskSpec, is_int
+from simlab.learners.base import Adapted, Budget, Episodes, Learner, TaskSpec, is_int
 from simlab.learners.losses import to_prediction
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
@@ -138,6 +141,131 @@ def normalise_weights(w: torch.Tensor) -> torch.Tensor:
     return w * n / w.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
+# ------------------------------------------------------------------------------- episodes
+
+def labelled(tasks: Sequence[Task], device: str | torch.device = "cpu"
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every labelled respondent (support rows, then query rows) of each task: x ``[T, N, D]``,
+    y ``[T, N]``, raw survey weights ``[T, N]`` (ones where none), and the count ``n [T]``;
+    tasks padded to the largest N with weight 0."""
+    xs = [np.concatenate([t.x_support, t.x_query]) for t in tasks]
+    ys = [np.concatenate([t.y_support, t.y_query]) for t in tasks]
+    ws = [np.concatenate([np.ones(t.shots) if t.w_support is None else t.w_support,
+                          np.ones(t.n_query) if t.w_query is None else t.w_query])
+          for t in tasks]
+    n = np.array([len(a) for a in xs], np.int64)
+    pad = n.max() - n
+    ydt = np.int64 if tasks[0].target == "multiclass" else np.float32
+    x = np.stack([np.pad(a, [(0, p), (0, 0)]) for a, p in zip(xs, pad)]).astype(np.float32)
+    y = np.stack([np.pad(a, (0, p)) for a, p in zip(ys, pad)]).astype(ydt)
+    w = np.stack([np.pad(a, (0, p)) for a, p in zip(ws, pad)]).astype(np.float32)
+    as_t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    return as_t(x), as_t(y), as_t(w), as_t(n)
+
+
+class EpisodeSampler:
+    """Meta-training episodes cut afresh from revealed tasks, one ``TaskBatch`` per call.
+
+    Each call ``sampler(idx, generator)`` re-splits the tasks ``idx``: a random permutation of
+    each task's labelled respondents (argsort of uniform keys, padding sorted last), the first
+    K_t rows as support and the next ``min(query, n_t - K_t)`` as query, gathered in one
+    vectorised call; K_t comes from ``episodes`` (see ``base.Episodes``). Mixed K within a
+    meta-batch are zero-weight padded, as ``pad_tasks`` does (exact for weighted losses). The
+    batch keeps ``group`` and ``wave`` and carries no ``oracle_query`` (meta-training needs
+    none). ``whole=True`` gives each task's every labelled respondent as its support set and
+    again as its query (Reptile and pooled pre-training have no support/query split).
+    Randomness comes only from the generator passed in (the learner's), so runs reproduce.
+    """
+
+    def __init__(self, tasks: Sequence[Task], episodes: Episodes | None = None,
+                 device: str | torch.device = "cpu", whole: bool = False) -> None:
+        if not tasks:
+            raise ValueError("EpisodeSampler: no tasks to draw episodes from; pass at least one "
+                             "revealed Task")
+        self.episodes = episodes or Episodes()
+        self.whole, self.device = whole, torch.device(device)
+        self.target, self.n_classes = tasks[0].target, tasks[0].n_classes
+        self.x, self.y, self.w, n = labelled(tasks, self.device)
+        self.n = n.cpu()
+        self.own = torch.tensor([t.shots for t in tasks], dtype=torch.int64)
+        self.group = torch.tensor([t.group_id for t in tasks], dtype=torch.int64)
+        self.wave = torch.tensor([int(t.info.get("wave", -1)) for t in tasks], dtype=torch.int64)
+        self.grid = self._grid()
+        self._check(tasks)
+
+    def __len__(self) -> int:
+        return int(self.n.shape[0])
+
+    def _grid(self) -> torch.Tensor | None:
+        """The K values drawn from (None: each task's own support size)."""
+        shots, grid = self.episodes.shots, self.episodes.grid
+        if self.whole or shots == "stream":
+            return None
+        if is_int(shots, 1):
+            return torch.tensor([int(shots)])
+        return torch.tensor(sorted(set(grid))) if grid else None
+
+    def _check(self, tasks: Sequence[Task]) -> None:
+        """Every K asked for must leave at least one query respondent in every task."""
+        if self.grid is None:
+            return
+        k = int(self.grid.max())
+        short = int(self.n.argmin())
+        if k >= int(self.n[short]):
+            t = tasks[short]
+            field = ("episodes.shots" if is_int(self.episodes.shots, 1)
+                     else "the shots grid (episodes.shots = \"grid\")")
+            raise ValueError(
+                f"{field} asks for K={k} support respondents per episode, but revealed task "
+                f"(group {t.info.get('group')!r}, wave {t.info.get('wave')!r}) has only "
+                f"{int(self.n[short])} labelled respondents (K + at least 1 query needed); "
+                f"lower [evaluation.episodes] shots below {int(self.n[short])} or survey more "
+                "respondents per group")
+
+    def _shots(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """K per sampled task."""
+        if self.whole:
+            return self.n[idx]
+        if self.grid is None:
+            return self.own[idx]
+        pick = torch.randint(len(self.grid), (len(idx),), generator=generator)
+        return self.grid[pick]
+
+    def __call__(self, idx: torch.Tensor, generator: torch.Generator) -> TaskBatch:
+        idx = idx.cpu()
+        n, k = self.n[idx], self._shots(idx, generator)
+        big = int(self.x.shape[1])
+        pos = torch.arange(big)
+        if self.episodes.shots == "stream" or self.whole:
+            perm = pos.expand(len(idx), big)
+        else:
+            keys = torch.rand(len(idx), big, generator=generator)
+            perm = torch.where(pos < n[:, None], keys, 2.0).argsort(-1)
+        if self.whole:
+            q = n
+        else:
+            q = n - k if self.episodes.query is None else (n - k).clamp_max(self.episodes.query)
+        k_max, q_max = int(k.max()), int(q.max())
+        s_mask = pos[:k_max] < k[:, None]
+        q_pos = (k[:, None] if not self.whole else torch.zeros_like(k)[:, None]) + pos[:q_max]
+        q_mask = pos[:q_max] < q[:, None]
+        s_idx = perm[:, :k_max]
+        q_idx = perm.gather(1, q_pos.clamp_max(big - 1))
+        dev = self.device
+        s_idx, q_idx, rows = s_idx.to(dev), q_idx.to(dev), idx.to(dev)
+        x, y, w = self.x[rows], self.y[rows], self.w[rows]
+
+        def cut(a: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+            return a.gather(1, i[..., None].expand(-1, -1, a.shape[-1]) if a.dim() == 3 else i)
+
+        return TaskBatch(
+            x_support=cut(x, s_idx), y_support=cut(y, s_idx),
+            w_support=cut(w, s_idx) * s_mask.to(dev), x_query=cut(x, q_idx),
+            y_query=cut(y, q_idx), w_query=cut(w, q_idx), q_mask=q_mask.to(dev),
+            target=self.target, n_classes=self.n_classes, oracle_query=None,
+            group=self.group[idx].to(dev), wave=self.wave[idx].to(dev))
+
+
 # ------------------------------------------------------------------------ the outer loop
 
 def fit_log(losses: Sequence[float] = (), skipped: int = 0, seconds: float = 0.0
@@ -150,22 +278,26 @@ def fit_log(losses: Sequence[float] = (), skipped: int = 0, seconds: float = 0.0
             "skipped_nonfinite": float(skipped), "seconds": float(seconds)}
 
 
-def fit_loop(step: Callable[[torch.Tensor], tuple[float, bool]], n_tasks: int, budget: Budget,
-             generator: torch.Generator, device: str | torch.device = "cpu"
+def fit_loop(step: Callable[[Any], tuple[float, bool]], pool: EpisodeSampler | int,
+             budget: Budget, generator: torch.Generator, device: str | torch.device = "cpu"
              ) -> dict[str, float]:
-    """Up to ``budget.iterations`` calls ``step(idx)``, each on ``min(meta_batch, n_tasks)``
-    task indices drawn without replacement with ``generator`` (so the same seed gives the same
-    meta-batches, and an online continuation carries the stream on); stops early once
-    ``budget.seconds`` have passed. ``step`` returns (meta-loss, whether it updated)."""
+    """Up to ``budget.iterations`` calls ``step(batch)``, each on a freshly drawn episode
+    batch: ``min(meta_batch, n_tasks)`` task indices drawn without replacement with
+    ``generator``, re-split by the ``EpisodeSampler`` ``pool`` with the same generator (so the
+    same seed gives the same episodes, and an online continuation carries the stream on);
+    stops early once ``budget.seconds`` have passed. ``step`` returns (meta-loss, whether it
+    updated). ``pool`` may instead be a task count: then ``step`` gets the task indices (on
+    ``device``), for learners that use whole tasks their own way."""
     start = time.perf_counter()
     losses: list[float] = []
     skipped = 0
+    n_tasks = pool if isinstance(pool, int) else len(pool)
     size = min(budget.meta_batch, n_tasks)
     for _ in range(budget.iterations if n_tasks else 0):
         if budget.seconds is not None and time.perf_counter() - start >= budget.seconds:
             break
-        idx = torch.randperm(n_tasks, generator=generator)[:size].to(device)
-        loss, ok = step(idx)
+        idx = torch.randperm(n_tasks, generator=generator)[:size]
+        loss, ok = step(idx.to(device) if isinstance(pool, int) else pool(idx, generator))
         if ok:
             losses.append(loss)
         else:

@@ -49,9 +49,9 @@ from torch.func import functional_call, grad, grad_and_value, vmap
 from simlab.learners import nets
 from simlab.learners.base import (Budget, Learner, check, check_choice, check_flag, check_int,
                                   check_interval, check_number, check_widths)
-from simlab.learners.episodes import (OPTIMIZERS, FunctionalAdapted, Params, all_finite,
-                                      apply_update, check_batch, check_steps, check_tasks,
-                                      fit_log, fit_loop, inner_update, make_adam, pad_tasks,
+from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted, Params,
+                                      all_finite, apply_update, check_batch, check_steps,
+                                      check_tasks, fit_log, fit_loop, inner_update, make_adam,
                                       query_weights)
 from simlab.learners.losses import task_loss
 from simlab.tasks.batch import TaskBatch
@@ -157,17 +157,21 @@ class _GradientMetaLearner(Learner):
     def _apply_step(self, tensors: Tensors) -> tuple[float, bool]:
         """One meta-update; returns (meta-loss, whether the update was finite and applied)."""
 
+    #: Reptile has no support/query split: its episodes are whole tasks
+    whole_tasks: ClassVar[bool] = False
+
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Outer loop (``episodes.fit_loop``): ``budget.iterations`` meta-steps on meta-batches
-        of ``budget.meta_batch`` tasks drawn without replacement with ``self.generator``.
-        Callable again (online): parameters and optimiser state carry over. Mixed K are
-        zero-weight padded (``episodes.pad_tasks``); no tasks is a no-op."""
+        of ``budget.meta_batch`` tasks drawn without replacement with ``self.generator``, each
+        re-split into a fresh support/query episode (``episodes.EpisodeSampler``, K from
+        ``budget.episodes``). Callable again (online): parameters and optimiser state carry
+        over. Mixed K are zero-weight padded; no tasks is a no-op."""
         check_tasks(self, tasks)
         if not tasks or budget.iterations == 0:
             return fit_log()
-        pool = _tensors(pad_tasks(tasks, self.device))
-        return fit_loop(lambda idx: self._apply_step(tuple(a.index_select(0, idx) for a in pool)),
-                        len(tasks), budget, self.generator, self.device)
+        sampler = EpisodeSampler(tasks, budget.episodes, self.device, whole=self.whole_tasks)
+        return fit_loop(lambda batch: self._apply_step(_tensors(batch)), sampler, budget,
+                        self.generator)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FunctionalAdapted:
         """Run the inner loop once to ``max(steps)`` on every support set (vmapped) and keep the
@@ -348,10 +352,13 @@ class Reptile(_GradientMetaLearner):
     each inner step uses the whole weighted support set (they sweep mini-batches of it); and the
     inner Adam starts with fresh moments for every task (their TensorFlow Adam slots persist
     from one task to the next), so tasks are independent and can be vmapped. ``adapt`` uses the
-    same inner optimiser as meta-training.
+    same inner optimiser as meta-training. Meta-training runs the inner loop on every labelled
+    respondent of each revealed task (Nichol et al. have no support/query split); the logged
+    meta-loss is the adapted parameters' loss on those same respondents.
     """
 
     name: ClassVar[str] = "reptile"
+    whole_tasks: ClassVar[bool] = True    # inner loop on every labelled respondent of a task
 
     inner_steps: int = 5
     outer_lr: float = 0.1

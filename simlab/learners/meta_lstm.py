@@ -47,9 +47,9 @@ from torch.func import functional_call, grad_and_value, vmap
 from simlab.learners import nets
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
                                   check_widths)
-from simlab.learners.episodes import (FunctionalAdapted, check_batch, check_steps, check_tasks,
-                                      descend, fit_loop, make_adam, pad_tasks, query_weights,
-                                      take)
+from simlab.learners.episodes import (EpisodeSampler, FunctionalAdapted, check_batch,
+                                      check_steps, check_tasks, descend, fit_loop, make_adam,
+                                      query_weights)
 from simlab.learners.losses import task_loss
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
@@ -210,10 +210,11 @@ class MetaLSTM(Learner):
         check_tasks(self, tasks)
         if not tasks:
             raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
-        pool, params = pad_tasks(tasks, self.device), list(self.params.values())
-        return fit_loop(lambda idx: descend(self.episode_loss(take(pool, idx)), params,
-                                            self._opt, self.grad_clip),
-                        len(tasks), budget, self.generator, self.device)
+        pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
+            self.params.values())
+        return fit_loop(lambda batch: descend(self.episode_loss(batch), params,
+                                              self._opt, self.grad_clip),
+                        pool, budget, self.generator)
 
     def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean over tasks of the weighted query loss at c_T."""

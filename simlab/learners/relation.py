@@ -50,9 +50,9 @@ from torch.func import functional_call
 from simlab.learners import nets
 from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
                                   check_number, check_widths)
-from simlab.learners.episodes import (Params, check_batch, check_query, check_steps,
-                                      check_tasks, descend, fit_loop, make_adam,
-                                      normalise_weights, pad_tasks, query_weights, take)
+from simlab.learners.episodes import (EpisodeSampler, Params, check_batch, check_query,
+                                      check_steps, check_tasks, descend, fit_loop, make_adam,
+                                      normalise_weights, query_weights)
 from simlab.learners.losses import task_loss, to_prediction
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
@@ -161,11 +161,12 @@ class _Metric(Learner):
         check_tasks(self, tasks)
         if not tasks:
             raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
-        pool, params = pad_tasks(tasks, self.device), list(self.params.values())
+        pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
+            self.params.values())
         groups = self.clip_groups()
-        return fit_loop(lambda idx: descend(self.episode_loss(take(pool, idx)), params,
-                                            self._opt, self.grad_clip, groups),
-                        len(tasks), budget, self.generator, self.device)
+        return fit_loop(lambda batch: descend(self.episode_loss(batch), params,
+                                              self._opt, self.grad_clip, groups),
+                        pool, budget, self.generator)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """No inner loop: keeps the support set and a frozen copy of the parameters."""
