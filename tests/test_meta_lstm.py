@@ -10,7 +10,7 @@ import torch
 from simlab.learners import make_learner
 from simlab.learners.base import Budget, TaskSpec
 from simlab.learners.losses import task_loss
-from simlab.learners.meta_lstm import MetaLSTM, gate, preprocess
+from simlab.learners.meta_lstm import CoordinateLSTM, MetaLSTM, gate, preprocess
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -62,6 +62,37 @@ def test_gate_matches_hand_computed_value() -> None:
     got = gate(w, torch.tensor(1.0), x, torch.tensor([2.0]), torch.tensor([0.25]))
     assert got.item() == pytest.approx(1 / (1 + math.exp(-z)), abs=1e-6)
     assert got.item() == pytest.approx(0.824914, abs=1e-5)
+
+
+@pytest.mark.parametrize("zero_state", [False, True])
+def test_coordinate_lstm_matches_lstm_cell_and_its_gradients(zero_state: bool) -> None:
+    """The fused coordinates-last step equals ``nn.LSTMCell`` (value and every gradient but
+    the constant input's); ``h = c = None`` is the zero state."""
+    g = torch.Generator().manual_seed(0)
+    n, hid = 7, 3
+    cell = torch.nn.LSTMCell(4, hid).double()
+    x = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    h = torch.zeros(n, hid, dtype=torch.float64) if zero_state else torch.randn(
+        n, hid, generator=g, dtype=torch.float64)
+    c = torch.zeros_like(h) if zero_state else torch.randn(n, hid, generator=g,
+                                                           dtype=torch.float64)
+    h.requires_grad_(not zero_state)
+    c.requires_grad_(not zero_state)
+    with torch.no_grad():
+        cell.bias_hh.zero_()                                 # one bias, as in the meta-LSTM
+    w = [cell.weight_ih, cell.weight_hh, cell.bias_ih]
+    mix = torch.randn(2, hid, n, generator=g, dtype=torch.float64)      # arbitrary upstream
+    ref_h, ref_c = cell(x, (h, c))
+    ours = CoordinateLSTM.apply(x.T.contiguous(), None if zero_state else h.T.contiguous(),
+                                None if zero_state else c.T.contiguous(), *w)
+    assert torch.allclose(ours[0], ref_h.T) and torch.allclose(ours[1], ref_c.T)
+    inputs = [*w] + ([] if zero_state else [h, c])
+    want = torch.autograd.grad((ref_h.T * mix[0]).sum() + (ref_c.T * mix[1]).sum(), inputs)
+    ours = CoordinateLSTM.apply(x.T.contiguous(), None if zero_state else h.T,
+                                None if zero_state else c.T, *w)
+    got = torch.autograd.grad((ours[0] * mix[0]).sum() + (ours[1] * mix[1]).sum(), inputs)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
