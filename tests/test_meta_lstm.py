@@ -95,6 +95,18 @@ def test_coordinate_lstm_matches_lstm_cell_and_its_gradients(zero_state: bool) -
         assert torch.allclose(a, b)
 
 
+@pytest.mark.parametrize("kind", ["regression", "multiclass"])
+def test_batched_forward_equals_vmap_of_functional_call(kind: str) -> None:
+    tasks = linear_tasks(3, kind)
+    m = MetaLSTM(hidden=(8, 5))
+    m.setup(TaskSpec.of(tasks[0]), seed=0)
+    batch = TaskBatch.from_tasks(tasks)
+    flat = m.params["c0"].detach() + 0.1 * torch.randn(3, m.n_learner_params,
+                                                         generator=torch.Generator().manual_seed(1))
+    want = torch.vmap(m._forward)(flat, batch.x_query)
+    assert torch.allclose(m._batched_forward(flat, batch.x_query), want, atol=1e-6)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_gate_biases_start_in_their_ranges(seed: int) -> None:
     m = small()

@@ -20,11 +20,16 @@ in U(-0.01, 0.01), so that the untrained meta-learner is close to SGD with a sma
 constants (the paper's "ignore second derivatives" assumption): they are computed at a detached
 copy of theta_{t-1}, while the meta-gradient still flows through c_t's recurrence and the gates.
 
-Every step is batched over tasks: per-task losses and gradients come from ``torch.func.vmap`` over
-``grad_and_value`` of a ``functional_call``, and the two LSTMs run on ``[tasks, coordinates]``
-tensors. ``lstm_hidden=0`` is a documented simplification that skips the first LSTM and feeds
-the four preprocessed numbers to the gates directly; the first LSTM dominates the cost of a
-step (``bench/other_learners.py`` times both).
+Every step is batched over tasks and coordinates, with constant Python work per step: the B
+tasks' flat parameter vectors are one ``[B, P]`` tensor, their support losses and gradients
+come from one batched forward (``baddbmm`` per layer on ``[B, ...]`` views of the flat vector)
+and one backward, and both LSTMs run on one flat axis of N = B x P coordinates laid out
+coordinates-last (``CoordinateLSTM``: one fused step with a hand-written backward; the gates
+are one matrix-vector product each). ``lstm_hidden=0`` is a documented simplification that
+skips the first LSTM and feeds the four preprocessed numbers to the gates directly. The first
+LSTM dominates the cost when N is large: its work is N x 4H x (4 + H) per step, i.e. ~85 M
+multiply-adds for the 1-40-40-1 sinusoid learner at B = 25 (``bench/learners.py`` times it
+against MAML, ``bench/other_learners.py`` against a per-task loop).
 Batch normalisation of the learner and of the meta-LSTM (options in the Lua code) is
 not used: the learners here are small tabular MLPs.
 
@@ -42,6 +47,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
 from torch.func import functional_call, vmap
 
 from simlab.learners import nets
@@ -102,9 +108,9 @@ class CoordinateLSTM(torch.autograd.Function):
                 w_ih: torch.Tensor, w_hh: torch.Tensor, b: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         hid = w_hh.shape[1]
-        z = torch.addmm(b.unsqueeze(1), w_ih, x)                             # [4H, N]
-        if h is not None:
-            z.addmm_(w_hh, h)
+        u = x if h is None else torch.cat((x, h))                           # [I (+ H), N]
+        w = w_ih if h is None else torch.cat((w_ih, w_hh), 1)
+        z = torch.addmm(b.unsqueeze(1), w, u)                                # [4H, N]
         z[:2 * hid].sigmoid_()
         z[2 * hid:3 * hid].tanh_()
         z[3 * hid:].sigmoid_()
@@ -113,14 +119,15 @@ class CoordinateLSTM(torch.autograd.Function):
         if c is not None:
             c_new.addcmul_(f, c)
         tc = torch.tanh(c_new)
-        ctx.save_for_backward(x, h, c, z, tc, w_ih, w_hh)
+        ctx.save_for_backward(u, c, z, tc, w_hh)
+        ctx.h_given = h is not None
         return o * tc, c_new
 
     @staticmethod
     def backward(ctx, dh: torch.Tensor | None, dc: torch.Tensor | None
                  ) -> tuple[torch.Tensor | None, ...]:
-        x, h, c, z, tc, w_ih, w_hh = ctx.saved_tensors
-        hid = w_hh.shape[1]
+        u, c, z, tc, w_hh = ctx.saved_tensors
+        hid, n_in = w_hh.shape[1], u.shape[0] - (w_hh.shape[1] if ctx.h_given else 0)
         i, f, g, o = z.split(hid)
         # the gates read h' through a transposed view, so its gradient arrives strided
         dh = torch.zeros_like(tc) if dh is None else dh.contiguous()
@@ -136,10 +143,11 @@ class CoordinateLSTM(torch.autograd.Function):
             _sig_grad(dct * c, f, dzf)
         torch.ops.aten.tanh_backward.grad_input(dct * i, g, grad_input=dzg)
         _sig_grad(dh * tc, o, dzo)
-        d_h = None if h is None or not ctx.needs_input_grad[1] else w_hh.T @ dz
+        d_h = w_hh.T @ dz if ctx.h_given and ctx.needs_input_grad[1] else None
         d_c = None if c is None or not ctx.needs_input_grad[2] else dct * f
-        d_whh = torch.zeros_like(w_hh) if h is None else dz @ h.T
-        return None, d_h, d_c, dz @ x.T, d_whh, dz.sum(1)
+        d_w = dz @ u.T                                                # [4H, I (+ H)]
+        d_whh = d_w[:, n_in:] if ctx.h_given else torch.zeros_like(w_hh)
+        return None, d_h, d_c, d_w[:, :n_in], d_whh, dz.sum(1)
 
 
 class FlatAdapted(FunctionalAdapted):
@@ -218,21 +226,33 @@ class MetaLSTM(Learner):
         return {k: v.view(shape) for (k, shape), v in zip(self._shapes, parts)}
 
     def _forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One task's learner: flat parameters ``[P]``, inputs ``[N, D]``."""
         return functional_call(self._net, self._unflatten(flat), (x,))
 
-    def _support_loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                      w: torch.Tensor) -> torch.Tensor:
-        return task_loss(self._forward(flat, x), y, self.spec.target, w)
+    def _batched_forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``vmap(self._forward)`` over tasks: ``flat [B, P]``, ``x [B, N, D]``. The learner is
+        ``nets.mlp`` (Linear and ReLU layers), so each layer is one ``baddbmm`` on ``[B, ...]``
+        views of ``flat`` (measured ~3x cheaper than vmap over ``functional_call``, whose
+        per-call overhead dominates these small nets); other modules fall back to vmap."""
+        if not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in self._net):
+            return vmap(self._forward)(flat, x)
+        parts = torch.split(flat, self._sizes, dim=-1)
+        views = {k: v.view(*flat.shape[:-1], *shape) for (k, shape), v in zip(self._shapes, parts)}
+        for i, layer in enumerate(self._net):
+            if isinstance(layer, nn.Linear):
+                x = torch.baddbmm(views[f"{i}.bias"].unsqueeze(-2), x, views[f"{i}.weight"].mT)
+            else:
+                x = torch.relu(x)
+        return x
 
     def _loss_and_grad(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                        w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-task support gradients ``[B, P]`` and losses ``[B]`` at constant ``theta``: one
-        vmapped forward and one backward of the summed losses (task b's loss depends only on
-        row b, so the rows of the gradient are the per-task gradients; measured ~1.5x
-        cheaper than ``vmap(grad_and_value(...))``)."""
+        batched forward and one backward of the summed losses (task b's loss depends only on
+        row b, so the rows of the gradient are the per-task gradients)."""
         with torch.enable_grad():
             theta = theta.detach().requires_grad_(True)
-            loss = vmap(self._support_loss)(theta, x, y, w)
+            loss = task_loss(self._batched_forward(theta, x), y, self.spec.target, w)
             (grad,) = torch.autograd.grad(loss.sum(), theta)
         return grad, loss.detach()
 
@@ -286,7 +306,7 @@ class MetaLSTM(Learner):
     def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean over tasks of the weighted query loss at c_T."""
         c_t = self.unroll(batch, self.inner_steps, [self.inner_steps])[0]
-        out = vmap(self._forward)(c_t, batch.x_query)
+        out = self._batched_forward(c_t, batch.x_query)
         return task_loss(out, batch.y_query, self.spec.target, query_weights(batch)).mean()
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FlatAdapted:
