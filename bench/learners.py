@@ -197,7 +197,7 @@ def bench_meta_lstm(device: str, iters: int, repeats: int, reference: str | None
             maml = MAML(**{**maml_kw, "inner_steps": n_inner})
             maml.setup(spec, seed=0, device=device)
             steps[f"MAML, {n_inner} inner step{'s' * (n_inner > 1)}"] = (
-                lambda m=maml: m.meta_step(batch))
+                lambda m=maml, b=batch: m.meta_step(b))
         for label, cls in classes.items():
             for hidden in (20, 0):
                 lstm = cls(**{**lstm_kw, "lstm_hidden": hidden})

@@ -96,8 +96,9 @@ class CoordinateLSTM(torch.autograd.Function):
 
     Why not autograd on ``torch`` ops: with N ~ 10^4-10^5 the step is pointwise-bound. The
     coordinates-last layout makes every gate a contiguous row block (column chunks of
-    ``[N, 4H]`` are strided and several times slower to activate), the activations are done
-    in place, and the backward saves only ``x, h, c``, the four activated gates and
+    ``[N, 4H]`` are strided and several times slower to activate), input and hidden weights
+    are one GEMM on ``[x; h]`` (and their gradients one GEMM), the activations are done in
+    place, and the backward saves only ``[x; h]``, ``c``, the four activated gates and
     ``tanh(c')``, computing the pre-activation gradients with the fused
     ``sigmoid_backward``/``tanh_backward`` kernels. ``x`` (preprocessed losses and gradients,
     constants under the paper's "no second derivatives") gets no gradient.
@@ -264,8 +265,10 @@ class MetaLSTM(Learner):
         returns the cell state after each step count in ``keep``, ``[len(keep), B, P]``.
 
         All B x P coordinates are one flat axis N: the learner gradients of the B tasks come
-        from one ``vmap`` call, both LSTMs are one tensor step each (``CoordinateLSTM``, and
-        ``gate`` on coordinates-last views), so the Python work per step is constant."""
+        from one batched forward and backward (``_loss_and_grad``), the losses and gradients
+        are preprocessed in one call, and both LSTMs are one tensor step each
+        (``CoordinateLSTM``, and ``gate`` on coordinates-last views), so the Python work per
+        step is constant."""
         q = self.params if params is None else params
         b, n_p, h = support.size, self.n_learner_params, self.lstm_hidden
         c = q["c0"].expand(b, n_p).reshape(-1)                             # theta, [N]
