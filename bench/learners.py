@@ -1,6 +1,7 @@
 """Benchmark: one MAML meta-iteration, simlab's vmapped torch.func core vs a per-task loop.
 
 Run by hand (not a test):  python3 bench/learners.py [--device cuda] [--iters 200] [--compile]
+                           [--meta-lstm-reference OLD.py] [--skip-meta-lstm]
 
 Setting (Finn et al. 2017 sinusoid): 1-40-40-1 ReLU MLP, K=10 support and 10 query points per
 task, meta-batch 25, one inner SGD step at lr 0.01, second order, Adam outer lr 1e-3.
@@ -10,6 +11,15 @@ The reference is written here the way learn2learn's ``MAML`` does it (``clone_mo
 meta-batch, ``backward`` per task); learn2learn itself is not installed. Both run in the same
 process on the same tasks and initial weights; ms per meta-iteration is the median over repeats.
 If bench/other_learners.py exists (meta-LSTM and relation-net benchmarks), its results are printed.
+
+Meta-LSTM vs MAML (issue 8 item 7, "within 5x MAML's per-iteration time"): one meta-iteration
+(loss, backward, clipping, Adam) of ``MetaLSTM`` against ``MAML.meta_step``, interleaved in the
+same process, in two settings: the sinusoid setting above (1-40-40-1 learner for both, so the
+meta-LSTM has 1761 coordinates per task; T = 5 unrolled steps; MAML at 1 step and at T steps)
+and the contest setting (``scenarios/opinion_shift.toml`` warm-up waves, each learner with the
+scenario's hyperparameters, meta-batch 16). ``--meta-lstm-reference FILE`` also times the
+``MetaLSTM`` class of another version of ``meta_lstm.py`` (e.g. ``git show
+e5bc1b8:simlab/learners/meta_lstm.py > /tmp/old.py``) for before/after figures.
 """
 from __future__ import annotations
 
@@ -28,7 +38,9 @@ import torch
 from torch import nn
 
 from simlab.learners import TaskSpec
+from simlab.learners.episodes import descend, pad_tasks, take
 from simlab.learners.maml import MAML
+from simlab.learners.meta_lstm import MetaLSTM
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.reference import sinusoid_tasks
 
@@ -137,6 +149,76 @@ def bench_maml(device: str, iters: int, repeats: int, with_compile: bool
     return res
 
 
+# ----- meta-LSTM vs MAML ---------------------------------------------------------------------
+def load_class(path: str, name: str) -> type:
+    """Class ``name`` from the Python file ``path`` (an older version of a learner module)."""
+    spec = importlib.util.spec_from_file_location(f"simlab_bench_ref_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module            # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def lstm_step(learner: MetaLSTM, batch: TaskBatch) -> Callable[[], object]:
+    """One meta-LSTM meta-iteration on a fixed batch, as ``meta_fit`` takes it."""
+    params = list(learner.params.values())
+    return lambda: descend(learner.episode_loss(batch), params, learner._opt, learner.grad_clip)
+
+
+def contest_setting(device: str) -> tuple[TaskBatch, TaskSpec, dict, dict]:
+    """A meta-batch of 16 warm-up tasks of opinion_shift (seed 0) and the scenario's
+    hyperparameters of MAML and of the meta-LSTM."""
+    from simlab.experiment.config import load_scenario
+    scenario = load_scenario(Path(__file__).parents[1] / "scenarios" / "opinion_shift.toml")
+    stream = scenario.stream(0)
+    tasks = [t for wave in stream.waves[:scenario.evaluation.warmup] for t in wave]
+    batch = take(pad_tasks(tasks, device), torch.arange(min(16, len(tasks)), device=device))
+    return (batch, TaskSpec.of(tasks[0]), scenario.hyperparameters("maml"),
+            scenario.hyperparameters("meta_lstm"))
+
+
+def bench_meta_lstm(device: str, iters: int, repeats: int, reference: str | None
+                    ) -> dict[str, dict[str, dict[str, float]]]:
+    """ms per meta-iteration of the meta-LSTM and of MAML in both settings (see the module
+    docstring); ``reference``: a file whose ``MetaLSTM`` is timed too."""
+    classes = {"meta-LSTM": MetaLSTM}
+    if reference:
+        classes["meta-LSTM (reference file)"] = load_class(reference, "MetaLSTM")
+    out = {}
+    tasks = sinusoid_tasks(META_BATCH, SHOTS, QUERY, np.random.default_rng(0))
+    batch, spec = TaskBatch.from_tasks(tasks, device=device), TaskSpec.of(tasks[0])
+    settings = {"sinusoid": (batch, spec, {"hidden": (40, 40), "inner_lr": INNER_LR},
+                             {"hidden": (40, 40)}),
+                "opinion_shift": contest_setting(device)}
+    for name, (batch, spec, maml_kw, lstm_kw) in settings.items():
+        steps: dict[str, Callable[[], object]] = {}
+        lstm_t = MetaLSTM(**lstm_kw).inner_steps
+        for n_inner in sorted({1, lstm_t}):
+            maml = MAML(**{**maml_kw, "inner_steps": n_inner})
+            maml.setup(spec, seed=0, device=device)
+            steps[f"MAML, {n_inner} inner step{'s' * (n_inner > 1)}"] = (
+                lambda m=maml, b=batch: m.meta_step(b))
+        for label, cls in classes.items():
+            for hidden in (20, 0):
+                lstm = cls(**{**lstm_kw, "lstm_hidden": hidden})
+                lstm.setup(spec, seed=0, device=device)
+                steps[f"{label}, T={lstm.inner_steps}, lstm_hidden={hidden}"] = lstm_step(lstm, batch)
+        out[name] = time_interleaved(steps, iters, repeats, device)
+    return out
+
+
+def print_meta_lstm(res: dict[str, dict[str, dict[str, float]]]) -> None:
+    """One table per setting: ms per meta-iteration and the ratio to MAML at 1 inner step."""
+    for setting, rows in res.items():
+        print(f"meta-LSTM vs MAML, {setting}; ms per meta-iteration, ratio to MAML (1 step):")
+        ref = next(r for k, r in rows.items() if k.startswith("MAML, 1 "))
+        print(f"  {'':48s} {'wall median':>12s} {'cpu median':>11s}   ratio wall / cpu")
+        for name, r in rows.items():
+            print(f"  {name:48s} {r['wall_median']:12.2f} {r['cpu_median']:11.2f}   "
+                  f"{r['wall_median'] / ref['wall_median']:.1f}x / "
+                  f"{r['cpu_median'] / ref['cpu_median']:.1f}x")
+
+
 def other_learners() -> dict[str, dict] | None:
     """Results of bench/other_learners.py (meta-LSTM, relation net) when that file exists."""
     path = Path(__file__).with_name("other_learners.py")
@@ -157,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--compile", action="store_true", help="also time MAML(compile=True)")
     ap.add_argument("--skip-others", action="store_true", help="skip bench/other_learners.py")
+    ap.add_argument("--skip-meta-lstm", action="store_true", help="skip meta-LSTM vs MAML")
+    ap.add_argument("--meta-lstm-reference", metavar="FILE",
+                    help="also time the MetaLSTM class defined in FILE (before/after)")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available on this machine")
@@ -178,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['cpu_median']:11.3f} {r['cpu_min']:8.3f}{ratio}")
     if "compile_s" in meta:
         print(f"  (torch.compile of the meta-step took {meta['compile_s']:.1f} s)")
+    if not args.skip_meta_lstm:
+        print_meta_lstm(bench_meta_lstm(args.device, args.iters, args.repeats,
+                                        args.meta_lstm_reference))
     others = None if args.skip_others else other_learners()
     for name, r in (others or {}).items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"

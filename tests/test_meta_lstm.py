@@ -10,7 +10,7 @@ import torch
 from simlab.learners import make_learner
 from simlab.learners.base import Budget, TaskSpec
 from simlab.learners.losses import task_loss
-from simlab.learners.meta_lstm import MetaLSTM, gate, preprocess
+from simlab.learners.meta_lstm import CoordinateLSTM, MetaLSTM, gate, preprocess
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -62,6 +62,49 @@ def test_gate_matches_hand_computed_value() -> None:
     got = gate(w, torch.tensor(1.0), x, torch.tensor([2.0]), torch.tensor([0.25]))
     assert got.item() == pytest.approx(1 / (1 + math.exp(-z)), abs=1e-6)
     assert got.item() == pytest.approx(0.824914, abs=1e-5)
+
+
+@pytest.mark.parametrize("zero_state", [False, True])
+def test_coordinate_lstm_matches_lstm_cell_and_its_gradients(zero_state: bool) -> None:
+    """The fused coordinates-last step equals ``nn.LSTMCell`` (value and every gradient but
+    the constant input's); ``h = c = None`` is the zero state."""
+    g = torch.Generator().manual_seed(0)
+    n, hid = 7, 3
+    cell = torch.nn.LSTMCell(4, hid).double()
+    x = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    h = torch.zeros(n, hid, dtype=torch.float64) if zero_state else torch.randn(
+        n, hid, generator=g, dtype=torch.float64)
+    c = torch.zeros_like(h) if zero_state else torch.randn(n, hid, generator=g,
+                                                           dtype=torch.float64)
+    h.requires_grad_(not zero_state)
+    c.requires_grad_(not zero_state)
+    with torch.no_grad():
+        cell.bias_hh.zero_()                                 # one bias, as in the meta-LSTM
+    w = [cell.weight_ih, cell.weight_hh, cell.bias_ih]
+    mix = torch.randn(2, hid, n, generator=g, dtype=torch.float64)      # arbitrary upstream
+    ref_h, ref_c = cell(x, (h, c))
+    ours = CoordinateLSTM.apply(x.T.contiguous(), None if zero_state else h.T.contiguous(),
+                                None if zero_state else c.T.contiguous(), *w)
+    assert torch.allclose(ours[0], ref_h.T) and torch.allclose(ours[1], ref_c.T)
+    inputs = [*w] + ([] if zero_state else [h, c])
+    want = torch.autograd.grad((ref_h.T * mix[0]).sum() + (ref_c.T * mix[1]).sum(), inputs)
+    ours = CoordinateLSTM.apply(x.T.contiguous(), None if zero_state else h.T,
+                                None if zero_state else c.T, *w)
+    got = torch.autograd.grad((ours[0] * mix[0]).sum() + (ours[1] * mix[1]).sum(), inputs)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("kind", ["regression", "multiclass"])
+def test_batched_forward_equals_vmap_of_functional_call(kind: str) -> None:
+    tasks = linear_tasks(3, kind)
+    m = MetaLSTM(hidden=(8, 5))
+    m.setup(TaskSpec.of(tasks[0]), seed=0)
+    batch = TaskBatch.from_tasks(tasks)
+    flat = m.params["c0"].detach() + 0.1 * torch.randn(3, m.n_learner_params,
+                                                         generator=torch.Generator().manual_seed(1))
+    want = torch.vmap(m._forward)(flat, batch.x_query)
+    assert torch.allclose(m._batched_forward(flat, batch.x_query), want, atol=1e-6)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -123,6 +166,47 @@ def test_meta_gradient_ignores_second_derivatives() -> None:
     want = c_t.grad.sum(0)                                          # c_0 is shared by tasks
     assert torch.allclose(m.params["c0"].grad, want, atol=1e-6)
     assert m.params["b_i"].grad.abs().item() > 0                    # the step size is learned
+
+
+def reference_episode_loss(m: MetaLSTM, batch: TaskBatch) -> torch.Tensor:
+    """The paper's equations task by task with plain autograd ops (no batching, no fused
+    cell): the batched unroll must give the same meta-loss and meta-gradients."""
+    q, total, hid = m.params, torch.zeros(()), m.lstm_hidden
+    for b in range(batch.size):
+        c = q["c0"]
+        h = cell = torch.zeros(c.numel(), hid)
+        f = i = torch.zeros_like(c)
+        for _ in range(m.inner_steps):
+            theta = c.detach().requires_grad_(True)
+            loss = task_loss(m._forward(theta, batch.x_support[b]), batch.y_support[b],
+                             m.spec.target, batch.w_support[b])
+            (grad,) = torch.autograd.grad(loss, theta)
+            x = torch.cat((preprocess(loss.detach(), m.p).expand(c.numel(), 2),
+                           preprocess(grad, m.p)), 1)
+            zi, zf, zg, zo = (x @ q["w_ih"].T + h @ q["w_hh"].T + q["b"]).split(hid, 1)
+            cell = torch.sigmoid(zf) * cell + torch.sigmoid(zi) * torch.tanh(zg)
+            h = torch.sigmoid(zo) * torch.tanh(cell)
+            f = torch.sigmoid(torch.cat((h, c[:, None], f[:, None]), 1) @ q["w_f"] + q["b_f"])
+            i = torch.sigmoid(torch.cat((h, c[:, None], i[:, None]), 1) @ q["w_i"] + q["b_i"])
+            c = f * c - i * grad
+        total = total + task_loss(m._forward(c, batch.x_query[b]), batch.y_query[b],
+                                  m.spec.target, batch.w_query[b])
+    return total / batch.size
+
+
+@pytest.mark.parametrize("kind", ["regression", "binary"])
+def test_batched_unroll_matches_per_task_reference(kind: str) -> None:
+    tasks = linear_tasks(3, kind)
+    m = small(init_scale=0.3, input_bias=(-2.0, -1.0))         # gates far from constant
+    m.setup(TaskSpec.of(tasks[0]), seed=0)
+    batch = TaskBatch.from_tasks(tasks)
+    ours = m.episode_loss(batch)
+    got = torch.autograd.grad(ours, list(m.params.values()))
+    ref = reference_episode_loss(m, batch)
+    want = torch.autograd.grad(ref, list(m.params.values()))
+    assert torch.allclose(ours, ref, rtol=1e-5)
+    for k, a, b in zip(m.params, got, want):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), k
 
 
 @pytest.mark.parametrize("kind,tail", [("regression", ()), ("binary", ()), ("multiclass", (3,))])

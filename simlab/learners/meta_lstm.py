@@ -20,11 +20,16 @@ in U(-0.01, 0.01), so that the untrained meta-learner is close to SGD with a sma
 constants (the paper's "ignore second derivatives" assumption): they are computed at a detached
 copy of theta_{t-1}, while the meta-gradient still flows through c_t's recurrence and the gates.
 
-Every step is batched over tasks: per-task losses and gradients come from ``torch.func.vmap`` over
-``grad_and_value`` of a ``functional_call``, and the two LSTMs run on ``[tasks, coordinates]``
-tensors. ``lstm_hidden=0`` is a documented simplification that skips the first LSTM and feeds
-the four preprocessed numbers to the gates directly; the first LSTM dominates the cost of a
-step (``bench/other_learners.py`` times both).
+Every step is batched over tasks and coordinates, with constant Python work per step: the B
+tasks' flat parameter vectors are one ``[B, P]`` tensor, their support losses and gradients
+come from one batched forward (``baddbmm`` per layer on ``[B, ...]`` views of the flat vector)
+and one backward, and both LSTMs run on one flat axis of N = B x P coordinates laid out
+coordinates-last (``CoordinateLSTM``: one fused step with a hand-written backward; the gates
+are one matrix-vector product each). ``lstm_hidden=0`` is a documented simplification that
+skips the first LSTM and feeds the four preprocessed numbers to the gates directly. The first
+LSTM dominates the cost when N is large: its work is N x 4H x (4 + H) per step, i.e. ~85 M
+multiply-adds for the 1-40-40-1 sinusoid learner at B = 25 (``bench/learners.py`` times it
+against MAML, ``bench/other_learners.py`` against a per-task loop).
 Batch normalisation of the learner and of the meta-LSTM (options in the Lua code) is
 not used: the learners here are small tabular MLPs.
 
@@ -42,7 +47,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch.func import functional_call, grad_and_value, vmap
+from torch import nn
+from torch.func import functional_call, vmap
 
 from simlab.learners import nets
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
@@ -77,16 +83,72 @@ def gate(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, theta: torch
     return torch.sigmoid(z + bias)
 
 
-def lstm_cell(w_ih: torch.Tensor, w_hh: torch.Tensor, b: torch.Tensor, x: torch.Tensor,
-              h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A standard LSTM cell on any leading shape (gate order i, f, g, o as in ``nn.LSTMCell``);
-    leading axes are flattened so the products are single 2-D GEMMs."""
-    lead = x.shape[:-1]
-    z = torch.addmm(b, h.reshape(-1, h.shape[-1]), w_hh.T).addmm(x.reshape(-1, x.shape[-1]), w_ih.T)
-    i, f, g, o = z.chunk(4, -1)
-    c = torch.sigmoid(f) * c.reshape(-1, c.shape[-1]) + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
-    return h.reshape(*lead, -1), c.reshape(*lead, -1)
+def _sig_grad(grad: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = grad * y * (1 - y)``: the sigmoid's backward from its output (one fused kernel)."""
+    torch.ops.aten.sigmoid_backward.grad_input(grad, y, grad_input=out)
+
+
+class CoordinateLSTM(torch.autograd.Function):
+    """One step of the coordinate-wise LSTM on all coordinates of all tasks at once, laid out
+    coordinates-last (``x [I, N]``, ``h``/``c [H, N]``, N = tasks x learner parameters), with a
+    hand-written backward. Same maths as ``nn.LSTMCell`` (gate order i, f, g, o; weights
+    ``w_ih [4H, I]``, ``w_hh [4H, H]``, one bias ``[4H]``); ``h = c = None`` is the zero state.
+
+    Why not autograd on ``torch`` ops: with N ~ 10^4-10^5 the step is pointwise-bound. The
+    coordinates-last layout makes every gate a contiguous row block (column chunks of
+    ``[N, 4H]`` are strided and several times slower to activate), input and hidden weights
+    are one GEMM on ``[x; h]`` (and their gradients one GEMM), the activations are done in
+    place, and the backward saves only ``[x; h]``, ``c``, the four activated gates and
+    ``tanh(c')``, computing the pre-activation gradients with the fused
+    ``sigmoid_backward``/``tanh_backward`` kernels. ``x`` (preprocessed losses and gradients,
+    constants under the paper's "no second derivatives") gets no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None,
+                w_ih: torch.Tensor, w_hh: torch.Tensor, b: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        hid = w_hh.shape[1]
+        u = x if h is None else torch.cat((x, h))                           # [I (+ H), N]
+        w = w_ih if h is None else torch.cat((w_ih, w_hh), 1)
+        z = torch.addmm(b.unsqueeze(1), w, u)                                # [4H, N]
+        z[:2 * hid].sigmoid_()
+        z[2 * hid:3 * hid].tanh_()
+        z[3 * hid:].sigmoid_()
+        i, f, g, o = z.split(hid)
+        c_new = i * g
+        if c is not None:
+            c_new.addcmul_(f, c)
+        tc = torch.tanh(c_new)
+        ctx.save_for_backward(u, c, z, tc, w_hh)
+        ctx.h_given = h is not None
+        return o * tc, c_new
+
+    @staticmethod
+    def backward(ctx, dh: torch.Tensor | None, dc: torch.Tensor | None
+                 ) -> tuple[torch.Tensor | None, ...]:
+        u, c, z, tc, w_hh = ctx.saved_tensors
+        hid, n_in = w_hh.shape[1], u.shape[0] - (w_hh.shape[1] if ctx.h_given else 0)
+        i, f, g, o = z.split(hid)
+        # the gates read h' through a transposed view, so its gradient arrives strided
+        dh = torch.zeros_like(tc) if dh is None else dh.contiguous()
+        dct = torch.ops.aten.tanh_backward(dh * o, tc)                  # d/dc' through h'
+        if dc is not None:
+            dct += dc
+        dz = torch.empty_like(z)
+        dzi, dzf, dzg, dzo = dz.split(hid)
+        _sig_grad(dct * g, i, dzi)
+        if c is None:
+            dzf.zero_()
+        else:
+            _sig_grad(dct * c, f, dzf)
+        torch.ops.aten.tanh_backward.grad_input(dct * i, g, grad_input=dzg)
+        _sig_grad(dh * tc, o, dzo)
+        d_h = w_hh.T @ dz if ctx.h_given and ctx.needs_input_grad[1] else None
+        d_c = None if c is None or not ctx.needs_input_grad[2] else dct * f
+        d_w = dz @ u.T                                                # [4H, I (+ H)]
+        d_whh = d_w[:, n_in:] if ctx.h_given else torch.zeros_like(w_hh)
+        return None, d_h, d_c, d_w[:, :n_in], d_whh, dz.sum(1)
 
 
 class FlatAdapted(FunctionalAdapted):
@@ -165,42 +227,71 @@ class MetaLSTM(Learner):
         return {k: v.view(shape) for (k, shape), v in zip(self._shapes, parts)}
 
     def _forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One task's learner: flat parameters ``[P]``, inputs ``[N, D]``."""
         return functional_call(self._net, self._unflatten(flat), (x,))
 
-    def _support_loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                      w: torch.Tensor) -> torch.Tensor:
-        return task_loss(self._forward(flat, x), y, self.spec.target, w)
+    def _batched_forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``vmap(self._forward)`` over tasks: ``flat [B, P]``, ``x [B, N, D]``. The learner is
+        ``nets.mlp`` (Linear and ReLU layers), so each layer is one ``baddbmm`` on ``[B, ...]``
+        views of ``flat`` (measured ~3x cheaper than vmap over ``functional_call``, whose
+        per-call overhead dominates these small nets); other modules fall back to vmap."""
+        if not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in self._net):
+            return vmap(self._forward)(flat, x)
+        parts = torch.split(flat, self._sizes, dim=-1)
+        views = {k: v.view(*flat.shape[:-1], *shape) for (k, shape), v in zip(self._shapes, parts)}
+        for i, layer in enumerate(self._net):
+            if isinstance(layer, nn.Linear):
+                x = torch.baddbmm(views[f"{i}.bias"].unsqueeze(-2), x, views[f"{i}.weight"].mT)
+            else:
+                x = torch.relu(x)
+        return x
+
+    def _loss_and_grad(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                       w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-task support gradients ``[B, P]`` and losses ``[B]`` at constant ``theta``: one
+        batched forward and one backward of the summed losses (task b's loss depends only on
+        row b, so the rows of the gradient are the per-task gradients)."""
+        with torch.enable_grad():
+            theta = theta.detach().requires_grad_(True)
+            loss = task_loss(self._batched_forward(theta, x), y, self.spec.target, w)
+            (grad,) = torch.autograd.grad(loss.sum(), theta)
+        return grad, loss.detach()
 
     # ---- the unrolled inner loop ------------------------------------------------------------
 
     def unroll(self, support: TaskBatch, n_steps: int, keep: Sequence[int],
                params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Run ``n_steps`` meta-LSTM updates from c_0 on every task of ``support`` at once;
-        returns the cell state after each step count in ``keep``, ``[len(keep), B, P]``."""
+        returns the cell state after each step count in ``keep``, ``[len(keep), B, P]``.
+
+        All B x P coordinates are one flat axis N: the learner gradients of the B tasks come
+        from one batched forward and backward (``_loss_and_grad``), the losses and gradients
+        are preprocessed in one call, and both LSTMs are one tensor step each
+        (``CoordinateLSTM``, and ``gate`` on coordinates-last views), so the Python work per
+        step is constant."""
         q = self.params if params is None else params
         b, n_p, h = support.size, self.n_learner_params, self.lstm_hidden
-        c = q["c0"].expand(b, n_p)
-        hid = cell = c.new_zeros(b, n_p, h)
-        f_prev = c.new_zeros(b, n_p)
-        i_prev = c.new_zeros(b, n_p)
-        loss_grad = vmap(grad_and_value(self._support_loss))
+        c = q["c0"].expand(b, n_p).reshape(-1)                             # theta, [N]
+        hid = cell = None
+        f_prev = i_prev = c.new_zeros(b * n_p)
+        xs, ys, ws = support.x_support, support.y_support, support.w_support
         wanted = set(keep)
         saved = {0: c}
         for t in range(1, n_steps + 1):
-            grad, loss = loss_grad(c.detach(), support.x_support, support.y_support,
-                                   support.w_support)
-            x_in = torch.cat((preprocess(loss, self.p).unsqueeze(1).expand(b, n_p, 2),
-                              preprocess(grad, self.p)), -1)             # [B, P, 4]
+            grad, loss = self._loss_and_grad(c.detach().view(b, n_p), xs, ys, ws)
+            pre = preprocess(torch.cat((loss.unsqueeze(1), grad), 1), self.p)   # [B, 1+P, 2]
+            x_in = torch.cat((pre[:, :1].expand(b, n_p, 2), pre[:, 1:]), -1)     # [B, P, 4]
+            x_in = x_in.reshape(-1, 4).T.contiguous()                            # [4, N]
             if h > 0:
-                hid, cell = lstm_cell(q["w_ih"], q["w_hh"], q["b"], x_in, hid, cell)
+                hid, cell = CoordinateLSTM.apply(x_in, hid, cell, q["w_ih"], q["w_hh"], q["b"])
             else:
                 hid = x_in
-            f_prev = gate(q["w_f"], q["b_f"], hid, c, f_prev)
-            i_prev = gate(q["w_i"], q["b_i"], hid, c, i_prev)
-            c = f_prev * c - i_prev * grad
+            f_prev = gate(q["w_f"], q["b_f"], hid.mT, c, f_prev)
+            i_prev = gate(q["w_i"], q["b_i"], hid.mT, c, i_prev)
+            c = f_prev * c - i_prev * grad.reshape(-1)
             if t in wanted:
                 saved[t] = c
-        return torch.stack([saved[s] for s in keep])
+        return torch.stack([saved[s] for s in keep]).view(len(keep), b, n_p)
 
     # ---- Learner API ------------------------------------------------------------------------
 
@@ -219,7 +310,7 @@ class MetaLSTM(Learner):
     def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean over tasks of the weighted query loss at c_T."""
         c_t = self.unroll(batch, self.inner_steps, [self.inner_steps])[0]
-        out = vmap(self._forward)(c_t, batch.x_query)
+        out = self._batched_forward(c_t, batch.x_query)
         return task_loss(out, batch.y_query, self.spec.target, query_weights(batch)).mean()
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FlatAdapted:

@@ -28,6 +28,23 @@ Choices this module makes for survey tasks (documented, not in the papers):
   the learned space): RelationNet weights ``w_i (r_i + eps)`` with relation scores r_i;
   ProtoNet weights ``w_i exp(-||f(x) - f(x_i)||^2)`` (a softmax; zero weights are excluded
   exactly). Predictions therefore stay within the range of the support targets.
+* Calibration (issue 8 item 5; off by default, so the defaults are the papers' versions):
+  ``temperature`` T divides the metric logits, ``logits = -d / T``: TADAM's metric scaling
+  (Oreshkin et al. 2018, ``-alpha d`` with ``alpha = 1 / T``); ``learn_temperature`` makes
+  ``log T`` a meta-parameter (log scale keeps T > 0), trained with the rest. ``class_prior``
+  adds ``log pi_k``, the support set's smoothed class frequency
+  ``pi_k = (n_k + prior_count) / (n + C prior_count)`` (``n_k``: weighted count, weights rescaled
+  to mean 1), to the logits: with ProtoNet's implicit class-conditional densities
+  ``p(z | k) ~ exp(-d(z, c_k) / T)`` Bayes' rule gives ``p(k | z) ~ pi_k exp(-d / T)``, and the
+  plain softmax is the special case of equal priors -- wrong on survey tasks whose base rate
+  is far from 1/C. RelationNet: the temperature divides the relation logit before its sigmoid,
+  ``s_k = sigmoid(g([c_k, x]) / T)`` (so scores stay in (0, 1) and the paper's MSE applies);
+  with ``class_prior`` the probabilities are ``p_k ~ pi_k (s_k + eps)`` and the MSE to the
+  one-hot label is taken on ``p`` (the Brier score, a proper scoring rule, so the prior is
+  trained with and the output stays a normalised probability). Regression: the temperature
+  is the kernel bandwidth (``exp(-d / T)``; RelationNet: the relation logit's scale); every
+  support respondent is its own prototype with its own weight, which already is the
+  empirical prior, so ``class_prior`` changes nothing there.
 * No inner gradient steps: ``adapt(support, steps)`` returns the same prediction for every
   requested step count, so these learners' adaptation curves are flat by construction.
 
@@ -43,13 +60,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
 from simlab.learners import nets
-from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
-                                  check_number, check_widths)
+from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_flag,
+                                  check_int, check_number, check_widths)
 from simlab.learners.episodes import (EpisodeSampler, Params, check_batch, check_query,
                                       check_steps, check_tasks, descend, fit_loop, make_adam,
                                       normalise_weights, query_weights)
@@ -74,6 +93,14 @@ def prototypes(z: torch.Tensor, cw: torch.Tensor, empty: torch.Tensor, mean: boo
     if mean:
         proto = proto / total.clamp_min(1e-12).unsqueeze(-1)
     return torch.where((total > 0).unsqueeze(-1), proto, empty)
+
+
+def class_log_prior(y: torch.Tensor, w: torch.Tensor, n_classes: int, count: float
+                    ) -> torch.Tensor:
+    """``log pi [B, C]``: smoothed support class frequencies ``(n_k + count) / (n + C count)``,
+    ``n_k`` the class's weight sum with weights rescaled to mean 1 (unit weights: counts)."""
+    n_k = class_weights(y, normalise_weights(w), n_classes).sum(1)              # [B, C]
+    return ((n_k + count) / (n_k.sum(-1, keepdim=True) + n_classes * count)).log()
 
 
 def kernel_mean(logits: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -113,6 +140,10 @@ class _Metric(Learner):
     embed_dim: int = 32                    # embedding size
     meta_lr: float = 1e-3                  # Adam step (both papers: 1e-3)
     grad_clip: float | None = None         # meta-gradient norm cap; None disables
+    temperature: float = 1.0               # T in logits = -d / T (initial value if learned)
+    learn_temperature: bool = False        # meta-learn log T (TADAM metric scaling)
+    class_prior: bool = False              # add log smoothed support class frequencies
+    prior_count: float = 1.0               # pseudo-count per class of that prior (Laplace)
 
     def validate(self) -> None:
         n = self.name
@@ -120,6 +151,10 @@ class _Metric(Learner):
         check_int(n, "embed_dim", self.embed_dim, 1)
         check_number(n, "meta_lr", self.meta_lr, hint=", e.g. 1e-3")
         check_number(n, "grad_clip", self.grad_clip, optional=True, hint=" (None: no clipping)")
+        check_number(n, "temperature", self.temperature, hint=" (1: the paper's metric)")
+        check_flag(n, "learn_temperature", self.learn_temperature)
+        check_flag(n, "class_prior", self.class_prior)
+        check_number(n, "prior_count", self.prior_count, hint=" (1: Laplace smoothing)")
 
     @property
     def n_classes(self) -> int:
@@ -131,6 +166,9 @@ class _Metric(Learner):
         self._embed = nets.mlp([spec.n_features, *self.hidden, self.embed_dim], g, dev)
         self.params = {f"embed.{k}": v for k, v in nets.params_of(self._embed).items()}
         self.params["empty"] = torch.zeros(self.embed_dim, device=dev, requires_grad=True)
+        if self.learn_temperature:
+            self.params["log_temperature"] = torch.tensor(math.log(self.temperature),
+                                                          device=dev, requires_grad=True)
         self.build_head()
         self._opt = make_adam(self.params.values(), self.meta_lr)
 
@@ -140,6 +178,19 @@ class _Metric(Learner):
     def clip_groups(self) -> list[list[torch.Tensor]]:
         """Parameter groups whose gradient norms ``grad_clip`` caps separately (one: all)."""
         return [list(self.params.values())]
+
+    def scale(self, params: Params) -> torch.Tensor | float:
+        """``1 / T``: learned (``exp(-log T)``) or the fixed ``1 / temperature``."""
+        if "log_temperature" in params:
+            return torch.exp(-params["log_temperature"])
+        return 1.0 / self.temperature
+
+    def log_prior(self, support: TaskBatch) -> torch.Tensor | None:
+        """``log pi [B, 1, C]`` for classification with ``class_prior``, else None."""
+        if not self.class_prior or self.spec.target == "regression":
+            return None
+        return class_log_prior(support.y_support, support.w_support, self.n_classes,
+                               self.prior_count).unsqueeze(1)
 
     def embed(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """f_phi on ``[..., D]`` inputs."""
@@ -205,12 +256,12 @@ class RelationNet(_Metric):
         return [[v for k, v in self.params.items() if not k.startswith("relation.")], relation]
 
     def relate(self, params: Params, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        """Relation scores ``sigmoid(g([left, right]))`` in (0, 1), broadcast over leading axes:
-        ``left [B, 1, N, E]`` (class or support features), ``right [B, Q, 1, E]`` (queries)."""
+        """Relation scores ``sigmoid(g([left, right]) / T)`` in (0, 1), broadcast over leading
+        axes: ``left [B, 1, N, E]`` (class or support features), ``right [B, Q, 1, E]``."""
         left, right = torch.broadcast_tensors(left, right)
         own = {k[len("relation."):]: v for k, v in params.items() if k.startswith("relation.")}
         out = functional_call(self._relation, own, (torch.cat((left, right), -1),))
-        return torch.sigmoid(out.squeeze(-1))
+        return torch.sigmoid(out.squeeze(-1) * self.scale(params))
 
     def outputs(self, params: Params, support: TaskBatch, x_query: torch.Tensor) -> torch.Tensor:
         """Classification: relation scores ``[B, Q, C]``; regression: predictions ``[B, Q]``."""
@@ -226,12 +277,24 @@ class RelationNet(_Metric):
         proto = prototypes(zs, cw, params["empty"], mean=self.pooling == "mean")
         return self.relate(params, proto.unsqueeze(1), zq.unsqueeze(2))           # [B, Q, C]
 
+    def probabilities(self, scores: torch.Tensor, support: TaskBatch) -> torch.Tensor:
+        """Scores ``[B, Q, C]`` to class probabilities: ``(s_k + eps)`` normalised, times the
+        support class prior ``pi_k`` first when ``class_prior``."""
+        prob = scores + EPS
+        prior = self.log_prior(support)
+        if prior is not None:
+            prob = prob * prior.exp()
+        return prob / prob.sum(-1, keepdim=True)
+
     def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Paper eq. 2: squared error of the relation scores against the one-hot label (mean
-        over classes), weighted over query respondents; squared error for regression."""
+        over classes), weighted over query respondents; squared error for regression. With
+        ``class_prior`` the squared error is that of the prior-weighted probabilities (Brier)."""
         out, wq = self.outputs(self.params, batch, batch.x_query), query_weights(batch)
         if self.spec.target == "regression":
             return task_loss(out, batch.y_query, "regression", wq).mean()
+        if self.class_prior:
+            out = self.probabilities(out, batch)
         onehot = F.one_hot(batch.y_query.long(), self.n_classes).to(out.dtype)
         per = ((out - onehot) ** 2).mean(-1)
         return ((per * wq).sum(-1) / wq.sum(-1).clamp_min(1e-12)).mean()
@@ -242,7 +305,7 @@ class RelationNet(_Metric):
         out = self.outputs(params, support, x_query)
         if self.spec.target == "regression":
             return out
-        prob = (out + EPS) / (out + EPS).sum(-1, keepdim=True)
+        prob = self.probabilities(out, support)
         return prob[..., 1] if self.spec.target == "binary" else prob
 
 
@@ -253,16 +316,19 @@ class ProtoNet(_Metric):
     name: ClassVar[str] = "protonet"
 
     def outputs(self, params: Params, support: TaskBatch, x_query: torch.Tensor) -> torch.Tensor:
-        """Raw outputs for ``losses``: class logits ``-d^2`` ``[B, Q, C]`` (binary: the logit
-        difference ``[B, Q, 1]``); regression: the kernel-weighted mean ``[B, Q]``."""
+        """Raw outputs for ``losses``: class logits ``-d^2 / T (+ log pi)`` ``[B, Q, C]``
+        (binary: the logit difference ``[B, Q, 1]``); regression: the kernel-weighted mean."""
         zs, zq = self.embed(params, support.x_support), self.embed(params, x_query)
-        w = support.w_support
+        w, scale = support.w_support, self.scale(params)
         if self.spec.target == "regression":
             d2 = ((zq.unsqueeze(2) - zs.unsqueeze(1)) ** 2).sum(-1)               # [B, Q, K]
-            return kernel_mean(-d2, w, support.y_support)
+            return kernel_mean(-d2 * scale, w, support.y_support)
         cw = class_weights(support.y_support, w, self.n_classes)
         proto = prototypes(zs, cw, params["empty"], mean=True)
-        logits = -((zq.unsqueeze(2) - proto.unsqueeze(1)) ** 2).sum(-1)           # [B, Q, C]
+        logits = -((zq.unsqueeze(2) - proto.unsqueeze(1)) ** 2).sum(-1) * scale   # [B, Q, C]
+        prior = self.log_prior(support)
+        if prior is not None:
+            logits = logits + prior
         if self.spec.target == "binary":
             return (logits[..., 1] - logits[..., 0]).unsqueeze(-1)
         return logits
