@@ -270,6 +270,7 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
     records = run.records.frame()
     shifts = shift_frame(stream.shifts)
     run.log["hyperparameters"] = learner.hyperparameters()
+    run.log["wave_times"] = [str(t) for t in stream.meta.get("times", [])]   # survey years
     run.log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
                            "online": online, "tell_shifts": tell_shifts, "seed": seed,
                            "budget": dataclasses.asdict(budget),
