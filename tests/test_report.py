@@ -175,12 +175,13 @@ def test_headless_chromium_renders_the_report_without_overflow_at_1280px(report,
 
 
 def test_survey_wording_time_labels_and_too_few_seeds(tmp_path):
-    runs, mets, shifts = _scenario("gss", oracle=False, shift_wave=None, seeds=(0, 1, 2))
+    runs, mets, shifts = _scenario("gss", oracle=False, shift_wave=None, seeds=(0, 1, 2),
+                                   shots=(4,), steps=(0, 2))
     runs = pd.DataFrame(runs, columns=RUN_COLS).assign(
         wave_times=json.dumps([str(1990 + 2 * w) for w in range(12)]))
     paths = build_report(runs, pd.concat(mets, ignore_index=True),
                          pd.DataFrame(shifts, columns=["scenario", "seed"] + SHIFT_COLUMNS),
-                         tmp_path, "survey")
+                         tmp_path, "survey", figures=False)
     md = paths["markdown"].read_text()
     assert "is the ceiling" not in md and "survey data have no oracle" in md
     assert "1994 (wave 2) to 2012 (wave 11)" in md             # waves by survey year
@@ -227,7 +228,7 @@ def test_report_rebuilt_from_a_store_follows_from_the_stored_runs(tmp_path):
     from simlab.experiment.store import Store
     from simlab.experiment.sweep import report_from_store
     db, results = _store_from_runs(tmp_path)
-    paths = report_from_store(db, tmp_path / "rep")
+    paths = report_from_store(db, tmp_path / "rep", figures=False)
     md = paths["markdown"].read_text()
     # verdicts: recomputed from the stored frames, each sentence is in the report
     with Store(db, create=False) as st:
@@ -248,3 +249,32 @@ def test_report_rebuilt_from_a_store_follows_from_the_stored_runs(tmp_path):
             waves = [results[(learner, s)].summary["recovery_waves[0]"]
                      for s in range(MIN_SEEDS)]
             assert f"| {np.median(waves):g} |" in row
+
+
+def test_bad_input_is_stated_not_crashed(tmp_path):
+    # one seed only; a failed reference; two learners run on disjoint seeds
+    small = {"shots": (4,), "steps": (0, 2), "waves": range(2, 9)}
+    r1, m1, s1 = _scenario("one seed", True, 6, seeds=(0,), **small)
+    r2, m2, s2 = _scenario("pp failed", True, None, **small)
+    r3, m3, s3 = _scenario("disjoint", False, None, **small)
+    runs = pd.DataFrame(r1 + r2 + r3, columns=RUN_COLS)
+    pp = (runs["scenario"] == "pp failed") & (runs["learner"] == "partial_pooling")
+    runs.loc[pp, ["status", "error"]] = ["failed", "RuntimeError: singular matrix"]
+    mets = pd.concat(m1 + m2 + m3, ignore_index=True)
+    mets = mets[~mets["run_id"].isin(runs.loc[pp, "run_id"])]
+    apart = ((runs["scenario"] == "disjoint") & (
+        ((runs["learner"] == "maml") & (runs["seed"] < 3))
+        | ((runs["learner"] == "partial_pooling") & (runs["seed"] >= 3))))
+    mets = mets[~mets["run_id"].isin(runs.loc[apart, "run_id"])]
+    runs = runs[~apart]
+    shifts = pd.DataFrame(s1 + s2 + s3, columns=["scenario", "seed"] + SHIFT_COLUMNS)
+    md = build_report(runs, mets, shifts, tmp_path, "bad input",
+                      figures=False)["markdown"].read_text()
+    one = md[md.index("## Scenario: one seed"):md.index("## Scenario: pp failed")]
+    assert "**No verdict: 1 paired seed" in one and f"calibrated from {MIN_SEEDS}" in one
+    failed = md[md.index("## Scenario: pp failed"):md.index("## Scenario: disjoint")]
+    assert "No verdict: partial pooling, the reference every meta-learner must beat, failed" \
+        in failed and "RuntimeError: singular matrix" in failed
+    disjoint = md[md.index("## Scenario: disjoint"):]
+    assert "No verdict for maml against partial_pooling: the two share no seed" in disjoint
+    assert "nan" not in md.lower()

@@ -324,7 +324,7 @@ def _recovery_tables(by_shift: pd.DataFrame, shifts: pd.DataFrame, effects: pd.D
 
 def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                       shifts: pd.DataFrame, out_dir: Path, config: dict | None,
-                      all_names: set[str], options: SummaryOptions, n_boot: int | None = None
+                      all_names: set[str], options: SummaryOptions, draw: bool = True
                       ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Everything one scenario's section shows, and the figure files it wrote."""
     mets = metrics[metrics["run_id"].isin(runs["run_id"])]
@@ -380,8 +380,9 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
                comps[0].reference if comps else None)
-    files.update(_figures(name, mets, summaries, shifts, metric, out_dir, section, labels,
-                          ref, effects))
+    if draw:
+        files.update(_figures(name, mets, summaries, shifts, metric, out_dir, section, labels,
+                              ref, effects))
     return section, files
 
 
@@ -432,15 +433,16 @@ def _environment() -> Environment:
 
 def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame,
                  out_dir: Path, title: str, config: dict | None = None, *,
-                 options: SummaryOptions | None = None, n_boot: int | None = None
-                 ) -> dict[str, Path]:
+                 options: SummaryOptions | None = None, n_boot: int | None = None,
+                 figures: bool = True) -> dict[str, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into
     ``out_dir``; returns their paths under "html" and "markdown" and each figure's path under
     "<scenario>/<figure>".
 
     ``config``: shown verbatim (JSON); a dict keyed by scenario names is split per section.
     ``options``: the summary knobs (recovery tolerance, sustain, target loss). ``n_boot``:
-    unused (the paired test is exact; kept for older callers).
+    unused (the paired test is exact; kept for older callers). ``figures`` False: text and
+    tables only (fast; no PNGs).
     """
     _check_frame(runs, "runs", RUN_COLUMNS)
     _check_frame(metrics, "metrics", ["run_id"] + RECORD_COLUMNS)
@@ -453,7 +455,7 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     for name in names:
         sec, files = _scenario_section(name, runs[runs["scenario"] == name], metrics,
                                        shifts[shifts["scenario"] == name], out_dir, config,
-                                       set(names), opt)
+                                       set(names), opt, figures)
         sections.append(sec)
         paths.update(files)
     shared = config if config and not set(config) <= set(names) else None
