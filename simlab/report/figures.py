@@ -192,8 +192,9 @@ def excess_over_waves(data: ScenarioData) -> tuple[bytes, str]:
     for i, r in enumerate(data.shifts.itertuples(index=False)):
         ax.axvline(r.wave, color="crimson", linewidth=1, alpha=0.7,
                    linestyle=":" if i in data.negligible else "-")
-        ax.annotate(f"#{i}", (r.wave, 1), xycoords=("data", "axes fraction"), va="bottom",
-                    ha="center", fontsize=8, color="crimson")
+        ax.annotate(f"#{i}", (r.wave, 0.98), xycoords=("data", "axes fraction"), va="top",
+                    ha="left", fontsize=8, color="crimson", xytext=(2, 0),
+                    textcoords="offset points")
     _wave_axis(ax, data, waves)
     ax.set_ylabel(data.metric.replace("_", " "))
     ax.set_title("Score per wave (shifts in red, numbered; dotted: negligible)", fontsize=10)
@@ -209,8 +210,8 @@ def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
     band; below 0 the learner is better than the reference."""
     ref = data.reference
     shifts = data.shifts
-    fig, axes = _new(width=max(7.5, 3.2 * len(shifts) + 1.8), ncols=max(len(shifts), 1),
-                     sharey=True)
+    fig, axes = _new(width=max(7.5, 3.2 * len(shifts) + 2.0), ncols=max(len(shifts), 1),
+                     left_in=0.9, sharey=True)
     ref_runs = data.cubes.get(ref or "", {})
     drawn: dict[str, np.ndarray] = {}
     for ax, (i, sh) in zip(axes, enumerate(shifts.itertuples(index=False))):
