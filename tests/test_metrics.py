@@ -156,33 +156,75 @@ def _shifts(*waves: int) -> pd.DataFrame:
                         columns=SHIFT_COLUMNS)
 
 
-def test_recovery_time_peak_and_regret():
-    # pre-shift level 0.1 (waves 3-7); shift at wave 8; threshold 0.1 + 0.01 + 0.01 = 0.12
-    exc = [0.1] * 5 + [0.5, 0.3, 0.2, 0.115, 0.1]
+def test_recovery_against_the_common_ceiling_line_sustained():
+    # ceiling loss 0.5 (loss = excess + 0.5): line = 0.1 * 0.5 + 0.01 = 0.06 for every learner
+    exc = [0.02] * 5 + [0.5, 0.3, 0.05, 0.2, 0.05, 0.04, 0.03]
     s = summarize(_curve_records(exc), _shifts(8))
-    assert s["recovery_waves[0]"] == 3.0
+    # wave 10 dips below the line but leaves it again: the sustained recovery starts at wave 12
+    assert s["recovery_waves[0]"] == 4.0 and s["recovery_censored[0]"] == 0.0
+    assert s["recovery_horizon[0]"] == 7.0
     assert s["peak_excess[0]"] == pytest.approx(0.5)
+    assert s["excess_jump[0]"] == pytest.approx(0.48)
+    assert s["recovery_line[0]"] == pytest.approx(0.06)
+    assert s["ceiling_change[0]"] == pytest.approx(0.0, abs=1e-12)
     assert s["regret"] == pytest.approx(sum(exc))
-    assert s["mean_recovery_waves"] == 3.0 and s["unrecovered"] == 0.0
+    assert s["recovered"] == 1.0 and s["unrecovered"] == 0.0
+    assert "mean_recovery_waves" not in s                # a mean that drops censored values
+    once = summarize(_curve_records(exc), _shifts(8), SummaryOptions(sustain=1))
+    assert once["recovery_waves[0]"] == 2.0
 
 
-def test_recovery_never_and_censored_by_next_shift_and_warmup_shift():
-    never = summarize(_curve_records([0.1] * 4 + [0.5, 0.4, 0.3]), _shifts(7))
-    assert math.isnan(never["recovery_waves[0]"]) and never["unrecovered"] == 1.0
-    # second shift at wave 9 arrives before the first recovered (would be at wave 10)
-    two = summarize(_curve_records([0.1] * 4 + [0.5, 0.4, 0.6, 0.1, 0.1]), _shifts(7, 9))
-    assert math.isnan(two["recovery_waves[0]"])
+def test_a_better_baseline_is_not_penalised():
+    # two learners with the same post-shift curve: the one that was better before is not
+    # told it recovers later (the line is the ceiling's, not the learner's own level)
+    post = [0.3, 0.05, 0.05, 0.05]
+    good = summarize(_curve_records([0.0] * 4 + post), _shifts(7))
+    fair = summarize(_curve_records([0.05] * 4 + post), _shifts(7))
+    assert good["recovery_waves[0]"] == fair["recovery_waves[0]"] == 1.0
+
+
+def test_recovery_censored_by_the_end_and_by_the_next_shift_and_warmup_shift():
+    never = summarize(_curve_records([0.01] * 4 + [0.5, 0.4, 0.3]), _shifts(7))
+    assert math.isnan(never["recovery_waves[0]"]) and never["recovery_censored[0]"] == 1.0
+    assert never["recovery_horizon[0]"] == 3.0 and never["unrecovered"] == 1.0
+    # the second shift at wave 9 comes before the first one's recovery is sustained
+    two = summarize(_curve_records([0.01] * 4 + [0.5, 0.02, 0.6, 0.01, 0.01]), _shifts(7, 9))
+    assert two["recovery_censored[0]"] == 1.0 and two["recovery_horizon[0]"] == 2.0
     assert two["peak_excess[0]"] == pytest.approx(0.5)
+    assert two["recovery_waves[1]"] == 1.0
+    # a recovery that starts on the last wave cannot be sustained: censored, not recovered
+    late = summarize(_curve_records([0.01] * 4 + [0.5, 0.5, 0.01]), _shifts(7))
+    assert late["recovery_censored[0]"] == 1.0
     warm = summarize(_curve_records([0.3, 0.1, 0.1]), _shifts(1))
-    assert math.isnan(warm["recovery_waves[0]"]) and warm["unrecovered"] == 0.0
+    assert math.isnan(warm["recovery_waves[0]"]) and math.isnan(warm["recovery_censored[0]"])
+    assert warm["unrecovered"] == 0.0 and warm["recovered"] == 0.0
 
 
-def test_shift_response_window_and_tolerance():
-    curve = pd.Series([1.0, 0.0, 0.0, 0.5, 0.09], index=[0, 1, 2, 3, 4])
+def test_ceiling_change_and_the_reachable_ceiling_is_preferred():
+    exc = np.array([0.02] * 4 + [0.2, 0.02, 0.02])[:, None, None]
+    oracle_loss = np.array([0.5] * 4 + [0.7] * 3)[:, None, None]
+    rec = _records({"excess_loss": exc, "loss": exc + oracle_loss,
+                    "excess_loss_reachable": exc * 0 + 0.001}, list(range(3, 10)), [5], [3])
+    s = summarize(rec, _shifts(7))
+    assert s["recovery_waves[0]"] == 0.0                 # on the reachable excess: always within
+    assert s["peak_excess[0]"] == pytest.approx(0.001)
+    plain = summarize(rec[rec["metric"] != "excess_loss_reachable"], _shifts(7))
+    assert plain["recovery_waves[0]"] == 1.0
+    assert plain["ceiling_change[0]"] == pytest.approx(0.2)
+
+
+def test_shift_response_own_level_rule_and_tolerance():
+    curve = pd.Series([1.0, 0.0, 0.0, 0.5, 0.09, 0.05], index=[0, 1, 2, 3, 4, 5])
     (r,) = shift_response(curve, [3], SummaryOptions(window=2, rel_tol=0.0, abs_tol=0.1))
-    assert (r.baseline, r.recovery, r.peak) == (0.0, 1.0, 0.5)
-    (r,) = shift_response(curve, [3], SummaryOptions(window=3, rel_tol=0.0, abs_tol=0.0))
+    assert (r.baseline, r.recovery, r.peak, r.censored, r.horizon) == (0.0, 1.0, 0.5, 0.0, 3)
+    (r,) = shift_response(curve, [3], SummaryOptions(window=3, rel_tol=0.0, abs_tol=0.0,
+                                                     sustain=1))
     assert r.baseline == pytest.approx(1 / 3) and r.recovery == 1.0
+    line = pd.Series(0.06, index=curve.index)
+    (r,) = shift_response(curve, [3], SummaryOptions(sustain=1), line)
+    assert r.recovery == 2.0
+    with pytest.raises(ValueError, match="sustain"):
+        SummaryOptions(sustain=0)
 
 
 def test_shots_to_target_relative_to_oracle_and_absolute():

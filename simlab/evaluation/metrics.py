@@ -178,20 +178,26 @@ def score_predictions(pred: np.ndarray, y: np.ndarray, weight: np.ndarray, targe
 class SummaryOptions:
     """Knobs of the run-level summaries (defaults are what ``evaluate`` and the report use).
 
-    ``window``: pre-shift scored waves averaged for the baseline level; ``rel_tol``/``abs_tol``:
-    recovered means ``curve <= baseline + rel_tol*|baseline| + abs_tol``; ``target_loss``: the
-    absolute loss of ``shots_to_target``; None means "within ``target_rel`` of the oracle's loss".
+    Recovery after a shift (see :func:`shift_response`): the excess loss is back within
+    ``rel_tol`` x the ceiling's loss + ``abs_tol`` of the ceiling, for ``sustain`` consecutive
+    scored waves. ``window``: scored waves before a shift that give its pre-shift level (the
+    shift's effect, and the own-level rule used without an oracle). ``target_loss``: the
+    absolute loss of ``shots_to_target``; None means "within ``target_rel`` of the oracle's".
     """
 
     window: int = 3
     rel_tol: float = 0.10
     abs_tol: float = 0.01
+    sustain: int = 2
     target_loss: float | None = None
     target_rel: float = 0.10
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ValueError(f"SummaryOptions.window={self.window} must be >= 1 (pre-shift waves)")
+        if self.sustain < 1:
+            raise ValueError(f"SummaryOptions.sustain={self.sustain} must be >= 1 (waves a "
+                             "recovery must last)")
         if self.rel_tol < 0 or self.abs_tol < 0 or self.target_rel < 0:
             raise ValueError(f"SummaryOptions tolerances must be >= 0, got {self}")
 
@@ -304,43 +310,72 @@ def shots_to_target(records: pd.DataFrame | dict[str, Cube], target: float | Non
     return float(hit[0]) if hit.size else math.nan
 
 
+#: record metrics of the excess loss over a ceiling, preferred first: the reachable ceiling
+#: (E[y | observed features, group, wave], added by the society layer) when the records have
+#: it, else the latent oracle
+CEILING_METRICS: tuple[str, ...] = ("excess_loss_reachable", "excess_loss")
+
+
+def ceiling_metric(names: Sequence[str] | dict) -> str | None:
+    """The excess-loss metric recovery is measured on (see ``CEILING_METRICS``), or None."""
+    return next((m for m in CEILING_METRICS if m in names), None)
+
+
 @dataclass(frozen=True)
 class ShiftResponse:
-    """How a learner's per-wave curve reacted to one shift (NaN fields: see shift_response)."""
+    """How a learner's per-wave curve reacted to one shift (see :func:`shift_response`)."""
 
-    baseline: float     # pre-shift level (NaN: no scored wave before the shift)
-    recovery: float     # waves until back within tolerance (NaN: not recovered / no baseline)
-    peak: float         # maximum of the curve from the shift to the next one
+    baseline: float     # mean of the curve over the window before the shift (NaN: none)
+    recovery: float     # waves from the shift to the start of a sustained recovery (NaN: none)
+    censored: float     # 1: not recovered within ``horizon`` waves; 0: recovered; NaN: undefined
+    horizon: int        # scored waves from the shift to the next shift or the stream's end
+    peak: float         # maximum of the curve over the horizon
 
 
-def shift_response(curve: pd.Series, shift_waves: Sequence[int], options: SummaryOptions
-                   ) -> list[ShiftResponse]:
+def _sustained(ok: np.ndarray, sustain: int) -> int | None:
+    """First index from which ``ok`` holds for ``sustain`` consecutive entries (None: never)."""
+    if ok.size < sustain:
+        return None
+    runs = np.lib.stride_tricks.sliding_window_view(ok, sustain).all(-1)
+    return int(runs.argmax()) if runs.any() else None
+
+
+def shift_response(curve: pd.Series, shift_waves: Sequence[int], options: SummaryOptions,
+                   threshold: pd.Series | None = None) -> list[ShiftResponse]:
     """The response of ``curve`` (indexed by wave) to each shift, in the order given.
 
-    Baseline: mean of ``curve`` over the ``options.window`` scored waves before the shift.
-    Recovery: the first r >= 0 with ``curve[wave + r] <= baseline + rel_tol*|baseline| +
-    abs_tol``, searched until the next shift at a later wave (censored there) or the stream's
-    end. NaN when it never gets back within that horizon, or when no scored wave precedes the
-    shift (a shift during warm-up has no pre-shift level to return to). Peak: the maximum of
-    ``curve`` over the same horizon (NaN when the horizon holds no finite value).
+    Horizon: the scored waves from the shift up to the next shift at a later wave or the end
+    of the stream. Recovered at r: ``curve <= threshold`` on waves ``shift + r`` onwards for
+    ``options.sustain`` consecutive scored waves, all inside the horizon (a single dip below
+    the line that the learner leaves again is not a recovery). Otherwise **censored**: "not
+    recovered within ``horizon`` waves" (``recovery`` NaN, ``censored`` 1), never dropped.
+
+    ``threshold``: the recovered level per wave -- a common reference (for the excess loss:
+    ``rel_tol`` x the ceiling's loss + ``abs_tol``, the same for every learner on the stream).
+    None: the learner's own pre-shift level (``baseline + rel_tol*|baseline| + abs_tol``), the
+    fallback without an oracle. A shift before the first scored wave (inside the warm-up) is
+    undefined (``censored`` NaN): nobody was scored when it hit.
     """
     waves = curve.index.to_numpy()
     vals = curve.to_numpy(np.float64)
+    limit = None if threshold is None else threshold.reindex(curve.index).to_numpy(np.float64)
     starts = sorted({int(s) for s in shift_waves})
     out: list[ShiftResponse] = []
     for sw in shift_waves:
         end = next((s for s in starts if s > sw), np.inf)
         pre = vals[waves < sw][-options.window:]
-        post_mask = (waves >= sw) & (waves < end)
-        post_w, post_v = waves[post_mask], vals[post_mask]
+        post = (waves >= sw) & (waves < end)
+        post_w, post_v = waves[post], vals[post]
         peak = float(np.nanmax(post_v)) if np.isfinite(post_v).any() else math.nan
         base = float(np.nanmean(pre)) if np.isfinite(pre).any() else math.nan
         if math.isnan(base) or post_v.size == 0:
-            out.append(ShiftResponse(base, math.nan, peak))
+            out.append(ShiftResponse(base, math.nan, math.nan, int(post_v.size), peak))
             continue
-        ok = post_v <= base + options.rel_tol * abs(base) + options.abs_tol
-        out.append(ShiftResponse(base, float(post_w[ok.argmax()] - sw) if ok.any() else math.nan,
-                                 peak))
+        line = (limit[post] if limit is not None else
+                base + options.rel_tol * abs(base) + options.abs_tol)
+        first = _sustained(post_v <= line, options.sustain)      # NaN compares False
+        out.append(ShiftResponse(base, math.nan if first is None else float(post_w[first] - sw),
+                                 1.0 if first is None else 0.0, int(post_v.size), peak))
     return out
 
 
@@ -351,13 +386,19 @@ def summarize(records: pd.DataFrame, shifts: pd.DataFrame | None = None,
     ``mean_<metric>`` for every scored metric present (mean of :func:`wave_curve`: largest step
     count, mean over shots and waves; NaN if any wave diverged); ``regret`` = cumulative excess
     loss over the scored waves (sum of the same curve; oracle only); ``adapt_seconds_total`` and
-    ``meta_fit_seconds_total`` (and their ``*_cpu_seconds_total``);
-    ``auc_steps`` (mean over K) and ``auc_steps[K=k]``; ``shots_to_target``;
-    ``recovery_waves[i]`` and ``peak_excess[i]`` for shift i (its position in the stream's
-    shift list) on the excess-loss curve -- without an oracle recovery uses the loss curve and
-    ``peak_excess`` is absent; ``mean_recovery_waves`` over the shifts it recovered from and
-    ``unrecovered`` = how many shifts with a pre-shift level it did not recover from (before the
-    next shift or the end); ``diverged``: the fraction of scored cells that diverged.
+    ``meta_fit_seconds_total`` (and their ``*_cpu_seconds_total``); ``auc_steps`` (mean over
+    K) and ``auc_steps[K=k]``; ``shots_to_target``.
+
+    Per shift i (its position in the stream's shift list), from :func:`shift_response` on the
+    excess-loss curve (``ceiling_metric``: the reachable ceiling when recorded) against the
+    common line ``rel_tol`` x ceiling loss + ``abs_tol``; without an oracle on the loss curve
+    against the learner's own pre-shift level: ``recovery_waves[i]`` (NaN when censored),
+    ``recovery_censored[i]`` (1 = not recovered within ``recovery_horizon[i]`` waves),
+    ``recovery_horizon[i]``; with an oracle also ``peak_excess[i]``, ``excess_jump[i]`` (peak
+    minus the pre-shift mean excess), ``ceiling_change[i]`` (|mean ceiling loss after - before|:
+    the shift's effect on the ceiling) and ``recovery_line[i]`` (the line's pre-shift mean).
+    ``recovered`` / ``unrecovered``: shifts recovered from / censored. ``diverged``: the fraction
+    of scored cells that diverged.
     """
     opt = options or SummaryOptions()
     cs = cubes(records)
@@ -377,19 +418,42 @@ def summarize(records: pd.DataFrame, shifts: pd.DataFrame | None = None,
         out.update({f"auc_steps[K={k}]": v for k, v in auc.items()})
     out["shots_to_target"] = shots_to_target(cs, opt.target_loss, opt.target_rel)
     if shifts is not None and len(shifts) and "loss" in cs:
-        oracle = "excess_loss" in cs
-        resp = shift_response(_curve(cs["excess_loss" if oracle else "loss"]),
-                              shifts["wave"].tolist(), opt)
-        for i, r in enumerate(resp):
-            out[f"recovery_waves[{i}]"] = r.recovery
-            if oracle:
-                out[f"peak_excess[{i}]"] = r.peak
-        rec = np.array([r.recovery for r in resp], np.float64)
-        out["mean_recovery_waves"] = float(np.nanmean(rec)) if np.isfinite(rec).any() else math.nan
-        out["unrecovered"] = float(sum(np.isfinite(r.baseline) and np.isnan(r.recovery)
-                                       for r in resp))
+        out.update(_shift_summaries(cs, shifts["wave"].tolist(), opt))
     if "diverged" in cs:
         out["diverged"] = float(np.nanmean(cs["diverged"].values))
+    return out
+
+
+def _shift_summaries(cs: dict[str, Cube], shift_waves: list[int], opt: SummaryOptions
+                     ) -> dict[str, float]:
+    """The per-shift keys of :func:`summarize`."""
+    metric = ceiling_metric(cs)
+    loss = _curve(cs["loss"])
+    if metric is None:
+        resp = shift_response(loss, shift_waves, opt)
+        ceiling = line = None
+    else:
+        excess = _curve(cs[metric])
+        ceiling = loss - excess
+        line = opt.rel_tol * ceiling + opt.abs_tol
+        resp = shift_response(excess, shift_waves, opt, line)
+    out: dict[str, float] = {}
+    waves = loss.index.to_numpy()
+    for i, (sw, r) in enumerate(zip(shift_waves, resp)):
+        out[f"recovery_waves[{i}]"] = r.recovery
+        out[f"recovery_censored[{i}]"] = r.censored
+        out[f"recovery_horizon[{i}]"] = float(r.horizon)
+        if ceiling is None or line is None:
+            continue
+        out[f"peak_excess[{i}]"] = r.peak
+        out[f"excess_jump[{i}]"] = r.peak - r.baseline
+        before = ceiling[waves < sw].iloc[-opt.window:]
+        after = ceiling[waves >= sw].iloc[:r.horizon]
+        out[f"ceiling_change[{i}]"] = float(abs(after.mean() - before.mean()))
+        out[f"recovery_line[{i}]"] = float(line[waves < sw].iloc[-opt.window:].mean())
+    cens = np.array([r.censored for r in resp], np.float64)
+    out["recovered"] = float((cens == 0).sum())
+    out["unrecovered"] = float((cens == 1).sum())
     return out
 
 

@@ -344,6 +344,7 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
             log[key] = [{"episode_shots": k, **e} for (_, (k,)), r in zip(parts, runs)
                         for e in r.log[key]]
     log["hyperparameters"] = learner.hyperparameters()
+    log["wave_times"] = [str(t) for t in stream.meta.get("times", [])]   # survey years
     log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
                        "online": online, "tell_shifts": tell_shifts, "seed": seed,
                        "budget": dataclasses.asdict(budget),

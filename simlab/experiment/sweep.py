@@ -366,9 +366,10 @@ def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
 # --- reports ---------------------------------------------------------------------------------
 def report_from_store(store: Store | str | Path, out_dir: str | Path,
                       scenario: str | Sequence[str] | None = None,
-                      title: str | None = None) -> dict[str, Path]:
+                      title: str | None = None, *, figures: bool = True) -> dict[str, Path]:
     """Build the comparison report of the store's latest comparison of each scenario (or of
-    ``scenario``: one name or several) into ``out_dir``; returns the written files."""
+    ``scenario``: one name or several) into ``out_dir``; returns the written files
+    (``figures`` False: text and tables only)."""
     from simlab.evaluation.metrics import SummaryOptions
     from simlab.report import build_report
 
@@ -387,7 +388,8 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
     options = SummaryOptions(rel_tol=tol) if isinstance(tol, (int, float)) else None
     names = list(dict.fromkeys(frames["runs"]["scenario"]))
     return build_report(frames["runs"], frames["metrics"], frames["shifts"], Path(out_dir),
-                        title or f"simlab: {', '.join(names)}", configs, options=options)
+                        title or f"simlab: {', '.join(names)}", configs, options=options,
+                        figures=figures)
 
 
 # --- sweep files ------------------------------------------------------------------------------

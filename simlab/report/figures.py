@@ -1,8 +1,11 @@
 """The report's figures, drawn with matplotlib's object API on the Agg canvas (no pyplot, no
-global state, no display), returned as PNG bytes.
+global state, no display), returned as PNG bytes plus a note for the caption.
 
 Every figure takes a :class:`ScenarioData` (one scenario's runs already reduced to numpy cubes)
-and shows the mean over seeds; bands are 95% t intervals over seeds where drawn.
+and shows the mean over seeds; bands are 95% t intervals over seeds where drawn. The y-range is
+robust (:func:`robust_limits`: a far-out curve is left out of it), so one poor learner does not
+flatten the others; curves that leave the range are named in the caption. Waves are labelled by their time
+value (survey year) where the stream has one.
 """
 from __future__ import annotations
 
@@ -20,9 +23,13 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from simlab.evaluation.metrics import Cube
-from simlab.evaluation.statistics import BASELINES, ORACLE
+from simlab.evaluation.statistics import BASELINES, ORACLE, fmt
 
 DPI = 100
+#: Tukey's far-out fence (in IQRs of the curves' medians) beyond which a curve is left out of
+#: the y-range, and the margin added around the range
+FENCE = 3.0
+MARGIN = 0.08
 
 
 @dataclass
@@ -36,6 +43,9 @@ class ScenarioData:
     metric: str                                         # "excess_loss" or "loss"
     colors: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # label -> registry name
+    wave_labels: dict[int, str] = field(default_factory=dict)   # wave -> time value
+    reference: str | None = None                        # label the differences are taken from
+    negligible: set[int] = field(default_factory=set)   # shift positions marked negligible
 
     def base(self, label: str) -> str:
         return self.names.get(label, label)
@@ -86,6 +96,50 @@ def _stack(runs: dict[int, dict[str, Cube]], metric: str,
     return np.stack([a for a, _ in got if a.shape == shape]), got[0][1]
 
 
+def robust_limits(curves: dict[str, np.ndarray], floor: float | None = None
+                  ) -> tuple[tuple[float, float] | None, list[str]]:
+    """A y-range that one poor learner cannot set: a curve whose median lies beyond Tukey's
+    far-out fence across the curves' medians (Q3 + 3 IQR, or below Q1 - 3 IQR; with at least
+    4 curves) is left out of the range, which spans the other curves (plus ``MARGIN``), and is
+    named with its largest value for the caption. ``floor``: the quantity's lower bound (0 for
+    a loss). None when there is nothing finite."""
+    finite = {k: np.asarray(v, np.float64)[np.isfinite(v)] for k, v in curves.items()}
+    finite = {k: v for k, v in finite.items() if v.size}
+    if not finite:
+        return None, []
+    med = np.array([np.median(v) for v in finite.values()])
+    out: list[str] = []
+    keep = list(finite)
+    if len(finite) >= 4:
+        q1, q3 = np.quantile(med, [0.25, 0.75])
+        far = FENCE * max(q3 - q1, 1e-12)
+        keep = [k for k, m in zip(finite, med) if q1 - far <= m <= q3 + far]
+        out = [f"{k} (from {fmt(float(finite[k].min()))} to {fmt(float(finite[k].max()))})"
+               for k in finite if k not in keep]
+    vals = np.concatenate([finite[k] for k in keep])
+    lo, hi = float(vals.min()), float(vals.max())
+    pad = MARGIN * max(hi - lo, 1e-12)
+    lo = max(lo - pad, floor) if floor is not None and lo >= floor else lo - pad
+    return (lo, hi + pad), out
+
+
+def _apply_limits(ax: Axes, curves: dict[str, np.ndarray], floor: float | None = None) -> str:
+    lim, out = robust_limits(curves, floor)
+    if lim is not None:
+        ax.set_ylim(*lim)
+    return ("Outside the y-range (far from the others): " + ", ".join(out) + ".") if out else ""
+
+
+def _wave_axis(ax: Axes, data: ScenarioData, waves: np.ndarray) -> None:
+    """x ticks at the waves, labelled by their time value when the stream has one."""
+    ax.set_xlabel("survey time" if data.wave_labels else "wave")
+    if not data.wave_labels or not len(waves):
+        return
+    step = max(1, math.ceil(len(waves) / 10))
+    ticks = waves[::step]
+    ax.set_xticks(ticks, [data.wave_labels.get(int(w), str(w)) for w in ticks], fontsize=8)
+
+
 def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -96,12 +150,12 @@ def _png(fig: Figure) -> bytes:
 LEGEND_IN = 1.7       # inches kept right of the axes for the legend
 
 
-def _new(width: float = 7.5, height: float = 3.6, ncols: int = 1, left_in: float = 0.7
-         ) -> tuple[Figure, list[Axes]]:
+def _new(width: float = 7.5, height: float = 3.6, ncols: int = 1, left_in: float = 0.7,
+         sharey: bool = False) -> tuple[Figure, list[Axes]]:
     """A figure with fixed margins (cheaper to draw than constrained/tight layout), keeping
     ``LEGEND_IN`` inches on the right for the legend."""
     fig = Figure(figsize=(width, height))
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    axes = fig.subplots(1, ncols, squeeze=False, sharey=sharey)[0]
     fig.subplots_adjust(left=left_in / width, right=1 - LEGEND_IN / width, bottom=0.55 / height,
                         top=1 - 0.4 / height, wspace=0.25)
     return fig, list(axes)
@@ -114,11 +168,18 @@ def _legend(fig: Figure, ax: Axes) -> None:
                    bbox_to_anchor=(1 - (LEGEND_IN - 0.1) / fig.get_figwidth(), 0.5))
 
 
-def excess_over_waves(data: ScenarioData) -> bytes:
-    """The comparison metric per wave (largest step count, mean over shots), shifts marked."""
+def _per_wave(cube: Cube) -> np.ndarray:
+    return cube.values[:, :, -1].mean(1)
+
+
+def excess_over_waves(data: ScenarioData) -> tuple[bytes, str]:
+    """The comparison metric per wave (largest step count, mean over shots), shifts marked and
+    numbered as in the shift table."""
     fig, (ax,) = _new()
+    drawn: dict[str, np.ndarray] = {}
+    waves = np.zeros(0, np.int64)
     for lab in data.labels():
-        got = _stack(data.cubes[lab], data.metric, lambda c: c.values[:, :, -1].mean(1))
+        got = _stack(data.cubes[lab], data.metric, _per_wave)
         if got is None:
             continue
         rows, cube = got
@@ -126,24 +187,75 @@ def excess_over_waves(data: ScenarioData) -> bytes:
         ax.plot(cube.waves, mean, **_style(data, lab))
         ax.fill_between(cube.waves, mean - half, mean + half, alpha=0.15,
                         color=_style(data, lab)["color"], linewidth=0)
-    for r in data.shifts.drop_duplicates("wave").itertuples(index=False):
-        ax.axvline(r.wave, color="crimson", linewidth=1, alpha=0.7)
-        ax.annotate(f"{r.kind}: {r.name}", (r.wave, 1), xycoords=("data", "axes fraction"),
-                    rotation=90, va="top", ha="right", fontsize=7, color="crimson")
-    ax.set_xlabel("wave")
+        drawn[lab] = mean
+        waves = cube.waves if cube.waves.size > waves.size else waves
+    for i, r in enumerate(data.shifts.itertuples(index=False)):
+        ax.axvline(r.wave, color="crimson", linewidth=1, alpha=0.7,
+                   linestyle=":" if i in data.negligible else "-")
+        ax.annotate(f"#{i}", (r.wave, 0.98), xycoords=("data", "axes fraction"), va="top",
+                    ha="left", fontsize=8, color="crimson", xytext=(2, 0),
+                    textcoords="offset points")
+    _wave_axis(ax, data, waves)
     ax.set_ylabel(data.metric.replace("_", " "))
-    ax.set_title("Prequential score per wave (shifts in red)", fontsize=10)
+    ax.set_title("Score per wave (shifts in red, numbered; dotted: negligible)", fontsize=10)
+    note = _apply_limits(ax, drawn, 0.0 if data.metric == "loss" else None)
     _legend(fig, ax)
-    return _png(fig)
+    return _png(fig), note
 
 
-def adaptation_curves(data: ScenarioData, max_panels: int = 4) -> bytes:
+def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
+                      ) -> tuple[bytes, str]:
+    """Each learner's difference from the reference around every shift: one panel per shift,
+    x = waves since the shift, mean over seeds of (learner - reference) per wave with a 95% t
+    band; below 0 the learner is better than the reference."""
+    ref = data.reference
+    shifts = data.shifts
+    fig, axes = _new(width=max(7.5, 3.2 * len(shifts) + 2.0), ncols=max(len(shifts), 1),
+                     left_in=0.9, sharey=True)
+    ref_runs = data.cubes.get(ref or "", {})
+    drawn: dict[str, np.ndarray] = {}
+    for ax, (i, sh) in zip(axes, enumerate(shifts.itertuples(index=False))):
+        for lab in data.labels():
+            if lab == ref or data.base(lab) == ORACLE:
+                continue
+            rows = []
+            for seed, cs in data.cubes[lab].items():
+                if seed not in ref_runs or data.metric not in cs or data.metric not in \
+                        ref_runs[seed]:
+                    continue
+                a, b = cs[data.metric], ref_runs[seed][data.metric]
+                da = pd.Series(_per_wave(a), a.waves) - pd.Series(_per_wave(b), b.waves)
+                rel = np.arange(-before, after + 1)
+                rows.append(da.reindex(sh.wave + rel).to_numpy(np.float64))
+            if not rows:
+                continue
+            mean, half = _mean_band(np.stack(rows))
+            x = np.arange(-before, after + 1)
+            ax.plot(x, mean, marker="o", markersize=3, **_style(data, lab))
+            ax.fill_between(x, mean - half, mean + half, alpha=0.12, linewidth=0,
+                            color=_style(data, lab)["color"])
+            drawn[f"{lab} #{i}"] = mean
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.axvline(0, color="crimson", linewidth=1, alpha=0.7)
+        when = data.wave_labels.get(int(sh.wave), f"wave {sh.wave}")
+        ax.set_title(f"#{i} {sh.name} at {when}" + (" (negligible)" if i in data.negligible
+                                                     else ""), fontsize=9)
+        ax.set_xlabel("waves since the shift")
+    axes[0].set_ylabel(f"{data.metric.replace('_', ' ')} - {ref}")
+    note = _apply_limits(axes[0], drawn)
+    _legend(fig, axes[0])
+    return _png(fig), note
+
+
+def adaptation_curves(data: ScenarioData, max_panels: int = 4) -> tuple[bytes, str]:
     """Loss vs inner steps, one panel per shots K (at most ``max_panels``, spread evenly)."""
     shots = sorted({int(k) for runs in data.cubes.values() for c in runs.values()
                     if "loss" in c for k in c["loss"].shots})
     if len(shots) > max_panels:
         shots = [shots[i] for i in np.linspace(0, len(shots) - 1, max_panels).round().astype(int)]
-    fig, axes = _new(width=3.0 * max(len(shots), 1) + 1.5, ncols=max(len(shots), 1))
+    fig, axes = _new(width=3.0 * max(len(shots), 1) + 1.5, ncols=max(len(shots), 1),
+                     sharey=True)
+    drawn: dict[str, np.ndarray] = {}
     for ax, k in zip(axes, shots):
         for lab in data.labels():
             got = _stack(data.cubes[lab], "loss",
@@ -155,16 +267,19 @@ def adaptation_curves(data: ScenarioData, max_panels: int = 4) -> bytes:
             ax.plot(cube.steps, mean, marker="o", markersize=3, **_style(data, lab))
             ax.fill_between(cube.steps, mean - half, mean + half, alpha=0.12, linewidth=0,
                             color=_style(data, lab)["color"])
+            drawn[f"{lab} (K={k})"] = mean
         ax.set_title(f"K = {k}", fontsize=10)
         ax.set_xlabel("inner steps")
     axes[0].set_ylabel("loss (mean over waves)")
+    note = _apply_limits(axes[0], drawn, 0.0)
     _legend(fig, axes[0])
-    return _png(fig)
+    return _png(fig), note
 
 
-def loss_vs_shots(data: ScenarioData) -> bytes:
+def loss_vs_shots(data: ScenarioData) -> tuple[bytes, str]:
     """Loss at the largest step count vs shots K (mean over waves and seeds)."""
     fig, (ax,) = _new()
+    drawn: dict[str, np.ndarray] = {}
     for lab in data.labels():
         got = _stack(data.cubes[lab], "loss", lambda c: c.values[:, :, -1].mean(0))
         if got is None:
@@ -173,56 +288,16 @@ def loss_vs_shots(data: ScenarioData) -> bytes:
         mean, half = _mean_band(rows)
         ax.errorbar(cube.shots, mean, yerr=half, marker="o", markersize=4, capsize=2,
                     **_style(data, lab))
+        drawn[lab] = mean
     ax.set_xlabel("shots K (support respondents per group)")
     ax.set_ylabel("loss at the largest step count")
     ax.set_title("Loss vs shots", fontsize=10)
+    note = _apply_limits(ax, drawn, 0.0)
     _legend(fig, ax)
-    return _png(fig)
+    return _png(fig), note
 
 
-def recovery_per_shift(data: ScenarioData) -> bytes:
-    """Waves to recover after each shift: bar = mean over the seeds that recovered, with its
-    value on top; "xN" = not recovered on N seeds. A shift no learner has a pre-shift level
-    for (inside the warm-up) is labelled so instead of counted as a failure."""
-    cols = sorted((c for c in data.summaries.columns if c.startswith("recovery_waves[")),
-                  key=lambda c: int(c[len("recovery_waves["):-1]))
-    labels = data.labels()
-    fig, (ax,) = _new(width=max(7.5, 0.25 * len(cols) * max(len(labels), 1) + 2.5),
-                      height=4.0)
-    width = 0.8 / max(len(labels), 1)
-    x = np.arange(len(cols))
-    undefined = data.summaries[cols].isna().all(axis=0).to_numpy() if cols else np.zeros(0, bool)
-    top = 1.0
-    for j, lab in enumerate(labels):
-        vals = data.summaries.loc[data.summaries["label"] == lab, cols].to_numpy(np.float64)
-        ok = np.isfinite(vals)
-        mean = np.where(ok.any(0), np.where(ok, vals, 0).sum(0) / np.maximum(ok.sum(0), 1),
-                        np.nan)
-        style = _style(data, lab)
-        pos = x - 0.4 + width * (j + 0.5)
-        ax.bar(pos, np.nan_to_num(mean), width, color=style["color"], label=lab,
-               hatch="//" if data.base(lab) in BASELINES else None, edgecolor="white")
-        for p, m, miss, skip in zip(pos, mean, (~ok).sum(0), undefined):
-            if skip:
-                continue
-            text = ("" if math.isnan(m) else f"{m:.1f}") + (f" x{miss}" if miss else "")
-            ax.annotate(text.strip(), (p, 0.0 if math.isnan(m) else m), rotation=90,
-                        textcoords="offset points", xytext=(0, 3), ha="center", va="bottom",
-                        fontsize=7, color="crimson" if miss else "black")
-        top = max(top, float(np.nanmax(np.append(mean, 0.0))))
-    shifts = data.shifts.reset_index(drop=True)
-    names = [(f"#{i} wave {shifts.loc[i, 'wave']}\n{shifts.loc[i, 'name']}" if i < len(shifts)
-              else f"#{i}") + ("\n(no pre-shift level)" if undefined[i] else "")
-             for i in range(len(cols))]
-    ax.set_xticks(x, names, fontsize=8)
-    ax.set_ylim(0, top * 1.4 + 0.5)
-    ax.set_ylabel("waves to recover")
-    ax.set_title("Recovery time per shift (xN: not recovered on N seeds)", fontsize=10)
-    _legend(fig, ax)
-    return _png(fig)
-
-
-def compute_cost(data: ScenarioData) -> bytes:
+def compute_cost(data: ScenarioData) -> tuple[bytes, str]:
     """Mean seconds per run: adaptation (all waves x shots) and meta-fitting, stacked."""
     labels = data.labels()
     g = data.summaries.groupby("label")
@@ -240,14 +315,16 @@ def compute_cost(data: ScenarioData) -> bytes:
     ax.set_xlabel("seconds per run (mean over seeds)")
     ax.set_title("Compute cost", fontsize=10)
     _legend(fig, ax)
-    return _png(fig)
+    return _png(fig), ""
 
 
-#: (file stem, caption, drawing function) in the order the report shows them
-FIGURES: tuple[tuple[str, str, Callable[[ScenarioData], bytes]], ...] = (
-    ("excess_over_waves", "Score per wave with the shifts marked", excess_over_waves),
-    ("adaptation_curves", "Adaptation curves: loss vs inner steps", adaptation_curves),
-    ("loss_vs_shots", "Loss vs shots", loss_vs_shots),
-    ("recovery", "Recovery time per shift", recovery_per_shift),
-    ("compute_cost", "Compute cost", compute_cost),
+#: (file stem, caption, drawing function) in the order the report shows them; a caption may
+#: name ``{reference}``
+FIGURES: tuple[tuple[str, str, Callable[[ScenarioData], tuple[bytes, str]]], ...] = (
+    ("excess_over_waves", "Score per wave with the shifts marked.", excess_over_waves),
+    ("shift_differences", "Difference from {reference} around each shift (below 0: better "
+                          "than {reference}).", shift_differences),
+    ("adaptation_curves", "Adaptation curves: loss vs inner steps.", adaptation_curves),
+    ("loss_vs_shots", "Loss vs shots.", loss_vs_shots),
+    ("compute_cost", "Compute cost.", compute_cost),
 )

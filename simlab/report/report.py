@@ -3,13 +3,17 @@
 Input frames (what the store returns):
 
 * ``runs``: run_id, scenario, seed, learner, hyperparameters (JSON str), status, error, seconds
+  (optional ``wave_times``: the JSON list of each wave's time value, e.g. survey years)
 * ``metrics``: run_id + ``RECORD_COLUMNS`` (wave, shots, steps, metric, value)
 * ``shifts``: scenario, seed + ``SHIFT_COLUMNS``
 
-One section per scenario: summary and config, a leaderboard with 95% t intervals over seeds,
-paired tests against the best baseline and against partial pooling with a verdict in words,
-five figures, and the failed/diverged runs with their error. The HTML embeds its figures as
-base64 PNG; the Markdown links PNG files written to ``out_dir/figures``.
+One section per scenario, in this order (the templates' ``SECTION`` comments mark each, so a
+partial template of another area is one ``{% include %}`` line): the verdict paragraph (overall
+and per shift, in words), facts, a compact leaderboard (the rest in a details table), the paired
+tests, recovery per shift, figures, learners, shifts, failed runs. A context function in
+:data:`CONTEXT_HOOKS` adds its own keys to every section. The HTML embeds its figures as base64
+PNG; the Markdown links PNG files written to ``out_dir/figures``. Every number goes through one
+formatter (:func:`simlab.evaluation.statistics.fmt`).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,20 +33,24 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from simlab import __version__
 from simlab.evaluation.metrics import SummaryOptions, cubes
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
-from simlab.evaluation.statistics import (BASELINES, ORACLE, REFERENCE, Comparison,
-                                          compare_all, comparison_metric, leaderboard,
-                                          overall_verdict, parse_hyperparameters, run_summaries,
-                                          wave_scores)
+from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENCE, Comparison,
+                                          _labelled, compare_all, comparison_metric, fmt, fmt_p,
+                                          leaderboard, overall_verdict, parse_hyperparameters,
+                                          recovery_by_shift, recovery_overall, run_summaries,
+                                          shift_effects, wave_scores)
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
 
 RUN_COLUMNS = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status", "error",
                "seconds"]
-#: leaderboard columns shown: (summary name, header)
+#: the details table's columns: (summary name, header); the compact leaderboard shows the
+#: comparison metric, the difference from the reference, recovery and compute only
 BOARD = (("mean_excess_loss", "excess loss"), ("mean_loss", "loss"), ("regret", "regret"),
          ("auc_steps", "AUC steps"), ("shots_to_target", "shots to target"),
-         ("mean_recovery_waves", "recovery (waves)"), ("mean_accuracy", "accuracy"),
-         ("mean_prevalence_error", "prevalence error"), ("adapt_seconds_total", "adapt s/run"),
-         ("meta_fit_seconds_total", "meta-fit s/run"))
+         ("mean_accuracy", "accuracy"), ("mean_prevalence_error", "prevalence error"),
+         ("adapt_seconds_total", "adapt s/run"), ("meta_fit_seconds_total", "meta-fit s/run"))
+#: functions ``(inputs: SectionInputs) -> dict`` whose keys are added to every scenario
+#: section (another area's partial template reads them); append, do not reorder
+CONTEXT_HOOKS: list[Callable[["SectionInputs"], dict[str, Any]]] = []
 
 
 @dataclass
@@ -61,6 +69,19 @@ class FigureOut:
     data_uri: str      # base64 PNG (HTML)
 
 
+@dataclass
+class SectionInputs:
+    """What a context hook gets: one scenario's frames and the summaries computed from them."""
+
+    name: str
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    shifts: pd.DataFrame
+    summaries: pd.DataFrame
+    config: dict | None
+    options: SummaryOptions
+
+
 def _check_frame(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -69,11 +90,8 @@ def _check_frame(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None
 
 
 def _fmt(x: Any) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if isinstance(x, (float, np.floating)):
-        return f"{x:.3g}"
-    return str(x)
+    """The report's one number format (see :func:`statistics.fmt`)."""
+    return fmt(x)
 
 
 def _with_ci(row: pd.Series, col: str) -> str:
@@ -81,37 +99,107 @@ def _with_ci(row: pd.Series, col: str) -> str:
     if m is None or pd.isna(m):
         return "–"
     if lo is None or pd.isna(lo):
-        return _fmt(float(m))
-    return f"{float(m):.3g} [{float(lo):.3g}, {float(hi):.3g}]"
+        return fmt(float(m))
+    return f"{fmt(float(m))} [{fmt(float(lo))}, {fmt(float(hi))}]"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "scenario"
 
 
+def _runs_cell(r: pd.Series) -> str:
+    bad = [f"{r[k]} {k}" for k in ("diverged", "failed") if r[k]]
+    return f"{r['ok']}/{r['runs']}" + (f" ({', '.join(bad)})" if bad else "")
+
+
 def _leaderboard_table(board: pd.DataFrame) -> Table:
+    """Every run-level summary with its interval (the details table)."""
     cols = [(c, h) for c, h in BOARD if c in board.columns and board[c].notna().any()]
-    header = ["learner", "runs (ok/diverged/failed)"] + [h for _, h in cols]
-    rows = [[r["label"], f"{r['runs']} ({r['ok']}/{r['diverged']}/{r['failed']})"]
-            + [_with_ci(r, c) for c, _ in cols] for _, r in board.iterrows()]
+    header = ["learner", "runs ok"] + [h for _, h in cols]
+    rows = [[r["label"], _runs_cell(r)] + [_with_ci(r, c) for c, _ in cols]
+            for _, r in board.iterrows()]
+    return Table(header, rows)
+
+
+def _recovery_cell(r: pd.Series | None) -> str:
+    """"k/n seeds, median m" with censoring stated ("not within N")."""
+    if r is None or not r["seeds"]:
+        return "–"
+    med = (f"median not within {r['horizon']}" if r["median_censored"]
+           else f"median {fmt(r['median'])}")
+    return f"{r['recovered']}/{r['seeds']}, {med}"
+
+
+def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str,
+                   overall: pd.DataFrame) -> Table:
+    """Few columns: the comparison metric, the difference from partial pooling (or the best
+    baseline) with its outcome, recovery over the shifts that count, and compute."""
+    col = f"mean_{metric}"
+    ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
+               comps[0].reference if comps else None)
+    vs = {c.learner: c for c in comps if c.reference == ref}
+    rec = {r["label"]: r for _, r in overall.iterrows()} if len(overall) else {}
+    header = ["learner", f"{metric.replace('_', ' ')} [95% CI]",
+              f"vs {ref} [95% CI]" if ref else "vs reference", "verdict"]
+    if rec:
+        header.append("recovered (waves)")
+    header += ["s/run", "runs ok"]
+    rows = []
+    for _, r in board.iterrows():
+        c = vs.get(r["label"])
+        diff = ("–" if c is None or not math.isfinite(c.mean_diff) else
+                fmt(c.mean_diff) + (f" [{fmt(c.ci_lo)}, {fmt(c.ci_hi)}]"
+                                    if math.isfinite(c.ci_lo) else ""))
+        outcome = "reference" if r["label"] == ref else (c.outcome if c else "–")
+        secs = sum(float(r.get(k) or 0.0) for k in ("adapt_seconds_total",
+                                                    "meta_fit_seconds_total")
+                   if pd.notna(r.get(k)))
+        row = [r["label"], _with_ci(r, col), diff, outcome]
+        if rec:
+            row.append(_recovery_cell(rec.get(r["label"])))
+        rows.append(row + [fmt(secs), _runs_cell(r)])
     return Table(header, rows)
 
 
 def _comparison_table(comps: Sequence[Comparison]) -> Table:
-    header = ["learner", "reference", "mean (learner)", "mean (reference)", "difference",
-              "95% CI", "Wilcoxon p", "pairs (seeds)", "dropped", "outcome"]
-    rows = [[c.learner, c.reference, _fmt(c.mean_learner), _fmt(c.mean_reference),
-             _fmt(c.mean_diff), f"[{_fmt(c.ci_lo)}, {_fmt(c.ci_hi)}]", _fmt(c.p_value),
-             f"{c.n_pairs} ({c.n_seeds})", str(c.n_dropped), c.outcome] for c in comps]
+    header = ["learner", "reference", "difference", "95% CI", "detectable (80%)", "p (Holm)",
+              "seeds", "outcome"]
+    rows = [[c.learner, c.reference, fmt(c.mean_diff), f"[{fmt(c.ci_lo)}, {fmt(c.ci_hi)}]",
+             fmt(c.mdd), f"{fmt_p(c.p_value)} ({fmt_p(c.p_adjusted)})", str(c.n_seeds),
+             c.outcome] for c in comps]
     return Table(header, rows)
 
 
-def _shift_table(shifts: pd.DataFrame) -> Table:
+def wave_labels(runs: pd.DataFrame) -> dict[int, str]:
+    """wave index -> its time value (survey year) from the runs' ``wave_times`` column (JSON
+    list, recorded by the protocol from the stream's ``meta["times"]``); {} when absent."""
+    if "wave_times" not in runs:
+        return {}
+    for text in runs["wave_times"].dropna():
+        try:
+            times = json.loads(text) if isinstance(text, str) else list(text)
+        except (TypeError, ValueError):
+            continue
+        if times:
+            return {i: str(t) for i, t in enumerate(times)}
+    return {}
+
+
+def _wave_name(w: int, labels: dict[int, str]) -> str:
+    return f"{labels[w]} (wave {w})" if w in labels else f"wave {w}"
+
+
+def _shift_table(shifts: pd.DataFrame, labels: dict[int, str] | None = None) -> Table:
+    header = ["#", "wave", "tick", "kind", "name", "target", "size (mean over seeds)"]
     if shifts.empty:
-        return Table(["wave", "tick", "kind", "name", "target", "size (mean over seeds)"], [])
-    g = shifts.groupby(["wave", "tick", "kind", "name", "target"], sort=True)["size"].mean()
-    return Table(["wave", "tick", "kind", "name", "target", "size (mean over seeds)"],
-                 [[str(w), str(t), k, n, tg, _fmt(float(s))] for (w, t, k, n, tg), s in g.items()])
+        return Table(header, [])
+    labels = labels or {}
+    first = shifts[shifts["seed"] == shifts["seed"].min()].reset_index(drop=True)
+    size = shifts.groupby(["wave", "name"], sort=False)["size"].mean()
+    rows = [[str(i), _wave_name(int(r.wave), labels), str(r.tick), r.kind, r.name, r.target,
+             fmt(float(size.get((r.wave, r.name), math.nan)))]
+            for i, r in enumerate(first.itertuples(index=False))]
+    return Table(header, rows)
 
 
 def _failed_table(runs: pd.DataFrame) -> Table:
@@ -161,17 +249,92 @@ def _learner_settings(runs: pd.DataFrame) -> Table:
     return Table(["learner", "hyperparameters"], rows)
 
 
+def _failed_learners(runs: pd.DataFrame) -> list[str]:
+    """Labels and registry names of learners none of whose runs produced records."""
+    lab = _labelled(runs)
+    ok = lab.groupby("label")["status"].apply(lambda s: s.isin(["ok", "diverged"]).any())
+    dead = set(ok.index[~ok])
+    return sorted(dead | set(lab.loc[lab["label"].isin(dead), "learner_name"]))
+
+
+# --------------------------------------------------------------------------- recovery per shift
+
+def _shift_name(shifts: pd.DataFrame, i: int, labels: dict[int, str]) -> str:
+    first = shifts[shifts["seed"] == shifts["seed"].min()].reset_index(drop=True)
+    if i >= len(first):
+        return f"shift #{i}"
+    r = first.iloc[i]
+    return f"shift #{i} ({r['name']}, {r['kind']}) at {_wave_name(int(r['wave']), labels)}"
+
+
+def _shift_sentence(name: str, effect: pd.Series, rows: pd.DataFrame) -> str:
+    """One shift's result in words: who recovered on how many seeds, who did not."""
+    if not effect["scored"]:
+        return f"{name} hit during the warm-up, before any wave was scored: no recovery to measure."
+    if effect["negligible"]:
+        return (f"{name} barely moved anything (ceiling loss changed by "
+                f"{fmt(effect['ceiling_change'])}, median excess-loss jump "
+                f"{fmt(effect['excess_jump'])}, both within the recovery line "
+                f"{fmt(effect['line'])}): marked negligible and left out of the recovery "
+                "summary.")
+    rows = rows[rows["seeds"] > 0]
+    allrec = rows[rows["censored"] == 0]
+    some = rows[(rows["censored"] > 0) & (rows["recovered"] > 0)]
+    none = rows[rows["recovered"] == 0]
+    parts = []
+    if len(allrec):
+        fastest = allrec.sort_values("median", kind="stable")
+        parts.append("recovered on every seed: " + ", ".join(
+            f"{r.label} (median {fmt(r.median)} waves)" for r in fastest.itertuples()))
+    if len(some):
+        parts.append("recovered on some seeds: " + ", ".join(
+            f"{r.label} ({r.recovered}/{r.seeds})" for r in some.itertuples()))
+    if len(none):
+        parts.append("did not recover within the horizon on any seed: " + ", ".join(
+            f"{r.label} (not within {r.horizon} waves)" for r in none.itertuples()))
+    jump = ("" if not math.isfinite(effect["excess_jump"]) else
+            f" (median excess-loss jump {fmt(effect['excess_jump'])})")
+    return f"After {name}{jump}: " + "; ".join(parts) + "." if parts else f"{name}: no data."
+
+
+def _recovery_tables(by_shift: pd.DataFrame, shifts: pd.DataFrame, effects: pd.DataFrame,
+                     labels: dict[int, str], has_oracle: bool) -> list[dict[str, Any]]:
+    """One table per shift: recovered / censored counts, censored median, restricted mean."""
+    out = []
+    header = ["learner", "recovered", "not recovered (censored)", "median waves",
+              "restricted mean (waves)"] + (["peak excess"] if has_oracle else [])
+    for e in effects.itertuples(index=False):
+        rows = by_shift[by_shift["shift"] == e.shift]
+        body = []
+        for r in rows[rows["seeds"] > 0].itertuples(index=False):
+            med = (f"not within {r.horizon}" if r.median_censored else fmt(r.median))
+            rmean = ("–" if not math.isfinite(r.restricted_mean) else
+                     ("≥ " if r.restricted_censored else "") + fmt(r.restricted_mean))
+            body.append([r.label, f"{r.recovered}/{r.seeds}",
+                         f"{r.censored} (within {r.horizon} waves)" if r.censored else "0",
+                         med, rmean] + ([fmt(r.peak_excess)] if has_oracle else []))
+        tag = (" — negligible, not in the summary" if e.negligible else
+               " — warm-up, not scored" if not e.scored else "")
+        out.append({"title": _shift_name(shifts, int(e.shift), labels) + tag,
+                    "table": Table(header, body)})
+    return out
+
+
+# --------------------------------------------------------------------------- one scenario
+
 def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                       shifts: pd.DataFrame, out_dir: Path, config: dict | None,
-                      all_names: set[str], options: SummaryOptions, n_boot: int
+                      all_names: set[str], options: SummaryOptions, draw: bool = True
                       ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Everything one scenario's section shows, and the figure files it wrote."""
     mets = metrics[metrics["run_id"].isin(runs["run_id"])]
     summaries = run_summaries(runs, mets, shifts, options)
     scored = summaries.dropna(axis=1, how="all")
     board = leaderboard(scored) if "mean_loss" in scored else pd.DataFrame()
+    labels = wave_labels(runs)
+    has_oracle = bool((mets["metric"] == "excess_loss").any())
     section: dict[str, Any] = {
-        "name": name, "anchor": _slug(name),
+        "name": name, "anchor": _slug(name), "has_oracle": has_oracle,
         "facts": [("seeds", ", ".join(str(s) for s in sorted(runs["seed"].unique()))),
                   ("learners", ", ".join(sorted(runs["learner"].unique()))),
                   ("runs", f"{len(runs)} ({int((runs['status'] == 'ok').sum())} ok, "
@@ -179,33 +342,53 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                            f"{int((~runs['status'].isin(['ok', 'diverged'])).sum())} failed)"),
                   *_budget_fact(config, name, all_names)],
         "config": _scenario_config(config, name, all_names),
-        "settings": _learner_settings(runs), "shifts": _shift_table(shifts),
-        "failed": _failed_table(runs), "figures": [], "verdict": None,
-        "comparisons": None, "verdicts": [], "leaderboard": None, "metric": None}
+        "settings": _learner_settings(runs), "shifts": _shift_table(shifts, labels),
+        "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],
+        "comparisons": None, "verdicts": [], "leaderboard": None, "details": None,
+        "recovery": [], "metric": None}
+    inputs = SectionInputs(name, runs, mets, shifts, summaries, config, options)
+    for hook in CONTEXT_HOOKS:
+        section.update(hook(inputs))
     files: dict[str, Path] = {}
     if mets.empty or board.empty:
-        section["verdict"] = "No run of this scenario produced records; see the failed runs."
+        section["verdict"] = ("No verdict: no run of this scenario produced records; see the "
+                              "failed runs.")
         return section, files
     metric = comparison_metric(mets)
     section["metric"] = metric.replace("_", " ")
-    section["facts"] += [("scored waves", f"{int(mets['wave'][mets['metric'] == 'loss'].min())}"
-                                          f"-{int(mets['wave'].max())}"),
+    waves = sorted(int(w) for w in mets.loc[mets["metric"] == "loss", "wave"].unique())
+    section["facts"] += [("scored waves", f"{_wave_name(waves[0], labels)} to "
+                                          f"{_wave_name(waves[-1], labels)}"),
                          ("shots grid", str(_grid(mets, "shots"))),
                          ("steps grid", str(_grid(mets, "steps"))),
-                         ("compared on", metric.replace("_", " ") + " per seed x wave")]
-    section["leaderboard"] = _leaderboard_table(board)
+                         ("compared on", metric.replace("_", " ") + ": per-seed means, paired "
+                                         f"t test over seeds (verdicts from {MIN_SEEDS} seeds)")]
     scores = wave_scores(runs, mets, metric)
-    comps = compare_all(scores, metric, n_boot=n_boot)
-    section["verdict"] = overall_verdict(comps, scores)
+    comps = compare_all(scores, metric)
+    effects = shift_effects(summaries)
+    by_shift = recovery_by_shift(summaries)
+    overall = recovery_overall(summaries, effects)
+    section["verdict"] = overall_verdict(comps, scores, _failed_learners(runs))
+    section["shift_verdicts"] = [
+        _shift_sentence(_shift_name(shifts, int(e["shift"]), labels), e,
+                        by_shift[by_shift["shift"] == e["shift"]])
+        for _, e in effects.iterrows()]
     section["verdicts"] = [c.verdict for c in comps]
     section["comparisons"] = _comparison_table(comps)
-    files.update(_figures(name, runs, mets, summaries, shifts, metric, out_dir, section))
+    section["leaderboard"] = _compact_board(board, comps, metric, overall)
+    section["details"] = _leaderboard_table(board)
+    section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
+    ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
+               comps[0].reference if comps else None)
+    if draw:
+        files.update(_figures(name, mets, summaries, shifts, metric, out_dir, section, labels,
+                              ref, effects))
     return section, files
 
 
-def _figures(name: str, runs: pd.DataFrame, mets: pd.DataFrame, summaries: pd.DataFrame,
-             shifts: pd.DataFrame, metric: str, out_dir: Path, section: dict[str, Any]
-             ) -> dict[str, Path]:
+def _figures(name: str, mets: pd.DataFrame, summaries: pd.DataFrame, shifts: pd.DataFrame,
+             metric: str, out_dir: Path, section: dict[str, Any], labels: dict[int, str],
+             reference: str | None, effects: pd.DataFrame) -> dict[str, Path]:
     per_run = {rid: cubes(g) for rid, g in mets.groupby("run_id")}
     labelled = summaries.set_index("run_id")
     by_label: dict[str, dict[int, dict[str, Any]]] = {}
@@ -214,22 +397,26 @@ def _figures(name: str, runs: pd.DataFrame, mets: pd.DataFrame, summaries: pd.Da
         by_label.setdefault(str(r["label"]), {})[int(r["seed"])] = cs
     first_seed = shifts["seed"].min() if len(shifts) else None
     data = ScenarioData(name, by_label, summaries,
-                        shifts[shifts["seed"] == first_seed] if first_seed is not None
-                        else shifts, metric, assign_colors(list(by_label)),
-                        dict(zip(summaries["label"], summaries["learner_name"])))
+                        (shifts[shifts["seed"] == first_seed] if first_seed is not None
+                         else shifts).reset_index(drop=True), metric,
+                        assign_colors(list(by_label)),
+                        dict(zip(summaries["label"], summaries["learner_name"])),
+                        wave_labels=labels, reference=reference,
+                        negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)))
     files: dict[str, Path] = {}
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     for stem, caption, draw in FIGURES:
-        if stem == "recovery" and data.shifts.empty:
-            section["figures"].append(FigureOut(stem, caption + ": no shifts in this scenario.",
-                                                "", ""))
+        if stem == "shift_differences" and (data.shifts.empty or reference is None):
+            why = "no shifts in this scenario" if data.shifts.empty else "no reference learner"
+            section["figures"].append(FigureOut(stem, f"{caption}: {why}.", "", ""))
             continue
-        png = draw(data)
+        png, note = draw(data)
         rel = f"figures/{_slug(name)}_{stem}.png"
         (out_dir / rel).write_bytes(png)
         files[f"{_slug(name)}/{stem}"] = out_dir / rel
-        section["figures"].append(FigureOut(stem, caption, rel, "data:image/png;base64,"
+        text = caption.format(reference=reference) + (f" {note}" if note else "")
+        section["figures"].append(FigureOut(stem, text, rel, "data:image/png;base64,"
                                             + base64.b64encode(png).decode("ascii")))
     return files
 
@@ -246,19 +433,22 @@ def _environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["md"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
     env.filters["survey_ledger"] = _survey_ledger   # the _ledger partial (survey scenarios)
+    env.filters["num"] = fmt
     return env
 
 
 def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame,
                  out_dir: Path, title: str, config: dict | None = None, *,
-                 options: SummaryOptions | None = None, n_boot: int = 2000) -> dict[str, Path]:
+                 options: SummaryOptions | None = None, n_boot: int | None = None,
+                 figures: bool = True) -> dict[str, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into
     ``out_dir``; returns their paths under "html" and "markdown" and each figure's path under
     "<scenario>/<figure>".
 
     ``config``: shown verbatim (JSON); a dict keyed by scenario names is split per section.
-    ``options``: the summary knobs (recovery tolerance, target loss); ``n_boot``: bootstrap
-    replicates of the paired tests.
+    ``options``: the summary knobs (recovery tolerance, sustain, target loss). ``n_boot``:
+    unused (the paired test is exact; kept for older callers). ``figures`` False: text and
+    tables only (fast; no PNGs).
     """
     _check_frame(runs, "runs", RUN_COLUMNS)
     _check_frame(metrics, "metrics", ["run_id"] + RECORD_COLUMNS)
@@ -271,14 +461,16 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     for name in names:
         sec, files = _scenario_section(name, runs[runs["scenario"] == name], metrics,
                                        shifts[shifts["scenario"] == name], out_dir, config,
-                                       set(names), opt, n_boot)
+                                       set(names), opt, figures)
         sections.append(sec)
         paths.update(files)
     shared = config if config and not set(config) <= set(names) else None
     ctx = {"title": title, "version": __version__, "sections": sections,
            "config": json.dumps(shared, indent=2, default=str) if shared else None,
            "baselines": ", ".join(BASELINES), "oracle": ORACLE, "reference": REFERENCE,
-           "options": opt}
+           "options": opt, "min_seeds": MIN_SEEDS,
+           "any_oracle": any(s["has_oracle"] for s in sections),
+           "all_oracle": all(s["has_oracle"] for s in sections)}
     env = _environment()
     html = out_dir / "report.html"
     md = out_dir / "report.md"
