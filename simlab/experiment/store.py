@@ -286,7 +286,8 @@ class Store:
         """
         runs = self._read("SELECT run_id, scenario, fingerprint, seed, learner, learner_name, "
                           "hyperparameters, device, version, status, error, started, finished, "
-                          "seconds, timings FROM runs ORDER BY run_id")
+                          "seconds, timings, json_extract(log, '$.tuning') AS tuning "
+                          "FROM runs ORDER BY run_id")
         if scenario is not None:
             wanted = [scenario] if isinstance(scenario, str) else list(scenario)
             missing = [s for s in wanted if s not in set(runs["scenario"])]

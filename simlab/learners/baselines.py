@@ -45,6 +45,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from simlab.learners import nets
+from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
                                   check_number, check_widths)
 from simlab.learners.episodes import (OPTIMIZERS, FunctionalAdapted, check_batch, check_query,
@@ -270,6 +271,8 @@ class Scratch(Learner):
 
     name: ClassVar[str] = "scratch"
 
+    search_space: ClassVar[SearchSpace] = {"l2": Float(0.1, 20.0, log=True)}
+
     model: str = "glm"
     l2: float = 2.0
     l2_intercept: float = 1.0
@@ -340,6 +343,11 @@ class PooledFineTune(Learner):
     """
 
     name: ClassVar[str] = "finetune"
+
+    # "steps" of fine-tuning are the protocol's inner-step grid, not a hyperparameter
+    search_space: ClassVar[SearchSpace] = {
+        "lr": Float(1e-4, 1e-2, log=True), "finetune_lr": Float(1e-3, 0.5, log=True),
+        "l2sp": Float(1e-3, 10.0, log=True), "model": Choice(("glm", "mlp"))}
 
     model: str = "mlp"
     hidden: tuple[int, ...] = (40, 40)
@@ -427,6 +435,9 @@ class PartialPooling(Learner):
     """
 
     name: ClassVar[str] = "partial_pooling"
+
+    # the memory (tasks remembered); None: all
+    search_space: ClassVar[SearchSpace] = {"window": Choice((None, 10, 20, 40, 80))}
 
     em_iterations: int = 50
     fit_newton: int = 2
@@ -537,6 +548,7 @@ class Oracle(Learner):
 
     name: ClassVar[str] = "oracle"
     uses_oracle: ClassVar[bool] = True
+    search_space: ClassVar[SearchSpace] = {}    # nothing to tune: the floor
 
     def build(self) -> None:
         """Nothing to build."""

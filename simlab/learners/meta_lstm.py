@@ -45,6 +45,7 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from simlab.learners import nets
+from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
                                   check_widths)
 from simlab.learners.episodes import (FunctionalAdapted, check_batch, check_steps, check_tasks,
@@ -106,6 +107,10 @@ class MetaLSTM(Learner):
     """
 
     name: ClassVar[str] = "meta_lstm"
+
+    # the unroll length T drives the cost (and the 20-unit LSTM runs per learner parameter)
+    search_space: ClassVar[SearchSpace] = {
+        "meta_lr": Float(1e-4, 1e-2, log=True), "inner_steps": Int(2, 6)}
 
     hidden: tuple[int, ...] = (40, 40)            # learner MLP hidden widths
     inner_steps: int = 5                          # T, unrolled updates during meta-training

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from simlab.learners import nets
+from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
                                   check_number, check_widths)
 from simlab.learners.episodes import (Params, check_batch, check_query, check_steps,
@@ -108,6 +109,9 @@ class _Metric(Learner):
     """Shared parts: an embedding MLP, episodic Adam training, step-independent adaptation."""
 
     name: ClassVar[str] = "metric"
+
+    search_space: ClassVar[SearchSpace] = {
+        "embed_dim": Int(4, 64, log=True), "meta_lr": Float(1e-4, 1e-2, log=True)}
 
     hidden: tuple[int, ...] = (64, 64)     # embedding MLP hidden widths
     embed_dim: int = 32                    # embedding size
