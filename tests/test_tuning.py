@@ -194,3 +194,11 @@ def test_cli_tune_prints_the_choice_per_learner(tmp_path: Path, capsys) -> None:
     assert "oracle            0 trials" in out and "nothing to tune" in out
     assert main(["tune", str(path), "--trials", "0"]) == 1
     assert "evaluation.tuning.trials = 0" in capsys.readouterr().err
+
+
+def test_a_scenario_can_switch_off_inherited_tuning(tmp_path: Path) -> None:
+    base = load_scenario("opinion_shift")
+    assert base.evaluation.tuning is not None and base.evaluation.tuning.trials >= 1
+    child = tmp_path / "untuned.toml"
+    child.write_text(f'extends = "{base.source}"\n[evaluation]\ntuning = false\n')
+    assert load_scenario(child).evaluation.tuning is None

@@ -128,7 +128,15 @@ class EvaluationSpec(_Strict):
     recovery_tolerance: float = Field(
         0.1, gt=0, description="relative tolerance for 'recovered' after a shift")
     tuning: TuningSpec | None = Field(
-        None, description="equal-budget tuning of every learner before it is evaluated")
+        None, description="equal-budget tuning of every learner before it is evaluated "
+        "(`tuning = false` switches off a tuning table inherited through `extends`)")
+
+    @field_validator("tuning", mode="before")
+    @classmethod
+    def _untuned(cls, v: Any) -> Any:
+        if v is True:
+            raise ValueError("give a table ([evaluation.tuning] trials = 8) or false")
+        return None if v is False else v
 
     @field_validator("shots")
     @classmethod

@@ -46,7 +46,7 @@ def tuning_section(runs: pd.DataFrame) -> dict[str, Any] | None:
         best = log.get("best_value")
         chosen = ", ".join(f"{k}={_value(v)}" for k, v in (log.get("best_params") or {}).items())
         rows.append([str(learner), str(seed),
-                     f"{log.get('trials', 0)} ({ok} ok, {len(trace) - ok} diverged)",
+                     f"{len(trace)} ({ok} ok, {len(trace) - ok} diverged)" if trace else "0",
                      "–" if best is None or (isinstance(best, float) and math.isnan(best))
                      else f"{float(best):.4g}",
                      chosen or ("nothing to tune" if not log.get("trials") else "defaults")])
