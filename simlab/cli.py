@@ -272,8 +272,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     jobs = plan_cells([scenario], specs, [args.seed], device=args.device)
     stream = scenario.stream(args.seed)
     ev = scenario.evaluation
+    fitted = "wave 0" if ev.warmup == 2 else f"waves 0-{ev.warmup - 2}"
     print(f"tuning on {scenario.name} seed {args.seed}: {ev.tuning.trials} trials per learner, "
-          f"{ev.tuning.metric} on wave {ev.warmup - 1} after fitting waves 0-{ev.warmup - 2}")
+          f"{ev.tuning.metric} on wave {ev.warmup - 1} after fitting {fitted}")
     for job in jobs:
         t0 = time.perf_counter()
         res = tune_cell(job, stream, args.storage)
