@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_gss import DATA_OK, write_survey, write_toml
+from test_protocol import make_stream
+from test_sweep import TINY, toml_text
 
 from simlab.cli import main
 from simlab.experiment.config import Scenario, ScenarioError, load_scenario
@@ -19,15 +22,12 @@ from simlab.learners.baselines import Scratch
 from simlab.learners.registry import make_learner
 from simlab.learners.tuning import TrialSettings, resolve_space, trial_score, tune
 from simlab.tasks.task import TaskStream
-from test_gss import DATA_OK, write_survey, write_toml
-from test_protocol import make_stream
-from test_sweep import TINY, toml_text
 
 torch.set_num_threads(1)
 FAST = {"warmup": 3, "shots": [4, 8], "steps": [0, 2], "budget": Budget(2, 2)}
-TUNED = {**TINY, "learners": {}, "evaluation": {**TINY["evaluation"], "learners": ["scratch", "partial_pooling",
-                                                                   "oracle"],
-                                "tuning": {"trials": 2}}}
+TUNED = {**TINY, "learners": {},
+         "evaluation": {**TINY["evaluation"], "learners": ["scratch", "partial_pooling", "oracle"],
+                        "tuning": {"trials": 2}}}
 
 
 @pytest.fixture(autouse=True)

@@ -45,7 +45,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from simlab.learners import nets
-from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
+from simlab.learners.base import Choice, Float, SearchSpace  # search spaces
 from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
                                   check_number, check_widths)
 from simlab.learners.episodes import (OPTIMIZERS, FunctionalAdapted, check_batch, check_query,

@@ -45,7 +45,7 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from simlab.learners import nets
-from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
+from simlab.learners.base import Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
                                   check_widths)
 from simlab.learners.episodes import (FunctionalAdapted, check_batch, check_steps, check_tasks,

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from simlab.learners import nets
-from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
+from simlab.learners.base import Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
                                   check_number, check_widths)
 from simlab.learners.episodes import (Params, check_batch, check_query, check_steps,

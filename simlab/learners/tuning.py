@@ -94,8 +94,9 @@ def parse_range(where: str, value: Any) -> Float | Int | Choice:
     if isinstance(rng, (Float, Int)):
         ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (rng.low, rng.high))
         if not ok or rng.low > rng.high or (rng.log and rng.low <= 0):
+            need = " and low > 0 (log scale)" if rng.log else ""
             raise ValueError(f"{where}: low = {rng.low!r}, high = {rng.high!r} is not a range; "
-                             f"need finite low <= high{' and low > 0 (log scale)' if rng.log else ''}")
+                             f"need finite low <= high{need}")
     elif not rng.choices:
         raise ValueError(f"{where}: Choice needs at least one value")
     return rng
