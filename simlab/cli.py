@@ -280,6 +280,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _failures(summary, args)
 
 
+# --- tune -------------------------------------------------------------------------------------
+def add_tune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="scenario name (see `simlab list scenarios`) or TOML file")
+    p.add_argument("--learners", "-l", type=_names, default=None, metavar="A,B",
+                   help="learners to tune (default: the scenario's evaluation.learners)")
+    p.add_argument("--trials", "-n", type=int, default=None, metavar="N",
+                   help="trials per learner (default: evaluation.tuning.trials, else 8)")
+    p.add_argument("--metric", default=None, help="objective: loss, auc or excess_loss "
+                   "(default: evaluation.tuning.metric, else loss)")
+    p.add_argument("--seed", type=int, default=0, help="stream and sampler seed (default 0)")
+    p.add_argument("--storage", default=None, metavar="PATH",
+                   help="keep the Optuna studies in this SQLite file (default: in memory)")
+    p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Tune each learner on the warm-up waves of one stream and print what it chose."""
+    from simlab.experiment.config import load_scenario
+    from simlab.experiment.sweep import LearnerSpec, plan_cells, tune_cell
+
+    scenario = load_scenario(args.scenario)
+    tu = (scenario.evaluation.tuning.model_dump() if scenario.evaluation.tuning else {})
+    changes = {k: v for k, v in (("trials", args.trials), ("metric", args.metric))
+               if v is not None}
+    scenario = scenario.override({"evaluation": {"tuning": {**tu, **changes}}})
+    specs = None if args.learners is None else [LearnerSpec.of(n) for n in args.learners]
+    jobs = plan_cells([scenario], specs, [args.seed], device=args.device)
+    stream = scenario.stream(args.seed)
+    ev = scenario.evaluation
+    fitted = "wave 0" if ev.warmup == 2 else f"waves 0-{ev.warmup - 2}"
+    print(f"tuning on {scenario.name} seed {args.seed}: {ev.tuning.trials} trials per learner, "
+          f"{ev.tuning.metric} on wave {ev.warmup - 1} after fitting {fitted}")
+    for job in jobs:
+        t0 = time.perf_counter()
+        res = tune_cell(job, stream, args.storage)
+        chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v!r}"
+                           for k, v in res.best_params.items()) or (
+            "nothing to tune" if not res.trials else "no trial finished: defaults")
+        score = "" if not res.trials else f"  ({res.metric} {res.best_value:.4g})"
+        print(f"{job.cell.label:<16} {res.trials:>2} trials {time.perf_counter() - t0:6.1f} s  "
+              f"{chosen}{score}")
+    return 0
+
+
 # --- report / show / export -------------------------------------------------------------------
 def add_report(p: argparse.ArgumentParser) -> None:
     _add_db_positional(p)
@@ -355,6 +399,8 @@ COMMANDS: list[Command] = [
     Command("run", "compare learners on one scenario across seeds", add_run, cmd_run),
     Command("sweep", "run a sweep file (scenarios x learners x seeds x grids)", add_sweep,
             cmd_sweep),
+    Command("tune", "tune every learner on a scenario's warm-up waves (equal trials)",
+            add_tune, cmd_tune),
     Command("report", "build a comparison report from a results store", add_report, cmd_report),
     Command("show", "show one stored run (summaries, timings, error)", add_show, cmd_show),
     Command("export", "export a results store to CSV or Parquet", add_export, cmd_export),

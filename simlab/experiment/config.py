@@ -114,6 +114,28 @@ class EpisodesSpec(_Strict):
                          "stream's fixed split)")
 
 
+class TuningSpec(_Strict):
+    """Equal-budget tuning (``simlab.learners.tuning``): every learner gets ``trials`` Optuna
+    trials over its ``search_space``, scored inside the warm-up waves only (fit on the earlier
+    ones, score the last); the oracle (empty space) gets none."""
+
+    trials: int = Field(8, description="trials per learner (the same for every learner)")
+    metric: str = Field("loss", description="objective: loss | auc | excess_loss (oracle only)")
+    space: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-learner search space replacing the class's, "
+        "e.g. [evaluation.tuning.space.maml] inner_lr = {low = 1e-3, high = 0.5, log = true}")
+    budget: BudgetSpec | None = Field(
+        None, description="warm-up meta-fit budget of each trial (None: evaluation's)")
+
+    @field_validator("trials")
+    @classmethod
+    def _trials(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("give an integer >= 1 (trials every learner gets); to switch "
+                             "tuning off, remove [evaluation.tuning]")
+        return v
+
+
 class EvaluationSpec(_Strict):
     """How the prequential protocol scores learners on this scenario's stream."""
 
@@ -138,6 +160,16 @@ class EvaluationSpec(_Strict):
         "predictor's is recorded as diverged (None: only non-finite losses)")
     recovery_tolerance: float = Field(
         0.1, gt=0, description="relative tolerance for 'recovered' after a shift")
+    tuning: TuningSpec | None = Field(
+        None, description="equal-budget tuning of every learner before it is evaluated "
+        "(`tuning = false` switches off a tuning table inherited through `extends`)")
+
+    @field_validator("tuning", mode="before")
+    @classmethod
+    def _untuned(cls, v: Any) -> Any:
+        if v is True:
+            raise ValueError("give a table ([evaluation.tuning] trials = 8) or false")
+        return None if v is False else v
 
     @field_validator("shots")
     @classmethod
@@ -255,6 +287,32 @@ class ScenarioBase(StrictModel):
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 out.append(f"learners.{name} sets hyperparameters for a learner that is not in "
                            f"evaluation.learners = {ev.learners}{hint}")
+        return out + self._tuning_checks()
+
+    def _tuning_checks(self) -> list[str]:
+        """[evaluation.tuning]: warm-up long enough, a metric this data can compute, space
+        tables for listed learners and their real, unfixed hyperparameters."""
+        tu, ev = self.evaluation.tuning, self.evaluation
+        if tu is None:
+            return []
+        from simlab.learners.tuning import check_tuning, resolve_space
+
+        out = []
+        try:
+            check_tuning(tu.trials, tu.metric, ev.warmup, has_oracle=isinstance(self, Scenario))
+        except ValueError as err:
+            out.append(str(err))
+        for name, space in tu.space.items():
+            if name not in ev.learners:
+                close = difflib.get_close_matches(name, ev.learners, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                out.append(f"evaluation.tuning.space.{name}: {name!r} is not in "
+                           f"evaluation.learners = {ev.learners}{hint}")
+                continue
+            try:
+                resolve_space(name, self.learners.get(name, {}), space)
+            except ValueError as err:
+                out.append(str(err))
         return out
 
     def _episode_checks(self, support: int, support_field: str) -> list[str]:
@@ -761,5 +819,5 @@ def _show(value: Any) -> str:
 
 
 __all__ = ["DEFAULT_SCENARIO", "BudgetSpec", "DynamicsSpec", "EpisodesSpec", "EvaluationSpec",
-           "Scenario",
-           "ScenarioBase", "ScenarioError", "list_scenarios", "load_scenario", "scenario_dirs"]
+           "Scenario", "ScenarioBase", "ScenarioError", "TuningSpec", "list_scenarios",
+           "load_scenario", "scenario_dirs"]

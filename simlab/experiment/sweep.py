@@ -81,6 +81,7 @@ class Job:
     cell: Cell
     scenario: AnyScenario
     overrides: Mapping[str, Any]
+    space: Mapping[str, Any] | None = None     # what tuning searches (None: not tuned)
 
 
 @dataclass
@@ -119,6 +120,8 @@ class SweepSummary:
 def settings_of(scenario: AnyScenario) -> dict[str, Any]:
     """Evaluation settings that determine a cell's numbers (shots, steps, budget, ...)."""
     ev = scenario.evaluation.model_dump(mode="json")
+    if ev.get("tuning") is None:      # untuned: keys as before tuning existed
+        ev.pop("tuning", None)
     return {k: v for k, v in ev.items() if k not in _NOT_SETTINGS}
 
 
@@ -172,12 +175,13 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
                 overrides = {**sc.hyperparameters(spec.name), **spec.hyperparameters, **point}
                 learner = make_learner(spec.name, **overrides)
                 learner.validate()
+                space = tuning_space(sc, spec, overrides)   # a bad space fails up front
                 label = _label(spec.display, point)
                 for seed in run_seeds:
                     cell = Cell(sc.name, fp, int(seed), spec.name,
                                 json.loads(to_json(learner.hyperparameters())), label,
                                 settings, device)
-                    jobs.append(Job(cell, sc, overrides))
+                    jobs.append(Job(cell, sc, overrides, space))
     seen: dict[str, Cell] = {}
     for job in jobs:
         if job.cell.key in seen:
@@ -185,6 +189,37 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
                              f"{seen[job.cell.key].describe()}; remove the duplicate")
         seen[job.cell.key] = job.cell
     return jobs
+
+
+def tuning_space(scenario: AnyScenario, spec: LearnerSpec, fixed: Mapping[str, Any]
+                 ) -> dict[str, Any] | None:
+    """The space tuning searches for this learner in this scenario (None: no tuning); the
+    user's ``[evaluation.tuning.space.<name>]`` (by name or label) replaces the class's."""
+    from simlab.learners.tuning import resolve_space
+
+    tu = scenario.evaluation.tuning
+    if tu is None:
+        return None
+    own = tu.space.get(spec.display, tu.space.get(spec.name))
+    return resolve_space(spec.name, fixed, own)
+
+
+def tune_cell(job: Job, stream: Any, storage: str | Path | None = None) -> Any:
+    """Tune the cell's learner on the warm-up waves of its own stream (seeded by the cell's
+    seed); returns the ``TuningResult``. ``storage``: keep the Optuna study in this SQLite
+    file (named scenario-learner-seed), else in memory."""
+    from simlab.learners.base import Budget
+    from simlab.learners.tuning import tune
+
+    sc, cell = job.scenario, job.cell
+    tu = sc.evaluation.tuning
+    kw = evaluate_kwargs(sc, cell.seed, cell.device)
+    warm = kw["warmup_budget"] if tu.budget is None else Budget(
+        tu.budget.iterations, tu.budget.meta_batch, tu.budget.seconds)
+    return tune(cell.learner_name, job.overrides, stream, warmup=kw["warmup"], shots=kw["shots"],
+                steps=kw["steps"], budget=kw["budget"], warmup_budget=warm, trials=tu.trials,
+                metric=tu.metric, seed=cell.seed, device=cell.device, space=job.space,
+                storage=storage, study_name=f"{sc.name}-{cell.label}-seed{cell.seed}")
 
 
 # --- what a worker does -------------------------------------------------------------------------
@@ -226,9 +261,14 @@ def run_cell(job: Job) -> Outcome:
     started, t0 = _now(), time.perf_counter()
     try:
         stream = job.scenario.stream(job.cell.seed)
-        learner = make_learner(job.cell.learner_name, **job.overrides)
+        tuned = None if job.space is None else tune_cell(job, stream)
+        learner = make_learner(job.cell.learner_name,
+                               **{**job.overrides, **(tuned.best_params if tuned else {})})
         result: RunResult | CellError = evaluate(
             learner, stream, **evaluate_kwargs(job.scenario, job.cell.seed, job.cell.device))
+        if tuned is not None:     # stored with the run: chosen values, trace, time
+            result.log["tuning"] = tuned.as_log()
+            result.timings["tuning_s"] = tuned.seconds
     except Exception as err:  # noqa: BLE001 - a failing cell must not stop the sweep
         result = CellError(f"{type(err).__name__}: {err}".splitlines()[0],
                            traceback.format_exc(), time.perf_counter() - t0)

@@ -45,6 +45,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from simlab.learners import nets
+from simlab.learners.base import Choice, Float, SearchSpace  # search spaces
 from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
                                   check_number, check_widths)
 from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted,
@@ -260,6 +261,8 @@ class Scratch(Learner):
 
     name: ClassVar[str] = "scratch"
 
+    search_space: ClassVar[SearchSpace] = {"l2": Float(0.1, 20.0, log=True)}
+
     model: str = "glm"
     l2: float = 2.0
     l2_intercept: float = 1.0
@@ -330,6 +333,11 @@ class PooledFineTune(Learner):
     """
 
     name: ClassVar[str] = "finetune"
+
+    # "steps" of fine-tuning are the protocol's inner-step grid, not a hyperparameter
+    search_space: ClassVar[SearchSpace] = {
+        "lr": Float(1e-4, 1e-2, log=True), "finetune_lr": Float(1e-3, 0.5, log=True),
+        "l2sp": Float(1e-3, 10.0, log=True), "model": Choice(("glm", "mlp"))}
 
     model: str = "mlp"
     hidden: tuple[int, ...] = (40, 40)
@@ -418,6 +426,9 @@ class PartialPooling(Learner):
     """
 
     name: ClassVar[str] = "partial_pooling"
+
+    # the memory (tasks remembered); None: all
+    search_space: ClassVar[SearchSpace] = {"window": Choice((None, 10, 20, 40, 80))}
 
     em_iterations: int = 50
     fit_newton: int = 2
@@ -528,6 +539,7 @@ class Oracle(Learner):
 
     name: ClassVar[str] = "oracle"
     uses_oracle: ClassVar[bool] = True
+    search_space: ClassVar[SearchSpace] = {}    # nothing to tune: the floor
 
     def build(self) -> None:
         """Nothing to build."""

@@ -47,6 +47,7 @@ import torch
 from torch.func import functional_call, grad, grad_and_value, vmap
 
 from simlab.learners import nets
+from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check, check_choice, check_flag, check_int,
                                   check_interval, check_number, check_widths)
 from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted, Params,
@@ -72,6 +73,12 @@ class _GradientMetaLearner(Learner):
     """Shared machinery: parameters, padding, meta-batch sampling, the vmapped inner loop."""
 
     name: ClassVar[str] = "gradient_meta_learner"
+
+    # equal-budget tuning (learners/tuning.py): hidden=() is the GLM base model, else an MLP
+    search_space: ClassVar[SearchSpace] = {
+        "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 5),
+        "outer_lr": Float(1e-4, 1e-2, log=True),
+        "hidden": Choice(((), (20,), (40,), (40, 40)))}
 
     hidden: tuple[int, ...] = (40, 40)
     inner_lr: float = 0.01
@@ -337,6 +344,10 @@ class ANIL(MAML):
 
     name: ClassVar[str] = "anil"
 
+    # the head-only inner loop needs a body: no GLM (hidden=()) choice
+    search_space: ClassVar[SearchSpace] = {**MAML.search_space,
+                                           "hidden": Choice(((20,), (40,), (40, 40)))}
+
     def _inner_keys(self) -> tuple[str, ...]:
         return self.head_keys
 
@@ -359,6 +370,11 @@ class Reptile(_GradientMetaLearner):
 
     name: ClassVar[str] = "reptile"
     whole_tasks: ClassVar[bool] = True    # inner loop on every labelled respondent of a task
+
+    search_space: ClassVar[SearchSpace] = {
+        "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 10),
+        "outer_lr": Float(0.01, 1.0, log=True),
+        "hidden": Choice(((), (20,), (40,), (40, 40)))}
 
     inner_steps: int = 5
     outer_lr: float = 0.1

@@ -51,6 +51,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from simlab.learners import nets
+from simlab.learners.base import Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
                                   check_widths)
 from simlab.learners.episodes import (EpisodeSampler, FunctionalAdapted, check_batch,
@@ -168,6 +169,10 @@ class MetaLSTM(Learner):
     """
 
     name: ClassVar[str] = "meta_lstm"
+
+    # the unroll length T drives the cost (and the 20-unit LSTM runs per learner parameter)
+    search_space: ClassVar[SearchSpace] = {
+        "meta_lr": Float(1e-4, 1e-2, log=True), "inner_steps": Int(2, 6)}
 
     hidden: tuple[int, ...] = (40, 40)            # learner MLP hidden widths
     inner_steps: int = 5                          # T, unrolled updates during meta-training

@@ -67,8 +67,9 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from simlab.learners import nets
-from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_flag,
-                                  check_int, check_number, check_widths)
+from simlab.learners.base import (Adapted, Budget, Choice, Float, Int, Learner, SearchSpace,
+                                  check_choice, check_flag, check_int, check_number,
+                                  check_widths)
 from simlab.learners.episodes import (EpisodeSampler, Params, check_batch, check_query,
                                       check_steps, check_tasks, descend, fit_loop, make_adam,
                                       normalise_weights, query_weights)
@@ -135,6 +136,11 @@ class _Metric(Learner):
     """Shared parts: an embedding MLP, episodic Adam training, step-independent adaptation."""
 
     name: ClassVar[str] = "metric"
+
+    search_space: ClassVar[SearchSpace] = {
+        "embed_dim": Int(4, 64, log=True), "meta_lr": Float(1e-4, 1e-2, log=True),
+        "temperature": Float(0.1, 100.0, log=True), "learn_temperature": Choice((False, True)),
+        "class_prior": Choice((False, True))}
 
     hidden: tuple[int, ...] = (64, 64)     # embedding MLP hidden widths
     embed_dim: int = 32                    # embedding size

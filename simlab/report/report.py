@@ -38,6 +38,7 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
                                           recovery_by_shift, recovery_overall, run_summaries,
                                           shift_effects, wave_scores)
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
+from simlab.report.tuning import tuning_section
 
 RUN_COLUMNS = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status", "error",
                "seconds"]
@@ -344,7 +345,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts, labels),
         "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],
         "comparisons": None, "verdicts": [], "leaderboard": None, "details": None,
-        "recovery": [], "metric": None}
+        "recovery": [], "metric": None, "tuning": tuning_section(runs)}
     inputs = SectionInputs(name, runs, mets, shifts, summaries, config, options)
     for hook in CONTEXT_HOOKS:
         section.update(hook(inputs))
