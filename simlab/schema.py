@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -29,6 +29,8 @@ class StrictModel(BaseModel):
     """``extra="forbid"``, finite floats only, and no booleans where numbers are expected."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    #: fields whose own validator gives a boolean a meaning (e.g. ``tuning = false``: off)
+    bool_fields: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
     @classmethod
@@ -36,7 +38,8 @@ class StrictModel(BaseModel):
         if isinstance(data, dict):
             for name, field in cls.model_fields.items():
                 value = data.get(field.alias or name, data.get(name))
-                if isinstance(value, bool) and not _allows_bool(field.annotation):
+                if isinstance(value, bool) and name not in cls.bool_fields \
+                        and not _allows_bool(field.annotation):
                     raise ValueError(f"{name} = {str(value).lower()} is a boolean; give a "
                                      f"value of type {_show_type(field.annotation)}")
         return data

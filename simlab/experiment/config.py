@@ -139,6 +139,8 @@ class TuningSpec(_Strict):
 class EvaluationSpec(_Strict):
     """How the prequential protocol scores learners on this scenario's stream."""
 
+    bool_fields: ClassVar[frozenset[str]] = frozenset({"tuning"})   # `tuning = false`: off
+
     warmup: int = Field(4, ge=1, description="waves meta-fitted on before the first scored wave")
     shots: list[int] = Field(default_factory=lambda: [1, 5, 10],
                              description="support sizes K to adapt on")
@@ -159,7 +161,8 @@ class EvaluationSpec(_Strict):
         10.0, gt=1, description="a loss above this multiple of the support base-rate "
         "predictor's is recorded as diverged (None: only non-finite losses)")
     recovery_tolerance: float = Field(
-        0.1, gt=0, description="relative tolerance for 'recovered' after a shift")
+        0.1, gt=0, description="recovered = excess loss back within this share of the "
+        "ceiling's loss (plus 0.01), sustained (see evaluation.metrics.SummaryOptions)")
     tuning: TuningSpec | None = Field(
         None, description="equal-budget tuning of every learner before it is evaluated "
         "(`tuning = false` switches off a tuning table inherited through `extends`)")
