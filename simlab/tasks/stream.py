@@ -41,9 +41,11 @@ class StreamSource(Protocol):
     def generate_stream(self, seed: int) -> TaskStream: ...
 
 STREAM_FORMAT_VERSION = 1
-SEED_STREAMS: tuple[str, ...] = ("graph", "population", "society", "survey")
+SEED_STREAMS: tuple[str, ...] = ("graph", "population", "society", "survey", "response",
+                                  "ceiling")
+"""Appended names keep the earlier children's draws (``spawn`` numbers children in order)."""
 _ARRAY_FIELDS: tuple[str, ...] = ("x_support", "y_support", "x_query", "y_query",
-                                  "oracle_query", "w_support", "w_query")
+                                  "oracle_query", "w_support", "w_query", "ceiling_query")
 
 
 # --- seeds ------------------------------------------------------------------------------------
@@ -72,19 +74,26 @@ def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
     after the tick it fired (wave w is surveyed after tick ``burn_in + (w + 1) * every``; a
     shock fires at the start of its tick, so that tick's wave already sees it).
     """
+    from simlab.society.ceiling import CeilingEstimator
+    from simlab.society.reporters import Reporters
     from simlab.society.survey import feature_names, sample_wave
 
     seeds = seed_streams(seed)
     society = scenario.build_society(seeds)
     design = scenario.survey
     survey_rng = np.random.default_rng(seeds["survey"])
+    ceiling = CeilingEstimator() if design.ceiling else None
+    ceiling_rng = np.random.default_rng(seeds["ceiling"])
+    reporters = Reporters(society)
     for _ in range(scenario.burn_in):
         society.step()
+    reporters.collect()
     waves: list[list[Task]] = []
     for w in range(design.waves):
         for _ in range(design.every):
             society.step()
-        waves.append(list(sample_wave(society, design, w, survey_rng)))
+            reporters.collect()
+        waves.append(list(sample_wave(society, design, w, survey_rng, ceiling, ceiling_rng)))
     shifts = shift_events(society.events, scenario.burn_in, design.every, design.waves)
     shifted = {s.wave for s in shifts}
     for wave in waves:
@@ -95,7 +104,8 @@ def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
             "target": society.target, "n_classes": int(society.n_classes),
             "feature_names": feature_names(society, design), "fingerprint": scenario.fingerprint(),
             "n_agents": int(society.n_agents), "n_groups": int(society.social.n_groups),
-            "burn_in": int(scenario.burn_in), "every": int(design.every)}
+            "burn_in": int(scenario.burn_in), "every": int(design.every),
+            "response": society.response_spec.kind, "reporters": reporters.table()}
     return TaskStream(waves=waves, shifts=shifts, meta=meta)
 
 

@@ -1,0 +1,211 @@
+"""The observable ceiling: E[y | the survey's observed features, group, wave].
+
+The oracle knows the full simulated state (opinions, adoption, personal thresholds); no survey
+can. What a perfect learner could reach from the questionnaire is the conditional mean of the
+oracle given the asked features, within the group, at this wave. It is estimated from the
+simulator itself: every member of the group except the wave's query respondents is "surveyed"
+(features with the survey's own transforms and noise, and the oracle's probability as a soft
+label -- E[y | x] = E[p(state) | x], so no response noise is fitted), and a small flexible model
+is fitted per group (a one-hidden-layer tanh MLP, batched over groups, numpy only). Two fits on
+disjoint halves are averaged; half their disagreement is the stated estimation error (the
+standard error of the mean of two independent estimates).
+
+The fitter (:func:`fit_net` / :func:`predict_net`) is shared with the headroom diagnostic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.special import expit, log_softmax, softmax
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simlab.society.base import Society
+
+EPS = 1e-7
+
+
+@dataclass
+class Net:
+    """Weights of a batch of B small networks (``hidden == 0``: a linear model)."""
+
+    w1: np.ndarray          # [B, D, H] (or [B, D, C] when linear)
+    b1: np.ndarray          # [B, 1, H]
+    w2: np.ndarray | None   # [B, H, C]
+    b2: np.ndarray | None   # [B, 1, C]
+    mean: np.ndarray        # [B, 1, D] input standardisation
+    sd: np.ndarray
+
+    def params(self) -> list[np.ndarray]:
+        return [p for p in (self.w1, self.b1, self.w2, self.b2) if p is not None]
+
+
+def _forward(net: Net, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    xs = (x - net.mean) / net.sd
+    if net.w2 is None:
+        return xs @ net.w1 + net.b1, None
+    h = np.tanh(xs @ net.w1 + net.b1)
+    return h @ net.w2 + net.b2, h
+
+
+def predict_net(net: Net, x: np.ndarray, target: str) -> np.ndarray:
+    """P(y=1) ``[B, n]``, class probabilities ``[B, n, C]`` or E[y] ``[B, n]``."""
+    z, _ = _forward(net, x)
+    if target == "multiclass":
+        return softmax(z, axis=-1)
+    return expit(z[..., 0]) if target == "binary" else z[..., 0]
+
+
+def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes: int = 2,
+            hidden: int = 32, l2: float = 1e-3, iters: int = 300, lr: float = 0.02,
+            rng: np.random.Generator | None = None, init: Net | None = None,
+            prior: Net | None = None) -> Net:
+    """Full-batch Adam on B independent problems at once.
+
+    ``x [B, n, D]``; ``t`` soft labels ``[B, n]`` (P(y=1) or E[y]) or ``[B, n, C]``; ``w [B, n]``
+    row weights (0 = padding). Loss: weighted cross-entropy (squared error for regression)
+    plus ``l2`` times the squared distance of the weights from ``prior`` (0 without one: ridge;
+    a pooled fit: partial pooling). ``init`` warm-starts from earlier weights. The parameters
+    are views on one flat vector, so an Adam step is a handful of numpy calls whatever B is
+    (these problems are small: call overhead, not arithmetic, is the cost).
+    """
+    rng = rng or np.random.default_rng(0)
+    b, _, d = x.shape
+    c = n_classes if target == "multiclass" else 1
+    wsum = np.maximum(w.sum(1, keepdims=True), 1e-12)[..., None]          # [B, 1, 1]
+    if init is not None:
+        mean, sd = init.mean, init.sd
+        hidden = 0 if init.w2 is None else init.w1.shape[-1]
+    else:
+        mean = (w[..., None] * x).sum(1, keepdims=True) / wsum
+        var = (w[..., None] * (x - mean) ** 2).sum(1, keepdims=True) / wsum
+        sd = np.where(var > 1e-12, np.sqrt(var), 1.0)
+    shapes = [(b, d, hidden), (b, 1, hidden), (b, hidden, c), (b, 1, c)] if hidden else \
+        [(b, d, c), (b, 1, c)]
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    theta = np.zeros(sum(sizes), np.float32)
+    views = [theta[a:a + n].reshape(sh) for a, n, sh in
+             zip(np.cumsum([0] + sizes[:-1]), sizes, shapes)]
+    decay = np.concatenate([np.full(n, float(i % 2 == 0), np.float32)
+                            for i, n in enumerate(sizes)]) * np.float32(l2)
+    if init is not None:
+        for v, p in zip(views, init.params()):
+            v[...] = p
+    elif hidden:
+        views[0][...] = rng.standard_normal(shapes[0]) / np.sqrt(d)
+        views[2][...] = rng.standard_normal(shapes[2]) / np.sqrt(hidden)
+    anchor = np.float32(0.0) if prior is None else np.concatenate(
+        [np.broadcast_to(p, sh).ravel() for p, sh in zip(prior.params(), shapes)]
+    ).astype(np.float32)
+    net = Net(*views, mean, sd) if hidden else Net(views[0], views[1], None, None, mean, sd)
+    tt = t if target == "multiclass" else t[..., None]
+    xs = ((x - mean) / sd).astype(np.float32)
+    xt = np.ascontiguousarray(xs.transpose(0, 2, 1))
+    w, tt = w.astype(np.float32), tt.astype(np.float32)
+    wsum = wsum.astype(np.float32)
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    for step in range(1, iters + 1):
+        z, h = _logits(net, xs)
+        if target == "multiclass":
+            pred = softmax(z, axis=-1)
+        else:
+            pred = expit(z) if target == "binary" else z
+        dz = w[..., None] * (pred - tt) / wsum
+        if h is None:
+            grads = [xt @ dz, dz.sum(1)]
+        else:
+            dh = (dz @ net.w2.transpose(0, 2, 1)) * (1.0 - h * h)
+            grads = [xt @ dh, dh.sum(1), np.ascontiguousarray(h.transpose(0, 2, 1)) @ dz,
+                     dz.sum(1)]
+        g = np.concatenate([q.ravel() for q in grads])
+        g += decay * (theta - anchor)
+        m *= np.float32(0.9)
+        m += np.float32(0.1) * g
+        v *= np.float32(0.999)
+        v += np.float32(0.001) * g * g
+        theta -= np.float32(lr / (1 - 0.9 ** step)) * m / (
+            np.sqrt(v / np.float32(1 - 0.999 ** step)) + np.float32(1e-8))
+    return net
+
+
+def _logits(net: Net, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``_forward`` on inputs already standardised."""
+    if net.w2 is None:
+        return xs @ net.w1 + net.b1, None
+    h = np.tanh(xs @ net.w1 + net.b1)
+    return h @ net.w2 + net.b2, h
+
+
+def expected_excess(pred: np.ndarray, oracle: np.ndarray, target: str,
+                    sd: float = 1.0) -> np.ndarray:
+    """E_y[loss(pred, y) - loss(oracle, y)] per respondent, y drawn from the oracle: the KL
+    divergence (log loss) or the squared bias (squared error). Its mean over a sample is the
+    excess loss without the response noise."""
+    if target == "regression":
+        return (pred - oracle) ** 2
+    if target == "binary":
+        p = np.clip(pred, EPS, 1 - EPS)
+        o = np.clip(oracle, EPS, 1 - EPS)
+        return o * np.log(o / p) + (1 - o) * np.log((1 - o) / (1 - p))
+    p = np.clip(pred, EPS, 1.0)
+    o = np.clip(oracle, EPS, 1.0)
+    return (o * (np.log(o) - np.log(p))).sum(-1)
+
+
+# --- the ceiling of one wave -------------------------------------------------------------------
+@dataclass
+class CeilingEstimator:
+    """Fits the per-group ceiling model at each wave; warm-starts from the previous wave's
+    weights (the society moves little between waves), so later waves need fewer iterations."""
+
+    hidden: int = 16
+    iters_first: int = 250
+    iters_next: int = 60
+    l2: float = 1e-3
+    _net: Net | None = None
+
+    def __call__(self, society: Society, x_query: np.ndarray, query_idx: list[np.ndarray],
+                 features: list[str], noise_sd: float, rng: np.random.Generator
+                 ) -> tuple[list[np.ndarray], list[float]]:
+        """Ceiling for each group's query respondents (``x_query[g] [Q, D]``, their agent ids
+        ``query_idx[g]``) and the estimation error (RMS half-disagreement) per group."""
+        from simlab.society.survey import _features
+
+        target = society.target
+        halves: list[list[np.ndarray]] = [[], []]
+        for g, q in enumerate(query_idx):
+            members = np.setdiff1d(society.social.members(g), q)
+            members = members[rng.permutation(len(members))]
+            cut = len(members) // 2
+            halves[0].append(members[:cut])
+            halves[1].append(members[cut:])
+        c = society.n_classes if target == "multiclass" else 1
+        blocks = halves[0] + halves[1]                  # both halves in one batched fit
+        n = max(len(h) for h in blocks)
+        x = np.zeros((len(blocks), n, len(features)))
+        t = np.zeros((len(blocks), n, c) if c > 1 else (len(blocks), n))
+        w = np.zeros((len(blocks), n))
+        for b, idx in enumerate(blocks):
+            x[b, :len(idx)] = _features(society, idx, features, noise_sd, rng)
+            t[b, :len(idx)] = society.oracle(idx)
+            w[b, :len(idx)] = 1.0
+        net = fit_net(x, t, w, target, society.n_classes, self.hidden, self.l2,
+                      self.iters_first if self._net is None else self.iters_next,
+                      rng=rng, init=self._net)
+        self._net = net
+        n_groups = len(query_idx)
+        q = max(len(v) for v in x_query)
+        xq = np.zeros((len(x_query), q, len(features)))
+        for g, v in enumerate(x_query):
+            xq[g, :len(v)] = v
+        both = predict_net(net, np.concatenate([xq, xq]), target)
+        p1, p2 = both[:n_groups], both[n_groups:]
+        mean, half = (p1 + p2) / 2, np.abs(p1 - p2) / 2
+        out = [mean[g, :len(v)] for g, v in enumerate(x_query)]
+        se = [float(np.sqrt(np.mean(half[g, :len(v)] ** 2))) for g, v in enumerate(x_query)]
+        return out, se
+
+
+__all__ = ["CeilingEstimator", "Net", "expected_excess", "fit_net", "predict_net"]
