@@ -141,6 +141,11 @@ def add_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name (see `simlab list scenarios`) or TOML file")
     p.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
     p.add_argument("--no-cache", action="store_true", help="regenerate, ignoring the disk cache")
+    p.add_argument("--headroom", action="store_true",
+                   help="per wave: how much a flexible model beats a hierarchical GLM on a "
+                        "large sample of the society (see simlab/society/headroom.py)")
+    p.add_argument("--respondents", type=int, default=400, metavar="N",
+                   help="respondents per group for --headroom (default 400)")
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -148,6 +153,18 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from simlab.tasks.stream import stream_summary
 
     scenario = load_scenario(args.scenario)
+    if args.headroom:
+        from simlab.society.headroom import headroom, headroom_table
+
+        if not hasattr(scenario, "build_society"):
+            raise UserError(f"--headroom needs a simulated scenario; {scenario.name} is a "
+                            f"real survey")
+        try:
+            rows = headroom(scenario, args.seed, args.respondents)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        print(headroom_table(rows, args.respondents))
+        return 0
     print(stream_summary(scenario.stream(args.seed, cache=not args.no_cache)))
     return 0
 

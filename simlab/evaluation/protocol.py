@@ -123,7 +123,18 @@ def _scored_names(wave: Sequence[Task]) -> tuple[str, ...]:
     names.append("prevalence_error")
     if all(t.oracle_query is not None for t in wave):
         names += ["excess_loss", "prevalence_error_oracle"]
+    if all(getattr(t, "ceiling_query", None) is not None for t in wave):
+        names.append("excess_loss_reachable")
     return tuple(names)
+
+
+def _ceiling(tasks: Sequence[Task], q: int) -> np.ndarray | None:
+    """The tasks' observable ceilings padded to ``q`` query rows (None unless all have one);
+    read from the tasks, never put in a learner's batch."""
+    if not all(getattr(t, "ceiling_query", None) is not None for t in tasks):
+        return None
+    rows = [np.asarray(t.ceiling_query, np.float64) for t in tasks]
+    return np.stack([np.pad(r, [(0, q - len(r))] + [(0, 0)] * (r.ndim - 1)) for r in rows])
 
 
 @dataclasses.dataclass
@@ -213,7 +224,7 @@ class _Run:
         oracle = None if full.oracle_query is None else full.oracle_query.double().numpy()
         scores = score_predictions(pred, full.y_query.numpy(),
                                    (full.w_query * full.q_mask).double().numpy(),
-                                   full.target, full.n_classes, oracle)
+                                   full.target, full.n_classes, oracle, _ceiling(cut, q))
         for name, values in scores.items():
             self.records.add(wave, shots, self.steps, name, values)
         if scores["diverged"].any():

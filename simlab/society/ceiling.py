@@ -49,9 +49,13 @@ def _forward(net: Net, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return h @ net.w2 + net.b2, h
 
 
-def predict_net(net: Net, x: np.ndarray, target: str) -> np.ndarray:
-    """P(y=1) ``[B, n]``, class probabilities ``[B, n, C]`` or E[y] ``[B, n]``."""
+def predict_net(net: Net, x: np.ndarray, target: str,
+                offset: np.ndarray | None = None) -> np.ndarray:
+    """P(y=1) ``[B, n]``, class probabilities ``[B, n, C]`` or E[y] ``[B, n]`` (``offset``:
+    logits added to the output, as in ``fit_net``)."""
     z, _ = _forward(net, x)
+    if offset is not None:
+        z = z + offset
     if target == "multiclass":
         return softmax(z, axis=-1)
     return expit(z[..., 0]) if target == "binary" else z[..., 0]
@@ -60,13 +64,18 @@ def predict_net(net: Net, x: np.ndarray, target: str) -> np.ndarray:
 def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes: int = 2,
             hidden: int = 32, l2: float = 1e-3, iters: int = 300, lr: float = 0.02,
             rng: np.random.Generator | None = None, init: Net | None = None,
-            prior: Net | None = None) -> Net:
+            prior: Net | None = None, offset: np.ndarray | None = None,
+            val: tuple[np.ndarray, ...] | None = None, check_every: int = 25) -> Net:
     """Full-batch Adam on B independent problems at once.
 
     ``x [B, n, D]``; ``t`` soft labels ``[B, n]`` (P(y=1) or E[y]) or ``[B, n, C]``; ``w [B, n]``
     row weights (0 = padding). Loss: weighted cross-entropy (squared error for regression)
     plus ``l2`` times the squared distance of the weights from ``prior`` (0 without one: ridge;
-    a pooled fit: partial pooling). ``init`` warm-starts from earlier weights. The parameters
+    a pooled fit: partial pooling). ``init`` warm-starts from earlier weights. ``offset``
+    (logits ``[B, n, C']``) is added to the network's output: the network then fits what a
+    first model missed (boosting's residual step, Friedman 2001). ``val = (x, t, w[, offset])``
+    stops early: the weights with the lowest validation loss (checked every ``check_every``
+    steps) are returned. The parameters
     are views on one flat vector, so an Adam step is a handful of numpy calls whatever B is
     (these problems are small: call overhead, not arithmetic, is the cost).
     """
@@ -94,7 +103,7 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
             v[...] = p
     elif hidden:
         views[0][...] = rng.standard_normal(shapes[0]) / np.sqrt(d)
-        views[2][...] = rng.standard_normal(shapes[2]) / np.sqrt(hidden)
+        views[2][...] = 0.1 * rng.standard_normal(shapes[2]) / np.sqrt(hidden)
     anchor = np.float32(0.0) if prior is None else np.concatenate(
         [np.broadcast_to(p, sh).ravel() for p, sh in zip(prior.params(), shapes)]
     ).astype(np.float32)
@@ -106,8 +115,15 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
     wsum = wsum.astype(np.float32)
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
+    off = np.float32(0.0) if offset is None else offset.astype(np.float32)
+    best = (np.inf, theta.copy())
     for step in range(1, iters + 1):
+        if val is not None and (step - 1) % check_every == 0:
+            loss = _val_loss(net, val, target)
+            if loss < best[0]:
+                best = (loss, theta.copy())
         z, h = _logits(net, xs)
+        z = z + off
         if target == "multiclass":
             pred = softmax(z, axis=-1)
         else:
@@ -127,7 +143,24 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
         v += np.float32(0.001) * g * g
         theta -= np.float32(lr / (1 - 0.9 ** step)) * m / (
             np.sqrt(v / np.float32(1 - 0.999 ** step)) + np.float32(1e-8))
+    if val is not None and _val_loss(net, val, target) > best[0]:
+        theta[...] = best[1]
     return net
+
+
+def _val_loss(net: Net, val: tuple[np.ndarray, ...], target: str) -> float:
+    """Weighted mean loss of ``net`` on ``(x, t, w[, offset])`` (soft or hard labels)."""
+    x, t, w = val[:3]
+    off = val[3] if len(val) > 3 else None
+    p = predict_net(net, x, target, off)
+    if target == "regression":
+        per = (p - t) ** 2
+    elif target == "binary":
+        q = np.clip(p, EPS, 1 - EPS)
+        per = -(t * np.log(q) + (1 - t) * np.log(1 - q))
+    else:
+        per = -(t * np.log(np.clip(p, EPS, 1.0))).sum(-1)
+    return float((per * w).sum() / max(w.sum(), 1e-12))
 
 
 def _logits(net: Net, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -208,4 +241,10 @@ class CeilingEstimator:
         return out, se
 
 
-__all__ = ["CeilingEstimator", "Net", "expected_excess", "fit_net", "predict_net"]
+def logits_net(net: Net, x: np.ndarray) -> np.ndarray:
+    """The raw output ``[B, n, C']`` of ``net`` (an offset for a second fit)."""
+    return _forward(net, x)[0]
+
+
+__all__ = ["CeilingEstimator", "Net", "expected_excess", "fit_net", "logits_net",
+           "predict_net"]
