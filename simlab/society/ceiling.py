@@ -191,13 +191,15 @@ def expected_excess(pred: np.ndarray, oracle: np.ndarray, target: str,
 @dataclass
 class CeilingEstimator:
     """Fits the per-group ceiling model at each wave; warm-starts from the previous wave's
-    weights (the society moves little between waves), so later waves need fewer iterations."""
+    weights (the society moves little between waves), so later waves need fewer iterations --
+    except after a shock or a change of form (``society.events`` grew), which refits afresh."""
 
     hidden: int = 16
     iters_first: int = 250
     iters_next: int = 60
     l2: float = 1e-3
     _net: Net | None = None
+    _events: int = 0
 
     def __call__(self, society: Society, x_query: np.ndarray, query_idx: list[np.ndarray],
                  features: list[str], noise_sd: float, rng: np.random.Generator
@@ -224,9 +226,11 @@ class CeilingEstimator:
             x[b, :len(idx)] = _features(society, idx, features, noise_sd, rng)
             t[b, :len(idx)] = society.oracle(idx)
             w[b, :len(idx)] = 1.0
+        # a shock or a change of form since the last wave: the old fit is no start point
+        init = self._net if len(society.events) == self._events else None
+        self._events = len(society.events)
         net = fit_net(x, t, w, target, society.n_classes, self.hidden, self.l2,
-                      self.iters_first if self._net is None else self.iters_next,
-                      rng=rng, init=self._net)
+                      self.iters_first if init is None else self.iters_next, rng=rng, init=init)
         self._net = net
         n_groups = len(query_idx)
         q = max(len(v) for v in x_query)

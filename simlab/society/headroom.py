@@ -7,9 +7,9 @@ few-shot task holds), and two models are fitted on their answers:
   penalty on the distance from the pooled coefficients, the empirical-Bayes partial pooling of
   Gelman & Hill 2007, ch. 12, in penalised form) -- the survey statistician's model;
 - a flexible model: the same hierarchical GLM on a basis expansion -- a linear spline of each
-  continuous feature (hinges at the pooled quintiles: thresholds, saturation) and, as an
-  alternative chosen on a validation fifth of the respondents, all pairwise products
-  (interactions). A generalised additive model in the sense of Hastie & Tibshirani (1990),
+  continuous feature (hinges at pooled quantiles: kinks, saturation), plus either steps at the
+  same knots (thresholds) or all pairwise products (interactions), whichever does best on a
+  validation fifth of the respondents. A generalised additive model in the sense of Hastie & Tibshirani (1990),
   partially pooled like the GLM. (An MLP with the group as a one-hot feature, tried first,
   overfits 400 binary answers per group and never beat the GLM even where the truth is a step.)
 
@@ -57,6 +57,7 @@ class _Models:
     glm: Net | None = None
     mlp: Net | None = None
     ceiling: Net | None = None
+    events: int = 0
 
 
 def headroom(scenario: Scenario, seed: int = 0, n: int = 400, hidden: int = 32,
@@ -109,25 +110,35 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
                             society.n_classes, hidden=0, l2=1e-4, iters=300 if first else 100,
                             lr=0.05, init=models.pooled)
     xg, tg = x_tr.reshape(n_groups, n, -1), t_tr.reshape((n_groups, n) + t_tr.shape[1:])
-    models.glm = fit_net(xg, tg, np.ones((n_groups, n)), target, society.n_classes, hidden=0,
-                         l2=0.02, iters=300 if first else 100, lr=0.05, init=models.glm,
-                         prior=models.pooled)
-    # flexible: hierarchical GLMs on a spline basis (hinges at quantiles) without and with
-    # pairwise products; the one with the lower loss on a fifth of the respondents is kept
-    knots = _knots(x_tr)
     fit = np.arange(n) < n - n // VAL_SHARE
-    best = (np.inf, None, False)
-    for pairs in (False, True):
-        e = _expand(xg, knots, pairs)
+    glm_best = (np.inf, SHRINK[0])
+    for shrink in SHRINK:                    # the GLM gets the same choice of shrinkage
+        net = fit_net(xg[:, fit], tg[:, fit], np.ones((n_groups, int(fit.sum()))), target,
+                      society.n_classes, hidden=0, l2=shrink, iters=300, lr=0.05,
+                      prior=models.pooled)
+        loss = _val_loss(net, (xg[:, ~fit], tg[:, ~fit], np.ones((n_groups, int((~fit).sum())))),
+                         target)
+        glm_best = min(glm_best, (loss, shrink))
+    models.glm = fit_net(xg, tg, np.ones((n_groups, n)), target, society.n_classes, hidden=0,
+                         l2=glm_best[1], iters=300, lr=0.05, prior=models.pooled)
+    # flexible: hierarchical GLMs on basis expansions (BASES); the one with the lower loss on
+    # a fifth of the respondents is kept
+    fit = np.arange(n) < n - n // VAL_SHARE
+    best = (np.inf, None, BASES[0][1], {})
+    for quantiles, basis in BASES:
+        knots = _knots(x_tr, quantiles)
+        e = _expand(xg, knots, basis)
         prior = fit_net(e[:, fit].reshape(1, -1, e.shape[-1]), tg[:, fit].reshape(
             (1, -1) + tg.shape[2:]), np.ones((1, int(fit.sum()) * n_groups)), target,
             society.n_classes, hidden=0, l2=1e-3, iters=400, lr=0.05)
-        net = fit_net(e[:, fit], tg[:, fit], np.ones((n_groups, int(fit.sum()))), target,
-                      society.n_classes, hidden=0, l2=0.2, iters=400, lr=0.05, prior=prior)
-        loss = _val_loss(net, (e[:, ~fit], tg[:, ~fit], np.ones((n_groups, int((~fit).sum())))),
-                         target)
-        if loss < best[0]:
-            best = (loss, net, pairs)
+        for shrink in SHRINK:
+            net = fit_net(e[:, fit], tg[:, fit], np.ones((n_groups, int(fit.sum()))), target,
+                          society.n_classes, hidden=0, l2=shrink, iters=400, lr=0.05,
+                          prior=prior)
+            loss = _val_loss(net, (e[:, ~fit], tg[:, ~fit],
+                                   np.ones((n_groups, int((~fit).sum())))), target)
+            if loss < best[0]:
+                best = (loss, net, basis, knots)
     models.mlp = best[1]
     # observable ceiling: soft labels on every member but the test ones
     soft = [np.setdiff1d(society.social.members(g), test[g][:MIN_TEST * 4])
@@ -140,8 +151,11 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
         xs[g, :len(idx)] = features(society, idx, names, noise_sd, rng)
         ts[g, :len(idx)] = society.oracle(idx)
         ws[g, :len(idx)] = 1.0
+    fresh = first or len(society.events) != models.events     # refit after a shock
+    models.events = len(society.events)
     models.ceiling = fit_net(xs, ts, ws, target, society.n_classes, hidden=16, l2=1e-3,
-                             iters=300 if first else 80, lr=0.03, rng=rng, init=models.ceiling)
+                             iters=300 if fresh else 80, lr=0.03, rng=rng,
+                             init=None if fresh else models.ceiling)
     scores: dict[str, list[float]] = {"glm": [], "flexible": [], "ceiling": []}
     held = [t[:MIN_TEST * 4] for t in test]
     k = min(map(len, held))
@@ -150,7 +164,7 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
     oracle = society.oracle(te.ravel()).reshape((n_groups, k) + ((c,) if c > 1 else ()))
     preds = {
         "glm": predict_net(models.glm, x_te, target),
-        "flexible": predict_net(models.mlp, _expand(x_te, knots, best[2]), target),
+        "flexible": predict_net(models.mlp, _expand(x_te, best[3], best[2]), target),
         "ceiling": predict_net(models.ceiling, x_te, target),
     }
     for name, p in preds.items():
@@ -165,11 +179,24 @@ def _knots(x: np.ndarray, q: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
             if len(np.unique(x[:, j])) > 2}
 
 
-def _expand(x: np.ndarray, knots: dict[int, np.ndarray], pairs: bool) -> np.ndarray:
-    """``[..., D]`` -> features, hinges ``max(x_j - k, 0)`` (a linear spline: thresholds and
-    saturation) and, with ``pairs``, every product ``x_j x_k`` (interactions)."""
+FINE, COARSE = (0.1, 0.3, 0.5, 0.7, 0.9), (0.25, 0.5, 0.75)
+BASES: tuple[tuple[tuple[float, ...], tuple[str, ...]], ...] = (
+    (FINE, ("hinge",)), (COARSE, ("hinge", "step")), (FINE, ("hinge", "step")),
+    (FINE, ("hinge", "pairs")))
+"""Candidate expansions of the flexible model (one is chosen per wave on validation data)."""
+SHRINK: tuple[float, ...] = (0.2, 0.02)
+"""Candidate penalties toward the pooled fit: a shape the groups share, or their own."""
+
+
+def _expand(x: np.ndarray, knots: dict[int, np.ndarray], basis: tuple[str, ...]
+            ) -> np.ndarray:
+    """``[..., D]`` -> the features plus, per ``basis`` entry: ``hinge`` ``max(x_j - k, 0)``
+    (a linear spline: kinks, saturation), ``step`` ``1[x_j > k]`` (jumps: thresholds),
+    ``pairs`` every product ``x_j x_k`` (interactions); knots k at pooled quantiles."""
     cols = [x] + [np.maximum(x[..., j:j + 1] - k, 0.0) for j, k in knots.items()]
-    if pairs:
+    if "step" in basis:
+        cols += [(x[..., j:j + 1] > k).astype(x.dtype) for j, k in knots.items()]
+    if "pairs" in basis:
         d = x.shape[-1]
         cols.append(np.stack([x[..., a] * x[..., b] for a in range(d) for b in range(a + 1, d)],
                              -1))
