@@ -79,6 +79,15 @@ def _seeds(text: str) -> int | list[int]:
     return n
 
 
+def _wave_list(text: str) -> list[int]:
+    """``0,5,10`` -> those waves."""
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of waves (e.g. 0,5,10)"
+                                         ) from None
+
+
 def _names(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     if not names:
@@ -146,6 +155,9 @@ def add_stream(p: argparse.ArgumentParser) -> None:
                         "large sample of the society (see simlab/society/headroom.py)")
     p.add_argument("--respondents", type=int, default=400, metavar="N",
                    help="respondents per group for --headroom (default 400)")
+    p.add_argument("--waves", type=_wave_list, default=None, metavar="A,B",
+                   help="waves for --headroom (default: all, or 12 evenly spaced of a long "
+                        "stream)")
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -160,7 +172,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
             raise UserError(f"--headroom needs a simulated scenario; {scenario.name} is a "
                             f"real survey")
         try:
-            rows = headroom(scenario, args.seed, args.respondents)
+            rows = headroom(scenario, args.seed, args.respondents, waves=args.waves)
         except ValueError as err:
             raise UserError(str(err)) from None
         print(headroom_table(rows, args.respondents))

@@ -34,6 +34,7 @@ from simlab.evaluation.statistics import (BASELINES, ORACLE, REFERENCE, Comparis
                                           overall_verdict, parse_hyperparameters, run_summaries,
                                           wave_scores)
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
+from simlab.report.society_figures import society_section
 
 RUN_COLUMNS = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status", "error",
                "seconds"]
@@ -181,7 +182,8 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         "config": _scenario_config(config, name, all_names),
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts),
         "failed": _failed_table(runs), "figures": [], "verdict": None,
-        "comparisons": None, "verdicts": [], "leaderboard": None, "metric": None}
+        "comparisons": None, "verdicts": [], "leaderboard": None, "metric": None,
+        "society": society_section(name, runs, out_dir)}     # templates/_society.*.j2
     files: dict[str, Path] = {}
     if mets.empty or board.empty:
         section["verdict"] = "No run of this scenario produced records; see the failed runs."

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MIN_TEST = 50
 """Held-out members per group the scores need at least."""
+MAX_WAVES = 12
+"""Waves the headroom is measured at by default (evenly spaced over a longer stream)."""
 VAL_SHARE = 5
 """One respondent in VAL_SHARE is held out to choose the flexible model's basis."""
 
@@ -62,7 +64,8 @@ class _Models:
 
 def headroom(scenario: Scenario, seed: int = 0, n: int = 400, hidden: int = 32,
              waves: list[int] | None = None) -> list[WaveHeadroom]:
-    """Per-wave headroom of ``scenario`` (stream ``seed``) at ``n`` respondents per group."""
+    """Per-wave headroom of ``scenario`` (stream ``seed``) at ``n`` respondents per group, at
+    ``waves`` (None: :func:`default_waves`)."""
     from simlab.society.survey import _DISTRACTOR, _features, feature_names
     from simlab.tasks.stream import seed_streams
 
@@ -76,7 +79,10 @@ def headroom(scenario: Scenario, seed: int = 0, n: int = 400, hidden: int = 32,
                          f"lower --respondents to <= {int(sizes.min()) - MIN_TEST}")
     names = [f for f in feature_names(society, design) if not f.startswith(_DISTRACTOR)]
     rng = np.random.default_rng(np.random.SeedSequence([seed, 10]))
-    want = set(range(design.waves)) if waves is None else set(waves)
+    want = set(default_waves(design.waves) if waves is None else waves)
+    bad = sorted(w for w in want if not 0 <= w < design.waves)
+    if bad:
+        raise ValueError(f"--waves {bad}: the survey has waves 0..{design.waves - 1}")
     for _ in range(scenario.burn_in):
         society.step()
     out, models = [], _Models()
@@ -87,6 +93,14 @@ def headroom(scenario: Scenario, seed: int = 0, n: int = 400, hidden: int = 32,
             out.append(_wave(society, names, design.noise_sd, n, hidden, w, rng, models,
                              _features))
     return out
+
+
+def default_waves(n_waves: int, most: int = MAX_WAVES) -> list[int]:
+    """Every wave of a short stream; ``most`` evenly spaced ones (first and last included) of
+    a long one (each wave costs a dozen small fits)."""
+    if n_waves <= most:
+        return list(range(n_waves))
+    return sorted({int(round(v)) for v in np.linspace(0, n_waves - 1, most)})
 
 
 def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: int, wave: int,
@@ -181,8 +195,7 @@ def _knots(x: np.ndarray, q: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 FINE, COARSE = (0.1, 0.3, 0.5, 0.7, 0.9), (0.25, 0.5, 0.75)
 BASES: tuple[tuple[tuple[float, ...], tuple[str, ...]], ...] = (
-    (FINE, ("hinge",)), (COARSE, ("hinge", "step")), (FINE, ("hinge", "step")),
-    (FINE, ("hinge", "pairs")))
+    (FINE, ("hinge",)), (COARSE, ("hinge", "step")), (FINE, ("hinge", "pairs")))
 """Candidate expansions of the flexible model (one is chosen per wave on validation data)."""
 SHRINK: tuple[float, ...] = (0.2, 0.02)
 """Candidate penalties toward the pooled fit: a shape the groups share, or their own."""
@@ -221,4 +234,4 @@ def headroom_table(rows: list[WaveHeadroom], n: int) -> str:
 HEADROOM_MIN = 0.01
 """Mean gain below which a scenario is reported as having no headroom."""
 
-__all__ = ["HEADROOM_MIN", "WaveHeadroom", "headroom", "headroom_table"]
+__all__ = ["HEADROOM_MIN", "WaveHeadroom", "default_waves", "headroom", "headroom_table"]
