@@ -63,7 +63,7 @@ def test_excess_loss_reachable_is_loss_minus_the_ceilings_loss() -> None:
     oracle = np.array([[0.9, 0.1, 0.8]])
     ceiling = np.array([[0.7, 0.3, 0.6]])
     out = score_predictions(pred, y, w, "binary", oracle=oracle, ceiling=ceiling)
-    ll = lambda p: -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))  # noqa: E731
+    ll = lambda p: -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     assert out["excess_loss_reachable"][0] == pytest.approx(ll(pred[0]) - ll(ceiling))
     assert out["excess_loss"][0] > out["excess_loss_reachable"][0]
     assert "excess_loss_reachable" not in score_predictions(pred, y, w, "binary", oracle=oracle)
@@ -76,7 +76,7 @@ def test_shots_to_target_uses_the_reachable_ceiling() -> None:
     for k, loss in ((5, 0.60), (20, 0.50)):
         for metric, v in (("loss", loss), ("excess_loss", loss - 0.30),
                           ("excess_loss_reachable", loss - 0.47)):
-            rows.append(dict(wave=3, shots=k, steps=1, metric=metric, value=v))
+            rows.append({"wave": 3, "shots": k, "steps": 1, "metric": metric, "value": v})
     rec = pd.DataFrame(rows)
     assert shots_to_target(rec) == 20          # within 10% of 0.47, out of reach of 0.30
     no_ceiling = rec[rec.metric != "excess_loss_reachable"]

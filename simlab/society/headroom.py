@@ -100,7 +100,7 @@ def default_waves(n_waves: int, most: int = MAX_WAVES) -> list[int]:
     a long one (each wave costs a dozen small fits)."""
     if n_waves <= most:
         return list(range(n_waves))
-    return sorted({int(round(v)) for v in np.linspace(0, n_waves - 1, most)})
+    return sorted({round(v) for v in np.linspace(0, n_waves - 1, most)})
 
 
 def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: int, wave: int,
@@ -117,7 +117,6 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
     x_tr = features(society, tr, names, noise_sd, rng)
     y_tr = society.respond(tr, rng)
     t_tr = np.eye(c)[y_tr.astype(np.int64)] if target == "multiclass" else y_tr
-    g_tr = society.groups[tr]
     first = models.glm is None
     # hierarchical GLM: pooled, then per group shrunk toward the pooled fit
     models.pooled = fit_net(x_tr[None], t_tr[None], np.ones((1, len(tr))), target,
@@ -218,8 +217,8 @@ def _expand(x: np.ndarray, knots: dict[int, np.ndarray], basis: tuple[str, ...]
 
 def headroom_table(rows: list[WaveHeadroom], n: int) -> str:
     """The printed table and its verdict."""
-    lines = [f"headroom at {n} respondents per group (expected excess loss over the oracle on "
-             f"held-out members; gain = glm - flexible)",
+    lines = [(f"headroom at {n} respondents per group (expected excess loss over the oracle "
+              f"on held-out members; gain = glm - flexible)"),
              f"{'wave':>4} {'tick':>5} {'glm':>8} {'flexible':>9} {'gain':>8} {'ceiling':>8}"]
     lines += [f"{r.wave:>4} {r.tick:>5} {r.glm:8.4f} {r.flexible:9.4f} {r.gain:+8.4f} "
               f"{r.ceiling:8.4f}" for r in rows]

@@ -39,7 +39,7 @@ from __future__ import annotations
 import difflib
 from abc import abstractmethod
 from itertools import combinations
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -125,7 +125,7 @@ class RotatingSpec(_Nonlinear):
         return RotatingResponse(self, society, rng)
 
 
-ComponentSpec = Annotated[Union[GLMSpec, ThresholdSpec, InteractionSpec, RotatingSpec],
+ComponentSpec = Annotated[GLMSpec | ThresholdSpec | InteractionSpec | RotatingSpec,
                           Field(discriminator="kind")]
 
 
@@ -148,8 +148,8 @@ class MixtureSpec(ResponseSpec):
         return MixtureResponse(self, society, rng)
 
 
-AnyResponseSpec = Annotated[Union[GLMSpec, ThresholdSpec, InteractionSpec, RotatingSpec,
-                                  MixtureSpec], Field(discriminator="kind")]
+AnyResponseSpec = Annotated[GLMSpec | ThresholdSpec | InteractionSpec | RotatingSpec
+                            | MixtureSpec, Field(discriminator="kind")]
 RESPONSE_KINDS: tuple[str, ...] = ("glm", "threshold", "interaction", "rotating", "mixture")
 
 
