@@ -7,9 +7,9 @@ few-shot task holds), and two models are fitted on their answers:
   penalty on the distance from the pooled coefficients, the empirical-Bayes partial pooling of
   Gelman & Hill 2007, ch. 12, in penalised form) -- the survey statistician's model;
 - a flexible model: the same hierarchical GLM on a basis expansion -- a linear spline of each
-  continuous feature (hinges at pooled quantiles: kinks, saturation), plus either steps at the
-  same knots (thresholds) or all pairwise products (interactions), whichever does best on a
-  validation fifth of the respondents. A generalised additive model in the sense of Hastie & Tibshirani (1990),
+  continuous feature (hinges at pooled quantiles: kinks, saturation), steps at quartiles
+  (thresholds; alone or with hinges), or hinges plus all pairwise products (interactions),
+  whichever does best on a validation fifth of the respondents (``BASES``). A generalised additive model in the sense of Hastie & Tibshirani (1990),
   partially pooled like the GLM. (An MLP with the group as a one-hot feature, tried first,
   overfits 400 binary answers per group and never beat the GLM even where the truth is a step.)
 
@@ -194,7 +194,8 @@ def _knots(x: np.ndarray, q: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 FINE, COARSE = (0.1, 0.3, 0.5, 0.7, 0.9), (0.25, 0.5, 0.75)
 BASES: tuple[tuple[tuple[float, ...], tuple[str, ...]], ...] = (
-    (FINE, ("hinge",)), (COARSE, ("hinge", "step")), (FINE, ("hinge", "pairs")))
+    (FINE, ("hinge",)), (COARSE, ("step",)), (COARSE, ("hinge", "step")),
+    (FINE, ("hinge", "pairs")))
 """Candidate expansions of the flexible model (one is chosen per wave on validation data)."""
 SHRINK: tuple[float, ...] = (0.2, 0.02)
 """Candidate penalties toward the pooled fit: a shape the groups share, or their own."""
@@ -205,7 +206,9 @@ def _expand(x: np.ndarray, knots: dict[int, np.ndarray], basis: tuple[str, ...]
     """``[..., D]`` -> the features plus, per ``basis`` entry: ``hinge`` ``max(x_j - k, 0)``
     (a linear spline: kinks, saturation), ``step`` ``1[x_j > k]`` (jumps: thresholds),
     ``pairs`` every product ``x_j x_k`` (interactions); knots k at pooled quantiles."""
-    cols = [x] + [np.maximum(x[..., j:j + 1] - k, 0.0) for j, k in knots.items()]
+    cols = [x]
+    if "hinge" in basis:
+        cols += [np.maximum(x[..., j:j + 1] - k, 0.0) for j, k in knots.items()]
     if "step" in basis:
         cols += [(x[..., j:j + 1] > k).astype(x.dtype) for j, k in knots.items()]
     if "pairs" in basis:

@@ -308,6 +308,14 @@ def stream_summary(stream: TaskStream) -> str:
         f"{_prevalence_label(first)} per wave: "
         + " ".join(_fmt_prevalence(w) for w in stream.waves),
     ]
+    if all(t.ceiling_query is not None for t in stream.tasks()):
+        se = [t.info.get("ceiling_se", float("nan")) for t in stream.tasks()]
+        lines.append(f"observable ceiling E[y | features, group, wave] per query respondent "
+                     f"(response {m.get('response', '?')}; estimation error, RMS over tasks: "
+                     f"{float(np.sqrt(np.nanmean(np.square(se)))):.3f})")
+    if m.get("reporters"):
+        lines.append(f"reporters ({len(m['reporters']['tick'])} ticks): "
+                     + ", ".join(k for k in m["reporters"] if k != "tick"))
     if stream.shifts:
         lines.append("shifts:")
         lines += [f"  wave {s.wave:>3} (tick {s.tick}): {s.kind} {s.name!r} on {s.target}, "
