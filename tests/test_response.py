@@ -136,3 +136,36 @@ def test_response_is_part_of_the_stream_cache_key() -> None:
     base = load_scenario("opinion_shift")
     other = base.override({"response": {"kind": "threshold"}})
     assert base.stream_fingerprint() != other.stream_fingerprint()
+
+
+MECHANISMS = [{"kind": "threshold", "threshold": 0.0, "jump": 3.0},
+              {"kind": "interaction", "strength": 2.0},
+              {"kind": "rotating", "start": 51, "period": 1},
+              {"kind": "mixture", "components": [{"kind": "threshold", "threshold": 0.0},
+                                                 {"kind": "glm"}]}]
+
+
+@pytest.mark.parametrize("name", ["opinion_shift", "contagion_tipping", "epidemic_awareness",
+                                  "coevolving_parties"])
+def test_every_mechanism_works_for_every_family(name) -> None:
+    from simlab.society.reporters import Reporters
+
+    base = load_scenario(name)
+    for table in MECHANISMS:
+        sc = base.override({"response": table})
+        s = sc.society(0)
+        glm = base.society(0)
+        for _ in range(3):
+            s.step()
+            glm.step()
+        idx = np.arange(0, s.n_agents, 7)
+        p = s.oracle(idx)
+        assert np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()
+        if p.ndim == 2:
+            assert np.allclose(p.sum(1), 1.0)
+        assert not np.allclose(s.trait_score(idx), glm.trait_score(idx)), table["kind"]
+    rep = Reporters(glm)
+    rep.collect()
+    table = rep.table()
+    assert table["tick"] == [3.0] and len(table) >= 3
+    assert all(np.isfinite(v[0]) for v in table.values())
