@@ -36,6 +36,8 @@ class Net:
     b2: np.ndarray | None   # [B, 1, C]
     mean: np.ndarray        # [B, 1, D] input standardisation
     sd: np.ndarray
+    y_mean: np.ndarray | float = 0.0   # [B, 1, 1] output scale (regression targets)
+    y_sd: np.ndarray | float = 1.0
 
     def params(self) -> list[np.ndarray]:
         return [p for p in (self.w1, self.b1, self.w2, self.b2) if p is not None]
@@ -58,7 +60,7 @@ def predict_net(net: Net, x: np.ndarray, target: str,
         z = z + offset
     if target == "multiclass":
         return softmax(z, axis=-1)
-    return expit(z[..., 0]) if target == "binary" else z[..., 0]
+    return expit(z[..., 0]) if target == "binary" else (z * net.y_sd + net.y_mean)[..., 0]
 
 
 def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes: int = 2,
@@ -71,7 +73,9 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
     ``x [B, n, D]``; ``t`` soft labels ``[B, n]`` (P(y=1) or E[y]) or ``[B, n, C]``; ``w [B, n]``
     row weights (0 = padding). Loss: weighted cross-entropy (squared error for regression)
     plus ``l2`` times the squared distance of the weights from ``prior`` (0 without one: ridge;
-    a pooled fit: partial pooling). ``init`` warm-starts from earlier weights. ``offset``
+    a pooled fit: partial pooling; the fit then starts at the prior and uses its input and
+    output scales, so "distance" is measured in one parametrisation). ``init`` warm-starts
+    from earlier weights (and scales). Regression targets are standardised. ``offset``
     (logits ``[B, n, C']``) is added to the network's output: the network then fits what a
     first model missed (boosting's residual step, Friedman 2001). ``val = (x, t, w[, offset])``
     stops early: the weights with the lowest validation loss (checked every ``check_every``
@@ -83,13 +87,20 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
     b, _, d = x.shape
     c = n_classes if target == "multiclass" else 1
     wsum = np.maximum(w.sum(1, keepdims=True), 1e-12)[..., None]          # [B, 1, 1]
-    if init is not None:
-        mean, sd = init.mean, init.sd
-        hidden = 0 if init.w2 is None else init.w1.shape[-1]
+    y_mean: np.ndarray | float = 0.0
+    y_sd: np.ndarray | float = 1.0
+    if init is not None or prior is not None:   # a prior's weights mean what they do on its scale
+        ref = init if init is not None else prior
+        mean, sd, y_mean, y_sd = ref.mean, ref.sd, ref.y_mean, ref.y_sd
+        hidden = 0 if ref.w2 is None else ref.w1.shape[-1]
     else:
         mean = (w[..., None] * x).sum(1, keepdims=True) / wsum
         var = (w[..., None] * (x - mean) ** 2).sum(1, keepdims=True) / wsum
         sd = np.where(var > 1e-12, np.sqrt(var), 1.0)
+        if target == "regression":   # fit standardised targets, predict on the natural scale
+            y_mean = (w * t).sum(1)[:, None, None] / wsum
+            y_var = (w * (t - y_mean[..., 0]) ** 2).sum(1)[:, None, None] / wsum
+            y_sd = np.where(y_var > 1e-12, np.sqrt(y_var), 1.0)
     shapes = [(b, d, hidden), (b, 1, hidden), (b, hidden, c), (b, 1, c)] if hidden else \
         [(b, d, c), (b, 1, c)]
     sizes = [int(np.prod(sh)) for sh in shapes]
@@ -98,8 +109,8 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
              zip(np.cumsum([0] + sizes[:-1]), sizes, shapes)]
     decay = np.concatenate([np.full(n, float(i % 2 == 0), np.float32)
                             for i, n in enumerate(sizes)]) * np.float32(l2)
-    if init is not None:
-        for v, p in zip(views, init.params()):
+    if init is not None or prior is not None:       # warm start, or start at the prior
+        for v, p in zip(views, (init if init is not None else prior).params()):
             v[...] = p
     elif hidden:
         views[0][...] = rng.standard_normal(shapes[0]) / np.sqrt(d)
@@ -107,8 +118,11 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
     anchor = np.float32(0.0) if prior is None else np.concatenate(
         [np.broadcast_to(p, sh).ravel() for p, sh in zip(prior.params(), shapes)]
     ).astype(np.float32)
-    net = Net(*views, mean, sd) if hidden else Net(views[0], views[1], None, None, mean, sd)
+    net = Net(*views, mean, sd, y_mean, y_sd) if hidden else \
+        Net(views[0], views[1], None, None, mean, sd, y_mean, y_sd)
     tt = t if target == "multiclass" else t[..., None]
+    if target == "regression":
+        tt = (tt - y_mean) / y_sd
     xs = ((x - mean) / sd).astype(np.float32)
     xt = np.ascontiguousarray(xs.transpose(0, 2, 1))
     w, tt = w.astype(np.float32), tt.astype(np.float32)
@@ -154,7 +168,8 @@ def _val_loss(net: Net, val: tuple[np.ndarray, ...], target: str) -> float:
     off = val[3] if len(val) > 3 else None
     p = predict_net(net, x, target, off)
     if target == "regression":
-        per = (p - t) ** 2
+        per = ((p - t) / net.y_sd[..., 0] if isinstance(net.y_sd, np.ndarray)
+               else p - t) ** 2
     elif target == "binary":
         q = np.clip(p, EPS, 1 - EPS)
         per = -(t * np.log(q) + (1 - t) * np.log(1 - q))
