@@ -80,6 +80,15 @@ def _seeds(text: str) -> int | list[int]:
     return n
 
 
+def _wave_list(text: str) -> list[int]:
+    """``0,5,10`` -> those waves."""
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of waves (e.g. 0,5,10)"
+                                         ) from None
+
+
 def _names(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     if not names:
@@ -154,6 +163,14 @@ def add_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name (see `simlab list scenarios`) or TOML file")
     p.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
     p.add_argument("--no-cache", action="store_true", help="regenerate, ignoring the disk cache")
+    p.add_argument("--headroom", action="store_true",
+                   help="per wave: how much a flexible model beats a hierarchical GLM on a "
+                        "large sample of the society (see simlab/society/headroom.py)")
+    p.add_argument("--respondents", type=int, default=400, metavar="N",
+                   help="respondents per group for --headroom (default 400)")
+    p.add_argument("--waves", type=_wave_list, default=None, metavar="A,B",
+                   help="waves for --headroom (default: all, or 12 evenly spaced of a long "
+                        "stream)")
     _add_strict(p)
 
 
@@ -179,6 +196,18 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from simlab.tasks.stream import stream_summary
 
     scenario = load_scenario(args.scenario)
+    if args.headroom:
+        from simlab.society.headroom import headroom, headroom_table
+
+        if not hasattr(scenario, "build_society"):
+            raise UserError(f"--headroom needs a simulated scenario; {scenario.name} is a "
+                            f"real survey")
+        try:
+            rows = headroom(scenario, args.seed, args.respondents, waves=args.waves)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        print(headroom_table(rows, args.respondents))
+        return 0
     print(stream_summary(scenario.stream(args.seed, cache=not args.no_cache)))
     _survey_ledger(scenario, args.strict)
     return 0

@@ -31,6 +31,11 @@ Per-respondent scores (``pred`` is P(y=1), class probabilities or E[y]):
   the warm-up call is recorded at wave ``warmup - 1``).
 * ``adapt_cpu_seconds`` / ``meta_fit_cpu_seconds``: the same calls' CPU seconds
   (``time.process_time``: every thread of the process), recorded next to the wall times.
+* ``excess_loss_reachable``: loss minus the loss of the *observable ceiling* (E[y | observed
+  features, group, wave], estimated from the simulator: ``Task.ceiling_query``, see
+  ``simlab/society/ceiling.py``) on the same responses; absent without a ceiling. This is the
+  part of the excess loss a learner could still remove; ``excess_loss`` minus it is what no
+  survey could reach (the unobserved agent state).
 * ``diverged``: 1 if the predictions for that step count were non-finite (then every other
   metric of the cell is NaN), or if the learner's ``meta_fit`` diverged earlier, or if the loss
   blew up past ``protocol.DIVERGENCE_MULTIPLE`` times the support base-rate predictor's loss
@@ -52,9 +57,10 @@ METRICS: tuple[str, ...] = (
     "loss", "accuracy", "brier", "ece", "excess_loss", "prevalence_error",
     "prevalence_error_oracle", "adapt_seconds", "meta_fit_seconds", "diverged",
     "adapt_cpu_seconds", "meta_fit_cpu_seconds",
+    "excess_loss_reachable",
 )
 #: metrics scored per (wave, shots, steps) from predictions
-SCORED: tuple[str, ...] = METRICS[:7]
+SCORED: tuple[str, ...] = METRICS[:7] + ("excess_loss_reachable",)
 EPS = 1e-7
 ECE_BINS = 10
 
@@ -119,13 +125,14 @@ def expected_calibration_error(conf: np.ndarray, hit: np.ndarray, w: np.ndarray,
 
 
 def score_predictions(pred: np.ndarray, y: np.ndarray, weight: np.ndarray, target: str,
-                      n_classes: int = 2, oracle: np.ndarray | None = None
-                      ) -> dict[str, np.ndarray]:
+                      n_classes: int = 2, oracle: np.ndarray | None = None,
+                      ceiling: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Score one wave x K: every metric for every step count.
 
     ``pred`` ``[S, B, Q]`` (``[S, B, Q, C]`` multiclass); ``y`` ``[B, Q]``; ``weight`` ``[B, Q]``
     survey weight times the query mask (0 on padding); ``oracle`` ``[B, Q]`` / ``[B, Q, C]`` or
-    None. Returns metric -> ``[S]``; a step count whose real predictions are not all finite gets
+    None; ``ceiling`` the same shape as ``oracle`` (the observable ceiling) or None. Returns
+    metric -> ``[S]``; a step count whose real predictions are not all finite gets
     NaN everywhere and ``diverged`` 1.
     """
     pred = np.asarray(pred, np.float64)
@@ -166,6 +173,11 @@ def score_predictions(pred: np.ndarray, y: np.ndarray, weight: np.ndarray, targe
         o = np.where(real[..., None] if cls_axis else real, o, safe)
         out["excess_loss"] = _group_mean(loss - _respondent_loss(o, yi, target), w)
         out["prevalence_error_oracle"] = _prevalence_gap(p, o, w, target)
+    # --- observable ceiling (society issue 10): excess over the reachable E[y | x, g, w]
+    if ceiling is not None:
+        r = np.asarray(ceiling, np.float64)
+        r = np.where(real[..., None] if cls_axis else real, r, safe)
+        out["excess_loss_reachable"] = _group_mean(loss - _respondent_loss(r, yi, target), w)
     for k in out:
         out[k] = np.where(finite, out[k], np.nan)
     out["diverged"] = (~finite).astype(np.float64)
@@ -290,18 +302,21 @@ def shots_to_target(records: pd.DataFrame | dict[str, Cube], target: float | Non
                     target_rel: float = 0.10, steps: StepsSel = "max") -> float:
     """Smallest K of the shots grid whose mean loss (over waves, at ``steps``) is <= ``target``.
 
-    ``target`` None: within ``target_rel`` of the oracle's mean loss on the same responses
-    (``(1 + target_rel) * mean(loss - excess_loss)``), which needs an oracle. NaN if no K
-    reaches it (or there is neither a target nor an oracle).
+    ``target`` None: within ``target_rel`` of the reachable ceiling's mean loss on the same
+    responses (``(1 + target_rel) * mean(loss - excess_loss_reachable)``) when the stream has an
+    observable ceiling, else of the oracle's (``loss - excess_loss``; the latent oracle is
+    often out of reach of any survey). NaN if no K reaches it (or there is neither a target
+    nor an oracle).
     """
     cs = records if isinstance(records, dict) else cubes(records)
     if "loss" not in cs or steps == "all":
         return math.nan
     loss = cs["loss"].at_steps(steps)
     if target is None:
-        if "excess_loss" not in cs:
+        ref = next((m for m in ("excess_loss_reachable", "excess_loss") if m in cs), None)
+        if ref is None:
             return math.nan
-        oracle_loss = loss - cs["excess_loss"].at_steps(steps)
+        oracle_loss = loss - cs[ref].at_steps(steps)
         if not np.isfinite(oracle_loss).any():
             return math.nan
         target = (1 + target_rel) * float(np.nanmean(oracle_loss))

@@ -111,7 +111,8 @@ def _sealed(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
 
 def _revealed(tasks: Sequence[Task], oracle: bool) -> list[Task]:
     """Revealed tasks whole, without ``oracle_query`` unless the learner is the oracle."""
-    return list(tasks) if oracle else [dataclasses.replace(t, oracle_query=None) for t in tasks]
+    return list(tasks) if oracle else [dataclasses.replace(t, oracle_query=None,
+                                                           ceiling_query=None) for t in tasks]
 
 
 def base_rate(batch: TaskBatch) -> np.ndarray:
@@ -169,7 +170,18 @@ def _scored_names(wave: Sequence[Task]) -> tuple[str, ...]:
     names.append("prevalence_error")
     if all(t.oracle_query is not None for t in wave):
         names += ["excess_loss", "prevalence_error_oracle"]
+    if all(getattr(t, "ceiling_query", None) is not None for t in wave):
+        names.append("excess_loss_reachable")
     return tuple(names)
+
+
+def _ceiling(tasks: Sequence[Task], q: int) -> np.ndarray | None:
+    """The tasks' observable ceilings padded to ``q`` query rows (None unless all have one);
+    read from the tasks, never put in a learner's batch."""
+    if not all(getattr(t, "ceiling_query", None) is not None for t in tasks):
+        return None
+    rows = [np.asarray(t.ceiling_query, np.float64) for t in tasks]
+    return np.stack([np.pad(r, [(0, q - len(r))] + [(0, 0)] * (r.ndim - 1)) for r in rows])
 
 
 @dataclasses.dataclass
@@ -266,7 +278,8 @@ class _Run:
                                       constant_values=np.nan) for p in preds], axis=1)
         oracle = None if full.oracle_query is None else full.oracle_query.double().numpy()
         y, weight = full.y_query.numpy(), (full.w_query * full.q_mask).double().numpy()
-        scores = score_predictions(pred, y, weight, full.target, full.n_classes, oracle)
+        scores = score_predictions(pred, y, weight, full.target, full.n_classes, oracle,
+                                   _ceiling(cut, q))
         blown = self._blown_up(scores["loss"], full, y, weight)
         nonfinite = scores["diverged"].astype(bool)
         scores["diverged"] = (nonfinite | blown).astype(np.float64)

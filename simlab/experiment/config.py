@@ -31,6 +31,7 @@ from simlab.society import FAMILIES, society_class
 from simlab.society.base import DynamicsParams, Society
 from simlab.society.graphs import GraphSpec, planted_partition
 from simlab.society.population import PopulationSpec, make_population
+from simlab.society.response import AnyResponseSpec, GLMSpec
 from simlab.society.shocks import ShockSpec, validate_shocks
 from simlab.society.survey import SurveyDesign, feature_names
 from simlab.tasks.stream import (cached_stream, family_code_digest, generate_stream,
@@ -350,13 +351,15 @@ class Scenario(ScenarioBase):
     """One simulated scenario: society, shocks, survey, and how learners are evaluated on it."""
 
     stream_sections: ClassVar[tuple[str, ...]] = (
-        "dynamics", "graph", "population", "shocks", "survey", "burn_in")
+        "dynamics", "graph", "population", "shocks", "survey", "burn_in", "response")
 
     dynamics: DynamicsSpec
     graph: GraphSpec
     population: PopulationSpec = Field(default_factory=PopulationSpec)
     shocks: list[ShockSpec] = Field(default_factory=list)
     survey: SurveyDesign = Field(default_factory=SurveyDesign)
+    response: AnyResponseSpec = Field(default_factory=GLMSpec,
+                                      description="response mechanism, [response] kind = ...")
     burn_in: int = Field(50, ge=0, description="ticks run before the first survey wave")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     learners: dict[str, dict[str, Any]] = Field(
@@ -472,7 +475,8 @@ class Scenario(ScenarioBase):
         rng = np.random.default_rng(0)
         graph = planted_partition(n_groups, 4, 2.0, 0.5, rng)
         pop = make_population(graph.groups, n_groups, self.population, rng)
-        return society_class(self.family)(graph, pop, params=self.dynamics.params, rng=rng)
+        return society_class(self.family)(graph, pop, params=self.dynamics.params, rng=rng,
+                                          response=self.response)
 
     # --- running --------------------------------------------------------------------------
     def society(self, seed: int) -> Society:
@@ -487,7 +491,8 @@ class Scenario(ScenarioBase):
         shocks = [s.model_copy(deep=True) for s in self.shocks]
         cls = society_class(self.family)
         society = cls(graph, pop, params=self.dynamics.params, shocks=shocks,
-                      rng=np.random.default_rng(seeds["society"]))
+                      rng=np.random.default_rng(seeds["society"]), response=self.response,
+                      response_rng=np.random.default_rng(seeds["response"]))
         validate_shocks(shocks, society, self.n_ticks)
         return society
 

@@ -39,6 +39,7 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
                                           shift_effects, wave_scores)
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
 from simlab.report.tuning import tuning_section
+from simlab.report.society_figures import society_section
 
 RUN_COLUMNS = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status", "error",
                "seconds"]
@@ -345,7 +346,8 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts, labels),
         "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],
         "comparisons": None, "verdicts": [], "leaderboard": None, "details": None,
-        "recovery": [], "metric": None, "tuning": tuning_section(runs)}
+        "recovery": [], "metric": None, "tuning": tuning_section(runs),
+        "society": society_section(name, runs, out_dir)}     # templates/_society.*.j2
     inputs = SectionInputs(name, runs, mets, shifts, summaries, config, options)
     for hook in CONTEXT_HOOKS:
         section.update(hook(inputs))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.agents import Person
     from simlab.society.graphs import SocialGraph
     from simlab.society.population import Population
+    from simlab.society.response import Response, ResponseSpec
     from simlab.society.shocks import Shock
 
 
@@ -59,7 +60,9 @@ class Society(mesa.Model):
 
     def __init__(self, graph: SocialGraph, population: Population,
                  params: DynamicsParams | None = None, shocks: Sequence[Shock] = (),
-                 rng: int | np.random.Generator | None = None) -> None:
+                 rng: int | np.random.Generator | None = None,
+                 response: ResponseSpec | None = None,
+                 response_rng: np.random.Generator | None = None) -> None:
         super().__init__(rng=rng)
         self.social = graph
         self.pop = population
@@ -70,7 +73,16 @@ class Society(mesa.Model):
         self.tick = 0                                # own counter: Mesa's steps/time differ
         self.events: list[tuple[int, Shock, float]] = []
         self._persons: dict[int, Person] = {}
+        from simlab.society.response import GLMResponse, GLMSpec
+
+        # the initial state is drawn under the linear score (a threshold response needs the
+        # state it reads); the mechanism draws its group-specific shapes from its own
+        # generator, so a GLM society consumes exactly the draws it did before
+        self.response_spec = response or GLMSpec()
+        self.response: Response = GLMResponse(GLMSpec(), self, np.random.default_rng(0))
         self.init_state()
+        self.response = self.response_spec.build(
+            self, response_rng if response_rng is not None else np.random.default_rng(0))
 
     @property
     def n_agents(self) -> int:
@@ -87,12 +99,17 @@ class Society(mesa.Model):
             size = shock.apply(self, self.tick)
             if size is not None:
                 self.events.append((self.tick, shock, size))
+        change = self.response.on_tick(self, self.tick)
+        if change is not None:
+            self.events.append((self.tick, change, 1.0))
         self.advance()
 
     # --- parameters that shocks address by name -------------------------------------------
     def get(self, path: str) -> Any:
-        """``"coef.<trait>"``, ``"intercept"`` or a field of ``params``."""
+        """``"coef.<trait>"``, ``"intercept"``, ``"response.<field>"`` or a field of ``params``."""
         head, _, rest = path.partition(".")
+        if head == "response" and rest in self.response.values:
+            return self.response.get(rest)
         if head == "coef":
             return self.coef[:, self.pop.column(rest)]
         if head == "intercept":
@@ -104,7 +121,9 @@ class Society(mesa.Model):
     def set(self, path: str, value: Any) -> None:
         """Change a parameter ``get`` names (params fields are re-validated on assignment)."""
         head, _, rest = path.partition(".")
-        if head == "coef":
+        if head == "response" and rest in self.response.values:
+            self.response.set(rest, value)
+        elif head == "coef":
             self.coef[:, self.pop.column(rest)] = value
         elif head == "intercept":
             self.intercept[:] = value
@@ -116,6 +135,7 @@ class Society(mesa.Model):
     def parameter_names(self) -> list[str]:
         """Every path ``get``/``set`` accept (what a shock may target)."""
         names = ["intercept"] + [f"coef.{n}" for n in self.pop.observed_names]
+        names += [f"response.{n}" for n in self.response.values]
         return names + list(type(self.params).model_fields)
 
     def _unknown(self, path: str) -> str:
@@ -159,8 +179,13 @@ class Society(mesa.Model):
 
     # --- shared building blocks of the dynamics and responses ------------------------------
     def trait_score(self, idx: np.ndarray) -> np.ndarray:
-        """``intercept[g] + x_i . coef[g]`` for agents idx: the trait part of every response,
-        in float64 because the oracle built on it is what learners are scored against."""
+        """The trait part of every response for agents idx, from the society's response
+        mechanism (:mod:`simlab.society.response`; the GLM default is ``linear_score``)."""
+        return self.response.score(self, np.asarray(idx))
+
+    def linear_score(self, idx: np.ndarray) -> np.ndarray:
+        """``intercept[g] + x_i . coef[g]`` for agents idx, in float64 because the oracle built
+        on it is what learners are scored against."""
         g = self.groups[idx]
         x = self.pop.observed[idx].astype(np.float64)
         return self.intercept[g].astype(np.float64) + np.einsum("nd,nd->n", x, self.coef[g])

@@ -229,7 +229,7 @@ def _check_values(shock: Shock, society: Society) -> None:
             raise ValueError(f"shock {shock.name!r}: {field}={value!r} has {arr.size} entries; "
                              f"target {shock.target!r} takes {shape}")
     head = shock.target.partition(".")[0]
-    if head in ("coef", "intercept"):
+    if head in ("coef", "intercept", "response"):   # response fields: any real number
         return
     for field, new in _extremes(shock, float(current)):
         data = society.params.model_dump() | {shock.target: new}

@@ -11,6 +11,7 @@ so a feature means the same thing in every task and wave.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,7 @@ from simlab.tasks.task import Task
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.base import Society
+    from simlab.society.ceiling import CeilingEstimator
 
 NONRESPONSE_INDEX: dict[str, float] = {"age": 0.5, "education": 0.5, "female": 0.3,
                                        "urban": -0.5, "income": 0.2, "religiosity": 0.2}
@@ -49,6 +51,9 @@ class SurveyDesign(StrictModel):
                                                          "to ask; None = all")
     distractors: int = Field(0, ge=0, description="irrelevant N(0, 1) noise features appended "
                                                   "(a twin matching a real survey's width)")
+    ceiling: bool = Field(False, description="estimate the observable ceiling E[y | features, "
+                                             "group, wave] per query respondent (costs a "
+                                             "small fit per wave; see society/ceiling.py)")
     binary_distractors: list[float] = Field(
         default_factory=list, description="irrelevant 0/1 features appended, one per entry: "
                                           "its P(1) in [0, 1]")
@@ -105,8 +110,11 @@ def check_design(society: Society, design: SurveyDesign) -> None:
 
 
 def sample_wave(society: Society, design: SurveyDesign, wave: int,
-                rng: np.random.Generator) -> list[Task]:
-    """One task per group, surveyed now (at ``society.tick``), in group order."""
+                rng: np.random.Generator, ceiling: CeilingEstimator | None = None,
+                ceiling_rng: np.random.Generator | None = None) -> list[Task]:
+    """One task per group, surveyed now (at ``society.tick``), in group order. With a
+    ``ceiling`` estimator (and its own generator, so the survey's draws do not change) every
+    task also carries ``ceiling_query``, the observable ceiling of its query respondents."""
     names = feature_names(society, design)
     check_design(society, design)
     need = design.support + design.query
@@ -117,9 +125,19 @@ def sample_wave(society: Society, design: SurveyDesign, wave: int,
                   design.noise_sd, rng)
     y = society.respond(idx, rng)
     oracle = society.oracle(idx)
+    asked = x
     x = _with_distractors(x, design, rng)
-    return [_task(society, wave, g, x, y, oracle, slice(g * need, (g + 1) * need),
-                  design.support) for g in range(society.social.n_groups)]
+    tasks = [_task(society, wave, g, x, y, oracle, slice(g * need, (g + 1) * need),
+                   design.support) for g in range(society.social.n_groups)]
+    if ceiling is None:
+        return tasks
+    rows = [slice(g * need + design.support, (g + 1) * need) for g in range(len(chosen))]
+    values, se = ceiling(society, [asked[r] for r in rows], [c[design.support:] for c in chosen],
+                         [n for n in names if not n.startswith(_DISTRACTOR)], design.noise_sd,
+                         ceiling_rng if ceiling_rng is not None else np.random.default_rng(0))
+    return [replace(t, ceiling_query=np.asarray(v, np.float32),
+                    info={**t.info, "ceiling_se": s})
+            for t, v, s in zip(tasks, values, se)]
 
 
 def _task(society: Society, wave: int, g: int, x: np.ndarray, y: np.ndarray,

@@ -43,9 +43,11 @@ class StreamSource(Protocol):
     def generate_stream(self, seed: int) -> TaskStream: ...
 
 STREAM_FORMAT_VERSION = 1
-SEED_STREAMS: tuple[str, ...] = ("graph", "population", "society", "survey")
+SEED_STREAMS: tuple[str, ...] = ("graph", "population", "society", "survey", "response",
+                                  "ceiling")
+"""Appended names keep the earlier children's draws (``spawn`` numbers children in order)."""
 _ARRAY_FIELDS: tuple[str, ...] = ("x_support", "y_support", "x_query", "y_query",
-                                  "oracle_query", "w_support", "w_query")
+                                  "oracle_query", "w_support", "w_query", "ceiling_query")
 
 
 # --- seeds ------------------------------------------------------------------------------------
@@ -74,19 +76,26 @@ def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
     after the tick it fired (wave w is surveyed after tick ``burn_in + (w + 1) * every``; a
     shock fires at the start of its tick, so that tick's wave already sees it).
     """
+    from simlab.society.ceiling import CeilingEstimator
+    from simlab.society.reporters import Reporters
     from simlab.society.survey import feature_names, sample_wave
 
     seeds = seed_streams(seed)
     society = scenario.build_society(seeds)
     design = scenario.survey
     survey_rng = np.random.default_rng(seeds["survey"])
+    ceiling = CeilingEstimator() if design.ceiling else None
+    ceiling_rng = np.random.default_rng(seeds["ceiling"])
+    reporters = Reporters(society)
     for _ in range(scenario.burn_in):
         society.step()
+    reporters.collect()
     waves: list[list[Task]] = []
     for w in range(design.waves):
         for _ in range(design.every):
             society.step()
-        tasks = list(sample_wave(society, design, w, survey_rng))
+            reporters.collect()
+        tasks = list(sample_wave(society, design, w, survey_rng, ceiling, ceiling_rng))
         if design.wave_groups is not None:      # a survey design that skips some groups
             tasks = [t for t in tasks if t.info["group"] in set(design.wave_groups[w])]
         waves.append(tasks)
@@ -100,7 +109,8 @@ def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
             "target": society.target, "n_classes": int(society.n_classes),
             "feature_names": feature_names(society, design), "fingerprint": scenario.fingerprint(),
             "n_agents": int(society.n_agents), "n_groups": int(society.social.n_groups),
-            "burn_in": int(scenario.burn_in), "every": int(design.every)}
+            "burn_in": int(scenario.burn_in), "every": int(design.every),
+            "response": society.response_spec.kind, "reporters": reporters.table()}
     return TaskStream(waves=waves, shifts=shifts, meta=meta)
 
 
@@ -316,6 +326,14 @@ def stream_summary(stream: TaskStream) -> str:
         f"{_prevalence_label(first)} per wave: "
         + " ".join(_fmt_prevalence(w) for w in stream.waves),
     ]
+    if all(t.ceiling_query is not None for t in stream.tasks()):
+        se = [t.info.get("ceiling_se", float("nan")) for t in stream.tasks()]
+        lines.append(f"observable ceiling E[y | features, group, wave] per query respondent "
+                     f"(response {m.get('response', '?')}; estimation error, RMS over tasks: "
+                     f"{float(np.sqrt(np.nanmean(np.square(se)))):.3f})")
+    if m.get("reporters"):
+        lines.append(f"reporters ({len(m['reporters']['tick'])} ticks): "
+                     + ", ".join(k for k in m["reporters"] if k != "tick"))
     if stream.shifts:
         lines.append("shifts:")
         lines += [f"  wave {s.wave:>3} (tick {s.tick}): {s.kind} {s.name!r} on {s.target}, "

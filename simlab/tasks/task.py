@@ -23,7 +23,10 @@ class Task:
     Shapes: ``x_support [K, D]`` float32, ``y_support [K]`` (float32 0/1 for binary, int64 class
     index for multiclass, float32 for regression), same for the query. ``oracle_query`` is the
     true P(y=1) ``[Q]`` (binary), class probabilities ``[Q, C]`` (multiclass) or E[y] ``[Q]``
-    (regression); None for real data. ``w_*`` are survey weights (None means equal weights).
+    (regression); None for real data. ``ceiling_query`` (same shape) is the observable
+    ceiling E[y | observed features, group, wave] estimated from the simulator (None when not
+    estimated); like the oracle it is never shown to learners. ``w_*`` are survey weights (None
+    means equal weights).
     """
 
     x_support: np.ndarray
@@ -36,6 +39,7 @@ class Task:
     w_support: np.ndarray | None = None
     w_query: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    ceiling_query: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
