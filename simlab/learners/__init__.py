@@ -15,6 +15,7 @@ for _name, _target in {
     "finetune": "simlab.learners.baselines:PooledFineTune",
     "partial_pooling": "simlab.learners.baselines:PartialPooling",
     "oracle": "simlab.learners.baselines:Oracle",
+    "dynamic_mlm": "simlab.learners.dynamic_mlm:DynamicMLM",
 }.items():
     register(_name, _target)
 

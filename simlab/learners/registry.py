@@ -10,6 +10,8 @@ from simlab.learners.base import Learner
 
 ENTRY_POINT_GROUP = "simlab.learners"
 _BUILTIN: dict[str, str] = {}   # name -> "module:Class", filled by ``register``
+#: ``cpd:NAME`` wraps learner NAME in Bayesian online changepoint detection
+CPD_PREFIX = "cpd:"
 
 
 def register(name: str, target: str) -> None:
@@ -26,7 +28,11 @@ def available() -> dict[str, str]:
 
 
 def learner_class(name: str) -> type[Learner]:
-    """Resolve a name, an entry point or ``package.module:Class`` to a Learner subclass."""
+    """Resolve a name, an entry point, ``cpd:NAME`` or ``package.module:Class`` to a Learner
+    subclass."""
+    if name.startswith(CPD_PREFIX):
+        from simlab.learners.changepoint import wrapper_class   # noqa: PLC0415 (lazy)
+        return wrapper_class(name[len(CPD_PREFIX):])
     target = name if ":" in name else available().get(name)
     if target is None:
         close = difflib.get_close_matches(name, available(), n=3)
