@@ -270,6 +270,8 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
     records = run.records.frame()
     shifts = shift_frame(stream.shifts)
     run.log["hyperparameters"] = learner.hyperparameters()
+    if hasattr(learner, "changepoints"):          # cpd: wrappers (learners/changepoint.py)
+        run.log["changepoints"] = list(learner.changepoints)
     run.log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
                            "online": online, "tell_shifts": tell_shifts, "seed": seed,
                            "budget": dataclasses.asdict(budget),
