@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from simlab.evaluation import poststrat
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
                                        shift_frame, summarize)
 from simlab.evaluation.result import RECORD_COLUMNS, RunResult
@@ -140,6 +141,7 @@ class _Run:
     broken: bool = False
     meta_fit_s: float = 0.0
     adapt_s: float = 0.0
+    prevalence: list[np.ndarray] = dataclasses.field(default_factory=list)
     log: dict[str, Any] = dataclasses.field(default_factory=lambda: {
         "meta_fit": [], "divergence": [], "chunked": []})
 
@@ -169,11 +171,16 @@ class _Run:
         self.log["meta_fit"].append({"wave": wave, **{k: v for k, v in (out or {}).items()
                                                       if isinstance(v, (int, float, str))}})
 
-    def _predict(self, batch: TaskBatch, wave: int) -> np.ndarray | None:
-        """adapt + predict on one batch; None when the learner raised a divergence error."""
+    def _predict(self, batch: TaskBatch, wave: int, cells: poststrat.WaveCells | None = None
+                 ) -> np.ndarray | None:
+        """adapt + predict on one batch; None when the learner raised a divergence error.
+        With population ``cells``, the poststratified prevalence goes to ``self.prevalence``."""
         sealed = _sealed(batch.to(self.device), self.learner.uses_oracle)
         try:
-            pred = self.learner.adapt(sealed, self.steps).predict(sealed)
+            adapted = self.learner.adapt(sealed, self.steps)
+            pred = adapted.predict(sealed)
+            if cells is not None:
+                self.prevalence.append(poststrat.predict_prevalence(adapted, sealed, cells))
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
                 raise
@@ -198,8 +205,11 @@ class _Run:
         full = TaskBatch.from_tasks(cut)
         batches = [full] if len(chunks) == 1 else [TaskBatch.from_tasks([cut[i] for i in idx])
                                                    for idx in chunks]
+        cells = None if self.learner.uses_oracle else poststrat.wave_cells(cut)
+        self.prevalence = []
         t0 = time.perf_counter()
-        preds = [self._predict(b, wave) for b in batches]
+        preds = [self._predict(b, wave, cells and cells.take(idx)) for b, idx in zip(batches,
+                                                                                      chunks)]
         self._sync()
         dt = time.perf_counter() - t0
         self.adapt_s += dt
@@ -214,6 +224,14 @@ class _Run:
         scores = score_predictions(pred, full.y_query.numpy(),
                                    (full.w_query * full.q_mask).double().numpy(),
                                    full.target, full.n_classes, oracle)
+        self.log["prevalence"] = "sample" if cells is None else cells.source
+        if cells is not None:                  # MRP: poststratified to the population cells
+            observed = full.y_query.double().numpy()
+            if full.target == "multiclass":
+                observed = np.eye(full.n_classes)[observed.clip(0).astype(np.int64)]
+            scores["prevalence_error"] = np.where(np.isfinite(scores["loss"]), poststrat.
+                prevalence_error(np.concatenate(self.prevalence, 1), cells, observed,
+                                 (full.w_query * full.q_mask).double().numpy()), np.nan)
         for name, values in scores.items():
             self.records.add(wave, shots, self.steps, name, values)
         if scores["diverged"].any():
