@@ -275,3 +275,33 @@ def test_census_margins_bad_input():
     df = pd.DataFrame({"g": [0, 0], "a": [0.0, 1.0], "b": [1.0, 1.0], "share": [0.5, 0.4]})
     with pytest.raises(ValueError, match="sum to 0.9"):
         poststrat.census_cells(df, "g", "share", ["a", "b"])
+
+
+# ---------------------------------------------------------------------------------- report
+
+def test_changepoint_scoring_delay_and_false_alarms():
+    from simlab.report.changepoints import _score
+    assert _score([3, 9, 10], [9], 14) == (["0"], 2)
+    assert _score([11], [9, 12], 14) == (["2", "missed"], 0)
+
+
+@pytest.mark.slow
+def test_report_shows_detected_changepoints_beside_true_shifts(tmp_path):
+    from simlab.evaluation.result import RECORD_COLUMNS
+    from simlab.report.report import build_report
+    st = small_stream(6, jump=5, n_groups=12, n_waves=9, shots=15, query=15, jump_sd=1.5)
+    runs, mets, shifts = [], [], []
+    for rid, name in enumerate(["cpd:partial_pooling", "partial_pooling"]):
+        r = simlab.evaluate(make_learner(name), st, warmup=2, shots=[5], steps=[1],
+                            budget=FAST)
+        runs.append([rid, "jumpy", 0, name, "{}", r.status, None, 1.0])
+        mets.append(r.records.assign(run_id=rid)[["run_id", *RECORD_COLUMNS]])
+        shifts.append(r.shifts.assign(scenario="jumpy", seed=0))
+    runs_df = pd.DataFrame(runs, columns=["run_id", "scenario", "seed", "learner",
+                                          "hyperparameters", "status", "error", "seconds"])
+    out = build_report(runs_df, pd.concat(mets), pd.concat(shifts).drop_duplicates(),
+                       tmp_path, "cpd", n_boot=50)
+    md = out["markdown"].read_text()
+    assert "### Detected changepoints" in md
+    assert "| cpd:partial_pooling | 0 | 5 | 5 | 0 | 0 |" in md
+    assert "Detected changepoints" in out["html"].read_text()

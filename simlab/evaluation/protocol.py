@@ -168,6 +168,9 @@ class _Run:
         dt = time.perf_counter() - t0
         self.meta_fit_s += dt
         self.records.add(wave, 0, [0], "meta_fit_seconds", dt)
+        if out and "cpd_prob" in out:           # cpd: wrappers: P(change at this wave), alarm
+            self.records.add(wave, 0, [0], "changepoint_prob", out["cpd_prob"])
+            self.records.add(wave, 0, [0], "changepoint", float(out.get("cpd_reset", 0.0)))
         self.log["meta_fit"].append({"wave": wave, **{k: v for k, v in (out or {}).items()
                                                       if isinstance(v, (int, float, str))}})
 

@@ -33,6 +33,7 @@ from simlab.evaluation.statistics import (BASELINES, ORACLE, REFERENCE, Comparis
                                           compare_all, comparison_metric, leaderboard,
                                           overall_verdict, parse_hyperparameters, run_summaries,
                                           wave_scores)
+from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
 
 RUN_COLUMNS = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status", "error",
@@ -181,7 +182,8 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         "config": _scenario_config(config, name, all_names),
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts),
         "failed": _failed_table(runs), "figures": [], "verdict": None,
-        "comparisons": None, "verdicts": [], "leaderboard": None, "metric": None}
+        "comparisons": None, "verdicts": [], "leaderboard": None, "metric": None,
+        "changepoints": changepoint_context(runs, mets, shifts)}
     files: dict[str, Path] = {}
     if mets.empty or board.empty:
         section["verdict"] = "No run of this scenario produced records; see the failed runs."

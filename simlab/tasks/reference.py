@@ -114,7 +114,7 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
                                shots: int = 10, query: int = 20, n_features: int = 3,
                                q_b: float = 0.01, q_u: float = 0.05, sigma_u: float = 0.5,
                                noise: float = 1.0, jump_wave: int | None = None,
-                               jump_sd: float = 1.0):
+                               jump_sd: float = 1.0, target: str = "regression"):
     """A linear-Gaussian random-walk multilevel family where the Kalman filter is exact.
 
     Group g at wave t: ``y = [x, 1] @ (b_t + u_{g,t}) + N(0, noise^2)``, x ~ N(0, I_D);
@@ -122,14 +122,17 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
     ``u_{g,0} ~ N(0, Sigma_u)`` with a full (intercept-slope correlated) ``Sigma_u`` of scale
     ``sigma_u^2``; at ``jump_wave`` the population coefficients jump by ``N(0, jump_sd^2 I)``
     (recorded as an abrupt ShiftEvent). ``stream.meta["truth"]`` holds every true parameter,
-    for :func:`drifting_bayes_predictions`. Returns a TaskStream (regression, oracle = E[y]).
+    for :func:`drifting_bayes_predictions`. Returns a TaskStream (regression, oracle = E[y]);
+    ``target="binary"``: y ~ Bernoulli(sigmoid(linear predictor)) instead (``noise`` unused),
+    the same drifting dynamic logistic multilevel model.
     """
     from simlab.tasks.task import ShiftEvent, TaskStream   # noqa: PLC0415 (same leaf package)
 
-    for field, value in (("n_groups", n_groups), ("n_waves", n_waves)):
-        _check_sizes("drifting_regression_stream", value, shots, query)
-        if int(value) != value or value < 1:
-            raise ValueError(f"drifting_regression_stream: {field}={value!r} must be >= 1")
+    _check_sizes("drifting_regression_stream", n_groups, shots, query)
+    _check_sizes("drifting_regression_stream", n_waves, shots, query)
+    if target not in ("regression", "binary"):
+        raise ValueError(f"drifting_regression_stream: target={target!r}; use 'regression' or "
+                         "'binary'")
     p = n_features + 1
     a = rng.standard_normal((p, p)) / np.sqrt(p)
     corr = a @ a.T + np.eye(p)
@@ -150,9 +153,13 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
                                      target="coef", size=float(np.linalg.norm(jump))))
         x = rng.standard_normal((n_groups, shots + query, n_features)).astype(np.float32)
         mean = np.einsum("gnd,gd->gn", x, (b + u)[:, :-1]) + (b + u)[:, -1:]
-        y = (mean + noise * rng.standard_normal(mean.shape)).astype(np.float32)
+        if target == "binary":
+            mean = 1.0 / (1.0 + np.exp(-mean))
+            y = (rng.uniform(size=mean.shape) < mean).astype(np.float32)
+        else:
+            y = (mean + noise * rng.standard_normal(mean.shape)).astype(np.float32)
         waves.append([Task(x_support=x[g, :shots], y_support=y[g, :shots],
-                           x_query=x[g, shots:], y_query=y[g, shots:], target="regression",
+                           x_query=x[g, shots:], y_query=y[g, shots:], target=target,
                            oracle_query=mean[g, shots:].astype(np.float32),
                            info={"family": "drifting_regression", "group": g, "wave": t})
                       for g in range(n_groups)])
