@@ -39,7 +39,7 @@ from simlab.tasks.task import Task
 
 EPS = 1e-7
 #: the wrapper's own hyperparameters (prefixed so they never clash with the wrapped learner's)
-WRAPPER_FIELDS = ("cpd_hazard", "cpd_threshold", "cpd_scale", "cpd_steps")
+WRAPPER_FIELDS = ("cpd_hazard", "cpd_threshold", "cpd_scale", "cpd_shots", "cpd_steps")
 
 
 # ------------------------------------------------------------------------------- the filter
@@ -52,7 +52,7 @@ class RunLength:
     hazard: float
     scale: float                 # prior guess of the within-run standard deviation of z
     kappa0: float = 0.05         # prior pseudo-count of the mean: a new run's level is vague
-    alpha0: float = 1.0
+    alpha0: float = 3.0          # prior pseudo-count (x2) of the within-run variance
     mu0: float | None = None
     log_r: np.ndarray = field(default_factory=lambda: np.zeros(0))   # log P(r_t = 1..L)
     stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (m, k, a, b) per r
@@ -127,7 +127,9 @@ class ChangepointWrapper(Learner):
     learner's own fields). ``cpd_hazard``: prior probability of a change per wave;
     ``cpd_threshold``: posterior change probability that resets the memory; ``cpd_scale``:
     prior within-run standard deviation of log loss (0.1 = 10 % wave-to-wave noise);
-    ``cpd_steps``: inner steps the scoring ``adapt`` uses."""
+    ``cpd_shots`` / ``cpd_steps``: support size K (at most each task's) and inner steps of the
+    scoring ``adapt`` (a small K: the loss then depends most on the memory, the thing a
+    change makes stale)."""
 
     inner_cls: ClassVar[type[Learner]]
     inner_name: ClassVar[str] = ""
@@ -136,8 +138,9 @@ class ChangepointWrapper(Learner):
                                "cpd_scale": Float(0.03, 0.5, log=True)}
 
     cpd_hazard: float = 0.1
-    cpd_threshold: float = 0.3
+    cpd_threshold: float = 0.5
     cpd_scale: float = 0.1
+    cpd_shots: int = 5
     cpd_steps: int = 5
 
     def validate(self) -> None:
@@ -147,6 +150,7 @@ class ChangepointWrapper(Learner):
         check(is_number(self.cpd_threshold) and self.cpd_threshold < 1, n, "cpd_threshold",
               self.cpd_threshold, "it must be in (0, 1)")
         check_number(n, "cpd_scale", self.cpd_scale)
+        check_int(n, "cpd_shots", self.cpd_shots, 1)
         check_int(n, "cpd_steps", self.cpd_steps, 0)
 
     def inner_hyperparameters(self) -> dict[str, Any]:
@@ -170,7 +174,7 @@ class ChangepointWrapper(Learner):
             by.setdefault(int(t.info.get("wave", -1)), []).append(t)
         out = {}
         for wave, ts in sorted(by.items()):
-            k = min(t.shots for t in ts)
+            k = min(self.cpd_shots, *(t.shots for t in ts))
             batch = TaskBatch.from_tasks([t.with_shots(k) for t in ts]).to(self._device)
             with torch.no_grad():
                 pred = self.inner.adapt(batch, [self.cpd_steps]).predict(batch)[0]

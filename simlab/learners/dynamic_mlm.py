@@ -23,7 +23,8 @@ Hyperparameters by empirical Bayes on the warm-up waves (the first ``meta_fit``)
 warm-up (group, wave) tasks (Laird & Ware 1982; Breslow & Clayton 1993), and the drift
 covariances ``Q_b = q_b Sigma_u``, ``Q_u = q_u Sigma_u`` with ``(q_b, q_u)`` maximising the
 filter's one-step-ahead predictive log-likelihood of the warm-up waves (the prediction-error
-decomposition of the marginal likelihood; Harvey 1989, ch. 3) over ``eb_grid``;
+decomposition of the marginal likelihood; Harvey 1989, ch. 3) over ``eb_grid`` (a coordinate
+search: q_u at the middle q_b, then q_b);
 ``drift_scale`` multiplies both afterwards (tunable).
 
 ``adapt``: each task's coefficients are the MAP under its group's one-step-ahead predictive
@@ -382,13 +383,18 @@ class DynamicMLM(Learner):
         w = torch.cat([self._pad(d.w, waves) for d in waves])
         em = self._static_em(x, y, w)
         best = (self.eb_grid[len(self.eb_grid) // 2],) * 2
-        if len(waves) > 1:
-            scores = {}
-            for qb in self.eb_grid:
-                for qu in self.eb_grid:
-                    scores[(qb, qu)] = self._warmup_score(waves, qb * self.sigma_u,
-                                                          qu * self.sigma_u)
-            best = max(scores, key=lambda q: (scores[q], -q[0] - q[1]))
+        if len(waves) > 1:              # coordinate search: q_u, then q_b given it
+            scores: dict[tuple[float, float], float] = {}
+
+            def score(q: tuple[float, float]) -> float:
+                if q not in scores:
+                    scores[q] = self._warmup_score(waves, q[0] * self.sigma_u,
+                                                   q[1] * self.sigma_u)
+                return scores[q]
+
+            qu = max(self.eb_grid, key=lambda v: (score((best[0], v)), -v))
+            qb = max(self.eb_grid, key=lambda v: (score((v, qu)), -v))
+            best = (qb, qu)
         self.q_b = self.drift_scale * best[0] * self.sigma_u
         self.q_u = self.drift_scale * best[1] * self.sigma_u
         return {"em_iterations": float(em), "q_b": float(best[0]), "q_u": float(best[1]),
