@@ -152,6 +152,39 @@ def test_partial_pooling_matches_statsmodels_mixedlm():
     assert float(pp.sigma2) == pytest.approx(fit.scale, rel=0.02)
 
 
+def test_partial_pooling_binary_matches_gauss_hermite_maximum_likelihood():
+    """Random-intercept logistic model, 40 respondents per group: the Laplace EM's fixed
+    effects are within 0.03 and its intercept variance within 10 % of the maximum-likelihood
+    fit by 30-point Gauss-Hermite quadrature of the marginal likelihood (the exact one up to
+    quadrature error; measured: 0.017 and -6 %, Laplace biases tau^2 down at this size)."""
+    optimize = pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(1)
+    g_n, n = 60, 40
+    a = 0.3 + 0.9 * rng.standard_normal(g_n)
+    x = rng.standard_normal((g_n, n, 1)).astype(np.float32)
+    p = 1 / (1 + np.exp(-(a[:, None] + 0.8 * x[..., 0])))
+    y = (rng.uniform(size=p.shape) < p).astype(np.float32)
+    tasks = [Task(x[g, :10], y[g, :10], x[g, 10:], y[g, 10:], "binary", info={"group": g})
+             for g in range(g_n)]
+    nodes, weights = np.polynomial.hermite.hermgauss(30)
+
+    def nll(theta):
+        slope, icpt, log_tau = theta
+        eta = (icpt + slope * x[..., 0])[..., None] + np.sqrt(2) * np.exp(log_tau) * nodes
+        ll = (y[..., None] * eta - np.logaddexp(0, eta)).sum(1)          # [G, nodes]
+        return -np.log(np.exp(ll - ll.max(1, keepdims=True)) @ weights / np.sqrt(np.pi)
+                       ).sum() - ll.max(1).sum()
+
+    fit = optimize.minimize(nll, np.zeros(3), method="L-BFGS-B")
+    slope, icpt, log_tau = fit.x
+    pp = make_learner("partial_pooling", em_iterations=100, tol=1e-6, fit_newton=2)
+    pp.setup(TaskSpec.of(tasks[0]))
+    pp.meta_fit(tasks, Budget())
+    assert fit.success
+    np.testing.assert_allclose(pp.beta0[:, 0].numpy(), [slope, icpt], atol=0.03)
+    assert float(pp.tau2[-1, 0]) == pytest.approx(np.exp(2 * log_tau), rel=0.1)
+
+
 def test_partial_pooling_window_counts_waves_and_discount_weights_recent():
     st = small_stream(5, n_waves=4)
     pp = make_learner("partial_pooling", window=2)
