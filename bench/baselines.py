@@ -13,7 +13,7 @@
    the shipped scenario grids (shots 5, 10, 20; steps 0, 1, 5, 10; warm-up 4): wall time of a
    whole ``evaluate`` run per learner (target <= 10 s on 2 cores).
 
-    python bench/baselines.py [--seeds 2] [--threads 2] [--skip-speed]
+    python bench/baselines.py [--seeds 2] [--threads 1] [--skip-speed]
 """
 from __future__ import annotations
 
@@ -87,7 +87,9 @@ def speed() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: one process per core, as the sweep runs; more threads
+                    thrash on a shared machine)")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -415,8 +415,10 @@ class PartialPooling(Learner):
     Model (Gelman & Hill 2007, ch. 12-14; random intercept and random slopes, independent):
     beta_t ~ N(beta_0, T), T = diag(tau^2) per coefficient; y | beta_t ~ logistic / multinomial
     / Gaussian(sigma2) GLM. ``meta_fit`` estimates (beta_0, T, sigma2) on the remembered past
-    tasks (all respondents) by Laplace-approximate EM (at most ``em_iterations``, stopping once
-    no estimate moves by more than ``tol``): E-step: each task's posterior mode m_t
+    tasks (all respondents) by Laplace-approximate EM (at most ``em_iterations`` in the first
+    call and after ``reset_memory``, ``online_em_iterations`` in later ones, which start from the previous wave's
+    solution -- estimates and task modes -- so the EM carries on across waves as incremental
+    EM does, Neal & Hinton 1998; stopping once no estimate moves by more than ``tol``): E-step: each task's posterior mode m_t
     (``fit_newton`` damped Newton iterations, warm started from the previous call's modes) and
     covariance P_t = (H_t + T^-1)^-1; M-step, with task weights a_t: beta_0 = sum a_t m_t /
     sum a_t, tau^2 = weighted mean of (m_t - beta_0)^2 + diag P_t (floored at ``tau2_min``)
@@ -444,6 +446,7 @@ class PartialPooling(Learner):
     search_space: ClassVar[dict] = {"window": Int(1, 20, log=True), "discount": Float(0.3, 1.0)}
 
     em_iterations: int = 50
+    online_em_iterations: int = 5
     fit_newton: int = 2
     tol: float = 1e-4
     tau2_init: float = 1.0
@@ -454,6 +457,7 @@ class PartialPooling(Learner):
     def validate(self) -> None:
         n = self.name
         check_int(n, "em_iterations", self.em_iterations, 1)
+        check_int(n, "online_em_iterations", self.online_em_iterations, 1)
         check_int(n, "fit_newton", self.fit_newton, 1)
         check_number(n, "tol", self.tol, strict=False)
         check_number(n, "tau2_init", self.tau2_init)
@@ -474,8 +478,10 @@ class PartialPooling(Learner):
         self.reset_memory()
 
     def reset_memory(self) -> None:
-        """Forget every remembered task (the estimates stay, as the next EM's start)."""
+        """Forget every remembered task (the estimates stay, as the next EM's start, which
+        gets the full ``em_iterations``)."""
         self._mem: dict[str, torch.Tensor] | None = None
+        self._warm = False
 
     @property
     def memory_size(self) -> int:
@@ -514,7 +520,8 @@ class PartialPooling(Learner):
         a = float(self.discount) ** age
         x, y, w, modes = mem["x"], mem["y"], mem["w"], mem["modes"]
         done = 0
-        for done in range(1, self.em_iterations + 1):
+        cap = self.online_em_iterations if self._warm else self.em_iterations
+        for done in range(1, cap + 1):
             before = torch.cat([self.beta0.flatten(), self.tau2.flatten(), self.sigma2.view(1)])
             modes, cov = self._e_step(modes, x, y, w)
             self._m_step(modes, cov, x, y, w, a)
@@ -522,7 +529,7 @@ class PartialPooling(Learner):
             if float((after - before).abs().max()) < self.tol or (
                     budget.seconds is not None and time.perf_counter() - start > budget.seconds):
                 break
-        mem["modes"] = modes
+        mem["modes"], self._warm = modes, True
         return {"tasks": float(self.memory_size), "em_iterations": float(done),
                 "tau2_mean": float(self.tau2.mean()), "sigma2": float(self.sigma2),
                 "seconds": time.perf_counter() - start}

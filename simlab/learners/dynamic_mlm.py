@@ -70,15 +70,17 @@ def _task_objective(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: tor
 
 def map_path(mean: torch.Tensor, prec: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
              w: torch.Tensor, target: TargetKind, sigma2: torch.Tensor | float,
-             steps: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Damped Newton from the prior mean for every task at once, under a full-precision prior.
+             steps: tuple[int, ...], init: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Damped Newton from the prior mean (or ``init``) for every task at once, under a
+    full-precision prior.
 
     ``mean [B, k]``, ``prec [B, k, k]``; returns the iterates at ``steps`` ``[S, B, k]`` and the
     Hessian of the negative log posterior at the last iterate ``[B, k, k]`` (its inverse is the
     Laplace covariance). Each task takes the best of a few step sizes (0 included), so the
     objective never increases.
     """
-    beta, kept = mean.clone(), {}
+    beta, kept = (mean if init is None else init).clone(), {}
     b, k = mean.shape
     p = x.shape[-1]
     t = torch.tensor(_STEP_SIZES, dtype=mean.dtype, device=mean.device).view(-1, 1, 1)
@@ -90,7 +92,7 @@ def map_path(mean: torch.Tensor, prec: torch.Tensor, x: torch.Tensor, y: torch.T
         h = h + prec
         if i == max(steps, default=0):
             break
-        delta = torch.nan_to_num(torch.linalg.solve_ex(h, g)[0])
+        delta = _spd_solve(h, g)
         cand = beta - t * delta
         obj = torch.nan_to_num(_task_objective(cand, x, y, w, target, sigma2, mean, prec),
                                nan=math.inf)
@@ -106,6 +108,15 @@ def _sym_inv(a: torch.Tensor) -> torch.Tensor:
         eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
         chol = torch.linalg.cholesky(a + eye * (1e-8 * a.diagonal(0, -2, -1).abs().mean() + 1e-10))
     return torch.cholesky_inverse(chol)
+
+
+def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a^-1 b`` for symmetric positive-definite ``a`` (Cholesky; LU where it fails);
+    non-finite entries become 0 (no step)."""
+    chol, info = torch.linalg.cholesky_ex(a)
+    if bool((info > 0).any()):
+        return torch.nan_to_num(torch.linalg.solve_ex(a, b)[0])
+    return torch.nan_to_num(torch.cholesky_solve(b.unsqueeze(-1), chol).squeeze(-1))
 
 
 def _psd_floor(a: torch.Tensor, floor: float) -> torch.Tensor:
@@ -226,7 +237,7 @@ class _Filter:
             if it == newton:
                 break
             G = grad.reshape(-1) + prec0 @ (s - m0)
-            delta = torch.nan_to_num(torch.linalg.solve_ex(H, G)[0])
+            delta = _spd_solve(H, G)
             cand = s - steps * delta
             s = cand[torch.nan_to_num(objective(cand), nan=math.inf).argmin()]
         self.m, self.S = s, _sym_inv(H)
@@ -368,12 +379,14 @@ class DynamicMLM(Learner):
                 "sigma2": float(self.sigma2), **log, "seconds": time.perf_counter() - start}
 
     def _step(self, f: _Filter, data: _Wave, q_b: torch.Tensor | None = None,
-              q_u: torch.Tensor | None = None) -> None:
+              q_u: torch.Tensor | None = None, newton: int | None = None) -> None:
+        """Predict, add new groups, update. Gaussian: one Newton step is exact."""
         q_b = self.q_b if q_b is None else q_b
         q_u = self.q_u if q_u is None else q_u
         f.predict(data.wave, q_b, q_u)
         f.add_groups(data.g, self.sigma_u)
-        f.update(data, self.spec.target, self.sigma2, self.newton)
+        n = 1 if self.spec.target == "regression" else (newton or self.newton)
+        f.update(data, self.spec.target, self.sigma2, n)
 
     def _empirical_bayes(self, tasks: Sequence[Task], waves: list[_Wave]) -> dict[str, float]:
         """(b_0, Sigma_u, sigma2) by static Laplace EM; (q_b, q_u) by the warm-up predictive
@@ -410,11 +423,12 @@ class DynamicMLM(Learner):
         """Laplace EM of beta_t ~ N(b_0, Sigma_u) (full covariance) over (group, wave) tasks."""
         t = self.spec.target
         n = x.shape[0]
-        done = 0
-        for done in range(1, self.em_iterations + 1):
+        done, modes = 0, None
+        for done in range(1, self.em_iterations + 1):   # E-step warm-started from last modes
             prec = _sym_inv(self.sigma_u).expand(n, self.k, self.k)
             mean = self.b0.expand(n, self.k)
-            modes, h = map_path(mean, prec, x, y, w, t, self.sigma2, (3,))
+            modes, h = map_path(mean, prec, x, y, w, t, self.sigma2, (3 if modes is None else 1,),
+                                init=modes)
             modes, cov = modes[0], _sym_inv(h)
             b0 = modes.mean(0)
             d = modes - b0
@@ -441,7 +455,7 @@ class DynamicMLM(Learner):
             if i:
                 total += _log_predictive(f, data, self.spec.target, self.sigma2, q_b, q_u,
                                          self.sigma_u)
-            self._step(f, data, q_b, q_u)
+            self._step(f, data, q_b, q_u, newton=1)     # scoring runs: the plain EKF step
         return total
 
     def fix_hyperparameters(self, b0: np.ndarray, b_cov: np.ndarray, sigma_u: np.ndarray,

@@ -129,7 +129,9 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
     from simlab.tasks.task import ShiftEvent, TaskStream   # noqa: PLC0415 (same leaf package)
 
     _check_sizes("drifting_regression_stream", n_groups, shots, query)
-    _check_sizes("drifting_regression_stream", n_waves, shots, query)
+    if int(n_waves) != n_waves or n_waves < 1:
+        raise ValueError(f"drifting_regression_stream: n_waves={n_waves!r} is invalid; it must "
+                         "be an integer >= 1")
     if target not in ("regression", "binary"):
         raise ValueError(f"drifting_regression_stream: target={target!r}; use 'regression' or "
                          "'binary'")
