@@ -88,8 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1: one process per core, as the sweep runs; more threads
-                    thrash on a shared machine)")
+                    help="torch threads (1: one process per core, as the sweep runs; more "
+                         "threads thrash on a shared machine)")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
