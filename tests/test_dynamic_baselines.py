@@ -338,3 +338,24 @@ def test_report_shows_detected_changepoints_beside_true_shifts(tmp_path):
     assert "### Detected changepoints" in md
     assert "| cpd:partial_pooling | 0 | 5 | 5 | 0 | 0 |" in md
     assert "Detected changepoints" in out["html"].read_text()
+
+
+def test_poststratified_prevalence_multiclass_total_variation():
+    """Multiclass: the estimate is the share-weighted class distribution; scratch's step 0 is
+    uniform, so its error is the total-variation distance to the true class shares."""
+    rng = np.random.default_rng(3)
+    truth = np.array([0.6, 0.3, 0.1])
+    waves = []
+    for w in range(2):
+        tasks = []
+        for g in range(3):
+            x = rng.standard_normal((20, 2)).astype(np.float32)
+            y = rng.integers(0, 3, 20)
+            tasks.append(Task(x[:8], y[:8], x[8:], y[8:], "multiclass", n_classes=3,
+                              info={"group": g, "wave": w, "poststrat": poststrat.Cells(
+                                  x[:4], np.full(4, 0.25), truth)}))
+        waves.append(tasks)
+    r = simlab.evaluate(make_learner("scratch"), TaskStream(waves, []), warmup=1, shots=[4],
+                        steps=[0], budget=FAST)
+    got = r.records[r.records.metric == "prevalence_error"].value.to_numpy()
+    np.testing.assert_allclose(got, 0.5 * np.abs(truth - 1 / 3).sum(), rtol=1e-6)

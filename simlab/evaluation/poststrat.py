@@ -180,3 +180,15 @@ def prevalence_error(est: np.ndarray, cells: WaveCells, observed: np.ndarray,
     gap = np.abs(est - ref[None])
     gap = 0.5 * gap.sum(-1) if gap.ndim == 3 else gap
     return np.nanmean(gap, axis=-1)
+
+
+def wave_error(estimates: list[np.ndarray], cells: WaveCells, batch: TaskBatch,
+               loss: np.ndarray) -> np.ndarray:
+    """The protocol's hook: ``prevalence_error [S]`` of one wave x K from the chunks'
+    poststratified estimates (NaN where the learner's loss is, i.e. diverged steps)."""
+    observed = batch.y_query.double().numpy()
+    if batch.target == "multiclass":
+        observed = np.eye(batch.n_classes)[observed.clip(0).astype(np.int64)]
+    err = prevalence_error(np.concatenate(estimates, 1), cells, observed,
+                           (batch.w_query * batch.q_mask).double().numpy())
+    return np.where(np.isfinite(loss), err, np.nan)

@@ -229,12 +229,8 @@ class _Run:
                                    full.target, full.n_classes, oracle)
         self.log["prevalence"] = "sample" if cells is None else cells.source
         if cells is not None:                  # MRP: poststratified to the population cells
-            observed = full.y_query.double().numpy()
-            if full.target == "multiclass":
-                observed = np.eye(full.n_classes)[observed.clip(0).astype(np.int64)]
-            scores["prevalence_error"] = np.where(np.isfinite(scores["loss"]), poststrat.
-                prevalence_error(np.concatenate(self.prevalence, 1), cells, observed,
-                                 (full.w_query * full.q_mask).double().numpy()), np.nan)
+            scores["prevalence_error"] = poststrat.wave_error(self.prevalence, cells, full,
+                                                              scores["loss"])
         for name, values in scores.items():
             self.records.add(wave, shots, self.steps, name, values)
         if scores["diverged"].any():
