@@ -126,7 +126,7 @@ class ChangepointWrapper(Learner):
     """Base of every ``cpd:NAME`` class (made by :func:`wrapper_class`, which adds the wrapped
     learner's own fields). ``cpd_hazard``: prior probability of a change per wave;
     ``cpd_threshold``: posterior change probability that resets the memory; ``cpd_scale``:
-    prior within-run standard deviation of log loss (0.1 = 10 % wave-to-wave noise);
+    prior within-run standard deviation of log loss (0.05 = 5 % wave-to-wave noise);
     ``cpd_shots`` / ``cpd_steps``: support size K (at most each task's) and inner steps of the
     scoring ``adapt`` (a small K: the loss then depends most on the memory, the thing a
     change makes stale)."""
@@ -139,7 +139,7 @@ class ChangepointWrapper(Learner):
 
     cpd_hazard: float = 0.1
     cpd_threshold: float = 0.5
-    cpd_scale: float = 0.1
+    cpd_scale: float = 0.05
     cpd_shots: int = 5
     cpd_steps: int = 5
 
