@@ -25,7 +25,10 @@ import torch
 
 import simlab
 from simlab.learners import Budget, make_learner
-from simlab.tasks.reference import drifting_bayes_predictions, drifting_regression_stream
+from simlab.tasks.reference import (
+    drifting_bayes_predictions,
+    drifting_regression_stream,
+)
 
 JUMP, WARMUP, K = 9, 4, 5
 LEARNERS = [("partial_pooling", {}), ("partial_pooling", {"window": 2}),

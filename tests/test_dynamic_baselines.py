@@ -15,7 +15,10 @@ from simlab.evaluation import poststrat
 from simlab.learners import Budget, TaskSpec, make_learner
 from simlab.learners.changepoint import RunLength
 from simlab.tasks.batch import TaskBatch
-from simlab.tasks.reference import drifting_bayes_predictions, drifting_regression_stream
+from simlab.tasks.reference import (
+    drifting_bayes_predictions,
+    drifting_regression_stream,
+)
 from simlab.tasks.task import Task, TaskStream
 
 torch.set_num_threads(1)
@@ -23,26 +26,9 @@ FAST = Budget(iterations=2, meta_batch=4)
 
 
 def small_stream(seed: int = 0, jump: int | None = None, **kw) -> TaskStream:
-    args = dict(n_groups=8, n_waves=6, n_features=2, shots=10, query=10)
+    args = {"n_groups": 8, "n_waves": 6, "n_features": 2, "shots": 10, "query": 10}
     return drifting_regression_stream(np.random.default_rng(seed), jump_wave=jump, **{**args,
                                                                                        **kw})
-
-
-def as_binary(stream: TaskStream, seed: int = 0) -> TaskStream:
-    """The same groups and drift, responses Bernoulli(sigmoid(E[y]))."""
-    rng = np.random.default_rng(seed)
-    waves = []
-    for wave in stream.waves:
-        out = []
-        for t in wave:
-            xs = np.r_[t.x_support, t.x_query]
-            p = 1 / (1 + np.exp(-(np.r_[t.y_support, t.y_query])))
-            y = (rng.uniform(size=p.shape) < p).astype(np.float32)
-            out.append(Task(t.x_support, y[:t.shots], t.x_query, y[t.shots:], "binary",
-                            info=dict(t.info)))
-            del xs
-        waves.append(out)
-    return TaskStream(waves, stream.shifts, dict(stream.meta))
 
 
 # ------------------------------------------------------------------------------ dynamic_mlm
@@ -87,7 +73,7 @@ def test_dynamic_mlm_group_memory_beats_static_pooling_and_unseen_groups_fall_ba
 
 @pytest.mark.parametrize("target", ["binary", "multiclass"])
 def test_dynamic_mlm_classification_is_finite_and_beats_no_pooling(target):
-    st = as_binary(small_stream(2, n_groups=10), 0)
+    st = small_stream(2, n_groups=10, target="binary")
     if target == "multiclass":       # three classes: y + (x_0 > 0)
         st = TaskStream([[Task(t.x_support, (t.y_support + (t.x_support[:, 0] > 0)).astype(
             np.int64), t.x_query, (t.y_query + (t.x_query[:, 0] > 0)).astype(np.int64),

@@ -498,8 +498,11 @@ class PartialPooling(Learner):
                                        device=self.device)}
         if self._mem is not None:
             n = max(self._mem["x"].shape[1], new["x"].shape[1])
-            fit = lambda k, a: a if k not in "xyw" or a.shape[1] == n else F.pad(  # noqa: E731
-                a, [0, 0] * (a.dim() - 2) + [0, n - a.shape[1]])      # pad respondents (w=0)
+            def fit(k: str, a: torch.Tensor) -> torch.Tensor:     # pad respondents (w = 0)
+                if k not in ("x", "y", "w") or a.shape[1] == n:
+                    return a
+                return F.pad(a, [0, 0] * (a.dim() - 2) + [0, n - a.shape[1]])
+
             new = {k: torch.cat([fit(k, self._mem[k]), fit(k, v)]) for k, v in new.items()}
         if self.window is not None:
             keep = new["wave"] > new["wave"].max() - self.window

@@ -32,8 +32,17 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from simlab.learners.base import (Adapted, Budget, Float, Learner, TaskSpec, check,
-                                  check_int, check_number, is_number)
+from simlab.learners.base import (
+    Adapted,
+    Budget,
+    Float,
+    Learner,
+    TaskSpec,
+    check,
+    check_int,
+    check_number,
+    is_number,
+)
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -239,7 +248,7 @@ def wrapper_class(inner_name: str) -> type[ChangepointWrapper]:
     (an unknown name raises the registry's did-you-mean error, naming ``cpd:``)."""
     if inner_name in _CLASSES:
         return _CLASSES[inner_name]
-    from simlab.learners.registry import CPD_PREFIX, learner_class   # noqa: PLC0415 (cycle)
+    from simlab.learners.registry import CPD_PREFIX, learner_class
     if not inner_name or inner_name.startswith(CPD_PREFIX):
         raise ValueError(f"learner 'cpd:{inner_name}': give one learner to wrap, e.g. "
                          "cpd:partial_pooling (cpd: cannot be nested)")

@@ -43,13 +43,33 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from simlab.learners.base import (Adapted, Budget, Float, Int, Learner, check, check_int,
-                                  check_number)
-from simlab.learners.baselines import (GLM_DTYPE, GLMAdapted, _design, _encode, _grad_hess,
-                                       _nll, _pool)
-from simlab.learners.episodes import check_batch, check_steps, check_tasks, normalise_weights
+from simlab.learners.base import (
+    Adapted,
+    Budget,
+    Float,
+    Int,
+    Learner,
+    check,
+    check_int,
+    check_number,
+)
+from simlab.learners.baselines import (
+    GLM_DTYPE,
+    GLMAdapted,
+    _design,
+    _encode,
+    _grad_hess,
+    _nll,
+    _pool,
+)
+from simlab.learners.episodes import (
+    check_batch,
+    check_steps,
+    check_tasks,
+    normalise_weights,
+)
 from simlab.tasks.batch import TaskBatch
-from simlab.tasks.task import Task, TargetKind
+from simlab.tasks.task import TargetKind, Task
 
 _STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.0)
 JITTER = 1e-9
@@ -81,7 +101,7 @@ def map_path(mean: torch.Tensor, prec: torch.Tensor, x: torch.Tensor, y: torch.T
     objective never increases.
     """
     beta, kept = (mean if init is None else init).clone(), {}
-    b, k = mean.shape
+    b = mean.shape[0]
     p = x.shape[-1]
     t = torch.tensor(_STEP_SIZES, dtype=mean.dtype, device=mean.device).view(-1, 1, 1)
     for i in range(max(steps, default=0) + 1):
@@ -366,7 +386,8 @@ class DynamicMLM(Learner):
                              "waves. Give the survey a group column (info['group'] / "
                              "group_id), or use partial_pooling.")
         waves = _waves(tasks, self.spec.target, self.spec.n_classes, self.device,
-                       fallback_wave=(self.filter.last_wave or -1) + 1)
+                       fallback_wave=(-1 if self.filter.last_wave is None
+                                      else self.filter.last_wave) + 1)
         log: dict[str, float] = {}
         if not self._fitted:
             log = self._empirical_bayes(tasks, waves)
@@ -462,7 +483,7 @@ class DynamicMLM(Learner):
                             q_b: np.ndarray, q_u: np.ndarray, sigma2: float = 1.0) -> None:
         """Skip empirical Bayes: start the filter at ``b ~ N(b0, b_cov)`` with these (known)
         covariances ``[k, k]`` (for cross-checks against an exact filter, or expert priors)."""
-        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=GLM_DTYPE,  # noqa: E731
+        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=GLM_DTYPE,
                                          device=self.device).reshape(self.k, -1).squeeze(-1)
         self.b0, self.sigma_u, self.q_b, self.q_u = as_t(b0), as_t(sigma_u), as_t(q_b), as_t(q_u)
         self.sigma2 = torch.as_tensor(float(sigma2), dtype=GLM_DTYPE, device=self.device)

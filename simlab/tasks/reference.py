@@ -126,7 +126,7 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
     ``target="binary"``: y ~ Bernoulli(sigmoid(linear predictor)) instead (``noise`` unused),
     the same drifting dynamic logistic multilevel model.
     """
-    from simlab.tasks.task import ShiftEvent, TaskStream   # noqa: PLC0415 (same leaf package)
+    from simlab.tasks.task import ShiftEvent, TaskStream   # local: keeps the module header small
 
     _check_sizes("drifting_regression_stream", n_groups, shots, query)
     if int(n_waves) != n_waves or n_waves < 1:
