@@ -245,11 +245,19 @@ def test_cpd_detects_a_coefficient_jump_and_recovers():
     assert after["cpd:partial_pooling"] < 0.9 * after["partial_pooling"]
 
 
-def test_cpd_generic_learner_is_rebuilt_on_change():
-    m = make_learner("cpd:finetune", cpd_threshold=0.01, hidden=(4,))
+@pytest.mark.parametrize("inner", ["finetune", "maml"])
+def test_cpd_generic_learner_is_rebuilt_on_change(inner):
+    """Learners without reset_memory are rebuilt from their seed at a change: right after
+    it, the wrapped network's parameters are its fresh initialisation, trained on one wave."""
+    m = make_learner(f"cpd:{inner}", cpd_threshold=0.01, hidden=(4,))
     st = small_stream(7, jump=3, n_waves=5)
     r = simlab.evaluate(m, st, warmup=1, shots=[5], steps=[1], budget=FAST)
     assert r.status == "ok" and len(r.log["changepoints"]) >= 1
+    fresh = make_learner(inner, hidden=(4,))
+    fresh.setup(TaskSpec.of(st.waves[0][0]))
+    m._reset()
+    for k, v in fresh.params.items():
+        assert torch.equal(m.inner.params[k].detach(), v.detach())
 
 
 # ------------------------------------------------------------------------------- poststrat
