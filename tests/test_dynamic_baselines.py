@@ -312,7 +312,6 @@ def test_changepoint_scoring_delay_and_false_alarms():
     assert _score([11], [9, 12], 14) == (["2", "missed"], 0)
 
 
-@pytest.mark.slow
 def test_report_shows_detected_changepoints_beside_true_shifts(tmp_path):
     from simlab.evaluation.result import RECORD_COLUMNS
     from simlab.report.report import build_report
