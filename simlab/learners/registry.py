@@ -26,7 +26,10 @@ _BUILTIN: dict[str, str] = {
     "finetune": "simlab.learners.baselines:PooledFineTune",
     "partial_pooling": "simlab.learners.baselines:PartialPooling",
     "oracle": "simlab.learners.baselines:Oracle",
+    "dynamic_mlm": "simlab.learners.dynamic_mlm:DynamicMLM",
 }
+#: ``cpd:NAME`` wraps learner NAME in Bayesian online changepoint detection
+CPD_PREFIX = "cpd:"
 
 
 def register(name: str, target: str) -> None:
@@ -43,7 +46,11 @@ def available() -> dict[str, str]:
 
 
 def learner_class(name: str) -> type[Learner]:
-    """Resolve a name, an entry point or ``package.module:Class`` to a Learner subclass."""
+    """Resolve a name, an entry point, ``cpd:NAME`` or ``package.module:Class`` to a Learner
+    subclass."""
+    if name.startswith(CPD_PREFIX):
+        from simlab.learners.changepoint import wrapper_class   # noqa: PLC0415 (lazy)
+        return wrapper_class(name[len(CPD_PREFIX):])
     target = name if ":" in name else available().get(name)
     if target is None:
         close = difflib.get_close_matches(name, available(), n=3)
