@@ -93,6 +93,7 @@ def test_results_do_not_depend_on_the_thread_count(family, params, latent,
                                                    monkeypatch) -> None:
     if kernels.numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba has a single thread here")
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_WORK", 0)   # small societies run threaded too
     runs = []
     for threads in ("1", "2"):
         monkeypatch.setenv("SIMLAB_THREADS", threads)

@@ -115,7 +115,7 @@ class ContagionSociety(Society):
     def advance(self) -> None:
         """One synchronous tick: Bass push or threshold met -> adopt; adopters may abandon."""
         p = self.params
-        if kernels.fused():   # the same update in one pass over each row's edges
+        if kernels.fused(self.n_agents):   # the same update from incrementally kept counts
             if "_exposed" not in self.__dict__:
                 self._exposed = kernels.NeighbourCounts()
             counts = self._exposed.update(self.social.adj, self.adopted)

@@ -127,7 +127,7 @@ class EpidemicSociety(Society):
         """One synchronous tick of infection, recovery, waning and awareness."""
         p = self.params
         n = self.n_agents
-        if kernels.fused():
+        if kernels.fused(self.social.adj.nnz):
             self._advance_fused()
             return
         infected = self.status == INFECTED

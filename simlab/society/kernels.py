@@ -23,6 +23,8 @@ from contextlib import contextmanager
 import numpy as np
 
 BACKENDS = ("numpy", "numba")
+PARALLEL_MIN_WORK = 250_000
+"""Edges (or rows) a tick must touch before its kernel runs on more than one thread."""
 MAX_THREADS = 8
 """Upper bound on the default number of update threads (SIMLAB_THREADS overrides it)."""
 
@@ -94,11 +96,15 @@ def use(name: str) -> Iterator[None]:
         set_backend(before)
 
 
-def fused() -> bool:
-    """Whether the ticks should call the kernels now (and set numba's thread count)."""
+def fused(work: int = 0) -> bool:
+    """Whether the ticks should call the kernels now; sets numba's thread count for a tick of
+    ``work`` items (edges or rows): one thread below ``PARALLEL_MIN_WORK``, where waking a
+    second thread costs more than it saves (milliseconds when the cores are busy)."""
     if _BACKEND != "numba":
         return False
-    n = min(threads(), numba.config.NUMBA_NUM_THREADS)
+    n = min(threads(), numba.config.NUMBA_NUM_THREADS)      # validates SIMLAB_THREADS too
+    if work < PARALLEL_MIN_WORK:
+        n = 1
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
     return True

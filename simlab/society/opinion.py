@@ -194,7 +194,7 @@ class OpinionSociety(Society):
     def advance(self) -> None:
         p = self.params
         keep = self._one_minus_anchor(p.anchoring)
-        if kernels.fused():
+        if kernels.fused(self.social.adj.nnz):
             adj = self.social.adj
             self.opinion = kernels.opinion_tick(adj.indptr, adj.indices, self.opinion,
                                                 self.initial_opinion, keep, p.eps,
