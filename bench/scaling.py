@@ -1,15 +1,17 @@
 """Benchmark (run by hand, not a test): how the lab's costs grow, as fitted power laws.
 
-    python bench/scaling.py            # agents 1k-1M, waves 10-200, groups 10-1,000, runs 10-10,000
-    python bench/scaling.py --quick    # smaller grids (about a minute)
+    python bench/scaling.py                   # agents 1k-1M, waves 10-200, groups 10-1,000,
+                                              # runs 10-1,000 (a few minutes)
+    python bench/scaling.py --runs 10 100 1000 10000 --only report   # the 10,000-run store
+    python bench/scaling.py --quick           # smaller grids (about a minute)
 
 Four curves, each timed in this process on the active society-kernel path:
 
 * stream generation (``Scenario.generate_stream``: build the society, tick, survey) against
   agents (10 groups, 10 waves), waves (10,000 agents) and groups (100,000 agents, so groups
   get smaller as they get more numerous);
-* one learner's prequential run (``partial_pooling``, 1 meta-fit iteration) against the
-  stream's waves and groups;
+* one learner's prequential run (``partial_pooling``, 1 meta-fit iteration, torch on one
+  thread as in a sweep worker) against the stream's waves (10 groups) and groups (10 waves);
 * ``simlab report`` (``report_from_store``) against the runs in a store, the store made
   synthetic: one real 6-run sweep, then its rows copied in SQL with new seeds and jittered
   values (seconds for 10,000 runs).
@@ -34,6 +36,7 @@ import numpy as np
 import pstats
 
 from simlab.experiment.config import Scenario
+from simlab.experiment.executors import single_thread
 from simlab.experiment.sweep import evaluate_kwargs, report_from_store, run_sweep
 from simlab.learners.registry import make_learner
 from simlab.society import kernels
@@ -87,8 +90,10 @@ def exponent(sizes: list[int], seconds: list[float]) -> float:
 
 
 def curve(label: str, sizes: list[int], make: Callable[[int], Callable[[], object]]) -> None:
-    """Time every size; profile the second largest (a profile of the largest would cost as
-    much again) to say where the time goes."""
+    """Time every size (after one untimed call at the smallest: imports, JIT cache loads);
+    profile the second largest (a profile of the largest would cost as much again) to say
+    where the time goes."""
+    make(sizes[0])()
     seconds = [timed(make(n)) for n in sizes]
     probe = sizes[-2] if len(sizes) > 1 else sizes[-1]
     stats = profiled(make(probe))
@@ -157,14 +162,20 @@ def report_build(base: Path, tmp: Path, n_runs: int) -> Callable[[], object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller grids (about a minute)")
+    ap.add_argument("--runs", type=int, nargs="*", default=None,
+                    help="stored-run counts for the report curve (default 10 100 1000; "
+                         "10000 adds minutes)")
     ap.add_argument("--only", nargs="*", default=["stream", "learner", "report"],
                     choices=["stream", "learner", "report"])
     args = ap.parse_args()
     q = args.quick
+    single_thread()                      # as in a sweep worker: torch and kernels on 1 thread
     agents = [1_000, 10_000, 100_000] if q else [1_000, 10_000, 100_000, 1_000_000]
     waves = [10, 50] if q else [10, 50, 200]
     groups = [10, 100] if q else [10, 100, 1_000]
-    runs = [10, 100, 1_000] if q else [10, 100, 1_000, 10_000]
+    l_waves = [10, 20] if q else [10, 20, 50]
+    l_groups = [10, 30] if q else [10, 30, 100]
+    runs = args.runs or ([10, 100] if q else [10, 100, 1_000])
     print(f"{kernels.describe()}; python {sys.version.split()[0]}")
     print(f"{'what (against)':<28} {'exp.':>5}  size:seconds")
     if "stream" in args.only:
@@ -175,8 +186,9 @@ def main() -> None:
         curve("stream generation (groups)", groups,
               lambda n: lambda: scenario(agents=100_000, groups=n).generate_stream(0))
     if "learner" in args.only:
-        curve("partial_pooling run (waves)", waves, lambda n: learner_run(scenario(waves=n)))
-        curve("partial_pooling run (groups)", groups,
+        curve("partial_pooling run (waves)", l_waves,
+              lambda n: learner_run(scenario(waves=n)))
+        curve("partial_pooling run (groups)", l_groups,
               lambda n: learner_run(scenario(agents=40 * n, groups=n)))
     if "report" in args.only:
         with tempfile.TemporaryDirectory() as tmp:
