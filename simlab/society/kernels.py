@@ -171,20 +171,23 @@ if numba is not None:
         """Infection pressure, SIR(S) moves, awareness fading / first-hand / word of mouth:
         ``EpidemicSociety.advance`` in one pass (start-of-tick state throughout)."""
         one = np.float32(1.0)
+        zero = np.float32(0.0)
         unaware = np.int16(32767)
         for i in prange(status.shape[0]):
             s = status[i]
             pressure = np.float32(0.0)
             best = top
-            for k in range(indptr[i], indptr[i + 1]):
-                j = indices[k]
-                if status[j] == 1:
-                    pressure += one
-                if heard:
-                    lj = np.int32(level[j])
-                    if lj < top - 1 and u_edge[k] < c_alpha:
-                        best = min(best, lj + 1)
-            li = np.int32(level[i])
+            if heard:    # branch-free selects: the tests are unpredictable per edge
+                for k in range(indptr[i], indptr[i + 1]):
+                    j = indices[k]
+                    pressure += one if status[j] == 1 else zero
+                    lj = np.int64(level[j])
+                    ok = (lj < top - 1) & (u_edge[k] < c_alpha)
+                    best = min(best, lj + 1 if ok else top)
+            else:
+                for k in range(indptr[i], indptr[i + 1]):
+                    pressure += one if status[indices[k]] == 1 else zero
+            li = np.int64(level[i])
             susc = (1.0 - one_m_sigma * quality[min(li, top)]) * frailty[i]
             rate = np.float64(beta * pressure + imp) * susc
             ns = s
@@ -330,7 +333,7 @@ def epidemic_tick(indptr: np.ndarray, indices: np.ndarray, status: np.ndarray,
     edge = u_edge if heard else np.zeros(1, np.float32)
     _epidemic_tick(indptr, indices, status, level, frailty, quality, float(one_m_sigma),
                    np.float32(beta), np.float32(imp), c_gamma, c_wane, c_fade, c_omega,
-                   c_alpha, np.int32(top), heard, u, u_fade, u_omega, edge, ever,
+                   c_alpha, np.int64(top), heard, u, u_fade, u_omega, edge, ever,
                    new_status, new_level)
     return new_status, new_level
 
