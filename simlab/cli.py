@@ -318,7 +318,9 @@ def add_tune(p: argparse.ArgumentParser) -> None:
                    help="trials per learner (default: evaluation.tuning.trials, else 8)")
     p.add_argument("--metric", default=None, help="objective: loss, auc or excess_loss "
                    "(default: evaluation.tuning.metric, else loss)")
-    p.add_argument("--seed", type=int, default=0, help="stream and sampler seed (default 0)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="the sweep's seed count (default: evaluation.seeds); tuning uses the "
+                   "warm-up waves of its first evaluation.tuning.seeds, as `simlab run` does")
     p.add_argument("--storage", default=None, metavar="PATH",
                    help="keep the Optuna studies in this SQLite file (default: in memory)")
     p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
@@ -327,7 +329,7 @@ def add_tune(p: argparse.ArgumentParser) -> None:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Tune each learner on the warm-up waves of one stream and print what it chose."""
     from simlab.experiment.config import load_scenario
-    from simlab.experiment.sweep import LearnerSpec, plan_cells, tune_cell
+    from simlab.experiment.sweep import LearnerSpec, TuningJob, plan_cells, tune_learner
 
     scenario = load_scenario(args.scenario)
     tu = (scenario.evaluation.tuning.model_dump() if scenario.evaluation.tuning else {})
@@ -335,15 +337,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
                if v is not None}
     scenario = scenario.override({"evaluation": {"tuning": {**tu, **changes}}})
     specs = None if args.learners is None else [LearnerSpec.of(n) for n in args.learners]
-    jobs = plan_cells([scenario], specs, [args.seed], device=args.device)
-    stream = scenario.stream(args.seed)
     ev = scenario.evaluation
+    seeds = list(range(ev.seeds if args.seeds is None else args.seeds))
+    jobs: dict[str, Any] = {}       # one per learner, with the seeds a sweep of `seeds` tunes on
+    for job in plan_cells([scenario], specs, seeds, device=args.device):
+        jobs.setdefault(job.cell.label, job)
     fitted = "wave 0" if ev.warmup == 2 else f"waves 0-{ev.warmup - 2}"
-    print(f"tuning on {scenario.name} seed {args.seed}: {ev.tuning.trials} trials per learner, "
+    on = ", ".join(map(str, seeds[:ev.tuning.seeds]))
+    print(f"tuning on {scenario.name} seed(s) {on}: {ev.tuning.trials} trials per learner, "
           f"{ev.tuning.metric} on wave {ev.warmup - 1} after fitting {fitted}")
-    for job in jobs:
+    for job in jobs.values():
         t0 = time.perf_counter()
-        res = tune_cell(job, stream, args.storage)
+        res = tune_learner(TuningJob.of(job, args.storage))
         chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v!r}"
                            for k, v in res.best_params.items()) or (
             "nothing to tune" if not res.trials else "no trial finished: defaults")

@@ -127,6 +127,9 @@ class TuningSpec(_Strict):
         "e.g. [evaluation.tuning.space.maml] inner_lr = {low = 1e-3, high = 0.5, log = true}")
     budget: BudgetSpec | None = Field(
         None, description="warm-up meta-fit budget of each trial (None: evaluation's)")
+    seeds: int = Field(2, ge=1, description="tune once per learner on the warm-up waves of the "
+                       "streams of the sweep's first `seeds` seeds (all of them if fewer); "
+                       "every seed's cell then runs with that choice")
 
     @field_validator("trials")
     @classmethod

@@ -87,6 +87,33 @@ class Job:
     #: the parent's stream cache (absolute), so every worker reads the stream prepared for
     #: its (scenario, seed) whatever its working directory; None: the worker's default
     cache_dir: str | None = None
+    #: the seeds whose warm-up waves tune this cell's learner (the sweep's first
+    #: ``evaluation.tuning.seeds``); empty when untuned
+    tuning_seeds: tuple[int, ...] = ()
+    #: the shared tuning job's ``TuningResult``, filled in by the sweep before the cell runs
+    tuned: Any = None
+
+
+@dataclass(frozen=True)
+class TuningJob:
+    """One learner's tuning, shared by its cells of every seed (picklable): a pure function of
+    (learner, fixed hyperparameters, space, the tuning seeds' streams, settings)."""
+
+    scenario: AnyScenario
+    learner_name: str
+    label: str
+    overrides: Mapping[str, Any]
+    space: Mapping[str, Any]
+    seeds: tuple[int, ...]
+    device: str = "cpu"
+    cache_dir: str | None = None
+    storage: str | None = None      # an SQLite file for the Optuna study (None: in memory)
+
+    @classmethod
+    def of(cls, job: Job, storage: str | Path | None = None) -> TuningJob:
+        return cls(job.scenario, job.cell.learner_name, job.cell.label, job.overrides,
+                   job.space or {}, job.tuning_seeds, job.cell.device, job.cache_dir,
+                   None if storage is None else str(storage))
 
 
 @dataclass
@@ -174,6 +201,11 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
         if bad or not run_seeds:
             raise ValueError(f"seeds {run_seeds!r} are invalid; give non-negative integers")
         fp, settings = comparison_fingerprint(sc), settings_of(sc)
+        tuning_seeds: tuple[int, ...] = ()
+        if sc.evaluation.tuning is not None:    # which streams tune: part of the key
+            tuning_seeds = tuple(sorted(set(run_seeds)))[:sc.evaluation.tuning.seeds]
+            settings = {**settings, "tuning": {**settings["tuning"],
+                                               "on_seeds": list(tuning_seeds)}}
         for spec in specs:
             points = _grid_points(grid.get(spec.display) or grid.get(spec.name))
             for point in points:
@@ -186,7 +218,8 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
                     cell = Cell(sc.name, fp, int(seed), spec.name,
                                 json.loads(to_json(learner.hyperparameters())), label,
                                 settings, device)
-                    jobs.append(Job(cell, sc, overrides, space))
+                    jobs.append(Job(cell, sc, overrides, space,
+                                    tuning_seeds=tuning_seeds if space is not None else ()))
     seen: dict[str, Cell] = {}
     for job in jobs:
         if job.cell.key in seen:
@@ -209,22 +242,36 @@ def tuning_space(scenario: AnyScenario, spec: LearnerSpec, fixed: Mapping[str, A
     return resolve_space(spec.name, fixed, own)
 
 
-def tune_cell(job: Job, stream: Any, storage: str | Path | None = None) -> Any:
-    """Tune the cell's learner on the warm-up waves of its own stream (seeded by the cell's
-    seed); returns the ``TuningResult``. ``storage``: keep the Optuna study in this SQLite
-    file (named scenario-learner-seed), else in memory."""
+def tune_learner(job: TuningJob) -> Any:
+    """Tune one learner on the warm-up waves of the streams of ``job.seeds`` (sampler and
+    trials seeded by the first of them); returns the ``TuningResult`` (with its ``seeds``).
+    The sweep runs one per learner on its executor; ``simlab tune`` calls it directly."""
     from simlab.learners.base import Budget
     from simlab.learners.tuning import tune
 
-    sc, cell = job.scenario, job.cell
+    sc, seed = job.scenario, job.seeds[0]
     tu = sc.evaluation.tuning
-    kw = evaluate_kwargs(sc, cell.seed, cell.device)
+    kw = evaluate_kwargs(sc, seed, job.device)
     warm = kw["warmup_budget"] if tu.budget is None else Budget(
         tu.budget.iterations, tu.budget.meta_batch, tu.budget.seconds)
-    return tune(cell.learner_name, job.overrides, stream, warmup=kw["warmup"], shots=kw["shots"],
-                steps=kw["steps"], budget=kw["budget"], warmup_budget=warm, trials=tu.trials,
-                metric=tu.metric, seed=cell.seed, device=cell.device, space=job.space,
-                storage=storage, study_name=f"{sc.name}-{cell.label}-seed{cell.seed}")
+    streams = [sc.stream(s, cache_dir=job.cache_dir) for s in job.seeds]
+    result = tune(job.learner_name, job.overrides, streams, warmup=kw["warmup"],
+                  shots=kw["shots"], steps=kw["steps"], budget=kw["budget"], warmup_budget=warm,
+                  trials=tu.trials, metric=tu.metric, seed=seed, device=job.device,
+                  space=job.space, storage=job.storage, study_name=f"{sc.name}-{job.label}-seeds"
+                  + "-".join(map(str, job.seeds)))
+    return dataclasses.replace(result, seeds=list(job.seeds))
+
+
+def _tune_or_error(item: tuple[str, TuningJob]) -> Any:
+    """``tune_learner`` of a (key, job), an exception becoming the ``CellError`` its cells are
+    recorded with."""
+    job, t0 = item[1], time.perf_counter()
+    try:
+        return tune_learner(job)
+    except Exception as err:  # noqa: BLE001 - fails this learner's cells, not the sweep
+        return CellError(f"tuning failed: {type(err).__name__}: {err}".splitlines()[0],
+                         traceback.format_exc(), time.perf_counter() - t0)
 
 
 # --- what a worker does -------------------------------------------------------------------------
@@ -267,14 +314,17 @@ def run_cell(job: Job) -> Outcome:
     started, t0 = _now(), time.perf_counter()
     try:
         stream = job.scenario.stream(job.cell.seed, cache_dir=job.cache_dir)
-        tuned = None if job.space is None else tune_cell(job, stream)
+        tuned = job.tuned
+        if job.space is not None and tuned is None:
+            raise ValueError(f"{job.cell.describe()} is tuned but has no tuning result; run it "
+                             "through run_sweep, which tunes each learner once first")
         learner = make_learner(job.cell.learner_name,
                                **{**job.overrides, **(tuned.best_params if tuned else {})})
         result: RunResult | CellError = evaluate(
             learner, stream, **evaluate_kwargs(job.scenario, job.cell.seed, job.cell.device))
-        if tuned is not None:     # stored with the run: chosen values, trace, time
-            result.log["tuning"] = tuned.as_log()
-            result.timings["tuning_s"] = tuned.seconds
+        if tuned is not None:     # stored with the run: chosen values, trace, seeds, time
+            result.log["tuning"] = {**tuned.as_log(), "shared": True}
+            result.timings["tuning_s"] = tuned.seconds     # the shared job's, not this cell's
     except Exception as err:  # noqa: BLE001 - a failing cell must not stop the sweep
         result = CellError(f"{type(err).__name__}: {err}".splitlines()[0],
                            traceback.format_exc(), time.perf_counter() - t0)
@@ -363,6 +413,9 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
     cache = str(default_cache_dir().resolve())
     todo = [j if j.cache_dir else dataclasses.replace(j, cache_dir=cache) for j in todo]
     by_stream = {(j.cell.fingerprint, j.cell.seed): j for j in todo}
+    for j in todo:      # tuning reads the first seeds' streams, also where those cells are done
+        for s in j.tuning_seeds:
+            by_stream.setdefault((j.cell.fingerprint, s), j)
     configs = {fp: j.scenario.stored_config() for (fp, _), j in by_stream.items()}
     broken: dict[tuple[str, int], str] = {}
     bar = tqdm(total=len(by_stream), desc="streams", unit="stream", disable=quiet, leave=False)
@@ -379,6 +432,7 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
         if err:
             reason = "stream generation failed: " + err.strip().splitlines()[-1]
             _record(db, job, Outcome(CellError(reason, err), _now(), _now()), configs, summary)
+    ready = _tuning_phase(ready, ex, db, configs, summary, quiet)
     with tqdm(total=len(ready), desc="cells", unit="cell", disable=quiet) as bar:
         for job, outcome in ex.map_unordered(run_cell, ready):
             if isinstance(outcome, WorkerCrash):
@@ -389,6 +443,48 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
             bar.set_postfix_str(f"{job.cell.label} seed {job.cell.seed}"
                                 + (f", {summary.failed} failed" if summary.failed else ""))
             bar.update()
+
+
+def _tuning_key(job: Job) -> str:
+    """Cells sharing one tuning: the same cell key but for the seed (scenario, learner, fixed
+    hyperparameters, settings incl. the tuning config and its seeds)."""
+    return dataclasses.replace(job.cell, seed=0, learner="").key
+
+
+def _tuning_phase(ready: list[Job], ex: Executor, db: Store, configs: Mapping[str, Any],
+                  summary: SweepSummary, quiet: bool) -> list[Job]:
+    """Tune each learner of the cells to run once, in parallel on ``ex`` (one job per learner);
+    returns the cells with their ``tuned`` result. A learner whose tuning failed (or whose
+    worker died) has its cells recorded as failed with the reason; the others go on."""
+    groups: dict[str, list[Job]] = {}
+    for job in ready:
+        if job.space is not None:
+            groups.setdefault(_tuning_key(job), []).append(job)
+    if not groups:
+        return ready
+    items = [(key, TuningJob.of(js[0])) for key, js in groups.items()]
+    results: dict[str, Any] = {}
+    with tqdm(total=len(items), desc="tuning", unit="learner", disable=quiet,
+              leave=False) as bar:
+        for (key, tj), res in ex.map_unordered(_tune_or_error, items):
+            if isinstance(res, WorkerCrash):
+                text = "tuning " + res.describe()
+                res = CellError(text, f"{text}\n\nlast stderr lines of the worker:\n"
+                                f"{res.stderr_tail}")
+            results[key] = res
+            bar.set_postfix_str(tj.label)
+            bar.update()
+    out = []
+    for job in ready:
+        if job.space is None:
+            out.append(job)
+            continue
+        res = results[_tuning_key(job)]
+        if isinstance(res, CellError):
+            _record(db, job, Outcome(res, _now(), _now()), configs, summary)
+        else:
+            out.append(dataclasses.replace(job, tuned=res))
+    return out
 
 
 def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],

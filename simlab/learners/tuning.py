@@ -11,8 +11,10 @@ The search is Optuna's TPE (Bergstra et al. 2011, "Algorithms for hyper-paramete
 optimization") with a seeded ``TPESampler``, so the same seed gives the same trials. The first
 trial is the learner's own configuration (defaults plus the fixed hyperparameters), where it
 lies inside the space, so tuning never ranks below the untuned learner on its own objective.
-A trial is a pure function of (learner, params, stream, seed) (:func:`trial_score`), so trials
-can later run in parallel (ask several, score them on an executor, tell the results).
+A trial is a pure function of (learner, params, stream, seed) (:func:`trial_score`), and so is
+a whole search (:func:`tune`): a sweep tunes each learner once, as one job on its executor, on
+the warm-up waves of its first seeds' streams (``simlab.experiment.sweep.tune_learner``), and
+every seed's cell runs with that choice.
 
 A learner with an empty space (the oracle) gets 0 trials. Hyperparameters the user fixed
 (``[learners.<name>]``, a sweep's hyperparameters or grid point) are held fixed: they are
@@ -60,6 +62,8 @@ class TuningResult:
     trace: list[dict[str, Any]] = field(default_factory=list)
     space: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the seeds whose streams' warm-up waves the trials were scored on (set by the sweep)
+    seeds: list[int] = field(default_factory=list)
 
     def as_log(self) -> dict[str, Any]:
         """JSON-able form, stored in the run's log under ``"tuning"``."""
