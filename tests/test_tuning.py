@@ -5,6 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from test_gss import DATA_OK, write_survey, write_toml
@@ -13,8 +14,9 @@ from test_sweep import TINY, toml_text
 
 from simlab.cli import main
 from simlab.experiment.config import Scenario, ScenarioError, load_scenario
+from simlab.experiment.executors import InlineExecutor, WorkerCrash
 from simlab.experiment.store import Store
-from simlab.experiment.sweep import plan_cells, report_from_store, run_sweep
+from simlab.experiment.sweep import LearnerSpec, plan_cells, report_from_store, run_sweep
 from simlab.learners import available, learner_class
 from simlab.learners import tuning as tuning_mod
 from simlab.learners.base import Budget, Choice, Float, Int
@@ -202,3 +204,103 @@ def test_a_scenario_can_switch_off_inherited_tuning(tmp_path: Path) -> None:
     child = tmp_path / "untuned.toml"
     child.write_text(f'extends = "{base.source}"\n[evaluation]\ntuning = false\n')
     assert load_scenario(child).evaluation.tuning is None
+
+
+# --- the tuning phase: once per learner, shared by its seeds ----------------------------------
+def _count_tune(monkeypatch, fail: str | None = None) -> list[tuple[str, int]]:
+    """Patch ``tune`` to record (learner, number of streams) per call; ``fail``: raise for it."""
+    calls: list[tuple[str, int]] = []
+    real = tuning_mod.tune
+
+    def counted(name, base, streams, **kw):
+        calls.append((name, len(streams)))
+        if name == fail:
+            raise RuntimeError("tuning broken on purpose")
+        return real(name, base, streams, **kw)
+
+    monkeypatch.setattr(tuning_mod, "tune", counted)
+    return calls
+
+
+def _tuning_logs(db: Path) -> dict[tuple[str, int], dict]:
+    with Store(db) as store:
+        rows = store._con.execute("SELECT learner, seed, log FROM runs WHERE status != 'failed'"
+                                  ).fetchall()
+    return {(lr, seed): json.loads(log)["tuning"] for lr, seed, log in rows}
+
+
+def test_a_sweep_tunes_each_learner_once_on_its_first_seeds(tmp_path: Path, monkeypatch) -> None:
+    calls = _count_tune(monkeypatch)
+    db, sc = tmp_path / "r.db", Scenario.from_dict(TUNED)
+    s = run_sweep(sc, seeds=3, store=db, executor="inline", quiet=True)
+    assert s.ok == 9 and sorted(calls) == [("oracle", 2), ("partial_pooling", 2), ("scratch", 2)]
+    logs = _tuning_logs(db)
+    for learner in ("scratch", "partial_pooling"):
+        per_seed = [logs[learner, seed] for seed in range(3)]
+        assert all(t["seeds"] == [0, 1] and t["shared"] for t in per_seed)
+        assert all(t["best_params"] == per_seed[0]["best_params"] for t in per_seed)
+    calls.clear()
+    assert run_sweep(sc, seeds=3, store=db, executor="inline", quiet=True).skipped == 9
+    assert calls == []                      # all done: nothing tuned
+    s = run_sweep(sc, seeds=4, store=db, executor="inline", quiet=True)
+    assert s.ok == 3 and len(calls) == 3    # seed 3 missing: its learners re-tuned, same choice
+    logs = _tuning_logs(db)
+    assert logs["scratch", 3]["best_params"] == logs["scratch", 0]["best_params"]
+
+
+def test_inline_and_process_tuning_give_identical_records(tmp_path: Path) -> None:
+    from test_sweep import _metrics
+
+    sc = Scenario.from_dict({**TUNED, "evaluation": {**TUNED["evaluation"],
+                                                     "learners": ["scratch", "oracle"]}})
+    dbs = {ex: tmp_path / f"{ex}.db" for ex in ("inline", "process")}
+    for ex, db in dbs.items():
+        assert run_sweep(sc, seeds=2, store=db, executor=ex, jobs=2, quiet=True).ok == 4
+    pd.testing.assert_frame_equal(_metrics(dbs["inline"]), _metrics(dbs["process"]))
+    drop = ("seconds", "trace")
+    logs = [{k: {f: v for f, v in t.items() if f not in drop} for k, t in
+             _tuning_logs(db).items()} for db in dbs.values()]
+    assert logs[0] == logs[1]
+    values = [{k: [x["value"] for x in t["trace"]] for k, t in _tuning_logs(db).items()}
+              for db in dbs.values()]
+    assert values[0] == values[1]
+
+
+def test_a_failing_tuning_job_fails_only_its_learners_cells(tmp_path: Path, monkeypatch) -> None:
+    _count_tune(monkeypatch, fail="scratch")
+    s = run_sweep(Scenario.from_dict(TUNED), seeds=2, store=tmp_path / "r.db",
+                  executor="inline", quiet=True)
+    assert s.ok == 4 and s.failed == 2
+    assert all("scratch" in cell and reason.startswith("tuning failed: RuntimeError")
+               for cell, _, reason in s.failures)
+
+
+class _CrashTuning(InlineExecutor):
+    """An inline executor whose worker 'dies' on the tuning job of ``partial_pooling``."""
+
+    def map_unordered(self, fn, items):
+        for item, value in super().map_unordered(fn, items):
+            crashed = isinstance(item, tuple) and getattr(item[1], "label", "") == \
+                "partial_pooling"
+            yield item, WorkerCrash(-9, 2, "oom") if crashed else value
+
+
+def test_a_crashed_tuning_worker_fails_only_its_learners_cells(tmp_path: Path) -> None:
+    s = run_sweep(Scenario.from_dict(TUNED), seeds=2, store=tmp_path / "r.db",
+                  executor=_CrashTuning(), quiet=True)
+    assert s.ok == 4 and s.failed == 2
+    assert all("partial_pooling" in cell and "tuning crashed" in reason and "SIGKILL" in reason
+               for cell, _, reason in s.failures)
+
+
+def test_the_cell_key_includes_the_tuning_seeds() -> None:
+    def keys(seeds, tuning_seeds):
+        sc = Scenario.from_dict({**TUNED, "evaluation": {
+            **TUNED["evaluation"], "tuning": {"trials": 2, "seeds": tuning_seeds}}})
+        return {j.cell.seed: j.cell.key for j in plan_cells([sc], [LearnerSpec("scratch")],
+                                                             seeds)}
+    assert keys([0, 1], 2) == keys([0, 1], 2)
+    assert not set(keys([0, 1], 1).values()) & set(keys([0, 1], 2).values())
+    assert keys([1, 2], 2)[1] != keys([0, 1], 2)[1]     # tuned on seeds 1, 2 vs 0, 1
+    jobs = plan_cells([Scenario.from_dict(TUNED)], [LearnerSpec("scratch")], [4, 2, 7])
+    assert {j.tuning_seeds for j in jobs} == {(2, 4)}
