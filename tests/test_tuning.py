@@ -304,3 +304,16 @@ def test_the_cell_key_includes_the_tuning_seeds() -> None:
     assert keys([1, 2], 2)[1] != keys([0, 1], 2)[1]     # tuned on seeds 1, 2 vs 0, 1
     jobs = plan_cells([Scenario.from_dict(TUNED)], [LearnerSpec("scratch")], [4, 2, 7])
     assert {j.tuning_seeds for j in jobs} == {(2, 4)}
+
+
+def test_report_shows_one_row_per_shared_tuning() -> None:
+    from simlab.report.tuning import tuning_section
+
+    shared = {"trials": 2, "best_params": {"l2": 0.01}, "best_value": 0.5, "shared": True,
+              "seeds": [0, 1], "trace": [{"state": "complete"}] * 2, "space": {}}
+    own = {**shared, "shared": False, "seeds": []}
+    runs = pd.DataFrame({"learner": ["scratch"] * 6 + ["maml"] * 2, "seed": [*range(6), 0, 1],
+                         "tuning": [json.dumps(shared)] * 6 + [json.dumps(own)] * 2})
+    rows = tuning_section(runs)["table"]["rows"]
+    assert [r[:2] for r in rows] == [["maml", "0"], ["maml", "1"],
+                                     ["scratch", "0-5 (tuned on 0, 1)"]]

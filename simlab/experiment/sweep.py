@@ -6,6 +6,11 @@ learner of a (scenario, seed) reads the identical stream (generated once, cached
 ``Scenario.stream``), and workers run torch single-threaded. The parent alone writes to the
 store, one transaction per finished cell, so a killed sweep loses at most the cells in flight
 and re-running the same sweep skips the cells already finished (failed cells are retried).
+
+Tuned comparisons (``[evaluation.tuning]``) tune each learner once, not once per seed: after
+the streams are prepared and before any cell runs, one job per learner (on the same executor)
+searches its space on the warm-up waves of the sweep's first ``tuning.seeds`` seeds' streams;
+every cell of that learner then runs with the choice. Those seeds are part of the cell key.
 """
 from __future__ import annotations
 
