@@ -471,7 +471,7 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     shared = config if config and not set(config) <= set(names) else None
     ctx = {"title": title, "version": __version__, "sections": sections,
            "config": json.dumps(shared, indent=2, default=str) if shared else None,
-           "baselines": ", ".join(BASELINES), "oracle": ORACLE, "reference": REFERENCE,
+           "baselines": ", ".join(BASELINES) + " (and their cpd: wrappers)", "oracle": ORACLE, "reference": REFERENCE,
            "options": opt, "min_seeds": MIN_SEEDS,
            "any_oracle": any(s["has_oracle"] for s in sections),
            "all_oracle": all(s["has_oracle"] for s in sections)}
