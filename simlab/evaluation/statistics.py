@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from simlab.evaluation.metrics import SummaryOptions, summarize, wave_curve
+from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, summarize
 
 #: the methods survey methodologists already use; ``cpd:NAME`` of one of them is one too
 BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "dynamic_mlm")
@@ -122,26 +122,44 @@ def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
                        learner_name=name.astype(str))
 
 
-def run_summaries(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame | None = None,
-                  options: SummaryOptions | None = None) -> pd.DataFrame:
-    """One row per run: scenario, seed, learner, label, learner_name, status +
-    :func:`metrics.summarize`.
+IDENTITY = ["run_id", "scenario", "seed", "learner", "label", "learner_name", "status"]
 
-    Runs without records (failed) get only their identity columns.
+
+def run_summaries(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame | None = None,
+                  options: SummaryOptions | None = None, stored: pd.DataFrame | None = None
+                  ) -> pd.DataFrame:
+    """One row per run (in ``runs``' order): scenario, seed, learner, label, learner_name,
+    status + :func:`metrics.summarize`.
+
+    Runs without records (failed) get only their identity columns. ``stored``: the store's
+    ``summaries`` frame (run_id, name, value), which ``evaluate`` wrote from the same
+    ``summarize`` of the same records and shifts (so pass it only when ``options`` are the
+    sweep's): a run with records and stored rows takes them as they are; only a run with
+    records and none is summarised here (reading 10,000 stored runs costs one pivot,
+    recomputing them a minute).
     """
     runs = _labelled(runs)
-    by_run = dict(tuple(metrics.groupby("run_id"))) if len(metrics) else {}
-    by_stream = (dict(tuple(shifts.groupby(["scenario", "seed"])))
-                 if shifts is not None and len(shifts) else {})
-    rows = []
-    for r in runs.itertuples(index=False):
-        row = {"run_id": r.run_id, "scenario": r.scenario, "seed": r.seed, "learner": r.learner,
-               "label": r.label, "learner_name": r.learner_name, "status": r.status}
-        rec = by_run.get(r.run_id)
-        if rec is not None and len(rec):
-            row.update(summarize(rec, by_stream.get((r.scenario, r.seed)), options))
-        rows.append(row)
-    return pd.DataFrame(rows)
+    ident = runs[IDENTITY].reset_index(drop=True)
+    recorded = set(pd.unique(metrics["run_id"])) if len(metrics) else set()
+    wide = pd.DataFrame(index=pd.Index([], name="run_id"))
+    if stored is not None and len(stored):
+        st = stored[stored["run_id"].isin(recorded)].drop_duplicates(["run_id", "name"],
+                                                                     keep="last")
+        wide = st.pivot(index="run_id", columns="name", values="value")
+    todo = [rid for rid in ident["run_id"] if rid in recorded and rid not in wide.index]
+    if todo:
+        by_run = dict(tuple(metrics[metrics["run_id"].isin(todo)].groupby("run_id")))
+        by_stream = (dict(tuple(shifts.groupby(["scenario", "seed"])))
+                     if shifts is not None and len(shifts) else {})
+        stream = ident.set_index("run_id")
+        fresh = pd.DataFrame([summarize(by_run[rid], by_stream.get(
+            (stream.at[rid, "scenario"], stream.at[rid, "seed"])), options) for rid in todo],
+            index=pd.Index(todo, name="run_id"))
+        wide = fresh if wide.empty else pd.concat([wide, fresh])
+    if wide.empty and not len(wide.columns):
+        return ident
+    wide.columns.name = None
+    return ident.join(wide, on="run_id")
 
 
 def leaderboard(summaries: pd.DataFrame, columns: Sequence[str] = LEADERBOARD_COLUMNS,
@@ -172,25 +190,33 @@ def comparison_metric(metrics: pd.DataFrame) -> str:
     return "excess_loss" if (metrics["metric"] == "excess_loss").any() else "loss"
 
 
-def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
+                cubes: dict[int, dict[str, Cube]] | None = None) -> pd.DataFrame:
     """Per-wave scores for paired tests: scenario, seed, label, learner_name, wave, value (one
-    row per cell).
+    row per cell; runs by ascending id, waves ascending).
 
     Runs without records are skipped; a repeated (scenario, seed, label) keeps its last run.
+    ``cubes``: :func:`metrics.run_cubes` of ``metrics`` holding ``metric`` (computed when None;
+    pass it to share one pass over the records with the figures).
     """
     runs = _labelled(runs).drop_duplicates(["scenario", "seed", "label"], keep="last")
-    parts = []
-    for run_id, rec in metrics[metrics["run_id"].isin(runs["run_id"])].groupby("run_id"):
-        curve = wave_curve(rec, metric)
-        if curve.empty:
-            continue
-        r = runs.loc[runs["run_id"] == run_id].iloc[0]
-        parts.append(pd.DataFrame({"scenario": r["scenario"], "seed": r["seed"],
-                                   "label": r["label"], "learner_name": r["learner_name"],
-                                   "wave": curve.index.to_numpy(),
-                                   "value": curve.to_numpy()}))
     cols = ["scenario", "seed", "label", "learner_name", "wave", "value"]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+    if cubes is None:
+        cubes = run_cubes(metrics[metrics["run_id"].isin(runs["run_id"])], [metric])
+    meta = runs.set_index("run_id")
+    ids, waves, values = [], [], []
+    for rid in sorted(set(cubes) & set(meta.index)):
+        cube = cubes[rid].get(metric)
+        if cube is None:
+            continue
+        ids.append(np.full(cube.waves.size, rid))
+        waves.append(cube.waves)
+        values.append(cube.at_steps("max").mean(axis=1))   # = metrics.wave_curve
+    if not ids:
+        return pd.DataFrame(columns=cols)
+    rid = np.concatenate(ids)
+    who = meta.loc[rid, ["scenario", "seed", "label", "learner_name"]].reset_index(drop=True)
+    return who.assign(wave=np.concatenate(waves), value=np.concatenate(values))[cols]
 
 
 # --------------------------------------------------------------------------- paired comparison

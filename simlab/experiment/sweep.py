@@ -441,7 +441,7 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
     names = list(dict.fromkeys(frames["runs"]["scenario"]))
     return build_report(frames["runs"], frames["metrics"], frames["shifts"], Path(out_dir),
                         title or f"simlab: {', '.join(names)}", configs, options=options,
-                        figures=figures)
+                        figures=figures, summaries=frames["summaries"])
 
 
 # --- sweep files ------------------------------------------------------------------------------
