@@ -263,7 +263,7 @@ def run_cubes(records: pd.DataFrame, names: Sequence[str] | None = None
     values it has rows for), so the cubes equal :func:`cubes` of the run's records.
     """
     run = records["run_id"].to_numpy()
-    out: dict[int, dict[str, Cube]] = {int(r): {} for r in np.unique(run)}
+    out: dict[int, dict[str, Cube]] = {r: {} for r in np.unique(run).tolist()}
     codes, metric_names = pd.factorize(records["metric"])
     cols = [records[c].to_numpy() for c in ("wave", "shots", "steps")]
     value = records["value"].to_numpy(np.float64)
@@ -281,13 +281,13 @@ def run_cubes(records: pd.DataFrame, names: Sequence[str] | None = None
         # per run and axis: which of the metric's axis values the run has rows for
         own = [has.any(axis=tuple(j for j in (1, 2, 3) if j != ax)) for ax in (1, 2, 3)]
         complete = np.logical_and.reduce([o.all(1) for o in own])
-        for j, rid in enumerate(rids):
+        for j, rid in enumerate(rids.tolist()):
             if complete[j]:
                 cube = Cube(*axes, dense[j])
             else:
                 m = [o[j] for o in own]
                 cube = Cube(*(a[k] for a, k in zip(axes, m)), dense[j][np.ix_(*m)])
-            out[int(rid)][str(name)] = cube
+            out[rid][str(name)] = cube
     return out
 
 

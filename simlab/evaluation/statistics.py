@@ -209,12 +209,12 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
         cube = cubes[rid].get(metric)
         if cube is None:
             continue
-        ids.append(np.full(cube.waves.size, rid))
+        ids.append([rid] * cube.waves.size)
         waves.append(cube.waves)
         values.append(cube.at_steps("max").mean(axis=1))   # = metrics.wave_curve
     if not ids:
         return pd.DataFrame(columns=cols)
-    rid = np.concatenate(ids)
+    rid = [r for part in ids for r in part]
     who = meta.loc[rid, ["scenario", "seed", "label", "learner_name"]].reset_index(drop=True)
     return who.assign(wave=np.concatenate(waves), value=np.concatenate(values))[cols]
 
