@@ -100,3 +100,10 @@ def test_report_from_stored_summaries_is_the_recomputed_report(frames, tmp_path)
     assert "beats" in a["markdown"].read_text() or "too few seeds" in a["markdown"].read_text()
     figs = [k for k in a if "/" in k]
     assert figs and all(a[k].read_bytes() == b[k].read_bytes() for k in figs)
+
+
+def test_a_summaries_frame_without_its_columns_is_named(frames, tmp_path):
+    runs, mets, shifts = frames
+    with pytest.raises(ValueError, match=r"summaries frame lacks column\(s\) \['value'\]"):
+        build_report(runs, mets, shifts, tmp_path, "t",
+                     summaries=pd.DataFrame({"run_id": [1], "name": ["mean_loss"]}))

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -253,7 +253,7 @@ def cubes(records: pd.DataFrame) -> dict[str, Cube]:
 
 
 def run_cubes(records: pd.DataFrame, names: Sequence[str] | None = None
-              ) -> dict[int, dict[str, Cube]]:
+              ) -> dict[Any, dict[str, Cube]]:
     """:func:`cubes` of every run in ``records`` (``run_id`` + ``RECORD_COLUMNS``) at once:
     run id (ascending; every run of ``records``, an empty dict where it lacks the metrics) ->
     metric -> :class:`Cube`, only the metrics in ``names`` (None: all).
@@ -263,7 +263,7 @@ def run_cubes(records: pd.DataFrame, names: Sequence[str] | None = None
     values it has rows for), so the cubes equal :func:`cubes` of the run's records.
     """
     run = records["run_id"].to_numpy()
-    out: dict[int, dict[str, Cube]] = {r: {} for r in np.unique(run).tolist()}
+    out: dict[Any, dict[str, Cube]] = {r: {} for r in np.unique(run).tolist()}
     codes, metric_names = pd.factorize(records["metric"])
     cols = [records[c].to_numpy() for c in ("wave", "shots", "steps")]
     value = records["value"].to_numpy(np.float64)

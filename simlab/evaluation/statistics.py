@@ -191,7 +191,7 @@ def comparison_metric(metrics: pd.DataFrame) -> str:
 
 
 def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
-                cubes: dict[int, dict[str, Cube]] | None = None) -> pd.DataFrame:
+                cubes: dict[object, dict[str, Cube]] | None = None) -> pd.DataFrame:
     """Per-wave scores for paired tests: scenario, seed, label, learner_name, wave, value (one
     row per cell; runs by ascending id, waves ascending).
 

@@ -393,7 +393,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     return section, files
 
 
-def _figures(name: str, per_run: dict[int, dict[str, Any]], summaries: pd.DataFrame,
+def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFrame,
              shifts: pd.DataFrame, metric: str, out_dir: Path, section: dict[str, Any],
              labels: dict[int, str], reference: str | None, effects: pd.DataFrame
              ) -> dict[str, Path]:
@@ -467,6 +467,8 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     _check_frame(runs, "runs", RUN_COLUMNS)
     _check_frame(metrics, "metrics", ["run_id"] + RECORD_COLUMNS)
     _check_frame(shifts, "shifts", ["scenario", "seed"] + SHIFT_COLUMNS)
+    if summaries is not None:
+        _check_frame(summaries, "summaries", ["run_id", "name", "value"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opt = options or SummaryOptions()
