@@ -7,6 +7,8 @@ from __future__ import annotations
 from simlab._lazy import lazy_exports
 
 __version__ = "0.1.0"
+#: the results store when none is named (``simlab run``, ``run_sweep``, ``Store()``)
+DEFAULT_DB = "results/simlab.db"
 
 _LAZY = {
     "load_scenario": "simlab.experiment.config",

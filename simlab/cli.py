@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simlab import __version__
+from simlab import DEFAULT_DB, __version__
 from simlab.errors import SimlabError
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.sweep import SweepSummary
 
-DEFAULT_DB = "results/simlab.db"
 DEMO_SCENARIO = "opinion_shift"
 #: one member of each meta-learning family (MAML, head-only, meta-LSTM, metric) and every
 #: baseline, slowest first so the workers finish together. Left out for time (run them with
@@ -215,13 +214,59 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 # --- run / sweep / demo -----------------------------------------------------------------------
 def add_twin(p: argparse.ArgumentParser) -> None:
-    from simlab.experiment.twin import add_twin_arguments
-    add_twin_arguments(p)
+    p.add_argument("scenario", help="survey scenario (a TOML file with a [data] section)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="where to write the twin (default: <name>_twin.toml next to the "
+                        "survey's file)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="twin stream seed the calibration runs on (default 0; the next seed is "
+                        "the out-of-sample check)")
+    p.add_argument("--rounds", type=int, default=4, help="calibration rounds (default 4)")
+    p.add_argument("--heterogeneity", type=float, default=0.5,
+                   help="how far the twin's communities differ (traits, effects; default 0.5, "
+                        "0 = all alike): the starting value, calibrated to the survey's "
+                        "between-group spread of effects")
+    p.add_argument("--fixed-heterogeneity", action="store_true",
+                   help="keep --heterogeneity as given (do not match the effect spread)")
+    run = p.add_argument_group("compare", "run the survey and the twin, then report them side "
+                                          "by side")
+    run.add_argument("--report", default=None, metavar="DIR",
+                     help="run both (finished cells in --db are skipped) and write the "
+                          "side-by-side report to DIR")
+    run.add_argument("--db", default=None, metavar="PATH",
+                     help=f"results store (SQLite; default {DEFAULT_DB})")
+    run.add_argument("--learners", "-l", type=_names, default=None, metavar="A,B",
+                     help="learners (default: the survey's evaluation.learners; the twin also "
+                          "runs the oracle)")
+    run.add_argument("--seeds", "-s", type=_seeds, default=None, metavar="N|A,B",
+                     help="a seed count N (seeds 0..N-1) or a list (default: the survey's)")
+    _add_workers(run)
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
-    from simlab.experiment.twin import cmd_twin as write_and_compare
-    return write_and_compare(args)
+    """Write the simulated twin of a survey scenario, print how well it matches, and with
+    ``--report`` run both and write the side-by-side report."""
+    from simlab.experiment.twin import load_survey, fit_twin, run_twin, write_fit
+    from simlab.report.twin import twin_report
+
+    survey = load_survey(args.scenario)
+    fit = fit_twin(survey, seed=args.seed, rounds=args.rounds,
+                   heterogeneity=args.heterogeneity, match_spread=not args.fixed_heterogeneity)
+    out = write_fit(survey, fit, args.output)
+    print(fit.summary())
+    print(f"wrote {out}")
+    if args.report is None:
+        print(f"compare them: simlab twin {args.scenario} --report reports/{survey.name}")
+        return 0
+    run = run_twin(survey, out, learners=args.learners, seeds=args.seeds,
+                   db=args.db or DEFAULT_DB, executor=args.executor, jobs=args.jobs,
+                   quiet=args.quiet)
+    for summary in run.summaries:
+        print(summary)
+    files = twin_report(run, args.report)
+    for kind in ("html", "markdown", "report_html"):
+        print(f"{kind:<12} {files[kind]}")
+    return 0
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
@@ -371,10 +416,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report(db: str | Path, out: Path, scenario: str | Sequence[str] | None,
             title: str | None) -> dict[str, Path]:
-    from simlab.experiment.sweep import report_from_store
+    from simlab.report import store_report
 
     with _open_store(str(db)) as store:
-        files = report_from_store(store, out, scenario, title)
+        files = store_report.report_from_store(store, out, scenario, title)
     for kind in ("html", "markdown"):
         print(f"{kind:<9} {files[kind]}")
     return files

@@ -116,7 +116,7 @@ class EpisodesSpec(_Strict):
 
 
 class TuningSpec(_Strict):
-    """Equal-budget tuning (``simlab.learners.tuning``): every learner gets ``trials`` Optuna
+    """Equal-budget tuning (``simlab.evaluation.tuning``): every learner gets ``trials`` Optuna
     trials over its ``search_space``, scored inside the warm-up waves only (fit on the earlier
     ones, score the last); the oracle (empty space) gets none."""
 
@@ -299,7 +299,7 @@ class ScenarioBase(StrictModel):
         tu, ev = self.evaluation.tuning, self.evaluation
         if tu is None:
             return []
-        from simlab.learners.tuning import check_tuning, resolve_space
+        from simlab.evaluation.tuning import check_tuning, resolve_space
 
         out = []
         try:

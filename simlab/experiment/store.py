@@ -24,13 +24,14 @@ from typing import Any
 
 import pandas as pd
 
+import simlab
 from simlab import __version__
 from simlab.errors import StoreError
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS, RunResult
 
 #: bump when a table or column changes meaning; an older/newer store is refused, never altered
 SCHEMA_VERSION = 1
-DEFAULT_DB = Path("results") / "simlab.db"
+DEFAULT_DB = Path(simlab.DEFAULT_DB)
 STATUSES = ("ok", "diverged", "failed")
 FINISHED = ("ok", "diverged")   # a cell with one of these is done; "failed" is retried
 

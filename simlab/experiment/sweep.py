@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, ValidationError
 from tqdm.auto import tqdm
 
+from simlab import DEFAULT_DB
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, make_executor
-from simlab.experiment.store import Cell, CellError, Store, StoreError, to_json
+from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.learners.base import Learner
 from simlab.learners.registry import learner_class, make_learner
 from simlab.schema import StrictModel
@@ -195,7 +196,7 @@ def tuning_space(scenario: AnyScenario, spec: LearnerSpec, fixed: Mapping[str, A
                  ) -> dict[str, Any] | None:
     """The space tuning searches for this learner in this scenario (None: no tuning); the
     user's ``[evaluation.tuning.space.<name>]`` (by name or label) replaces the class's."""
-    from simlab.learners.tuning import resolve_space
+    from simlab.evaluation.tuning import resolve_space
 
     tu = scenario.evaluation.tuning
     if tu is None:
@@ -209,7 +210,7 @@ def tune_cell(job: Job, stream: Any, storage: str | Path | None = None) -> Any:
     seed); returns the ``TuningResult``. ``storage``: keep the Optuna study in this SQLite
     file (named scenario-learner-seed), else in memory."""
     from simlab.learners.base import Budget
-    from simlab.learners.tuning import tune
+    from simlab.evaluation.tuning import tune
 
     sc, cell = job.scenario, job.cell
     tu = sc.evaluation.tuning
@@ -307,7 +308,7 @@ def _is_scenario(obj: object) -> bool:
 def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnyScenario,
               learners: Sequence[str | type[Learner] | LearnerSpec] | None = None,
               seeds: int | Sequence[int] | None = None,
-              store: Store | str | Path = "results/simlab.db",
+              store: Store | str | Path = DEFAULT_DB,
               executor: str | Executor | None = "process", jobs: int | None = None,
               quiet: bool = False, grid: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
               scheduler: str | None = None, device: str = "cpu") -> SweepSummary:
@@ -403,35 +404,6 @@ def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
         summary.ok += 1
 
 
-# --- reports ---------------------------------------------------------------------------------
-def report_from_store(store: Store | str | Path, out_dir: str | Path,
-                      scenario: str | Sequence[str] | None = None,
-                      title: str | None = None, *, figures: bool = True) -> dict[str, Path]:
-    """Build the comparison report of the store's latest comparison of each scenario (or of
-    ``scenario``: one name or several) into ``out_dir``; returns the written files
-    (``figures`` False: text and tables only)."""
-    from simlab.evaluation.metrics import SummaryOptions
-    from simlab.report import build_report
-
-    if isinstance(store, Store):
-        frames = store.frames(scenario)
-    else:
-        with Store(store, create=False) as db:
-            frames = db.frames(scenario)
-    if frames["runs"].empty:
-        where = store.path if isinstance(store, Store) else store
-        raise StoreError(f"results store {where} has no runs; run `simlab run SCENARIO "
-                         f"--db {where}` first")
-    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
-    tolerances = {c.get("evaluation", {}).get("recovery_tolerance") for c in configs.values()}
-    tol = tolerances.pop() if len(tolerances) == 1 else None
-    options = SummaryOptions(rel_tol=tol) if isinstance(tol, (int, float)) else None
-    names = list(dict.fromkeys(frames["runs"]["scenario"]))
-    return build_report(frames["runs"], frames["metrics"], frames["shifts"], Path(out_dir),
-                        title or f"simlab: {', '.join(names)}", configs, options=options,
-                        figures=figures)
-
-
 # --- sweep files ------------------------------------------------------------------------------
 class SweepFile(StrictModel):
     """A sweep TOML file (scenario paths relative to the file; db and report to the working
@@ -440,7 +412,7 @@ class SweepFile(StrictModel):
         scenarios = ["opinion_shift", "my_scenario.toml"]
         learners = ["maml", "protonet", "partial_pooling"]   # default: each scenario's list
         seeds = 5                                             # or [0, 3, 7]
-        db = "results/simlab.db"
+        db = "results/simlab.db"                              # the default
         report = "reports/my_sweep"                           # optional
         executor = "process"                                  # inline | process | dask
         jobs = 2
