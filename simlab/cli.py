@@ -67,16 +67,19 @@ def _add_db_positional(p: argparse.ArgumentParser) -> None:
 
 def _seeds(text: str) -> int | list[int]:
     """``5`` -> five seeds 0..4; ``0,3,7`` -> exactly those."""
+    from simlab.schema import check_seeds
+
     try:
-        if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
-        n = int(text)
+        seeds: int | list[int] = ([int(s) for s in text.split(",") if s.strip()] if "," in text
+                                  else int(text))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a seed count (e.g. 5) or a list of seeds (e.g. 0,3,7)") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"seed count {n} must be >= 1")
-    return n
+    try:
+        check_seeds(seeds, "--seeds")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return seeds
 
 
 def _wave_list(text: str) -> list[int]:
@@ -192,7 +195,7 @@ def _survey_ledger(scenario: Any, strict: bool) -> None:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from simlab.experiment.config import load_scenario
-    from simlab.tasks.stream import stream_summary
+    from simlab.tasks.summary import stream_summary
 
     scenario = load_scenario(args.scenario)
     if args.headroom:

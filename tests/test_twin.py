@@ -15,7 +15,7 @@ from simlab.experiment.survey_scenario import SurveyScenario
 from simlab.cli import main
 from simlab.experiment.twin import dumps_toml, fit_twin, survey_shape, write_fit, write_twin
 from simlab.report.twin import build_twin_report, rank_agreement, spearman
-from simlab.tasks.stream import generate_stream
+from simlab.society.run import generate_stream
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 SMALL = {"data": {"support": 10, "query": 20}, "evaluation": {"shots": [5, 10]}}

@@ -31,6 +31,7 @@ from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, make_executor
 from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.learners.base import Learner
+from simlab.schema import check_seeds
 from simlab.learners.registry import learner_class, make_learner
 from simlab.schema import StrictModel
 
@@ -165,10 +166,7 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
         if unknown:
             raise ValueError(f"grid for {', '.join(unknown)}: not among the learners "
                              f"{', '.join(sorted(s.display for s in specs))}")
-        run_seeds = list(seeds) if seeds is not None else list(range(sc.evaluation.seeds))
-        bad = [s for s in run_seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
-        if bad or not run_seeds:
-            raise ValueError(f"seeds {run_seeds!r} are invalid; give non-negative integers")
+        run_seeds = check_seeds(seeds if seeds is not None else sc.evaluation.seeds)
         fp, settings = comparison_fingerprint(sc), settings_of(sc)
         for spec in specs:
             points = _grid_points(grid.get(spec.display) or grid.get(spec.name))
@@ -321,13 +319,10 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
     t0 = time.perf_counter()
     scs = resolve_scenarios(scenarios)
     specs = None if learners is None else [LearnerSpec.of(x) for x in learners]
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ValueError(f"seeds={seeds} is invalid; give a count >= 1 or a list of seeds")
-        limits.check_sweep(seeds, seeds * len(scs) * len(specs or [None]))
-        seeds = list(range(seeds))
-    elif seeds is not None:
-        limits.check_sweep(len(seeds), len(seeds) * len(scs) * len(specs or [None]))
+    if seeds is not None:        # the limit first: a count of 10**9 never becomes a list
+        n = limits.count(seeds) if not isinstance(seeds, bool) else 0
+        limits.check_sweep(n, n * len(scs) * len(specs or [None]))
+        seeds = check_seeds(seeds)
     planned = plan_cells(scs, specs, seeds, grid, device)
     own_store = not isinstance(store, Store)
     db = Store(store) if own_store else store

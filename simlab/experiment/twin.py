@@ -427,7 +427,7 @@ def fidelity_rows(shape: SurveyShape, wave: np.ndarray, group: np.ndarray, signa
 
 def measure_twin(shape: SurveyShape, twin: Scenario, seed: int = 0) -> list[dict[str, Any]]:
     """The fidelity table of an existing twin scenario, measured on its ``seed`` stream."""
-    from simlab.tasks.stream import generate_stream
+    from simlab.society.run import generate_stream
 
     stream = generate_stream(twin, seed)
     wave, group = achieved_levels(stream, shape.n_groups)
@@ -460,7 +460,7 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
     coefficients; 0 = every community the same task): the starting value, calibrated to the
     survey's effect spread unless ``match_spread`` is False (then kept as given).
     """
-    from simlab.tasks.stream import generate_stream
+    from simlab.society.run import generate_stream
 
     if rounds < 1:
         raise ValueError(f"rounds={rounds} must be >= 1")
