@@ -16,6 +16,7 @@ _LAZY = {
     "SurveyScenario": "simlab.experiment.survey_scenario",
     "make_learner": "simlab.learners.registry",
     "evaluate": "simlab.evaluation.protocol",
+    "iter_evaluate": "simlab.evaluation.protocol",
     "Task": "simlab.tasks.task",
     "TaskStream": "simlab.tasks.task",
     "TaskBatch": "simlab.tasks.batch",
