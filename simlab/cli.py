@@ -485,11 +485,6 @@ COMMANDS: list[Command] = [
 ]
 
 
-def register_command(command: Command) -> None:
-    """Add (or replace) a subcommand, e.g. from another simlab module."""
-    COMMANDS[:] = [c for c in COMMANDS if c.name != command.name] + [command]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simlab", description="Few-shot meta-learners scored on simulated societies that "

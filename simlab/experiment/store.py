@@ -112,7 +112,8 @@ class CellError:
     seconds: float = 0.0
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current UTC time as stored in ``runs.started`` / ``runs.finished``."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -235,7 +236,7 @@ class Store:
             timings, log = {}, {"message": outcome.message}
         if status not in STATUSES:
             raise ValueError(f"run status {status!r} is not one of {STATUSES}")
-        finished = finished or _now()
+        finished = finished or utc_now()
         with self._transaction() as con:
             self._delete_cell(cell.key)
             cur = con.execute(

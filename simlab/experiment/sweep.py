@@ -17,7 +17,6 @@ import tomllib
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, make_executor
 from simlab.experiment.store import Cell, CellError, Store, to_json
+from simlab.experiment.store import utc_now as _now
 from simlab.learners.base import Learner
 from simlab.schema import check_seeds
 from simlab.learners.registry import learner_class, make_learner
@@ -222,10 +222,6 @@ def tune_cell(job: Job, stream: Any, storage: str | Path | None = None) -> Any:
 
 
 # --- what a worker does -------------------------------------------------------------------------
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def prepare_stream(item: tuple[str, int, AnyScenario]) -> str | None:
     """Generate and cache the stream of one (fingerprint, seed, scenario); returns the error
     text, if any (then every cell of that stream is recorded as failed with it)."""

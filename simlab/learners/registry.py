@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib
 import importlib.util
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
+
+from simlab._lazy import resolve_class
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.learners.base import Learner
@@ -52,14 +53,7 @@ def learner_class(name: str) -> type[Learner]:
                          " (or give package.module:Class).")
     from simlab.learners.base import Learner
 
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"learner {name!r}: cannot import {target!r} ({err})") from err
-    if not (isinstance(cls, type) and issubclass(cls, Learner)):
-        raise ValueError(f"learner {name!r}: {target!r} is not a simlab Learner subclass")
-    return cls
+    return resolve_class(target, Learner, f"learner {name!r}", "simlab Learner")
 
 
 def make_learner(name: str, **hyperparameters: Any) -> Learner:

@@ -38,7 +38,8 @@ from scipy import stats
 
 from simlab import DEFAULT_DB, __version__
 from simlab.evaluation.metrics import SummaryOptions
-from simlab.evaluation.statistics import ORACLE, compare, leaderboard, run_summaries, wave_scores
+from simlab.evaluation.statistics import (ORACLE, compare, label_names, leaderboard, run_summaries,
+                                          wave_scores)
 from simlab.experiment.store import Store
 from simlab.experiment.survey_scenario import SurveyScenario
 from simlab.experiment.twin import TwinRun, measure_twin, run_twin, survey_shape
@@ -136,9 +137,7 @@ def _board(frames: dict[str, pd.DataFrame], options: SummaryOptions) -> pd.DataF
 
 def _names(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
     """label -> registry name (the oracle is recognised by its registry name)."""
-    runs = frames["runs"]
-    col = runs["learner_name"] if "learner_name" in runs else runs["learner"]
-    return dict(zip(runs["learner"].astype(str), col.fillna(runs["learner"]).astype(str)))
+    return label_names(frames["runs"], "learner")
 
 
 def rank_agreement(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFrame],
