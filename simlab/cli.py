@@ -249,7 +249,7 @@ def add_twin(p: argparse.ArgumentParser) -> None:
 def cmd_twin(args: argparse.Namespace) -> int:
     """Write the simulated twin of a survey scenario, print how well it matches, and with
     ``--report`` run both and write the side-by-side report."""
-    from simlab.experiment.twin import load_survey, fit_twin, run_twin, write_fit
+    from simlab.experiment.twin import fit_twin, load_survey, run_twin, write_fit
     from simlab.report.twin import twin_report
 
     survey = load_survey(args.scenario)
