@@ -86,3 +86,33 @@ def test_editing_code_that_does_not_shape_streams_keeps_the_key(scenario, monkey
     _edit(maml.MAML.adapt, monkeypatch)
     run.code_digest.cache_clear()
     assert cache_key(scenario, 0) == before
+
+
+def test_editing_the_survey_adapter_changes_a_survey_scenarios_key(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    import simlab.experiment.survey_scenario as survey_scenario
+    import simlab.tasks.survey_data as survey_data
+    from simlab.experiment.config import load_scenario
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"year": np.repeat([2000, 2002, 2004], 60),
+                  "region": np.tile(np.repeat(["north", "south"], 30), 3),
+                  "age": rng.normal(45, 15, 180).round(),
+                  "y": rng.integers(0, 2, 180)}).to_csv(tmp_path / "s.csv", index=False)
+    (tmp_path / "s.toml").write_text(
+        '[data]\nsource = "s.csv"\ngroups = ["region"]\ntime = "year"\ntarget = "y"\n'
+        'features = ["age"]\nsupport = 5\nquery = 10\n'
+        '[evaluation]\nwarmup = 1\nshots = [5]\nsteps = [0]\nlearners = ["scratch"]\n')
+    sc = load_scenario(tmp_path / "s.toml")
+    survey_scenario._adapter_digest.cache_clear()
+    before = cache_key(sc, 0)
+    for fn in (survey_data.survey_stream, vars(type(sc))["generate_stream"],
+               stream_format.load_stream):
+        _edit(fn, monkeypatch)
+        survey_scenario._adapter_digest.cache_clear()
+        assert cache_key(sc, 0) != before, fn.__qualname__
+        monkeypatch.undo()
+        survey_scenario._adapter_digest.cache_clear()
+        assert cache_key(sc, 0) == before
