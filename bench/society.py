@@ -1,18 +1,25 @@
-"""Benchmark (run by hand, not a test): vectorised opinion society vs the per-agent Mesa version.
+"""Benchmark (run by hand, not a test): the society tick on its two paths, in one run.
 
-    python bench/society.py              # 1k, 10k, 100k agents + the 1,000,000-agent memory run
-    python bench/society.py --sizes 1000 --no-million
+    python bench/society.py                      # 1k, 10k, 100k agents, every family, + 1M
+    python bench/society.py --sizes 100000 --families opinion --no-million
+    python bench/society.py --ten-million        # also build, 5 ticks, survey at 10,000,000
 
-Both models run the same dynamics on the same planted-partition graph (mean degree 10,
-homophily 0.8, groups of 1,000); build time is excluded, only ``step`` is timed. The per-agent
-version runs fewer ticks at larger sizes to keep the wall time sane (ticks cost the same).
-Targets: >= 15 M agent-steps/s at 100k agents and >= 30x the per-agent version. The
-1,000,000-agent build + step + survey runs in a fresh child process, so its peak resident
-memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own; target < 4 GiB.
+For each family and size: the numpy reference tick and the fused numba tick
+(``simlab.society.kernels``) of the same society, and for the opinion model also the
+idiomatic per-agent Mesa version (bench/per_agent_opinion.py), all in this process, so the
+ratios compare like with like on the same (possibly shared) machine. Speed is agent-steps per
+second of wall time from the median tick (robust to other work on the machine); build time is
+excluded. ``same`` says whether the two paths ended in identical states. All families run on
+the same planted-partition graph (mean degree 10, homophily 0.8, groups of 1,000).
+
+Targets (100k agents, 2 cores): opinion >= 25 M agent-steps/s fused, every family >= 2x its
+numpy tick; the 1,000,000-agent society < 1 GiB and the 10,000,000-agent one < 8 GiB of peak
+resident memory (each run in a fresh child process, so ``ru_maxrss`` is its own).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import subprocess
@@ -26,13 +33,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from per_agent_opinion import PerAgentOpinionModel  # noqa: E402
 
+from simlab.society import kernels, society_class  # noqa: E402
 from simlab.society.graphs import planted_partition  # noqa: E402
-from simlab.society.opinion import OpinionParams, OpinionSociety  # noqa: E402
 from simlab.society.population import PopulationSpec, make_population  # noqa: E402
 from simlab.society.survey import SurveyDesign, sample_wave  # noqa: E402
 
 GROUP = 1000
-PARAMS = OpinionParams(eps=0.3, anchoring=0.2, media_push=0.02)
+PARAMS: dict[str, dict] = {
+    "opinion": dict(eps=0.3, anchoring=0.2, media_push=0.02),
+    "contagion": dict(p_innovation=0.01, threshold_mean=0.3),
+    "epidemic": dict(beta=0.08, seed_infected=0.01, import_rate=0.001),
+    "coevolving": dict(phi=0.5, act_share=0.05),
+}
+PLAN = {1_000: (200, 10), 10_000: (60, 3), 100_000: (20, 1)}
+"""agents -> (ticks timed per path, ticks of the per-agent version)."""
 
 
 def build(n: int, seed: int = 0) -> tuple:
@@ -42,30 +56,45 @@ def build(n: int, seed: int = 0) -> tuple:
     return graph, pop
 
 
-def steps_per_second(model, ticks: int, n: int) -> float:
-    model.step()  # warm caches and buffers
-    start = time.perf_counter()
+def median_tick(model, ticks: int) -> float:
+    """Median wall seconds of one ``step`` (after one untimed step: caches, JIT load)."""
+    model.step()
+    times = []
     for _ in range(ticks):
+        t0 = time.perf_counter()
         model.step()
-    return n * ticks / (time.perf_counter() - start)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
-def compare(n: int, fast_ticks: int, slow_ticks: int) -> tuple[float, float, float]:
-    graph, pop = build(n)
-    fast = OpinionSociety(graph, pop, PARAMS, rng=1)
-    slow = PerAgentOpinionModel(graph, pop, PARAMS, rng=1)
-    for _ in range(3):
-        fast.step()
-        slow.step()
-    diff = float(np.abs(fast.opinion - slow.opinions()).max())
-    return steps_per_second(fast, fast_ticks, n), steps_per_second(slow, slow_ticks, n), diff
+def _final_state(society) -> list[np.ndarray]:
+    return [np.asarray(getattr(society, name)) for name in society.state_names]
 
 
-def million(n: int = 1_000_000) -> None:
-    """Child process: build, step and survey an n-agent society; print timings and peak RSS."""
+def compare(family: str, n: int, graph, pop) -> dict:
+    """Both paths (and, for opinion, the per-agent version) on the same inputs."""
+    ticks, slow_ticks = PLAN.get(n, (10, 1))
+    cls = society_class(family)
+    out, states = {}, {}
+    for path in ("numpy", "numba"):
+        with kernels.use(path):
+            society = cls(graph, pop, cls.Params(**PARAMS[family]), rng=1)
+            out[path] = median_tick(society, ticks)
+            states[path] = _final_state(society)
+    out["same"] = all(np.array_equal(a, b) for a, b in zip(states["numpy"], states["numba"]))
+    if family == "opinion":
+        slow = PerAgentOpinionModel(graph, pop, cls.Params(**PARAMS[family]), rng=1)
+        out["per_agent"] = median_tick(slow, slow_ticks)
+    return out
+
+
+def big(n: int) -> None:
+    """Child process: build, 5 ticks and one survey wave of an n-agent opinion society."""
+    from simlab.society.opinion import OpinionParams, OpinionSociety
+
     t0 = time.perf_counter()
     graph, pop = build(n)
-    society = OpinionSociety(graph, pop, PARAMS, rng=1)
+    society = OpinionSociety(graph, pop, OpinionParams(**PARAMS["opinion"]), rng=1)
     t1 = time.perf_counter()
     for _ in range(5):
         society.step()
@@ -76,32 +105,45 @@ def million(n: int = 1_000_000) -> None:
     t3 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
     print(f"  {n:,} agents, {graph.adj.nnz // 2:,} ties, {len(tasks)} groups surveyed, "
-          f"{len(people)} Persons materialised")
+          f"{len(people)} Persons materialised, {kernels.describe()}")
     print(f"  build {t1 - t0:.1f} s, 5 steps {t2 - t1:.2f} s "
           f"({5 * n / (t2 - t1) / 1e6:.1f} M agent-steps/s), survey {t3 - t2:.2f} s")
-    print(f"  peak resident memory {peak:.2f} GiB (target < 4 GiB)")
+    print(f"  peak resident memory {peak:.2f} GiB")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[1_000, 10_000, 100_000])
-    ap.add_argument("--no-million", action="store_true")
-    ap.add_argument("--million-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--families", nargs="*", default=list(PARAMS), choices=list(PARAMS))
+    ap.add_argument("--no-million", action="store_true", help="skip the 1,000,000-agent run")
+    ap.add_argument("--ten-million", action="store_true",
+                    help="also build, step 5 ticks and survey 10,000,000 agents (minutes)")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.million_child:
-        million()
+    if args.child:
+        big(args.child)
         return
-    print(f"python {platform.python_version()}, mesa {mesa.__version__}, numpy {np.__version__}")
-    print(f"{'agents':>8} {'vectorised':>14} {'per-agent':>14} {'ratio':>7} {'max |diff|':>11}")
-    plan = {1_000: (500, 20), 10_000: (200, 5), 100_000: (50, 2)}
+    if kernels.numba is None:
+        sys.exit(f"numba is not importable here ({kernels.NUMBA_ERROR}): nothing to compare")
+    print(f"python {platform.python_version()}, mesa {mesa.__version__}, numpy {np.__version__}"
+          f", numba {kernels.numba.__version__}, {kernels.threads()} threads "
+          f"(SIMLAB_THREADS), {os.cpu_count()} CPUs")
+    print(f"{'family':<11}{'agents':>9} {'numpy':>10} {'numba':>10} {'fused/np':>9} "
+          f"{'per-agent':>10} {'fused/agent':>12}  same  (M agent-steps/s, median tick)")
     for n in args.sizes:
-        fast_ticks, slow_ticks = plan.get(n, (20, 2))
-        fast, slow, diff = compare(n, fast_ticks, slow_ticks)
-        print(f"{n:>8,} {fast / 1e6:>10.2f} M/s {slow / 1e6:>10.3f} M/s {fast / slow:>6.0f}x "
-              f"{diff:>11.1e}")
-    if not args.no_million:
-        print("1,000,000-agent society (fresh process):")
-        subprocess.run([sys.executable, __file__, "--million-child"], check=True)
+        graph, pop = build(n)
+        for family in args.families:
+            r = compare(family, n, graph, pop)
+            rate = {k: n / v / 1e6 for k, v in r.items() if k != "same"}
+            agent = (f"{rate['per_agent']:>10.3f} {r['per_agent'] / r['numba']:>11.0f}x"
+                     if "per_agent" in r else f"{'':>10} {'':>12}")
+            print(f"{family:<11}{n:>9,} {rate['numpy']:>10.2f} {rate['numba']:>10.2f} "
+                  f"{r['numpy'] / r['numba']:>8.1f}x {agent}  {'yes' if r['same'] else 'NO'}",
+                  flush=True)
+    runs = ([] if args.no_million else [1_000_000]) + ([10_000_000] if args.ten_million else [])
+    for n in runs:
+        print(f"{n:,}-agent opinion society (fresh process, fused path):", flush=True)
+        subprocess.run([sys.executable, __file__, "--child", str(n)], check=True)
 
 
 if __name__ == "__main__":

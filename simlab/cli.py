@@ -485,11 +485,29 @@ COMMANDS: list[Command] = [
 ]
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the package version and which society-kernel path runs (imported only
+    when asked for: numba and mesa take seconds to import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        try:
+            from simlab.society.kernels import describe
+            line, status = describe(), 0
+        except ValueError as err:        # a bad SIMLAB_KERNELS / SIMLAB_THREADS
+            line, status = f"society kernels: error: {err}", 1
+        print(f"simlab {__version__}\n{line}", file=sys.stderr if status else sys.stdout)
+        parser.exit(status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simlab", description="Few-shot meta-learners scored on simulated societies that "
         "keep changing. `simlab demo` runs the default comparison.")
-    parser.add_argument("--version", action="version", version=f"simlab {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and the "
+                        "active society-kernel path (numba or numpy), then exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--i-know", action="store_true",
                         help="lift the size limits (agents, groups, waves, seeds, memory)")

@@ -14,7 +14,8 @@ from simlab.learners.registry import available, learner_class
 SMALL = {"meta_lstm": {"hidden": (8,)}}
 
 
-@pytest.mark.parametrize("name", sorted(n for n in available() if ":" not in n))
+@pytest.mark.parametrize("name", sorted(n for n in available() if ":" not in n)
+                         + ["cpd:partial_pooling", "cpd:maml"])
 def test_builtin_learner_conforms(name):
     out = check_learner(learner_class(name), SMALL.get(name))
     assert "ok" in out.values(), out

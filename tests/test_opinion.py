@@ -70,6 +70,9 @@ def test_matches_the_per_agent_mesa_reference() -> None:
 
 def test_threaded_blocks_give_identical_results(monkeypatch) -> None:
     import simlab.society.opinion as opinion
+    from simlab.society import kernels
+
+    monkeypatch.setattr(kernels, "_BACKEND", "numpy")   # the blocks are the numpy path's
 
     one = society(seed=3, eps=0.5, media_push=0.02)
     monkeypatch.setattr(opinion, "MIN_BLOCK_EDGES", 40)
@@ -96,6 +99,9 @@ def test_threaded_blocks_give_identical_results(monkeypatch) -> None:
 
 def test_result_is_identical_for_any_thread_count(monkeypatch) -> None:
     import simlab.society.opinion as opinion
+    from simlab.society import kernels
+
+    monkeypatch.setattr(kernels, "_BACKEND", "numpy")   # the blocks are the numpy path's
 
     monkeypatch.setattr(opinion, "MIN_BLOCK_EDGES", 25)
     runs = []
@@ -124,6 +130,9 @@ def test_default_threads_respect_affinity_and_omp(monkeypatch) -> None:
     assert opinion._threads() == 3
     monkeypatch.setenv("SIMLAB_THREADS", "many")
     with pytest.raises(ValueError, match="SIMLAB_THREADS='many' must be a whole number"):
+        opinion._threads()
+    monkeypatch.setenv("SIMLAB_THREADS", "0")
+    with pytest.raises(ValueError, match="SIMLAB_THREADS='0' must be a whole number of threads >= 1"):
         opinion._threads()
 
 

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from simlab.evaluation import poststrat
 from simlab.evaluation.environment import numeric_environment, torch_threads
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
                                        shift_frame, summarize)
@@ -206,6 +207,7 @@ class _Run:
     adapt_s: float = 0.0
     meta_fit_cpu_s: float = 0.0
     adapt_cpu_s: float = 0.0
+    prevalence: list[np.ndarray] = dataclasses.field(default_factory=list)
     log: dict[str, Any] = dataclasses.field(default_factory=lambda: {
         "meta_fit": [], "divergence": [], "chunked": []})
 
@@ -235,14 +237,22 @@ class _Run:
         self.meta_fit_cpu_s += dc
         self.records.add(wave, 0, [0], "meta_fit_seconds", dt)
         self.records.add(wave, 0, [0], "meta_fit_cpu_seconds", dc)
+        if out and "cpd_prob" in out:           # cpd: wrappers: P(change at this wave), alarm
+            self.records.add(wave, 0, [0], "changepoint_prob", out["cpd_prob"])
+            self.records.add(wave, 0, [0], "changepoint", float(out.get("cpd_reset", 0.0)))
         self.log["meta_fit"].append({"wave": wave, **{k: v for k, v in (out or {}).items()
                                                       if isinstance(v, (int, float, str))}})
 
-    def _predict(self, batch: TaskBatch, wave: int) -> np.ndarray | None:
-        """adapt + predict on one batch; None when the learner raised a divergence error."""
+    def _predict(self, batch: TaskBatch, wave: int, cells: poststrat.WaveCells | None = None
+                 ) -> np.ndarray | None:
+        """adapt + predict on one batch; None when the learner raised a divergence error.
+        With population ``cells``, the poststratified prevalence goes to ``self.prevalence``."""
         sealed = _sealed(batch.to(self.device), self.learner.uses_oracle)
         try:
-            pred = self.learner.adapt(sealed, self.steps).predict(sealed)
+            adapted = self.learner.adapt(sealed, self.steps)
+            pred = adapted.predict(sealed)
+            if cells is not None:
+                self.prevalence.append(poststrat.predict_prevalence(adapted, sealed, cells))
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
                 raise
@@ -267,8 +277,11 @@ class _Run:
         full = TaskBatch.from_tasks(cut)
         batches = [full] if len(chunks) == 1 else [TaskBatch.from_tasks([cut[i] for i in idx])
                                                    for idx in chunks]
+        cells = None if self.learner.uses_oracle else poststrat.wave_cells(cut)
+        self.prevalence = []
         t0, c0 = time.perf_counter(), time.process_time()
-        preds = [self._predict(b, wave) for b in batches]
+        preds = [self._predict(b, wave, cells and cells.take(idx))
+                 for b, idx in zip(batches, chunks)]
         self._sync()
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         self.adapt_s += dt
@@ -288,6 +301,10 @@ class _Run:
         blown = self._blown_up(scores["loss"], full, y, weight)
         nonfinite = scores["diverged"].astype(bool)
         scores["diverged"] = (nonfinite | blown).astype(np.float64)
+        self.log["prevalence"] = "sample" if cells is None else cells.source
+        if cells is not None:                  # MRP: poststratified to the population cells
+            scores["prevalence_error"] = poststrat.wave_error(self.prevalence, cells, full,
+                                                              scores["loss"])
         for name, values in scores.items():
             self.records.add(wave, shots, self.steps, name, values)
         if nonfinite.any():
@@ -416,6 +433,8 @@ def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: S
             log[key] = [{"episode_shots": k, **e} for (_, (k,)), r in zip(parts, runs)
                         for e in r.log[key]]
     log["hyperparameters"] = learner.hyperparameters()
+    if hasattr(learner, "changepoints"):          # cpd: wrappers (learners/changepoint.py)
+        log["changepoints"] = list(learner.changepoints)
     log["wave_times"] = [str(t) for t in stream.meta.get("times", [])]   # survey years
     log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
                        "online": online, "tell_shifts": tell_shifts, "seed": seed,

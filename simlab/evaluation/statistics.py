@@ -31,8 +31,8 @@ loss (lower is better for both; on the same responses their paired differences a
 Cells where either learner diverged (NaN) are left out of the seed's mean and counted
 (``n_dropped``); a seed with no shared finite wave is left out.
 
-The **best baseline** of a scenario is the one of scratch, finetune, partial_pooling with the
-lowest mean comparison metric; the oracle (where there is one) is the ceiling, never a baseline.
+The **best baseline** of a scenario is the one of the baselines run (scratch, finetune,
+partial_pooling, dynamic_mlm and their ``cpd:`` wrappers) with the lowest mean comparison metric; the oracle (where there is one) is the ceiling, never a baseline.
 """
 from __future__ import annotations
 
@@ -48,8 +48,14 @@ from scipy import stats
 
 from simlab.evaluation.metrics import SummaryOptions, summarize, wave_curve
 
-BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling")
+#: the methods survey methodologists already use; ``cpd:NAME`` of one of them is one too
+BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "dynamic_mlm")
 ORACLE = "oracle"
+
+
+def is_baseline(name: str) -> bool:
+    """A baseline learner name (``cpd:`` wrappers of a baseline included)."""
+    return name.removeprefix("cpd:") in BASELINES
 REFERENCE = "partial_pooling"
 #: seeds from which the paired test gives a verdict (see the module docstring)
 MIN_SEEDS = 6
@@ -336,7 +342,8 @@ def _verdict(c: dict[str, object], name: str) -> str:
     if c["outcome"] == "beats":
         return f"{head}; it beats {ref}."
     tail = f"; it does not beat {ref}"
-    if c["reference_name"] == REFERENCE and c["learner_name"] not in BASELINES + (ORACLE,):
+    if c["reference_name"] == REFERENCE and not is_baseline(c["learner_name"]) \
+            and c["learner_name"] != ORACLE:
         tail += ": it has not earned its place"
     if c["outcome"] == "worse":
         tail += " (it is significantly worse)"
@@ -427,11 +434,12 @@ def _names(scores: pd.DataFrame) -> dict[str, str]:
     return scores.groupby("label")["learner_name"].first().astype(str).to_dict()
 
 
-def best_baseline(scores: pd.DataFrame, names: Sequence[str] = BASELINES) -> str | None:
+def best_baseline(scores: pd.DataFrame, names: Sequence[str] | None = None) -> str | None:
     """The label with the lowest mean score among learners named in ``names`` (default: the
-    baselines scratch, finetune, partial_pooling), if any was run."""
+    baselines, ``is_baseline``), if any was run."""
     lab_names = _names(scores)
-    mine = [lab for lab, n in lab_names.items() if n in names]
+    mine = [lab for lab, n in lab_names.items()
+            if (is_baseline(n) if names is None else n in names)]
     means = scores[scores["label"].isin(mine)].groupby("label")["value"].mean().dropna()
     return str(means.idxmin()) if len(means) else None
 
@@ -447,7 +455,7 @@ def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, alpha: flo
     for _, sc in scores.groupby("scenario", sort=False):
         refs = [r for r in dict.fromkeys([best_baseline(sc), best_baseline(sc, (REFERENCE,))])
                 if r is not None]
-        learners = [lab for lab, n in _names(sc).items() if n not in BASELINES + (ORACLE,)]
+        learners = [lab for lab, n in _names(sc).items() if not is_baseline(n) and n != ORACLE]
         learners.sort(key=list(sc["label"].unique()).index)
         tests = {(lab, ref): _test(sc, lab, ref, metric, alpha) for ref in refs
                  for lab in learners}

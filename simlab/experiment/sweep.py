@@ -9,6 +9,7 @@ and re-running the same sweep skips the cells already finished (failed cells are
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -30,6 +31,7 @@ from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, make_executor
 from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.experiment.store import utc_now as _now
+from simlab.tasks.stream import default_cache_dir
 from simlab.learners.base import Learner
 from simlab.schema import check_seeds
 from simlab.learners.registry import learner_class, make_learner
@@ -84,6 +86,9 @@ class Job:
     scenario: AnyScenario
     overrides: Mapping[str, Any]
     space: Mapping[str, Any] | None = None     # what tuning searches (None: not tuned)
+    #: the parent's stream cache (absolute), so every worker reads the stream prepared for
+    #: its (scenario, seed) whatever its working directory; None: the worker's default
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -222,12 +227,13 @@ def tune_cell(job: Job, stream: Any, storage: str | Path | None = None) -> Any:
 
 
 # --- what a worker does -------------------------------------------------------------------------
-def prepare_stream(item: tuple[str, int, AnyScenario]) -> str | None:
-    """Generate and cache the stream of one (fingerprint, seed, scenario); returns the error
-    text, if any (then every cell of that stream is recorded as failed with it)."""
-    _, seed, scenario = item
+def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScenario, str]
+                   ) -> str | None:
+    """Generate and cache the stream of one (fingerprint, seed, scenario[, cache dir]);
+    returns the error text, if any (then every cell of that stream is recorded as failed)."""
+    _, seed, scenario, *cache_dir = item
     try:
-        scenario.stream(seed)
+        scenario.stream(seed, cache_dir=cache_dir[0] if cache_dir else None)
         return None
     except Exception:  # noqa: BLE001 - recorded on every cell of this stream
         return traceback.format_exc()
@@ -255,7 +261,7 @@ def run_cell(job: Job) -> Outcome:
 
     started, t0 = _now(), time.perf_counter()
     try:
-        stream = job.scenario.stream(job.cell.seed)
+        stream = job.scenario.stream(job.cell.seed, cache_dir=job.cache_dir)
         tuned = None if job.space is None else tune_cell(job, stream)
         learner = make_learner(job.cell.learner_name,
                                **{**job.overrides, **(tuned.best_params if tuned else {})})
@@ -343,13 +349,19 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
 
 
 def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet: bool) -> None:
-    by_stream = {(j.cell.fingerprint, j.cell.seed): j.scenario for j in todo}
-    configs = {fp: sc.stored_config() for (fp, _), sc in by_stream.items()}
+    """Each (scenario, seed) stream is generated once, by one worker, before any cell runs;
+    the cells then read it from the parent's cache directory (on a cluster: a shared disk,
+    see docs/cluster.md), so no two workers ever generate the same stream."""
+    cache = str(default_cache_dir().resolve())
+    todo = [j if j.cache_dir else dataclasses.replace(j, cache_dir=cache) for j in todo]
+    by_stream = {(j.cell.fingerprint, j.cell.seed): j for j in todo}
+    configs = {fp: j.scenario.stored_config() for (fp, _), j in by_stream.items()}
     broken: dict[tuple[str, int], str] = {}
     bar = tqdm(total=len(by_stream), desc="streams", unit="stream", disable=quiet, leave=False)
     with bar:
-        for (fp, seed, _), err in ex.map_unordered(
-                prepare_stream, [(fp, seed, sc) for (fp, seed), sc in by_stream.items()]):
+        for (fp, seed, *_), err in ex.map_unordered(
+                prepare_stream, [(fp, seed, j.scenario, j.cache_dir)
+                                 for (fp, seed), j in by_stream.items()]):
             if err:
                 broken[fp, seed] = err.describe() if isinstance(err, WorkerCrash) else err
             bar.update()

@@ -45,9 +45,9 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from simlab.learners import nets
-from simlab.learners.base import Choice, Float, SearchSpace  # search spaces
-from simlab.learners.base import (Adapted, Budget, Learner, check_choice, check_int,
-                                  check_number, check_widths)
+from simlab.learners.base import (Adapted, Budget, Choice, Float, Int, Learner, SearchSpace,
+                                  check, check_choice, check_int, check_number, check_widths,
+                                  is_number)
 from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted,
                                       check_batch, check_query, check_steps, check_tasks,
                                       descend, fit_log, fit_loop, inner_update, labelled,
@@ -120,9 +120,15 @@ def _grad_hess(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Te
     else:
         resid = (eta - y) / sigma2
         curv = torch.ones(b, n, 1, 1, dtype=eta.dtype, device=eta.device) / sigma2
-    g = torch.einsum("bn,bnp,bno->bpo", w, x, resid).reshape(b, -1)
-    h = torch.einsum("bn,bnp,bnq,bnoc->bpoqc", w, x, x, curv).reshape(b, g.shape[1], -1)
-    return g, h
+    wx = w.unsqueeze(-1) * x                                          # [B, N, P]
+    g = (wx.transpose(1, 2) @ resid).reshape(b, -1)
+    p = x.shape[-1]
+    if o == 1:     # batched matmuls, not a 4-operand einsum (10x faster on CPU)
+        h = (wx * curv[..., 0, 0].unsqueeze(-1)).transpose(1, 2) @ x
+        return g, h.reshape(b, p, 1, p, 1).reshape(b, p, p)
+    a = (wx.unsqueeze(-1).unsqueeze(-1) * curv.unsqueeze(2)).reshape(b, n, -1)  # [B,N,P*O*C]
+    h = (a.transpose(1, 2) @ x).reshape(b, p, o, o, p).permute(0, 1, 2, 4, 3)
+    return g, h.reshape(b, p * o, p * o)
 
 
 def _objective(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
@@ -408,15 +414,25 @@ class PartialPooling(Learner):
     Model (Gelman & Hill 2007, ch. 12-14; random intercept and random slopes, independent):
     beta_t ~ N(beta_0, T), T = diag(tau^2) per coefficient; y | beta_t ~ logistic / multinomial
     / Gaussian(sigma2) GLM. ``meta_fit`` estimates (beta_0, T, sigma2) on the remembered past
-    tasks (all respondents; the last ``window`` tasks, or all if None) by Laplace-approximate EM
-    (at most ``em_iterations``, stopping once no estimate moves by more than ``tol``):
-    E-step: each task's posterior mode m_t (``fit_newton`` damped Newton iterations, warm
-    started) and covariance P_t = (H_t + T^-1)^-1; M-step: beta_0 = mean_t m_t,
-    tau^2 = mean_t [(m_t - beta_0)^2 + diag P_t] (floored at ``tau2_min``) and, for regression,
-    sigma2 = weighted mean of (y - x m_t)^2 + x P_t x^T. For Gaussian responses this is the exact
-    EM of the linear mixed model (Laird & Ware 1982); for logistic / multinomial it is the
-    Laplace (PQL-like) approximation of Breslow & Clayton (1993), which is accurate when past
-    tasks hold tens of respondents and biases tau^2 downward when they hold very few.
+    tasks (all respondents) by Laplace-approximate EM (at most ``em_iterations`` in the first
+    call and after ``reset_memory``, ``online_em_iterations`` in later ones, which start from the previous wave's
+    solution -- estimates and task modes -- so the EM carries on across waves as incremental
+    EM does, Neal & Hinton 1998; stopping once no estimate moves by more than ``tol``): E-step: each task's posterior mode m_t
+    (``fit_newton`` damped Newton iterations, warm started from the previous call's modes) and
+    covariance P_t = (H_t + T^-1)^-1; M-step, with task weights a_t: beta_0 = sum a_t m_t /
+    sum a_t, tau^2 = weighted mean of (m_t - beta_0)^2 + diag P_t (floored at ``tau2_min``)
+    and, for regression, sigma2 = weighted mean of (y - x m_t)^2 + x P_t x^T. For Gaussian
+    responses this is the exact EM of the linear mixed model (Laird & Ware 1982); for logistic /
+    multinomial it is the Laplace (PQL-like) approximation of Breslow & Clayton (1993), which
+    is accurate when past tasks hold tens of respondents and biases tau^2 downward when they
+    hold very few.
+
+    Forgetting (a changing society): the memory keeps the tasks of the last ``window`` waves
+    (None: all) and weights a task ``discount ** age`` (age in waves behind the newest
+    remembered wave; 1 = no discount), i.e. exponential forgetting as in discounted likelihood
+    / power priors (Ibrahim & Chen 2000). Waves are ``info["wave"]``; tasks without one count
+    each ``meta_fit`` call as a wave. ``reset_memory()`` forgets every task (the changepoint
+    wrapper's hook), keeping the current estimates as the next EM's start.
 
     ``adapt``: each task's MAP under N(beta_0, T), i.e. a GLM ridge-penalised toward beta_0
     with penalty 1/tau^2, by damped Newton iterations from beta_0 (``steps`` = iterations;
@@ -426,57 +442,100 @@ class PartialPooling(Learner):
     """
 
     name: ClassVar[str] = "partial_pooling"
+    search_space: ClassVar[dict] = {"window": Int(1, 20, log=True), "discount": Float(0.3, 1.0)}
 
     # the memory (tasks remembered); None: all
     search_space: ClassVar[SearchSpace] = {"window": Choice((None, 10, 20, 40, 80))}
 
     em_iterations: int = 50
+    online_em_iterations: int = 5
     fit_newton: int = 2
     tol: float = 1e-4
     tau2_init: float = 1.0
     tau2_min: float = 1e-4
     window: int | None = None
+    discount: float = 1.0
 
     def validate(self) -> None:
         n = self.name
         check_int(n, "em_iterations", self.em_iterations, 1)
+        check_int(n, "online_em_iterations", self.online_em_iterations, 1)
         check_int(n, "fit_newton", self.fit_newton, 1)
         check_number(n, "tol", self.tol, strict=False)
         check_number(n, "tau2_init", self.tau2_init)
         check_number(n, "tau2_min", self.tau2_min)
         if self.window is not None:
-            check_int(n, "window", self.window, 1, " (the most recent tasks to remember) or None "
-                      "for all")
+            check_int(n, "window", self.window, 1, " (the most recent waves to remember; 1 = "
+                      "only the last revealed wave) or None for all")
+        check(is_number(self.discount, 0.0) and self.discount <= 1.0, n, "discount",
+              self.discount, "it must be in (0, 1]: the weight of a task one wave older "
+              "(1 = no discount)")
 
     def build(self) -> None:
         shape = (self.spec.n_features + 1, self.spec.out_dim)
         self.beta0 = torch.zeros(shape, dtype=GLM_DTYPE, device=self.device)
         self.tau2 = torch.full(shape, float(self.tau2_init), dtype=GLM_DTYPE, device=self.device)
         self.sigma2 = torch.ones((), dtype=GLM_DTYPE, device=self.device)
-        self.memory: list[Task] = []
+        self._calls = 0
+        self.reset_memory()
+
+    def reset_memory(self) -> None:
+        """Forget every remembered task (the estimates stay, as the next EM's start, which
+        gets the full ``em_iterations``)."""
+        self._mem: dict[str, torch.Tensor] | None = None
+        self._warm = False
+
+    @property
+    def memory_size(self) -> int:
+        """How many tasks are remembered."""
+        return 0 if self._mem is None else int(self._mem["wave"].shape[0])
+
+    def _remember(self, tasks: Sequence[Task]) -> None:
+        """Append the new tasks (pooled, modes at beta_0), then drop those outside the window."""
+        xr, yr, wr = _pool(tasks, self.device)
+        new = {"x": _design(xr), "y": _encode(yr, self.spec.target, self.spec.n_classes),
+               "w": wr.to(GLM_DTYPE),
+               "modes": self.beta0.expand(len(tasks), *self.beta0.shape).clone(),
+               "wave": torch.as_tensor([int(t.info.get("wave", self._calls)) for t in tasks],
+                                       device=self.device)}
+        if self._mem is not None:
+            n = max(self._mem["x"].shape[1], new["x"].shape[1])
+            def fit(k: str, a: torch.Tensor) -> torch.Tensor:     # pad respondents (w = 0)
+                if k not in ("x", "y", "w") or a.shape[1] == n:
+                    return a
+                return F.pad(a, [0, 0] * (a.dim() - 2) + [0, n - a.shape[1]])
+
+            new = {k: torch.cat([fit(k, self._mem[k]), fit(k, v)]) for k, v in new.items()}
+        if self.window is not None:
+            keep = new["wave"] > new["wave"].max() - self.window
+            new = {k: v[keep] for k, v in new.items()}
+        self._mem = new
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Add ``tasks`` to the memory and re-estimate (beta_0, tau^2, sigma2) by EM."""
         check_tasks(self, tasks)
         start = time.perf_counter()
-        self.memory = [*self.memory, *tasks][-self.window:] if self.window else [
-            *self.memory, *tasks]
-        if not self.memory:
+        self._calls += 1
+        if tasks:
+            self._remember(tasks)
+        if self._mem is None:
             return {"tasks": 0.0, "seconds": 0.0}
-        xr, yr, wr = _pool(self.memory, self.device)
-        x, w = _design(xr), wr.to(GLM_DTYPE)
-        y = _encode(yr, self.spec.target, self.spec.n_classes)
-        modes = self.beta0.expand(len(self.memory), *self.beta0.shape).clone()
+        mem = self._mem
+        age = (mem["wave"].max() - mem["wave"]).to(GLM_DTYPE)
+        a = float(self.discount) ** age
+        x, y, w, modes = mem["x"], mem["y"], mem["w"], mem["modes"]
         done = 0
-        for done in range(1, self.em_iterations + 1):
+        cap = self.online_em_iterations if self._warm else self.em_iterations
+        for done in range(1, cap + 1):
             before = torch.cat([self.beta0.flatten(), self.tau2.flatten(), self.sigma2.view(1)])
             modes, cov = self._e_step(modes, x, y, w)
-            self._m_step(modes, cov, x, y, w)
+            self._m_step(modes, cov, x, y, w, a)
             after = torch.cat([self.beta0.flatten(), self.tau2.flatten(), self.sigma2.view(1)])
             if float((after - before).abs().max()) < self.tol or (
                     budget.seconds is not None and time.perf_counter() - start > budget.seconds):
                 break
-        return {"tasks": float(len(self.memory)), "em_iterations": float(done),
+        mem["modes"], self._warm = modes, True
+        return {"tasks": float(self.memory_size), "em_iterations": float(done),
                 "tau2_mean": float(self.tau2.mean()), "sigma2": float(self.sigma2),
                 "seconds": time.perf_counter() - start}
 
@@ -490,15 +549,17 @@ class PartialPooling(Learner):
         return modes, _posterior_cov(modes, x, y, w, t, self.sigma2, prec)
 
     def _m_step(self, modes: torch.Tensor, cov: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                w: torch.Tensor) -> None:
-        """Closed-form updates of beta_0, tau^2 (and sigma2 for regression)."""
-        self.beta0 = modes.mean(0)
+                w: torch.Tensor, a: torch.Tensor) -> None:
+        """Closed-form weighted updates of beta_0, tau^2 (and sigma2 for regression)."""
+        aw = (a / a.sum()).view(-1, 1, 1)
+        self.beta0 = (aw * modes).sum(0)
         var = torch.diagonal(cov, dim1=-2, dim2=-1).reshape(modes.shape)
-        self.tau2 = ((modes - self.beta0) ** 2 + var).mean(0).clamp_min(self.tau2_min)
+        self.tau2 = (aw * ((modes - self.beta0) ** 2 + var)).sum(0).clamp_min(self.tau2_min)
         if self.spec.target == "regression":
             resid = ((y - x @ modes) ** 2).squeeze(-1)
             lever = torch.einsum("bnp,bpq,bnq->bn", x, cov, x)
-            self.sigma2 = ((w * (resid + lever)).sum() / w.sum()).clamp_min(1e-8)
+            ww = w * a.view(-1, 1)
+            self.sigma2 = ((ww * (resid + lever)).sum() / ww.sum()).clamp_min(1e-8)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         check_batch(self, support)

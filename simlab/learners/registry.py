@@ -27,7 +27,10 @@ _BUILTIN: dict[str, str] = {
     "finetune": "simlab.learners.baselines:PooledFineTune",
     "partial_pooling": "simlab.learners.baselines:PartialPooling",
     "oracle": "simlab.learners.baselines:Oracle",
+    "dynamic_mlm": "simlab.learners.dynamic_mlm:DynamicMLM",
 }
+#: ``cpd:NAME`` wraps learner NAME in Bayesian online changepoint detection
+CPD_PREFIX = "cpd:"
 
 
 def register(name: str, target: str) -> None:
@@ -44,7 +47,10 @@ def available() -> dict[str, str]:
 
 
 def learner_class(name: str) -> type[Learner]:
-    """Resolve a name, an entry point or ``package.module:Class`` to a Learner subclass."""
+    """Resolve a name, an entry point, ``cpd:NAME`` or ``package.module:Class`` to a Learner
+    subclass."""
+    if name.startswith(CPD_PREFIX):
+        return _changepoint_class(name[len(CPD_PREFIX):])
     target = name if ":" in name else available().get(name)
     if target is None:
         close = difflib.get_close_matches(name, available(), n=3)
@@ -54,6 +60,22 @@ def learner_class(name: str) -> type[Learner]:
     from simlab.learners.base import Learner
 
     return resolve_class(target, Learner, f"learner {name!r}", "simlab Learner")
+
+
+def _changepoint_class(inner_name: str) -> type[Learner]:
+    """``cpd:<inner_name>``: the wrapped learner resolved here (an unknown name raises the
+    did-you-mean error, naming ``cpd:``), the wrapper class made by ``learners.changepoint``."""
+    from simlab.learners.changepoint import wrapper_class   # noqa: PLC0415 (lazy: torch)
+
+    if not inner_name or inner_name.startswith(CPD_PREFIX):
+        raise ValueError(f"learner 'cpd:{inner_name}': give one learner to wrap, e.g. "
+                         "cpd:partial_pooling (cpd: cannot be nested)")
+    try:
+        inner = learner_class(inner_name)
+    except ValueError as err:
+        raise ValueError(f"learner 'cpd:{inner_name}': the wrapped learner is unknown. {err}"
+                         ) from err
+    return wrapper_class(inner_name, inner, make_learner)
 
 
 def make_learner(name: str, **hyperparameters: Any) -> Learner:

@@ -38,6 +38,7 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
                                           parse_hyperparameters,
                                           recovery_by_shift, recovery_overall, run_summaries,
                                           shift_effects, wave_scores)
+from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
 from simlab.report.tuning import tuning_section
 from simlab.report.society_figures import society_section
@@ -348,7 +349,8 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],
         "comparisons": None, "verdicts": [], "leaderboard": None, "details": None,
         "recovery": [], "metric": None, "tuning": tuning_section(runs),
-        "society": society_section(name, runs, out_dir)}     # templates/_society.*.j2
+        "society": society_section(name, runs, out_dir),     # templates/_society.*.j2
+        "changepoints": changepoint_context(runs, mets, shifts)}
     inputs = SectionInputs(name, runs, mets, shifts, summaries, config, options)
     for hook in CONTEXT_HOOKS:
         section.update(hook(inputs))
@@ -470,7 +472,7 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     shared = config if config and not set(config) <= set(names) else None
     ctx = {"title": title, "version": __version__, "sections": sections,
            "config": json.dumps(shared, indent=2, default=str) if shared else None,
-           "baselines": ", ".join(BASELINES), "oracle": ORACLE, "reference": REFERENCE,
+           "baselines": ", ".join(BASELINES) + " (and their cpd: wrappers)", "oracle": ORACLE, "reference": REFERENCE,
            "options": opt, "min_seeds": MIN_SEEDS,
            "any_oracle": any(s["has_oracle"] for s in sections),
            "all_oracle": all(s["has_oracle"] for s in sections)}

@@ -64,6 +64,7 @@ import scipy.sparse as sp
 from pydantic import Field
 from scipy.special import softmax
 
+from simlab.society import kernels
 from simlab.society.base import DynamicsParams, Society, sample_classes
 from simlab.tasks.task import TargetKind
 
@@ -147,9 +148,16 @@ class CoevolvingSociety(Society):
     def _publish(self) -> None:
         """Hand the current slots to the SocialGraph as a fresh CSR and refresh its degrees."""
         n = self.n_agents
-        self.social.adj = sp.csr_matrix(
-            (np.ones(len(self._indices), np.float32), self._indices, self._indptr), shape=(n, n))
-        self.social.refresh()
+        ones = self.__dict__.get("_ones")
+        if ones is None or len(ones) != len(self._indices):   # rewiring keeps the edge count
+            ones = self._ones = np.ones(len(self._indices), np.float32)
+        self.social.adj = sp.csr_matrix((ones, self._indices, self._indptr), shape=(n, n))
+        if kernels.fused():
+            # what refresh() derives, the degrees, are the row lengths of the 0/1 CSR: a pass
+            # over the rows instead of a reduction over every slot (tests compare both paths)
+            self.social.degree = np.diff(self._indptr).astype(np.float32)
+        else:
+            self.social.refresh()
 
     def _adjacent(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Whether each pair (a_k, b_k) is already an edge (scans row a_k only)."""
@@ -173,6 +181,12 @@ class CoevolvingSociety(Society):
 
     def _move_edges(self, slot: np.ndarray, who: np.ndarray, target: np.ndarray) -> None:
         """Edge at ``slot`` (who, j) becomes (who, target); then publish the new CSR."""
+        if kernels.fused():   # the same CSR, rebuilt in one pass
+            self.edge_u[self._eids[slot]], self.edge_v[self._eids[slot]] = who, target
+            self._indptr, self._indices, self._eids = kernels.rewire_csr(
+                self._indptr, self._indices, self._eids, slot, who, target)
+            self._publish()
+            return
         n = self.n_agents
         edge, old = self._eids[slot], self._indices[slot].astype(np.int64)
         far, owner = _row_slots(self._indptr, old)                 # slots of rows j

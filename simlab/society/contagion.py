@@ -52,6 +52,7 @@ import numpy as np
 from pydantic import Field, model_validator
 from scipy.special import expit
 
+from simlab.society import kernels
 from simlab.society.base import DynamicsParams, Society
 from simlab.tasks.task import TargetKind
 
@@ -114,6 +115,16 @@ class ContagionSociety(Society):
     def advance(self) -> None:
         """One synchronous tick: Bass push or threshold met -> adopt; adopters may abandon."""
         p = self.params
+        if kernels.fused(self.n_agents):   # the same update from incrementally kept counts
+            if "_exposed" not in self.__dict__:
+                self._exposed = kernels.NeighbourCounts()
+            counts = self._exposed.update(self.social.adj, self.adopted)
+            u = self.rng.random(self.n_agents)
+            self.adopted = kernels.contagion_tick(
+                counts, self.adopted, self.social.degree, self.threshold_z, p.threshold_mean,
+                p.threshold_sd, p.threshold_kind == "count", p.p_innovation, p.adopt_rate,
+                p.abandon, u)
+            return
         met = self.exposure() >= self.thresholds()
         hazard = 1.0 - (1.0 - p.p_innovation) * (1.0 - p.adopt_rate * met)
         u = self.rng.random(self.n_agents)

@@ -53,6 +53,7 @@ import numpy as np
 from pydantic import Field
 from scipy.special import expit
 
+from simlab.society import kernels
 from simlab.society.base import DynamicsParams, Society
 from simlab.tasks.task import TargetKind
 
@@ -119,14 +120,16 @@ class EpidemicSociety(Society):
         """sigma_i = 1 - (1 - sigma) rho^i (Funk et al. 2009; 1 for the unaware), times the
         latent frailty (s_i / mean s)^susceptibility_spread."""
         p = self.params
-        frailty = np.exp(p.susceptibility_spread * self._log_frailty)
-        return (1.0 - (1.0 - p.sigma) * self.quality()) * frailty
+        return (1.0 - (1.0 - p.sigma) * self.quality()) * self._frailty()
 
     # --- dynamics -----------------------------------------------------------------------------
     def advance(self) -> None:
         """One synchronous tick of infection, recovery, waning and awareness."""
         p = self.params
         n = self.n_agents
+        if kernels.fused(self.social.adj.nnz):
+            self._advance_fused()
+            return
         infected = self.status == INFECTED
         pressure = self.social.adj @ infected.astype(np.float32)
         u = self.rng.random((n, 2))
@@ -139,6 +142,34 @@ class EpidemicSociety(Society):
         self.status[recover] = RECOVERED
         self.status[wane] = SUSCEPTIBLE
         self.ever_infected |= new_inf
+
+    def _advance_fused(self) -> None:
+        """``advance`` as one numba pass (``kernels.epidemic_tick``), drawing the same random
+        numbers in the same order as the numpy path."""
+        p = self.params
+        n, top = self.n_agents, p.n_levels
+        adj = self.social.adj
+        u = self.rng.random((n, 2))
+        u_fade = self.rng.random(n)
+        u_omega = self.rng.random(n)
+        u_edge = None
+        if top > 1 and bool((self.level < top).any()):
+            u_edge = self.rng.random(adj.nnz, dtype=np.float32)
+        quality = np.append(p.rho ** np.arange(top, dtype=np.float64), 0.0)
+        chances = tuple(float(_chance(r)) for r in (p.gamma, p.waning, p.fade, p.omega, p.alpha))
+        self.status, self.level = kernels.epidemic_tick(
+            adj.indptr, adj.indices, self.status, self.level, self._frailty(), quality,
+            1.0 - p.sigma, p.beta, p.import_rate, chances, top, u, u_fade, u_omega, u_edge,
+            self.ever_infected)
+
+    def _frailty(self) -> np.ndarray:
+        """(s_i / mean s)^susceptibility_spread, recomputed only when the spread changes."""
+        spread = self.params.susceptibility_spread
+        cached = self.__dict__.get("_frailty_cache")
+        if cached is None or cached[0] != spread:
+            cached = (spread, np.exp(spread * self._log_frailty))
+            self._frailty_cache = cached
+        return cached[1]
 
     def _next_awareness(self, infected: np.ndarray) -> np.ndarray:
         """Fading, first-hand awareness of the infected, and word of mouth from neighbours."""

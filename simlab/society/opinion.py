@@ -12,9 +12,11 @@ Sociol. 15:193-206):
     x_i'   = g_i * x_i(0) + (1 - g_i) * ((1 - mu) * hk_i + mu * M),   g_i = anchoring * s_i
 
 with s_i the latent ``stubbornness`` in (0, 1). The update is synchronous and vectorised over
-the CSR adjacency (per tick: two gathers and a mask over the edges, two sparse products),
-in blocks of rows on a thread pool for large graphs (``SIMLAB_THREADS``; the result is the
-same bit for bit whatever the number of threads). ``media_push`` (mu) and
+the CSR adjacency: by default one fused numba pass over each row's edges
+(``simlab.society.kernels``); the numpy reference (two gathers and a mask over the edges, two
+sparse products) runs in blocks of rows on a thread pool for large graphs. Either way
+``SIMLAB_THREADS`` sets the threads and the result is the same bit for bit whatever their
+number. ``media_push`` (mu) and
 ``media_opinion`` (M) are natural shock targets (a media campaign).
 
 Response, support for a policy: binary ``P(y=1) = sigmoid(a * x_i + intercept[g] +
@@ -32,36 +34,21 @@ import scipy.sparse as sp
 from pydantic import Field
 from scipy.special import expit
 
+from simlab.society import kernels
 from simlab.society.base import DynamicsParams, Society
 from simlab.tasks.task import TargetKind
 
 MIN_BLOCK_EDGES = 100_000
 """Adjacency entries per thread block; smaller graphs run in one block (no threads)."""
-MAX_THREADS = 8
-"""Upper bound on the default number of update threads (SIMLAB_THREADS overrides it)."""
+MAX_THREADS = kernels.MAX_THREADS
 
 
 OPINION_DTYPE = np.float32
 """Opinions in [-1, 1] need no more; single precision halves the memory traffic of a tick."""
 
 
-def _threads() -> int:
-    """Threads for the update: ``SIMLAB_THREADS`` when set; else ``OMP_NUM_THREADS`` when set
-    (sweep workers set it to 1, so a pool of processes does not oversubscribe the cores);
-    else the CPUs this process may run on, at most ``MAX_THREADS``. Results never depend on
-    it (see ``OpinionSociety.bounded_confidence_mean``)."""
-    env = os.environ.get("SIMLAB_THREADS", "").strip()
-    if env:
-        if not env.isdigit():
-            raise ValueError(f"SIMLAB_THREADS={env!r} must be a whole number of threads for the "
-                             f"opinion update (e.g. 1); fix or unset it")
-        return max(1, int(env))
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    limit = min(MAX_THREADS, cpus or 1)
-    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if omp.isdigit():
-        limit = min(limit, int(omp))
-    return max(1, limit)
+_threads = kernels.threads
+"""Threads for the update (``SIMLAB_THREADS``...): see :func:`simlab.society.kernels.threads`."""
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -129,7 +116,7 @@ class OpinionSociety(Society):
 
     def init_state(self) -> None:
         """Initial opinions from the latent propensity, the anchors' weights from the latent
-        stubbornness, the response kind, and the cached adjacency blocks."""
+        stubbornness, the response kind (and the numpy path's adjacency blocks)."""
         if self.params.response == "continuous":
             self.target = "regression"
             self.response_sd = self.params.response_sd
@@ -137,9 +124,11 @@ class OpinionSociety(Society):
                                        ).astype(OPINION_DTYPE)
         self.opinion = self.initial_opinion.copy()
         self._stubbornness = self.latent("stubbornness")
-        self._index_adjacency()
+        self._anchor = (-1.0, np.empty(0))
+        if kernels.backend() == "numpy":
+            self._index_adjacency()
 
-    _SCRATCH = ("_cols", "_deg", "_buf", "_mask", "_ones", "_blocks", "_anchor")
+    _SCRATCH = ("_cols", "_deg", "_buf", "_mask", "_ones", "_row_blocks", "_anchor")
 
     def __getstate__(self) -> dict:
         """Pickle without the work buffers (the blocks' matrices are views on ``_mask``)."""
@@ -150,10 +139,18 @@ class OpinionSociety(Society):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._index_adjacency()
+        self._anchor = (-1.0, np.empty(0))
+
+    @property
+    def _blocks(self) -> list[_Block]:
+        """Row blocks of the numpy path, built on its first tick (the fused path needs none
+        of these per-edge buffers: 12 bytes an edge saved)."""
+        if "_row_blocks" not in self.__dict__:
+            self._index_adjacency()
+        return self._row_blocks
 
     def _index_adjacency(self) -> None:
-        """Cache the CSR arrays, row blocks and work buffers the update reuses every tick."""
+        """Cache the CSR arrays, row blocks and work buffers the numpy update reuses."""
         adj = self.social.adj
         deg = np.diff(adj.indptr)
         self._cols = adj.indices.astype(np.intp)
@@ -165,9 +162,8 @@ class OpinionSociety(Society):
         n_blocks = max(1, min(_threads(), nnz // MIN_BLOCK_EDGES))
         cuts = np.unique(np.searchsorted(adj.indptr, np.linspace(0, nnz, n_blocks + 1)))
         cuts[0], cuts[-1] = 0, len(deg)
-        self._blocks = [_Block(int(a), int(b), adj, self._mask)
-                        for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-        self._anchor = (-1.0, np.empty(0))
+        self._row_blocks = [_Block(int(a), int(b), adj, self._mask)
+                            for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
     def bounded_confidence_mean(self, x: np.ndarray) -> np.ndarray:
         """Hegselmann-Krause step: mean of the opinions within eps of x_i (self included).
@@ -197,13 +193,20 @@ class OpinionSociety(Society):
 
     def advance(self) -> None:
         p = self.params
+        keep = self._one_minus_anchor(p.anchoring)
+        if kernels.fused(self.social.adj.nnz):
+            adj = self.social.adj
+            self.opinion = kernels.opinion_tick(adj.indptr, adj.indices, self.opinion,
+                                                self.initial_opinion, keep, p.eps,
+                                                p.media_push, p.media_opinion)
+            return
         x = self.bounded_confidence_mean(self.opinion)
         if p.media_push:
             x *= 1.0 - p.media_push
             x += p.media_push * p.media_opinion
         # g * x(0) + (1 - g) * x, written in place
         x -= self.initial_opinion
-        x *= self._one_minus_anchor(p.anchoring)
+        x *= keep
         x += self.initial_opinion
         self.opinion = x
 

@@ -108,3 +108,121 @@ def linear_gaussian_tasks(n_tasks: int, shots: int, query: int, rng: np.random.G
                  info={"family": "linear_gaussian", "task": i, "spread": float(spread),
                        "family_seed": int(family_seed)})
             for i in range(n_tasks)]
+
+
+def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_waves: int = 8,
+                               shots: int = 10, query: int = 20, n_features: int = 3,
+                               q_b: float = 0.01, q_u: float = 0.05, sigma_u: float = 0.5,
+                               noise: float = 1.0, jump_wave: int | None = None,
+                               jump_sd: float = 1.0, target: str = "regression"):
+    """A linear-Gaussian random-walk multilevel family where the Kalman filter is exact.
+
+    Group g at wave t: ``y = [x, 1] @ (b_t + u_{g,t}) + N(0, noise^2)``, x ~ N(0, I_D);
+    ``b_t = b_{t-1} + N(0, q_b I)``, ``u_{g,t} = u_{g,t-1} + N(0, q_u Sigma_u)``,
+    ``u_{g,0} ~ N(0, Sigma_u)`` with a full (intercept-slope correlated) ``Sigma_u`` of scale
+    ``sigma_u^2``; at ``jump_wave`` the population coefficients jump by ``N(0, jump_sd^2 I)``
+    (recorded as an abrupt ShiftEvent). ``stream.meta["truth"]`` holds every true parameter,
+    for :func:`drifting_bayes_predictions`. Returns a TaskStream (regression, oracle = E[y]);
+    ``target="binary"``: y ~ Bernoulli(sigmoid(linear predictor)) instead (``noise`` unused),
+    the same drifting dynamic logistic multilevel model.
+    """
+    from simlab.tasks.task import ShiftEvent, TaskStream   # local: keeps the module header small
+
+    _check_sizes("drifting_regression_stream", n_groups, shots, query)
+    if int(n_waves) != n_waves or n_waves < 1:
+        raise ValueError(f"drifting_regression_stream: n_waves={n_waves!r} is invalid; it must "
+                         "be an integer >= 1")
+    if target not in ("regression", "binary"):
+        raise ValueError(f"drifting_regression_stream: target={target!r}; use 'regression' or "
+                         "'binary'")
+    p = n_features + 1
+    a = rng.standard_normal((p, p)) / np.sqrt(p)
+    corr = a @ a.T + np.eye(p)
+    d = np.sqrt(np.diag(corr))
+    sig_u = sigma_u ** 2 * corr / np.outer(d, d)
+    b = rng.standard_normal(p)
+    u = rng.multivariate_normal(np.zeros(p), sig_u, size=n_groups)
+    chol_u = np.linalg.cholesky(sig_u)
+    waves, shifts = [], []
+    for t in range(n_waves):
+        if t:
+            b = b + np.sqrt(q_b) * rng.standard_normal(p)
+            u = u + np.sqrt(q_u) * rng.standard_normal((n_groups, p)) @ chol_u.T
+        if jump_wave is not None and t == jump_wave:
+            jump = jump_sd * rng.standard_normal(p)
+            b = b + jump
+            shifts.append(ShiftEvent(wave=t, tick=t, kind="abrupt", name="coefficient_jump",
+                                     target="coef", size=float(np.linalg.norm(jump))))
+        x = rng.standard_normal((n_groups, shots + query, n_features)).astype(np.float32)
+        mean = np.einsum("gnd,gd->gn", x, (b + u)[:, :-1]) + (b + u)[:, -1:]
+        if target == "binary":
+            mean = 1.0 / (1.0 + np.exp(-mean))
+            y = (rng.uniform(size=mean.shape) < mean).astype(np.float32)
+        else:
+            y = (mean + noise * rng.standard_normal(mean.shape)).astype(np.float32)
+        waves.append([Task(x_support=x[g, :shots], y_support=y[g, :shots],
+                           x_query=x[g, shots:], y_query=y[g, shots:], target=target,
+                           oracle_query=mean[g, shots:].astype(np.float32),
+                           info={"family": "drifting_regression", "group": g, "wave": t})
+                      for g in range(n_groups)])
+    truth = {"q_b": q_b, "q_u": q_u, "sigma_u": sig_u, "noise": noise, "jump_wave": jump_wave,
+             "jump_sd": jump_sd, "n_groups": n_groups}
+    return TaskStream(waves, shifts, {"family": "drifting_regression", "truth": truth})
+
+
+def drifting_bayes_predictions(stream, shots: int, prior_sd: float = 10.0
+                               ) -> list[np.ndarray]:
+    """The Bayes-optimal per-task predictions on a :func:`drifting_regression_stream`.
+
+    A plain covariance-form Kalman filter over the joint state (b, u_1, ..., u_G) with the true
+    parameters (and the jump's time and variance), written independently of the learners:
+    wave t's tasks are predicted from the state through wave t-1 conditioned on each task's own
+    first ``shots`` support respondents (the information a learner's ``adapt`` has), then the
+    whole wave (support and query) updates the state, one group's block of observations at a
+    time. Returns, per wave, the predicted query means ``[G, Q]`` (wave 0 from the vague prior
+    ``b ~ N(0, prior_sd^2 I)``).
+    """
+    tr = stream.meta["truth"]
+    g_n = tr["n_groups"]
+    p = stream.n_features + 1
+    n = p * (1 + g_n)
+    m = np.zeros(n)
+    s = np.zeros((n, n))
+    s[:p, :p] = prior_sd ** 2 * np.eye(p)
+    for g in range(g_n):
+        s[p * (1 + g):p * (2 + g), p * (1 + g):p * (2 + g)] = tr["sigma_u"]
+    r2 = tr["noise"] ** 2
+    out = []
+    for t, wave in enumerate(stream.waves):
+        if t:
+            s[:p, :p] += tr["q_b"] * np.eye(p)
+            for g in range(g_n):
+                s[p * (1 + g):p * (2 + g), p * (1 + g):p * (2 + g)] += tr["q_u"] * tr["sigma_u"]
+        if tr["jump_wave"] is not None and t == tr["jump_wave"]:
+            s[:p, :p] += tr["jump_sd"] ** 2 * np.eye(p)
+        preds = []
+        for task in wave:
+            g = task.info["group"]
+            h = np.zeros((p, n))
+            h[:, :p] = np.eye(p)
+            h[:, p * (1 + g):p * (2 + g)] = np.eye(p)
+            mu, cov = h @ m, h @ s @ h.T            # prior of theta_g = b + u_g
+            xs = np.c_[task.x_support[:shots], np.ones(shots)]
+            gain = cov @ xs.T @ np.linalg.inv(xs @ cov @ xs.T + r2 * np.eye(shots))
+            theta = mu + gain @ (task.y_support[:shots] - xs @ mu)
+            preds.append(np.c_[task.x_query, np.ones(task.n_query)] @ theta)
+        out.append(np.stack(preds))
+        for task in wave:                            # reveal the wave: exact Kalman update
+            g = task.info["group"]
+            xa = np.r_[task.x_support, task.x_query]
+            ya = np.r_[task.y_support, task.y_query]
+            xd = np.c_[xa, np.ones(len(xa))]
+            hm = np.zeros((len(xa), n))
+            hm[:, :p] = xd
+            hm[:, p * (1 + g):p * (2 + g)] = xd
+            inn = hm @ s @ hm.T + r2 * np.eye(len(xa))
+            gain = s @ hm.T @ np.linalg.inv(inn)
+            m = m + gain @ (ya - hm @ m)
+            s = s - gain @ hm @ s
+            s = 0.5 * (s + s.T)
+    return out

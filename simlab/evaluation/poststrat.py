@@ -1,0 +1,194 @@
+"""Poststratified group prevalence (MRP): the estimate a survey analyst reports.
+
+Multilevel regression and poststratification (Gelman & Little 1997, "Poststratification into
+many categories using hierarchical logistic regression", Survey Methodology; Park, Gelman &
+Bafumi 2004): a group's prevalence is not the mean prediction over the few sampled
+respondents but the learner's predictions at the group's population *cells* weighted by each
+cell's population share, ``sum_c share_c p(x_c)`` (class shares for multiclass, the mean for
+regression). Every learner is scored alike: its adapted model predicts the cells.
+
+Where the cells come from (``Task.info["poststrat"]``, optional, a :class:`Cells` or a dict with
+the same keys):
+
+* a simulation knows its population: ``x`` = every member's observed features (or cells with
+  their shares) and ``prevalence`` = the true population prevalence (mean true probability /
+  class shares / mean), ``source="population"``; build it with :func:`population_cells`;
+* a survey may give census margins per group (:func:`census_cells` validates them: shares
+  >= 0 summing to 1 per group, every group of the stream covered, every sampled respondent in
+  one of its group's cells), ``source="census"``; the reference is then the sample's weighted
+  query mean (the truth is unknown);
+* otherwise the query sample itself is the population (``source="sample"``): the estimate is
+  the weighted mean prediction over the query respondents and the reference their weighted
+  mean response -- exactly the protocol's plain ``prevalence_error``. The run log's
+  ``log["prevalence"]`` says which was used, so the report can say so.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from simlab.tasks.batch import TaskBatch
+from simlab.tasks.task import Task, TaskStream
+
+KEY = "poststrat"
+SOURCES = ("population", "census")
+SUM_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Cells:
+    """A group's population cells: features ``x [C, D]``, shares ``share [C]`` (sum 1), the true
+    prevalence if known (a float; ``[n_classes]`` shares for multiclass) and the source."""
+
+    x: np.ndarray
+    share: np.ndarray
+    prevalence: float | np.ndarray | None = None
+    source: str = "population"
+
+
+def check_cells(cells: Cells, n_features: int, where: str) -> Cells:
+    """One clear error for malformed cells: shape, finiteness, shares >= 0 summing to 1."""
+    x, share = np.asarray(cells.x, np.float32), np.asarray(cells.share, np.float64)
+    if x.ndim != 2 or x.shape[1] != n_features or share.shape != (x.shape[0],) or not len(x):
+        raise ValueError(f"{where}: poststrat cells need x [C, {n_features}] and share [C] "
+                         f"(C >= 1); got x {x.shape} and share {share.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(share).all() and (share >= 0).all()):
+        raise ValueError(f"{where}: poststrat cell features and shares must be finite and the "
+                         "shares >= 0")
+    if abs(share.sum() - 1.0) > SUM_TOL:
+        raise ValueError(f"{where}: the population shares of the cells sum to {share.sum():.6g},"
+                         " not 1; normalise the census margins of this group")
+    if cells.source not in SOURCES:
+        raise ValueError(f"{where}: poststrat source={cells.source!r}; use one of {SOURCES}")
+    return replace(cells, x=x, share=share)
+
+
+def cells_of(task: Task) -> Cells | None:
+    """The task's validated cells (``info["poststrat"]``), or None when it has none."""
+    raw = task.info.get(KEY)
+    if raw is None:
+        return None
+    cells = raw if isinstance(raw, Cells) else Cells(**raw)
+    return check_cells(cells, task.n_features, f"task (group {task.info.get('group')!r}, wave "
+                       f"{task.info.get('wave')!r})")
+
+
+def population_cells(x: np.ndarray, truth: np.ndarray, weight: np.ndarray | None = None
+                     ) -> Cells:
+    """A simulated group's whole population as cells: members' features ``x [N, D]``, their
+    true P(y=1) / class probabilities / means ``truth [N(, K)]``, optional weights."""
+    w = np.ones(len(x)) if weight is None else np.asarray(weight, np.float64)
+    share = w / w.sum()
+    prev = np.tensordot(share, np.asarray(truth, np.float64), axes=1)
+    return Cells(np.asarray(x, np.float32), share, prev if np.ndim(prev) else float(prev))
+
+
+def census_cells(margins: Any, group: str, share: str, features: Sequence[str]
+                 ) -> dict[Any, Cells]:
+    """Census margins (a DataFrame: one row per group x cell, the cell's encoded feature
+    columns ``features`` and its population ``share``) as validated :class:`Cells` per group."""
+    missing = [c for c in (group, share, *features) if c not in margins.columns]
+    if missing:
+        raise ValueError(f"census margins: columns {missing} are missing; have "
+                         f"{list(margins.columns)}")
+    out = {}
+    for g, rows in margins.groupby(group, sort=False):
+        cells = Cells(rows[list(features)].to_numpy(np.float32),
+                      rows[share].to_numpy(np.float64), None, "census")
+        out[g] = check_cells(cells, len(features), f"census margins of group {g!r}")
+    return out
+
+
+def attach_cells(stream: TaskStream, cells: Mapping[Any, Cells]) -> None:
+    """Give every task of ``stream`` its group's cells (``info["poststrat"]``); every group
+    must be covered and every sampled respondent must fall in one of its group's cells."""
+    for task in stream.tasks():
+        g = task.info.get("group")
+        if g not in cells:
+            raise ValueError(f"census margins: group {g!r} of the survey has no margins; give "
+                             f"margins for every group ({len({t.info.get('group') for t in stream.tasks()})}"
+                             " groups) or drop [data] census margins to poststratify to the "
+                             "sample")
+        c = check_cells(cells[g], task.n_features, f"census margins of group {g!r}")
+        sample = np.concatenate([task.x_support, task.x_query])
+        hit = (np.abs(sample[:, None, :] - c.x[None]) < 1e-5).all(-1).any(-1)
+        if not hit.all():
+            raise ValueError(f"census margins of group {g!r}: {int((~hit).sum())} sampled "
+                             f"respondents (wave {task.info.get('wave')!r}) fall in no census "
+                             "cell; the margins must cover every cell of the survey")
+        task.info[KEY] = c
+
+
+@dataclass(frozen=True)
+class WaveCells:
+    """The cells of one wave's tasks, stacked: ``x [B, C, D]``, ``share [B, C]`` (0 on
+    padding), ``truth [B(, K)]`` (NaN where unknown) and the source."""
+
+    x: np.ndarray
+    share: np.ndarray
+    truth: np.ndarray
+    source: str
+
+    def take(self, idx: np.ndarray) -> WaveCells:
+        return WaveCells(self.x[idx], self.share[idx], self.truth[idx], self.source)
+
+
+def wave_cells(tasks: Sequence[Task]) -> WaveCells | None:
+    """Stack the tasks' cells; None when no task has any (then the sample is used)."""
+    cells = [cells_of(t) for t in tasks]
+    if all(c is None for c in cells):
+        return None
+    if any(c is None for c in cells):
+        raise ValueError("poststrat: some tasks of a wave have population cells and others "
+                         "not; give cells for every group (or none)")
+    c_max = max(len(c.share) for c in cells)
+    x = np.stack([np.pad(c.x, [(0, c_max - len(c.x)), (0, 0)]) for c in cells])
+    share = np.stack([np.pad(c.share, (0, c_max - len(c.share))) for c in cells])
+    k = tasks[0].n_classes if tasks[0].target == "multiclass" else None
+    nan = np.full(k, np.nan) if k else np.nan
+    truth = np.stack([np.asarray(nan if c.prevalence is None else c.prevalence, np.float64)
+                      for c in cells])
+    return WaveCells(x, share, truth, cells[0].source)
+
+
+def predict_prevalence(adapted: Any, sealed: TaskBatch, cells: WaveCells) -> np.ndarray:
+    """The adapted learner's poststratified prevalence per step and task ``[S, B(, K)]``:
+    its predictions at the cells (a query batch of cells) weighted by the shares."""
+    share = torch.as_tensor(cells.share, dtype=sealed.w_query.dtype, device=sealed.x_query.device)
+    shape = share.shape
+    query = replace(sealed, x_query=torch.as_tensor(cells.x, device=sealed.x_query.device),
+                    y_query=torch.full(shape, -1 if sealed.target == "multiclass" else np.nan,
+                                       dtype=sealed.y_query.dtype, device=share.device),
+                    w_query=share, q_mask=share > 0, oracle_query=None)
+    pred = adapted.predict(query).detach().to("cpu", torch.float64).numpy()
+    w = cells.share[None, ..., None] if pred.ndim == 4 else cells.share[None]
+    return (np.where(w > 0, pred, 0.0) * w).sum(2)
+
+
+def prevalence_error(est: np.ndarray, cells: WaveCells, observed: np.ndarray,
+                     weight: np.ndarray) -> np.ndarray:
+    """Mean over groups of |poststratified estimate - reference| ``[S]`` (total variation for
+    multiclass). Reference: the true population prevalence where known, else the group's
+    weighted observed query mean ``observed [B, Q(, K)]`` (weights ``[B, Q]``)."""
+    w = weight / np.maximum(weight.sum(-1, keepdims=True), 1e-12)
+    sample = (observed * (w[..., None] if observed.ndim == 3 else w)).sum(1)
+    ref = np.where(np.isnan(cells.truth), sample, cells.truth)
+    gap = np.abs(est - ref[None])
+    gap = 0.5 * gap.sum(-1) if gap.ndim == 3 else gap
+    return np.nanmean(gap, axis=-1)
+
+
+def wave_error(estimates: list[np.ndarray], cells: WaveCells, batch: TaskBatch,
+               loss: np.ndarray) -> np.ndarray:
+    """The protocol's hook: ``prevalence_error [S]`` of one wave x K from the chunks'
+    poststratified estimates (NaN where the learner's loss is, i.e. diverged steps)."""
+    observed = batch.y_query.double().numpy()
+    if batch.target == "multiclass":
+        observed = np.eye(batch.n_classes)[observed.clip(0).astype(np.int64)]
+    err = prevalence_error(np.concatenate(estimates, 1), cells, observed,
+                           (batch.w_query * batch.q_mask).double().numpy())
+    return np.where(np.isfinite(loss), err, np.nan)

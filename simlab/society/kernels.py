@@ -1,0 +1,358 @@
+"""Fused per-row kernels (numba) for the hot loops of the dynamics families.
+
+Each family's numpy tick (in its own module) is the reference; the kernels here compute the
+same update in one pass over each row's CSR edges (gather, test, sum and count together), with
+no per-edge temporaries. They run in parallel over rows (``prange``) and every row is reduced
+by one thread in edge order, so results never depend on the number of threads; they repeat
+the reference's arithmetic (float32 where it works in float32, float64 where it promotes), so
+a stream is the same bit for bit whichever path made it (tests/test_kernels.py checks 1e-6).
+Random numbers are drawn by the caller from its numpy ``Generator``, in the reference's order,
+so both paths consume the same draws.
+
+Which path runs: ``numba`` when it imports, else ``numpy``; ``SIMLAB_KERNELS=numpy|numba``
+forces one, and :func:`use` switches in-process (benchmarks, tests). The number of threads is
+:func:`threads` (``SIMLAB_THREADS``, else ``OMP_NUM_THREADS``, else the usable CPUs, at most
+``MAX_THREADS``).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+BACKENDS = ("numpy", "numba")
+PARALLEL_MIN_WORK = 250_000
+"""Edges (or rows) a tick must touch before its kernel runs on more than one thread."""
+MAX_THREADS = 8
+"""Upper bound on the default number of update threads (SIMLAB_THREADS overrides it)."""
+
+try:  # numba is a dependency, but a platform without a wheel still runs the numpy path
+    import numba
+    from numba import njit, prange
+    NUMBA_ERROR: str | None = None
+except ImportError as _err:  # pragma: no cover - exercised by the fallback test in a child
+    numba = None
+    NUMBA_ERROR = str(_err)
+
+
+def threads() -> int:
+    """Threads for a tick: ``SIMLAB_THREADS`` when set; else ``OMP_NUM_THREADS`` when set
+    (sweep workers set it to 1, so a pool of processes does not oversubscribe the cores);
+    else the CPUs this process may run on, at most ``MAX_THREADS``. Results never depend on
+    it (each row is reduced by one thread)."""
+    env = os.environ.get("SIMLAB_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"SIMLAB_THREADS={env!r} must be a whole number of threads >= 1 "
+                             f"for the society update (e.g. 1 or 2); fix or unset it")
+        return int(env)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = min(MAX_THREADS, cpus or 1)
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) >= 1:
+        limit = min(limit, int(omp))
+    return max(1, limit)
+
+
+def _default_backend() -> str:
+    forced = os.environ.get("SIMLAB_KERNELS", "").strip().lower()
+    if forced and forced not in BACKENDS:
+        raise ValueError(f"SIMLAB_KERNELS={forced!r} is not a kernel path; use 'numpy' or "
+                         f"'numba', or unset it (numba when it imports)")
+    if forced == "numba" and numba is None:
+        raise ValueError(f"SIMLAB_KERNELS=numba, but numba does not import ({NUMBA_ERROR}); "
+                         f"install numba or set SIMLAB_KERNELS=numpy")
+    return forced or ("numba" if numba is not None else "numpy")
+
+
+_BACKEND = _default_backend()
+
+
+def backend() -> str:
+    """The active path: ``"numba"`` (fused kernels) or ``"numpy"`` (the reference)."""
+    return _BACKEND
+
+
+def set_backend(name: str) -> None:
+    """Choose the path for every later tick in this process."""
+    global _BACKEND
+    if name not in BACKENDS:
+        raise ValueError(f"kernel path {name!r} is unknown; use 'numpy' or 'numba'")
+    if name == "numba" and numba is None:
+        raise ValueError(f"numba does not import ({NUMBA_ERROR}); use the numpy path")
+    _BACKEND = name
+
+
+@contextmanager
+def use(name: str) -> Iterator[None]:
+    """``with use("numpy"): ...`` runs the block on one path, then restores the previous."""
+    before = _BACKEND
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(before)
+
+
+def fused(work: int = 0) -> bool:
+    """Whether the ticks should call the kernels now; sets numba's thread count for a tick of
+    ``work`` items (edges or rows): one thread below ``PARALLEL_MIN_WORK``, where waking a
+    second thread costs more than it saves (milliseconds when the cores are busy)."""
+    if _BACKEND != "numba":
+        return False
+    n = min(threads(), numba.config.NUMBA_NUM_THREADS)      # validates SIMLAB_THREADS too
+    if work < PARALLEL_MIN_WORK:
+        n = 1
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return True
+
+
+def describe() -> str:
+    """One line for ``simlab --version``: the active path and its threads."""
+    if _BACKEND == "numba":
+        return f"society kernels: numba {numba.__version__} ({threads()} threads)"
+    why = f"numba unavailable: {NUMBA_ERROR}" if numba is None else "SIMLAB_KERNELS=numpy"
+    return f"society kernels: numpy ({why})"
+
+
+if numba is not None:
+    _jit = njit(parallel=True, cache=True, nogil=True)
+
+    @_jit
+    def _opinion_tick(indptr, indices, x, x0, keep, eps, push, mu_keep, mu_add, out):
+        """Hegselmann-Krause mean within eps (self included), media push, Friedkin-Johnsen
+        anchor: ``OpinionSociety.advance`` in one pass (float32, like the reference)."""
+        one = np.float32(1.0)
+        for i in prange(x.shape[0]):
+            xi = x[i]
+            total = np.float32(0.0)
+            count = np.float32(0.0)
+            for k in range(indptr[i], indptr[i + 1]):
+                xj = x[indices[k]]
+                m = one if abs(xj - xi) <= eps else np.float32(0.0)   # branch-free select
+                total += m * xj
+                count += m
+            h = (xi + total) / (count + one)
+            if push:
+                h = h * mu_keep + mu_add
+            d = h - x0[i]
+            out[i] = np.float32(d * keep[i]) + x0[i]
+
+    @_jit
+    def _contagion_tick(counts, adopted, deg, z, t_mean, t_sd, by_count, p_out, q, abandon,
+                        u, out):
+        """Exposure (share or count of adopting neighbours) >= threshold, Bass hazard,
+        abandonment: ``ContagionSociety.advance`` from the neighbour counts."""
+        one = np.float32(1.0)
+        for i in prange(adopted.shape[0]):
+            c = counts[i]
+            e = c if by_count else c / max(deg[i], one)
+            met = 1.0 if e >= t_mean + t_sd * z[i] else 0.0
+            hazard = 1.0 - (1.0 - p_out) * (1.0 - q * met)
+            out[i] = (adopted[i] and u[i] >= abandon) or (not adopted[i] and u[i] < hazard)
+
+    @njit(cache=True, nogil=True)
+    def _scatter_changes(indptr, indices, changed, flag, counts):
+        """Add +1 / -1 to the neighbour counts of each agent whose ``flag`` changed (serial:
+        integer counts, so the result is exact in any order; costs the changed rows only)."""
+        one = np.float32(1.0)
+        for r in changed:
+            d = one if flag[r] else -one
+            for k in range(indptr[r], indptr[r + 1]):
+                counts[indices[k]] += d
+
+    @_jit
+    def _epidemic_tick(indptr, indices, status, level, frailty, quality, one_m_sigma, beta,
+                       imp, c_gamma, c_wane, c_fade, c_omega, c_alpha, top, heard, u, u_fade,
+                       u_omega, u_edge, ever, new_status, new_level):
+        """Infection pressure, SIR(S) moves, awareness fading / first-hand / word of mouth:
+        ``EpidemicSociety.advance`` in one pass (start-of-tick state throughout)."""
+        one = np.float32(1.0)
+        zero = np.float32(0.0)
+        unaware = np.int16(32767)
+        for i in prange(status.shape[0]):
+            s = status[i]
+            pressure = np.float32(0.0)
+            best = top
+            if heard:    # branch-free selects: the tests are unpredictable per edge
+                for k in range(indptr[i], indptr[i + 1]):
+                    j = indices[k]
+                    pressure += one if status[j] == 1 else zero
+                    lj = np.int64(level[j])
+                    ok = (lj < top - 1) & (u_edge[k] < c_alpha)
+                    best = min(best, lj + 1 if ok else top)
+            else:
+                for k in range(indptr[i], indptr[i + 1]):
+                    pressure += one if status[indices[k]] == 1 else zero
+            li = np.int64(level[i])
+            susc = (1.0 - one_m_sigma * quality[min(li, top)]) * frailty[i]
+            rate = np.float64(beta * pressure + imp) * susc
+            ns = s
+            if s == 0 and u[i, 0] < -np.expm1(-rate):
+                ns = np.int8(1)
+                ever[i] = True
+            elif s == 1 and u[i, 1] < c_gamma:
+                ns = np.int8(2)
+            elif s == 2 and u[i, 1] < c_wane:
+                ns = np.int8(0)
+            new_status[i] = ns
+            nl = li + 1 if li < top and u_fade[i] < c_fade else li
+            if s == 1 and u_omega[i] < c_omega:
+                nl = 0
+            nl = min(nl, best)
+            new_level[i] = unaware if nl >= top else np.int16(nl)
+
+    @njit(cache=True, nogil=True)
+    def _rewire_csr(indptr, indices, eids, slot, who, target, new_indptr, new_indices,
+                    new_eids):
+        """Move edge ``slot`` (who, j) to (who, target) for every move: drop the slot (j, who)
+        from row j, rewrite who's slot in place, append (target, who) at the end of row
+        target (in the moves' order). Rows no move touches are copied as whole blocks, the
+        touched ones slot by slot, so the cost is one memory copy plus the moves."""
+        n = indptr.shape[0] - 1
+        m = slot.shape[0]
+        drop = np.empty(m, dtype=np.int64)
+        counts = np.diff(indptr)
+        for t in range(m):
+            k = slot[t]
+            j = indices[k]
+            for q in range(indptr[j], indptr[j + 1]):
+                if eids[q] == eids[k]:
+                    drop[t] = q
+                    break
+            counts[j] -= 1
+            counts[target[t]] += 1
+        new_indptr[0] = 0
+        for r in range(n):
+            new_indptr[r + 1] = new_indptr[r] + counts[r]
+        drop.sort()
+        moved = np.argsort(slot)
+        ins = np.argsort(target, kind="mergesort")        # stable: the moves' order per row
+        rows = np.empty(3 * m, dtype=np.int64)
+        for t in range(m):
+            rows[t] = indices[slot[t]]
+            rows[m + t] = target[t]
+            rows[2 * m + t] = who[t]
+        dp = mp = ip = 0
+        start = 0                                         # first row not yet copied
+        for r in np.unique(rows):
+            a, b, o = indptr[start], indptr[r], new_indptr[start]
+            new_indices[o:o + b - a] = indices[a:b]
+            new_eids[o:o + b - a] = eids[a:b]
+            pos = new_indptr[r]
+            for k in range(indptr[r], indptr[r + 1]):
+                if dp < m and drop[dp] == k:
+                    dp += 1
+                    continue
+                col = indices[k]
+                if mp < m and slot[moved[mp]] == k:
+                    col = target[moved[mp]]
+                    mp += 1
+                new_indices[pos] = col
+                new_eids[pos] = eids[k]
+                pos += 1
+            while ip < m and target[ins[ip]] == r:
+                new_indices[pos] = who[ins[ip]]
+                new_eids[pos] = eids[slot[ins[ip]]]
+                pos += 1
+                ip += 1
+            start = r + 1
+        a, b, o = indptr[start], indptr[n], new_indptr[start]
+        new_indices[o:o + b - a] = indices[a:b]
+        new_eids[o:o + b - a] = eids[a:b]
+
+    @_jit
+    def _neighbour_count(indptr, indices, flag, out):
+        """Per row: how many neighbours have ``flag`` set (float32, like ``adj @ flag``)."""
+        one = np.float32(1.0)
+        for i in prange(out.shape[0]):
+            c = np.float32(0.0)
+            for k in range(indptr[i], indptr[i + 1]):
+                if flag[indices[k]]:
+                    c += one
+            out[i] = c
+
+
+def opinion_tick(indptr: np.ndarray, indices: np.ndarray, x: np.ndarray, x0: np.ndarray,
+                 keep: np.ndarray, eps: float, push: float, target: float) -> np.ndarray:
+    """Next opinions (float32 ``[N]``): see ``OpinionSociety.advance`` for the formula."""
+    out = np.empty_like(x)
+    _opinion_tick(indptr, indices, x, x0, keep, np.float32(eps), bool(push),
+                  np.float32(1.0 - push), np.float32(push * target), out)
+    return out
+
+
+class NeighbourCounts:
+    """How many neighbours of each agent have a flag set (``adj @ flag``), kept up to date
+    from the agents whose flag changed since the last call: O(their degree) per tick instead
+    of a pass over every edge. Exact (integer counts); needs the symmetric 0/1 adjacency of
+    the SocialGraph contract, and recounts from scratch when given another adjacency."""
+
+    def __init__(self) -> None:
+        self._adj = None
+        self._seen = np.empty(0, dtype=np.bool_)
+        self.counts = np.empty(0, dtype=np.float32)
+
+    def update(self, adj, flag: np.ndarray) -> np.ndarray:
+        if adj is not self._adj or len(flag) != len(self._seen):
+            self._adj, self._seen = adj, flag.copy()
+            self.counts = neighbour_count(adj.indptr, adj.indices, flag)
+            return self.counts
+        changed = np.flatnonzero(flag != self._seen)
+        if len(changed):
+            _scatter_changes(adj.indptr, adj.indices, changed, flag, self.counts)
+            self._seen[changed] = flag[changed]
+        return self.counts
+
+
+def contagion_tick(counts: np.ndarray, adopted: np.ndarray, deg: np.ndarray, z: np.ndarray,
+                   t_mean: float, t_sd: float, by_count: bool, p_out: float, q: float,
+                   abandon: float, u: np.ndarray) -> np.ndarray:
+    """Next adoption state (bool ``[N]``) from the adopting-neighbour ``counts``: see
+    ``ContagionSociety.advance``."""
+    out = np.empty(len(adopted), dtype=np.bool_)
+    _contagion_tick(counts, adopted, deg, z, float(t_mean), float(t_sd), bool(by_count),
+                    float(p_out), float(q), float(abandon), u, out)
+    return out
+
+
+def epidemic_tick(indptr: np.ndarray, indices: np.ndarray, status: np.ndarray,
+                  level: np.ndarray, frailty: np.ndarray, quality: np.ndarray,
+                  one_m_sigma: float, beta: float, imp: float, chances: tuple[float, ...],
+                  top: int, u: np.ndarray, u_fade: np.ndarray, u_omega: np.ndarray,
+                  u_edge: np.ndarray | None, ever: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Next (status, level); ``ever`` is updated in place. ``chances`` are the per-tick
+    probabilities (gamma, waning, fade, omega, alpha); ``u_edge`` None: no word of mouth."""
+    c_gamma, c_wane, c_fade, c_omega, c_alpha = (float(c) for c in chances)
+    new_status = np.empty_like(status)
+    new_level = np.empty_like(level)
+    heard = u_edge is not None
+    edge = u_edge if heard else np.zeros(1, np.float32)
+    _epidemic_tick(indptr, indices, status, level, frailty, quality, float(one_m_sigma),
+                   np.float32(beta), np.float32(imp), c_gamma, c_wane, c_fade, c_omega,
+                   c_alpha, np.int64(top), heard, u, u_fade, u_omega, edge, ever,
+                   new_status, new_level)
+    return new_status, new_level
+
+
+def rewire_csr(indptr: np.ndarray, indices: np.ndarray, eids: np.ndarray, slot: np.ndarray,
+               who: np.ndarray, target: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New ``(indptr, indices, eids)`` after the moves: see ``CoevolvingSociety._move_edges``
+    (the same slots in the same order, so the later random picks of slots agree)."""
+    new_indptr = np.empty_like(indptr)
+    new_indices = np.empty_like(indices)
+    new_eids = np.empty_like(eids)
+    _rewire_csr(indptr, indices, eids, slot.astype(np.int64), who.astype(np.int64),
+                target.astype(np.int64), new_indptr, new_indices, new_eids)
+    return new_indptr, new_indices, new_eids
+
+
+def neighbour_count(indptr: np.ndarray, indices: np.ndarray, flag: np.ndarray) -> np.ndarray:
+    """``adj @ flag`` for a 0/1 adjacency and a boolean ``flag`` (float32 ``[N]``)."""
+    out = np.empty(len(indptr) - 1, dtype=np.float32)
+    _neighbour_count(indptr, indices, flag, out)
+    return out
