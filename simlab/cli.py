@@ -44,14 +44,19 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, metavar="PATH",
                    help=f"results store (SQLite; default {DEFAULT_DB})")
     _add_workers(p)
-    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="an existing Dask scheduler (implies --executor dask)")
-    p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
+    _add_placement(p)
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write a comparison report to DIR when the sweep ends")
 
 
-def _add_workers(p: argparse.ArgumentParser) -> None:
+def _add_placement(p: Any) -> None:
+    """Where the cells run: a Dask scheduler, a torch device (``run``, ``sweep``, ``twin``)."""
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="an existing Dask scheduler (implies --executor dask)")
+    p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
+
+
+def _add_workers(p: Any) -> None:
     p.add_argument("--executor", choices=("inline", "process", "dask"), default=None,
                    help="where cells run: this process, a local process pool (default), or "
                         "Dask distributed (a LocalCluster, or --scheduler)")
@@ -244,6 +249,7 @@ def add_twin(p: argparse.ArgumentParser) -> None:
     run.add_argument("--seeds", "-s", type=_seeds, default=None, metavar="N|A,B",
                      help="a seed count N (seeds 0..N-1) or a list (default: the survey's)")
     _add_workers(run)
+    _add_placement(run)
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
@@ -263,7 +269,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
         return 0
     run = run_twin(survey, out, learners=args.learners, seeds=args.seeds,
                    db=args.db or DEFAULT_DB, executor=args.executor, jobs=args.jobs,
-                   quiet=args.quiet)
+                   quiet=args.quiet, scheduler=args.scheduler, device=args.device)
     for summary in run.summaries:
         print(summary)
     files = twin_report(run, args.report)

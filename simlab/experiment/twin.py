@@ -652,7 +652,8 @@ class TwinRun:
 def run_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None, *,
              learners: Sequence[str] | None = None, seeds: int | Sequence[int] | None = None,
              db: str | Path = DEFAULT_DB, executor: str | None = None,
-             jobs: int | None = None, quiet: bool = False) -> TwinRun:
+             jobs: int | None = None, quiet: bool = False, scheduler: str | None = None,
+             device: str = "cpu") -> TwinRun:
     """Run the survey and its twin with the same learners and seeds (cells already in ``db``
     are skipped); the side-by-side report is ``simlab.report.twin.compare_twin``'s job.
 
@@ -678,7 +679,7 @@ def run_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None
     run = TwinRun(real, sim, twin_path, Path(db))
     for sc, who in ((real, names), (sim, sim_names)):
         run.summaries.append(run_sweep([sc], who, seeds, db, executor=executor, jobs=jobs,
-                                       quiet=quiet))
+                                       quiet=quiet, scheduler=scheduler, device=device))
     return run
 
 
