@@ -39,8 +39,9 @@ import pstats
 
 from simlab.experiment.config import Scenario
 from simlab.experiment.executors import single_thread
-from simlab.experiment.sweep import evaluate_kwargs, report_from_store, run_sweep
+from simlab.experiment.sweep import evaluate_kwargs, run_sweep
 from simlab.learners.registry import make_learner
+from simlab.report import report_from_store
 from simlab.society import kernels
 
 BASE = {

@@ -104,6 +104,18 @@ def seed_interval(values: Iterable[float], level: float = 0.95,
 
 # --------------------------------------------------------------------------- frames from a store
 
+def registry_names(frame: pd.DataFrame, label: str = "learner") -> pd.Series:
+    """Each row's registry name (who is a baseline, who is the oracle): the store's
+    ``learner_name`` column where present, else its ``label`` column."""
+    col = frame["learner_name"] if "learner_name" in frame else frame[label]
+    return col.fillna(frame[label]).astype(str)
+
+
+def label_names(frame: pd.DataFrame, label: str = "label") -> dict[str, str]:
+    """``label`` column value -> registry name (see ``registry_names``)."""
+    return dict(zip(frame[label].astype(str), registry_names(frame, label)))
+
+
 def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
     """Adds ``label`` and ``learner_name`` to a runs frame.
 
@@ -116,10 +128,8 @@ def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
     hp = runs["hyperparameters"].fillna("{}").astype(str)
     n_settings = hp.groupby([runs["scenario"], runs["learner"]]).transform("nunique")
     tag = hp.map(lambda s: hashlib.sha1(s.encode()).hexdigest()[:6])
-    name = runs["learner_name"].fillna(runs["learner"]) if "learner_name" in runs else \
-        runs["learner"]
     return runs.assign(label=runs["learner"].where(n_settings <= 1, runs["learner"] + "@" + tag),
-                       learner_name=name.astype(str))
+                       learner_name=registry_names(runs))
 
 
 IDENTITY = ["run_id", "scenario", "seed", "learner", "label", "learner_name", "status"]

@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import simlab
 from simlab import __version__
 from simlab.errors import StoreError
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS, RunResult
 
 #: bump when a table or column changes meaning; an older/newer store is refused, never altered
 SCHEMA_VERSION = 1
-DEFAULT_DB = Path("results") / "simlab.db"
+DEFAULT_DB = Path(simlab.DEFAULT_DB)
 STATUSES = ("ok", "diverged", "failed")
 FINISHED = ("ok", "diverged")   # a cell with one of these is done; "failed" is retried
 
@@ -112,7 +113,8 @@ class CellError:
     seconds: float = 0.0
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current UTC time as stored in ``runs.started`` / ``runs.finished``."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -235,7 +237,7 @@ class Store:
             timings, log = {}, {"message": outcome.message}
         if status not in STATUSES:
             raise ValueError(f"run status {status!r} is not one of {STATUSES}")
-        finished = finished or _now()
+        finished = finished or utc_now()
         with self._transaction() as con:
             self._delete_cell(cell.key)
             cur = con.execute(

@@ -34,7 +34,8 @@ from simlab.evaluation.metrics import SummaryOptions, run_cubes
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENCE, Comparison,
                                           _labelled, compare_all, comparison_metric, fmt, fmt_p,
-                                          leaderboard, overall_verdict, parse_hyperparameters,
+                                          label_names, leaderboard, overall_verdict,
+                                          parse_hyperparameters,
                                           recovery_by_shift, recovery_overall, run_summaries,
                                           shift_effects, wave_scores)
 from simlab.report.changepoints import changepoint_context
@@ -411,7 +412,7 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
                         (shifts[shifts["seed"] == first_seed] if first_seed is not None
                          else shifts).reset_index(drop=True), metric,
                         assign_colors(list(by_label)),
-                        dict(zip(summaries["label"], summaries["learner_name"])),
+                        label_names(summaries),
                         wave_labels=labels, reference=reference,
                         negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)))
     files: dict[str, Path] = {}
