@@ -4,6 +4,8 @@
                                               # runs 10-1,000 (a few minutes)
     python bench/scaling.py --runs 10 100 1000 10000 --only report   # the 10,000-run store
     python bench/scaling.py --quick           # smaller grids (about a minute)
+    python bench/scaling.py --report-runs 1000 10000   # one report build per store size:
+                                              # wall and CPU seconds (about a minute)
 
 Four curves, each timed in this process on the active society-kernel path:
 
@@ -37,8 +39,9 @@ import pstats
 
 from simlab.experiment.config import Scenario
 from simlab.experiment.executors import single_thread
-from simlab.experiment.sweep import evaluate_kwargs, report_from_store, run_sweep
+from simlab.experiment.sweep import evaluate_kwargs, run_sweep
 from simlab.learners.registry import make_learner
+from simlab.report import report_from_store
 from simlab.society import kernels
 
 BASE = {
@@ -159,6 +162,26 @@ def report_build(base: Path, tmp: Path, n_runs: int) -> Callable[[], object]:
     return lambda: report_from_store(path, tmp / f"report-{n_runs}")
 
 
+def report_costs(sizes: list[int]) -> None:
+    """One ``report_from_store`` build per store size (after one untimed build at the smallest:
+    imports), its wall and CPU seconds (``time.process_time``: every thread of this process)
+    -- the issue-14 target is <= 30 s at 10,000 runs on 2 cores."""
+    print(f"{'report build (stored runs)':<28} {'runs':>7} {'metric rows':>12} {'wall s':>7} "
+          f"{'CPU s':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base.db"
+        base_store(base)
+        report_build(base, Path(tmp), sizes[0])()
+        for n in sizes:
+            build = report_build(base, Path(tmp), n)
+            rows = sqlite3.connect(Path(tmp) / f"store-{n}.db").execute(
+                "SELECT COUNT(*) FROM metrics").fetchone()[0]
+            t0, c0 = time.perf_counter(), time.process_time()
+            build()
+            print(f"{'':<28} {n:>7,} {rows:>12,} {time.perf_counter() - t0:>7.1f} "
+                  f"{time.process_time() - c0:>7.1f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller grids (about a minute)")
@@ -167,7 +190,14 @@ def main() -> None:
                          "10000 adds minutes)")
     ap.add_argument("--only", nargs="*", default=["stream", "learner", "report"],
                     choices=["stream", "learner", "report"])
+    ap.add_argument("--report-runs", type=int, nargs="+", default=None, metavar="N",
+                    help="only time one report build per store of N runs (wall and CPU s)")
     args = ap.parse_args()
+    if args.report_runs:
+        if min(args.report_runs) < 1:
+            raise SystemExit(f"--report-runs {args.report_runs}: every N must be >= 1")
+        report_costs(sorted(args.report_runs))
+        return
     q = args.quick
     single_thread()                      # as in a sweep worker: torch and kernels on 1 thread
     agents = [1_000, 10_000, 100_000] if q else [1_000, 10_000, 100_000, 1_000_000]

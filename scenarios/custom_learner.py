@@ -21,7 +21,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from simlab.experiment import Scenario, load_scenario, report_from_store, run_sweep
+from simlab.experiment import Scenario, load_scenario, run_sweep
+from simlab.report import report_from_store
 from simlab.learners import Adapted, Budget, Learner
 from simlab.learners.base import check
 from simlab.tasks.batch import TaskBatch

@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from simlab.experiment import Scenario, load_scenario, report_from_store, run_sweep
+from simlab.experiment import Scenario, load_scenario, run_sweep
+from simlab.report import report_from_store
 
 LEARNERS = ["scratch", "partial_pooling", "maml", "protonet", "oracle"]
 TINY_LEARNERS = ["scratch", "partial_pooling", "oracle"]

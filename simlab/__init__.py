@@ -7,6 +7,8 @@ from __future__ import annotations
 from simlab._lazy import lazy_exports
 
 __version__ = "0.1.0"
+#: the results store when none is named (``simlab run``, ``run_sweep``, ``Store()``)
+DEFAULT_DB = "results/simlab.db"
 
 _LAZY = {
     "load_scenario": "simlab.experiment.config",
@@ -14,6 +16,7 @@ _LAZY = {
     "SurveyScenario": "simlab.experiment.survey_scenario",
     "make_learner": "simlab.learners.registry",
     "evaluate": "simlab.evaluation.protocol",
+    "iter_evaluate": "simlab.evaluation.protocol",
     "Task": "simlab.tasks.task",
     "TaskStream": "simlab.tasks.task",
     "TaskBatch": "simlab.tasks.batch",

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simlab import __version__
+from simlab import DEFAULT_DB, __version__
 from simlab.errors import SimlabError
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.sweep import SweepSummary
 
-DEFAULT_DB = "results/simlab.db"
 DEMO_SCENARIO = "opinion_shift"
 #: one member of each meta-learning family (MAML, head-only, meta-LSTM, metric) and every
 #: baseline, slowest first so the workers finish together. Left out for time (run them with
@@ -45,14 +44,19 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, metavar="PATH",
                    help=f"results store (SQLite; default {DEFAULT_DB})")
     _add_workers(p)
-    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="an existing Dask scheduler (implies --executor dask)")
-    p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
+    _add_placement(p)
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write a comparison report to DIR when the sweep ends")
 
 
-def _add_workers(p: argparse.ArgumentParser) -> None:
+def _add_placement(p: Any) -> None:
+    """Where the cells run: a Dask scheduler, a torch device (``run``, ``sweep``, ``twin``)."""
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="an existing Dask scheduler (implies --executor dask)")
+    p.add_argument("--device", default="cpu", help="torch device for the learners (cpu, cuda)")
+
+
+def _add_workers(p: Any) -> None:
     p.add_argument("--executor", choices=("inline", "process", "dask"), default=None,
                    help="where cells run: this process, a local process pool (default), or "
                         "Dask distributed (a LocalCluster, or --scheduler)")
@@ -68,16 +72,19 @@ def _add_db_positional(p: argparse.ArgumentParser) -> None:
 
 def _seeds(text: str) -> int | list[int]:
     """``5`` -> five seeds 0..4; ``0,3,7`` -> exactly those."""
+    from simlab.schema import check_seeds
+
     try:
-        if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
-        n = int(text)
+        seeds: int | list[int] = ([int(s) for s in text.split(",") if s.strip()] if "," in text
+                                  else int(text))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a seed count (e.g. 5) or a list of seeds (e.g. 0,3,7)") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"seed count {n} must be >= 1")
-    return n
+    try:
+        check_seeds(seeds, "--seeds")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return seeds
 
 
 def _wave_list(text: str) -> list[int]:
@@ -193,7 +200,7 @@ def _survey_ledger(scenario: Any, strict: bool) -> None:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from simlab.experiment.config import load_scenario
-    from simlab.tasks.stream import stream_summary
+    from simlab.tasks.summary import stream_summary
 
     scenario = load_scenario(args.scenario)
     if args.headroom:
@@ -215,13 +222,60 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 # --- run / sweep / demo -----------------------------------------------------------------------
 def add_twin(p: argparse.ArgumentParser) -> None:
-    from simlab.experiment.twin import add_twin_arguments
-    add_twin_arguments(p)
+    p.add_argument("scenario", help="survey scenario (a TOML file with a [data] section)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="where to write the twin (default: <name>_twin.toml next to the "
+                        "survey's file)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="twin stream seed the calibration runs on (default 0; the next seed is "
+                        "the out-of-sample check)")
+    p.add_argument("--rounds", type=int, default=4, help="calibration rounds (default 4)")
+    p.add_argument("--heterogeneity", type=float, default=0.5,
+                   help="how far the twin's communities differ (traits, effects; default 0.5, "
+                        "0 = all alike): the starting value, calibrated to the survey's "
+                        "between-group spread of effects")
+    p.add_argument("--fixed-heterogeneity", action="store_true",
+                   help="keep --heterogeneity as given (do not match the effect spread)")
+    run = p.add_argument_group("compare", "run the survey and the twin, then report them side "
+                                          "by side")
+    run.add_argument("--report", default=None, metavar="DIR",
+                     help="run both (finished cells in --db are skipped) and write the "
+                          "side-by-side report to DIR")
+    run.add_argument("--db", default=None, metavar="PATH",
+                     help=f"results store (SQLite; default {DEFAULT_DB})")
+    run.add_argument("--learners", "-l", type=_names, default=None, metavar="A,B",
+                     help="learners (default: the survey's evaluation.learners; the twin also "
+                          "runs the oracle)")
+    run.add_argument("--seeds", "-s", type=_seeds, default=None, metavar="N|A,B",
+                     help="a seed count N (seeds 0..N-1) or a list (default: the survey's)")
+    _add_workers(run)
+    _add_placement(run)
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
-    from simlab.experiment.twin import cmd_twin as write_and_compare
-    return write_and_compare(args)
+    """Write the simulated twin of a survey scenario, print how well it matches, and with
+    ``--report`` run both and write the side-by-side report."""
+    from simlab.experiment.twin import fit_twin, load_survey, run_twin, write_fit
+    from simlab.report.twin import twin_report
+
+    survey = load_survey(args.scenario)
+    fit = fit_twin(survey, seed=args.seed, rounds=args.rounds,
+                   heterogeneity=args.heterogeneity, match_spread=not args.fixed_heterogeneity)
+    out = write_fit(survey, fit, args.output)
+    print(fit.summary())
+    print(f"wrote {out}")
+    if args.report is None:
+        print(f"compare them: simlab twin {args.scenario} --report reports/{survey.name}")
+        return 0
+    run = run_twin(survey, out, learners=args.learners, seeds=args.seeds,
+                   db=args.db or DEFAULT_DB, executor=args.executor, jobs=args.jobs,
+                   quiet=args.quiet, scheduler=args.scheduler, device=args.device)
+    for summary in run.summaries:
+        print(summary)
+    files = twin_report(run, args.report)
+    for kind in ("html", "markdown", "report_html"):
+        print(f"{kind:<12} {files[kind]}")
+    return 0
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
@@ -376,10 +430,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report(db: str | Path, out: Path, scenario: str | Sequence[str] | None,
             title: str | None) -> dict[str, Path]:
-    from simlab.experiment.sweep import report_from_store
+    from simlab.report import store_report
 
     with _open_store(str(db)) as store:
-        files = report_from_store(store, out, scenario, title)
+        files = store_report.report_from_store(store, out, scenario, title)
     for kind in ("html", "markdown"):
         print(f"{kind:<9} {files[kind]}")
     return files
@@ -440,11 +494,6 @@ COMMANDS: list[Command] = [
     Command("export", "export a results store to CSV or Parquet", add_export, cmd_export),
     Command("demo", "the default comparison, ending in reports/demo", add_demo, cmd_demo),
 ]
-
-
-def register_command(command: Command) -> None:
-    """Add (or replace) a subcommand, e.g. from another simlab module."""
-    COMMANDS[:] = [c for c in COMMANDS if c.name != command.name] + [command]
 
 
 class _VersionAction(argparse.Action):

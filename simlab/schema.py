@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -50,3 +51,29 @@ def _show_type(annotation: Any) -> str:
 
 
 __all__ = ["StrictModel"]
+
+
+# --- seeds --------------------------------------------------------------------------------------
+def check_seed(seed: Any, where: str = "seed") -> int:
+    """A stream seed must be a non-negative int (what ``numpy.random.SeedSequence`` accepts)
+    below 2**63 (what the results store's INTEGER column holds)."""
+    import numpy as np
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"{where}={seed!r} is invalid; give a non-negative integer such as 0")
+    return int(seed)
+
+
+def check_seeds(seeds: Any, where: str = "seeds") -> Sequence[int]:
+    """A seed count (``5`` -> ``range(5)``, never materialised) or a non-empty list of seeds
+    (each checked by :func:`check_seed`)."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"{where}={seeds} is invalid; give a count >= 1 or a list of seeds")
+        return range(seeds)
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"{where}={seeds!r} is invalid; give a count >= 1 or a list of seeds")
+    out = [check_seed(s, f"{where}[{i}]") for i, s in enumerate(seeds)]
+    if not out:
+        raise ValueError(f"{where}=[] is invalid; give a count >= 1 or a list of seeds")
+    return out

@@ -140,9 +140,9 @@ def test_an_unwritable_report_folder_is_one_line(tmp_path, capsys, monkeypatch):
     def refuse(*args, **kwargs):
         raise NotADirectoryError(20, "Not a directory", str(blocker / "report"))
 
-    import simlab.experiment.sweep as sweep
+    import simlab.report.store_report as store_report
 
-    monkeypatch.setattr(sweep, "report_from_store", refuse)
+    monkeypatch.setattr(store_report, "report_from_store", refuse)
     (tmp_path / "r.db").touch()
     from simlab.experiment.store import Store
 

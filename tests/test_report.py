@@ -226,7 +226,7 @@ def _store_from_runs(tmp_path):
 def test_report_rebuilt_from_a_store_follows_from_the_stored_runs(tmp_path):
     from simlab.evaluation.statistics import compare_all, wave_scores
     from simlab.experiment.store import Store
-    from simlab.experiment.sweep import report_from_store
+    from simlab.report import report_from_store
     db, results = _store_from_runs(tmp_path)
     paths = report_from_store(db, tmp_path / "rep", figures=False)
     md = paths["markdown"].read_text()

@@ -7,12 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import simlab.tasks.stream as stream_mod
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.society import FAMILIES
-from simlab.tasks.stream import (cache_key, cached_stream, default_cache_dir, generate_stream,
-                                 load_stream, save_stream, seed_streams, shift_events,
-                                 stream_summary)
+from simlab.society.run import generate_stream, seed_streams, shift_events
+from simlab.tasks.stream import cache_key, cached_stream, default_cache_dir, load_stream, save_stream
+from simlab.tasks.summary import stream_summary
 from simlab.tasks.task import ShiftEvent, Task, TaskStream
 
 pytestmark = pytest.mark.society
@@ -184,7 +183,7 @@ def test_cache_hit_returns_identical_stream_without_regenerating(
     def boom(*_: object) -> None:
         raise AssertionError("cache miss")
 
-    monkeypatch.setattr(stream_mod, "generate_stream", boom)
+    monkeypatch.setattr(Scenario, "generate_stream", boom)
     hit = sc.stream(3, cache_dir=tmp_path)
     assert_identical(first, hit)
     assert hit.meta == first.meta

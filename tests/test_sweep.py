@@ -224,3 +224,36 @@ def test_result_the_store_refuses_is_a_failed_cell(tiny, tmp_path):
         runs = store.frames()["runs"]
     assert summary.failed == 1 and "RunResult.records lacks columns" in summary.failures[0][2]
     assert list(runs["status"]) == ["failed"]
+
+
+def test_one_cell_gives_identical_records_twice_inline_in_a_worker_and_in_a_notebook(tiny):
+    """The same cell run twice here, once in a process-pool worker, and once as a notebook
+    would (``evaluate`` on the stream, torch left at two threads): identical records."""
+    import torch
+
+    from simlab.evaluation.protocol import evaluate
+    from simlab.experiment.sweep import run_cell
+
+    [job] = plan_cells([tiny], [LearnerSpec("maml")], [1], None)
+    inline = InlineExecutor()
+    first = [out.result for _, out in inline.map_unordered(run_cell, [job, job])]
+    pool = make_executor("process", jobs=1)
+    try:
+        first += [out.result for _, out in pool.map_unordered(run_cell, [job])]
+    finally:
+        pool.close()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        from simlab.learners.registry import make_learner
+
+        first.append(evaluate(make_learner("maml", hidden=[8]), tiny.stream(1),
+                              **evaluate_kwargs(tiny, 1, "cpu")))
+    finally:
+        torch.set_num_threads(before)
+    records = [r.records[~r.records["metric"].str.contains("seconds")].reset_index(drop=True)
+               for r in first]
+    assert len(records[0]) > 0
+    for other in records[1:]:
+        pd.testing.assert_frame_equal(other, records[0], check_exact=True)
+    assert {r.log["environment"]["torch_threads"] for r in first} == {1}

@@ -16,13 +16,14 @@ from simlab.cli import main
 from simlab.experiment.config import Scenario, ScenarioError, load_scenario
 from simlab.experiment.executors import InlineExecutor, WorkerCrash
 from simlab.experiment.store import Store
-from simlab.experiment.sweep import LearnerSpec, plan_cells, report_from_store, run_sweep
+from simlab.experiment.sweep import LearnerSpec, plan_cells, run_sweep
+from simlab.report import report_from_store
 from simlab.learners import available, learner_class
-from simlab.learners import tuning as tuning_mod
+from simlab.evaluation import tuning as tuning_mod
 from simlab.learners.base import Budget, Choice, Float, Int
 from simlab.learners.baselines import Scratch
 from simlab.learners.registry import make_learner
-from simlab.learners.tuning import TrialSettings, resolve_space, trial_score, tune
+from simlab.evaluation.tuning import TrialSettings, resolve_space, trial_score, tune
 from simlab.tasks.task import TaskStream
 
 torch.set_num_threads(1)

@@ -1,7 +1,6 @@
 """The simulated twin: matched to the survey's shape; TOML out; the side-by-side report."""
 from __future__ import annotations
 
-import argparse
 import re
 import tomllib
 from pathlib import Path
@@ -13,10 +12,10 @@ import pytest
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.experiment.config import Scenario, ScenarioError, load_scenario
 from simlab.experiment.survey_scenario import SurveyScenario
-from simlab.experiment.twin import (add_twin_arguments, cmd_twin, dumps_toml, fit_twin,
-                                    survey_shape, write_fit, write_twin)
+from simlab.cli import main
+from simlab.experiment.twin import dumps_toml, fit_twin, survey_shape, write_fit, write_twin
 from simlab.report.twin import build_twin_report, rank_agreement, spearman
-from simlab.tasks.stream import generate_stream
+from simlab.society.run import generate_stream
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 SMALL = {"data": {"support": 10, "query": 20}, "evaluation": {"shots": [5, 10]}}
@@ -194,12 +193,9 @@ def test_cmd_twin_writes_runs_both_and_reports(tmp_path: Path, capsys) -> None:
         '[evaluation]\nwarmup = 1\nshots = [5]\nsteps = [0, 1]\nseeds = 1\n'
         'learners = ["scratch", "partial_pooling"]\n'
         '[learners.partial_pooling]\nem_iterations = 3\n')
-    parser = argparse.ArgumentParser()
-    add_twin_arguments(parser)
-    args = parser.parse_args([str(tmp_path / "tiny.toml"), "--rounds", "2", "--report",
-                              str(tmp_path / "rep"), "--db", str(tmp_path / "r.db"),
-                              "--executor", "inline", "-q"])
-    assert cmd_twin(args) == 0
+    assert main(["twin", str(tmp_path / "tiny.toml"), "--rounds", "2", "--report",
+                 str(tmp_path / "rep"), "--db", str(tmp_path / "r.db"), "--executor", "inline",
+                 "--seeds", "0,", "-q"]) == 0
     out = capsys.readouterr().out
     assert "twin of tiny: 3 groups x 3 waves (every 2 ticks, design waves), K=5, Q=10, 4 " \
            "features (3 binary, 1 continuous)" in out

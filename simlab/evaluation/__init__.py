@@ -9,6 +9,9 @@ from simlab._lazy import lazy_exports
 
 _LAZY = {
     "evaluate": "simlab.evaluation.protocol",
+    "iter_evaluate": "simlab.evaluation.protocol",
+    "WaveRecords": "simlab.evaluation.protocol",
+    "numeric_environment": "simlab.evaluation.environment",
     "RunResult": "simlab.evaluation.result",
     "RECORD_COLUMNS": "simlab.evaluation.result",
     "SHIFT_COLUMNS": "simlab.evaluation.result",

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -249,6 +249,45 @@ def cubes(records: pd.DataFrame) -> dict[str, Cube]:
         cube = np.full(tuple(a.size for a in axes), np.nan)
         cube[idx] = value[sel]
         out[str(name)] = Cube(*(a.astype(np.int64) for a in axes), cube)
+    return out
+
+
+def run_cubes(records: pd.DataFrame, names: Sequence[str] | None = None
+              ) -> dict[Any, dict[str, Cube]]:
+    """:func:`cubes` of every run in ``records`` (``run_id`` + ``RECORD_COLUMNS``) at once:
+    run id (ascending; every run of ``records``, an empty dict where it lacks the metrics) ->
+    metric -> :class:`Cube`, only the metrics in ``names`` (None: all).
+
+    One dense ``[runs, waves, shots, steps]`` scatter per metric instead of a group-by per run,
+    so a 10,000-run store costs a few array passes; each run keeps its own grid (the axis
+    values it has rows for), so the cubes equal :func:`cubes` of the run's records.
+    """
+    run = records["run_id"].to_numpy()
+    out: dict[Any, dict[str, Cube]] = {r: {} for r in np.unique(run).tolist()}
+    codes, metric_names = pd.factorize(records["metric"])
+    cols = [records[c].to_numpy() for c in ("wave", "shots", "steps")]
+    value = records["value"].to_numpy(np.float64)
+    for i, name in enumerate(metric_names):
+        if names is not None and name not in names:
+            continue
+        sel = codes == i
+        rids, ri = np.unique(run[sel], return_inverse=True)
+        axes, idx = zip(*(np.unique(c[sel], return_inverse=True) for c in cols))
+        axes = tuple(a.astype(np.int64) for a in axes)
+        dense = np.full((rids.size,) + tuple(a.size for a in axes), np.nan)
+        dense[(ri, *idx)] = value[sel]
+        has = np.zeros(dense.shape, bool)
+        has[(ri, *idx)] = True
+        # per run and axis: which of the metric's axis values the run has rows for
+        own = [has.any(axis=tuple(j for j in (1, 2, 3) if j != ax)) for ax in (1, 2, 3)]
+        complete = np.logical_and.reduce([o.all(1) for o in own])
+        for j, rid in enumerate(rids.tolist()):
+            if complete[j]:
+                cube = Cube(*axes, dense[j])
+            else:
+                m = [o[j] for o in own]
+                cube = Cube(*(a[k] for a, k in zip(axes, m)), dense[j][np.ix_(*m)])
+            out[rid][str(name)] = cube
     return out
 
 

@@ -46,7 +46,7 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,7 @@ import pandas as pd
 import torch
 
 from simlab.evaluation import poststrat
+from simlab.evaluation.environment import numeric_environment, torch_threads
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
                                        shift_frame, summarize)
 from simlab.evaluation.result import RECORD_COLUMNS, RunResult
@@ -158,10 +159,14 @@ class _Records:
         self.cols["metric"].append(np.full(n, metric, object))
         self.cols["value"].append(np.broadcast_to(np.asarray(values, np.float64), (n,)))
 
-    def frame(self) -> pd.DataFrame:
-        if not self.cols["wave"]:
+    def mark(self) -> int:
+        """A position to take the rows added since (``frame(start=...)``)."""
+        return len(self.cols["wave"])
+
+    def frame(self, start: int = 0) -> pd.DataFrame:
+        if len(self.cols["wave"]) <= start:
             return empty_records()
-        return pd.DataFrame({c: np.concatenate(v) for c, v in self.cols.items()})
+        return pd.DataFrame({c: np.concatenate(v[start:]) for c, v in self.cols.items()})
 
 
 def _scored_names(wave: Sequence[Task]) -> tuple[str, ...]:
@@ -328,25 +333,73 @@ class _Run:
             self.records.add(wave, k, self.steps, "diverged", 1.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class WaveRecords:
+    """What ``iter_evaluate`` yields once a wave is scored and revealed: that wave's record
+    rows (``RECORD_COLUMNS``; the warm-up meta-fit's rows come with the first scored wave),
+    the shots scored, and the learner's status so far ("ok" or "diverged")."""
+
+    wave: int
+    shots: tuple[int, ...]
+    records: pd.DataFrame
+    status: str
+
+
 def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequence[int],
              steps: Sequence[int], budget: Budget, warmup_budget: Budget | None = None,
              online: bool = True, tell_shifts: bool = False, seed: int = 0, device: str = "cpu",
              max_tasks: int | None = None, options: SummaryOptions | None = None,
              episodes: Episodes | None = None,
-             divergence_multiple: float | None = DIVERGENCE_MULTIPLE) -> RunResult:
-    """Run the prequential protocol for one learner on one stream (see the module docstring).
+             divergence_multiple: float | None = DIVERGENCE_MULTIPLE,
+             threads: int | None = 1) -> RunResult:
+    """Run the prequential protocol for one learner on one stream (see the module docstring):
+    :func:`iter_evaluate` run to the end; its return value.
 
     ``shots``/``steps``: the grids (sorted and deduplicated). ``budget``: every online
     ``meta_fit``; ``warmup_budget``: the warm-up one (offline meta-training on the past waves,
     usually longer; None means ``budget``), the same for every learner. ``episodes``: how
     meta-training episodes are drawn (None: ``budget.episodes``); the protocol fills in the
-    shots grid and passes it to every ``meta_fit`` in ``Budget.episodes``. ``tell_shifts``: if
-    the learner has ``notify_shift(event)``, call it when a shift's wave is reached (before
-    that wave is scored; shifts inside the warm-up before the warm-up ``meta_fit``).
+    shots grid and passes it to every ``meta_fit`` in ``Budget.episodes``. ``tell_shifts``: call
+    ``learner.notify_shift(event)`` (a no-op unless the learner overrides it) when a shift's
+    wave is reached (before that wave is scored; shifts inside the warm-up before the warm-up
+    ``meta_fit``).
     ``max_tasks``: adapt on at most this many tasks per call (memory); None keeps one call per
     wave and K unless the predictions would exceed ``MAX_PREDICTION_ELEMENTS``.
     ``divergence_multiple``: a loss above this multiple of the support base-rate predictor's is
     recorded as diverged (None: only non-finite losses). ``options``: summary knobs.
+    ``threads``: torch's intra-op threads while it runs (default 1, what the sweep workers
+    use, so a notebook's numbers equal a sweep's; restored afterwards; None: leave as is).
+    ``log["environment"]`` records versions, BLAS, CPU capability and thread counts.
+    """
+    waves = iter_evaluate(learner, stream, warmup=warmup, shots=shots, steps=steps,
+                          budget=budget, warmup_budget=warmup_budget, online=online,
+                          tell_shifts=tell_shifts, seed=seed, device=device,
+                          max_tasks=max_tasks, options=options, episodes=episodes,
+                          divergence_multiple=divergence_multiple, threads=threads)
+    while True:
+        try:
+            next(waves)
+        except StopIteration as done:
+            return done.value
+
+
+def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequence[int],
+                  steps: Sequence[int], budget: Budget, warmup_budget: Budget | None = None,
+                  online: bool = True, tell_shifts: bool = False, seed: int = 0,
+                  device: str = "cpu", max_tasks: int | None = None,
+                  options: SummaryOptions | None = None, episodes: Episodes | None = None,
+                  divergence_multiple: float | None = DIVERGENCE_MULTIPLE,
+                  threads: int | None = 1) -> Generator[WaveRecords, None, RunResult]:
+    """The prequential protocol as it goes: yields a :class:`WaveRecords` after each wave is
+    scored and revealed (as river's ``iter_progressive_val_score`` yields each checkpoint), and
+    returns the ``RunResult`` of :func:`evaluate` (``StopIteration.value``). Arguments as
+    ``evaluate``'s. With "matched" episodes each K is its own run, so every wave is yielded
+    once per K (``WaveRecords.shots``). torch stays at ``threads`` until the generator ends or
+    is closed.
+
+        for wave in iter_evaluate(learner, stream, warmup=4, shots=[5], steps=[0, 5],
+                                  budget=Budget(iterations=50)):
+            print(wave.wave, wave.status, len(wave.records))
     """
     shots_t, steps_t = _check_grid(stream, warmup, shots, steps)
     if max_tasks is not None and max_tasks < 1:
@@ -360,12 +413,18 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
              if eps.shots == "matched" else [(eps, shots_t)])
     t_start, c_start = time.perf_counter(), time.process_time()
     runs = []
-    for ep, part_shots in parts:
-        run = _Run(learner, dataclasses.replace(budget, episodes=ep), device, steps_t, max_tasks,
-                   divergence_multiple)
-        warm = warmup_budget and dataclasses.replace(warmup_budget, episodes=ep)
-        _prequential(run, stream, warmup, part_shots, warm, online, tell_shifts, seed)
-        runs.append(run)
+    with torch_threads(threads):
+        for ep, part_shots in parts:
+            run = _Run(learner, dataclasses.replace(budget, episodes=ep), device, steps_t,
+                       max_tasks, divergence_multiple)
+            warm = warmup_budget and dataclasses.replace(warmup_budget, episodes=ep)
+            start = 0
+            for w in _prequential(run, stream, warmup, part_shots, warm, online, tell_shifts,
+                                  seed):
+                yield WaveRecords(w, part_shots, run.records.frame(start), run.status)
+                start = run.records.mark()
+            runs.append(run)
+        environment = numeric_environment()
     records = _merge_records([r.records.frame() for r in runs])
     shifts = shift_frame(stream.shifts)
     log = runs[0].log
@@ -383,6 +442,7 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
                        "warmup_budget": dataclasses.asdict(warmup_budget or budget),
                        "episodes": dataclasses.asdict(eps),
                        "divergence_multiple": divergence_multiple}
+    log["environment"] = environment
     timings = {name: float(sum(getattr(r, name) for r in runs))
                for name in ("meta_fit_s", "adapt_s", "meta_fit_cpu_s", "adapt_cpu_s")}
     timings.update(total_s=time.perf_counter() - t_start,
@@ -394,8 +454,9 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
 
 def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int, ...],
                  warmup_budget: Budget | None, online: bool, tell_shifts: bool, seed: int
-                 ) -> None:
-    """Set the learner up afresh, meta-fit on the warm-up, then score-and-reveal each wave."""
+                 ) -> Iterator[int]:
+    """Set the learner up afresh, meta-fit on the warm-up, then score-and-reveal each wave;
+    yields each wave's index once its records are in ``run.records``."""
     learner = run.learner
     learner.setup(TaskSpec.of(stream.waves[0][0]), seed=seed, device=run.device)
     notify: Callable[[Any], None] | None = learner.notify_shift if tell_shifts else None
@@ -409,6 +470,7 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
     for w in range(warmup, len(stream)):
         if run.broken:
             run.fill_diverged(w, shots_t, _scored_names(stream.waves[w]))
+            yield w
             continue
         for ev in (shifts_at.get(w, []) if notify else []):
             notify(ev)
@@ -416,6 +478,7 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
             run.score(w, k, stream.waves[w])
         if online and w < len(stream) - 1:
             run.meta_fit(stream.waves[w], wave=w)
+        yield w
 
 
 def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -31,8 +31,8 @@ loss (lower is better for both; on the same responses their paired differences a
 Cells where either learner diverged (NaN) are left out of the seed's mean and counted
 (``n_dropped``); a seed with no shared finite wave is left out.
 
-The **best baseline** of a scenario is the one of scratch, finetune, partial_pooling with the
-lowest mean comparison metric; the oracle (where there is one) is the ceiling, never a baseline.
+The **best baseline** of a scenario is the one of the baselines run (scratch, finetune,
+partial_pooling, dynamic_mlm and their ``cpd:`` wrappers) with the lowest mean comparison metric; the oracle (where there is one) is the ceiling, never a baseline.
 """
 from __future__ import annotations
 
@@ -46,10 +46,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from simlab.evaluation.metrics import SummaryOptions, summarize, wave_curve
+from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, summarize
 
-BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling")
+#: the methods survey methodologists already use; ``cpd:NAME`` of one of them is one too
+BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "dynamic_mlm")
 ORACLE = "oracle"
+
+
+def is_baseline(name: str) -> bool:
+    """A baseline learner name (``cpd:`` wrappers of a baseline included)."""
+    return name.removeprefix("cpd:") in BASELINES
 REFERENCE = "partial_pooling"
 #: seeds from which the paired test gives a verdict (see the module docstring)
 MIN_SEEDS = 6
@@ -98,6 +104,18 @@ def seed_interval(values: Iterable[float], level: float = 0.95,
 
 # --------------------------------------------------------------------------- frames from a store
 
+def registry_names(frame: pd.DataFrame, label: str = "learner") -> pd.Series:
+    """Each row's registry name (who is a baseline, who is the oracle): the store's
+    ``learner_name`` column where present, else its ``label`` column."""
+    col = frame["learner_name"] if "learner_name" in frame else frame[label]
+    return col.fillna(frame[label]).astype(str)
+
+
+def label_names(frame: pd.DataFrame, label: str = "label") -> dict[str, str]:
+    """``label`` column value -> registry name (see ``registry_names``)."""
+    return dict(zip(frame[label].astype(str), registry_names(frame, label)))
+
+
 def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
     """Adds ``label`` and ``learner_name`` to a runs frame.
 
@@ -110,32 +128,48 @@ def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
     hp = runs["hyperparameters"].fillna("{}").astype(str)
     n_settings = hp.groupby([runs["scenario"], runs["learner"]]).transform("nunique")
     tag = hp.map(lambda s: hashlib.sha1(s.encode()).hexdigest()[:6])
-    name = runs["learner_name"].fillna(runs["learner"]) if "learner_name" in runs else \
-        runs["learner"]
     return runs.assign(label=runs["learner"].where(n_settings <= 1, runs["learner"] + "@" + tag),
-                       learner_name=name.astype(str))
+                       learner_name=registry_names(runs))
+
+
+IDENTITY = ["run_id", "scenario", "seed", "learner", "label", "learner_name", "status"]
 
 
 def run_summaries(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame | None = None,
-                  options: SummaryOptions | None = None) -> pd.DataFrame:
-    """One row per run: scenario, seed, learner, label, learner_name, status +
-    :func:`metrics.summarize`.
+                  options: SummaryOptions | None = None, stored: pd.DataFrame | None = None
+                  ) -> pd.DataFrame:
+    """One row per run (in ``runs``' order): scenario, seed, learner, label, learner_name,
+    status + :func:`metrics.summarize`.
 
-    Runs without records (failed) get only their identity columns.
+    Runs without records (failed) get only their identity columns. ``stored``: the store's
+    ``summaries`` frame (run_id, name, value), which ``evaluate`` wrote from the same
+    ``summarize`` of the same records and shifts (so pass it only when ``options`` are the
+    sweep's): a run with records and stored rows takes them as they are; only a run with
+    records and none is summarised here (reading 10,000 stored runs costs one pivot,
+    recomputing them a minute).
     """
     runs = _labelled(runs)
-    by_run = dict(tuple(metrics.groupby("run_id"))) if len(metrics) else {}
-    by_stream = (dict(tuple(shifts.groupby(["scenario", "seed"])))
-                 if shifts is not None and len(shifts) else {})
-    rows = []
-    for r in runs.itertuples(index=False):
-        row = {"run_id": r.run_id, "scenario": r.scenario, "seed": r.seed, "learner": r.learner,
-               "label": r.label, "learner_name": r.learner_name, "status": r.status}
-        rec = by_run.get(r.run_id)
-        if rec is not None and len(rec):
-            row.update(summarize(rec, by_stream.get((r.scenario, r.seed)), options))
-        rows.append(row)
-    return pd.DataFrame(rows)
+    ident = runs[IDENTITY].reset_index(drop=True)
+    recorded = set(pd.unique(metrics["run_id"])) if len(metrics) else set()
+    wide = pd.DataFrame(index=pd.Index([], name="run_id"))
+    if stored is not None and len(stored):
+        st = stored[stored["run_id"].isin(recorded)].drop_duplicates(["run_id", "name"],
+                                                                     keep="last")
+        wide = st.pivot(index="run_id", columns="name", values="value")
+    todo = [rid for rid in ident["run_id"] if rid in recorded and rid not in wide.index]
+    if todo:
+        by_run = dict(tuple(metrics[metrics["run_id"].isin(todo)].groupby("run_id")))
+        by_stream = (dict(tuple(shifts.groupby(["scenario", "seed"])))
+                     if shifts is not None and len(shifts) else {})
+        stream = ident.set_index("run_id")
+        fresh = pd.DataFrame([summarize(by_run[rid], by_stream.get(
+            (stream.at[rid, "scenario"], stream.at[rid, "seed"])), options) for rid in todo],
+            index=pd.Index(todo, name="run_id"))
+        wide = fresh if wide.empty else pd.concat([wide, fresh])
+    if wide.empty and not len(wide.columns):
+        return ident
+    wide.columns.name = None
+    return ident.join(wide, on="run_id")
 
 
 def leaderboard(summaries: pd.DataFrame, columns: Sequence[str] = LEADERBOARD_COLUMNS,
@@ -166,25 +200,33 @@ def comparison_metric(metrics: pd.DataFrame) -> str:
     return "excess_loss" if (metrics["metric"] == "excess_loss").any() else "loss"
 
 
-def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
+                cubes: dict[object, dict[str, Cube]] | None = None) -> pd.DataFrame:
     """Per-wave scores for paired tests: scenario, seed, label, learner_name, wave, value (one
-    row per cell).
+    row per cell; runs by ascending id, waves ascending).
 
     Runs without records are skipped; a repeated (scenario, seed, label) keeps its last run.
+    ``cubes``: :func:`metrics.run_cubes` of ``metrics`` holding ``metric`` (computed when None;
+    pass it to share one pass over the records with the figures).
     """
     runs = _labelled(runs).drop_duplicates(["scenario", "seed", "label"], keep="last")
-    parts = []
-    for run_id, rec in metrics[metrics["run_id"].isin(runs["run_id"])].groupby("run_id"):
-        curve = wave_curve(rec, metric)
-        if curve.empty:
-            continue
-        r = runs.loc[runs["run_id"] == run_id].iloc[0]
-        parts.append(pd.DataFrame({"scenario": r["scenario"], "seed": r["seed"],
-                                   "label": r["label"], "learner_name": r["learner_name"],
-                                   "wave": curve.index.to_numpy(),
-                                   "value": curve.to_numpy()}))
     cols = ["scenario", "seed", "label", "learner_name", "wave", "value"]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+    if cubes is None:
+        cubes = run_cubes(metrics[metrics["run_id"].isin(runs["run_id"])], [metric])
+    meta = runs.set_index("run_id")
+    ids, waves, values = [], [], []
+    for rid in sorted(set(cubes) & set(meta.index)):
+        cube = cubes[rid].get(metric)
+        if cube is None:
+            continue
+        ids.append([rid] * cube.waves.size)
+        waves.append(cube.waves)
+        values.append(cube.at_steps("max").mean(axis=1))   # = metrics.wave_curve
+    if not ids:
+        return pd.DataFrame(columns=cols)
+    rid = [r for part in ids for r in part]
+    who = meta.loc[rid, ["scenario", "seed", "label", "learner_name"]].reset_index(drop=True)
+    return who.assign(wave=np.concatenate(waves), value=np.concatenate(values))[cols]
 
 
 # --------------------------------------------------------------------------- paired comparison
@@ -326,7 +368,8 @@ def _verdict(c: dict[str, object], name: str) -> str:
     if c["outcome"] == "beats":
         return f"{head}; it beats {ref}."
     tail = f"; it does not beat {ref}"
-    if c["reference_name"] == REFERENCE and c["learner_name"] not in BASELINES + (ORACLE,):
+    if c["reference_name"] == REFERENCE and not is_baseline(c["learner_name"]) \
+            and c["learner_name"] != ORACLE:
         tail += ": it has not earned its place"
     if c["outcome"] == "worse":
         tail += " (it is significantly worse)"
@@ -417,11 +460,12 @@ def _names(scores: pd.DataFrame) -> dict[str, str]:
     return scores.groupby("label")["learner_name"].first().astype(str).to_dict()
 
 
-def best_baseline(scores: pd.DataFrame, names: Sequence[str] = BASELINES) -> str | None:
+def best_baseline(scores: pd.DataFrame, names: Sequence[str] | None = None) -> str | None:
     """The label with the lowest mean score among learners named in ``names`` (default: the
-    baselines scratch, finetune, partial_pooling), if any was run."""
+    baselines, ``is_baseline``), if any was run."""
     lab_names = _names(scores)
-    mine = [lab for lab, n in lab_names.items() if n in names]
+    mine = [lab for lab, n in lab_names.items()
+            if (is_baseline(n) if names is None else n in names)]
     means = scores[scores["label"].isin(mine)].groupby("label")["value"].mean().dropna()
     return str(means.idxmin()) if len(means) else None
 
@@ -437,7 +481,7 @@ def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, alpha: flo
     for _, sc in scores.groupby("scenario", sort=False):
         refs = [r for r in dict.fromkeys([best_baseline(sc), best_baseline(sc, (REFERENCE,))])
                 if r is not None]
-        learners = [lab for lab, n in _names(sc).items() if n not in BASELINES + (ORACLE,)]
+        learners = [lab for lab, n in _names(sc).items() if not is_baseline(n) and n != ORACLE]
         learners.sort(key=list(sc["label"].unique()).index)
         tests = {(lab, ref): _test(sc, lab, ref, metric, alpha) for ref in refs
                  for lab in learners}

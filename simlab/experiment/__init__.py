@@ -17,7 +17,6 @@ _LAZY = {
     "SweepSummary": "simlab.experiment.sweep",
     "run_sweep": "simlab.experiment.sweep",
     "load_sweep": "simlab.experiment.sweep",
-    "report_from_store": "simlab.experiment.sweep",
     "make_executor": "simlab.experiment.executors",
 }
 

@@ -24,6 +24,7 @@ from multiprocessing.connection import wait as mp_wait
 from typing import Any, Protocol, TypeVar
 
 from simlab.errors import ExecutorError
+from simlab.evaluation.environment import torch_threads
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -64,15 +65,9 @@ class InlineExecutor:
     name = "inline"
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)   # the same arithmetic as in a worker
-        try:
+        with torch_threads(1):     # the same arithmetic as in a worker
             for item in items:
                 yield item, fn(item)
-        finally:
-            torch.set_num_threads(before)
 
     def close(self) -> None:
         pass

@@ -22,15 +22,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+import simlab
 from simlab import __version__
 from simlab.errors import StoreError
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS, RunResult
 
 #: bump when a table or column changes meaning; an older/newer store is refused, never altered
 SCHEMA_VERSION = 1
-DEFAULT_DB = Path("results") / "simlab.db"
+DEFAULT_DB = Path(simlab.DEFAULT_DB)
 STATUSES = ("ok", "diverged", "failed")
 FINISHED = ("ok", "diverged")   # a cell with one of these is done; "failed" is retried
 
@@ -111,7 +113,8 @@ class CellError:
     seconds: float = 0.0
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current UTC time as stored in ``runs.started`` / ``runs.finished``."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -234,7 +237,7 @@ class Store:
             timings, log = {}, {"message": outcome.message}
         if status not in STATUSES:
             raise ValueError(f"run status {status!r} is not one of {STATUSES}")
-        finished = finished or _now()
+        finished = finished or utc_now()
         with self._transaction() as con:
             self._delete_cell(cell.key)
             cur = con.execute(
@@ -283,6 +286,31 @@ class Store:
     def _read(self, sql: str, params: tuple = ()) -> pd.DataFrame:
         return pd.read_sql_query(sql, self._con, params=params)
 
+    def _metrics(self, marks: str, ids: tuple[int, ...]) -> pd.DataFrame:
+        """The metric rows of runs ``ids`` in insertion order, read as numbers only: the metric
+        name comes back as a code (a CASE over the distinct names) and the rows go through one
+        float64 array, about a third faster than a frame of mixed Python objects at millions of
+        rows (a 10,000-run store); any row that does not fit (a non-numeric value) falls back
+        to the plain read."""
+        sql = f"FROM metrics WHERE run_id IN ({marks}) ORDER BY rowid"
+        plain = f"SELECT run_id, {', '.join(RECORD_COLUMNS)} {sql}"
+        names = [r[0] for r in self._con.execute("SELECT DISTINCT metric FROM metrics")]
+        if not names or not ids:
+            return self._read(plain, ids)
+        code = "CASE metric " + " ".join(f"WHEN ? THEN {i}" for i in range(len(names))) + " END"
+        rows = self._con.execute(f"SELECT run_id, wave, shots, steps, {code}, value {sql}",
+                                 (*names, *ids)).fetchall()
+        try:
+            a = np.array(rows, dtype=np.float64).reshape(-1, 6)
+        except (TypeError, ValueError):
+            return self._read(plain, ids)
+        del rows
+        cols = {c: a[:, j].astype(np.int64) for j, c in enumerate(("run_id", "wave", "shots",
+                                                                    "steps"))}
+        metric = np.asarray(names, dtype=object)[a[:, 4].astype(np.int64)]
+        return pd.DataFrame({**cols, "metric": metric, "value": a[:, 5]})[["run_id",
+                                                                           *RECORD_COLUMNS]]
+
     def frames(self, scenario: str | Sequence[str] | None = None, *,
                latest: bool = True) -> dict[str, pd.DataFrame]:
         """The long-format frames the report reads: runs, metrics, shifts, summaries, configs
@@ -313,8 +341,7 @@ class Store:
         runs = runs.reset_index(drop=True)
         ids = tuple(int(i) for i in runs["run_id"])
         marks = ",".join("?" * len(ids)) or "NULL"
-        metrics = self._read(f"SELECT run_id, {', '.join(RECORD_COLUMNS)} FROM metrics "
-                             f"WHERE run_id IN ({marks}) ORDER BY rowid", ids)
+        metrics = self._metrics(marks, ids)
         summaries = self._read(f"SELECT run_id, name, value FROM summaries "
                                f"WHERE run_id IN ({marks}) ORDER BY run_id, name", ids)
         streams = runs[["scenario", "fingerprint", "seed"]].drop_duplicates()

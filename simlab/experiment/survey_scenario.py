@@ -22,9 +22,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from simlab.experiment.config import (EvaluationSpec, ScenarioBase, ScenarioError, _origin,
-                                      _validate)
-from simlab.tasks.stream import check_seed
+from simlab.errors import ScenarioError
+from simlab.experiment.errors_text import origin, validate_model
+from simlab.experiment.scenario_base import EvaluationSpec, ScenarioBase
+from simlab.schema import check_seed
+from simlab.society.run import source_text
 from simlab.tasks.survey_data import (FRAME_SOURCE, SurveyData, ledger_text, read_survey,
                                       survey_stream, warn_survey)
 from simlab.tasks.task import TaskStream
@@ -146,7 +148,8 @@ class SurveyScenario(ScenarioBase):
         return stream
 
     def code_digest(self) -> str:
-        """The source of the table-to-stream adapter and of the task module."""
+        """The source of the table-to-stream adapter, the task and stream-format modules, and
+        this class's ``generate_stream``."""
         return _adapter_digest()
 
     # --- construction ---------------------------------------------------------------------
@@ -191,7 +194,7 @@ class SurveyScenario(ScenarioBase):
 
 def _build(data: dict[str, Any], where: str, chain: list[tuple[str, dict[str, Any]]],
            source: Path | None, base_dir: Path, frame: Any = None) -> SurveyScenario:
-    scenario: SurveyScenario = _validate(data, where, chain, SurveyScenario)
+    scenario: SurveyScenario = validate_model(data, where, chain, SurveyScenario)
     scenario._source = source
     scenario._base_dir = base_dir
     scenario._frame = frame
@@ -204,8 +207,8 @@ def survey_from_chain(data: dict[str, Any], file: Path,
     """The survey scenario of a merged ``extends`` chain (called by ``load_scenario``):
     ``data.source`` is relative to the file in the chain that sets it."""
     named = [(str(f), raw) for f, raw in chain]
-    origin = Path(_origin(("data", "source"), named, str(file)))
-    base = origin.parent if origin.is_file() else file.parent
+    source = Path(origin(("data", "source"), named, str(file)))
+    base = source.parent if source.is_file() else file.parent
     return _build(data, str(file), named, file, base)
 
 
@@ -245,17 +248,25 @@ def _file_sha(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
+#: the methods of ``SurveyScenario`` that shape its stream, as defined here (their source is in
+#: the cache key, whatever a test later monkeypatches onto the class)
+_STREAM_CODE = (vars(SurveyScenario)["generate_stream"],)
+
+
 @lru_cache(maxsize=1)
 def _adapter_digest() -> str:
     """Hash of the code that turns a table into a stream (a changed adapter never reuses a
-    stale cache file)."""
+    stale cache file); cached per process (``_adapter_digest.cache_clear()`` after an edit)."""
+    import simlab.tasks.stream as stream_format
     import simlab.tasks.survey_checks as checks
     import simlab.tasks.survey_data as adapter
     import simlab.tasks.task as task
 
     h = hashlib.sha256()
-    for mod in (adapter, checks, task):
-        h.update(Path(mod.__file__).read_bytes())
+    for mod in (adapter, checks, task, stream_format):
+        h.update(source_text(Path(mod.__file__)).encode())
+    for fn in _STREAM_CODE:
+        h.update(source_text(fn).encode())
     return h.hexdigest()
 
 

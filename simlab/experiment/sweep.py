@@ -23,20 +23,22 @@ import tomllib
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 from tqdm.auto import tqdm
 
+from simlab import DEFAULT_DB
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, make_executor
-from simlab.experiment.store import Cell, CellError, Store, StoreError, to_json
+from simlab.experiment.store import Cell, CellError, Store, to_json
+from simlab.experiment.store import utc_now as _now
 from simlab.tasks.stream import default_cache_dir
 from simlab.learners.base import Learner
+from simlab.schema import check_seeds
 from simlab.learners.registry import learner_class, make_learner
 from simlab.schema import StrictModel
 
@@ -201,10 +203,7 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
         if unknown:
             raise ValueError(f"grid for {', '.join(unknown)}: not among the learners "
                              f"{', '.join(sorted(s.display for s in specs))}")
-        run_seeds = list(seeds) if seeds is not None else list(range(sc.evaluation.seeds))
-        bad = [s for s in run_seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
-        if bad or not run_seeds:
-            raise ValueError(f"seeds {run_seeds!r} are invalid; give non-negative integers")
+        run_seeds = check_seeds(seeds if seeds is not None else sc.evaluation.seeds)
         fp, settings = comparison_fingerprint(sc), settings_of(sc)
         tuning_seeds: tuple[int, ...] = ()
         if sc.evaluation.tuning is not None:    # which streams tune: part of the key
@@ -238,7 +237,7 @@ def tuning_space(scenario: AnyScenario, spec: LearnerSpec, fixed: Mapping[str, A
                  ) -> dict[str, Any] | None:
     """The space tuning searches for this learner in this scenario (None: no tuning); the
     user's ``[evaluation.tuning.space.<name>]`` (by name or label) replaces the class's."""
-    from simlab.learners.tuning import resolve_space
+    from simlab.evaluation.tuning import resolve_space
 
     tu = scenario.evaluation.tuning
     if tu is None:
@@ -252,7 +251,7 @@ def tune_learner(job: TuningJob) -> Any:
     trials seeded by the first of them); returns the ``TuningResult`` (with its ``seeds``).
     The sweep runs one per learner on its executor; ``simlab tune`` calls it directly."""
     from simlab.learners.base import Budget
-    from simlab.learners.tuning import tune
+    from simlab.evaluation.tuning import tune
 
     sc, seed = job.scenario, job.seeds[0]
     tu = sc.evaluation.tuning
@@ -280,10 +279,6 @@ def _tune_or_error(item: tuple[str, TuningJob]) -> Any:
 
 
 # --- what a worker does -------------------------------------------------------------------------
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScenario, str]
                    ) -> str | None:
     """Generate and cache the stream of one (fingerprint, seed, scenario[, cache dir]);
@@ -368,7 +363,7 @@ def _is_scenario(obj: object) -> bool:
 def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnyScenario,
               learners: Sequence[str | type[Learner] | LearnerSpec] | None = None,
               seeds: int | Sequence[int] | None = None,
-              store: Store | str | Path = "results/simlab.db",
+              store: Store | str | Path = DEFAULT_DB,
               executor: str | Executor | None = "process", jobs: int | None = None,
               quiet: bool = False, grid: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
               scheduler: str | None = None, device: str = "cpu") -> SweepSummary:
@@ -381,13 +376,10 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
     t0 = time.perf_counter()
     scs = resolve_scenarios(scenarios)
     specs = None if learners is None else [LearnerSpec.of(x) for x in learners]
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ValueError(f"seeds={seeds} is invalid; give a count >= 1 or a list of seeds")
-        limits.check_sweep(seeds, seeds * len(scs) * len(specs or [None]))
-        seeds = list(range(seeds))
-    elif seeds is not None:
-        limits.check_sweep(len(seeds), len(seeds) * len(scs) * len(specs or [None]))
+    if seeds is not None:        # the limit first: a count of 10**9 never becomes a list
+        n = limits.count(seeds) if not isinstance(seeds, bool) else 0
+        limits.check_sweep(n, n * len(scs) * len(specs or [None]))
+        seeds = check_seeds(seeds)
     planned = plan_cells(scs, specs, seeds, grid, device)
     own_store = not isinstance(store, Store)
     db = Store(store) if own_store else store
@@ -516,35 +508,6 @@ def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
         summary.ok += 1
 
 
-# --- reports ---------------------------------------------------------------------------------
-def report_from_store(store: Store | str | Path, out_dir: str | Path,
-                      scenario: str | Sequence[str] | None = None,
-                      title: str | None = None, *, figures: bool = True) -> dict[str, Path]:
-    """Build the comparison report of the store's latest comparison of each scenario (or of
-    ``scenario``: one name or several) into ``out_dir``; returns the written files
-    (``figures`` False: text and tables only)."""
-    from simlab.evaluation.metrics import SummaryOptions
-    from simlab.report import build_report
-
-    if isinstance(store, Store):
-        frames = store.frames(scenario)
-    else:
-        with Store(store, create=False) as db:
-            frames = db.frames(scenario)
-    if frames["runs"].empty:
-        where = store.path if isinstance(store, Store) else store
-        raise StoreError(f"results store {where} has no runs; run `simlab run SCENARIO "
-                         f"--db {where}` first")
-    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
-    tolerances = {c.get("evaluation", {}).get("recovery_tolerance") for c in configs.values()}
-    tol = tolerances.pop() if len(tolerances) == 1 else None
-    options = SummaryOptions(rel_tol=tol) if isinstance(tol, (int, float)) else None
-    names = list(dict.fromkeys(frames["runs"]["scenario"]))
-    return build_report(frames["runs"], frames["metrics"], frames["shifts"], Path(out_dir),
-                        title or f"simlab: {', '.join(names)}", configs, options=options,
-                        figures=figures)
-
-
 # --- sweep files ------------------------------------------------------------------------------
 class SweepFile(StrictModel):
     """A sweep TOML file (scenario paths relative to the file; db and report to the working
@@ -553,7 +516,7 @@ class SweepFile(StrictModel):
         scenarios = ["opinion_shift", "my_scenario.toml"]
         learners = ["maml", "protonet", "partial_pooling"]   # default: each scenario's list
         seeds = 5                                             # or [0, 3, 7]
-        db = "results/simlab.db"
+        db = "results/simlab.db"                              # the default
         report = "reports/my_sweep"                           # optional
         executor = "process"                                  # inline | process | dask
         jobs = 2

@@ -41,7 +41,6 @@ written in the twin's file and shown in the side-by-side report.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -50,6 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from simlab import DEFAULT_DB
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.config import Scenario
@@ -426,7 +427,7 @@ def fidelity_rows(shape: SurveyShape, wave: np.ndarray, group: np.ndarray, signa
 
 def measure_twin(shape: SurveyShape, twin: Scenario, seed: int = 0) -> list[dict[str, Any]]:
     """The fidelity table of an existing twin scenario, measured on its ``seed`` stream."""
-    from simlab.tasks.stream import generate_stream
+    from simlab.society.run import generate_stream
 
     stream = generate_stream(twin, seed)
     wave, group = achieved_levels(stream, shape.n_groups)
@@ -459,7 +460,7 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
     coefficients; 0 = every community the same task): the starting value, calibrated to the
     survey's effect spread unless ``match_spread`` is False (then kept as given).
     """
-    from simlab.tasks.stream import generate_stream
+    from simlab.society.run import generate_stream
 
     if rounds < 1:
         raise ValueError(f"rounds={rounds} must be >= 1")
@@ -528,7 +529,7 @@ def write_twin(path_in: str | Path, path_out: str | Path | None = None, seed: in
                rounds: int = 4, heterogeneity: float = 0.5) -> Path:
     """Load a survey scenario, calibrate its twin, write it as TOML; returns the path written
     (default: ``<name>_twin.toml`` next to the survey's file)."""
-    survey = _load_survey(path_in)
+    survey = load_survey(path_in)
     return write_fit(survey, fit_twin(survey, seed, rounds, heterogeneity), path_out)
 
 
@@ -563,7 +564,7 @@ def _shown(path: Path, out: Path) -> str:
         return Path(path).name
 
 
-def _load_survey(path: str | Path | SurveyScenario) -> SurveyScenario:
+def load_survey(path: str | Path | SurveyScenario) -> SurveyScenario:
     from simlab.experiment.config import ScenarioError, load_scenario
     from simlab.experiment.survey_scenario import SurveyScenario
 
@@ -637,25 +638,34 @@ def _value(v: Any) -> str:
 
 
 # --- survey and twin, side by side ---------------------------------------------------------------
-def compare_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None, *,
-                 learners: Sequence[str] | None = None, seeds: int | Sequence[int] | None = None,
-                 db: str | Path = "results/simlab.db", out_dir: str | Path | None = None,
-                 executor: str | None = "process", jobs: int | None = None,
-                 quiet: bool = False, n_boot: int = 2000) -> dict[str, Path]:
+@dataclass
+class TwinRun:
+    """The survey and its twin after both were run into ``db`` (``report.twin`` reports it)."""
+
+    real: SurveyScenario
+    sim: Scenario
+    twin_path: Path
+    db: Path
+    summaries: list[Any] = field(default_factory=list)   # one SweepSummary per scenario
+
+
+def run_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None, *,
+             learners: Sequence[str] | None = None, seeds: int | Sequence[int] | None = None,
+             db: str | Path = DEFAULT_DB, executor: str | None = None,
+             jobs: int | None = None, quiet: bool = False, scheduler: str | None = None,
+             device: str = "cpu") -> TwinRun:
     """Run the survey and its twin with the same learners and seeds (cells already in ``db``
-    are skipped) and write the side-by-side report (default ``reports/<survey name>``).
+    are skipped); the side-by-side report is ``simlab.report.twin.compare_twin``'s job.
 
     ``twin``: the twin's scenario file (default: ``<name>_twin.toml`` next to the survey's
     file, written first when missing). The oracle is added to the twin's learners (the
     ceiling there; it is left out of the rank agreement).
     """
     from simlab.experiment.config import ScenarioError, load_scenario
-    from simlab.experiment.store import Store
     from simlab.experiment.survey_scenario import SurveyScenario
     from simlab.experiment.sweep import run_sweep
-    from simlab.report.twin import build_twin_report
 
-    real = _load_survey(survey)
+    real = load_survey(survey)
     folder = real.source.parent if real.source is not None else Path.cwd()
     twin_path = Path(twin) if twin is not None else folder / f"{real.name}_twin.toml"
     if twin is None and not twin_path.exists():
@@ -666,76 +676,14 @@ def compare_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = 
                             "[data] section; pass the file `simlab twin` wrote")
     names = list(learners) if learners is not None else list(real.evaluation.learners)
     sim_names = names if "oracle" in names else [*names, "oracle"]
+    run = TwinRun(real, sim, twin_path, Path(db))
     for sc, who in ((real, names), (sim, sim_names)):
-        summary = run_sweep([sc], who, seeds, db, executor=executor, jobs=jobs, quiet=quiet)
-        if not quiet:
-            print(summary)
-    with Store(db) as store:
-        frames = store.frames(real.name), store.frames(sim.name)
-    out = Path(out_dir) if out_dir is not None else Path("reports") / real.name
-    return build_twin_report(*frames, out, f"{real.name}: the survey and its simulated twin",
-                             n_boot=n_boot, fidelity=measure_twin(survey_shape(real), sim))
+        run.summaries.append(run_sweep([sc], who, seeds, db, executor=executor, jobs=jobs,
+                                       quiet=quiet, scheduler=scheduler, device=device))
+    return run
 
 
-# --- command line ---------------------------------------------------------------------------------
-def add_twin_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``simlab twin``."""
-    parser.add_argument("scenario", help="survey scenario (a TOML file with a [data] section)")
-    parser.add_argument("--output", "-o", default=None, metavar="FILE",
-                        help="where to write the twin (default: <name>_twin.toml next to the "
-                             "survey's file)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="twin stream seed the calibration runs on (default 0; the next "
-                             "seed is the out-of-sample check)")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="calibration rounds (default 4)")
-    parser.add_argument("--heterogeneity", type=float, default=0.5,
-                        help="how far the twin's communities differ (traits, effects; default "
-                             "0.5, 0 = all alike): the starting value, calibrated to the "
-                             "survey's between-group spread of effects")
-    parser.add_argument("--fixed-heterogeneity", action="store_true",
-                        help="keep --heterogeneity as given (do not match the effect spread)")
-    run = parser.add_argument_group("compare", "run the survey and the twin, then report them "
-                                               "side by side")
-    run.add_argument("--report", default=None, metavar="DIR",
-                     help="run both (finished cells in --db are skipped) and write the "
-                          "side-by-side report to DIR")
-    run.add_argument("--db", default="results/simlab.db", metavar="PATH",
-                     help="results store (default results/simlab.db)")
-    run.add_argument("--learners", "-l", default=None, metavar="A,B",
-                     help="learners (default: the survey's evaluation.learners; the twin also "
-                          "runs the oracle)")
-    run.add_argument("--seeds", "-s", type=int, default=None, metavar="N",
-                     help="seeds 0..N-1 (default: the survey's evaluation.seeds)")
-    run.add_argument("--executor", choices=("inline", "process", "dask"), default="process")
-    run.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
-                     help="worker processes (default: number of CPU cores)")
-    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-
-
-def cmd_twin(args: argparse.Namespace) -> int:
-    """Write the simulated twin of a survey scenario and print how well it matches."""
-    survey = _load_survey(args.scenario)
-    fit = fit_twin(survey, seed=args.seed, rounds=args.rounds,
-                   heterogeneity=args.heterogeneity,
-                   match_spread=not args.fixed_heterogeneity)
-    out = write_fit(survey, fit, args.output)
-    print(fit.summary())
-    print(f"wrote {out}")
-    if args.report is None:
-        print(f"compare them: simlab twin {args.scenario} --report reports/{survey.name}")
-        return 0
-    learners = None if args.learners is None else [
-        n.strip() for n in args.learners.split(",") if n.strip()]
-    files = compare_twin(survey, out, learners=learners, seeds=args.seeds, db=args.db,
-                         out_dir=args.report, executor=args.executor, jobs=args.jobs,
-                         quiet=args.quiet)
-    for kind in ("html", "markdown", "report_html"):
-        print(f"{kind:<12} {files[kind]}")
-    return 0
-
-
-__all__ = ["SurveyShape", "TwinFit", "add_twin_arguments", "cmd_twin", "compare_twin",
+__all__ = ["SurveyShape", "TwinFit", "TwinRun", "load_survey", "run_twin",
            "dumps_toml", "effect_spread", "fidelity_rows", "fit_twin", "make_twin",
            "measure_twin", "pooled_r2", "survey_shape", "twin_config",
            "twin_features", "write_fit", "write_twin"]

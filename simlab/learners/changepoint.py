@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -222,12 +222,14 @@ class ChangepointWrapper(Learner):
         self.inner.notify_shift(event)
 
     def __reduce__(self):
-        """Pickle by name (the class is made at run time): rebuilt through the registry."""
-        return (_rebuild, (self.inner_name, self.hyperparameters()))
+        """Pickle by name (the class is made at run time): rebuilt through the registry's
+        ``make_learner``, which the registry hands to :func:`wrapper_class`."""
+        return (_rebuild, (type(self)._make, self.name, self.hyperparameters()))
 
 
-def _rebuild(inner_name: str, hyperparameters: dict[str, Any]) -> Learner:
-    return wrapper_class(inner_name)(**hyperparameters)
+def _rebuild(make: Callable[..., Learner], name: str, hyperparameters: dict[str, Any]
+             ) -> Learner:
+    return make(name, **hyperparameters)
 
 
 _CLASSES: dict[str, type[ChangepointWrapper]] = {}
@@ -243,20 +245,14 @@ def _default(f: dataclasses.Field, inner_name: str) -> dataclasses.Field:
                      "the changepoint wrapper needs every hyperparameter to have one")
 
 
-def wrapper_class(inner_name: str) -> type[ChangepointWrapper]:
-    """The ``cpd:<inner_name>`` Learner class: the wrapper's fields plus the wrapped learner's
-    (an unknown name raises the registry's did-you-mean error, naming ``cpd:``)."""
+def wrapper_class(inner_name: str, inner: type[Learner],
+                  make: Callable[..., Learner]) -> type[ChangepointWrapper]:
+    """The ``cpd:<inner_name>`` Learner class: the wrapper's fields plus those of ``inner``
+    (the wrapped class, resolved by the registry, ``learners.registry.learner_class``, which
+    also checks the name); ``make`` (the registry's ``make_learner``) rebuilds an instance
+    from its name when it is unpickled in a worker."""
     if inner_name in _CLASSES:
         return _CLASSES[inner_name]
-    from simlab.learners.registry import CPD_PREFIX, learner_class
-    if not inner_name or inner_name.startswith(CPD_PREFIX):
-        raise ValueError(f"learner 'cpd:{inner_name}': give one learner to wrap, e.g. "
-                         "cpd:partial_pooling (cpd: cannot be nested)")
-    try:
-        inner = learner_class(inner_name)
-    except ValueError as err:
-        raise ValueError(f"learner 'cpd:{inner_name}': the wrapped learner is unknown. {err}"
-                         ) from err
     own = [(f.name, f.type, _default(f, inner_name)) for f in dataclasses.fields(inner)
            ] if dataclasses.is_dataclass(inner) else []
     clash = [n for n, *_ in own if n in WRAPPER_FIELDS]
@@ -265,8 +261,9 @@ def wrapper_class(inner_name: str) -> type[ChangepointWrapper]:
                          "the changepoint wrapper's; rename them")
     cls = dataclasses.make_dataclass(
         f"CPD_{inner_name.replace('.', '_').replace(':', '_')}", own, bases=(ChangepointWrapper,),
-        namespace={"name": f"{CPD_PREFIX}{inner_name}", "inner_cls": inner,
+        namespace={"name": f"cpd:{inner_name}", "inner_cls": inner,
                    "inner_name": inner_name, "uses_oracle": inner.uses_oracle,
+                   "_make": staticmethod(make),
                    "search_space": {**inner.search_space, **ChangepointWrapper._search},
                    "__module__": __name__})
     _CLASSES[inner_name] = cls

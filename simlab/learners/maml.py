@@ -74,7 +74,7 @@ class _GradientMetaLearner(Learner):
 
     name: ClassVar[str] = "gradient_meta_learner"
 
-    # equal-budget tuning (learners/tuning.py): hidden=() is the GLM base model, else an MLP
+    # equal-budget tuning (evaluation/tuning.py): hidden=() is the GLM base model, else an MLP
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 5),
         "outer_lr": Float(1e-4, 1e-2, log=True),

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib
 import importlib.util
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
+
+from simlab._lazy import resolve_class
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.learners.base import Learner
@@ -49,8 +50,7 @@ def learner_class(name: str) -> type[Learner]:
     """Resolve a name, an entry point, ``cpd:NAME`` or ``package.module:Class`` to a Learner
     subclass."""
     if name.startswith(CPD_PREFIX):
-        from simlab.learners.changepoint import wrapper_class   # noqa: PLC0415 (lazy)
-        return wrapper_class(name[len(CPD_PREFIX):])
+        return _changepoint_class(name[len(CPD_PREFIX):])
     target = name if ":" in name else available().get(name)
     if target is None:
         close = difflib.get_close_matches(name, available(), n=3)
@@ -59,14 +59,23 @@ def learner_class(name: str) -> type[Learner]:
                          " (or give package.module:Class).")
     from simlab.learners.base import Learner
 
-    module, _, attr = target.partition(":")
+    return resolve_class(target, Learner, f"learner {name!r}", "simlab Learner")
+
+
+def _changepoint_class(inner_name: str) -> type[Learner]:
+    """``cpd:<inner_name>``: the wrapped learner resolved here (an unknown name raises the
+    did-you-mean error, naming ``cpd:``), the wrapper class made by ``learners.changepoint``."""
+    from simlab.learners.changepoint import wrapper_class   # noqa: PLC0415 (lazy: torch)
+
+    if not inner_name or inner_name.startswith(CPD_PREFIX):
+        raise ValueError(f"learner 'cpd:{inner_name}': give one learner to wrap, e.g. "
+                         "cpd:partial_pooling (cpd: cannot be nested)")
     try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"learner {name!r}: cannot import {target!r} ({err})") from err
-    if not (isinstance(cls, type) and issubclass(cls, Learner)):
-        raise ValueError(f"learner {name!r}: {target!r} is not a simlab Learner subclass")
-    return cls
+        inner = learner_class(inner_name)
+    except ValueError as err:
+        raise ValueError(f"learner 'cpd:{inner_name}': the wrapped learner is unknown. {err}"
+                         ) from err
+    return wrapper_class(inner_name, inner, make_learner)
 
 
 def make_learner(name: str, **hyperparameters: Any) -> Learner:

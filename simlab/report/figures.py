@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from simlab.evaluation.metrics import Cube
-from simlab.evaluation.statistics import BASELINES, ORACLE, fmt
+from simlab.evaluation.statistics import ORACLE, fmt, is_baseline
 
 DPI = 100
 #: Tukey's far-out fence (in IQRs of the curves' medians) beyond which a curve is left out of
@@ -52,7 +52,8 @@ class ScenarioData:
 
     def labels(self) -> list[str]:
         """Meta-learners first, then baselines and the oracle; alphabetical within."""
-        return sorted(self.cubes, key=lambda s: (self.base(s) in BASELINES + (ORACLE,), s))
+        return sorted(self.cubes, key=lambda s: (is_baseline(self.base(s))
+                                                 or self.base(s) == ORACLE, s))
 
 
 def _style(data: ScenarioData, label: str) -> dict[str, object]:
@@ -60,7 +61,7 @@ def _style(data: ScenarioData, label: str) -> dict[str, object]:
     if base == ORACLE:
         return {"color": "black", "linestyle": ":", "label": label}
     return {"color": data.colors.get(label, "grey"),
-            "linestyle": "--" if base in BASELINES else "-", "label": label}
+            "linestyle": "--" if is_baseline(base) else "-", "label": label}
 
 
 def assign_colors(labels: list[str]) -> dict[str, str]:

@@ -30,11 +30,12 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from simlab import __version__
-from simlab.evaluation.metrics import SummaryOptions, cubes
+from simlab.evaluation.metrics import SummaryOptions, run_cubes
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENCE, Comparison,
                                           _labelled, compare_all, comparison_metric, fmt, fmt_p,
-                                          leaderboard, overall_verdict, parse_hyperparameters,
+                                          label_names, leaderboard, overall_verdict,
+                                          parse_hyperparameters,
                                           recovery_by_shift, recovery_overall, run_summaries,
                                           shift_effects, wave_scores)
 from simlab.report.changepoints import changepoint_context
@@ -326,11 +327,12 @@ def _recovery_tables(by_shift: pd.DataFrame, shifts: pd.DataFrame, effects: pd.D
 
 def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                       shifts: pd.DataFrame, out_dir: Path, config: dict | None,
-                      all_names: set[str], options: SummaryOptions, draw: bool = True
+                      all_names: set[str], options: SummaryOptions, draw: bool = True,
+                      stored: pd.DataFrame | None = None
                       ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Everything one scenario's section shows, and the figure files it wrote."""
     mets = metrics[metrics["run_id"].isin(runs["run_id"])]
-    summaries = run_summaries(runs, mets, shifts, options)
+    summaries = run_summaries(runs, mets, shifts, options, stored)
     scored = summaries.dropna(axis=1, how="all")
     board = leaderboard(scored) if "mean_loss" in scored else pd.DataFrame()
     labels = wave_labels(runs)
@@ -367,7 +369,9 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                          ("steps grid", str(_grid(mets, "steps"))),
                          ("compared on", metric.replace("_", " ") + ": per-seed means, paired "
                                          f"t test over seeds (verdicts from {MIN_SEEDS} seeds)")]
-    scores = wave_scores(runs, mets, metric)
+    # one scatter of the records into per-run cubes, shared by the paired tests and figures
+    per_run = run_cubes(mets, ["loss", metric])
+    scores = wave_scores(runs, mets, metric, per_run)
     comps = compare_all(scores, metric)
     effects = shift_effects(summaries)
     by_shift = recovery_by_shift(summaries)
@@ -385,26 +389,30 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
                comps[0].reference if comps else None)
     if draw:
-        files.update(_figures(name, mets, summaries, shifts, metric, out_dir, section, labels,
-                              ref, effects))
+        files.update(_figures(name, per_run, summaries, shifts, metric, out_dir, section,
+                              labels, ref, effects))
     return section, files
 
 
-def _figures(name: str, mets: pd.DataFrame, summaries: pd.DataFrame, shifts: pd.DataFrame,
-             metric: str, out_dir: Path, section: dict[str, Any], labels: dict[int, str],
-             reference: str | None, effects: pd.DataFrame) -> dict[str, Path]:
-    per_run = {rid: cubes(g) for rid, g in mets.groupby("run_id")}
-    labelled = summaries.set_index("run_id")
+def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFrame,
+             shifts: pd.DataFrame, metric: str, out_dir: Path, section: dict[str, Any],
+             labels: dict[int, str], reference: str | None, effects: pd.DataFrame
+             ) -> dict[str, Path]:
+    """``per_run``: :func:`metrics.run_cubes` of the section's records (loss and ``metric``);
+    the figures draw means over seeds per learner label, so their cost grows with the labels,
+    not with the runs."""
+    who = dict(zip(summaries["run_id"], zip(summaries["label"].astype(str),
+                                            summaries["seed"].astype(int))))
     by_label: dict[str, dict[int, dict[str, Any]]] = {}
     for rid, cs in per_run.items():
-        r = labelled.loc[rid]
-        by_label.setdefault(str(r["label"]), {})[int(r["seed"])] = cs
+        label, seed = who[rid]
+        by_label.setdefault(label, {})[seed] = cs
     first_seed = shifts["seed"].min() if len(shifts) else None
     data = ScenarioData(name, by_label, summaries,
                         (shifts[shifts["seed"] == first_seed] if first_seed is not None
                          else shifts).reset_index(drop=True), metric,
                         assign_colors(list(by_label)),
-                        dict(zip(summaries["label"], summaries["learner_name"])),
+                        label_names(summaries),
                         wave_labels=labels, reference=reference,
                         negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)))
     files: dict[str, Path] = {}
@@ -444,7 +452,8 @@ def _environment() -> Environment:
 def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame,
                  out_dir: Path, title: str, config: dict | None = None, *,
                  options: SummaryOptions | None = None, n_boot: int | None = None,
-                 figures: bool = True) -> dict[str, Path]:
+                 figures: bool = True, summaries: pd.DataFrame | None = None
+                 ) -> dict[str, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into
     ``out_dir``; returns their paths under "html" and "markdown" and each figure's path under
     "<scenario>/<figure>".
@@ -452,11 +461,15 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     ``config``: shown verbatim (JSON); a dict keyed by scenario names is split per section.
     ``options``: the summary knobs (recovery tolerance, sustain, target loss). ``n_boot``:
     unused (the paired test is exact; kept for older callers). ``figures`` False: text and
-    tables only (fast; no PNGs).
+    tables only (fast; no PNGs). ``summaries``: the store's per-run summaries (run_id, name,
+    value; ``Store.frames()["summaries"]``), used instead of recomputing them from the records
+    for every run that has them (they must come from the same ``options``: the sweep's).
     """
     _check_frame(runs, "runs", RUN_COLUMNS)
     _check_frame(metrics, "metrics", ["run_id"] + RECORD_COLUMNS)
     _check_frame(shifts, "shifts", ["scenario", "seed"] + SHIFT_COLUMNS)
+    if summaries is not None:
+        _check_frame(summaries, "summaries", ["run_id", "name", "value"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opt = options or SummaryOptions()
@@ -465,13 +478,13 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     for name in names:
         sec, files = _scenario_section(name, runs[runs["scenario"] == name], metrics,
                                        shifts[shifts["scenario"] == name], out_dir, config,
-                                       set(names), opt, figures)
+                                       set(names), opt, figures, summaries)
         sections.append(sec)
         paths.update(files)
     shared = config if config and not set(config) <= set(names) else None
     ctx = {"title": title, "version": __version__, "sections": sections,
            "config": json.dumps(shared, indent=2, default=str) if shared else None,
-           "baselines": ", ".join(BASELINES), "oracle": ORACLE, "reference": REFERENCE,
+           "baselines": ", ".join(BASELINES) + " (and their cpd: wrappers)", "oracle": ORACLE, "reference": REFERENCE,
            "options": opt, "min_seeds": MIN_SEEDS,
            "any_oracle": any(s["has_oracle"] for s in sections),
            "all_oracle": all(s["has_oracle"] for s in sections)}

@@ -2,7 +2,7 @@
 trials it got and what they chose.
 
 Reads the ``tuning`` column of the store's runs frame (the run log's ``"tuning"`` entry, JSON
-written by ``simlab.learners.tuning.TuningResult.as_log``); runs without it were not tuned.
+written by ``simlab.evaluation.tuning.TuningResult.as_log``); runs without it were not tuned.
 """
 from __future__ import annotations
 

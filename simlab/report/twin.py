@@ -25,6 +25,7 @@ import io
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from simlab import __version__
+from simlab import DEFAULT_DB, __version__
 from simlab.evaluation.metrics import SummaryOptions
-from simlab.evaluation.statistics import ORACLE, compare, leaderboard, run_summaries, wave_scores
+from simlab.evaluation.statistics import (ORACLE, compare, label_names, leaderboard, run_summaries,
+                                          wave_scores)
+from simlab.experiment.store import Store
+from simlab.experiment.survey_scenario import SurveyScenario
+from simlab.experiment.twin import TwinRun, measure_twin, run_twin, survey_shape
 from simlab.report.figures import DPI, assign_colors
 from simlab.report.report import (RUN_COLUMNS, Table, _check_frame, _environment, _fmt,
                                   _leaderboard_table, _with_ci, build_report)
@@ -132,9 +137,7 @@ def _board(frames: dict[str, pd.DataFrame], options: SummaryOptions) -> pd.DataF
 
 def _names(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
     """label -> registry name (the oracle is recognised by its registry name)."""
-    runs = frames["runs"]
-    col = runs["learner_name"] if "learner_name" in runs else runs["learner"]
-    return dict(zip(runs["learner"].astype(str), col.fillna(runs["learner"]).astype(str)))
+    return label_names(frames["runs"], "learner")
 
 
 def rank_agreement(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFrame],
@@ -397,5 +400,27 @@ def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFram
             "report_markdown": detail["markdown"], **rest}
 
 
-__all__ = ["MIN_LEARNERS", "MIN_SEEDS", "RankAgreement", "build_twin_report", "rank_agreement",
-           "rank_figure", "spearman"]
+def twin_report(run: TwinRun, out_dir: str | Path | None = None, *, n_boot: int = 2000
+                ) -> dict[str, Path]:
+    """The side-by-side report of a finished ``run_twin`` (default ``reports/<survey name>``)."""
+    real, sim = run.real, run.sim
+    with Store(run.db) as store:
+        frames = store.frames(real.name), store.frames(sim.name)
+    out = Path(out_dir) if out_dir is not None else Path("reports") / real.name
+    return build_twin_report(*frames, out, f"{real.name}: the survey and its simulated twin",
+                             n_boot=n_boot, fidelity=measure_twin(survey_shape(real), sim))
+
+
+def compare_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None, *,
+                 learners: Sequence[str] | None = None, seeds: int | Sequence[int] | None = None,
+                 db: str | Path = DEFAULT_DB, out_dir: str | Path | None = None,
+                 executor: str | None = None, jobs: int | None = None,
+                 quiet: bool = False, n_boot: int = 2000) -> dict[str, Path]:
+    """``run_twin`` (the survey and its twin, same learners and seeds) then ``twin_report``."""
+    run = run_twin(survey, twin, learners=learners, seeds=seeds, db=db, executor=executor,
+                   jobs=jobs, quiet=quiet)
+    return twin_report(run, out_dir, n_boot=n_boot)
+
+
+__all__ = ["MIN_LEARNERS", "MIN_SEEDS", "RankAgreement", "build_twin_report", "compare_twin",
+           "rank_agreement", "rank_figure", "spearman", "twin_report"]

@@ -5,8 +5,7 @@ imported only when asked for, so ``import simlab.society`` stays light and torch
 """
 from __future__ import annotations
 
-from importlib import import_module
-
+from simlab._lazy import resolve_class
 from simlab.society.base import DynamicsParams, Society
 
 FAMILIES: dict[str, str] = {
@@ -23,15 +22,7 @@ def society_class(name: str) -> type[Society]:
     if ref is None:
         raise ValueError(f"unknown society family {name!r}; use one of "
                          f"{', '.join(FAMILIES)} or 'package.module:Class' for your own")
-    module_name, _, cls_name = ref.partition(":")
-    try:
-        cls = getattr(import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"society family {name!r}: cannot import {ref!r} ({err}); check the "
-                         f"module path and class name") from None
-    if not (isinstance(cls, type) and issubclass(cls, Society)):
-        raise ValueError(f"society family {name!r}: {ref!r} is not a Society subclass")
-    return cls
+    return resolve_class(ref, Society, f"society family {name!r}")
 
 
 __all__ = ["FAMILIES", "DynamicsParams", "Society", "society_class"]

@@ -22,7 +22,7 @@ import mesa
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from simlab.society.base import Society
+    from simlab.society.view import SocietyView
 
 
 class Person(mesa.Agent):
@@ -34,7 +34,7 @@ class Person(mesa.Agent):
     ``step`` does nothing: the society advances everyone at once.
     """
 
-    def __init__(self, model: Society, index: int) -> None:
+    def __init__(self, model: SocietyView, index: int) -> None:
         super().__init__(model)
         self.index = int(index)
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.special import expit, softmax
 
 if TYPE_CHECKING:  # pragma: no cover
-    from simlab.society.base import Society
+    from simlab.society.view import SocietyView
 
 EPS = 1e-7
 
@@ -216,7 +216,7 @@ class CeilingEstimator:
     _net: Net | None = None
     _events: int = 0
 
-    def __call__(self, society: Society, x_query: np.ndarray, query_idx: list[np.ndarray],
+    def __call__(self, society: SocietyView, x_query: np.ndarray, query_idx: list[np.ndarray],
                  features: list[str], noise_sd: float, rng: np.random.Generator
                  ) -> tuple[list[np.ndarray], list[float]]:
         """Ceiling for each group's query respondents (``x_query[g] [Q, D]``, their agent ids

@@ -222,10 +222,6 @@ class EpidemicSociety(Society):
             "share_friends_aware": self.friend_mean(idx, aware).astype(np.float32)}
 
     # --- diagnostics --------------------------------------------------------------------------
-    def compartment_shares(self) -> dict[str, float]:
-        counts = np.bincount(self.status, minlength=3) / self.n_agents
-        return {"S": float(counts[0]), "I": float(counts[1]), "R": float(counts[2])}
-
     @property
     def attack_rate(self) -> float:
         """Share of agents ever infected (the final size once the outbreak is over)."""

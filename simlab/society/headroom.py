@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simlab.society.ceiling import Net, _val_loss, expected_excess, fit_net, predict_net
+from simlab.society.run import HasSocietySpec, SocietySpec, as_spec, build_society, seed_streams
 
 if TYPE_CHECKING:  # pragma: no cover
-    from simlab.experiment.config import Scenario
     from simlab.society.base import Society
 
 MIN_TEST = 50
@@ -62,16 +62,15 @@ class _Models:
     events: int = 0
 
 
-def headroom(scenario: Scenario, seed: int = 0, n: int = 400, hidden: int = 32,
+def headroom(scenario: SocietySpec | HasSocietySpec, seed: int = 0, n: int = 400, hidden: int = 32,
              waves: list[int] | None = None) -> list[WaveHeadroom]:
     """Per-wave headroom of ``scenario`` (stream ``seed``) at ``n`` respondents per group, at
     ``waves`` (None: :func:`default_waves`)."""
     from simlab.society.survey import _DISTRACTOR, _features, feature_names
-    from simlab.tasks.stream import seed_streams
 
-    seeds = seed_streams(seed)
-    society = scenario.build_society(seeds)
-    design = scenario.survey
+    spec = as_spec(scenario)
+    society = build_society(spec, seed_streams(seed))
+    design = spec.survey
     sizes = society.social.group_sizes()
     if sizes.min() < n + MIN_TEST:
         raise ValueError(f"--respondents {n}: the smallest group has {int(sizes.min())} agents, "
@@ -83,7 +82,7 @@ def headroom(scenario: Scenario, seed: int = 0, n: int = 400, hidden: int = 32,
     bad = sorted(w for w in want if not 0 <= w < design.waves)
     if bad:
         raise ValueError(f"--waves {bad}: the survey has waves 0..{design.waves - 1}")
-    for _ in range(scenario.burn_in):
+    for _ in range(spec.burn_in):
         society.step()
     out, models = [], _Models()
     for w in range(design.waves):

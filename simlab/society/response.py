@@ -45,7 +45,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:  # pragma: no cover
-    from simlab.society.base import Society
+    from simlab.society.view import SocietyView
 
 
 # --- specs (scenario files) -------------------------------------------------------------------
@@ -56,7 +56,7 @@ class ResponseSpec(BaseModel):
     kind: str
 
     @abstractmethod
-    def build(self, society: Society, rng: np.random.Generator) -> Response:
+    def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
         """The runtime mechanism for ``society`` (group-specific draws from ``rng``)."""
 
 
@@ -70,7 +70,7 @@ class GLMSpec(ResponseSpec):
 
     kind: Literal["glm"] = "glm"
 
-    def build(self, society: Society, rng: np.random.Generator) -> Response:
+    def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
         return GLMResponse(self, society, rng)
 
 
@@ -93,7 +93,7 @@ class ThresholdSpec(_Nonlinear):
                              f"{v}); e.g. threshold = 0.3")
         return v
 
-    def build(self, society: Society, rng: np.random.Generator) -> Response:
+    def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
         return ThresholdResponse(self, society, rng)
 
 
@@ -105,7 +105,7 @@ class InteractionSpec(_Nonlinear):
     strength: float = Field(1.5, description="size of each interaction (shock target)")
     strength_sd: float = Field(0.3, ge=0, description="relative spread across communities")
 
-    def build(self, society: Society, rng: np.random.Generator) -> Response:
+    def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
         return InteractionResponse(self, society, rng)
 
 
@@ -121,7 +121,7 @@ class RotatingSpec(_Nonlinear):
     form: Literal["linear", "step"] = Field("step", description="relevant traits act linearly "
                                                                 "or through a step at 0")
 
-    def build(self, society: Society, rng: np.random.Generator) -> Response:
+    def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
         return RotatingResponse(self, society, rng)
 
 
@@ -144,7 +144,7 @@ class MixtureSpec(ResponseSpec):
                              f"({len(self.components)}), not all zero")
         return self
 
-    def build(self, society: Society, rng: np.random.Generator) -> Response:
+    def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
         return MixtureResponse(self, society, rng)
 
 
@@ -186,19 +186,19 @@ class Response:
 
     shockable: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, spec: ResponseSpec, society: Society, rng: np.random.Generator) -> None:
+    def __init__(self, spec: ResponseSpec, society: SocietyView, rng: np.random.Generator) -> None:
         self.spec = spec
         self.values = {f: float(getattr(spec, f)) for f in self.shockable}
 
     @abstractmethod
-    def score(self, society: Society, idx: np.ndarray) -> np.ndarray:
+    def score(self, society: SocietyView, idx: np.ndarray) -> np.ndarray:
         """Trait score ``[n]`` (float64) of agents idx."""
 
-    def on_tick(self, society: Society, tick: int) -> FormChange | None:
+    def on_tick(self, society: SocietyView, tick: int) -> FormChange | None:
         """A change of form the mechanism makes by itself at ``tick`` (None: none)."""
         return None
 
-    def relevance(self, society: Society) -> np.ndarray:
+    def relevance(self, society: SocietyView) -> np.ndarray:
         """``[G, D]`` weight of each observed trait in each community now (diagnostic)."""
         return np.abs(society.coef).astype(np.float64)
 
@@ -214,14 +214,14 @@ class Response:
 
 
 class GLMResponse(Response):
-    def score(self, society: Society, idx: np.ndarray) -> np.ndarray:
+    def score(self, society: SocietyView, idx: np.ndarray) -> np.ndarray:
         return society.linear_score(idx)
 
 
 class _NonlinearResponse(Response):
     shockable: ClassVar[tuple[str, ...]] = ("linear",)
 
-    def score(self, society: Society, idx: np.ndarray) -> np.ndarray:
+    def score(self, society: SocietyView, idx: np.ndarray) -> np.ndarray:
         g = society.groups[idx]
         base = society.intercept[g].astype(np.float64)
         lin = self.values["linear"]
@@ -232,7 +232,7 @@ class _NonlinearResponse(Response):
         return s if cap is None else cap * np.tanh(s / cap)
 
     @abstractmethod
-    def extra(self, society: Society, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def extra(self, society: SocietyView, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
         """The nonlinear part of the score."""
 
 
@@ -241,7 +241,7 @@ class ThresholdResponse(_NonlinearResponse):
 
     shockable = ("linear", "jump", "threshold")
 
-    def __init__(self, spec: ThresholdSpec, society: Society, rng: np.random.Generator) -> None:
+    def __init__(self, spec: ThresholdSpec, society: SocietyView, rng: np.random.Generator) -> None:
         super().__init__(spec, society, rng)
         shares = [k for k in society.ego_answers(np.zeros(1, np.int64)) if k.startswith("share_")]
         if spec.exposure is None and not shares:
@@ -257,13 +257,13 @@ class ThresholdResponse(_NonlinearResponse):
             rng.standard_normal(n_groups)
         self.personal = spec.personal_sd * society.latent_z("threshold")
 
-    def thresholds(self, society: Society, idx: np.ndarray) -> np.ndarray:
+    def thresholds(self, society: SocietyView, idx: np.ndarray) -> np.ndarray:
         """Personal thresholds theta_i in [0, 1] of agents idx."""
         g = society.groups[idx]
         return np.clip(self.values["threshold"] + self.group_offset[g] + self.personal[idx],
                        0.0, 1.0)
 
-    def extra(self, society: Society, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def extra(self, society: SocietyView, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
         e = np.asarray(society.ego_answers(idx)[self.exposure], np.float64)
         met = e >= self.thresholds(society, idx)
         return self.values["jump"] * self.jump_scale[g] * met
@@ -274,7 +274,7 @@ class InteractionResponse(_NonlinearResponse):
 
     shockable = ("linear", "strength")
 
-    def __init__(self, spec: InteractionSpec, society: Society, rng: np.random.Generator
+    def __init__(self, spec: InteractionSpec, society: SocietyView, rng: np.random.Generator
                  ) -> None:
         super().__init__(spec, society, rng)
         d = len(society.pop.observed_names)
@@ -288,14 +288,14 @@ class InteractionResponse(_NonlinearResponse):
         sign = rng.choice([-1.0, 1.0], size=(n_groups, spec.n_pairs))
         self.weight = sign * (1.0 + spec.strength_sd * rng.standard_normal(sign.shape))
 
-    def extra(self, society: Society, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def extra(self, society: SocietyView, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
         x = society.pop.observed[idx].astype(np.float64)
         p = self.pairs[g]                                                 # [n, P, 2]
         rows = np.arange(len(idx))[:, None]
         prod = x[rows, p[..., 0]] * x[rows, p[..., 1]]
         return self.values["strength"] * np.einsum("np,np->n", prod, self.weight[g])
 
-    def relevance(self, society: Society) -> np.ndarray:
+    def relevance(self, society: SocietyView) -> np.ndarray:
         out = super().relevance(society) * self.values["linear"]
         for g in range(len(out)):
             for (j, k), w in zip(self.pairs[g], self.weight[g]):
@@ -309,7 +309,7 @@ class RotatingResponse(_NonlinearResponse):
 
     shockable = ("linear", "strength")
 
-    def __init__(self, spec: RotatingSpec, society: Society, rng: np.random.Generator) -> None:
+    def __init__(self, spec: RotatingSpec, society: SocietyView, rng: np.random.Generator) -> None:
         super().__init__(spec, society, rng)
         names = society.pop.observed_names
         if spec.n_relevant > len(names):
@@ -326,7 +326,7 @@ class RotatingResponse(_NonlinearResponse):
         s = self.spec
         return 0 if tick < s.start else 1 + (tick - s.start) // s.period
 
-    def on_tick(self, society: Society, tick: int) -> FormChange | None:
+    def on_tick(self, society: SocietyView, tick: int) -> FormChange | None:
         epoch = self._epoch_at(tick)
         if epoch == self.epoch:
             return None
@@ -340,13 +340,13 @@ class RotatingResponse(_NonlinearResponse):
         np.put_along_axis(out, self.order[:, pos], 1.0, axis=1)
         return out
 
-    def extra(self, society: Society, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def extra(self, society: SocietyView, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
         x = society.pop.observed[idx].astype(np.float64) - self.center
         h = np.sign(x) if self.spec.form == "step" else x
         w = self.values["strength"] * self.sign * self.mask(*self.sign.shape)
         return np.einsum("nd,nd->n", h, w[g])
 
-    def relevance(self, society: Society) -> np.ndarray:
+    def relevance(self, society: SocietyView) -> np.ndarray:
         mask = self.mask(*self.sign.shape)
         return super().relevance(society) * self.values["linear"] + \
             abs(self.values["strength"]) * mask
@@ -356,7 +356,7 @@ class MixtureResponse(Response):
     """Each community answers through one component; ``response.<field>`` shocks reach every
     component that has the field."""
 
-    def __init__(self, spec: MixtureSpec, society: Society, rng: np.random.Generator) -> None:
+    def __init__(self, spec: MixtureSpec, society: SocietyView, rng: np.random.Generator) -> None:
         super().__init__(spec, society, rng)
         self.parts = [c.build(society, rng) for c in spec.components]
         n_groups, k = society.social.n_groups, len(spec.components)
@@ -366,7 +366,7 @@ class MixtureResponse(Response):
         self.component = rng.permutation(np.repeat(np.arange(k), counts))  # [G]
         self.values = {f: v for part in self.parts for f, v in part.values.items()}
 
-    def score(self, society: Society, idx: np.ndarray) -> np.ndarray:
+    def score(self, society: SocietyView, idx: np.ndarray) -> np.ndarray:
         comp = self.component[society.groups[idx]]
         out = np.empty(len(idx))
         for c, part in enumerate(self.parts):
@@ -375,11 +375,11 @@ class MixtureResponse(Response):
                 out[rows] = part.score(society, idx[rows])
         return out
 
-    def on_tick(self, society: Society, tick: int) -> FormChange | None:
+    def on_tick(self, society: SocietyView, tick: int) -> FormChange | None:
         changes = [p.on_tick(society, tick) for p in self.parts]
         return next((c for c in changes if c is not None), None)
 
-    def relevance(self, society: Society) -> np.ndarray:
+    def relevance(self, society: SocietyView) -> np.ndarray:
         rel = np.stack([p.relevance(society) for p in self.parts])     # [K, G, D]
         return rel[self.component, np.arange(len(self.component))]
 

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_vali
 from simlab.schema import StrictModel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from simlab.society.base import Society
+    from simlab.society.view import SocietyView
 
 Value = Union[float, list[float]]
 """A scalar, or one value per community for ``coef.*`` / ``intercept``."""
@@ -41,7 +41,7 @@ class Shock(StrictModel):
     target: str = Field(min_length=1, description="'coef.<trait>', 'intercept' or a param")
 
     @abstractmethod
-    def apply(self, society: Society, tick: int) -> float | None:
+    def apply(self, society: SocietyView, tick: int) -> float | None:
         """Change ``society`` as due at ``tick``; the event size, or None for no event."""
 
     @abstractmethod
@@ -53,11 +53,11 @@ class Shock(StrictModel):
         """(field name, value) pairs that are written to or added to the target."""
 
 
-def _current(society: Society, path: str) -> np.ndarray:
+def _current(society: SocietyView, path: str) -> np.ndarray:
     return np.array(society.get(path), dtype=np.float64, copy=True)
 
 
-def _write(society: Society, path: str, old: np.ndarray, new: np.ndarray) -> float:
+def _write(society: SocietyView, path: str, old: np.ndarray, new: np.ndarray) -> float:
     """Set ``path`` to ``new`` (a float for scalar params) and return mean(new - old)."""
     new = np.broadcast_to(np.asarray(new, dtype=np.float64), old.shape)
     society.set(path, float(new) if new.ndim == 0 else new.copy())
@@ -79,7 +79,7 @@ class AbruptShock(Shock):
                              f"delta (change), got value={self.value!r}, delta={self.delta!r}")
         return self
 
-    def apply(self, society: Society, tick: int) -> float | None:
+    def apply(self, society: SocietyView, tick: int) -> float | None:
         if tick != self.at:
             return None
         old = _current(society, self.target)
@@ -112,7 +112,7 @@ class DriftShock(Shock):
                              f"start={self.start}")
         return self
 
-    def apply(self, society: Society, tick: int) -> float | None:
+    def apply(self, society: SocietyView, tick: int) -> float | None:
         if not self.start <= tick < self.end:
             return None
         old = _current(society, self.target)
@@ -141,7 +141,7 @@ class RegimeShock(Shock):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    def apply(self, society: Society, tick: int) -> float | None:
+    def apply(self, society: SocietyView, tick: int) -> float | None:
         if tick < self.start or (tick - self.start) % self.period:
             return None
         k = (tick - self.start) // self.period
@@ -179,7 +179,7 @@ def parse_shocks(items: Sequence[Mapping[str, Any] | Shock]) -> list[Shock]:
     return out
 
 
-def validate_shocks(shocks: Sequence[Shock], society: Society, n_ticks: int) -> None:
+def validate_shocks(shocks: Sequence[Shock], society: SocietyView, n_ticks: int) -> None:
     """Check a schedule before running: one clear ValueError for the first problem found.
 
     Catches a duplicate name, an unknown or non-numeric target, a shock (or part of a drift)
@@ -196,7 +196,7 @@ def validate_shocks(shocks: Sequence[Shock], society: Society, n_ticks: int) -> 
         _check_values(shock, society)
 
 
-def _check_target(shock: Shock, society: Society) -> None:
+def _check_target(shock: Shock, society: SocietyView) -> None:
     allowed = ", ".join(society.parameter_names())
     try:
         current = society.get(shock.target)
@@ -219,7 +219,7 @@ def _check_timing(shock: Shock, n_ticks: int) -> None:
                          f"run longer (more waves or a larger survey.every)")
 
 
-def _check_values(shock: Shock, society: Society) -> None:
+def _check_values(shock: Shock, society: SocietyView) -> None:
     current = np.asarray(society.get(shock.target), dtype=np.float64)
     for field, value in shock.amounts():
         arr = np.asarray(value, dtype=np.float64)

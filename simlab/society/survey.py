@@ -12,7 +12,7 @@ so a feature means the same thing in every task and wave.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -23,8 +23,16 @@ from simlab.society.population import TRAITS
 from simlab.tasks.task import Task
 
 if TYPE_CHECKING:  # pragma: no cover
-    from simlab.society.base import Society
-    from simlab.society.ceiling import CeilingEstimator
+    from simlab.society.view import SocietyView
+
+
+class CeilingFn(Protocol):
+    """An observable-ceiling estimator (``simlab.society.ceiling.CeilingEstimator``): per
+    group, the ceiling of the query respondents and its estimation error."""
+
+    def __call__(self, society: SocietyView, x_query: list[np.ndarray],
+                 query_idx: list[np.ndarray], features: list[str], noise_sd: float,
+                 rng: np.random.Generator) -> tuple[list[np.ndarray], list[float]]: ...
 
 NONRESPONSE_INDEX: dict[str, float] = {"age": 0.5, "education": 0.5, "female": 0.3,
                                        "urban": -0.5, "income": 0.2, "religiosity": 0.2}
@@ -72,7 +80,7 @@ class SurveyDesign(StrictModel):
         return (wave + 1) * self.every
 
 
-def feature_names(society: Society, design: SurveyDesign) -> list[str]:
+def feature_names(society: SocietyView, design: SurveyDesign) -> list[str]:
     """Column names of the task features, in order; a clear error for unknown names."""
     available = list(society.pop.observed_names) + list(
         society.ego_answers(np.zeros(1, dtype=np.int64)))
@@ -95,7 +103,7 @@ def distractor_names(design: SurveyDesign) -> list[str]:
             + [f"binary_distractor_{i + 1}" for i in range(len(design.binary_distractors))])
 
 
-def check_design(society: Society, design: SurveyDesign) -> None:
+def check_design(society: SocietyView, design: SurveyDesign) -> None:
     """Every group must hold at least ``support + query`` agents (and features must exist)."""
     feature_names(society, design)
     need = design.support + design.query
@@ -109,8 +117,8 @@ def check_design(society: Society, design: SurveyDesign) -> None:
                          f"lower survey.support/query or use larger groups")
 
 
-def sample_wave(society: Society, design: SurveyDesign, wave: int,
-                rng: np.random.Generator, ceiling: CeilingEstimator | None = None,
+def sample_wave(society: SocietyView, design: SurveyDesign, wave: int,
+                rng: np.random.Generator, ceiling: CeilingFn | None = None,
                 ceiling_rng: np.random.Generator | None = None) -> list[Task]:
     """One task per group, surveyed now (at ``society.tick``), in group order. With a
     ``ceiling`` estimator (and its own generator, so the survey's draws do not change) every
@@ -140,7 +148,7 @@ def sample_wave(society: Society, design: SurveyDesign, wave: int,
             for t, v, s in zip(tasks, values, se)]
 
 
-def _task(society: Society, wave: int, g: int, x: np.ndarray, y: np.ndarray,
+def _task(society: SocietyView, wave: int, g: int, x: np.ndarray, y: np.ndarray,
           oracle: np.ndarray, rows: slice, k: int) -> Task:
     xs, ys, os = x[rows], y[rows], oracle[rows]
     return Task(x_support=xs[:k], y_support=ys[:k], x_query=xs[k:], y_query=ys[k:],
@@ -150,7 +158,7 @@ def _task(society: Society, wave: int, g: int, x: np.ndarray, y: np.ndarray,
                       "group_name": society.social.group_names[g], "family": society.family})
 
 
-def response_propensity(society: Society, idx: np.ndarray, strength: float) -> np.ndarray:
+def response_propensity(society: SocietyView, idx: np.ndarray, strength: float) -> np.ndarray:
     """P(contacted agent responds): ``sigmoid(1 + strength * index(traits))``."""
     pop = society.pop
     index = np.zeros(len(idx))
@@ -161,7 +169,7 @@ def response_propensity(society: Society, idx: np.ndarray, strength: float) -> n
     return expit(BASE_RESPONSE_LOGIT + strength * index)
 
 
-def _respondents(society: Society, g: int, need: int, strength: float,
+def _respondents(society: SocietyView, g: int, need: int, strength: float,
                  rng: np.random.Generator) -> np.ndarray:
     """``need`` respondents of group g in contact order (random), drawn without replacement."""
     members = society.social.members(g)
@@ -178,7 +186,7 @@ def _respondents(society: Society, g: int, need: int, strength: float,
     return contacted[got[:need]]
 
 
-def _features(society: Society, idx: np.ndarray, names: list[str], noise_sd: float,
+def _features(society: SocietyView, idx: np.ndarray, names: list[str], noise_sd: float,
               rng: np.random.Generator) -> np.ndarray:
     """Feature matrix ``[n, len(names)]`` float32 with the fixed transforms and noise."""
     pop = society.pop

@@ -1,32 +1,28 @@
-"""Generate, cache and summarise the task stream of a scenario.
+"""The stream file format and the stream cache: a leaf of the package (tasks/ imports nothing
+above it).
 
-A stream is a pure function of (validated scenario config, seed): every random draw comes from
-one ``np.random.SeedSequence(seed)`` spawned into named children (graph, population, society,
-survey), so the same pair gives byte-identical arrays on the same machine, whoever runs it.
 Streams are cached on disk as one ``.npz`` (arrays plus JSON metadata, no pickle), keyed by a
-hash of the scenario's stream-relevant config, the seed, the format version and the source of
-the code that generates it, so a changed config or changed dynamics never reuse a stale file.
+hash of the scenario's stream-relevant config, the seed, the format version and the digest of
+the code that generates it (``StreamSource.code_digest``: for a simulated scenario,
+``simlab.society.run.code_digest``), so a changed config or changed dynamics never reuse a stale
+file. Who makes a stream is behind the :class:`StreamSource` protocol (a simulated ``Scenario``
+runs its society, a ``SurveyScenario`` reads its data); this module never imports them.
 """
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from simlab.schema import check_seed
 from simlab.tasks.task import ShiftEvent, Task, TaskStream
-
-if TYPE_CHECKING:  # pragma: no cover
-    from simlab.experiment.config import Scenario
 
 
 class StreamSource(Protocol):
@@ -34,101 +30,22 @@ class StreamSource(Protocol):
 
     name: str
 
-    def fingerprint(self) -> str: ...
+    def fingerprint(self) -> str:
+        """sha256 of the whole config (recorded in the stream's metadata)."""
 
-    def stream_fingerprint(self) -> str: ...
+    def stream_fingerprint(self) -> str:
+        """sha256 of only what the stream depends on (part of the cache key)."""
 
-    def code_digest(self) -> str: ...
+    def code_digest(self) -> str:
+        """Hash of every piece of code that shapes the stream (part of the cache key)."""
 
-    def generate_stream(self, seed: int) -> TaskStream: ...
+    def generate_stream(self, seed: int) -> TaskStream:
+        """The stream for ``seed``, made afresh (the cache calls it on a miss)."""
+
 
 STREAM_FORMAT_VERSION = 1
-SEED_STREAMS: tuple[str, ...] = ("graph", "population", "society", "survey", "response",
-                                  "ceiling")
-"""Appended names keep the earlier children's draws (``spawn`` numbers children in order)."""
 _ARRAY_FIELDS: tuple[str, ...] = ("x_support", "y_support", "x_query", "y_query",
                                   "oracle_query", "w_support", "w_query", "ceiling_query")
-
-
-# --- seeds ------------------------------------------------------------------------------------
-def check_seed(seed: Any) -> int:
-    """A stream seed must be a non-negative int (what ``SeedSequence`` accepts)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} is invalid; give a non-negative integer such as 0")
-    return int(seed)
-
-
-def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
-    """Independent child seeds, one per consumer of randomness, from one root seed.
-
-    Spawning (rather than ``seed + 1`` etc.) gives statistically independent streams and
-    keeps each consumer's draws unchanged when another consumer draws more or fewer numbers.
-    """
-    children = np.random.SeedSequence(check_seed(seed)).spawn(len(SEED_STREAMS))
-    return dict(zip(SEED_STREAMS, children))
-
-
-# --- generation -------------------------------------------------------------------------------
-def generate_stream(scenario: Scenario, seed: int) -> TaskStream:
-    """Run the scenario's society and survey it: burn-in, then one wave every ``every`` ticks.
-
-    Each fired shock becomes a ``ShiftEvent`` whose ``wave`` is the first wave surveyed at or
-    after the tick it fired (wave w is surveyed after tick ``burn_in + (w + 1) * every``; a
-    shock fires at the start of its tick, so that tick's wave already sees it).
-    """
-    from simlab.society.ceiling import CeilingEstimator
-    from simlab.society.reporters import Reporters
-    from simlab.society.survey import feature_names, sample_wave
-
-    seeds = seed_streams(seed)
-    society = scenario.build_society(seeds)
-    design = scenario.survey
-    survey_rng = np.random.default_rng(seeds["survey"])
-    ceiling = CeilingEstimator() if design.ceiling else None
-    ceiling_rng = np.random.default_rng(seeds["ceiling"])
-    reporters = Reporters(society)
-    for _ in range(scenario.burn_in):
-        society.step()
-    reporters.collect()
-    waves: list[list[Task]] = []
-    for w in range(design.waves):
-        for _ in range(design.every):
-            society.step()
-            reporters.collect()
-        tasks = list(sample_wave(society, design, w, survey_rng, ceiling, ceiling_rng))
-        if design.wave_groups is not None:      # a survey design that skips some groups
-            tasks = [t for t in tasks if t.info["group"] in set(design.wave_groups[w])]
-        waves.append(tasks)
-    shifts = shift_events(society.events, scenario.burn_in, design.every, design.waves)
-    shifted = {s.wave for s in shifts}
-    for wave in waves:
-        for task in wave:
-            task.info.update(scenario=scenario.name, seed=int(seed),
-                             shift=task.info.get("wave") in shifted)
-    meta = {"scenario": scenario.name, "seed": int(seed), "family": society.family,
-            "target": society.target, "n_classes": int(society.n_classes),
-            "feature_names": feature_names(society, design), "fingerprint": scenario.fingerprint(),
-            "n_agents": int(society.n_agents), "n_groups": int(society.social.n_groups),
-            "burn_in": int(scenario.burn_in), "every": int(design.every),
-            "response": society.response_spec.kind, "reporters": reporters.table()}
-    return TaskStream(waves=waves, shifts=shifts, meta=meta)
-
-
-def shift_events(events: Iterable[tuple[int, Any, float]], burn_in: int, every: int,
-                 n_waves: int) -> list[ShiftEvent]:
-    """Turn a society's ``(tick, shock, size)`` records into ``ShiftEvent``s with wave indices.
-
-    Events during the burn-in (a regime cycling from tick 1) precede every wave, so they are
-    part of the initial conditions, not shifts a learner could observe.
-    """
-    out = []
-    for tick, shock, size in events:
-        if tick <= burn_in:
-            continue
-        wave = max(0, -(-(int(tick) - burn_in) // every) - 1)   # ceil((tick - burn_in)/every) - 1
-        out.append(ShiftEvent(wave=min(wave, n_waves - 1), tick=int(tick), kind=str(shock.kind),
-                              name=str(shock.name), target=str(shock.target), size=float(size)))
-    return out
 
 
 # --- disk format ------------------------------------------------------------------------------
@@ -235,34 +152,6 @@ def default_cache_dir() -> Path:
     return Path(root) / "streams" if root else Path.cwd() / ".cache" / "simlab" / "streams"
 
 
-@lru_cache(maxsize=16)
-def code_digest(extra: tuple[str, ...] = ()) -> str:
-    """Hash of the source that turns a config into a stream: the society package, the task
-    and stream modules, and ``extra`` files (a user's own dynamics family).
-
-    Part of the cache key, so editing a dynamics model never serves streams made by the old one.
-    """
-    import simlab.society as society_pkg
-
-    here = Path(__file__)
-    files = sorted(Path(society_pkg.__file__).parent.glob("*.py"))
-    files += [here, here.with_name("task.py")] + [Path(f) for f in extra]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def family_code_digest(family: str) -> str:
-    """``code_digest`` for a dynamics family: a user's own class adds its source file."""
-    import simlab.society as society_pkg
-
-    source = inspect.getsourcefile(society_pkg.society_class(family))
-    own = Path(society_pkg.__file__).parent
-    return code_digest((source,) if source and Path(source).parent != own else ())
-
-
 def cache_key(scenario: StreamSource, seed: int) -> str:
     """sha256 of (stream-relevant fingerprint, seed, format version, code digest)."""
     text = "|".join([scenario.stream_fingerprint(), str(check_seed(seed)),
@@ -306,57 +195,5 @@ def safe_name(name: str) -> str:
     return cleaned[:80] or "scenario"
 
 
-# --- summary ----------------------------------------------------------------------------------
-def stream_summary(stream: TaskStream) -> str:
-    """A short human-readable account of a stream, for ``simlab stream``."""
-    m = stream.meta
-    first = stream.waves[0][0]
-    kinds = f"{first.target}" + (f" ({first.n_classes} classes)" if first.target == "multiclass"
-                                 else "")
-    sizes = sorted({len(w) for w in stream.waves})
-    q_sizes = sorted({t.n_query for t in stream.tasks()})
-    lines = [
-        f"scenario {m.get('scenario', '?')}  seed {m.get('seed', '?')}  "
-        f"family {m.get('family', '?')}  target {kinds}",
-        f"{len(stream)} waves x {'/'.join(map(str, sizes))} tasks  "
-        f"K={first.shots}  Q={'/'.join(map(str, q_sizes))}  D={first.n_features}"
-        + (f"  ({m.get('n_agents')} agents in {m.get('n_groups')} groups)"
-           if "n_agents" in m else ""),
-        f"features: {', '.join(m.get('feature_names') or []) or '?'}",
-        f"{_prevalence_label(first)} per wave: "
-        + " ".join(_fmt_prevalence(w) for w in stream.waves),
-    ]
-    if all(t.ceiling_query is not None for t in stream.tasks()):
-        se = [t.info.get("ceiling_se", float("nan")) for t in stream.tasks()]
-        lines.append(f"observable ceiling E[y | features, group, wave] per query respondent "
-                     f"(response {m.get('response', '?')}; estimation error, RMS over tasks: "
-                     f"{float(np.sqrt(np.nanmean(np.square(se)))):.3f})")
-    if m.get("reporters"):
-        lines.append(f"reporters ({len(m['reporters']['tick'])} ticks): "
-                     + ", ".join(k for k in m["reporters"] if k != "tick"))
-    if stream.shifts:
-        lines.append("shifts:")
-        lines += [f"  wave {s.wave:>3} (tick {s.tick}): {s.kind} {s.name!r} on {s.target}, "
-                  f"size {s.size:+.3g}" for s in stream.shifts]
-    else:
-        lines.append("shifts: none")
-    return "\n".join(lines)
-
-
-def _prevalence_label(task: Task) -> str:
-    return {"binary": "prevalence P(y=1)", "multiclass": "modal class share",
-            "regression": "mean y"}[task.target]
-
-
-def _fmt_prevalence(wave: list[Task]) -> str:
-    ys = np.concatenate([np.concatenate([t.y_support, t.y_query]) for t in wave])
-    if wave[0].target == "multiclass":
-        counts = np.bincount(ys.astype(np.int64), minlength=wave[0].n_classes)
-        return f"{int(counts.argmax())}:{counts.max() / counts.sum():.2f}"
-    return f"{float(ys.mean()):.2f}"
-
-
-__all__ = ["SEED_STREAMS", "STREAM_FORMAT_VERSION", "StreamSource", "cache_key", "cached_stream",
-           "check_seed", "code_digest", "default_cache_dir", "family_code_digest",
-           "generate_stream", "load_stream", "save_stream", "seed_streams", "shift_events",
-           "stream_summary"]
+__all__ = ["STREAM_FORMAT_VERSION", "StreamSource", "cache_key", "cached_stream", "check_seed",
+           "default_cache_dir", "load_stream", "safe_name", "save_stream"]

@@ -8,14 +8,27 @@ the adapter records in the stream's metadata for the report.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from simlab.tasks.survey_data import SurveyData
     from simlab.tasks.task import TaskStream
+
+class SurveyColumns(Protocol):
+    """What the checks read of a ``SurveyData`` spec (typed by shape, so this module needs
+    nothing of the adapter that calls it)."""
+
+    target: str
+    target_kind: str
+    time: str
+    features: list[str]
+    categorical: list[str]
+    numeric: list[str]
+    ordinal: dict[str, list[Any]]
+    missing_codes: list[Any]
+
 
 #: |correlation| of a feature with the target above which it is called a copy of the target
 LEAK_CORR = 0.95
@@ -27,7 +40,7 @@ MIN_PER_SIDE = 5          # respondents per target value before a separation cou
 
 
 # --- missing codes and numeric cells --------------------------------------------------------------
-def apply_missing_codes(df: pd.DataFrame, spec: SurveyData) -> pd.DataFrame:
+def apply_missing_codes(df: pd.DataFrame, spec: SurveyColumns) -> pd.DataFrame:
     """The listed ``missing_codes`` (compared as values, and as text for text columns) become
     missing in the features and the target."""
     if not spec.missing_codes:
@@ -47,7 +60,7 @@ def apply_missing_codes(df: pd.DataFrame, spec: SurveyData) -> pd.DataFrame:
     return df
 
 
-def numeric_cells(df: pd.DataFrame, spec: SurveyData) -> pd.DataFrame:
+def numeric_cells(df: pd.DataFrame, spec: SurveyColumns) -> pd.DataFrame:
     """Columns declared numeric (``data.numeric``), and text columns whose cells are mostly
     numbers, must be all numbers: else one error listing the offending values and rows. Text
     cells that are numbers ("42") are converted."""
@@ -78,7 +91,7 @@ def numeric_cells(df: pd.DataFrame, spec: SurveyData) -> pd.DataFrame:
     return out
 
 
-def _non_numeric_message(col: str, bad: pd.Series, spec: SurveyData, mostly_text: bool) -> str:
+def _non_numeric_message(col: str, bad: pd.Series, spec: SurveyColumns, mostly_text: bool) -> str:
     role = "data.target" if col == spec.target else (
         "data.numeric" if col in spec.numeric else "data.features")
     groups = bad.groupby(bad.astype(str), sort=False).apply(lambda g: list(g.index))
@@ -99,7 +112,7 @@ def _non_numeric_message(col: str, bad: pd.Series, spec: SurveyData, mostly_text
 
 
 # --- the time column ------------------------------------------------------------------------------
-def time_order(df: pd.DataFrame, spec: SurveyData) -> list[Any]:
+def time_order(df: pd.DataFrame, spec: SurveyColumns) -> list[Any]:
     """The distinct time values, earliest first: numbers and dates in their order, an ordered
     pandas Categorical or ``data.ordinal.<time>`` in the order given; text is an error."""
     s = df[spec.time]
@@ -143,7 +156,7 @@ def _plain(value: Any) -> Any:
 
 
 # --- leakage ------------------------------------------------------------------------------------
-def check_leakage(df: pd.DataFrame, spec: SurveyData, y: np.ndarray) -> None:
+def check_leakage(df: pd.DataFrame, spec: SurveyColumns, y: np.ndarray) -> None:
     """A feature that is the target in disguise is an error naming it: identical after a
     one-to-one recoding, |correlation| > ``LEAK_CORR``, or (binary target) separating the two
     answers perfectly. ``df`` and ``y`` are the cleaned rows."""
@@ -159,7 +172,7 @@ def check_leakage(df: pd.DataFrame, spec: SurveyData, y: np.ndarray) -> None:
                              f"remove it from data.features")
 
 
-def _leak_reason(s: pd.Series, y: np.ndarray, spec: SurveyData, col: str) -> str | None:
+def _leak_reason(s: pd.Series, y: np.ndarray, spec: SurveyColumns, col: str) -> str | None:
     key = s.astype(str).to_numpy() if not pd.api.types.is_numeric_dtype(s) else s.to_numpy()
     pairs = pd.DataFrame({"f": key, "y": y})
     n_f, n_y = pairs["f"].nunique(), pairs["y"].nunique()
@@ -185,7 +198,7 @@ def _leak_reason(s: pd.Series, y: np.ndarray, spec: SurveyData, col: str) -> str
     return None
 
 
-def _as_number(s: pd.Series, spec: SurveyData, col: str) -> np.ndarray | None:
+def _as_number(s: pd.Series, spec: SurveyColumns, col: str) -> np.ndarray | None:
     if col in spec.ordinal:
         codes = {str(v): float(i) for i, v in enumerate(spec.ordinal[col])}
         return s.astype(str).map(codes).to_numpy(np.float64)
@@ -194,7 +207,7 @@ def _as_number(s: pd.Series, spec: SurveyData, col: str) -> np.ndarray | None:
     return s.to_numpy(np.float64)
 
 
-def target_warnings(y: np.ndarray, spec: SurveyData) -> list[str]:
+def target_warnings(y: np.ndarray, spec: SurveyColumns) -> list[str]:
     """A numeric target whose values are all 0/1 declared ``regression``."""
     if spec.target_kind == "regression" and len(y) and np.isin(y, (0.0, 1.0)).all():
         return [f"data.target {spec.target!r} takes only the values 0 and 1 but is declared "

@@ -1,0 +1,58 @@
+"""A short human-readable account of a stream, for ``simlab stream``."""
+from __future__ import annotations
+
+import numpy as np
+
+from simlab.tasks.task import Task, TaskStream
+
+
+def stream_summary(stream: TaskStream) -> str:
+    """A short human-readable account of a stream, for ``simlab stream``."""
+    m = stream.meta
+    first = stream.waves[0][0]
+    kinds = f"{first.target}" + (f" ({first.n_classes} classes)" if first.target == "multiclass"
+                                 else "")
+    sizes = sorted({len(w) for w in stream.waves})
+    q_sizes = sorted({t.n_query for t in stream.tasks()})
+    lines = [
+        f"scenario {m.get('scenario', '?')}  seed {m.get('seed', '?')}  "
+        f"family {m.get('family', '?')}  target {kinds}",
+        f"{len(stream)} waves x {'/'.join(map(str, sizes))} tasks  "
+        f"K={first.shots}  Q={'/'.join(map(str, q_sizes))}  D={first.n_features}"
+        + (f"  ({m.get('n_agents')} agents in {m.get('n_groups')} groups)"
+           if "n_agents" in m else ""),
+        f"features: {', '.join(m.get('feature_names') or []) or '?'}",
+        f"{_prevalence_label(first)} per wave: "
+        + " ".join(_fmt_prevalence(w) for w in stream.waves),
+    ]
+    if all(t.ceiling_query is not None for t in stream.tasks()):
+        se = [t.info.get("ceiling_se", float("nan")) for t in stream.tasks()]
+        lines.append(f"observable ceiling E[y | features, group, wave] per query respondent "
+                     f"(response {m.get('response', '?')}; estimation error, RMS over tasks: "
+                     f"{float(np.sqrt(np.nanmean(np.square(se)))):.3f})")
+    if m.get("reporters"):
+        lines.append(f"reporters ({len(m['reporters']['tick'])} ticks): "
+                     + ", ".join(k for k in m["reporters"] if k != "tick"))
+    if stream.shifts:
+        lines.append("shifts:")
+        lines += [f"  wave {s.wave:>3} (tick {s.tick}): {s.kind} {s.name!r} on {s.target}, "
+                  f"size {s.size:+.3g}" for s in stream.shifts]
+    else:
+        lines.append("shifts: none")
+    return "\n".join(lines)
+
+
+def _prevalence_label(task: Task) -> str:
+    return {"binary": "prevalence P(y=1)", "multiclass": "modal class share",
+            "regression": "mean y"}[task.target]
+
+
+def _fmt_prevalence(wave: list[Task]) -> str:
+    ys = np.concatenate([np.concatenate([t.y_support, t.y_query]) for t in wave])
+    if wave[0].target == "multiclass":
+        counts = np.bincount(ys.astype(np.int64), minlength=wave[0].n_classes)
+        return f"{int(counts.argmax())}:{counts.max() / counts.sum():.2f}"
+    return f"{float(ys.mean()):.2f}"
+
+
+__all__ = ["stream_summary"]
