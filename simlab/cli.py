@@ -27,11 +27,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEMO_SCENARIO = "opinion_shift"
 #: one member of each meta-learning family (MAML, head-only, meta-LSTM, metric) and every
-#: baseline, slowest first so the workers finish together. Left out for time (run them with
+#: baseline (with the changepoint-aware variants), slowest first so the workers finish
+#: together. Left out for time (run them with
 #: --learners): reptile, metasgd and fomaml, variants of MAML's gradient-based family.
-DEMO_LEARNERS = ("meta_lstm", "maml", "relation", "partial_pooling", "anil", "finetune",
-                 "protonet", "scratch", "oracle")
-DEMO_SEEDS = 3
+DEMO_LEARNERS = ("meta_lstm", "maml", "relation", "cpd:dynamic_mlm", "dynamic_mlm",
+                 "cpd:partial_pooling", "partial_pooling", "anil", "finetune", "protonet",
+                 "scratch", "oracle")
+DEMO_SEEDS = 6
 
 
 class UserError(SimlabError):

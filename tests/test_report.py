@@ -97,7 +97,7 @@ def test_writes_html_markdown_and_every_figure(report):
     html = report["html"].read_text()
     md = report["markdown"].read_text()
     figs = [k for k in report if "/" in k]
-    assert len(figs) == 5 + 4                   # no shifts (no shift figure) in the second
+    assert len(figs) == 6 + 5                   # no shifts (no shift figure) in the second
     imgs = _imgs(html)
     assert len(imgs) == len(figs)
     for src in imgs:
@@ -166,7 +166,7 @@ def test_headless_chromium_renders_the_report_without_overflow_at_1280px(report,
                                    "--dump-dom", probe.resolve().as_uri()],
                          capture_output=True, text=True, timeout=120, check=False).stdout
     imgs = _imgs(dom)
-    assert len(imgs) == 9 and all(s.startswith("data:image/png;base64,") and len(s) > 5000
+    assert len(imgs) == 11 and all(s.startswith("data:image/png;base64,") and len(s) > 5000
                                   for s in imgs)
     assert "Scenario: no oracle" in dom
     width = re.search(r'data-scroll-width="(\d+)"', dom)

@@ -530,18 +530,35 @@ def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame,
     seeds = min(c.n_seeds for c in judged)
     tail = (f" No verdict for {', '.join(unjudged)} (too few shared seeds or no data)."
             if unjudged else "")
+    best_txt = _best_baseline_sentence(comparisons, best, names)
     if not winners:
         worse_txt = (f"; {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly "
                      "worse" if worse else "")
         return (f"No meta-learner beats partial pooling ({len(judged)} compared over "
                 f"{seeds}+ seeds, Holm-adjusted): none has earned its place on this "
-                f"scenario{worse_txt}.{tail}")
-    both = [w for w in winners if w in vs_best]
-    extra = (f" {', '.join(both)} also beat{'s' if len(both) == 1 else ''} the best baseline "
-             f"({best})." if both and names.get(best) != REFERENCE else "")
+                f"scenario{worse_txt}.{best_txt}{tail}")
     return (f"{', '.join(winners)} beat{'s' if len(winners) == 1 else ''} partial pooling "
             f"({len(winners)} of {len(judged)} meta-learners, over {seeds}+ seeds, "
-            f"Holm-adjusted).{extra}{tail}")
+            f"Holm-adjusted).{best_txt}{tail}")
+
+
+def _best_baseline_sentence(comparisons: Sequence[Comparison], best: str | None,
+                            names: dict[str, str]) -> str:
+    """Where the best baseline is not partial pooling, what the meta-learners did against it
+    (it is then the stronger reference)."""
+    if best is None or names.get(best) == REFERENCE:
+        return ""
+    vs = [c for c in comparisons if c.reference == best
+          and c.outcome in ("beats", "worse", "no difference")]
+    if not vs:
+        return f" The best baseline here is {best}."
+    beat = [c.learner for c in vs if c.outcome == "beats"]
+    worse = [c.learner for c in vs if c.outcome == "worse"]
+    said = (f"{', '.join(beat)} beat{'s' if len(beat) == 1 else ''} it" if beat
+            else "no meta-learner beats it")
+    if worse:
+        said += f"; {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly worse"
+    return f" The best baseline here is {best}, the stronger reference: {said}."
 
 
 # --------------------------------------------------------------------------- recovery per shift

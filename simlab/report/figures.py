@@ -319,6 +319,39 @@ def compute_cost(data: ScenarioData) -> tuple[bytes, str]:
     return _png(fig), ""
 
 
+_CPU = ("meta_fit_cpu_seconds_total", "adapt_cpu_seconds_total")
+_WALL = ("meta_fit_seconds_total", "adapt_seconds_total")
+
+
+def loss_vs_compute(data: ScenarioData) -> tuple[bytes, str]:
+    """Each learner's score against its CPU seconds per run (meta-fit + adapt, mean over seeds,
+    log scale): what a point of excess loss costs. Wall seconds where CPU was not recorded."""
+    g = data.summaries.groupby("label")
+    col = f"mean_{data.metric}"
+    fig, (ax,) = _new()
+    drawn: dict[str, np.ndarray] = {}
+    for lab in data.labels():
+        if lab not in g.groups or col not in data.summaries or data.base(lab) == ORACLE:
+            continue
+        rows = g.get_group(lab)
+        cols = [c for c in _CPU if c in rows] or [c for c in _WALL if c in rows]
+        if not cols or not np.isfinite(rows[col]).any():
+            continue
+        x, y = float(np.nanmean(rows[cols].sum(axis=1))), rows[col].to_numpy(float)
+        mean, half = _mean_band(y[:, None])
+        ax.errorbar([max(x, 1e-3)], mean, yerr=half, marker="o", markersize=5, capsize=2,
+                    **_style(data, lab))
+        ax.annotate(lab, (max(x, 1e-3), float(mean[0])), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+        drawn[lab] = mean
+    ax.set_xscale("log")
+    ax.set_xlabel("CPU seconds per run (meta-fit + adapt, mean over seeds)")
+    ax.set_ylabel(data.metric.replace("_", " ") + " (mean over seeds)")
+    ax.set_title("Score vs compute", fontsize=10)
+    note = _apply_limits(ax, drawn, 0.0)
+    return _png(fig), note
+
+
 #: (file stem, caption, drawing function) in the order the report shows them; a caption may
 #: name ``{reference}``
 FIGURES: tuple[tuple[str, str, Callable[[ScenarioData], tuple[bytes, str]]], ...] = (
@@ -328,4 +361,5 @@ FIGURES: tuple[tuple[str, str, Callable[[ScenarioData], tuple[bytes, str]]], ...
     ("adaptation_curves", "Adaptation curves: loss vs inner steps.", adaptation_curves),
     ("loss_vs_shots", "Loss vs shots.", loss_vs_shots),
     ("compute_cost", "Compute cost.", compute_cost),
+    ("loss_vs_compute", "Score vs compute: lower and further left is better.", loss_vs_compute),
 )
