@@ -526,7 +526,6 @@ def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame,
     worse = [c.learner for c in judged if c.outcome == "worse"]
     unjudged = [c.learner for c in vs_pp if c not in judged]
     best = best_baseline(scores)
-    vs_best = {c.learner for c in comparisons if c.reference == best and c.outcome == "beats"}
     seeds = min(c.n_seeds for c in judged)
     tail = (f" No verdict for {', '.join(unjudged)} (too few shared seeds or no data)."
             if unjudged else "")

@@ -44,7 +44,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from simlab.learners import nets
-from simlab.learners.base import (Adapted, Budget, Choice, Float, Int, Learner, SearchSpace,
+from simlab.learners.base import (Adapted, Budget, Choice, Float, Learner, SearchSpace,
                                   check, check_choice, check_int, check_number, check_widths,
                                   is_number)
 from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted,
@@ -441,10 +441,11 @@ class PartialPooling(Learner):
     """
 
     name: ClassVar[str] = "partial_pooling"
-    search_space: ClassVar[dict] = {"window": Int(1, 20, log=True), "discount": Float(0.3, 1.0)}
 
     # the memory (tasks remembered); None: all
-    search_space: ClassVar[SearchSpace] = {"window": Choice((None, 10, 20, 40, 80))}
+    #: memory in waves (None: every wave, the default) and exponential forgetting
+    search_space: ClassVar[SearchSpace] = {"window": Choice((None, 1, 2, 3, 5, 8)),
+                                           "discount": Float(0.3, 1.0)}
 
     em_iterations: int = 50
     online_em_iterations: int = 5
