@@ -295,6 +295,7 @@ def test_sizes_above_the_limits_fail_before_anything_is_built(change, message, m
 def test_a_sweep_of_a_billion_seeds_is_refused_at_once(tmp_path):
     import time
 
+    pytest.importorskip("torch")          # sweeps import the learners
     from simlab.experiment.config import ScenarioError
     from simlab.experiment.sweep import run_sweep
 

@@ -29,13 +29,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simlab.learners.base import Budget, Choice, Float, Int, SearchSpace
 from simlab.learners.registry import learner_class, make_learner
+from simlab.learners.space import Choice, Float, Int, SearchSpace
 from simlab.tasks.task import TaskStream
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simlab.learners.base import Budget
 
 #: tuning metric -> the run summary it minimises (``evaluation.metrics.summarize``):
 #: "loss" = mean over the shots grid at the largest step count; "auc" = the adaptation AUC

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from simlab.errors import LearnerError
+from simlab.learners.space import Choice, Float, Int, SearchSpace  # noqa: F401 (re-exported)
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
@@ -93,33 +94,6 @@ class Budget:
             raise ValueError(f"budget.seconds = {self.seconds!r} must be a number > 0 or None")
 
 
-@dataclass(frozen=True)
-class Float:
-    """A real hyperparameter in ``[low, high]`` (sampled on a log scale when ``log``)."""
-
-    low: float
-    high: float
-    log: bool = False
-
-
-@dataclass(frozen=True)
-class Int:
-    """An integer hyperparameter in ``[low, high]``."""
-
-    low: int
-    high: int
-    log: bool = False
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A categorical hyperparameter: one of ``choices`` (numbers, strings, bools or tuples)."""
-
-    choices: tuple[Any, ...]
-
-
-#: what equal-budget tuning may vary: dataclass field name -> its range
-SearchSpace = dict[str, "Float | Int | Choice"]
 
 
 class Adapted(ABC):
