@@ -122,7 +122,7 @@ def test_sections_leaderboard_and_verdicts(report):
         assert "no shifts in this scenario" in text
         assert "survey time" not in text
     assert "ValueError: x &lt; y" in html                      # escaped, listed
-    assert "ValueError: x < y \\| z second line" in md         # one table cell
+    assert "ValueError: x &lt; y \\| z second line" in md      # one inert table cell
     assert "non-finite predictions at K=2" in md
     assert '"society": "opinion"' in md and "&#34;society&#34;" in html
     assert ("warm-up 50 iterations x 4 tasks; online 5 iterations x 4 tasks after each "
@@ -234,7 +234,9 @@ def test_report_rebuilt_from_a_store_follows_from_the_stored_runs(tmp_path):
     with Store(db, create=False) as st:
         f = st.frames()
     comps = compare_all(wave_scores(f["runs"], f["metrics"], "excess_loss"))
-    assert comps and all(c.verdict.replace("|", "\\|") in md for c in comps)
+    from simlab.report.report import _md_text
+
+    assert comps and all(_md_text(c.verdict) in md for c in comps)
     assert {c.learner: c.outcome for c in comps if c.reference == "partial_pooling"} == {
         "maml": "beats", "fomaml": "worse"}
     # per-shift table: recovered / censored counts from each run's own summary
@@ -278,3 +280,13 @@ def test_bad_input_is_stated_not_crashed(tmp_path):
     disjoint = md[md.index("## Scenario: disjoint"):]
     assert "No verdict for maml against partial_pooling: the two share no seed" in disjoint
     assert "nan" not in md.lower()
+
+
+def test_markdown_carries_user_strings_inert():
+    from simlab.report.report import _environment
+
+    env = _environment()
+    out = env.from_string("# {{ t | mdtext }}\n| {{ c | md }} |").render(
+        t="evil <script>alert(1)</script>\n# not a heading", c="a|b")
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert "\n# not a heading" not in out and "a\\|b" in out

@@ -438,12 +438,20 @@ def _survey_ledger(section: Any) -> Any:
     return ledger_context(section)
 
 
+def _md_text(value: Any) -> str:
+    """User text (scenario names, titles, labels) made inert in Markdown: no raw HTML (a
+    viewer would run a ``<script>``), no line breaks that start a heading or a list."""
+    text = " ".join(str(value).split())
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("simlab.report", "templates"),
                       autoescape=select_autoescape(enabled_extensions=("html.j2",),
                                                    default_for_string=False),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["md"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+    env.filters["md"] = lambda s: _md_text(s).replace("|", "\\|")     # a table cell
+    env.filters["mdtext"] = _md_text                                    # running text
     env.filters["survey_ledger"] = _survey_ledger   # the _ledger partial (survey scenarios)
     env.filters["num"] = fmt
     return env
