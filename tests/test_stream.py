@@ -243,7 +243,8 @@ def test_cache_file_names_stay_inside_the_cache_folder(tmp_path):
 
 
 def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
-    pytest.importorskip("torch")          # the tiny sweep scenario lives in test_sweep    import simlab.tasks.stream as st
+    pytest.importorskip("torch")          # the tiny sweep scenario lives in test_sweep
+    import simlab.tasks.stream as st
     from simlab.experiment.config import Scenario
 
     from test_sweep import TINY
