@@ -148,6 +148,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.item: Any = None
+        self.attempt = 0          # which attempt at ``item`` this worker is running
         self.busy = False
 
     def stderr_tail(self, lines: int = 5) -> str:
@@ -195,13 +196,11 @@ class ProcessExecutor:
         todo = deque((item, 1) for item in items)
         while len(self._workers) < min(self.jobs, len(todo)):
             self._workers.append(self._spawn())
-        attempts: dict[int, int] = {}
         while todo or any(w.busy for w in self._workers):
             for w in self._workers:
                 if not w.busy and todo:
                     item, attempt = todo.popleft()
-                    w.item, w.busy = item, True
-                    attempts[id(w)] = attempt
+                    w.item, w.attempt, w.busy = item, attempt, True
                     w.conn.send((fn, item))
             busy = [w for w in self._workers if w.busy]
             ready = mp_wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
@@ -221,7 +220,7 @@ class ProcessExecutor:
                         continue
                 # the worker died with the item
                 w.process.join(timeout=5.0)
-                attempt = attempts.pop(id(w))
+                attempt = w.attempt
                 crash = WorkerCrash(w.process.exitcode, attempt, w.stderr_tail())
                 w.conn.close()
                 self._workers[i] = self._spawn()

@@ -396,9 +396,9 @@ class Store:
         """One run as plain data (``simlab show --json``): the cell, status, timings, log,
         summaries and the mean of every metric over waves per (shots, steps)."""
         rid = self._find_run(run_id)
-        cols = [c for c in ("run_id", "key", "scenario", "fingerprint", "seed", "learner",
-                            "hyperparameters", "device", "version", "status", "error", "started",
-                            "finished", "seconds", "timings")]
+        cols = ["run_id", "key", "scenario", "fingerprint", "seed", "learner", "hyperparameters",
+                "device", "version", "status", "error", "started", "finished", "seconds",
+                "timings"]
         row = dict(zip(cols, self._con.execute(f"SELECT {', '.join(cols)} FROM runs WHERE "
                                                "run_id=?", (rid,)).fetchone()))
         for k in ("hyperparameters", "timings"):
