@@ -101,7 +101,8 @@ def test_trial_is_a_pure_function_of_learner_params_stream_seed() -> None:
 def test_tuning_is_reproducible_with_the_seed() -> None:
     stream = make_stream(waves=5)
     runs = [tune("maml", {"hidden": (4,)}, stream, trials=2, seed=s, **FAST) for s in (3, 3, 4)]
-    assert runs[0].trace[0]["params"] == {"inner_lr": 0.01, "inner_steps": 1, "outer_lr": 1e-3}
+    assert runs[0].trace[0]["params"] == {"inner_lr": 0.01, "inner_steps": 1, "outer_lr": 1e-3,
+                                       "memory": 0}
     strip = [[{k: t[k] for k in ("params", "value", "state")} for t in r.trace] for r in runs]
     assert strip[0] == strip[1] and runs[0].best_params == runs[1].best_params
     assert strip[0][1]["params"] != strip[2][1]["params"]     # another seed, another sample

@@ -24,6 +24,13 @@ Papers (the formulas below follow them):
   arXiv:1803.02999. phi_t = k steps of SGD or Adam on task t from theta; outer update
   theta <- theta + epsilon * mean_t (phi_t - theta) (the batched version, their Algorithm 2).
 
+Group memory (``memory`` = M > 0, an extension for repeated surveys, not in the papers; 0, the
+default, is the papers' method): each support set is extended by its group's labelled
+respondents of the M revealed waves before, weighted ``memory_discount ** age``
+(``memory.GroupMemory``), in meta-training episodes and in ``adapt`` alike. The group effect of a
+panel persists across waves; this is how an advocate of these methods would use the group
+identity the protocol passes (``TaskBatch.group``), and the tuner may switch it on.
+
 Survey weights ``w_support`` enter the inner loss and ``w_query * q_mask`` the outer loss (both
 via ``losses.task_loss``). Divergence never raises: non-finite predictions propagate to the
 evaluation, and ``meta_fit`` skips meta-steps whose update is non-finite and counts them
@@ -55,6 +62,7 @@ from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdap
                                       check_tasks, fit_log, fit_loop, inner_update, make_adam,
                                       query_weights)
 from simlab.learners.losses import task_loss
+from simlab.learners.memory import GroupMemory
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -78,13 +86,15 @@ class _GradientMetaLearner(Learner):
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 5),
         "outer_lr": Float(1e-4, 1e-2, log=True),
-        "hidden": Choice(((), (20,), (40,), (40, 40)))}
+        "hidden": Choice(((), (20,), (40,), (40, 40))), "memory": Choice((0, 1, 2, 4))}
 
     hidden: tuple[int, ...] = (40, 40)
     inner_lr: float = 0.01
     inner_steps: int = 1          # inner steps during meta-training (adapt takes its own)
     outer_lr: float = 1e-3
     compile: bool = False         # torch.compile the meta-step (see ``_make_step_fn``)
+    memory: int = 0               # waves of the group's past respondents added to the support
+    memory_discount: float = 1.0  # their weight per wave of age (``memory.GroupMemory``)
 
     inner_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)   # Adam's, where the inner
                                                                 # loop uses Adam (Reptile)
@@ -98,6 +108,10 @@ class _GradientMetaLearner(Learner):
                   " (inner steps per task during meta-training)")
         check_number(n, "outer_lr", self.outer_lr, hint=", e.g. 0.001")
         check_flag(n, "compile", self.compile)
+        check_int(n, "memory", self.memory, 0, " (waves of group history; 0: the paper's "
+                  "support set only)")
+        check(isinstance(self.memory_discount, (int, float)) and 0 < self.memory_discount <= 1,
+              n, "memory_discount", self.memory_discount, "it must be in (0, 1], e.g. 0.7")
 
     def build(self) -> None:
         sizes = [self.spec.n_features, *(int(h) for h in self.hidden), self.spec.out_dim]
@@ -105,6 +119,8 @@ class _GradientMetaLearner(Learner):
         self.params = nets.params_of(self.net)
         head = str(len(self.net) - 1)
         self.head_keys = tuple(k for k in self.params if k.split(".")[0] == head)
+        self.group_memory = (GroupMemory(self.memory, self.memory_discount) if self.memory
+                             else None)
         self._build_meta()
         self._step_fn = self._make_step_fn()
         if self.compile:
@@ -154,10 +170,14 @@ class _GradientMetaLearner(Learner):
         return {k: self.inner_lr for k in self._inner_keys()}
 
     # ----- Learner API ---------------------------------------------------------------------
+    def _with_memory(self, batch: TaskBatch) -> TaskBatch:
+        """The batch's support sets plus their groups' past respondents (``memory`` > 0)."""
+        return batch if self.group_memory is None else self.group_memory.extend(batch)
+
     def meta_step(self, batch: TaskBatch) -> float:
         """One outer update on one meta-batch; returns its meta-loss (NaN when skipped)."""
         check_batch(self, batch)
-        loss, _ = self._apply_step(_tensors(batch.to(self.device)))
+        loss, _ = self._apply_step(_tensors(self._with_memory(batch.to(self.device))))
         return loss
 
     @abstractmethod
@@ -172,23 +192,28 @@ class _GradientMetaLearner(Learner):
         of ``budget.meta_batch`` tasks drawn without replacement with ``self.generator``, each
         re-split into a fresh support/query episode (``episodes.EpisodeSampler``, K from
         ``budget.episodes``). Callable again (online): parameters and optimiser state carry
-        over. Mixed K are zero-weight padded; no tasks is a no-op."""
+        over. Mixed K are zero-weight padded; no tasks is a no-op. With ``memory`` > 0 the
+        tasks also enter the group memory, and every episode's support set gets its group's
+        earlier waves (as ``adapt`` will)."""
         check_tasks(self, tasks)
+        if self.group_memory is not None:
+            self.group_memory.remember(tasks)
         if not tasks or budget.iterations == 0:
             return fit_log()
         sampler = EpisodeSampler(tasks, budget.episodes, self.device, whole=self.whole_tasks)
-        return fit_loop(lambda batch: self._apply_step(_tensors(batch)), sampler, budget,
-                        self.generator)
+        return fit_loop(lambda batch: self._apply_step(_tensors(self._with_memory(batch))),
+                        sampler, budget, self.generator)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FunctionalAdapted:
         """Run the inner loop once to ``max(steps)`` on every support set (vmapped) and keep the
-        parameters at each requested step count (0 = the meta-learned initialisation)."""
+        parameters at each requested step count (0 = the meta-learned initialisation); with
+        ``memory`` > 0 each support set first gets its group's past respondents."""
         check_batch(self, support)
         steps = check_steps(steps, self.name)
         theta = {k: v.detach() for k, v in self.params.items()}
         lrs = {k: (v.detach() if isinstance(v, torch.Tensor) else v)
                for k, v in self._lrs().items()}
-        batch = support.to(self.device)
+        batch = self._with_memory(support.to(self.device))
 
         def one(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> list[Params]:
             return self._inner_loop(theta, lrs, x, y, w, max(steps), True, record=steps)[1]
@@ -374,7 +399,7 @@ class Reptile(_GradientMetaLearner):
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 10),
         "outer_lr": Float(0.01, 1.0, log=True),
-        "hidden": Choice(((), (20,), (40,), (40, 40)))}
+        "hidden": Choice(((), (20,), (40,), (40, 40))), "memory": Choice((0, 1, 2, 4))}
 
     inner_steps: int = 5
     outer_lr: float = 0.1

@@ -226,3 +226,47 @@ def drifting_bayes_predictions(stream, shots: int, prior_sd: float = 10.0
             s = s - gain @ hm @ s
             s = 0.5 * (s + s.T)
     return out
+
+
+def group_blind_bayes_predictions(stream, shots: int, prior_sd: float = 10.0
+                                  ) -> list[np.ndarray]:
+    """The Bayes-optimal predictions on a :func:`drifting_regression_stream` for a learner that
+    does not know which tasks share a group: the optimum of the classic meta-learning setting.
+
+    The true parameters are known, but each task's group effect is treated as a fresh draw from
+    its marginal ``N(0, Sigma_u (1 + t q_u))`` at wave t: a Kalman filter over the population
+    coefficients b alone, each revealed task's rows entering with covariance
+    ``X (Sigma_u,t) X' + noise^2 I`` (its group effect integrated out), and each task predicted
+    from ``theta ~ N(E[b], Cov[b] + Sigma_u,t)`` conditioned on its first ``shots`` support
+    rows. :func:`drifting_bayes_predictions` is the optimum with the group identity (it tracks
+    every u_g); the gap between the two is what a learner gains from a group memory. Returns,
+    per wave, the predicted query means ``[G, Q]``.
+    """
+    tr = stream.meta["truth"]
+    p = stream.n_features + 1
+    m, s, r2 = np.zeros(p), prior_sd ** 2 * np.eye(p), tr["noise"] ** 2
+    out = []
+    for t, wave in enumerate(stream.waves):
+        if t:
+            s = s + tr["q_b"] * np.eye(p)
+        if tr["jump_wave"] is not None and t == tr["jump_wave"]:
+            s = s + tr["jump_sd"] ** 2 * np.eye(p)
+        sig = tr["sigma_u"] * (1.0 + t * tr["q_u"])
+        preds = []
+        for task in wave:
+            xs = np.c_[task.x_support[:shots], np.ones(shots)]
+            cov = s + sig
+            gain = cov @ xs.T @ np.linalg.inv(xs @ cov @ xs.T + r2 * np.eye(shots))
+            theta = m + gain @ (task.y_support[:shots] - xs @ m)
+            preds.append(np.c_[task.x_query, np.ones(task.n_query)] @ theta)
+        out.append(np.stack(preds))
+        for task in wave:                            # reveal the wave: update b only
+            xd = np.c_[np.r_[task.x_support, task.x_query],
+                       np.ones(task.shots + task.n_query)]
+            ya = np.r_[task.y_support, task.y_query]
+            inn = xd @ (s + sig) @ xd.T + r2 * np.eye(len(ya))
+            gain = s @ xd.T @ np.linalg.inv(inn)
+            m = m + gain @ (ya - xd @ m)
+            s = s - gain @ xd @ s
+            s = 0.5 * (s + s.T)
+    return out

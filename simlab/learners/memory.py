@@ -1,0 +1,102 @@
+"""A group's own past respondents as extra support: the panel memory a survey analyst uses.
+
+In a repeated survey the group effect persists from wave to wave, so an analyst predicting
+group g at wave t from K fresh respondents also uses g's respondents of the last few waves.
+``GroupMemory`` gives a task-level learner the same information: it keeps, per group
+(``Task.group_id``), the labelled respondents of the revealed waves it was shown and appends to
+a support set those of the task's group from the ``waves`` waves before the task's own wave,
+each row's weight multiplied by ``discount ** age`` (age 1 = the previous wave). Every learner
+that uses it weights its support loss by ``w_support`` (``losses.task_loss``), so the appended
+rows are ordinary, down-weighted respondents and zero-weight padding is exact.
+
+Only revealed tasks (those passed to ``meta_fit``) enter the memory, never a support set being
+scored; and a task sees only waves strictly before its own, so meta-training episodes cut from
+wave t get the history that wave t's adaptation would get. Tasks of unknown group (-1) get none.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from simlab.tasks.batch import TaskBatch
+from simlab.tasks.task import Task
+
+_Rows = tuple[np.ndarray, np.ndarray, np.ndarray]      # x [n, D], y [n], w [n]
+
+
+class GroupMemory:
+    """The last ``waves`` revealed waves of every group, appended to support sets on demand."""
+
+    def __init__(self, waves: int, discount: float = 1.0) -> None:
+        self.waves, self.discount = int(waves), float(discount)
+        self._rows: dict[int, dict[int, _Rows]] = {}
+        self._cache: dict[tuple[int, int], _Rows | None] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._rows.values())
+
+    def remember(self, tasks: Sequence[Task]) -> None:
+        """Store every labelled respondent (support and query) of these revealed tasks."""
+        for t in tasks:
+            g, w = int(t.group_id), int(t.info.get("wave", -1))
+            if g < 0:
+                continue
+            waves = self._rows.setdefault(g, {})
+            wave = w if w >= 0 else (max(waves) + 1 if waves else 0)
+            ws = np.concatenate([np.ones(t.shots) if t.w_support is None else t.w_support,
+                                 np.ones(t.n_query) if t.w_query is None else t.w_query])
+            waves[wave] = (np.concatenate([t.x_support, t.x_query]).astype(np.float32),
+                           np.concatenate([t.y_support, t.y_query]), ws.astype(np.float32))
+            for old in sorted(waves)[:-self.waves - 1]:   # keep one spare: wave w needs w-1..
+                del waves[old]
+        self._cache.clear()
+
+    def history(self, group: int, wave: int) -> _Rows | None:
+        """Rows of ``group`` from the ``waves`` stored waves before ``wave`` (-1: the latest),
+        weights already discounted by age; None when there are none."""
+        key = (int(group), int(wave))
+        if key not in self._cache:
+            stored = self._rows.get(key[0], {})
+            before = sorted(w for w in stored if key[1] < 0 or w < key[1])[-self.waves:]
+            if not before:
+                self._cache[key] = None
+            else:
+                last = key[1] if key[1] >= 0 else before[-1] + 1
+                parts = [stored[w] for w in before]
+                decay = [np.full(len(p[2]), self.discount ** (last - w), np.float32)
+                         for w, p in zip(before, parts)]
+                self._cache[key] = (np.concatenate([p[0] for p in parts]),
+                                    np.concatenate([p[1] for p in parts]),
+                                    np.concatenate([p[2] for p in parts]) * np.concatenate(decay))
+        return self._cache[key]
+
+    def extend(self, batch: TaskBatch) -> TaskBatch:
+        """``batch`` with each task's group history appended to its support set (zero-weight
+        padded to the longest); unchanged when no task has any history."""
+        if batch.group is None or batch.wave is None:
+            return batch
+        hist = [self.history(g, w) for g, w in zip(batch.group.tolist(), batch.wave.tolist())]
+        n = max((len(h[1]) for h in hist if h is not None), default=0)
+        if n == 0:
+            return batch
+        b, d = batch.size, batch.n_features
+        x = np.zeros((b, n, d), np.float32)
+        y = np.zeros((b, n), np.float32)
+        w = np.zeros((b, n), np.float32)
+        for i, h in enumerate(hist):
+            if h is not None:
+                m = len(h[1])
+                x[i, :m], y[i, :m], w[i, :m] = h
+        dev = batch.x_support.device
+
+        def cat(a: torch.Tensor, extra: np.ndarray) -> torch.Tensor:
+            return torch.cat([a, torch.as_tensor(extra, device=dev, dtype=a.dtype)], dim=1)
+
+        return TaskBatch(**{**batch.__dict__, "x_support": cat(batch.x_support, x),
+                            "y_support": cat(batch.y_support, y),
+                            "w_support": cat(batch.w_support, w)})
+
+
+__all__ = ["GroupMemory"]
