@@ -107,3 +107,21 @@ def test_group_blind_bayes_equals_full_bayes_without_history_and_is_worse_after(
         err = lambda pred: np.mean([((pred[w] - y[w]) ** 2).mean() for w in range(2, 5)])  # noqa: E731
         gap.append(err(blind) - err(full))
     assert np.mean(gap) > 0, gap
+
+
+@pytest.mark.parametrize("name", ["meta_lstm", "protonet", "relation", "reptile", "anil"])
+def test_every_task_level_meta_learner_offers_the_same_memory(name):
+    """The same option, in every meta-learner's tuning space, changes what adapt sees."""
+    from simlab.learners import learner_class
+
+    assert "memory" in learner_class(name).search_space
+    st = drifting_regression_stream(np.random.default_rng(0), n_groups=4, n_waves=3,
+                                    n_features=2, shots=5, query=5, target="binary")
+    out = {}
+    for memory in (0, 1):
+        m = make_learner(name, memory=memory, **({"hidden": (8,)}))
+        m.setup(TaskSpec.of(st.waves[0][0]), seed=0)
+        m.meta_fit(st.tasks(0, 2), Budget(iterations=2, meta_batch=4))
+        b = TaskBatch.from_tasks(st.waves[2])
+        out[memory] = m.adapt(b, [1]).predict(b)[0]
+    assert out[0].shape == out[1].shape and not torch.allclose(out[0], out[1])

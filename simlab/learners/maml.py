@@ -62,7 +62,7 @@ from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdap
                                       check_tasks, fit_log, fit_loop, inner_update, make_adam,
                                       query_weights)
 from simlab.learners.losses import task_loss
-from simlab.learners.memory import GroupMemory
+from simlab.learners.memory import GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -77,7 +77,7 @@ def _tensors(batch: TaskBatch) -> Tensors:
 
 
 @dataclass
-class _GradientMetaLearner(Learner):
+class _GradientMetaLearner(GroupMemoryOption, Learner):
     """Shared machinery: parameters, padding, meta-batch sampling, the vmapped inner loop."""
 
     name: ClassVar[str] = "gradient_meta_learner"
@@ -93,8 +93,6 @@ class _GradientMetaLearner(Learner):
     inner_steps: int = 1          # inner steps during meta-training (adapt takes its own)
     outer_lr: float = 1e-3
     compile: bool = False         # torch.compile the meta-step (see ``_make_step_fn``)
-    memory: int = 0               # waves of the group's past respondents added to the support
-    memory_discount: float = 1.0  # their weight per wave of age (``memory.GroupMemory``)
 
     inner_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)   # Adam's, where the inner
                                                                 # loop uses Adam (Reptile)
@@ -108,10 +106,7 @@ class _GradientMetaLearner(Learner):
                   " (inner steps per task during meta-training)")
         check_number(n, "outer_lr", self.outer_lr, hint=", e.g. 0.001")
         check_flag(n, "compile", self.compile)
-        check_int(n, "memory", self.memory, 0, " (waves of group history; 0: the paper's "
-                  "support set only)")
-        check(isinstance(self.memory_discount, (int, float)) and 0 < self.memory_discount <= 1,
-              n, "memory_discount", self.memory_discount, "it must be in (0, 1], e.g. 0.7")
+        self._check_memory()
 
     def build(self) -> None:
         sizes = [self.spec.n_features, *(int(h) for h in self.hidden), self.spec.out_dim]
@@ -119,8 +114,7 @@ class _GradientMetaLearner(Learner):
         self.params = nets.params_of(self.net)
         head = str(len(self.net) - 1)
         self.head_keys = tuple(k for k in self.params if k.split(".")[0] == head)
-        self.group_memory = (GroupMemory(self.memory, self.memory_discount) if self.memory
-                             else None)
+        self._build_memory()
         self._build_meta()
         self._step_fn = self._make_step_fn()
         if self.compile:
@@ -170,10 +164,6 @@ class _GradientMetaLearner(Learner):
         return {k: self.inner_lr for k in self._inner_keys()}
 
     # ----- Learner API ---------------------------------------------------------------------
-    def _with_memory(self, batch: TaskBatch) -> TaskBatch:
-        """The batch's support sets plus their groups' past respondents (``memory`` > 0)."""
-        return batch if self.group_memory is None else self.group_memory.extend(batch)
-
     def meta_step(self, batch: TaskBatch) -> float:
         """One outer update on one meta-batch; returns its meta-loss (NaN when skipped)."""
         check_batch(self, batch)
@@ -196,8 +186,7 @@ class _GradientMetaLearner(Learner):
         tasks also enter the group memory, and every episode's support set gets its group's
         earlier waves (as ``adapt`` will)."""
         check_tasks(self, tasks)
-        if self.group_memory is not None:
-            self.group_memory.remember(tasks)
+        self._remember(tasks)
         if not tasks or budget.iterations == 0:
             return fit_log()
         sampler = EpisodeSampler(tasks, budget.episodes, self.device, whole=self.whole_tasks)

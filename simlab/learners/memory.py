@@ -16,10 +16,12 @@ wave t get the history that wave t's adaptation would get. Tasks of unknown grou
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from simlab.learners.base import check, check_int
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -99,4 +101,39 @@ class GroupMemory:
                             "w_support": cat(batch.w_support, w)})
 
 
-__all__ = ["GroupMemory"]
+@dataclass
+class GroupMemoryOption:
+    """The ``memory`` hyperparameters of a task-level meta-learner (a mixin of its dataclass).
+
+    ``memory`` = M > 0 waves of each group's past respondents join its support sets, weighted
+    ``memory_discount ** age``, in meta-training episodes and in ``adapt`` alike; 0 (the
+    default) is the papers' method. The learner calls ``_build_memory`` in ``build``,
+    ``_remember(tasks)`` at the start of ``meta_fit`` and ``_with_memory(batch)`` on every
+    episode and support batch.
+    """
+
+    memory: int = 0               # waves of the group's past respondents added to the support
+    memory_discount: float = 1.0  # their weight per wave of age
+
+    def _check_memory(self) -> None:
+        n = getattr(self, "name", type(self).__name__)
+        check_int(n, "memory", self.memory, 0, " (waves of group history; 0: the paper's "
+                  "support set only)")
+        check(isinstance(self.memory_discount, (int, float)) and 0 < self.memory_discount <= 1,
+              n, "memory_discount", self.memory_discount, "it must be in (0, 1], e.g. 0.7")
+
+    def _build_memory(self) -> None:
+        self._check_memory()
+        self.group_memory = (GroupMemory(self.memory, self.memory_discount) if self.memory
+                             else None)
+
+    def _remember(self, tasks: Sequence[Task]) -> None:
+        if self.group_memory is not None:
+            self.group_memory.remember(tasks)
+
+    def _with_memory(self, batch: TaskBatch) -> TaskBatch:
+        """The batch's support sets plus their groups' past respondents (``memory`` > 0)."""
+        return batch if self.group_memory is None else self.group_memory.extend(batch)
+
+
+__all__ = ["GroupMemory", "GroupMemoryOption"]

@@ -51,13 +51,14 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from simlab.learners import nets
-from simlab.learners.base import Float, Int, SearchSpace  # search spaces
+from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
                                   check_widths)
 from simlab.learners.episodes import (EpisodeSampler, FunctionalAdapted, check_batch,
                                       check_steps, check_tasks, descend, fit_loop, make_adam,
                                       query_weights)
 from simlab.learners.losses import task_loss
+from simlab.learners.memory import GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -161,7 +162,7 @@ class FlatAdapted(FunctionalAdapted):
 
 
 @dataclass
-class MetaLSTM(Learner):
+class MetaLSTM(GroupMemoryOption, Learner):
     """Meta-learner LSTM of Ravi & Larochelle (2017); see the module docstring for the maths.
 
     ``inner_steps`` is T, the number of unrolled updates used in ``meta_fit`` (each on the whole,
@@ -172,7 +173,8 @@ class MetaLSTM(Learner):
 
     # the unroll length T drives the cost (and the 20-unit LSTM runs per learner parameter)
     search_space: ClassVar[SearchSpace] = {
-        "meta_lr": Float(1e-4, 1e-2, log=True), "inner_steps": Int(2, 6)}
+        "meta_lr": Float(1e-4, 1e-2, log=True), "inner_steps": Int(2, 6),
+        "memory": Choice((0, 1, 2, 4))}
 
     hidden: tuple[int, ...] = (40, 40)            # learner MLP hidden widths
     inner_steps: int = 5                          # T, unrolled updates during meta-training
@@ -196,11 +198,13 @@ class MetaLSTM(Learner):
         check_interval(n, "forget_bias", self.forget_bias)
         check_interval(n, "input_bias", self.input_bias)
         check_number(n, "init_scale", self.init_scale, strict=False)
+        self._check_memory()
 
     # ---- parameters -------------------------------------------------------------------------
 
     def build(self) -> None:
         spec, g, dev = self.spec, self.generator, self.device
+        self._build_memory()
         self._net = nets.mlp([spec.n_features, *self.hidden, spec.out_dim], g, dev)
         learner = nets.params_of(self._net)
         self._shapes = [(k, v.shape) for k, v in learner.items()]
@@ -306,10 +310,11 @@ class MetaLSTM(Learner):
         check_tasks(self, tasks)
         if not tasks:
             raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
+        self._remember(tasks)
         pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
             self.params.values())
-        return fit_loop(lambda batch: descend(self.episode_loss(batch), params,
-                                              self._opt, self.grad_clip),
+        return fit_loop(lambda batch: descend(self.episode_loss(self._with_memory(batch)),
+                                              params, self._opt, self.grad_clip),
                         pool, budget, self.generator)
 
     def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
@@ -323,5 +328,5 @@ class MetaLSTM(Learner):
         check_batch(self, support)
         wanted = check_steps(steps, self.name)
         with torch.no_grad():
-            flat = self.unroll(support.to(self.device), max(wanted), wanted)
+            flat = self.unroll(self._with_memory(support.to(self.device)), max(wanted), wanted)
         return FlatAdapted(wanted, flat, self._forward, self.spec.target, self.name)

@@ -74,6 +74,7 @@ from simlab.learners.episodes import (EpisodeSampler, Params, check_batch, check
                                       check_steps, check_tasks, descend, fit_loop, make_adam,
                                       normalise_weights, query_weights)
 from simlab.learners.losses import task_loss, to_prediction
+from simlab.learners.memory import GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -132,7 +133,7 @@ class MetricAdapted(Adapted):
 
 
 @dataclass
-class _Metric(Learner):
+class _Metric(GroupMemoryOption, Learner):
     """Shared parts: an embedding MLP, episodic Adam training, step-independent adaptation."""
 
     name: ClassVar[str] = "metric"
@@ -140,7 +141,7 @@ class _Metric(Learner):
     search_space: ClassVar[SearchSpace] = {
         "embed_dim": Int(4, 64, log=True), "meta_lr": Float(1e-4, 1e-2, log=True),
         "temperature": Float(0.1, 100.0, log=True), "learn_temperature": Choice((False, True)),
-        "class_prior": Choice((False, True))}
+        "class_prior": Choice((False, True)), "memory": Choice((0, 1, 2, 4))}
 
     hidden: tuple[int, ...] = (64, 64)     # embedding MLP hidden widths
     embed_dim: int = 32                    # embedding size
@@ -161,6 +162,7 @@ class _Metric(Learner):
         check_flag(n, "learn_temperature", self.learn_temperature)
         check_flag(n, "class_prior", self.class_prior)
         check_number(n, "prior_count", self.prior_count, hint=" (1: Laplace smoothing)")
+        self._check_memory()
 
     @property
     def n_classes(self) -> int:
@@ -169,6 +171,7 @@ class _Metric(Learner):
 
     def build(self) -> None:
         spec, g, dev = self.spec, self.generator, self.device
+        self._build_memory()
         self._embed = nets.mlp([spec.n_features, *self.hidden, self.embed_dim], g, dev)
         self.params = {f"embed.{k}": v for k, v in nets.params_of(self._embed).items()}
         self.params["empty"] = torch.zeros(self.embed_dim, device=dev, requires_grad=True)
@@ -218,11 +221,12 @@ class _Metric(Learner):
         check_tasks(self, tasks)
         if not tasks:
             raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
+        self._remember(tasks)
         pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
             self.params.values())
         groups = self.clip_groups()
-        return fit_loop(lambda batch: descend(self.episode_loss(batch), params,
-                                              self._opt, self.grad_clip, groups),
+        return fit_loop(lambda batch: descend(self.episode_loss(self._with_memory(batch)),
+                                              params, self._opt, self.grad_clip, groups),
                         pool, budget, self.generator)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
@@ -230,7 +234,8 @@ class _Metric(Learner):
         check_batch(self, support)
         wanted = check_steps(steps, self.name)
         frozen = {k: v.detach().clone() for k, v in self.params.items()}
-        return MetricAdapted(steps=wanted, support=support.to(self.device), params=frozen,
+        return MetricAdapted(steps=wanted, support=self._with_memory(support.to(self.device)),
+                             params=frozen,
                              raw=self.predictions, learner=self.name)
 
 
