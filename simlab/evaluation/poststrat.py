@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Cells, Task, TaskStream
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported only to predict (survey loading
+    from simlab.tasks.batch import TaskBatch     # checks census cells without it)
 
 KEY = "poststrat"
 SOURCES = ("population", "census")
@@ -118,19 +119,21 @@ def check_stream_cells(stream: TaskStream) -> None:
         g = task.info.get("group")
         if task.cells is None:
             raise ValueError(_no_margins(g, len(groups)))
-        c = check_cells(task.cells, task.n_features, f"census margins of group {g!r}")
+        where = f"data.census: the margins of group {g!r}"
+        c = check_cells(task.cells, task.n_features, where)
         sample = np.concatenate([task.x_support, task.x_query])
         hit = (np.abs(sample[:, None, :] - c.x[None]) < 1e-5).all(-1).any(-1)
         if not hit.all():
-            raise ValueError(f"census margins of group {g!r}: {int((~hit).sum())} sampled "
-                             f"respondents (wave {task.info.get('wave')!r}) fall in no census "
-                             "cell; the margins must cover every cell of the survey")
+            raise ValueError(f"{where}: {int((~hit).sum())} sampled respondents (wave "
+                             f"{task.info.get('wave')!r}) fall in no census cell; the margins "
+                             "must cover every cell of the survey (a respondent with a missing "
+                             "feature needs a cell with that feature empty)")
 
 
 def _no_margins(group: Any, n_groups: int) -> str:
-    return (f"census margins: group {group!r} of the survey has no margins; give margins for "
-            f"every group ({n_groups} groups) in [data.census], or drop [data.census] to "
-            "poststratify to the sample")
+    return (f"data.census: group {group!r} of the survey has no margins; give margins for "
+            f"every group ({n_groups} groups), or drop [data.census] to poststratify to the "
+            "sample")
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,8 @@ def wave_cells(tasks: Sequence[Task]) -> WaveCells | None:
 def predict_prevalence(adapted: Any, sealed: TaskBatch, cells: WaveCells) -> np.ndarray:
     """The adapted learner's poststratified prevalence per step and task ``[S, B(, K)]``:
     its predictions at the cells (a query batch of cells) weighted by the shares."""
+    import torch
+
     share = torch.as_tensor(cells.share, dtype=sealed.w_query.dtype, device=sealed.x_query.device)
     shape = share.shape
     query = replace(sealed, x_query=torch.as_tensor(cells.x, device=sealed.x_query.device),
