@@ -229,8 +229,26 @@ def test_report_says_how_prevalence_was_estimated():
     runs = pd.DataFrame({"learner": ["maml", "scratch", "oracle"],
                          "prevalence": ["population", "population", "sample"]})
     (key, text), = _prevalence_fact(runs)
-    assert key == "prevalence" and "maml, scratch: poststratified (MRP)" in text
-    assert "oracle: the mean prediction over the query respondents" in text
+    assert key == "prevalence" and text.startswith("poststratified (MRP) to each group's "
+                                                   "simulated population")
+    assert "the oracle is not poststratified" in text
+    mixed = runs.assign(prevalence=["census", "sample", "sample"])
+    (_, text), = _prevalence_fact(mixed)
+    assert "maml: poststratified (MRP) to the census" in text and "scratch: the mean" in text
     (_, text), = _prevalence_fact(runs.assign(prevalence="sample"))
     assert text.startswith("the mean prediction over the query respondents")
+    assert "oracle" not in text
     assert _prevalence_fact(runs.drop(columns="prevalence")) == []
+
+
+def test_the_run_log_reaches_the_report(tmp_path, monkeypatch):
+    from simlab.experiment.sweep import run_sweep
+    from simlab.report.store_report import report_from_store
+
+    monkeypatch.setenv("SIMLAB_CACHE", str(tmp_path / "cache"))
+    sc = Scenario.from_dict({**TINY, "learners": {}, "evaluation": {
+        **TINY["evaluation"], "learners": ["scratch"], "seeds": 1}})
+    run_sweep(sc, store=tmp_path / "s.db", executor="inline", quiet=True)
+    out = report_from_store(tmp_path / "s.db", tmp_path / "report", figures=False)
+    text = out["markdown"].read_text()
+    assert "- prevalence: poststratified (MRP) to each group's simulated population" in text

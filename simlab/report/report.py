@@ -240,14 +240,22 @@ PREVALENCE_TEXT = {
 
 def _prevalence_fact(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """How group prevalence was estimated (the runs' ``prevalence`` log), naming the learners
-    when they differ (the oracle is never poststratified)."""
+    when they differ; the oracle, never poststratified, is set apart."""
     if "prevalence" not in runs or runs["prevalence"].isna().all():
         return []
-    kinds = runs.dropna(subset=["prevalence"]).groupby("prevalence")["learner"].unique()
+    logged = runs.dropna(subset=["prevalence"])
+    oracle = logged["learner"] == "oracle"
+    kinds = logged[~oracle].groupby("prevalence")["learner"].unique()
+    if kinds.empty:
+        kinds = logged.groupby("prevalence")["learner"].unique()
     if len(kinds) == 1:
-        return [("prevalence", PREVALENCE_TEXT.get(kinds.index[0], kinds.index[0]))]
-    return [("prevalence", "; ".join(f"{', '.join(sorted(who))}: {PREVALENCE_TEXT.get(k, k)}"
-                                     for k, who in kinds.items()))]
+        text = PREVALENCE_TEXT.get(kinds.index[0], kinds.index[0])
+    else:
+        text = "; ".join(f"{', '.join(sorted(who))}: {PREVALENCE_TEXT.get(k, k)}"
+                         for k, who in kinds.items())
+    if oracle.any() and set(kinds.index) != {"sample"}:
+        text += " (the oracle is not poststratified: it is scored on the query sample)"
+    return [("prevalence", text)]
 
 
 def _budget_fact(config: dict | None, scenario: str, all_names: set[str]
