@@ -252,3 +252,20 @@ def test_the_run_log_reaches_the_report(tmp_path, monkeypatch):
     out = report_from_store(tmp_path / "s.db", tmp_path / "report", figures=False)
     text = out["markdown"].read_text()
     assert "- prevalence: poststratified (MRP) to each group's simulated population" in text
+
+
+def test_multiclass_population_cells_round_trip(tmp_path):
+    """A multiclass society's cells carry the group's true class shares, kept by the file; a
+    run poststratifies them (total variation against those shares)."""
+    st = Scenario.from_dict({**TINY, "dynamics": {"family": "coevolving"}}).generate_stream(0)
+    assert st.target == "multiclass"
+    back = load_stream(save_stream(st, tmp_path / "m.npz"))
+    for a, b in zip(st.tasks(), back.tasks()):
+        assert b.cells.prevalence.shape == (st.n_classes,)
+        np.testing.assert_array_equal(a.cells.prevalence, b.cells.prevalence)
+        np.testing.assert_allclose(b.cells.prevalence.sum(), 1.0)
+    r = simlab.evaluate(make_learner("scratch"), back, warmup=2, shots=[3], steps=[0],
+                        budget=FAST)
+    assert r.log["prevalence"] == "population"
+    rec = r.records[r.records.metric == "prevalence_error"]
+    assert len(rec) == len(st) - 2 and ((rec.value > 0) & (rec.value <= 1)).all()
