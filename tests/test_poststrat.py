@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_sweep import TINY
 
 import simlab
 import simlab.tasks.stream as stream_format
@@ -24,8 +25,6 @@ from simlab.society.run import build_society, seed_streams
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.stream import load_stream, save_stream
 from simlab.tasks.task import Task
-
-from test_sweep import TINY
 
 FAST = Budget(iterations=2, meta_batch=4)
 

@@ -34,8 +34,8 @@ import numpy as np
 
 from simlab.tasks.task import Cells, Task, TaskStream
 
-if TYPE_CHECKING:  # pragma: no cover - torch is imported only to predict (survey loading
-    from simlab.tasks.batch import TaskBatch     # checks census cells without it)
+if TYPE_CHECKING:  # pragma: no cover - torch only to predict: loading a survey checks its
+    from simlab.tasks.batch import TaskBatch  # census cells without importing torch
 
 KEY = "poststrat"
 SOURCES = ("population", "census")
