@@ -290,7 +290,7 @@ def test_census_margins_bad_input():
                                       st.waves[1][g].x_support, st.waves[1][g].x_query],
                                 np.full(40, 1 / 40), None, "census") for g in range(2)}
     poststrat.attach_cells(st, cells)
-    assert st.waves[1][0].info["poststrat"].source == "census"
+    assert st.waves[1][0].cells.source == "census"
     with pytest.raises(ValueError, match="group 1 .*no margins"):
         poststrat.attach_cells(st, {0: cells[0]})
     with pytest.raises(ValueError, match="sum to 0.5"):

@@ -46,6 +46,7 @@ SHAPERS = {
     "GLMResponse.score": response.GLMResponse.score,
     "validate_shocks": shocks.validate_shocks,
     "sample_wave": survey.sample_wave,
+    "population_cells": survey.population_cells,
     "CeilingEstimator.__call__": ceiling.CeilingEstimator.__call__,
     "Reporters.collect": reporters.Reporters.collect,
     "TaskStream.__post_init__": task.TaskStream.__post_init__,

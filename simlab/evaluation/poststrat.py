@@ -7,16 +7,18 @@ respondents but the learner's predictions at the group's population *cells* weig
 cell's population share, ``sum_c share_c p(x_c)`` (class shares for multiclass, the mean for
 regression). Every learner is scored alike: its adapted model predicts the cells.
 
-Where the cells come from (``Task.info["poststrat"]``, optional, a :class:`Cells` or a dict with
-the same keys):
+Where the cells come from (``Task.cells``, a :class:`~simlab.tasks.task.Cells`; a
+``Task.info["poststrat"]`` Cells or dict with the same keys is read too):
 
-* a simulation knows its population: ``x`` = every member's observed features (or cells with
-  their shares) and ``prevalence`` = the true population prevalence (mean true probability /
-  class shares / mean), ``source="population"``; build it with :func:`population_cells`;
-* a survey may give census margins per group (:func:`census_cells` validates them: shares
-  >= 0 summing to 1 per group, every group of the stream covered, every sampled respondent in
-  one of its group's cells), ``source="census"``; the reference is then the sample's weighted
-  query mean (the truth is unknown);
+* a simulation knows its population: ``x`` = its members' observed features (every member, or
+  an implicitly stratified subsample: ``simlab.society.survey.population_cells``) and
+  ``prevalence`` = the group's true population prevalence (mean true probability / class
+  shares / mean), ``source="population"``; :func:`population_cells` builds one by hand;
+* a survey may give census margins per group (``[data.census]``; :func:`census_cells` validates
+  a table of them, :func:`check_stream_cells` a stream's: shares >= 0 summing to 1 per group,
+  every group of the stream covered, every sampled respondent in one of its group's cells),
+  ``source="census"``; the reference is then the sample's weighted query mean (the truth is
+  unknown);
 * otherwise the query sample itself is the population (``source="sample"``): the estimate is
   the weighted mean prediction over the query respondents and the reference their weighted
   mean response -- exactly the protocol's plain ``prevalence_error``. The run log's
@@ -26,28 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from simlab.tasks.batch import TaskBatch
-from simlab.tasks.task import Task, TaskStream
+from simlab.tasks.task import Cells, Task, TaskStream
+
+if TYPE_CHECKING:  # pragma: no cover - torch only to predict: loading a survey checks its
+    from simlab.tasks.batch import TaskBatch  # census cells without importing torch
 
 KEY = "poststrat"
 SOURCES = ("population", "census")
 SUM_TOL = 1e-6
-
-
-@dataclass(frozen=True)
-class Cells:
-    """A group's population cells: features ``x [C, D]``, shares ``share [C]`` (sum 1), the true
-    prevalence if known (a float; ``[n_classes]`` shares for multiclass) and the source."""
-
-    x: np.ndarray
-    share: np.ndarray
-    prevalence: float | np.ndarray | None = None
-    source: str = "population"
 
 
 def check_cells(cells: Cells, n_features: int, where: str) -> Cells:
@@ -68,8 +60,8 @@ def check_cells(cells: Cells, n_features: int, where: str) -> Cells:
 
 
 def cells_of(task: Task) -> Cells | None:
-    """The task's validated cells (``info["poststrat"]``), or None when it has none."""
-    raw = task.info.get(KEY)
+    """The task's validated cells (``task.cells``, else ``info["poststrat"]``), or None."""
+    raw = task.cells if task.cells is not None else task.info.get(KEY)
     if raw is None:
         return None
     cells = raw if isinstance(raw, Cells) else Cells(**raw)
@@ -104,23 +96,44 @@ def census_cells(margins: Any, group: str, share: str, features: Sequence[str]
 
 
 def attach_cells(stream: TaskStream, cells: Mapping[Any, Cells]) -> None:
-    """Give every task of ``stream`` its group's cells (``info["poststrat"]``); every group
-    must be covered and every sampled respondent must fall in one of its group's cells."""
-    for task in stream.tasks():
+    """Give every task of ``stream`` its group's cells (``task.cells``); every group must be
+    covered and every sampled respondent must fall in one of its group's cells."""
+    groups = list(dict.fromkeys(t.info.get("group") for t in stream.tasks()))
+    missing = [g for g in groups if g not in cells]
+    if missing:
+        raise ValueError(_no_margins(missing[0], len(groups)))
+    stream.waves = [[replace(t, cells=cells.get(t.info.get("group"))) for t in wave]
+                    for wave in stream.waves]
+    check_stream_cells(stream)
+
+
+def check_stream_cells(stream: TaskStream) -> None:
+    """Census cells on a stream (:func:`attach_cells`, or made per task by the survey adapter):
+    all tasks or none have cells, each task's are valid, and every sampled respondent falls in
+    one of its group's cells. One clear error naming the group and the fix."""
+    tasks = stream.tasks()
+    if all(t.cells is None for t in tasks):
+        return
+    groups = {t.info.get("group") for t in tasks}
+    for task in tasks:
         g = task.info.get("group")
-        if g not in cells:
-            raise ValueError(f"census margins: group {g!r} of the survey has no margins; give "
-                             f"margins for every group ({len({t.info.get('group') for t in stream.tasks()})}"
-                             " groups) or drop [data] census margins to poststratify to the "
-                             "sample")
-        c = check_cells(cells[g], task.n_features, f"census margins of group {g!r}")
+        if task.cells is None:
+            raise ValueError(_no_margins(g, len(groups)))
+        where = f"data.census: the margins of group {g!r}"
+        c = check_cells(task.cells, task.n_features, where)
         sample = np.concatenate([task.x_support, task.x_query])
         hit = (np.abs(sample[:, None, :] - c.x[None]) < 1e-5).all(-1).any(-1)
         if not hit.all():
-            raise ValueError(f"census margins of group {g!r}: {int((~hit).sum())} sampled "
-                             f"respondents (wave {task.info.get('wave')!r}) fall in no census "
-                             "cell; the margins must cover every cell of the survey")
-        task.info[KEY] = c
+            raise ValueError(f"{where}: {int((~hit).sum())} sampled respondents (wave "
+                             f"{task.info.get('wave')!r}) fall in no census cell; the margins "
+                             "must cover every cell of the survey (a respondent with a missing "
+                             "feature needs a cell with that feature empty)")
+
+
+def _no_margins(group: Any, n_groups: int) -> str:
+    return (f"data.census: group {group!r} of the survey has no margins; give margins for "
+            f"every group ({n_groups} groups), or drop [data.census] to poststratify to the "
+            "sample")
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,8 @@ def wave_cells(tasks: Sequence[Task]) -> WaveCells | None:
 def predict_prevalence(adapted: Any, sealed: TaskBatch, cells: WaveCells) -> np.ndarray:
     """The adapted learner's poststratified prevalence per step and task ``[S, B(, K)]``:
     its predictions at the cells (a query batch of cells) weighted by the shares."""
+    import torch
+
     share = torch.as_tensor(cells.share, dtype=sealed.w_query.dtype, device=sealed.x_query.device)
     shape = share.shape
     query = replace(sealed, x_query=torch.as_tensor(cells.x, device=sealed.x_query.device),

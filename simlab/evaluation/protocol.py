@@ -112,9 +112,11 @@ def _sealed(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
 
 
 def _revealed(tasks: Sequence[Task], oracle: bool) -> list[Task]:
-    """Revealed tasks whole, without ``oracle_query`` unless the learner is the oracle."""
+    """Revealed tasks whole, without ``oracle_query`` (nor the ceiling and the population
+    cells, which hold the true prevalence) unless the learner is the oracle."""
     return list(tasks) if oracle else [dataclasses.replace(t, oracle_query=None,
-                                                           ceiling_query=None) for t in tasks]
+                                                           ceiling_query=None, cells=None)
+                                       for t in tasks]
 
 
 def base_rate(batch: TaskBatch) -> np.ndarray:

@@ -158,7 +158,7 @@ class Scenario(ScenarioBase):
         features = (len(self.population.traits) + sv.distractors + len(sv.binary_distractors))
         return limits.scenario_problems(
             agents=agents, groups=getattr(g, "n_groups", None), waves=sv.waves,
-            features=features, respondents=sv.support + sv.query,
+            features=features, respondents=sv.support + sv.query + sv.population_cells,
             mean_degree=getattr(g, degree, None) if degree else 2.0 * getattr(g, "m", 5),
             fields={"agents": f"graph ({g.kind}) agents", "groups": "graph.n_groups",
                     "waves": "survey.waves", "features": "survey features (traits + "

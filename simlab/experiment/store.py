@@ -323,7 +323,8 @@ class Store:
         runs = self._read("SELECT run_id, scenario, fingerprint, seed, learner, learner_name, "
                           "hyperparameters, device, version, status, error, started, finished, "
                           "seconds, timings, json_extract(log, '$.wave_times') AS wave_times, "
-                          "json_extract(log, '$.tuning') AS tuning "
+                          "json_extract(log, '$.tuning') AS tuning, "
+                          "json_extract(log, '$.prevalence') AS prevalence "
                           "FROM runs ORDER BY run_id")
         if scenario is not None:
             wanted = [scenario] if isinstance(scenario, str) else list(scenario)

@@ -27,8 +27,9 @@ from simlab.experiment.errors_text import origin, validate_model
 from simlab.experiment.scenario_base import EvaluationSpec, ScenarioBase
 from simlab.schema import check_seed
 from simlab.society.run import source_text
-from simlab.tasks.survey_data import (FRAME_SOURCE, SurveyData, ledger_text, read_survey,
-                                      survey_stream, warn_survey)
+from simlab.evaluation import poststrat
+from simlab.tasks.survey_data import (FRAME_SOURCE, SurveyData, ledger_text, read_census,
+                                      read_survey, survey_stream, warn_survey)
 from simlab.tasks.task import TaskStream
 
 #: learners a survey scenario compares when its file names none (no oracle: real data)
@@ -136,14 +137,18 @@ class SurveyScenario(ScenarioBase):
         return read_survey(self.data.source, self._base_dir)
 
     def _content_identity(self) -> dict[str, str]:
-        if self._frame is not None:
-            return {"data_digest": frame_digest(self._frame)}
-        return {"data_digest": data_digest(self.data.source, self._base_dir)}
+        out = {"data_digest": frame_digest(self._frame) if self._frame is not None
+               else data_digest(self.data.source, self._base_dir)}
+        if self.data.census is not None and self.data.census.file is not None:
+            out["census_digest"] = data_digest(self.data.census.file, self._base_dir)
+        return out
 
     # --- running --------------------------------------------------------------------------
     def generate_stream(self, seed: int) -> TaskStream:
         """Each (group, time) cell -> one task, drawn reproducibly from ``seed``."""
-        stream = survey_stream(self.frame(), self.data, check_seed(seed), self.name)
+        stream = survey_stream(self.frame(), self.data, check_seed(seed), self.name,
+                               read_census(self.data, self._base_dir))
+        poststrat.check_stream_cells(stream)      # census margins: shares, coverage
         stream.meta["fingerprint"] = self.fingerprint()
         return stream
 

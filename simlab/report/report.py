@@ -228,6 +228,36 @@ def _scenario_config(config: dict | None, scenario: str, all_names: set[str]) ->
     return None if part is None else json.dumps(part, indent=2, default=str)
 
 
+#: what a run's ``log["prevalence"]`` (the protocol's poststratification source) means
+PREVALENCE_TEXT = {
+    "population": "poststratified (MRP) to each group's simulated population cells; error "
+                  "against the group's true prevalence",
+    "census": "poststratified (MRP) to the census margins in [data.census]; error against the "
+              "query respondents' mean (the truth is unknown)",
+    "sample": "the mean prediction over the query respondents (no population cells or census "
+              "margins); error against their mean response"}
+
+
+def _prevalence_fact(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """How group prevalence was estimated (the runs' ``prevalence`` log), naming the learners
+    when they differ; the oracle, never poststratified, is set apart."""
+    if "prevalence" not in runs or runs["prevalence"].isna().all():
+        return []
+    logged = runs.dropna(subset=["prevalence"])
+    oracle = logged["learner"] == "oracle"
+    kinds = logged[~oracle].groupby("prevalence")["learner"].unique()
+    if kinds.empty:
+        kinds = logged.groupby("prevalence")["learner"].unique()
+    if len(kinds) == 1:
+        text = PREVALENCE_TEXT.get(kinds.index[0], kinds.index[0])
+    else:
+        text = "; ".join(f"{', '.join(sorted(who))}: {PREVALENCE_TEXT.get(k, k)}"
+                         for k, who in kinds.items())
+    if oracle.any() and set(kinds.index) != {"sample"}:
+        text += " (the oracle is not poststratified: it is scored on the query sample)"
+    return [("prevalence", text)]
+
+
 def _budget_fact(config: dict | None, scenario: str, all_names: set[str]
                  ) -> list[tuple[str, str]]:
     """The meta-fit budgets every learner got (warm-up and online), when the config is known."""
@@ -344,7 +374,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                   ("runs", f"{len(runs)} ({int((runs['status'] == 'ok').sum())} ok, "
                            f"{int((runs['status'] == 'diverged').sum())} diverged, "
                            f"{int((~runs['status'].isin(['ok', 'diverged'])).sum())} failed)"),
-                  *_budget_fact(config, name, all_names)],
+                  *_budget_fact(config, name, all_names), *_prevalence_fact(runs)],
         "config": _scenario_config(config, name, all_names),
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts, labels),
         "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],

@@ -34,7 +34,7 @@ from simlab.society.survey import SurveyDesign, feature_names, sample_wave
 from simlab.tasks.task import ShiftEvent, Task, TaskStream
 
 SEED_STREAMS: tuple[str, ...] = ("graph", "population", "society", "survey", "response",
-                                  "ceiling")
+                                  "ceiling", "cells")
 """Appended names keep the earlier children's draws (``spawn`` numbers children in order)."""
 
 
@@ -112,6 +112,7 @@ def generate_stream(spec: SocietySpec | HasSocietySpec, seed: int) -> TaskStream
     survey_rng = np.random.default_rng(seeds["survey"])
     ceiling = CeilingEstimator() if design.ceiling else None
     ceiling_rng = np.random.default_rng(seeds["ceiling"])
+    cells_rng = np.random.default_rng(seeds["cells"])
     reporters = Reporters(society)
     for _ in range(spec.burn_in):
         society.step()
@@ -121,7 +122,8 @@ def generate_stream(spec: SocietySpec | HasSocietySpec, seed: int) -> TaskStream
         for _ in range(design.every):
             society.step()
             reporters.collect()
-        tasks = list(sample_wave(society, design, w, survey_rng, ceiling, ceiling_rng))
+        tasks = list(sample_wave(society, design, w, survey_rng, ceiling, ceiling_rng,
+                                 cells_rng))
         if design.wave_groups is not None:      # a survey design that skips some groups
             tasks = [t for t in tasks if t.info["group"] in set(design.wave_groups[w])]
         waves.append(tasks)

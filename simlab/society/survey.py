@@ -20,7 +20,7 @@ from scipy.special import expit
 
 from simlab.schema import StrictModel
 from simlab.society.population import TRAITS
-from simlab.tasks.task import Task
+from simlab.tasks.task import Cells, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.view import SocietyView
@@ -65,6 +65,11 @@ class SurveyDesign(StrictModel):
     binary_distractors: list[float] = Field(
         default_factory=list, description="irrelevant 0/1 features appended, one per entry: "
                                           "its P(1) in [0, 1]")
+    population_cells: int = Field(
+        64, ge=0, description="agents per group (at most) whose observed features are the "
+                               "group's population cells each wave, what learners' predictions "
+                               "are poststratified to (MRP); 0 = none (prevalence from the "
+                               "sample). See survey.population_cells")
     wave_groups: list[list[int]] | None = Field(
         None, description="community ids surveyed in each wave (one list per wave; None = "
                           "every community every wave): a twin's copy of a survey design with "
@@ -119,10 +124,13 @@ def check_design(society: SocietyView, design: SurveyDesign) -> None:
 
 def sample_wave(society: SocietyView, design: SurveyDesign, wave: int,
                 rng: np.random.Generator, ceiling: CeilingFn | None = None,
-                ceiling_rng: np.random.Generator | None = None) -> list[Task]:
+                ceiling_rng: np.random.Generator | None = None,
+                cells_rng: np.random.Generator | None = None) -> list[Task]:
     """One task per group, surveyed now (at ``society.tick``), in group order. With a
     ``ceiling`` estimator (and its own generator, so the survey's draws do not change) every
-    task also carries ``ceiling_query``, the observable ceiling of its query respondents."""
+    task also carries ``ceiling_query``, the observable ceiling of its query respondents. With
+    ``design.population_cells > 0`` every task carries its group's population ``cells``
+    (:func:`population_cells`, drawn from ``cells_rng``, again not the survey's generator)."""
     names = feature_names(society, design)
     check_design(society, design)
     need = design.support + design.query
@@ -137,6 +145,10 @@ def sample_wave(society: SocietyView, design: SurveyDesign, wave: int,
     x = _with_distractors(x, design, rng)
     tasks = [_task(society, wave, g, x, y, oracle, slice(g * need, (g + 1) * need),
                    design.support) for g in range(society.social.n_groups)]
+    if design.population_cells:
+        cells = population_cells(society, design, names, cells_rng if cells_rng is not None
+                                 else np.random.default_rng(0))
+        tasks = [replace(t, cells=c) for t, c in zip(tasks, cells)]
     if ceiling is None:
         return tasks
     rows = [slice(g * need + design.support, (g + 1) * need) for g in range(len(chosen))]
@@ -156,6 +168,45 @@ def _task(society: SocietyView, wave: int, g: int, x: np.ndarray, y: np.ndarray,
                 oracle_query=np.asarray(os[k:], dtype=np.float32),
                 info={"wave": wave, "tick": society.tick, "group": g,
                       "group_name": society.social.group_names[g], "family": society.family})
+
+
+def population_cells(society: SocietyView, design: SurveyDesign, names: list[str],
+                     rng: np.random.Generator) -> list[Cells]:
+    """Each group's population cells now: at most ``M = design.population_cells`` members'
+    observed features, equal shares, and the group's exact true prevalence (mean oracle over
+    *all* members).
+
+    The features are continuous, so a cell is one agent's feature row. Poststratifying to every
+    member is exactly the population mean of the predicted probabilities, but costs ``N x D``
+    floats per task in the stream file (10x the respondents at 500 agents per group), so a
+    group larger than M is represented by a systematic sample of M members ordered by their
+    true probability (by the expected class for multiclass): implicit stratification, i.e.
+    systematic sampling from a sorted list (Cochran 1977, ch. 8). Every learner predicts the
+    same cells, and their own mean true probability is within about ``range / M`` of the
+    group's (mean gap 0.0036 at M = 64 on opinion_shift), so the reference, the group's exact
+    prevalence, is not blurred by a simple random subsample's error (``~sd / sqrt(M)``: 0.027).
+    Features are the questionnaire's without measurement noise (a census value); distractor
+    columns are drawn fresh from ``rng``. Nothing here is shown to learners.
+    """
+    asked = [n for n in names if not n.startswith(_DISTRACTOR)]
+    picks, truths = [], []
+    for g in range(society.social.n_groups):
+        members = society.social.members(g)
+        truth = np.asarray(society.oracle(members), np.float64)
+        truths.append(truth.mean(0))
+        m = min(design.population_cells, len(members))
+        if m == len(members):
+            picks.append(members)
+            continue
+        key = truth if truth.ndim == 1 else truth @ np.arange(truth.shape[1])
+        step = len(members) / m
+        pos = np.floor(rng.uniform(0.0, step) + step * np.arange(m)).astype(np.int64)
+        picks.append(members[np.argsort(key, kind="stable")][pos])
+    x = _with_distractors(_features(society, np.concatenate(picks), asked, 0.0, rng), design,
+                          rng)
+    bounds = np.cumsum([len(p) for p in picks])[:-1]
+    return [Cells(cx, np.full(len(cx), 1.0 / len(cx)), t if t.ndim else float(t), "population")
+            for cx, t in zip(np.split(x, bounds), truths)]
 
 
 def response_propensity(society: SocietyView, idx: np.ndarray, strength: float) -> np.ndarray:

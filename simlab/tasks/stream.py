@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from simlab.schema import check_seed
-from simlab.tasks.task import ShiftEvent, Task, TaskStream
+from simlab.tasks.task import Cells, ShiftEvent, Task, TaskStream
 
 
 class StreamSource(Protocol):
@@ -43,7 +43,10 @@ class StreamSource(Protocol):
         """The stream for ``seed``, made afresh (the cache calls it on a miss)."""
 
 
-STREAM_FORMAT_VERSION = 1
+STREAM_FORMAT_VERSION = 2
+"""2: tasks may carry population cells (``Task.cells``: arrays ``cells_x``/``cells_share``,
+per-task ``cells`` header entries). Format 1 files (no cells) are still read."""
+READABLE_FORMATS: tuple[int, ...] = (1, 2)
 _ARRAY_FIELDS: tuple[str, ...] = ("x_support", "y_support", "x_query", "y_query",
                                   "oracle_query", "w_support", "w_query", "ceiling_query")
 
@@ -61,12 +64,19 @@ def save_stream(stream: TaskStream, path: str | Path) -> Path:
         parts = [getattr(t, name) for t in tasks if getattr(t, name) is not None]
         if parts:
             arrays[name] = _concat(name, parts)
+    with_cells = [t.cells for t in tasks if t.cells is not None]
+    if with_cells:
+        arrays["cells_x"] = _concat("cells.x", [np.asarray(c.x, np.float32) for c in with_cells])
+        unequal = [np.asarray(c.share, np.float32) for c in with_cells if not _equal(c.share)]
+        if unequal:            # float32, renormalised on reading; equal shares are not stored
+            arrays["cells_share"] = np.concatenate(unequal)
     header = {
         "format": STREAM_FORMAT_VERSION,
         "wave_sizes": [len(w) for w in stream.waves],
         "tasks": [{"target": t.target, "n_classes": int(t.n_classes), "shots": t.shots,
                    "n_query": t.n_query, "info": t.info,
-                   "has": [n for n in _ARRAY_FIELDS if getattr(t, n) is not None]}
+                   "has": [n for n in _ARRAY_FIELDS if getattr(t, n) is not None],
+                   **_cells_header(t.cells)}
                   for t in tasks],
         "shifts": [vars(s) for s in stream.shifts],
         "meta": stream.meta,
@@ -89,9 +99,10 @@ def load_stream(path: str | Path) -> TaskStream:
         header = json.loads(data.pop("header").tobytes().decode())
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a readable simlab stream file ({err})") from err
-    if header.get("format") != STREAM_FORMAT_VERSION:
+    if header.get("format") not in READABLE_FORMATS:
         raise ValueError(f"{path}: stream format {header.get('format')!r}, this simlab reads "
-                         f"{STREAM_FORMAT_VERSION}; delete the file to regenerate it")
+                         f"formats {', '.join(map(str, READABLE_FORMATS))}; delete the file to "
+                         "regenerate it")
     try:
         return _unpack(data, header)
     except (KeyError, IndexError, TypeError, ValueError) as err:
@@ -100,6 +111,7 @@ def load_stream(path: str | Path) -> TaskStream:
 
 def _unpack(data: dict[str, np.ndarray], header: dict[str, Any]) -> TaskStream:
     offsets = dict.fromkeys(_ARRAY_FIELDS, 0)
+    n_cells = (0, 0)
     tasks = []
     for rec in header["tasks"]:
         fields: dict[str, np.ndarray | None] = {}
@@ -113,9 +125,11 @@ def _unpack(data: dict[str, np.ndarray], header: dict[str, Any]) -> TaskStream:
             if fields[name].shape[0] != n:
                 raise ValueError(f"field {name} is truncated")
             offsets[name] = start + n
+        cells, n_cells = _unpack_cells(data, rec.get("cells"), n_cells)
         tasks.append(Task(target=rec["target"], n_classes=rec["n_classes"], info=rec["info"],
-                          **fields))
-    if any(name in data and offsets[name] != data[name].shape[0] for name in _ARRAY_FIELDS):
+                          cells=cells, **fields))
+    if any(name in data and offsets[name] != data[name].shape[0] for name in _ARRAY_FIELDS) \
+            or n_cells != (len(data.get("cells_x", ())), len(data.get("cells_share", ()))):
         raise ValueError("arrays longer than the task records")
     waves, start = [], 0
     for size in header["wave_sizes"]:
@@ -123,6 +137,43 @@ def _unpack(data: dict[str, np.ndarray], header: dict[str, Any]) -> TaskStream:
         start += size
     shifts = [ShiftEvent(**s) for s in header["shifts"]]
     return TaskStream(waves=waves, shifts=shifts, meta=header["meta"])
+
+
+def _cells_header(cells: Cells | None) -> dict[str, Any]:
+    """A task's cells in its header record: count, true prevalence (or null) and source."""
+    if cells is None:
+        return {}
+    prev = cells.prevalence
+    return {"cells": {"n": len(cells.share), "equal": _equal(cells.share),
+                      "source": cells.source,
+                      "prevalence": None if prev is None else np.asarray(prev).tolist()}}
+
+
+def _equal(share: np.ndarray) -> bool:
+    """All shares equal (a population of agents): the file stores only their count."""
+    share = np.asarray(share)
+    return bool(len(share) and np.all(share == share[0]))
+
+
+def _unpack_cells(data: dict[str, np.ndarray], rec: dict[str, Any] | None,
+                  start: tuple[int, int]) -> tuple[Cells | None, tuple[int, int]]:
+    """The task's cells from the concatenated ``cells_*`` arrays, and the next offsets (rows
+    of ``cells_x``, of ``cells_share``)."""
+    if rec is None:
+        return None, start
+    n, (at_x, at_share) = int(rec["n"]), start
+    x = data["cells_x"][at_x:at_x + n]
+    if rec["equal"]:
+        share = np.full(n, 1.0 / n)
+    else:
+        share = data["cells_share"][at_share:at_share + n].astype(np.float64)
+        at_share += n
+        share = share / share.sum()
+    if len(x) != n or len(share) != n:
+        raise ValueError("field cells is truncated")
+    prev = rec["prevalence"]
+    prev = prev if prev is None or np.isscalar(prev) else np.asarray(prev, np.float64)
+    return Cells(x, share, prev, rec["source"]), (at_x + n, at_share)
 
 
 def _concat(name: str, parts: list[np.ndarray]) -> np.ndarray:

@@ -30,6 +30,7 @@ def stream_summary(stream: TaskStream) -> str:
         lines.append(f"observable ceiling E[y | features, group, wave] per query respondent "
                      f"(response {m.get('response', '?')}; estimation error, RMS over tasks: "
                      f"{float(np.sqrt(np.nanmean(np.square(se)))):.3f})")
+    lines.append(_cells_line(stream.tasks()))
     if m.get("reporters"):
         lines.append(f"reporters ({len(m['reporters']['tick'])} ticks): "
                      + ", ".join(k for k in m["reporters"] if k != "tick"))
@@ -40,6 +41,17 @@ def stream_summary(stream: TaskStream) -> str:
     else:
         lines.append("shifts: none")
     return "\n".join(lines)
+
+
+def _cells_line(tasks: list[Task]) -> str:
+    """How group prevalence will be poststratified (MRP), from the tasks' cells."""
+    cells = [t.cells for t in tasks if t.cells is not None]
+    if not cells:
+        return "prevalence: the sample's (no population cells or census margins)"
+    n = sorted({len(c.share) for c in cells})
+    span = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
+    return (f"prevalence: poststratified (MRP) to {span} {cells[0].source} cells per group"
+            + (f" ({len(cells)} of {len(tasks)} tasks)" if len(cells) < len(tasks) else ""))
 
 
 def _prevalence_label(task: Task) -> str:

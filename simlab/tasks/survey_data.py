@@ -30,7 +30,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 from simlab.schema import StrictModel
 from simlab.tasks.survey_checks import (apply_missing_codes, check_leakage, numeric_cells,
                                         support_fit_warning, target_warnings, time_order)
-from simlab.tasks.task import TargetKind, Task, TaskStream
+from simlab.tasks.task import Cells, TargetKind, Task, TaskStream
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".dta": pd.read_stata}
 #: ``data.source`` of a scenario built from an in-memory DataFrame (``SurveyScenario.from_frame``)
@@ -42,6 +42,30 @@ DESIGN_STREAM = 0x5E5
 class SurveyWarning(UserWarning):
     """Something about the data a user should know before trusting a verdict (data lost, a
     suspiciously good fit, a 0/1 target declared regression)."""
+
+
+class CensusMargins(StrictModel):
+    """``[data.census]``: each group's population cells and their shares, what every learner's
+    predictions are poststratified to (MRP: ``simlab.evaluation.poststrat``). One row per group
+    x cell: the group column(s), every ``data.features`` column (raw values, encoded like the
+    survey's; an empty value is the "missing" cell of a column the survey imputes) and the
+    cell's share of its group's population."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None = Field(None, description="CSV/Parquet/Stata table of the margins, "
+                                               "relative to the scenario file")
+    rows: list[dict[str, Any]] | None = Field(None, description="the same table inline, one "
+                                                                "TOML table per cell")
+    share: str = Field("share", description="column of each cell's share of its group "
+                                            "(summing to 1 per group)")
+
+    @model_validator(mode="after")
+    def _one_table(self) -> CensusMargins:
+        if (self.file is None) == (self.rows is None):
+            raise ValueError("data.census: give the margins either as file = 'TABLE.csv' or "
+                             "inline as rows = [{...}, ...], not both or neither")
+        return self
 
 
 class SurveyData(StrictModel):
@@ -85,6 +109,9 @@ class SurveyData(StrictModel):
                                                              "(dropped or in skipped cells) "
                                                              "above which the run warns")
     strict: bool = Field(False, description="make the data-loss warnings errors")
+    census: CensusMargins | None = Field(
+        None, description="census margins per group: prevalence is poststratified to them "
+                          "(MRP); without them the sample stands for the population")
 
     @field_validator("ordinal")
     @classmethod
@@ -248,6 +275,15 @@ def encode_ordinal(col: pd.Series, order: list[Any]) -> np.ndarray:
 def encode(df: pd.DataFrame, spec: SurveyData) -> Encoded:
     """One-hot categoricals (fixed category lists), ordinal codes and missing-value
     indicators."""
+    x, numeric, names = encode_features(df, spec)
+    y, n_classes = encode_target(df[spec.target], spec.target_kind)
+    w = None if spec.weights is None else df[spec.weights].to_numpy(dtype=np.float64)
+    return Encoded(x, numeric, names, y, w, n_classes)
+
+
+def encode_features(df: pd.DataFrame, spec: SurveyData) -> tuple[np.ndarray, np.ndarray,
+                                                                 list[str]]:
+    """The feature columns as floats ``[N, D]``, which are numeric ``[D]``, and their names."""
     blocks, numeric, names = [], [], []
     for col in spec.features:
         s = df[col]
@@ -269,10 +305,57 @@ def encode(df: pd.DataFrame, spec: SurveyData) -> Encoded:
             blocks.append(missing[:, None])
             numeric.append(False)
             names.append(f"{col}_missing")
-    x = np.concatenate([b.astype(np.float64) for b in blocks], axis=1)
-    y, n_classes = encode_target(df[spec.target], spec.target_kind)
-    w = None if spec.weights is None else df[spec.weights].to_numpy(dtype=np.float64)
-    return Encoded(x, np.array(numeric), names, y, w, n_classes)
+    return np.concatenate([b.astype(np.float64) for b in blocks], axis=1), np.array(numeric), \
+        names
+
+
+def read_census(spec: SurveyData, base_dir: Path | str = ".") -> pd.DataFrame | None:
+    """The ``[data.census]`` table (file or inline rows), or None when there is none."""
+    if spec.census is None:
+        return None
+    if spec.census.rows is not None:
+        return pd.DataFrame(spec.census.rows)
+    try:
+        return read_survey(spec.census.file, base_dir)
+    except ValueError as err:
+        raise ValueError(f"data.census.file: {err}") from None
+
+
+def encode_census(census: pd.DataFrame, clean_df: pd.DataFrame, spec: SurveyData,
+                  enc: Encoded) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each group label's census cells in the survey's encoding (not yet scaled) and shares.
+
+    The census rows are encoded together with the survey's (:func:`encode_features`), so
+    category lists, ordinal codes and missing-value indicators are exactly the survey's; a
+    category or an empty value the survey lacks is an error. Shares are checked later, with
+    the cells, by ``simlab.evaluation.poststrat.check_stream_cells``."""
+    share = spec.census.share if spec.census else "share"
+    need = list(dict.fromkeys([*spec.groups, *spec.features, share]))
+    missing = [c for c in need if c not in census.columns]
+    if missing:
+        raise ValueError(f"data.census: column(s) {missing} are missing from the census "
+                         f"margins; they need the group column(s), every data.features column "
+                         f"and the share column {share!r} (have: "
+                         f"{', '.join(map(str, census.columns))})")
+    both = pd.concat([clean_df[spec.features], census[spec.features]], ignore_index=True)
+    try:
+        x, _, names = encode_features(both, spec)
+    except ValueError as err:
+        raise ValueError(f"data.census: {err}") from None
+    if names != enc.names:
+        extra = [n for n in names if n not in enc.names] or names
+        raise ValueError(f"data.census: the margins have feature values the survey does not "
+                         f"({', '.join(extra[:5])}): a category it never has, text in a "
+                         "numeric column, or an empty value in a column the survey never "
+                         "misses; use the survey's own values")
+    shares = pd.to_numeric(census[share], errors="coerce").to_numpy(np.float64)
+    if np.isnan(shares).any():
+        row = int(np.flatnonzero(np.isnan(shares))[0])
+        raise ValueError(f"data.census.share: column {share!r} must hold a number in every "
+                         f"row (row {row}: {census[share].iloc[row]!r})")
+    labels = group_labels(census, spec)
+    x = x[len(clean_df):]
+    return {g: (x[labels == g], shares[labels == g]) for g in dict.fromkeys(labels)}
 
 
 def clean(df: pd.DataFrame, spec: SurveyData) -> pd.DataFrame:
@@ -285,29 +368,38 @@ def clean(df: pd.DataFrame, spec: SurveyData) -> pd.DataFrame:
     return df.dropna(subset=needed).reset_index(drop=True)
 
 
-def support_scaled(x: np.ndarray, numeric: np.ndarray, k: int) -> np.ndarray:
-    """Impute and standardise numeric columns with the first ``k`` rows' statistics only."""
-    x = x.copy()
+def support_scaled(x: np.ndarray, numeric: np.ndarray, k: int,
+                   also: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Impute and standardise numeric columns with the first ``k`` rows' statistics only;
+    with ``also`` (census cells), those rows too, with the same statistics."""
     sup = x[:k, numeric]
     mean = np.nan_to_num(np.nanmean(sup, axis=0)) if sup.size else 0.0
     std = np.nan_to_num(np.nanstd(sup, axis=0)) if sup.size else 1.0
-    cols = x[:, numeric]
-    cols = np.where(np.isnan(cols), mean, cols)
-    x[:, numeric] = (cols - mean) / np.where(std > 0, std, 1.0)
-    return x.astype(np.float32)
+
+    def scaled(rows: np.ndarray) -> np.ndarray:
+        rows = rows.copy()
+        cols = rows[:, numeric]
+        cols = np.where(np.isnan(cols), mean, cols)
+        rows[:, numeric] = (cols - mean) / np.where(std > 0, std, 1.0)
+        return rows.astype(np.float32)
+
+    return scaled(x) if also is None else (scaled(x), scaled(also))
 
 
-def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "survey"
-                  ) -> TaskStream:
+def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "survey",
+                  census: pd.DataFrame | None = None) -> TaskStream:
     """Each (group, wave) cell -> a task with ``spec.support`` support and up to
     ``spec.query`` query respondents, drawn reproducibly from ``seed``; what a wave is follows
     ``spec.design``. Every respondent is counted in ``meta["ledger"]``; warnings (data lost,
     a 0/1 regression target, a suspiciously good fit) go to ``meta["warnings"]`` and are
-    raised as :class:`SurveyWarning` by the scenario that loads the data."""
+    raised as :class:`SurveyWarning` by the scenario that loads the data. With ``census``
+    margins (:func:`read_census`) every task carries its group's census cells (``Task.cells``),
+    scaled with the task's support statistics like its respondents."""
     df, rows, labels = prepared_rows(df, spec, seed)
     clean_df = df[rows.kept].reset_index(drop=True)
     enc = encode(clean_df, spec)
     check_leakage(clean_df, spec, enc.y)
+    margins = {} if census is None else encode_census(census, clean_df, spec, enc)
     wave = rows.wave
     in_design = rows.kept & (wave >= 0)
     clean_pos = np.cumsum(rows.kept) - 1            # row of df -> row of clean_df / enc
@@ -325,7 +417,7 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
         tasks[w].append(cell_task(enc, spec, idx, np.random.default_rng(child),
                                   {"wave": w, "time": labels[w], "group": group,
                                    "group_id": group_names.index(group),
-                                   "scenario": name, "seed": seed}))
+                                   "scenario": name, "seed": seed}, margins.get(group)))
     kept = [w for w in range(len(labels)) if tasks[w]]
     if not kept:
         largest = max(sizes.values(), default=0)
@@ -594,11 +686,17 @@ def feature_kinds(x: np.ndarray) -> list[str]:
 
 
 def cell_task(enc: Encoded, spec: SurveyData, idx: np.ndarray, rng: np.random.Generator,
-              info: dict) -> Task:
-    """Shuffle one cell, split support/query, scale features with support statistics."""
+              info: dict, census: tuple[np.ndarray, np.ndarray] | None = None) -> Task:
+    """Shuffle one cell, split support/query, scale features with support statistics (and the
+    group's ``census`` cells ``(x, share)`` with the same statistics)."""
     order = rng.permutation(idx)[: spec.support + spec.query]
     k = spec.support
-    x = support_scaled(enc.x[order], enc.numeric, k)
+    cells = None
+    if census is None:
+        x = support_scaled(enc.x[order], enc.numeric, k)
+    else:
+        x, cx = support_scaled(enc.x[order], enc.numeric, k, census[0])
+        cells = Cells(cx, census[1], None, "census")
     y = enc.y[order]
     w = None
     if enc.w is not None:
@@ -606,4 +704,4 @@ def cell_task(enc: Encoded, spec: SurveyData, idx: np.ndarray, rng: np.random.Ge
     return Task(x_support=x[:k], y_support=y[:k], x_query=x[k:], y_query=y[k:],
                 target=spec.target_kind, n_classes=enc.n_classes,
                 w_support=None if w is None else w[:k], w_query=None if w is None else w[k:],
-                info=info)
+                info=info, cells=cells)

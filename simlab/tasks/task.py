@@ -14,6 +14,21 @@ TARGET_KINDS: tuple[str, ...] = ("binary", "multiclass", "regression")
 
 
 @dataclass(frozen=True)
+class Cells:
+    """A group's population cells for poststratification (MRP): features ``x [C, D]`` (the
+    task's feature space), population shares ``share [C]`` (summing to 1), the group's true
+    prevalence where it is known (a float: P(y=1) or the mean; class shares ``[n_classes]`` for
+    multiclass; None for a real survey) and where they come from: ``"population"`` (a
+    simulation's own agents) or ``"census"`` (a survey's census margins). Plain numpy, so the
+    society layer can build them; validated by ``simlab.evaluation.poststrat.check_cells``."""
+
+    x: np.ndarray
+    share: np.ndarray
+    prevalence: float | np.ndarray | None = None
+    source: str = "population"
+
+
+@dataclass(frozen=True)
 class Task:
     """One (group, wave) cell: a support set to adapt on and a query set to score.
 
@@ -26,7 +41,9 @@ class Task:
     (regression); None for real data. ``ceiling_query`` (same shape) is the observable
     ceiling E[y | observed features, group, wave] estimated from the simulator (None when not
     estimated); like the oracle it is never shown to learners. ``w_*`` are survey weights (None
-    means equal weights).
+    means equal weights). ``cells`` are the group's population cells at this wave (a simulated
+    population or census margins; None: the sample stands for the population), what the
+    protocol poststratifies a learner's predictions to; never shown to learners either.
     """
 
     x_support: np.ndarray
@@ -40,6 +57,7 @@ class Task:
     w_query: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
     ceiling_query: np.ndarray | None = None
+    cells: Cells | None = None
 
     @property
     def n_features(self) -> int:
