@@ -164,45 +164,54 @@ if numba is not None:
             for k in range(indptr[r], indptr[r + 1]):
                 counts[indices[k]] += d
 
-    @_jit
-    def _epidemic_tick(indptr, indices, status, level, frailty, quality, one_m_sigma, beta,
-                       imp, c_gamma, c_wane, c_fade, c_omega, c_alpha, top, heard, u, u_fade,
-                       u_omega, u_edge, ever, new_status, new_level):
-        """Infection pressure, SIR(S) moves, awareness fading / first-hand / word of mouth:
-        ``EpidemicSociety.advance`` in one pass (start-of-tick state throughout)."""
-        one = np.float32(1.0)
-        zero = np.float32(0.0)
+    @njit(cache=True, nogil=True)
+    def _heard_best(owner, indices, level, u_edge, c_alpha, hits, best):
+        """Per row, the best (lowest) level among the neighbours whose contact passed the
+        awareness on this tick (``u_edge < c_alpha``), 32767 where none did. Serial and
+        integer (a minimum: exact in any order); the tests are branch-free compactions of a
+        chunk of slots into ``hits``, so only the ~alpha share of slots that transmit are
+        gathered, not every neighbour's level."""
+        best[:] = np.int16(32767)
+        nnz = u_edge.shape[0]
+        chunk = hits.shape[0]
+        for lo in range(0, nnz, chunk):
+            hi = min(lo + chunk, nnz)
+            m = 0
+            for k in range(lo, hi):
+                hits[m] = k
+                m += u_edge[k] < c_alpha
+            for t in range(m):
+                k = hits[t]
+                i = owner[k]
+                best[i] = min(best[i], level[indices[k]])
+
+    @njit(cache=True, nogil=True)
+    def _epidemic_rows(status, level, pressure, best, frailty, quality, one_m_sigma, beta,
+                       imp, c_gamma, c_wane, c_fade, c_omega, top, u, u_fade, u_omega, ever,
+                       new_level):
+        """SIR(S) moves and awareness fading / first-hand / word of mouth, one row at a time
+        from its own start-of-tick state and its neighbour aggregates (``pressure``: infected
+        neighbours, ``best``: see ``_heard_best``); ``status`` and ``ever`` in place."""
         unaware = np.int16(32767)
-        for i in prange(status.shape[0]):
+        for i in range(status.shape[0]):
             s = status[i]
-            pressure = np.float32(0.0)
-            best = top
-            if heard:    # branch-free selects: the tests are unpredictable per edge
-                for k in range(indptr[i], indptr[i + 1]):
-                    j = indices[k]
-                    pressure += one if status[j] == 1 else zero
-                    lj = np.int64(level[j])
-                    ok = (lj < top - 1) & (u_edge[k] < c_alpha)
-                    best = min(best, lj + 1 if ok else top)
-            else:
-                for k in range(indptr[i], indptr[i + 1]):
-                    pressure += one if status[indices[k]] == 1 else zero
             li = np.int64(level[i])
-            susc = (1.0 - one_m_sigma * quality[min(li, top)]) * frailty[i]
-            rate = np.float64(beta * pressure + imp) * susc
-            ns = s
-            if s == 0 and u[i, 0] < -np.expm1(-rate):
-                ns = np.int8(1)
-                ever[i] = True
-            elif s == 1 and u[i, 1] < c_gamma:
-                ns = np.int8(2)
-            elif s == 2 and u[i, 1] < c_wane:
-                ns = np.int8(0)
-            new_status[i] = ns
+            if s == 0:
+                susc = (1.0 - one_m_sigma * quality[min(li, top)]) * frailty[i]
+                rate = np.float64(beta * pressure[i] + imp) * susc
+                # 1 - exp(-rate) <= rate (expm1 is faithful), so u >= rate never infects
+                if u[i, 0] < rate and u[i, 0] < -np.expm1(-rate):
+                    status[i] = 1
+                    ever[i] = True
+            elif s == 1:
+                if u[i, 1] < c_gamma:
+                    status[i] = 2
+            elif u[i, 1] < c_wane:
+                status[i] = 0
             nl = li + 1 if li < top and u_fade[i] < c_fade else li
             if s == 1 and u_omega[i] < c_omega:
                 nl = 0
-            nl = min(nl, best)
+            nl = min(nl, np.int64(best[i]) + 1)
             new_level[i] = unaware if nl >= top else np.int16(nl)
 
     @njit(cache=True, nogil=True)
@@ -319,23 +328,70 @@ def contagion_tick(counts: np.ndarray, adopted: np.ndarray, deg: np.ndarray, z: 
     return out
 
 
-def epidemic_tick(indptr: np.ndarray, indices: np.ndarray, status: np.ndarray,
-                  level: np.ndarray, frailty: np.ndarray, quality: np.ndarray,
-                  one_m_sigma: float, beta: float, imp: float, chances: tuple[float, ...],
-                  top: int, u: np.ndarray, u_fade: np.ndarray, u_omega: np.ndarray,
-                  u_edge: np.ndarray | None, ever: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Next (status, level); ``ever`` is updated in place. ``chances`` are the per-tick
-    probabilities (gamma, waning, fade, omega, alpha); ``u_edge`` None: no word of mouth."""
+class Scratch:
+    """Arrays a tick reuses instead of allocating: a fresh multi-megabyte array per tick
+    costs its page faults again every tick (about as much as filling it with draws)."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+        self._owner: tuple[object, np.ndarray] | None = None
+
+    def get(self, name: str, shape: int | tuple[int, ...], dtype=np.float64) -> np.ndarray:
+        """The buffer ``name`` with this shape and dtype (contents: whatever was left)."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != np.dtype(dtype):
+            a = self._arrays[name] = np.empty(shape, dtype)
+        return a
+
+    def random(self, rng: np.random.Generator, name: str, shape: int | tuple[int, ...],
+               dtype=np.float64) -> np.ndarray:
+        """``rng.random(shape, dtype)`` into the buffer ``name``: the same draws, no alloc."""
+        out = self.get(name, shape, dtype)
+        rng.random(out=out, dtype=dtype)
+        return out
+
+    def slot_rows(self, adj) -> np.ndarray:
+        """The row of every CSR slot of ``adj`` (int32), kept while ``adj`` is the same."""
+        if self._owner is None or self._owner[0] is not adj:
+            owner = np.repeat(np.arange(adj.shape[0], dtype=np.int32), np.diff(adj.indptr))
+            self._owner = (adj, owner)
+        return self._owner[1]
+
+
+def float32_below(c: float) -> np.float32:
+    """The float32 ``t`` with ``u < t`` exactly when ``u < c`` for every float32 ``u``: the
+    smallest float32 >= c (so a float32 comparison repeats numpy's float64 one)."""
+    t = np.float32(c)
+    return np.nextafter(t, np.float32(np.inf)) if float(t) < c else t
+
+
+HEARD_CHUNK = 4096
+"""Slots tested per compaction in ``_heard_best`` (its ``hits`` buffer stays in L1/L2)."""
+
+
+def epidemic_tick(adj, status: np.ndarray, level: np.ndarray, pressure: np.ndarray,
+                  frailty: np.ndarray, quality: np.ndarray, one_m_sigma: float, beta: float,
+                  imp: float, chances: tuple[float, ...], top: int, u: np.ndarray,
+                  u_fade: np.ndarray, u_omega: np.ndarray, u_edge: np.ndarray | None,
+                  ever: np.ndarray, scratch: Scratch) -> np.ndarray:
+    """Next awareness levels (int16 ``[N]``); ``status`` and ``ever`` are updated in place.
+    ``pressure``: infected neighbours per agent (float32, ``adj @ infected``); ``chances``:
+    the per-tick probabilities (gamma, waning, fade, omega, alpha); ``u_edge`` None: no word
+    of mouth this tick."""
     c_gamma, c_wane, c_fade, c_omega, c_alpha = (float(c) for c in chances)
-    new_status = np.empty_like(status)
+    n = len(status)
+    best = scratch.get("heard_best", n, np.int16)
+    if u_edge is None:
+        best[:] = np.int16(32767)
+    else:
+        _heard_best(scratch.slot_rows(adj), adj.indices, level, u_edge, float32_below(c_alpha),
+                    scratch.get("heard_hits", HEARD_CHUNK, np.int32), best)
     new_level = np.empty_like(level)
-    heard = u_edge is not None
-    edge = u_edge if heard else np.zeros(1, np.float32)
-    _epidemic_tick(indptr, indices, status, level, frailty, quality, float(one_m_sigma),
+    _epidemic_rows(status, level, pressure, best, frailty, quality, float(one_m_sigma),
                    np.float32(beta), np.float32(imp), c_gamma, c_wane, c_fade, c_omega,
-                   c_alpha, np.int64(top), heard, u, u_fade, u_omega, edge, ever,
-                   new_status, new_level)
-    return new_status, new_level
+                   np.int64(top), u, u_fade, u_omega, ever, new_level)
+    return new_level
 
 
 def rewire_csr(indptr: np.ndarray, indices: np.ndarray, eids: np.ndarray, slot: np.ndarray,
