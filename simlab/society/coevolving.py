@@ -183,8 +183,10 @@ class CoevolvingSociety(Society):
         """Edge at ``slot`` (who, j) becomes (who, target); then publish the new CSR."""
         if kernels.fused():   # the same CSR, rebuilt in one pass
             self.edge_u[self._eids[slot]], self.edge_v[self._eids[slot]] = who, target
+            if "_scratch" not in self.__dict__:
+                self._scratch = kernels.Scratch()
             self._indptr, self._indices, self._eids = kernels.rewire_csr(
-                self._indptr, self._indices, self._eids, slot, who, target)
+                self._indptr, self._indices, self._eids, slot, who, target, self._scratch)
             self._publish()
             return
         n = self.n_agents

@@ -215,59 +215,70 @@ if numba is not None:
             new_level[i] = unaware if nl >= top else np.int16(nl)
 
     @njit(cache=True, nogil=True)
-    def _rewire_csr(indptr, indices, eids, slot, who, target, new_indptr, new_indices,
-                    new_eids):
+    def _rewire_csr(indptr, indices, eids, slot, who, target, heads, link, new_indptr,
+                    new_indices, new_eids):
         """Move edge ``slot`` (who, j) to (who, target) for every move: drop the slot (j, who)
         from row j, rewrite who's slot in place, append (target, who) at the end of row
-        target (in the moves' order). Rows no move touches are copied as whole blocks, the
-        touched ones slot by slot, so the cost is one memory copy plus the moves."""
+        target (in the moves' order). Each row keeps three lists of the moves that touch it
+        (``heads[r]``: first move dropping / rewriting / appending in row r, ``link``: the
+        next one; all -1 on entry and again on exit), so no sort is needed: rows no move
+        touches are copied as whole blocks, the touched ones slot by slot, and the cost is
+        one memory copy plus the moves."""
         n = indptr.shape[0] - 1
         m = slot.shape[0]
         drop = np.empty(m, dtype=np.int64)
-        counts = np.diff(indptr)
-        for t in range(m):
+        for t in range(m - 1, -1, -1):          # pushed in reverse: lists in the moves' order
             k = slot[t]
             j = indices[k]
             for q in range(indptr[j], indptr[j + 1]):
                 if eids[q] == eids[k]:
                     drop[t] = q
                     break
-            counts[j] -= 1
-            counts[target[t]] += 1
+            link[t, 0], heads[j, 0] = heads[j, 0], t
+            link[t, 1], heads[who[t], 1] = heads[who[t], 1], t
+            link[t, 2], heads[target[t], 2] = heads[target[t], 2], t
         new_indptr[0] = 0
         for r in range(n):
-            new_indptr[r + 1] = new_indptr[r] + counts[r]
-        drop.sort()
-        moved = np.argsort(slot)
-        ins = np.argsort(target, kind="mergesort")        # stable: the moves' order per row
-        rows = np.empty(3 * m, dtype=np.int64)
-        for t in range(m):
-            rows[t] = indices[slot[t]]
-            rows[m + t] = target[t]
-            rows[2 * m + t] = who[t]
-        dp = mp = ip = 0
+            c = indptr[r + 1] - indptr[r]
+            t = heads[r, 0]
+            while t >= 0:
+                c -= 1
+                t = link[t, 0]
+            t = heads[r, 2]
+            while t >= 0:
+                c += 1
+                t = link[t, 2]
+            new_indptr[r + 1] = new_indptr[r] + c
         start = 0                                         # first row not yet copied
-        for r in np.unique(rows):
+        for r in range(n):
+            if heads[r, 0] < 0 and heads[r, 1] < 0 and heads[r, 2] < 0:
+                continue
             a, b, o = indptr[start], indptr[r], new_indptr[start]
             new_indices[o:o + b - a] = indices[a:b]
             new_eids[o:o + b - a] = eids[a:b]
             pos = new_indptr[r]
             for k in range(indptr[r], indptr[r + 1]):
-                if dp < m and drop[dp] == k:
-                    dp += 1
+                t = heads[r, 0]
+                while t >= 0 and drop[t] != k:
+                    t = link[t, 0]
+                if t >= 0:
                     continue
                 col = indices[k]
-                if mp < m and slot[moved[mp]] == k:
-                    col = target[moved[mp]]
-                    mp += 1
+                t = heads[r, 1]
+                while t >= 0 and slot[t] != k:
+                    t = link[t, 1]
+                if t >= 0:
+                    col = target[t]
                 new_indices[pos] = col
                 new_eids[pos] = eids[k]
                 pos += 1
-            while ip < m and target[ins[ip]] == r:
-                new_indices[pos] = who[ins[ip]]
-                new_eids[pos] = eids[slot[ins[ip]]]
+            t = heads[r, 2]
+            while t >= 0:
+                new_indices[pos] = who[t]
+                new_eids[pos] = eids[slot[t]]
                 pos += 1
-                ip += 1
+                t = link[t, 2]
+            heads[r, 0] = heads[r, 1] = heads[r, 2] = -1
             start = r + 1
         a, b, o = indptr[start], indptr[n], new_indptr[start]
         new_indices[o:o + b - a] = indices[a:b]
@@ -336,12 +347,15 @@ class Scratch:
         self._arrays: dict[str, np.ndarray] = {}
         self._owner: tuple[object, np.ndarray] | None = None
 
-    def get(self, name: str, shape: int | tuple[int, ...], dtype=np.float64) -> np.ndarray:
-        """The buffer ``name`` with this shape and dtype (contents: whatever was left)."""
+    def get(self, name: str, shape: int | tuple[int, ...], dtype=np.float64,
+            fill: float | None = None) -> np.ndarray:
+        """The buffer ``name`` with this shape and dtype: contents whatever the last user left
+        (``fill``: set to it when the buffer is made; its users restore it)."""
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         a = self._arrays.get(name)
         if a is None or a.shape != shape or a.dtype != np.dtype(dtype):
-            a = self._arrays[name] = np.empty(shape, dtype)
+            a = self._arrays[name] = (np.empty(shape, dtype) if fill is None
+                                      else np.full(shape, fill, dtype))
         return a
 
     def random(self, rng: np.random.Generator, name: str, shape: int | tuple[int, ...],
@@ -395,15 +409,19 @@ def epidemic_tick(adj, status: np.ndarray, level: np.ndarray, pressure: np.ndarr
 
 
 def rewire_csr(indptr: np.ndarray, indices: np.ndarray, eids: np.ndarray, slot: np.ndarray,
-               who: np.ndarray, target: np.ndarray
+               who: np.ndarray, target: np.ndarray, scratch: Scratch
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """New ``(indptr, indices, eids)`` after the moves: see ``CoevolvingSociety._move_edges``
-    (the same slots in the same order, so the later random picks of slots agree)."""
+    (the same slots in the same order, so the later random picks of slots agree). The
+    outputs are fresh arrays (the published adjacency owns them); ``scratch`` keeps the
+    per-row move lists between ticks."""
     new_indptr = np.empty_like(indptr)
     new_indices = np.empty_like(indices)
     new_eids = np.empty_like(eids)
+    heads = scratch.get("rewire_heads", (len(indptr) - 1, 3), np.int64, fill=-1)
+    link = np.empty((len(slot), 3), dtype=np.int64)
     _rewire_csr(indptr, indices, eids, slot.astype(np.int64), who.astype(np.int64),
-                target.astype(np.int64), new_indptr, new_indices, new_eids)
+                target.astype(np.int64), heads, link, new_indptr, new_indices, new_eids)
     return new_indptr, new_indices, new_eids
 
 
