@@ -113,7 +113,11 @@ def fused(work: int = 0) -> bool:
 def describe() -> str:
     """One line for ``simlab --version``: the active path and its threads."""
     if _BACKEND == "numba":
-        return f"society kernels: numba {numba.__version__} ({threads()} threads)"
+        asked, most = threads(), numba.config.NUMBA_NUM_THREADS
+        n = min(asked, most)
+        capped = f"; {asked} asked, numba has {most} here" if asked > most else ""
+        return (f"society kernels: numba {numba.__version__} "
+                f"({n} thread{'s' if n != 1 else ''}{capped})")
     why = f"numba unavailable: {NUMBA_ERROR}" if numba is None else "SIMLAB_KERNELS=numpy"
     return f"society kernels: numpy ({why})"
 
