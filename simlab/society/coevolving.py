@@ -145,17 +145,18 @@ class CoevolvingSociety(Society):
         super().set(path, value)
 
     # --- the network: CSR slots that move ------------------------------------------------------
-    def _publish(self) -> None:
-        """Hand the current slots to the SocialGraph as a fresh CSR and refresh its degrees."""
+    def _publish(self, degree: np.ndarray | None = None) -> None:
+        """Hand the current slots to the SocialGraph as a fresh CSR and refresh its degrees
+        (``degree``: the row lengths, when the caller has them)."""
         n = self.n_agents
         ones = self.__dict__.get("_ones")
         if ones is None or len(ones) != len(self._indices):   # rewiring keeps the edge count
             ones = self._ones = np.ones(len(self._indices), np.float32)
         self.social.adj = sp.csr_matrix((ones, self._indices, self._indptr), shape=(n, n))
-        if kernels.fused():
-            # what refresh() derives, the degrees, are the row lengths of the 0/1 CSR: a pass
-            # over the rows instead of a reduction over every slot (tests compare both paths)
-            self.social.degree = np.diff(self._indptr).astype(np.float32)
+        if degree is not None:
+            # what refresh() derives, the degrees, are the row lengths of the 0/1 CSR
+            # (tests compare both paths)
+            self.social.degree = degree
         else:
             self.social.refresh()
 
@@ -183,11 +184,10 @@ class CoevolvingSociety(Society):
         """Edge at ``slot`` (who, j) becomes (who, target); then publish the new CSR."""
         if kernels.fused():   # the same CSR, rebuilt in one pass
             self.edge_u[self._eids[slot]], self.edge_v[self._eids[slot]] = who, target
-            if "_scratch" not in self.__dict__:
-                self._scratch = kernels.Scratch()
-            self._indptr, self._indices, self._eids = kernels.rewire_csr(
-                self._indptr, self._indices, self._eids, slot, who, target, self._scratch)
-            self._publish()
+            self._indptr, self._indices, self._eids, degree = kernels.rewire_csr(
+                self._indptr, self._indices, self._eids, slot, who, target,
+                self._scratch_space())
+            self._publish(degree)
             return
         n = self.n_agents
         edge, old = self._eids[slot], self._indices[slot].astype(np.int64)
@@ -220,12 +220,33 @@ class CoevolvingSociety(Society):
         actors = self.rng.permutation(np.flatnonzero(acting))
         slot = self._pick_slots(actors)
         rewire = self.rng.random(len(actors)) < p.phi
-        target = self._same_opinion_targets(actors[rewire])
+        fused = kernels.fused()
+        if fused:   # targets and the move filters in one kernel, from the same draws
+            u_target = self.rng.random(int(rewire.sum()))
+        else:
+            target = self._same_opinion_targets(actors[rewire])
         voters = ~rewire
         new_opinion = self.opinion.copy()
         new_opinion[actors[voters]] = self.opinion[self._indices[slot[voters]]]
-        self.rewired = self._apply_rewiring(actors[rewire], slot[rewire], target)
+        if fused:
+            self.rewired = self._rewire_fused(actors[rewire], slot[rewire], u_target)
+        else:
+            self.rewired = self._apply_rewiring(actors[rewire], slot[rewire], target)
         self.opinion = new_opinion
+
+    def _scratch_space(self) -> kernels.Scratch:
+        """The fused path's buffers, kept between ticks."""
+        return self.__dict__.setdefault("_scratch", kernels.Scratch())
+
+    def _rewire_fused(self, who: np.ndarray, slot: np.ndarray, u_target: np.ndarray) -> int:
+        """``_same_opinion_targets`` + ``_apply_rewiring`` on the fused path
+        (``kernels.coevolving_moves``, then ``kernels.rewire_csr``)."""
+        target, ok = kernels.coevolving_moves(
+            self._indptr, self._indices, self._eids, self.opinion, self.n_classes, who, slot,
+            u_target, self._scratch_space(), len(self.edge_u))
+        if ok.any():
+            self._move_edges(slot[ok], who[ok], target[ok])
+        return int(ok.sum())
 
     def _apply_rewiring(self, who: np.ndarray, slot: np.ndarray, target: np.ndarray) -> int:
         """Move the far end of each chosen edge to its target; returns the moves made.

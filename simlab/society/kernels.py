@@ -219,15 +219,58 @@ if numba is not None:
             new_level[i] = unaware if nl >= top else np.int16(nl)
 
     @njit(cache=True, nogil=True)
+    def _coevolving_moves(indptr, indices, eids, opinion, n_classes, who, slot, u_target,
+                          order, seen_edge, target, ok):
+        """Rewirers' targets and which moves go ahead: ``CoevolvingSociety``'s
+        ``_same_opinion_targets`` and ``_apply_rewiring`` filters in one serial pass, in the
+        actors' (random) order. ``order`` lists the agents by opinion, stably (a counting
+        sort: the stable argsort the reference uses); ``seen_edge`` is all False on entry
+        and on exit."""
+        n = opinion.shape[0]
+        start = np.zeros(n_classes + 1, dtype=np.int64)
+        for i in range(n):
+            start[opinion[i] + 1] += 1
+        for c in range(n_classes):
+            start[c + 1] += start[c]
+        fill = start[:n_classes].copy()
+        for i in range(n):
+            c = opinion[i]
+            order[fill[c]] = i
+            fill[c] += 1
+        pairs = set()
+        for t in range(who.shape[0]):
+            i = who[t]
+            c = opinion[i]
+            g = order[start[c] + np.int64(u_target[t] * (start[c + 1] - start[c]))]
+            target[t] = g
+            good = g != i                                    # no self-loop
+            if good:
+                for k in range(indptr[i], indptr[i + 1]):    # no existing edge
+                    if indices[k] == g:
+                        good = False
+                        break
+            if good:                                         # an edge moved by one end only
+                e = eids[slot[t]]
+                good = not seen_edge[e]
+                seen_edge[e] = True
+            if good:                                         # a new pair made once
+                key = min(i, g) * n + max(i, g)
+                good = key not in pairs
+                pairs.add(key)
+            ok[t] = good
+        for t in range(who.shape[0]):
+            seen_edge[eids[slot[t]]] = False
+
+    @njit(cache=True, nogil=True)
     def _rewire_csr(indptr, indices, eids, slot, who, target, heads, link, new_indptr,
-                    new_indices, new_eids):
+                    new_indices, new_eids, degree):
         """Move edge ``slot`` (who, j) to (who, target) for every move: drop the slot (j, who)
         from row j, rewrite who's slot in place, append (target, who) at the end of row
         target (in the moves' order). Each row keeps three lists of the moves that touch it
         (``heads[r]``: first move dropping / rewriting / appending in row r, ``link``: the
-        next one; all -1 on entry and again on exit), so no sort is needed: rows no move
-        touches are copied as whole blocks, the touched ones slot by slot, and the cost is
-        one memory copy plus the moves."""
+        next one; all -1 on entry and again on exit), so no sort is needed, and one pass over
+        the rows copies the untouched ones as whole blocks and the touched ones slot by
+        slot: the cost is one memory copy plus the moves. ``degree``: the new row lengths."""
         n = indptr.shape[0] - 1
         m = slot.shape[0]
         drop = np.empty(m, dtype=np.int64)
@@ -242,20 +285,12 @@ if numba is not None:
             link[t, 1], heads[who[t], 1] = heads[who[t], 1], t
             link[t, 2], heads[target[t], 2] = heads[target[t], 2], t
         new_indptr[0] = 0
-        for r in range(n):
-            c = indptr[r + 1] - indptr[r]
-            t = heads[r, 0]
-            while t >= 0:
-                c -= 1
-                t = link[t, 0]
-            t = heads[r, 2]
-            while t >= 0:
-                c += 1
-                t = link[t, 2]
-            new_indptr[r + 1] = new_indptr[r] + c
         start = 0                                         # first row not yet copied
         for r in range(n):
+            size = indptr[r + 1] - indptr[r]
             if heads[r, 0] < 0 and heads[r, 1] < 0 and heads[r, 2] < 0:
+                new_indptr[r + 1] = new_indptr[r] + size
+                degree[r] = size
                 continue
             a, b, o = indptr[start], indptr[r], new_indptr[start]
             new_indices[o:o + b - a] = indices[a:b]
@@ -282,6 +317,8 @@ if numba is not None:
                 new_eids[pos] = eids[slot[t]]
                 pos += 1
                 t = link[t, 2]
+            new_indptr[r + 1] = pos
+            degree[r] = pos - new_indptr[r]
             heads[r, 0] = heads[r, 1] = heads[r, 2] = -1
             start = r + 1
         a, b, o = indptr[start], indptr[n], new_indptr[start]
@@ -412,21 +449,42 @@ def epidemic_tick(adj, status: np.ndarray, level: np.ndarray, pressure: np.ndarr
     return new_level
 
 
+def coevolving_moves(indptr: np.ndarray, indices: np.ndarray, eids: np.ndarray,
+                     opinion: np.ndarray, n_classes: int, who: np.ndarray, slot: np.ndarray,
+                     u_target: np.ndarray, scratch: Scratch, n_edges: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``(target, ok)`` for the rewirers ``who`` (their chosen ``slot``s, in the actors'
+    order): a random agent of the rewirer's opinion (``u_target``: the uniforms the
+    reference draws for it) and whether the move is made; see
+    ``CoevolvingSociety._apply_rewiring``."""
+    target = np.empty(len(who), dtype=np.int64)
+    ok = np.empty(len(who), dtype=np.bool_)
+    _coevolving_moves(indptr, indices, eids, opinion, np.int64(n_classes), who.astype(np.int64),
+                      slot.astype(np.int64), u_target,
+                      scratch.get("moves_order", len(opinion), np.int64),
+                      scratch.get("moves_seen", n_edges, np.bool_, fill=False), target, ok)
+    return target, ok
+
+
 def rewire_csr(indptr: np.ndarray, indices: np.ndarray, eids: np.ndarray, slot: np.ndarray,
                who: np.ndarray, target: np.ndarray, scratch: Scratch
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """New ``(indptr, indices, eids)`` after the moves: see ``CoevolvingSociety._move_edges``
-    (the same slots in the same order, so the later random picks of slots agree). The
-    outputs are fresh arrays (the published adjacency owns them); ``scratch`` keeps the
-    per-row move lists between ticks."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """New ``(indptr, indices, eids, degree)`` after the moves: see
+    ``CoevolvingSociety._move_edges`` (the same slots in the same order, so the later random
+    picks of slots agree); ``degree`` is float32, like ``SocialGraph.refresh``'s. The outputs
+    are fresh arrays (the published adjacency owns them); ``scratch`` keeps the per-row move
+    lists between ticks."""
+    n = len(indptr) - 1
     new_indptr = np.empty_like(indptr)
     new_indices = np.empty_like(indices)
     new_eids = np.empty_like(eids)
-    heads = scratch.get("rewire_heads", (len(indptr) - 1, 3), np.int64, fill=-1)
-    link = np.empty((len(slot), 3), dtype=np.int64)
+    degree = np.empty(n, dtype=np.float32)
+    heads = scratch.get("rewire_heads", (n, 3), np.int32, fill=-1)
+    link = np.empty((len(slot), 3), dtype=np.int32)
     _rewire_csr(indptr, indices, eids, slot.astype(np.int64), who.astype(np.int64),
-                target.astype(np.int64), heads, link, new_indptr, new_indices, new_eids)
-    return new_indptr, new_indices, new_eids
+                target.astype(np.int64), heads, link, new_indptr, new_indices, new_eids,
+                degree)
+    return new_indptr, new_indices, new_eids, degree
 
 
 def neighbour_count(indptr: np.ndarray, indices: np.ndarray, flag: np.ndarray) -> np.ndarray:
