@@ -158,14 +158,14 @@ class EpidemicSociety(Society):
         u = scratch.random(rng, "u", (n, 2))
         u_fade = scratch.random(rng, "u_fade", n)
         u_omega = scratch.random(rng, "u_omega", n)
-        u_edge = None
+        words = None     # the float32 draws of word of mouth, as the words they come from
         if top > 1 and bool((self.level < top).any()):
-            u_edge = scratch.random(rng, "u_edge", adj.nnz, np.float32)
+            words = kernels.random_words(rng, adj.nnz)
         quality = np.append(p.rho ** np.arange(top, dtype=np.float64), 0.0)
         chances = tuple(float(_chance(r)) for r in (p.gamma, p.waning, p.fade, p.omega, p.alpha))
         self.level = kernels.epidemic_tick(
             adj, self.status, self.level, pressure, self._frailty(), quality, 1.0 - p.sigma,
-            p.beta, p.import_rate, chances, top, u, u_fade, u_omega, u_edge,
+            p.beta, p.import_rate, chances, top, u, u_fade, u_omega, words,
             self.ever_infected, scratch)
 
     def _frailty(self) -> np.ndarray:

@@ -16,6 +16,7 @@ forces one, and :func:`use` switches in-process (benchmarks, tests). The number 
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -169,21 +170,22 @@ if numba is not None:
                 counts[indices[k]] += d
 
     @njit(cache=True, nogil=True)
-    def _heard_best(owner, indices, level, u_edge, c_alpha, hits, best):
+    def _heard_best(owner, indices, level, words, below, hits, best):
         """Per row, the best (lowest) level among the neighbours whose contact passed the
-        awareness on this tick (``u_edge < c_alpha``), 32767 where none did. Serial and
-        integer (a minimum: exact in any order); the tests are branch-free compactions of a
-        chunk of slots into ``hits``, so only the ~alpha share of slots that transmit are
-        gathered, not every neighbour's level."""
+        awareness on this tick (slot k does when its draw ``words[k] < below``: see
+        ``word_threshold``), 32767 where none did. Serial and integer (a minimum: exact in
+        any order); the tests are branch-free compactions of a chunk of slots into
+        ``hits``, so only the ~alpha share of slots that transmit are gathered, not every
+        neighbour's level."""
         best[:] = np.int16(32767)
-        nnz = u_edge.shape[0]
+        nnz = words.shape[0]
         chunk = hits.shape[0]
         for lo in range(0, nnz, chunk):
             hi = min(lo + chunk, nnz)
             m = 0
             for k in range(lo, hi):
                 hits[m] = k
-                m += u_edge[k] < c_alpha
+                m += words[k] < below
             for t in range(m):
                 k = hits[t]
                 i = owner[k]
@@ -414,11 +416,40 @@ class Scratch:
         return self._owner[1]
 
 
-def float32_below(c: float) -> np.float32:
-    """The float32 ``t`` with ``u < t`` exactly when ``u < c`` for every float32 ``u``: the
-    smallest float32 >= c (so a float32 comparison repeats numpy's float64 one)."""
-    t = np.float32(c)
-    return np.nextafter(t, np.float32(np.inf)) if float(t) < c else t
+RAW_BIT_GENERATORS = (np.random.PCG64, np.random.PCG64DXSM)
+"""Bit generators whose 32-bit draws are the halves of their 64-bit ones (low, then high)."""
+
+
+def random_words(rng: np.random.Generator, n: int) -> np.ndarray:
+    """The 32-bit words behind ``rng.random(n, dtype=np.float32)`` (uint32 ``[n]``): each of
+    those uniforms is ``(word >> 8) * 2**-24``, so ``u < c`` exactly when ``word <
+    word_threshold(c)``. The generator ends in the same state. PCG64(DXSM) serve a 32-bit
+    draw as the low then the high half of one 64-bit output, keeping the high half for the
+    next call, so the words are ``random_raw(n / 2)`` viewed as uint32: half the draws, no
+    float conversion. Other generators: words rebuilt from numpy's own float32 draws
+    (tests/test_kernels.py checks both against ``rng.random``)."""
+    bg = rng.bit_generator
+    if type(bg) not in RAW_BIT_GENERATORS:
+        return (rng.random(n, dtype=np.float32) * np.float32(16777216.0)).astype(np.uint32) << 8
+    state = bg.state
+    head = np.empty(0, dtype=np.uint32)
+    if state["has_uint32"] and n:            # a high half kept from an earlier 32-bit draw
+        head = np.array([state["uinteger"]], dtype=np.uint32)
+        bg.state = state | {"has_uint32": 0}
+    body = bg.random_raw((n - len(head)) // 2).view(np.uint32)
+    if (n - len(head)) % 2:                  # an odd one left: keep its high half, as numpy
+        last = int(bg.random_raw())
+        state = bg.state
+        bg.state = state | {"has_uint32": 1, "uinteger": last >> 32}
+        body = np.append(body, np.uint32(last & 0xFFFFFFFF))
+    return np.concatenate([head, body]) if len(head) else body
+
+
+def word_threshold(c: float) -> np.int64:
+    """The ``t`` with ``word < t`` exactly when numpy's float32 uniform of ``word`` is < c:
+    the uniform is m * 2**-24 with m = word >> 8, and m < c * 2**24 iff m < ceil(c * 2**24)
+    (exact: a power-of-two scaling), i.e. word < 256 * ceil(c * 2**24)."""
+    return np.int64(256 * math.ceil(min(max(c, 0.0), 1.0) * 2**24))
 
 
 HEARD_CHUNK = 4096
@@ -428,20 +459,21 @@ HEARD_CHUNK = 4096
 def epidemic_tick(adj, status: np.ndarray, level: np.ndarray, pressure: np.ndarray,
                   frailty: np.ndarray, quality: np.ndarray, one_m_sigma: float, beta: float,
                   imp: float, chances: tuple[float, ...], top: int, u: np.ndarray,
-                  u_fade: np.ndarray, u_omega: np.ndarray, u_edge: np.ndarray | None,
+                  u_fade: np.ndarray, u_omega: np.ndarray, edge_words: np.ndarray | None,
                   ever: np.ndarray, scratch: Scratch) -> np.ndarray:
     """Next awareness levels (int16 ``[N]``); ``status`` and ``ever`` are updated in place.
     ``pressure``: infected neighbours per agent (float32, ``adj @ infected``); ``chances``:
-    the per-tick probabilities (gamma, waning, fade, omega, alpha); ``u_edge`` None: no word
-    of mouth this tick."""
+    the per-tick probabilities (gamma, waning, fade, omega, alpha); ``edge_words``: the
+    per-slot draws of word of mouth (``random_words``), None: none this tick."""
     c_gamma, c_wane, c_fade, c_omega, c_alpha = (float(c) for c in chances)
     n = len(status)
     best = scratch.get("heard_best", n, np.int16)
-    if u_edge is None:
+    if edge_words is None:
         best[:] = np.int16(32767)
     else:
-        _heard_best(scratch.slot_rows(adj), adj.indices, level, u_edge, float32_below(c_alpha),
-                    scratch.get("heard_hits", HEARD_CHUNK, np.int32), best)
+        _heard_best(scratch.slot_rows(adj), adj.indices, level, edge_words,
+                    word_threshold(c_alpha), scratch.get("heard_hits", HEARD_CHUNK, np.int32),
+                    best)
     new_level = np.empty_like(level)
     _epidemic_rows(status, level, pressure, best, frailty, quality, float(one_m_sigma),
                    np.float32(beta), np.float32(imp), c_gamma, c_wane, c_fade, c_omega,
