@@ -214,39 +214,45 @@ class CoevolvingSociety(Society):
     # --- dynamics -----------------------------------------------------------------------------
     def advance(self) -> None:
         """One tick: a random share of agents vote or rewire, all from the start-of-tick state."""
+        if kernels.fused():
+            self._advance_fused()
+            return
         p = self.params
         chance = np.minimum(p.act_share * self._activity, 1.0)
         acting = (self.rng.random(self.n_agents) < chance) & (self.social.degree > 0)
         actors = self.rng.permutation(np.flatnonzero(acting))
         slot = self._pick_slots(actors)
         rewire = self.rng.random(len(actors)) < p.phi
-        fused = kernels.fused()
-        if fused:   # targets and the move filters in one kernel, from the same draws
-            u_target = self.rng.random(int(rewire.sum()))
-        else:
-            target = self._same_opinion_targets(actors[rewire])
+        target = self._same_opinion_targets(actors[rewire])
         voters = ~rewire
         new_opinion = self.opinion.copy()
         new_opinion[actors[voters]] = self.opinion[self._indices[slot[voters]]]
-        if fused:
-            self.rewired = self._rewire_fused(actors[rewire], slot[rewire], u_target)
-        else:
-            self.rewired = self._apply_rewiring(actors[rewire], slot[rewire], target)
+        self.rewired = self._apply_rewiring(actors[rewire], slot[rewire], target)
         self.opinion = new_opinion
 
     def _scratch_space(self) -> kernels.Scratch:
         """The fused path's buffers, kept between ticks."""
         return self.__dict__.setdefault("_scratch", kernels.Scratch())
 
-    def _rewire_fused(self, who: np.ndarray, slot: np.ndarray, u_target: np.ndarray) -> int:
-        """``_same_opinion_targets`` + ``_apply_rewiring`` on the fused path
-        (``kernels.coevolving_moves``, then ``kernels.rewire_csr``)."""
+    def _advance_fused(self) -> None:
+        """``advance`` on the fused path, from the same draws in the same order: acting agents
+        (``kernels.coevolving_actors``), then votes, targets and the move filters in one
+        pass (``kernels.coevolving_moves``), then the moves (``kernels.rewire_csr``)."""
+        p = self.params
+        u = self._scratch_space().random(self.rng, "u_act", self.n_agents)
+        actors = self.rng.permutation(
+            kernels.coevolving_actors(u, p.act_share, self._activity, self.social.degree))
+        slot = self._pick_slots(actors)
+        rewire = self.rng.random(len(actors)) < p.phi
+        u_target = self.rng.random(int(rewire.sum()))
+        new_opinion = self.opinion.copy()
         target, ok = kernels.coevolving_moves(
-            self._indptr, self._indices, self._eids, self.opinion, self.n_classes, who, slot,
-            u_target, self._scratch_space(), len(self.edge_u))
+            self._indptr, self._indices, self._eids, self.opinion, self.n_classes, actors, slot,
+            rewire, u_target, new_opinion, self._scratch_space(), len(self.edge_u))
         if ok.any():
-            self._move_edges(slot[ok], who[ok], target[ok])
-        return int(ok.sum())
+            self._move_edges(slot[rewire][ok], actors[rewire][ok], target[ok])
+        self.rewired = int(ok.sum())
+        self.opinion = new_opinion
 
     def _apply_rewiring(self, who: np.ndarray, slot: np.ndarray, target: np.ndarray) -> int:
         """Move the far end of each chosen edge to its target; returns the moves made.

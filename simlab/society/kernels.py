@@ -221,13 +221,25 @@ if numba is not None:
             new_level[i] = unaware if nl >= top else np.int16(nl)
 
     @njit(cache=True, nogil=True)
-    def _coevolving_moves(indptr, indices, eids, opinion, n_classes, who, slot, u_target,
-                          order, seen_edge, target, ok):
-        """Rewirers' targets and which moves go ahead: ``CoevolvingSociety``'s
-        ``_same_opinion_targets`` and ``_apply_rewiring`` filters in one serial pass, in the
-        actors' (random) order. ``order`` lists the agents by opinion, stably (a counting
-        sort: the stable argsort the reference uses); ``seen_edge`` is all False on entry
-        and on exit."""
+    def _coevolving_actors(u, act_share, activity, degree, out):
+        """Agents acting this tick, in index order (``u < min(act_share * activity, 1)`` and
+        at least one edge); returns how many (the first entries of ``out``)."""
+        m = 0
+        for i in range(u.shape[0]):
+            if u[i] < min(act_share * activity[i], 1.0) and degree[i] > 0:
+                out[m] = i
+                m += 1
+        return m
+
+    @njit(cache=True, nogil=True)
+    def _coevolving_moves(indptr, indices, eids, opinion, n_classes, actors, slot, rewire,
+                          u_target, order, seen_edge, new_opinion, target, ok):
+        """One serial pass over the actors in their (random) order: a voter copies the
+        start-of-tick opinion at its chosen slot into ``new_opinion``; a rewirer gets its
+        target (``_same_opinion_targets``) and whether its move is made (the
+        ``_apply_rewiring`` filters), in ``target``/``ok`` by rewirer. ``order`` lists the
+        agents by opinion, stably (a counting sort: the stable argsort the reference uses);
+        ``seen_edge`` is all False on entry and on exit."""
         n = opinion.shape[0]
         start = np.zeros(n_classes + 1, dtype=np.int64)
         for i in range(n):
@@ -240,11 +252,15 @@ if numba is not None:
             order[fill[c]] = i
             fill[c] += 1
         pairs = set()
-        for t in range(who.shape[0]):
-            i = who[t]
+        r = 0
+        for t in range(actors.shape[0]):
+            i = actors[t]
+            if not rewire[t]:
+                new_opinion[i] = opinion[indices[slot[t]]]
+                continue
             c = opinion[i]
-            g = order[start[c] + np.int64(u_target[t] * (start[c + 1] - start[c]))]
-            target[t] = g
+            g = order[start[c] + np.int64(u_target[r] * (start[c + 1] - start[c]))]
+            target[r] = g
             good = g != i                                    # no self-loop
             if good:
                 for k in range(indptr[i], indptr[i + 1]):    # no existing edge
@@ -259,9 +275,11 @@ if numba is not None:
                 key = min(i, g) * n + max(i, g)
                 good = key not in pairs
                 pairs.add(key)
-            ok[t] = good
-        for t in range(who.shape[0]):
-            seen_edge[eids[slot[t]]] = False
+            ok[r] = good
+            r += 1
+        for t in range(actors.shape[0]):
+            if rewire[t]:
+                seen_edge[eids[slot[t]]] = False
 
     @njit(cache=True, nogil=True)
     def _rewire_csr(indptr, indices, eids, slot, who, target, heads, link, new_indptr,
@@ -481,20 +499,29 @@ def epidemic_tick(adj, status: np.ndarray, level: np.ndarray, pressure: np.ndarr
     return new_level
 
 
+def coevolving_actors(u: np.ndarray, act_share: float, activity: np.ndarray,
+                      degree: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero((u < np.minimum(act_share * activity, 1.0)) & (degree > 0))``."""
+    out = np.empty(len(u), dtype=np.int64)
+    return out[:_coevolving_actors(u, float(act_share), activity, degree, out)].copy()
+
+
 def coevolving_moves(indptr: np.ndarray, indices: np.ndarray, eids: np.ndarray,
-                     opinion: np.ndarray, n_classes: int, who: np.ndarray, slot: np.ndarray,
-                     u_target: np.ndarray, scratch: Scratch, n_edges: int
+                     opinion: np.ndarray, n_classes: int, actors: np.ndarray,
+                     slot: np.ndarray, rewire: np.ndarray, u_target: np.ndarray,
+                     new_opinion: np.ndarray, scratch: Scratch, n_edges: int
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``(target, ok)`` for the rewirers ``who`` (their chosen ``slot``s, in the actors'
-    order): a random agent of the rewirer's opinion (``u_target``: the uniforms the
-    reference draws for it) and whether the move is made; see
-    ``CoevolvingSociety._apply_rewiring``."""
-    target = np.empty(len(who), dtype=np.int64)
-    ok = np.empty(len(who), dtype=np.bool_)
-    _coevolving_moves(indptr, indices, eids, opinion, np.int64(n_classes), who.astype(np.int64),
-                      slot.astype(np.int64), u_target,
+    """The voters' new opinions (written into ``new_opinion``) and, for the rewirers in the
+    actors' order, ``(target, ok)``: a random agent of the rewirer's opinion (``u_target``:
+    the uniforms the reference draws for it) and whether the move is made; see
+    ``CoevolvingSociety.advance`` and ``_apply_rewiring``."""
+    target = np.empty(len(u_target), dtype=np.int64)
+    ok = np.empty(len(u_target), dtype=np.bool_)
+    _coevolving_moves(indptr, indices, eids, opinion, np.int64(n_classes),
+                      actors.astype(np.int64), slot.astype(np.int64), rewire, u_target,
                       scratch.get("moves_order", len(opinion), np.int64),
-                      scratch.get("moves_seen", n_edges, np.bool_, fill=False), target, ok)
+                      scratch.get("moves_seen", n_edges, np.bool_, fill=False), new_opinion,
+                      target, ok)
     return target, ok
 
 
