@@ -293,14 +293,11 @@ if numba is not None:
         slot: the cost is one memory copy plus the moves. ``degree``: the new row lengths."""
         n = indptr.shape[0] - 1
         m = slot.shape[0]
-        drop = np.empty(m, dtype=np.int64)
+        edge = np.empty(m, dtype=np.int64)      # the moved edge: its slot in row j is dropped
         for t in range(m - 1, -1, -1):          # pushed in reverse: lists in the moves' order
             k = slot[t]
             j = indices[k]
-            for q in range(indptr[j], indptr[j + 1]):
-                if eids[q] == eids[k]:
-                    drop[t] = q
-                    break
+            edge[t] = eids[k]
             link[t, 0], heads[j, 0] = heads[j, 0], t
             link[t, 1], heads[who[t], 1] = heads[who[t], 1], t
             link[t, 2], heads[target[t], 2] = heads[target[t], 2], t
@@ -318,7 +315,7 @@ if numba is not None:
             pos = new_indptr[r]
             for k in range(indptr[r], indptr[r + 1]):
                 t = heads[r, 0]
-                while t >= 0 and drop[t] != k:
+                while t >= 0 and edge[t] != eids[k]:
                     t = link[t, 0]
                 if t >= 0:
                     continue
