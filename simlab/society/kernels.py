@@ -2,12 +2,17 @@
 
 Each family's numpy tick (in its own module) is the reference; the kernels here compute the
 same update in one pass over each row's CSR edges (gather, test, sum and count together), with
-no per-edge temporaries. They run in parallel over rows (``prange``) and every row is reduced
-by one thread in edge order, so results never depend on the number of threads; they repeat
-the reference's arithmetic (float32 where it works in float32, float64 where it promotes), so
-a stream is the same bit for bit whichever path made it (tests/test_kernels.py checks 1e-6).
-Random numbers are drawn by the caller from its numpy ``Generator``, in the reference's order,
-so both paths consume the same draws.
+no per-edge temporaries. The opinion and contagion kernels run in parallel over rows
+(``prange``) and every row is reduced by one thread in edge order, so results never depend on
+the number of threads; the epidemic and co-evolving kernels are serial, chosen by measurement:
+each pass is a millisecond or two of memory-bound work, and on a machine whose other cores are
+busy a two-thread region waits for its descheduled thread (at 100k agents the epidemic row
+pass took 1.9 ms serial, 6.2-6.5 ms on two threads, bench numbers in bench/society.py). They
+repeat the reference's arithmetic (float32 where it works in float32, float64 where it
+promotes), so a stream is the same bit for bit whichever path made it (tests/test_kernels.py
+checks 1e-6). Random numbers are drawn by the caller from its numpy ``Generator``, in the
+reference's order, so both paths consume the same draws; large per-tick buffers are kept
+between ticks (:class:`Scratch`).
 
 Which path runs: ``numba`` when it imports, else ``numpy``; ``SIMLAB_KERNELS=numpy|numba``
 forces one, and :func:`use` switches in-process (benchmarks, tests). The number of threads is
