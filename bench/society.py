@@ -7,8 +7,9 @@
 For each family and size: the numpy reference tick and the fused numba tick
 (``simlab.society.kernels``) of the same society, and for the opinion model also the
 idiomatic per-agent Mesa version (bench/per_agent_opinion.py), all in this process, so the
-ratios compare like with like on the same (possibly shared) machine. Speed is agent-steps per
-second of wall time from the median tick (robust to other work on the machine); build time is
+ratios compare like with like on the same (possibly shared) machine: the two paths' societies
+step in turn, tick by tick, so both see the same load. Speed is agent-steps per second of
+wall time from the median tick (robust to other work on the machine); build time is
 excluded. ``same`` says whether the two paths ended in identical states. All families run on
 the same planted-partition graph (mean degree 10, homophily 0.8, groups of 1,000).
 
@@ -71,16 +72,31 @@ def _final_state(society) -> list[np.ndarray]:
     return [np.asarray(getattr(society, name)) for name in society.state_names]
 
 
+def lockstep_ticks(societies: dict[str, object], ticks: int) -> dict[str, float]:
+    """Median wall seconds of one ``step`` per kernel path, the paths' societies stepped in
+    turn (numpy, numba, numpy, ...): on a shared machine both then see the same load, so
+    their ratio does not depend on when the other jobs ran. One untimed step first."""
+    times: dict[str, list[float]] = {path: [] for path in societies}
+    for t in range(ticks + 1):
+        for path, society in societies.items():
+            with kernels.use(path):
+                t0 = time.perf_counter()
+                society.step()
+                if t:
+                    times[path].append(time.perf_counter() - t0)
+    return {path: float(np.median(v)) for path, v in times.items()}
+
+
 def compare(family: str, n: int, graph, pop) -> dict:
     """Both paths (and, for opinion, the per-agent version) on the same inputs."""
     ticks, slow_ticks = PLAN.get(n, (10, 1))
     cls = society_class(family)
-    out, states = {}, {}
+    societies = {}
     for path in ("numpy", "numba"):
         with kernels.use(path):
-            society = cls(graph, pop, cls.Params(**PARAMS[family]), rng=1)
-            out[path] = median_tick(society, ticks)
-            states[path] = _final_state(society)
+            societies[path] = cls(graph, pop, cls.Params(**PARAMS[family]), rng=1)
+    out: dict = lockstep_ticks(societies, ticks)
+    states = {path: _final_state(s) for path, s in societies.items()}
     out["same"] = all(np.array_equal(a, b) for a, b in zip(states["numpy"], states["numba"]))
     if family == "opinion":
         slow = PerAgentOpinionModel(graph, pop, cls.Params(**PARAMS[family]), rng=1)

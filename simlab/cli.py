@@ -498,6 +498,22 @@ COMMANDS: list[Command] = [
 ]
 
 
+class _ThreadsAction(argparse.Action):
+    """``--threads N``: the society kernels' thread count for this command, set as
+    ``SIMLAB_THREADS`` when parsed (so a later ``--version`` reports it and worker processes
+    inherit it)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 value: Any, option_string: str | None = None) -> None:
+        text = str(value).strip()
+        if not text.isdigit() or int(text) < 1:
+            parser.error(f"argument --threads: {value!r} is not a positive whole number of "
+                         f"threads; give one, e.g. --threads 2 (or leave it out: "
+                         f"SIMLAB_THREADS, else the usable CPUs)")
+        os.environ["SIMLAB_THREADS"] = str(int(text))
+        setattr(namespace, self.dest, int(text))
+
+
 class _VersionAction(argparse.Action):
     """``--version``: the package version and which society-kernel path runs (imported only
     when asked for: numba and mesa take seconds to import)."""
@@ -521,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
         "keep changing. `simlab demo` runs the default comparison.")
     parser.add_argument("--version", action=_VersionAction, help="show the version and the "
                         "active society-kernel path (numba or numpy), then exit")
+    parser.add_argument("--threads", action=_ThreadsAction, default=None, metavar="N",
+                        help="threads of the society kernels for this command, worker "
+                        "processes included (as SIMLAB_THREADS; results do not depend on it)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--i-know", action="store_true",
                         help="lift the size limits (agents, groups, waves, seeds, memory)")

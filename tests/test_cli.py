@@ -158,3 +158,43 @@ def test_listing_learners_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "maml " in done.stdout and "Model-Agnostic Meta-Learning" in done.stdout
+
+
+def test_threads_sets_the_kernels_thread_count_for_the_command_and_its_workers(monkeypatch):
+    """``--threads N`` is SIMLAB_THREADS for this process and the processes it starts, and
+    ``--version`` reports it (capped at what numba has)."""
+    kernels = pytest.importorskip("simlab.society.kernels")
+    if kernels.numba is None:
+        pytest.skip("numba is not installed")
+    monkeypatch.setenv("SIMLAB_THREADS", "9")      # --threads overrides it; restored after
+    monkeypatch.setenv("SIMLAB_KERNELS", "numba")
+    code = ("import os, sys\nfrom simlab.cli import main\n"
+            "try:\n    main(['--threads', '1', '--version'])\n"
+            "except SystemExit as e:\n"
+            "    print('child sees', os.environ['SIMLAB_THREADS'], 'exit', e.code)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "society kernels: numba" in done.stdout and "(1 thread)" in done.stdout
+    assert "child sees 1 exit 0" in done.stdout
+    args = build_parser().parse_args(["--threads", "2", "list", "learners"])
+    assert args.threads == 2 and kernels.threads() == 2
+    worker = subprocess.run([sys.executable, "-c", "from simlab.society import kernels; "
+                             "print(kernels.threads())"], capture_output=True, text=True,
+                            timeout=120)
+    assert worker.stdout.strip() == "2", worker.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
+def test_a_bad_thread_count_is_one_usage_error(value, capsys, monkeypatch):
+    monkeypatch.setenv("SIMLAB_THREADS", "1")           # restored: the action must not touch it
+    with pytest.raises(SystemExit) as exc:
+        main(["--threads", value, "list", "learners"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"simlab: error: argument --threads: {value!r} is not a positive whole "
+                       f"number of threads; give one, e.g. --threads 2 (or leave it out: "
+                       f"SIMLAB_THREADS, else the usable CPUs)")
+    assert len(err) == 2 and err[0].startswith("usage: simlab")   # argparse's usage + 1 line
+    import os
+    assert os.environ["SIMLAB_THREADS"] == "1"

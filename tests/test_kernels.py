@@ -176,3 +176,26 @@ def test_without_numba_the_numpy_path_runs_and_version_says_so() -> None:
     assert done.returncode == 0, done.stderr
     assert "society kernels: numpy (numba unavailable" in done.stdout
     assert "forced: SIMLAB_KERNELS=numba, but numba does not import" in done.stdout
+
+
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.PCG64DXSM,
+                                           np.random.MT19937, np.random.Philox])
+def test_random_words_are_the_bits_of_numpys_float32_draws(bit_generator) -> None:
+    """The epidemic's fused path reads word of mouth from ``random_words`` instead of
+    ``rng.random(n, dtype=np.float32)``: the same uniforms, the same comparisons with the
+    float64 chance, and the generator left where numpy would leave it (odd counts and a
+    half-used 64-bit draw included)."""
+    for n in (0, 1, 100, 1001):
+        for before in (0, 1, 2):
+            ref, mine = (np.random.Generator(bit_generator(7)) for _ in range(2))
+            ref.random(before, dtype=np.float32)
+            mine.random(before, dtype=np.float32)
+            u = ref.random(n, dtype=np.float32)
+            words = kernels.random_words(mine, n)
+            assert words.dtype == np.uint32 and len(words) == n
+            np.testing.assert_array_equal((words >> 8).astype(np.float32) * np.float32(2**-24), u)
+            for c in (1 - np.exp(-0.1), 0.5, 1e-9, 0.0, 1.0, float(u[0]) if n else 0.3):
+                np.testing.assert_array_equal(words < kernels.word_threshold(c), u < c)
+            assert (ref.random(3, dtype=np.float32).tolist()
+                    == mine.random(3, dtype=np.float32).tolist())
+            assert ref.random() == mine.random()

@@ -145,17 +145,18 @@ class CoevolvingSociety(Society):
         super().set(path, value)
 
     # --- the network: CSR slots that move ------------------------------------------------------
-    def _publish(self) -> None:
-        """Hand the current slots to the SocialGraph as a fresh CSR and refresh its degrees."""
+    def _publish(self, degree: np.ndarray | None = None) -> None:
+        """Hand the current slots to the SocialGraph as a fresh CSR and refresh its degrees
+        (``degree``: the row lengths, when the caller has them)."""
         n = self.n_agents
         ones = self.__dict__.get("_ones")
         if ones is None or len(ones) != len(self._indices):   # rewiring keeps the edge count
             ones = self._ones = np.ones(len(self._indices), np.float32)
         self.social.adj = sp.csr_matrix((ones, self._indices, self._indptr), shape=(n, n))
-        if kernels.fused():
-            # what refresh() derives, the degrees, are the row lengths of the 0/1 CSR: a pass
-            # over the rows instead of a reduction over every slot (tests compare both paths)
-            self.social.degree = np.diff(self._indptr).astype(np.float32)
+        if degree is not None:
+            # what refresh() derives, the degrees, are the row lengths of the 0/1 CSR
+            # (tests compare both paths)
+            self.social.degree = degree
         else:
             self.social.refresh()
 
@@ -183,9 +184,10 @@ class CoevolvingSociety(Society):
         """Edge at ``slot`` (who, j) becomes (who, target); then publish the new CSR."""
         if kernels.fused():   # the same CSR, rebuilt in one pass
             self.edge_u[self._eids[slot]], self.edge_v[self._eids[slot]] = who, target
-            self._indptr, self._indices, self._eids = kernels.rewire_csr(
-                self._indptr, self._indices, self._eids, slot, who, target)
-            self._publish()
+            self._indptr, self._indices, self._eids, degree = kernels.rewire_csr(
+                self._indptr, self._indices, self._eids, slot, who, target,
+                self._scratch_space())
+            self._publish(degree)
             return
         n = self.n_agents
         edge, old = self._eids[slot], self._indices[slot].astype(np.int64)
@@ -212,6 +214,9 @@ class CoevolvingSociety(Society):
     # --- dynamics -----------------------------------------------------------------------------
     def advance(self) -> None:
         """One tick: a random share of agents vote or rewire, all from the start-of-tick state."""
+        if kernels.fused():
+            self._advance_fused()
+            return
         p = self.params
         chance = np.minimum(p.act_share * self._activity, 1.0)
         acting = (self.rng.random(self.n_agents) < chance) & (self.social.degree > 0)
@@ -223,6 +228,30 @@ class CoevolvingSociety(Society):
         new_opinion = self.opinion.copy()
         new_opinion[actors[voters]] = self.opinion[self._indices[slot[voters]]]
         self.rewired = self._apply_rewiring(actors[rewire], slot[rewire], target)
+        self.opinion = new_opinion
+
+    def _scratch_space(self) -> kernels.Scratch:
+        """The fused path's buffers, kept between ticks."""
+        return self.__dict__.setdefault("_scratch", kernels.Scratch())
+
+    def _advance_fused(self) -> None:
+        """``advance`` on the fused path, from the same draws in the same order: acting agents
+        (``kernels.coevolving_actors``), then votes, targets and the move filters in one
+        pass (``kernels.coevolving_moves``), then the moves (``kernels.rewire_csr``)."""
+        p = self.params
+        u = self._scratch_space().random(self.rng, "u_act", self.n_agents)
+        actors = self.rng.permutation(
+            kernels.coevolving_actors(u, p.act_share, self._activity, self.social.degree))
+        slot = self._pick_slots(actors)
+        rewire = self.rng.random(len(actors)) < p.phi
+        u_target = self.rng.random(int(rewire.sum()))
+        new_opinion = self.opinion.copy()
+        target, ok = kernels.coevolving_moves(
+            self._indptr, self._indices, self._eids, self.opinion, self.n_classes, actors, slot,
+            rewire, u_target, new_opinion, self._scratch_space(), len(self.edge_u))
+        if ok.any():
+            self._move_edges(slot[rewire][ok], actors[rewire][ok], target[ok])
+        self.rewired = int(ok.sum())
         self.opinion = new_opinion
 
     def _apply_rewiring(self, who: np.ndarray, slot: np.ndarray, target: np.ndarray) -> int:

@@ -144,23 +144,29 @@ class EpidemicSociety(Society):
         self.ever_infected |= new_inf
 
     def _advance_fused(self) -> None:
-        """``advance`` as one numba pass (``kernels.epidemic_tick``), drawing the same random
-        numbers in the same order as the numpy path."""
+        """``advance`` on the fused path (``kernels.epidemic_tick``): the same random numbers
+        in the same order as the numpy path, drawn into buffers kept between ticks; the
+        infected-neighbour counts are kept up to date from the agents whose status changed
+        (``kernels.NeighbourCounts``) instead of a pass over every edge."""
         p = self.params
         n, top = self.n_agents, p.n_levels
         adj = self.social.adj
-        u = self.rng.random((n, 2))
-        u_fade = self.rng.random(n)
-        u_omega = self.rng.random(n)
-        u_edge = None
+        if "_scratch" not in self.__dict__:
+            self._scratch, self._pressure = kernels.Scratch(), kernels.NeighbourCounts()
+        scratch, rng = self._scratch, self.rng
+        pressure = self._pressure.update(adj, self.status == INFECTED)
+        u = scratch.random(rng, "u", (n, 2))
+        u_fade = scratch.random(rng, "u_fade", n)
+        u_omega = scratch.random(rng, "u_omega", n)
+        words = None     # the float32 draws of word of mouth, as the words they come from
         if top > 1 and bool((self.level < top).any()):
-            u_edge = self.rng.random(adj.nnz, dtype=np.float32)
+            words = kernels.random_words(rng, adj.nnz)
         quality = np.append(p.rho ** np.arange(top, dtype=np.float64), 0.0)
         chances = tuple(float(_chance(r)) for r in (p.gamma, p.waning, p.fade, p.omega, p.alpha))
-        self.status, self.level = kernels.epidemic_tick(
-            adj.indptr, adj.indices, self.status, self.level, self._frailty(), quality,
-            1.0 - p.sigma, p.beta, p.import_rate, chances, top, u, u_fade, u_omega, u_edge,
-            self.ever_infected)
+        self.level = kernels.epidemic_tick(
+            adj, self.status, self.level, pressure, self._frailty(), quality, 1.0 - p.sigma,
+            p.beta, p.import_rate, chances, top, u, u_fade, u_omega, words,
+            self.ever_infected, scratch)
 
     def _frailty(self) -> np.ndarray:
         """(s_i / mean s)^susceptibility_spread, recomputed only when the spread changes."""

@@ -2,12 +2,17 @@
 
 Each family's numpy tick (in its own module) is the reference; the kernels here compute the
 same update in one pass over each row's CSR edges (gather, test, sum and count together), with
-no per-edge temporaries. They run in parallel over rows (``prange``) and every row is reduced
-by one thread in edge order, so results never depend on the number of threads; they repeat
-the reference's arithmetic (float32 where it works in float32, float64 where it promotes), so
-a stream is the same bit for bit whichever path made it (tests/test_kernels.py checks 1e-6).
-Random numbers are drawn by the caller from its numpy ``Generator``, in the reference's order,
-so both paths consume the same draws.
+no per-edge temporaries. The opinion and contagion kernels run in parallel over rows
+(``prange``) and every row is reduced by one thread in edge order, so results never depend on
+the number of threads; the epidemic and co-evolving kernels are serial, chosen by measurement:
+each pass is a millisecond or two of memory-bound work, and on a machine whose other cores are
+busy a two-thread region waits for its descheduled thread (at 100k agents the epidemic row
+pass took 1.9 ms serial, 6.2-6.5 ms on two threads, bench numbers in bench/society.py). They
+repeat the reference's arithmetic (float32 where it works in float32, float64 where it
+promotes), so a stream is the same bit for bit whichever path made it (tests/test_kernels.py
+checks 1e-6). Random numbers are drawn by the caller from its numpy ``Generator``, in the
+reference's order, so both paths consume the same draws; large per-tick buffers are kept
+between ticks (:class:`Scratch`).
 
 Which path runs: ``numba`` when it imports, else ``numpy``; ``SIMLAB_KERNELS=numpy|numba``
 forces one, and :func:`use` switches in-process (benchmarks, tests). The number of threads is
@@ -16,6 +21,7 @@ forces one, and :func:`use` switches in-process (benchmarks, tests). The number 
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,7 +119,11 @@ def fused(work: int = 0) -> bool:
 def describe() -> str:
     """One line for ``simlab --version``: the active path and its threads."""
     if _BACKEND == "numba":
-        return f"society kernels: numba {numba.__version__} ({threads()} threads)"
+        asked, most = threads(), numba.config.NUMBA_NUM_THREADS
+        n = min(asked, most)
+        capped = f"; {asked} asked, numba has {most} here" if asked > most else ""
+        return (f"society kernels: numba {numba.__version__} "
+                f"({n} thread{'s' if n != 1 else ''}{capped})")
     why = f"numba unavailable: {NUMBA_ERROR}" if numba is None else "SIMLAB_KERNELS=numpy"
     return f"society kernels: numpy ({why})"
 
@@ -164,101 +174,174 @@ if numba is not None:
             for k in range(indptr[r], indptr[r + 1]):
                 counts[indices[k]] += d
 
-    @_jit
-    def _epidemic_tick(indptr, indices, status, level, frailty, quality, one_m_sigma, beta,
-                       imp, c_gamma, c_wane, c_fade, c_omega, c_alpha, top, heard, u, u_fade,
-                       u_omega, u_edge, ever, new_status, new_level):
-        """Infection pressure, SIR(S) moves, awareness fading / first-hand / word of mouth:
-        ``EpidemicSociety.advance`` in one pass (start-of-tick state throughout)."""
-        one = np.float32(1.0)
-        zero = np.float32(0.0)
+    @njit(cache=True, nogil=True)
+    def _heard_best(owner, indices, level, words, below, hits, best):
+        """Per row, the best (lowest) level among the neighbours whose contact passed the
+        awareness on this tick (slot k does when its draw ``words[k] < below``: see
+        ``word_threshold``), 32767 where none did. Serial and integer (a minimum: exact in
+        any order); the tests are branch-free compactions of a chunk of slots into
+        ``hits``, so only the ~alpha share of slots that transmit are gathered, not every
+        neighbour's level."""
+        best[:] = np.int16(32767)
+        nnz = words.shape[0]
+        chunk = hits.shape[0]
+        for lo in range(0, nnz, chunk):
+            hi = min(lo + chunk, nnz)
+            m = 0
+            for k in range(lo, hi):
+                hits[m] = k
+                m += words[k] < below
+            for t in range(m):
+                k = hits[t]
+                i = owner[k]
+                best[i] = min(best[i], level[indices[k]])
+
+    @njit(cache=True, nogil=True)
+    def _epidemic_rows(status, level, pressure, best, frailty, quality, one_m_sigma, beta,
+                       imp, c_gamma, c_wane, c_fade, c_omega, top, u, u_fade, u_omega, ever,
+                       new_level):
+        """SIR(S) moves and awareness fading / first-hand / word of mouth, one row at a time
+        from its own start-of-tick state and its neighbour aggregates (``pressure``: infected
+        neighbours, ``best``: see ``_heard_best``); ``status`` and ``ever`` in place."""
         unaware = np.int16(32767)
-        for i in prange(status.shape[0]):
+        for i in range(status.shape[0]):
             s = status[i]
-            pressure = np.float32(0.0)
-            best = top
-            if heard:    # branch-free selects: the tests are unpredictable per edge
-                for k in range(indptr[i], indptr[i + 1]):
-                    j = indices[k]
-                    pressure += one if status[j] == 1 else zero
-                    lj = np.int64(level[j])
-                    ok = (lj < top - 1) & (u_edge[k] < c_alpha)
-                    best = min(best, lj + 1 if ok else top)
-            else:
-                for k in range(indptr[i], indptr[i + 1]):
-                    pressure += one if status[indices[k]] == 1 else zero
             li = np.int64(level[i])
-            susc = (1.0 - one_m_sigma * quality[min(li, top)]) * frailty[i]
-            rate = np.float64(beta * pressure + imp) * susc
-            ns = s
-            if s == 0 and u[i, 0] < -np.expm1(-rate):
-                ns = np.int8(1)
-                ever[i] = True
-            elif s == 1 and u[i, 1] < c_gamma:
-                ns = np.int8(2)
-            elif s == 2 and u[i, 1] < c_wane:
-                ns = np.int8(0)
-            new_status[i] = ns
+            if s == 0:
+                susc = (1.0 - one_m_sigma * quality[min(li, top)]) * frailty[i]
+                rate = np.float64(beta * pressure[i] + imp) * susc
+                # 1 - exp(-rate) <= rate (expm1 is faithful), so u >= rate never infects
+                if u[i, 0] < rate and u[i, 0] < -np.expm1(-rate):
+                    status[i] = 1
+                    ever[i] = True
+            elif s == 1:
+                if u[i, 1] < c_gamma:
+                    status[i] = 2
+            elif u[i, 1] < c_wane:
+                status[i] = 0
             nl = li + 1 if li < top and u_fade[i] < c_fade else li
             if s == 1 and u_omega[i] < c_omega:
                 nl = 0
-            nl = min(nl, best)
+            nl = min(nl, np.int64(best[i]) + 1)
             new_level[i] = unaware if nl >= top else np.int16(nl)
 
     @njit(cache=True, nogil=True)
-    def _rewire_csr(indptr, indices, eids, slot, who, target, new_indptr, new_indices,
-                    new_eids):
+    def _coevolving_actors(u, act_share, activity, degree, out):
+        """Agents acting this tick, in index order (``u < min(act_share * activity, 1)`` and
+        at least one edge); returns how many (the first entries of ``out``)."""
+        m = 0
+        for i in range(u.shape[0]):
+            if u[i] < min(act_share * activity[i], 1.0) and degree[i] > 0:
+                out[m] = i
+                m += 1
+        return m
+
+    @njit(cache=True, nogil=True)
+    def _coevolving_moves(indptr, indices, eids, opinion, n_classes, actors, slot, rewire,
+                          u_target, order, seen_edge, new_opinion, target, ok):
+        """One serial pass over the actors in their (random) order: a voter copies the
+        start-of-tick opinion at its chosen slot into ``new_opinion``; a rewirer gets its
+        target (``_same_opinion_targets``) and whether its move is made (the
+        ``_apply_rewiring`` filters), in ``target``/``ok`` by rewirer. ``order`` lists the
+        agents by opinion, stably (a counting sort: the stable argsort the reference uses);
+        ``seen_edge`` is all False on entry and on exit."""
+        n = opinion.shape[0]
+        start = np.zeros(n_classes + 1, dtype=np.int64)
+        for i in range(n):
+            start[opinion[i] + 1] += 1
+        for c in range(n_classes):
+            start[c + 1] += start[c]
+        fill = start[:n_classes].copy()
+        for i in range(n):
+            c = opinion[i]
+            order[fill[c]] = i
+            fill[c] += 1
+        pairs = set()
+        r = 0
+        for t in range(actors.shape[0]):
+            i = actors[t]
+            if not rewire[t]:
+                new_opinion[i] = opinion[indices[slot[t]]]
+                continue
+            c = opinion[i]
+            g = order[start[c] + np.int64(u_target[r] * (start[c + 1] - start[c]))]
+            target[r] = g
+            good = g != i                                    # no self-loop
+            if good:
+                for k in range(indptr[i], indptr[i + 1]):    # no existing edge
+                    if indices[k] == g:
+                        good = False
+                        break
+            if good:                                         # an edge moved by one end only
+                e = eids[slot[t]]
+                good = not seen_edge[e]
+                seen_edge[e] = True
+            if good:                                         # a new pair made once
+                key = min(i, g) * n + max(i, g)
+                good = key not in pairs
+                pairs.add(key)
+            ok[r] = good
+            r += 1
+        for t in range(actors.shape[0]):
+            if rewire[t]:
+                seen_edge[eids[slot[t]]] = False
+
+    @njit(cache=True, nogil=True)
+    def _rewire_csr(indptr, indices, eids, slot, who, target, heads, link, new_indptr,
+                    new_indices, new_eids, degree):
         """Move edge ``slot`` (who, j) to (who, target) for every move: drop the slot (j, who)
         from row j, rewrite who's slot in place, append (target, who) at the end of row
-        target (in the moves' order). Rows no move touches are copied as whole blocks, the
-        touched ones slot by slot, so the cost is one memory copy plus the moves."""
+        target (in the moves' order). Each row keeps three lists of the moves that touch it
+        (``heads[r]``: first move dropping / rewriting / appending in row r, ``link``: the
+        next one; all -1 on entry and again on exit), so no sort is needed, and one pass over
+        the rows copies the untouched ones as whole blocks and the touched ones slot by
+        slot: the cost is one memory copy plus the moves. ``degree``: the new row lengths."""
         n = indptr.shape[0] - 1
         m = slot.shape[0]
-        drop = np.empty(m, dtype=np.int64)
-        counts = np.diff(indptr)
-        for t in range(m):
+        edge = np.empty(m, dtype=np.int64)      # the moved edge: its slot in row j is dropped
+        for t in range(m - 1, -1, -1):          # pushed in reverse: lists in the moves' order
             k = slot[t]
             j = indices[k]
-            for q in range(indptr[j], indptr[j + 1]):
-                if eids[q] == eids[k]:
-                    drop[t] = q
-                    break
-            counts[j] -= 1
-            counts[target[t]] += 1
+            edge[t] = eids[k]
+            link[t, 0], heads[j, 0] = heads[j, 0], t
+            link[t, 1], heads[who[t], 1] = heads[who[t], 1], t
+            link[t, 2], heads[target[t], 2] = heads[target[t], 2], t
         new_indptr[0] = 0
-        for r in range(n):
-            new_indptr[r + 1] = new_indptr[r] + counts[r]
-        drop.sort()
-        moved = np.argsort(slot)
-        ins = np.argsort(target, kind="mergesort")        # stable: the moves' order per row
-        rows = np.empty(3 * m, dtype=np.int64)
-        for t in range(m):
-            rows[t] = indices[slot[t]]
-            rows[m + t] = target[t]
-            rows[2 * m + t] = who[t]
-        dp = mp = ip = 0
         start = 0                                         # first row not yet copied
-        for r in np.unique(rows):
+        for r in range(n):
+            size = indptr[r + 1] - indptr[r]
+            if heads[r, 0] < 0 and heads[r, 1] < 0 and heads[r, 2] < 0:
+                new_indptr[r + 1] = new_indptr[r] + size
+                degree[r] = size
+                continue
             a, b, o = indptr[start], indptr[r], new_indptr[start]
             new_indices[o:o + b - a] = indices[a:b]
             new_eids[o:o + b - a] = eids[a:b]
             pos = new_indptr[r]
             for k in range(indptr[r], indptr[r + 1]):
-                if dp < m and drop[dp] == k:
-                    dp += 1
+                t = heads[r, 0]
+                while t >= 0 and edge[t] != eids[k]:
+                    t = link[t, 0]
+                if t >= 0:
                     continue
                 col = indices[k]
-                if mp < m and slot[moved[mp]] == k:
-                    col = target[moved[mp]]
-                    mp += 1
+                t = heads[r, 1]
+                while t >= 0 and slot[t] != k:
+                    t = link[t, 1]
+                if t >= 0:
+                    col = target[t]
                 new_indices[pos] = col
                 new_eids[pos] = eids[k]
                 pos += 1
-            while ip < m and target[ins[ip]] == r:
-                new_indices[pos] = who[ins[ip]]
-                new_eids[pos] = eids[slot[ins[ip]]]
+            t = heads[r, 2]
+            while t >= 0:
+                new_indices[pos] = who[t]
+                new_eids[pos] = eids[slot[t]]
                 pos += 1
-                ip += 1
+                t = link[t, 2]
+            new_indptr[r + 1] = pos
+            degree[r] = pos - new_indptr[r]
+            heads[r, 0] = heads[r, 1] = heads[r, 2] = -1
             start = r + 1
         a, b, o = indptr[start], indptr[n], new_indptr[start]
         new_indices[o:o + b - a] = indices[a:b]
@@ -319,36 +402,150 @@ def contagion_tick(counts: np.ndarray, adopted: np.ndarray, deg: np.ndarray, z: 
     return out
 
 
-def epidemic_tick(indptr: np.ndarray, indices: np.ndarray, status: np.ndarray,
-                  level: np.ndarray, frailty: np.ndarray, quality: np.ndarray,
-                  one_m_sigma: float, beta: float, imp: float, chances: tuple[float, ...],
-                  top: int, u: np.ndarray, u_fade: np.ndarray, u_omega: np.ndarray,
-                  u_edge: np.ndarray | None, ever: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Next (status, level); ``ever`` is updated in place. ``chances`` are the per-tick
-    probabilities (gamma, waning, fade, omega, alpha); ``u_edge`` None: no word of mouth."""
+class Scratch:
+    """Arrays a tick reuses instead of allocating: a fresh multi-megabyte array per tick
+    costs its page faults again every tick (about as much as filling it with draws)."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+        self._owner: tuple[object, np.ndarray] | None = None
+
+    def get(self, name: str, shape: int | tuple[int, ...], dtype=np.float64,
+            fill: float | None = None) -> np.ndarray:
+        """The buffer ``name`` with this shape and dtype: contents whatever the last user left
+        (``fill``: set to it when the buffer is made; its users restore it)."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != np.dtype(dtype):
+            a = self._arrays[name] = (np.empty(shape, dtype) if fill is None
+                                      else np.full(shape, fill, dtype))
+        return a
+
+    def random(self, rng: np.random.Generator, name: str, shape: int | tuple[int, ...],
+               dtype=np.float64) -> np.ndarray:
+        """``rng.random(shape, dtype)`` into the buffer ``name``: the same draws, no alloc."""
+        out = self.get(name, shape, dtype)
+        rng.random(out=out, dtype=dtype)
+        return out
+
+    def slot_rows(self, adj) -> np.ndarray:
+        """The row of every CSR slot of ``adj`` (int32), kept while ``adj`` is the same."""
+        if self._owner is None or self._owner[0] is not adj:
+            owner = np.repeat(np.arange(adj.shape[0], dtype=np.int32), np.diff(adj.indptr))
+            self._owner = (adj, owner)
+        return self._owner[1]
+
+
+RAW_BIT_GENERATORS = (np.random.PCG64, np.random.PCG64DXSM)
+"""Bit generators whose 32-bit draws are the halves of their 64-bit ones (low, then high)."""
+
+
+def random_words(rng: np.random.Generator, n: int) -> np.ndarray:
+    """The 32-bit words behind ``rng.random(n, dtype=np.float32)`` (uint32 ``[n]``): each of
+    those uniforms is ``(word >> 8) * 2**-24``, so ``u < c`` exactly when ``word <
+    word_threshold(c)``. The generator ends in the same state. PCG64(DXSM) serve a 32-bit
+    draw as the low then the high half of one 64-bit output, keeping the high half for the
+    next call, so the words are ``random_raw(n / 2)`` viewed as uint32: half the draws, no
+    float conversion. Other generators: words rebuilt from numpy's own float32 draws
+    (tests/test_kernels.py checks both against ``rng.random``)."""
+    bg = rng.bit_generator
+    if type(bg) not in RAW_BIT_GENERATORS:
+        return (rng.random(n, dtype=np.float32) * np.float32(16777216.0)).astype(np.uint32) << 8
+    state = bg.state
+    head = np.empty(0, dtype=np.uint32)
+    if state["has_uint32"] and n:            # a high half kept from an earlier 32-bit draw
+        head = np.array([state["uinteger"]], dtype=np.uint32)
+        bg.state = state | {"has_uint32": 0}
+    body = bg.random_raw((n - len(head)) // 2).view(np.uint32)
+    if (n - len(head)) % 2:                  # an odd one left: keep its high half, as numpy
+        last = int(bg.random_raw())
+        state = bg.state
+        bg.state = state | {"has_uint32": 1, "uinteger": last >> 32}
+        body = np.append(body, np.uint32(last & 0xFFFFFFFF))
+    return np.concatenate([head, body]) if len(head) else body
+
+
+def word_threshold(c: float) -> np.int64:
+    """The ``t`` with ``word < t`` exactly when numpy's float32 uniform of ``word`` is < c:
+    the uniform is m * 2**-24 with m = word >> 8, and m < c * 2**24 iff m < ceil(c * 2**24)
+    (exact: a power-of-two scaling), i.e. word < 256 * ceil(c * 2**24)."""
+    return np.int64(256 * math.ceil(min(max(c, 0.0), 1.0) * 2**24))
+
+
+HEARD_CHUNK = 4096
+"""Slots tested per compaction in ``_heard_best`` (its ``hits`` buffer stays in L1/L2)."""
+
+
+def epidemic_tick(adj, status: np.ndarray, level: np.ndarray, pressure: np.ndarray,
+                  frailty: np.ndarray, quality: np.ndarray, one_m_sigma: float, beta: float,
+                  imp: float, chances: tuple[float, ...], top: int, u: np.ndarray,
+                  u_fade: np.ndarray, u_omega: np.ndarray, edge_words: np.ndarray | None,
+                  ever: np.ndarray, scratch: Scratch) -> np.ndarray:
+    """Next awareness levels (int16 ``[N]``); ``status`` and ``ever`` are updated in place.
+    ``pressure``: infected neighbours per agent (float32, ``adj @ infected``); ``chances``:
+    the per-tick probabilities (gamma, waning, fade, omega, alpha); ``edge_words``: the
+    per-slot draws of word of mouth (``random_words``), None: none this tick."""
     c_gamma, c_wane, c_fade, c_omega, c_alpha = (float(c) for c in chances)
-    new_status = np.empty_like(status)
+    n = len(status)
+    best = scratch.get("heard_best", n, np.int16)
+    if edge_words is None:
+        best[:] = np.int16(32767)
+    else:
+        _heard_best(scratch.slot_rows(adj), adj.indices, level, edge_words,
+                    word_threshold(c_alpha), scratch.get("heard_hits", HEARD_CHUNK, np.int32),
+                    best)
     new_level = np.empty_like(level)
-    heard = u_edge is not None
-    edge = u_edge if heard else np.zeros(1, np.float32)
-    _epidemic_tick(indptr, indices, status, level, frailty, quality, float(one_m_sigma),
+    _epidemic_rows(status, level, pressure, best, frailty, quality, float(one_m_sigma),
                    np.float32(beta), np.float32(imp), c_gamma, c_wane, c_fade, c_omega,
-                   c_alpha, np.int64(top), heard, u, u_fade, u_omega, edge, ever,
-                   new_status, new_level)
-    return new_status, new_level
+                   np.int64(top), u, u_fade, u_omega, ever, new_level)
+    return new_level
+
+
+def coevolving_actors(u: np.ndarray, act_share: float, activity: np.ndarray,
+                      degree: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero((u < np.minimum(act_share * activity, 1.0)) & (degree > 0))``."""
+    out = np.empty(len(u), dtype=np.int64)
+    return out[:_coevolving_actors(u, float(act_share), activity, degree, out)].copy()
+
+
+def coevolving_moves(indptr: np.ndarray, indices: np.ndarray, eids: np.ndarray,
+                     opinion: np.ndarray, n_classes: int, actors: np.ndarray,
+                     slot: np.ndarray, rewire: np.ndarray, u_target: np.ndarray,
+                     new_opinion: np.ndarray, scratch: Scratch, n_edges: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The voters' new opinions (written into ``new_opinion``) and, for the rewirers in the
+    actors' order, ``(target, ok)``: a random agent of the rewirer's opinion (``u_target``:
+    the uniforms the reference draws for it) and whether the move is made; see
+    ``CoevolvingSociety.advance`` and ``_apply_rewiring``."""
+    target = np.empty(len(u_target), dtype=np.int64)
+    ok = np.empty(len(u_target), dtype=np.bool_)
+    _coevolving_moves(indptr, indices, eids, opinion, np.int64(n_classes),
+                      actors.astype(np.int64), slot.astype(np.int64), rewire, u_target,
+                      scratch.get("moves_order", len(opinion), np.int64),
+                      scratch.get("moves_seen", n_edges, np.bool_, fill=False), new_opinion,
+                      target, ok)
+    return target, ok
 
 
 def rewire_csr(indptr: np.ndarray, indices: np.ndarray, eids: np.ndarray, slot: np.ndarray,
-               who: np.ndarray, target: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """New ``(indptr, indices, eids)`` after the moves: see ``CoevolvingSociety._move_edges``
-    (the same slots in the same order, so the later random picks of slots agree)."""
+               who: np.ndarray, target: np.ndarray, scratch: Scratch
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """New ``(indptr, indices, eids, degree)`` after the moves: see
+    ``CoevolvingSociety._move_edges`` (the same slots in the same order, so the later random
+    picks of slots agree); ``degree`` is float32, like ``SocialGraph.refresh``'s. The outputs
+    are fresh arrays (the published adjacency owns them); ``scratch`` keeps the per-row move
+    lists between ticks."""
+    n = len(indptr) - 1
     new_indptr = np.empty_like(indptr)
     new_indices = np.empty_like(indices)
     new_eids = np.empty_like(eids)
+    degree = np.empty(n, dtype=np.float32)
+    heads = scratch.get("rewire_heads", (n, 3), np.int32, fill=-1)
+    link = np.empty((len(slot), 3), dtype=np.int32)
     _rewire_csr(indptr, indices, eids, slot.astype(np.int64), who.astype(np.int64),
-                target.astype(np.int64), new_indptr, new_indices, new_eids)
-    return new_indptr, new_indices, new_eids
+                target.astype(np.int64), heads, link, new_indptr, new_indices, new_eids,
+                degree)
+    return new_indptr, new_indices, new_eids, degree
 
 
 def neighbour_count(indptr: np.ndarray, indices: np.ndarray, flag: np.ndarray) -> np.ndarray:
