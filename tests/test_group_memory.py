@@ -125,3 +125,14 @@ def test_every_task_level_meta_learner_offers_the_same_memory(name):
         b = TaskBatch.from_tasks(st.waves[2])
         out[memory] = m.adapt(b, [1]).predict(b)[0]
     assert out[0].shape == out[1].shape and not torch.allclose(out[0], out[1])
+
+
+@pytest.mark.parametrize("name", ["maml", "reptile", "meta_lstm", "protonet", "relation"])
+def test_learners_with_memory_still_pass_the_conformance_check(name):
+    """With history in the support sets the contract still holds: shapes, never reading a
+    query label, same seed same result, repeated meta_fit."""
+    from simlab.learners import learner_class
+    from simlab.learners.conformance import check_learner
+
+    out = check_learner(learner_class(name), {"memory": 2, "hidden": (8,)})
+    assert set(out.values()) == {"ok"}, out
