@@ -181,6 +181,7 @@ def add_stream(p: argparse.ArgumentParser) -> None:
                    help="waves for --headroom (default: all, or 12 evenly spaced of a long "
                         "stream)")
     _add_strict(p)
+    _add_json(p)
 
 
 def _add_strict(p: argparse.ArgumentParser) -> None:
@@ -189,12 +190,13 @@ def _add_strict(p: argparse.ArgumentParser) -> None:
                         "is an error, not a warning")
 
 
-def _survey_ledger(scenario: Any, strict: bool) -> None:
+def _survey_ledger(scenario: Any, strict: bool, show: bool = True) -> None:
     """Print a survey scenario's data ledger; with ``strict``, stop on a data-loss warning."""
     text = getattr(scenario, "ledger_text", None)
     if text is None:
         return
-    print(text())
+    if show:
+        print(text())
     if strict and scenario.ledger.get("warnings"):
         raise UserError(f"{scenario.source or scenario.name}: --strict and the survey lost too "
                         "much data: " + "; ".join(scenario.ledger["warnings"]))
@@ -202,7 +204,7 @@ def _survey_ledger(scenario: Any, strict: bool) -> None:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from simlab.experiment.config import load_scenario
-    from simlab.tasks.summary import stream_summary
+    from simlab.tasks.summary import stream_facts, stream_summary
 
     scenario = load_scenario(args.scenario)
     if args.headroom:
@@ -217,7 +219,13 @@ def cmd_stream(args: argparse.Namespace) -> int:
             raise UserError(str(err)) from None
         print(headroom_table(rows, args.respondents))
         return 0
-    print(stream_summary(scenario.stream(args.seed, cache=not args.no_cache)))
+    stream = scenario.stream(args.seed, cache=not args.no_cache)
+    if args.json:                     # a survey's ledger goes in as data, not as text
+        _survey_ledger(scenario, args.strict, show=False)
+        ledger = getattr(scenario, "ledger", None)
+        return _print_json({**stream_facts(stream),
+                            **({"ledger": ledger} if isinstance(ledger, dict) else {})})
+    print(stream_summary(stream))
     _survey_ledger(scenario, args.strict)
     return 0
 

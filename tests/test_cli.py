@@ -131,6 +131,10 @@ def test_list_and_stream(work, capsys):
     assert code == 0 and out.startswith("tiny")
     code, out, _ = run(capsys, "stream", work / "tiny.toml", "--seed", "1")
     assert code == 0 and "scenario tiny  seed 1" in out and "5 waves" in out
+    code, out, _ = run(capsys, "stream", work / "tiny.toml", "--seed", "1", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["scenario"] == "tiny" and facts["seed"] == 1
+    assert facts["waves"] == 5 == len(facts["prevalence_per_wave"]) and "ledger" not in facts
 
 
 def test_an_unwritable_report_folder_is_one_line(tmp_path, capsys, monkeypatch):

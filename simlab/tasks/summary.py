@@ -1,5 +1,7 @@
-"""A short human-readable account of a stream, for ``simlab stream``."""
+"""A short account of a stream, for ``simlab stream`` (text, or ``--json`` facts)."""
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +45,33 @@ def stream_summary(stream: TaskStream) -> str:
     return "\n".join(lines)
 
 
+def stream_facts(stream: TaskStream) -> dict[str, Any]:
+    """The same account as plain data (``simlab stream --json``): sizes, features, the
+    prevalence per wave, the ceiling's error, the poststratification cells and the shifts."""
+    m, tasks = stream.meta, stream.tasks()
+    first = tasks[0]
+    ceiling = all(t.ceiling_query is not None for t in tasks)
+    cells = [t.cells for t in tasks if t.cells is not None]
+    return {
+        "scenario": m.get("scenario"), "seed": m.get("seed"), "family": m.get("family"),
+        "target": first.target, "n_classes": first.n_classes, "waves": len(stream),
+        "tasks_per_wave": [len(w) for w in stream.waves], "shots": first.shots,
+        "query_sizes": sorted({t.n_query for t in tasks}), "n_features": first.n_features,
+        "n_agents": m.get("n_agents"), "n_groups": m.get("n_groups"),
+        "features": list(m.get("feature_names") or []),
+        "prevalence_label": _prevalence_label(first),
+        "prevalence_per_wave": [_fmt_prevalence(w) for w in stream.waves],
+        "ceiling_rms_error": (float(np.sqrt(np.nanmean(np.square(
+            [t.info.get("ceiling_se", float("nan")) for t in tasks])))) if ceiling else None),
+        "cells": {"tasks_with_cells": len(cells), "tasks": len(tasks),
+                  "source": cells[0].source if cells else None,
+                  "per_group": sorted({len(c.share) for c in cells})},
+        "reporters": [k for k in (m.get("reporters") or {}) if k != "tick"],
+        "shifts": [{"wave": s.wave, "tick": s.tick, "kind": s.kind, "name": s.name,
+                    "target": s.target, "size": s.size} for s in stream.shifts],
+    }
+
+
 def _cells_line(tasks: list[Task]) -> str:
     """How group prevalence will be poststratified (MRP), from the tasks' cells."""
     cells = [t.cells for t in tasks if t.cells is not None]
@@ -67,4 +96,4 @@ def _fmt_prevalence(wave: list[Task]) -> str:
     return f"{float(ys.mean()):.2f}"
 
 
-__all__ = ["stream_summary"]
+__all__ = ["stream_facts", "stream_summary"]
