@@ -109,8 +109,9 @@ def test_group_blind_bayes_equals_full_bayes_without_history_and_is_worse_after(
     assert np.mean(gap) > 0, gap
 
 
-@pytest.mark.parametrize("name", ["meta_lstm", "protonet", "relation", "reptile", "anil"])
-def test_every_task_level_meta_learner_offers_the_same_memory(name):
+@pytest.mark.parametrize("name", ["meta_lstm", "protonet", "relation", "reptile", "anil",
+                                  "partial_pooling", "scratch", "finetune"])
+def test_every_task_level_learner_offers_the_same_memory(name):
     """The same option, in every meta-learner's tuning space, changes what adapt sees."""
     from simlab.learners import learner_class
 
@@ -119,7 +120,8 @@ def test_every_task_level_meta_learner_offers_the_same_memory(name):
                                     n_features=2, shots=5, query=5, target="binary")
     out = {}
     for memory in (0, 1):
-        m = make_learner(name, memory=memory, **({"hidden": (8,)}))
+        m = make_learner(name, memory=memory,
+                         **({} if name == "partial_pooling" else {"hidden": (8,)}))
         m.setup(TaskSpec.of(st.waves[0][0]), seed=0)
         m.meta_fit(st.tasks(0, 2), Budget(iterations=2, meta_batch=4))
         b = TaskBatch.from_tasks(st.waves[2])
@@ -127,12 +129,44 @@ def test_every_task_level_meta_learner_offers_the_same_memory(name):
     assert out[0].shape == out[1].shape and not torch.allclose(out[0], out[1])
 
 
-@pytest.mark.parametrize("name", ["maml", "reptile", "meta_lstm", "protonet", "relation"])
+@pytest.mark.parametrize("name", ["maml", "reptile", "meta_lstm", "protonet", "relation",
+                                  "partial_pooling", "scratch", "finetune"])
 def test_learners_with_memory_still_pass_the_conformance_check(name):
     """With history in the support sets the contract still holds: shapes, never reading a
     query label, same seed same result, repeated meta_fit."""
     from simlab.learners import learner_class
     from simlab.learners.conformance import check_learner
 
-    out = check_learner(learner_class(name), {"memory": 2, "hidden": (8,)})
+    out = check_learner(learner_class(name), {"memory": 2, **(
+        {} if name == "partial_pooling" else {"hidden": (8,)})})
     assert set(out.values()) == {"ok"}, out
+
+
+def test_a_weighted_likelihood_counts_history_by_its_discount():
+    """normalise=True: the task's own support weights are rescaled to mean 1 and a remembered
+    respondent of age a weighs discount**a, whatever the survey weights' scale."""
+    from dataclasses import replace
+
+    from simlab.learners.memory import GroupMemoryOption
+
+    st = stream()
+    holder = GroupMemoryOption(memory=1, memory_discount=0.5)
+    holder._build_memory()
+    holder._remember_groups([replace(t, w_support=np.full(t.shots, 300.0, np.float32),
+                                     w_query=np.full(t.n_query, 300.0, np.float32))
+                             for t in st.waves[0]])
+    b = TaskBatch.from_tasks(st.waves[1])
+    b = replace(b, w_support=b.w_support * 1000)
+    out = holder._with_memory(b, normalise=True)
+    np.testing.assert_allclose(out.w_support[0, :5].numpy(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(out.w_support[0, 5:].numpy(), 0.5, rtol=1e-6)
+
+
+def test_partial_pooling_forgets_group_history_on_reset():
+    st = stream()
+    m = make_learner("partial_pooling", memory=2)
+    m.setup(TaskSpec.of(st.waves[0][0]), seed=0)
+    m.meta_fit(st.tasks(0, 2), Budget(iterations=1))
+    assert len(m.group_memory) == 12
+    m.reset_memory()                       # what cpd: calls after a detected change
+    assert len(m.group_memory) == 0

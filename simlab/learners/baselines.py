@@ -52,6 +52,7 @@ from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdap
                                       descend, fit_log, fit_loop, inner_update, labelled,
                                       make_adam, normalise_weights)
 from simlab.learners.losses import task_loss, to_prediction
+from simlab.learners.memory import GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
@@ -250,7 +251,7 @@ def _net_adapted(steps: tuple[int, ...], params: dict[str, torch.Tensor], module
 # ---------------------------------------------------------------------------------- Scratch
 
 @dataclass
-class Scratch(Learner):
+class Scratch(GroupMemoryOption, Learner):
     """No transfer: a fresh model per task, trained on its support set only.
 
     ``model="glm"`` (default, the strong small-data choice): an L2-regularised GLM (logistic /
@@ -261,12 +262,14 @@ class Scratch(Learner):
     ``model="mlp"``: a ReLU MLP ``hidden`` initialised once from the learner's generator (no
     learned init), trained by ``optimizer`` ("adam" default: scale-free across log loss and
     squared error; "sgd") at rate ``lr`` on the same MAP objective divided by K (mean loss
-    + l2/(2K) ||theta||^2); ``steps`` counts optimiser steps. ``meta_fit`` learns nothing.
+    + l2/(2K) ||theta||^2); ``steps`` counts optimiser steps. ``meta_fit`` learns nothing
+    (with ``memory`` > 0 it only remembers each group's respondents: a separate model per group
+    on its recent waves, no pooling across groups).
     """
 
     name: ClassVar[str] = "scratch"
 
-    search_space: ClassVar[SearchSpace] = {"l2": Float(0.1, 20.0, log=True)}
+    search_space: ClassVar[SearchSpace] = {"l2": Float(0.1, 20.0, log=True), "memory": Choice((0, 1, 2, 4))}
 
     model: str = "glm"
     l2: float = 2.0
@@ -283,9 +286,11 @@ class Scratch(Learner):
         check_number(n, "l2_intercept", self.l2_intercept)
         check_number(n, "lr", self.lr)
         check_choice(n, "optimizer", self.optimizer, OPTIMIZERS)
+        self._check_memory()
 
     def build(self) -> None:
         spec = self.spec
+        self._build_memory()
         if self.model == "mlp":
             self.net = nets.mlp([spec.n_features, *self.hidden, spec.out_dim], self.generator,
                                 self.device)
@@ -296,14 +301,16 @@ class Scratch(Learner):
         self.prec = prec
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
-        """Nothing to learn across tasks (the point of this baseline)."""
+        """Nothing to learn across tasks (the point of this baseline); ``memory`` > 0 keeps
+        each group's respondents."""
         check_tasks(self, tasks)
+        self._remember_groups(tasks)
         return {"tasks": float(len(tasks)), "seconds": 0.0}
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         check_batch(self, support)
         steps = check_steps(steps, self.name)
-        support = support.to(self.device)
+        support = self._with_memory(support.to(self.device), normalise=True)
         if self.model == "mlp":
             zero = {k: torch.zeros_like(v) for k, v in self.init.items()}
             params = _net_path(self.net, self.init, zero, support, self.spec.target, steps,
@@ -311,7 +318,7 @@ class Scratch(Learner):
             return _net_adapted(steps, params, self.net, self.spec.target, self.name)
         x = _design(support.x_support)
         y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
-        w = normalise_weights(support.w_support).to(GLM_DTYPE)
+        w = support.w_support.to(GLM_DTYPE)          # normalised by _with_memory
         mean = torch.zeros_like(self.prec)
         beta = mean.expand(support.size, *mean.shape).clone()
         coef = _newton_path(beta, x, y, w, self.spec.target, 1.0, mean, self.prec, steps)
@@ -321,7 +328,7 @@ class Scratch(Learner):
 # --------------------------------------------------------------------------- PooledFineTune
 
 @dataclass
-class PooledFineTune(Learner):
+class PooledFineTune(GroupMemoryOption, Learner):
     """Transfer learning: pre-train one model on all past respondents pooled, fine-tune per task.
 
     ``meta_fit`` runs ``budget.iterations`` Adam steps (rate ``lr``), each on every respondent
@@ -342,7 +349,7 @@ class PooledFineTune(Learner):
     # "steps" of fine-tuning are the protocol's inner-step grid, not a hyperparameter
     search_space: ClassVar[SearchSpace] = {
         "lr": Float(1e-4, 1e-2, log=True), "finetune_lr": Float(1e-3, 0.5, log=True),
-        "l2sp": Float(1e-3, 10.0, log=True), "model": Choice(("glm", "mlp"))}
+        "l2sp": Float(1e-3, 10.0, log=True), "model": Choice(("glm", "mlp")), "memory": Choice((0, 1, 2, 4))}
 
     model: str = "mlp"
     hidden: tuple[int, ...] = (40, 40)
@@ -361,10 +368,12 @@ class PooledFineTune(Learner):
         check_number(n, "l2sp", self.l2sp, strict=False)
         check_choice(n, "optimizer", self.optimizer, OPTIMIZERS)
         check_choice(n, "finetune", self.finetune, ("all", "head"))
+        self._check_memory()
 
     def build(self) -> None:
         spec = self.spec
         hidden = tuple(self.hidden) if self.model == "mlp" else ()
+        self._build_memory()
         self.net = nets.mlp([spec.n_features, *hidden, spec.out_dim], self.generator, self.device)
         self.params = nets.params_of(self.net)
         self._head = f"{len(self.net) - 1}."
@@ -377,8 +386,9 @@ class PooledFineTune(Learner):
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Pooled pre-training (or its online continuation) on ``tasks``, in the shared outer
         loop (``episodes.fit_loop``); the log's ``loss`` is its ``meta_loss`` (last pooled
-        training loss)."""
+        training loss). ``memory`` > 0 also keeps each group's respondents for ``adapt``."""
         check_tasks(self, tasks)
+        self._remember_groups(tasks)
         if not tasks or budget.iterations == 0:
             return {**fit_log(), "loss": math.nan}
         sampler = EpisodeSampler(tasks, budget.episodes, self.device, whole=True)
@@ -399,15 +409,16 @@ class PooledFineTune(Learner):
         pooled = {k: v.detach() for k, v in self.params.items()}
         train = None if self.finetune == "all" else [k for k in pooled if k.startswith(
             self._head)]
-        params = _net_path(self.net, pooled, pooled, support.to(self.device), self.spec.target,
-                           steps, self.finetune_lr, self.l2sp, self.optimizer, train)
+        params = _net_path(self.net, pooled, pooled, self._with_memory(support.to(self.device)),
+                           self.spec.target, steps, self.finetune_lr, self.l2sp, self.optimizer,
+                           train)
         return _net_adapted(steps, params, self.net, self.spec.target, self.name)
 
 
 # --------------------------------------------------------------------------- PartialPooling
 
 @dataclass
-class PartialPooling(Learner):
+class PartialPooling(GroupMemoryOption, Learner):
     """Empirical-Bayes hierarchical GLM: task coefficients shrunk toward the population's.
 
     Model (Gelman & Hill 2007, ch. 12-14; random intercept and random slopes, independent):
@@ -437,7 +448,9 @@ class PartialPooling(Learner):
     with penalty 1/tau^2, by damped Newton iterations from beta_0 (``steps`` = iterations;
     0 = the population prediction; Gaussian: exact after 1). Small K shrinks to beta_0, large K
     approaches the task's own fit. Support weights (normalised to mean 1) weight the
-    likelihood. Before any ``meta_fit`` the prior is N(0, tau2_init I).
+    likelihood. Before any ``meta_fit`` the prior is N(0, tau2_init I). ``memory`` > 0 adds
+    the group's respondents of its last waves to each support set in ``adapt``, discounted by
+    age (``memory.GroupMemory``): the posterior of a group effect that persists.
     """
 
     name: ClassVar[str] = "partial_pooling"
@@ -445,7 +458,7 @@ class PartialPooling(Learner):
     # the memory (tasks remembered); None: all
     #: memory in waves (None: every wave, the default) and exponential forgetting
     search_space: ClassVar[SearchSpace] = {"window": Choice((None, 1, 2, 3, 5, 8)),
-                                           "discount": Float(0.3, 1.0)}
+                                           "discount": Float(0.3, 1.0), "memory": Choice((0, 1, 2, 4))}
 
     em_iterations: int = 50
     online_em_iterations: int = 5
@@ -470,6 +483,7 @@ class PartialPooling(Learner):
         check(is_number(self.discount, 0.0) and self.discount <= 1.0, n, "discount",
               self.discount, "it must be in (0, 1]: the weight of a task one wave older "
               "(1 = no discount)")
+        self._check_memory()
 
     def build(self) -> None:
         shape = (self.spec.n_features + 1, self.spec.out_dim)
@@ -480,10 +494,11 @@ class PartialPooling(Learner):
         self.reset_memory()
 
     def reset_memory(self) -> None:
-        """Forget every remembered task (the estimates stay, as the next EM's start, which
-        gets the full ``em_iterations``)."""
+        """Forget every remembered task and group history (the estimates stay, as the next
+        EM's start, which gets the full ``em_iterations``)."""
         self._mem: dict[str, torch.Tensor] | None = None
         self._warm = False
+        self._build_memory()
 
     @property
     def memory_size(self) -> int:
@@ -516,6 +531,7 @@ class PartialPooling(Learner):
         check_tasks(self, tasks)
         start = time.perf_counter()
         self._calls += 1
+        self._remember_groups(tasks)
         if tasks:
             self._remember(tasks)
         if self._mem is None:
@@ -564,10 +580,10 @@ class PartialPooling(Learner):
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         check_batch(self, support)
         steps = check_steps(steps, self.name)
-        support = support.to(self.device)
+        support = self._with_memory(support.to(self.device), normalise=True)
         x = _design(support.x_support)
         y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
-        w = normalise_weights(support.w_support).to(GLM_DTYPE)
+        w = support.w_support.to(GLM_DTYPE)          # normalised by _with_memory
         beta = self.beta0.expand(support.size, *self.beta0.shape).clone()
         coef = _newton_path(beta, x, y, w, self.spec.target, self.sigma2, self.beta0,
                             1.0 / self.tau2, steps)

@@ -186,7 +186,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         tasks also enter the group memory, and every episode's support set gets its group's
         earlier waves (as ``adapt`` will)."""
         check_tasks(self, tasks)
-        self._remember(tasks)
+        self._remember_groups(tasks)
         if not tasks or budget.iterations == 0:
             return fit_log()
         sampler = EpisodeSampler(tasks, budget.episodes, self.device, whole=self.whole_tasks)

@@ -16,12 +16,13 @@ wave t get the history that wave t's adaptation would get. Tasks of unknown grou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from simlab.learners.base import check, check_int
+from simlab.learners.episodes import normalise_weights
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -49,6 +50,7 @@ class GroupMemory:
             wave = w if w >= 0 else (max(waves) + 1 if waves else 0)
             ws = np.concatenate([np.ones(t.shots) if t.w_support is None else t.w_support,
                                  np.ones(t.n_query) if t.w_query is None else t.w_query])
+            ws = ws * (ws > 0).sum() / max(float(ws.sum()), 1e-12)   # mean 1 over the task
             waves[wave] = (np.concatenate([t.x_support, t.x_query]).astype(np.float32),
                            np.concatenate([t.y_support, t.y_query]), ws.astype(np.float32))
             for old in sorted(waves)[:-self.waves - 1]:   # keep one spare: wave w needs w-1..
@@ -76,7 +78,10 @@ class GroupMemory:
 
     def extend(self, batch: TaskBatch) -> TaskBatch:
         """``batch`` with each task's group history appended to its support set (zero-weight
-        padded to the longest); unchanged when no task has any history."""
+        padded to the longest); unchanged when no task has any history. The history's weights
+        (mean 1 within their own task, times the discount) are put on the scale of the task's
+        own support weights (their mean), so a weighted likelihood counts a remembered
+        respondent ``discount ** age`` times as much as a fresh one."""
         if batch.group is None or batch.wave is None:
             return batch
         hist = [self.history(g, w) for g, w in zip(batch.group.tolist(), batch.wave.tolist())]
@@ -92,6 +97,9 @@ class GroupMemory:
                 m = len(h[1])
                 x[i, :m], y[i, :m], w[i, :m] = h
         dev = batch.x_support.device
+        own = batch.w_support
+        scale = (own.sum(-1) / (own > 0).sum(-1).clamp_min(1)).cpu().numpy()
+        w = w * scale[:, None].astype(np.float32)
 
         def cat(a: torch.Tensor, extra: np.ndarray) -> torch.Tensor:
             return torch.cat([a, torch.as_tensor(extra, device=dev, dtype=a.dtype)], dim=1)
@@ -107,9 +115,10 @@ class GroupMemoryOption:
 
     ``memory`` = M > 0 waves of each group's past respondents join its support sets, weighted
     ``memory_discount ** age``, in meta-training episodes and in ``adapt`` alike; 0 (the
-    default) is the papers' method. The learner calls ``_build_memory`` in ``build``,
-    ``_remember(tasks)`` at the start of ``meta_fit`` and ``_with_memory(batch)`` on every
-    episode and support batch.
+    default) is the published method. The learner calls ``_build_memory`` in ``build``,
+    ``_remember_groups(tasks)`` at the start of ``meta_fit`` and ``_with_memory(batch)`` on
+    every episode and support batch (``normalise=True`` for a weighted likelihood, whose
+    survey weights are rescaled to mean 1 first).
     """
 
     memory: int = 0               # waves of the group's past respondents added to the support
@@ -127,12 +136,15 @@ class GroupMemoryOption:
         self.group_memory = (GroupMemory(self.memory, self.memory_discount) if self.memory
                              else None)
 
-    def _remember(self, tasks: Sequence[Task]) -> None:
+    def _remember_groups(self, tasks: Sequence[Task]) -> None:
         if self.group_memory is not None:
             self.group_memory.remember(tasks)
 
-    def _with_memory(self, batch: TaskBatch) -> TaskBatch:
-        """The batch's support sets plus their groups' past respondents (``memory`` > 0)."""
+    def _with_memory(self, batch: TaskBatch, normalise: bool = False) -> TaskBatch:
+        """The batch's support sets plus their groups' past respondents (``memory`` > 0);
+        ``normalise``: the support's own weights rescaled to mean 1 first."""
+        if normalise:
+            batch = replace(batch, w_support=normalise_weights(batch.w_support))
         return batch if self.group_memory is None else self.group_memory.extend(batch)
 
 

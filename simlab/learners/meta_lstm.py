@@ -310,7 +310,7 @@ class MetaLSTM(GroupMemoryOption, Learner):
         check_tasks(self, tasks)
         if not tasks:
             raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
-        self._remember(tasks)
+        self._remember_groups(tasks)
         pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
             self.params.values())
         return fit_loop(lambda batch: descend(self.episode_loss(self._with_memory(batch)),

@@ -221,7 +221,7 @@ class _Metric(GroupMemoryOption, Learner):
         check_tasks(self, tasks)
         if not tasks:
             raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
-        self._remember(tasks)
+        self._remember_groups(tasks)
         pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
             self.params.values())
         groups = self.clip_groups()
