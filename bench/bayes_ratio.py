@@ -22,7 +22,7 @@ so they can use the group identity the Bayes filter uses.
     python bench/bayes_ratio.py [--quick] [--trials 16] [--seeds 2] [--workers 2]
 
 Run by hand, not a test. Jobs (learner x seed) run in ``--workers`` processes, one torch thread
-each. The default took 14 minutes on 2 shared cores (the meta-LSTM is 1,000 s of the 1,700
+each. The default took 9 minutes on 2 idle cores (the meta-LSTM is 700 of the 1,060
 CPU-seconds), ``--quick`` about 2 minutes.
 """
 from __future__ import annotations
