@@ -52,7 +52,7 @@ from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdap
                                       descend, fit_log, fit_loop, inner_update, labelled,
                                       make_adam, normalise_weights)
 from simlab.learners.losses import task_loss, to_prediction
-from simlab.learners.memory import GroupMemoryOption
+from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
@@ -269,7 +269,7 @@ class Scratch(GroupMemoryOption, Learner):
 
     name: ClassVar[str] = "scratch"
 
-    search_space: ClassVar[SearchSpace] = {"l2": Float(0.1, 20.0, log=True), "memory": Choice((0, 1, 2, 4))}
+    search_space: ClassVar[SearchSpace] = {"l2": Float(0.1, 20.0, log=True), **MEMORY_SPACE}
 
     model: str = "glm"
     l2: float = 2.0
@@ -349,7 +349,7 @@ class PooledFineTune(GroupMemoryOption, Learner):
     # "steps" of fine-tuning are the protocol's inner-step grid, not a hyperparameter
     search_space: ClassVar[SearchSpace] = {
         "lr": Float(1e-4, 1e-2, log=True), "finetune_lr": Float(1e-3, 0.5, log=True),
-        "l2sp": Float(1e-3, 10.0, log=True), "model": Choice(("glm", "mlp")), "memory": Choice((0, 1, 2, 4))}
+        "l2sp": Float(1e-3, 10.0, log=True), "model": Choice(("glm", "mlp")), **MEMORY_SPACE}
 
     model: str = "mlp"
     hidden: tuple[int, ...] = (40, 40)
@@ -458,7 +458,7 @@ class PartialPooling(GroupMemoryOption, Learner):
     # the memory (tasks remembered); None: all
     #: memory in waves (None: every wave, the default) and exponential forgetting
     search_space: ClassVar[SearchSpace] = {"window": Choice((None, 1, 2, 3, 5, 8)),
-                                           "discount": Float(0.3, 1.0), "memory": Choice((0, 1, 2, 4))}
+                                           "discount": Float(0.3, 1.0), **MEMORY_SPACE}
 
     em_iterations: int = 50
     online_em_iterations: int = 5

@@ -62,7 +62,7 @@ from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdap
                                       check_tasks, fit_log, fit_loop, inner_update, make_adam,
                                       query_weights)
 from simlab.learners.losses import task_loss
-from simlab.learners.memory import GroupMemoryOption
+from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -86,7 +86,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 5),
         "outer_lr": Float(1e-4, 1e-2, log=True),
-        "hidden": Choice(((), (20,), (40,), (40, 40))), "memory": Choice((0, 1, 2, 4))}
+        "hidden": Choice(((), (20,), (40,), (40, 40))), **MEMORY_SPACE}
 
     hidden: tuple[int, ...] = (40, 40)
     inner_lr: float = 0.01
@@ -388,7 +388,7 @@ class Reptile(_GradientMetaLearner):
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 10),
         "outer_lr": Float(0.01, 1.0, log=True),
-        "hidden": Choice(((), (20,), (40,), (40, 40))), "memory": Choice((0, 1, 2, 4))}
+        "hidden": Choice(((), (20,), (40,), (40, 40))), **MEMORY_SPACE}
 
     inner_steps: int = 5
     outer_lr: float = 0.1

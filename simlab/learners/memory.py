@@ -22,11 +22,15 @@ import numpy as np
 import torch
 
 from simlab.learners.base import check, check_int
-from simlab.learners.episodes import normalise_weights
+from simlab.learners.episodes import labelled, normalise_weights
+from simlab.learners.space import Choice, SearchSpace
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
 _Rows = tuple[np.ndarray, np.ndarray, np.ndarray]      # x [n, D], y [n], w [n]
+
+#: the tuning range of ``memory`` every learner with the option shares (merge into its space)
+MEMORY_SPACE: SearchSpace = {"memory": Choice((0, 1, 2, 4))}
 
 
 class GroupMemory:
@@ -41,18 +45,21 @@ class GroupMemory:
         return sum(len(v) for v in self._rows.values())
 
     def remember(self, tasks: Sequence[Task]) -> None:
-        """Store every labelled respondent (support and query) of these revealed tasks."""
-        for t in tasks:
-            g, w = int(t.group_id), int(t.info.get("wave", -1))
+        """Store every labelled respondent (support and query) of these revealed tasks, their
+        weights rescaled to mean 1 within each task."""
+        if not tasks:
+            return
+        x, y, w, n = labelled(tasks)
+        w = normalise_weights(w)
+        for i, t in enumerate(tasks):
+            g, wave = int(t.group_id), int(t.info.get("wave", -1))
             if g < 0:
                 continue
             waves = self._rows.setdefault(g, {})
-            wave = w if w >= 0 else (max(waves) + 1 if waves else 0)
-            ws = np.concatenate([np.ones(t.shots) if t.w_support is None else t.w_support,
-                                 np.ones(t.n_query) if t.w_query is None else t.w_query])
-            ws = ws * (ws > 0).sum() / max(float(ws.sum()), 1e-12)   # mean 1 over the task
-            waves[wave] = (np.concatenate([t.x_support, t.x_query]).astype(np.float32),
-                           np.concatenate([t.y_support, t.y_query]), ws.astype(np.float32))
+            if wave < 0:
+                wave = max(waves) + 1 if waves else 0
+            k = int(n[i])
+            waves[wave] = (x[i, :k].numpy(), y[i, :k].numpy(), w[i, :k].numpy())
             for old in sorted(waves)[:-self.waves - 1]:   # keep one spare: wave w needs w-1..
                 del waves[old]
         self._cache.clear()
@@ -132,7 +139,7 @@ class GroupMemoryOption:
               n, "memory_discount", self.memory_discount, "it must be in (0, 1], e.g. 0.7")
 
     def _build_memory(self) -> None:
-        self._check_memory()
+        """A fresh, empty memory (after ``validate`` has checked the fields)."""
         self.group_memory = (GroupMemory(self.memory, self.memory_discount) if self.memory
                              else None)
 
@@ -148,4 +155,4 @@ class GroupMemoryOption:
         return batch if self.group_memory is None else self.group_memory.extend(batch)
 
 
-__all__ = ["GroupMemory", "GroupMemoryOption"]
+__all__ = ["MEMORY_SPACE", "GroupMemory", "GroupMemoryOption"]

@@ -51,14 +51,14 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from simlab.learners import nets
-from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
+from simlab.learners.base import Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
                                   check_widths)
 from simlab.learners.episodes import (EpisodeSampler, FunctionalAdapted, check_batch,
                                       check_steps, check_tasks, descend, fit_loop, make_adam,
                                       query_weights)
 from simlab.learners.losses import task_loss
-from simlab.learners.memory import GroupMemoryOption
+from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -173,8 +173,7 @@ class MetaLSTM(GroupMemoryOption, Learner):
 
     # the unroll length T drives the cost (and the 20-unit LSTM runs per learner parameter)
     search_space: ClassVar[SearchSpace] = {
-        "meta_lr": Float(1e-4, 1e-2, log=True), "inner_steps": Int(2, 6),
-        "memory": Choice((0, 1, 2, 4))}
+        "meta_lr": Float(1e-4, 1e-2, log=True), "inner_steps": Int(2, 6), **MEMORY_SPACE}
 
     hidden: tuple[int, ...] = (40, 40)            # learner MLP hidden widths
     inner_steps: int = 5                          # T, unrolled updates during meta-training

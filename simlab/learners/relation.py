@@ -74,7 +74,7 @@ from simlab.learners.episodes import (EpisodeSampler, Params, check_batch, check
                                       check_steps, check_tasks, descend, fit_loop, make_adam,
                                       normalise_weights, query_weights)
 from simlab.learners.losses import task_loss, to_prediction
-from simlab.learners.memory import GroupMemoryOption
+from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -141,7 +141,7 @@ class _Metric(GroupMemoryOption, Learner):
     search_space: ClassVar[SearchSpace] = {
         "embed_dim": Int(4, 64, log=True), "meta_lr": Float(1e-4, 1e-2, log=True),
         "temperature": Float(0.1, 100.0, log=True), "learn_temperature": Choice((False, True)),
-        "class_prior": Choice((False, True)), "memory": Choice((0, 1, 2, 4))}
+        "class_prior": Choice((False, True)), **MEMORY_SPACE}
 
     hidden: tuple[int, ...] = (64, 64)     # embedding MLP hidden widths
     embed_dim: int = 32                    # embedding size
