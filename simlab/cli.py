@@ -422,6 +422,55 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- map ---------------------------------------------------------------------------------------
+def add_map(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="map TOML file ([map]: base scenario, one or two axes, "
+                   "learners, seeds)")
+    _add_execution(p)
+    p.add_argument("--report-only", action="store_true",
+                   help="rebuild the map's report from the store; run nothing")
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    """Run every point x learner x seed of a map not yet stored, then write its report (the
+    figure and the verdict paragraph, rebuilt from the store); ``refine`` adds points where
+    the verdict turns."""
+    from simlab.experiment.map import load_map, refine_points, run_map
+    from simlab.report.map import point_verdicts, write_map_report
+
+    plan = load_map(args.file)
+    db = Path(args.db or plan.db)
+    out = Path(args.report or plan.report)
+    command = f"simlab map {args.file}"
+    print(f"map {plan.name}: {len(plan.points)} points x {len(plan.learners)} learners x "
+          f"{len(plan.seeds)} seeds = {plan.n_cells} cells -> {db}")
+    failed = 0
+    if not args.report_only:
+        opts = dict(executor=args.executor, jobs=args.jobs, scheduler=args.scheduler,
+                    quiet=args.quiet, device=args.device, db=db)
+        summary = run_map(plan, **opts)
+        print(summary)
+        failed = summary.failed
+        left = plan.refine.points if plan.refine else 0
+        for _ in range(plan.refine.rounds if plan.refine else 0):
+            added = refine_points(plan, point_verdicts(db, plan.name), left)
+            if not added:
+                break
+            left -= len(added)
+            print(f"refine: {len(added)} point(s) where the verdict turns: "
+                  + ", ".join(p.name for p in added))
+            summary = run_map(plan, **opts)
+            print(summary)
+            failed += summary.failed
+    files = write_map_report(db, plan.name, out, command)
+    for kind in ("html", "markdown", "figure"):
+        print(f"{kind:<9} {files[kind]}")
+    if failed:
+        raise UserError(f"{failed} cells failed; see `simlab show RUN --db {db}` for the "
+                        "traceback")
+    return 0
+
+
 # --- report / show / export -------------------------------------------------------------------
 def add_report(p: argparse.ArgumentParser) -> None:
     _add_db_positional(p)
@@ -497,6 +546,8 @@ COMMANDS: list[Command] = [
     Command("run", "compare learners on one scenario across seeds", add_run, cmd_run),
     Command("sweep", "run a sweep file (scenarios x learners x seeds x grids)", add_sweep,
             cmd_sweep),
+    Command("map", "run a map file: where meta-learning wins, ties and loses over one or two "
+            "scenario fields", add_map, cmd_map),
     Command("tune", "tune every learner on a scenario's warm-up waves (equal trials)",
             add_tune, cmd_tune),
     Command("report", "build a comparison report from a results store", add_report, cmd_report),
