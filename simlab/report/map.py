@@ -221,7 +221,8 @@ def verdict_paragraph(res: MapResults) -> str:
     fams = sorted({int(x) for x in p["n_family"] if x == x and int(x) > 0})
     fam = (f", Holm-adjusted over the {'/'.join(map(str, fams))} meta-learners compared at a "
            "point" if fams and max(fams) > 1 else "")
-    axes = " x ".join(f"{f} ({len(labels)} levels)" for f, labels in res.axes)
+    axes = " x ".join(f"{f} ({len(labels)} level{'s' if len(labels) != 1 else ''})"
+                      for f, labels in res.axes)
     parts = [f"On map {res.name} ({n} point{'s' if n != 1 else ''}: {axes}), each point "
              f"compares its best meta-learner with its best baseline on {metric}, paired over "
              f"seeds{fam}."]
@@ -229,8 +230,8 @@ def verdict_paragraph(res: MapResults) -> str:
     for word in ("wins", "ties", "loses"):
         rows = p[p["verdict"] == word]
         if len(rows):
-            said.append(f"meta-learning {word} at {len(rows)} point{'s' if len(rows) != 1 else ''}"
-                        f" ({_list(res, rows)})")
+            said.append(f"{'it' if said else 'meta-learning'} {word} at {len(rows)} "
+                        f"point{'s' if len(rows) != 1 else ''} ({_list(res, rows)})")
     if said:
         parts.append(_cap("; ".join(said)) + ".")
     few = p[p["verdict"] == "too few seeds"]
@@ -256,8 +257,11 @@ def verdict_paragraph(res: MapResults) -> str:
         parts.append("The verdict is the same at every point: it does not turn on this map.")
     mdd = p["mdd"].dropna()
     if len(mdd):
-        parts.append(f"The seeds run detect differences of {fmt(mdd.min())} to "
-                     f"{fmt(mdd.max())} in {metric} with 80% power.")
+        span = (fmt(mdd.min()) if fmt(mdd.min()) == fmt(mdd.max())
+                else f"{fmt(mdd.min())} to {fmt(mdd.max())}")
+        parts.append(f"The seeds run detect differences of {span} in {metric} with 80% power "
+                     "(the minimum detectable difference; a tie is no evidence of equality "
+                     "below it).")
     return " ".join(parts)
 
 
