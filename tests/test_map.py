@@ -247,3 +247,17 @@ def test_cli_runs_and_rebuilds_the_report(root, inline_db, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean 'graph.n_groups'" in err
     assert np.isfinite(map_results(inline_db, "tiny_map").points["diff"]).all()
+
+
+def test_set_table_fixes_a_field_at_every_point(root):
+    (root / "fixed.toml").write_text(map_text() + '[map.set]\n"survey.query" = 6\n')
+    plan = load_map(root / "fixed.toml")
+    assert {p.survey.query for p in plan.points} == {6}
+    assert [p.graph.n_groups for p in plan.points] == [3, 3, 4, 4]
+    (root / "fixed.toml").write_text(map_text() + '[map.set]\n"survey.qery" = 6\n')
+    with pytest.raises(ScenarioError, match=r"map.set.survey.qery: .*did you mean "
+                                            r"'survey.query'"):
+        load_map(root / "fixed.toml")
+    (root / "fixed.toml").write_text(map_text() + '[map.set]\n"graph.n_groups" = 6\n')
+    with pytest.raises(ScenarioError, match="also an axis"):
+        load_map(root / "fixed.toml")

@@ -79,6 +79,9 @@ class MapSpec(StrictModel):
         executor = "process"      # inline | process | dask
         jobs = 2
         refine = {points = 4}     # optional: adaptive refinement
+
+        [map.set]                 # optional: the same value at every point
+        "evaluation.budget.iterations" = 20
     """
 
     name: str | None = None
@@ -86,6 +89,8 @@ class MapSpec(StrictModel):
     axes: list[AxisSpec] = Field(min_length=1, max_length=2)
     learners: list[str] = Field(min_length=2)
     seeds: int | list[int] = 6
+    #: fields set at every point (dotted name -> value), e.g. to make cells cheaper
+    set: dict[str, Any] = Field(default_factory=dict)
     hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     db: str | None = None
     report: str | None = None
@@ -133,6 +138,8 @@ class MapPlan:
     source: Path | None = None
     #: what derives a point: base scenarios by level label (scenario axis) or one under ""
     bases: dict[str, AnyScenario] = field(default_factory=dict)
+    #: fields set at every point before the axes' (``[map.set]``)
+    fixed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_cells(self) -> int:
@@ -211,8 +218,10 @@ def _same_kind(level: Any, base: Any) -> bool:
     return isinstance(level, type(base))
 
 
-def check_field(scenario: AnyScenario, name: str, levels: Sequence[Any], where: str) -> None:
-    """An axis field must exist in ``scenario`` and every level must have its type."""
+def check_field(scenario: AnyScenario, name: str, levels: Sequence[Any], where: str,
+                single: bool = False) -> None:
+    """An axis field must exist in ``scenario`` and every level must have its type
+    (``single``: one value of ``[map.set]``, not an axis's levels)."""
     if name in _NOT_AXES:
         raise _problem(where, f"field = {name!r} cannot be an axis ({_NOT_AXES[name]})")
     paths = _paths(scenario.model_dump(mode="json"))
@@ -225,7 +234,8 @@ def check_field(scenario: AnyScenario, name: str, levels: Sequence[Any], where: 
     base = paths[name]
     for i, level in enumerate(levels):
         if not _same_kind(level, base):
-            raise _problem(where, f"levels[{i}] = {level!r} is {_type_name(level)}, but "
+            what = "the value" if single else f"levels[{i}] ="
+            raise _problem(where, f"{what} {level!r} is {_type_name(level)}, but "
                            f"{name} is {_type_name(base)} (the base scenario has {base!r}); "
                            f"give levels like {base!r}")
 
@@ -323,6 +333,13 @@ def plan_map(spec: MapSpec, path: Path | None = None, name: str | None = None) -
     learners = _learners(spec, src)
     _check_limits(spec, len(seeds), len(learners), src)
     bases = _bases(spec, here, src)
+    on_axes = set(fields) & set(spec.set)
+    if on_axes:
+        raise _problem(f"{src}: map.set", f"{sorted(on_axes)[0]!r} is also an axis; keep it "
+                       "in one place")
+    for key, value in spec.set.items():
+        for b in bases.values():
+            check_field(b, key, [value], f"{src}: map.set.{key}", single=True)
     axes = []
     for i, ax in enumerate(spec.axes):
         where = f"{src}: map.axes[{i}]"
@@ -343,7 +360,8 @@ def plan_map(spec: MapSpec, path: Path | None = None, name: str | None = None) -
     plan = MapPlan(map_name, axes, [], [], learners, seeds,
                    Path(spec.db) if spec.db else Path(DEFAULT_DB),
                    Path(spec.report) if spec.report else Path("reports") / map_name,
-                   spec.executor, spec.jobs, spec.scheduler, spec.refine, path, bases)
+                   spec.executor, spec.jobs, spec.scheduler, spec.refine, path, bases,
+                   dict(spec.set))
     for combo in itertools.product(*(range(len(a.levels)) for a in axes)):
         add_point(plan, [(a, a.levels[i], a.labels[i]) for a, i in zip(axes, combo)],
                   f"{src}: map.axes")
@@ -356,7 +374,8 @@ def add_point(plan: MapPlan, coord: Sequence[tuple[Axis, Any, str]], where: str
     fields = [a.field for a, _, _ in coord]
     labels = tuple(lab for _, _, lab in coord)
     base_key = next((lab for a, _, lab in coord if a.field == SCENARIO_AXIS), "")
-    settings = [(a.field, v) for a, v, _ in coord if a.field != SCENARIO_AXIS]
+    settings = [*plan.fixed.items(),
+                *((a.field, v) for a, v, _ in coord if a.field != SCENARIO_AXIS)]
     point = derive_point(plan.bases[base_key], point_name(plan.name, fields, labels), settings,
                          where)
     plan.points.append(point)
@@ -400,13 +419,17 @@ def _seeds(spec: MapSpec, src: str) -> list[int]:
 
 
 def _learners(spec: MapSpec, src: str) -> list[LearnerSpec]:
-    from simlab.evaluation.statistics import ORACLE, is_baseline
+    from simlab.evaluation import statistics as st
+    from simlab.evaluation.statistics import is_baseline
+
+    # references (the oracle; the floor where statistics.py lists it) are shown, not compared
+    references = set(getattr(st, "REFERENCES", (st.ORACLE,)))
 
     unknown = sorted(set(spec.hyperparameters) - set(spec.learners))
     if unknown:
         raise _problem(f"{src}: map.hyperparameters.{unknown[0]}",
                        f"not among map.learners = {spec.learners}; add it or drop the table")
-    metas = [n for n in spec.learners if not is_baseline(n) and n != ORACLE]
+    metas = [n for n in spec.learners if not is_baseline(n) and n not in references]
     bases = [n for n in spec.learners if is_baseline(n)]
     if not metas or not bases:
         raise _problem(f"{src}: map.learners", f"{spec.learners} needs at least one "

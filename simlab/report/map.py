@@ -32,9 +32,9 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from simlab.errors import StoreError
-from simlab.evaluation.statistics import (MIN_SEEDS, ORACLE, best_baseline, compare_all,
-                                          comparison_metric, fmt, fmt_p, is_baseline,
-                                          seed_interval, wave_scores)
+from simlab.evaluation.statistics import (MIN_SEEDS, best_baseline, compare_all,
+                                          comparison_metric, fmt, fmt_p, seed_interval,
+                                          wave_scores)
 from simlab.experiment.map import SCENARIO_AXIS, level_value, parse_point
 from simlab.experiment.store import Store
 
@@ -164,17 +164,17 @@ def _point_row(point: str, sc: pd.DataFrame, metric: str, cost: pd.Series) -> di
                  n_seeds=0, outcome="no data", verdict="no data")
     if sc.empty:
         return empty
-    names = sc.groupby("label")["learner_name"].first().astype(str)
-    means = sc.groupby("label")["value"].mean().dropna()
-    metas = [lab for lab in means.index if not is_baseline(names[lab]) and names[lab] != ORACLE]
     base = best_baseline(sc)
-    if not metas or base is None:
+    if base is None:
         return empty
-    meta = str(means[metas].idxmin())
-    comp = next((c for c in compare_all(sc, metric)
-                 if c.learner == meta and c.reference == base), None)
-    if comp is None:
+    # the meta-learners are the family compare_all tests against the best baseline (so who
+    # counts as a reference, never compared, is statistics.py's decision alone)
+    family = {c.learner: c for c in compare_all(sc, metric) if c.reference == base}
+    means = sc[sc["label"].isin(list(family))].groupby("label")["value"].mean().dropna()
+    if means.empty:
         return empty
+    meta = str(means.idxmin())
+    comp = family[meta]
     return dict(point=point, best_meta=meta, best_baseline=base, metric=metric,
                 mean_meta=comp.mean_learner, mean_baseline=comp.mean_reference,
                 diff=comp.mean_diff, ci_lo=comp.ci_lo, ci_hi=comp.ci_hi,
