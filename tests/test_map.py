@@ -261,3 +261,30 @@ def test_set_table_fixes_a_field_at_every_point(root):
     (root / "fixed.toml").write_text(map_text() + '[map.set]\n"graph.n_groups" = 6\n')
     with pytest.raises(ScenarioError, match="also an axis"):
         load_map(root / "fixed.toml")
+
+
+def test_cli_refines_where_the_verdict_turns_and_runs_only_the_new_point(root, tmp_path,
+                                                                          monkeypatch, capsys):
+    import simlab.report.map as report_map
+
+    (root / "refine.toml").write_text(map_text(
+        'axes = [{field = "population.heterogeneity", levels = [0.0, 1.0]}]').replace(
+        '"scratch", ', "") + "refine = {points = 3, rounds = 2}\n")
+    seen = []
+
+    def verdicts(db, name):      # two seeds never give a verdict: pretend it turns at 0.25
+        seen.append(name)
+        return {("0.0",): "wins", ("0.25",): "wins", ("0.5",): "ties", ("1.0",): "ties"}
+
+    monkeypatch.setattr(report_map, "point_verdicts", verdicts)
+    db = tmp_path / "refine.db"
+    assert main(["map", str(root / "refine.toml"), "--db", str(db), "--report",
+                 str(tmp_path / "rep"), "--executor", "inline", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "refine: 1 point(s)" in out and "heterogeneity=0.5" in out and "=0.25" in out
+    res = map_results(db, "refine")
+    assert res.axes[0][1] == ["0.0", "0.25", "0.5", "1.0"] and seen == ["refine"] * 2
+    # each round runs only the new point's 4 cells (2 learners x 2 seeds)
+    assert "12 cells: 4 ok, 0 diverged, 0 failed, 8 already" in out
+    assert "16 cells: 4 ok, 0 diverged, 0 failed, 12 already" in out
+    assert len(res.points) == 4 and (res.points["n_seeds"] == 2).all()
