@@ -153,6 +153,9 @@ def test_paragraph_states_where_meta_learning_wins_ties_and_loses():
                      ("m@a=0;b=2", "m@a=1;b=2")}
     assert "a = 1, b = 10 (wins) -> a = 1, b = 20 (ties)" in text
     assert "The verdict turns between" in text
+    assert ("Along b: at a = 1 it wins at 10, ties at 20 and loses at 30; at a = 2 it wins at "
+            "10, 20 and ties at 30.") in text
+    assert "Where it wins, the best meta-learner is protonet (3 points)." in text
     same = verdict_paragraph(_fake([["ties", "ties"]], [[0.0, 0.01]]))
     assert "does not turn on this map" in same
     assert map_figure(res)[:4] == b"\x89PNG"

@@ -234,6 +234,13 @@ def verdict_paragraph(res: MapResults) -> str:
                         f"point{'s' if len(rows) != 1 else ''} ({_list(res, rows)})")
     if said:
         parts.append(_cap("; ".join(said)) + ".")
+    if len(res.axes) == 2 and said:
+        parts.append(_by_row(res))
+    wins = p[p["verdict"] == "wins"]
+    if len(wins):
+        who = wins["best_meta"].value_counts()
+        parts.append("Where it wins, the best meta-learner is " + ", ".join(
+            f"{lab} ({k} point{'s' if k != 1 else ''})" for lab, k in who.items()) + ".")
     few = p[p["verdict"] == "too few seeds"]
     if len(few):
         lower = int((few["diff"] < 0).sum())
@@ -263,6 +270,24 @@ def verdict_paragraph(res: MapResults) -> str:
                      "(the minimum detectable difference; a tie is no evidence of equality "
                      "below it).")
     return " ".join(parts)
+
+
+def _by_row(res: MapResults) -> str:
+    """Per level of the first axis, the verdicts along the second (a phase diagram's rows)."""
+    (fy, ly), (fx, lx) = res.axes
+    rows = []
+    for y in ly:
+        g = res.points[res.points[fy].astype(str) == y]
+        said = []
+        for word in ("wins", "ties", "loses", "too few seeds"):
+            at = [str(v) for v in g.loc[g["verdict"] == word, fx]]
+            if at:
+                what = "has too few seeds" if word == "too few seeds" else word
+                said.append(f"{what} at {'every level' if len(at) == len(lx) else ', '.join(at)}")
+        if said:
+            joined = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+            rows.append(f"at {fy} = {y} it {joined}")
+    return f"Along {fx}: " + "; ".join(rows) + "." if rows else ""
 
 
 def _cap(text: str) -> str:
