@@ -283,18 +283,24 @@ def derive_point(base: AnyScenario, name: str, settings: Sequence[tuple[str, Any
 
 
 def _resolve_ref(ref: str, here: Path) -> Path | str:
-    """A scenario reference relative to the map file, else as given (a bare name)."""
-    local = here / (ref if ref.endswith(".toml") else f"{ref}.toml")
+    """A scenario path relative to the map file; a bare name (no folder, no ``.toml``) as
+    given, for ``load_scenario`` to look up in ``scenarios/``."""
+    if "/" in ref or ref.endswith(".toml"):
+        return here / ref
+    local = here / f"{ref}.toml"
     return local if local.is_file() else ref
 
 
 def _load(ref: str, here: Path, where: str) -> AnyScenario:
     target = _resolve_ref(ref, here)
+    if isinstance(target, Path) and not target.is_file():
+        raise _problem(where, f"no scenario file {str(target)!r} ({ref!r} relative to the map "
+                       "file); give a path relative to the map file or a name from "
+                       "`simlab list scenarios`")
     try:
         return load_scenario(target)
-    except FileNotFoundError as err:
-        raise _problem(where, f"{err}; give a scenario file path (relative to the map "
-                       "file) or a name from `simlab list scenarios`") from None
+    except (FileNotFoundError, ValueError) as err:
+        raise _problem(where, str(err)) from None
 
 
 def load_map(path: str | Path) -> MapPlan:
