@@ -12,7 +12,9 @@ wrappers); the best meta-learner is the non-baseline, non-oracle learner with th
 Their paired difference over seeds is ``compare_all``'s, whose p-value is Holm-adjusted over
 every meta-learner compared with that baseline at the point, so picking the best meta-learner
 after the fact does not inflate its verdict. Verdicts: wins (``beats``), ties (``no
-difference``), loses (``worse``), too few seeds (under ``MIN_SEEDS`` paired seeds).
+difference``), loses (``worse``), too few seeds (under ``MIN_SEEDS`` paired seeds). Cost:
+each learner's mean CPU seconds per run (``total_cpu_s``) and, when tuned, the wall seconds of
+its tuning job (run once per point and learner, shared by the seeds).
 """
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ COLOURS = {"wins": "#1f77b4", "ties": "#7f7f7f", "loses": "#d62728",
            "too few seeds": "#bcbd22", "no data": "#000000"}
 POINT_COLUMNS = ["point", "best_meta", "best_baseline", "metric", "mean_meta", "mean_baseline",
                  "diff", "ci_lo", "ci_hi", "p_adjusted", "n_family", "mdd", "n_seeds",
-                 "outcome", "verdict", "cpu_meta", "cpu_baseline"]
+                 "outcome", "verdict", "cpu_meta", "cpu_baseline", "tuning_meta",
+                 "tuning_baseline"]
 
 
 @dataclass
@@ -93,13 +96,14 @@ def _ordered(labels: Sequence[str]) -> list[str]:
         return sorted(uniq)
 
 
-def _cpu(timings: Any) -> float:
+def _timing(timings: Any, *keys: str) -> float:
+    """The first of ``keys`` in a run's stored timings (NaN when none)."""
     try:
         t = json.loads(timings) if isinstance(timings, str) else {}
     except json.JSONDecodeError:
         return math.nan
-    v = t.get("total_cpu_s", t.get("total_s"))
-    return float(v) if isinstance(v, (int, float)) else math.nan
+    v = next((t[k] for k in keys if isinstance(t.get(k), (int, float))), None)
+    return math.nan if v is None else float(v)
 
 
 def map_results(store: Store | str | Path, name: str) -> MapResults:
@@ -124,14 +128,20 @@ def map_results(store: Store | str | Path, name: str) -> MapResults:
     runs, metrics = frames["runs"], frames["metrics"]
     metric = comparison_metric(metrics) if len(metrics) else "excess_loss"
     scores = wave_scores(runs, metrics, metric)
-    cpu = runs.assign(cpu=runs["timings"].map(_cpu))
+    cpu = runs.assign(cpu=runs["timings"].map(lambda t: _timing(t, "total_cpu_s", "total_s")),
+                      tuning=runs["timings"].map(lambda t: _timing(t, "tuning_s")))
     rows, learner_rows = [], []
     for point, pairs in found.items():
         coord = {f: lab for f, lab in pairs}
         sc = scores[scores["scenario"] == point]
         pr = cpu[cpu["scenario"] == point]
-        cost = pr[pr["status"].isin(["ok", "diverged"])].groupby("learner")["cpu"].mean()
-        rows.append({**coord, **_point_row(point, sc, metric, cost)})
+        done = pr[pr["status"].isin(["ok", "diverged"])]
+        cost = done.groupby("learner")["cpu"].mean()
+        tuning = done.groupby("learner")["tuning"].first()
+        rows.append({**coord, **_point_row(point, sc, metric, cost),
+                     "tuning_meta": math.nan, "tuning_baseline": math.nan})
+        rows[-1].update(tuning_meta=float(tuning.get(rows[-1]["best_meta"], math.nan)),
+                        tuning_baseline=float(tuning.get(rows[-1]["best_baseline"], math.nan)))
         per_seed = sc.groupby(["label", "seed"])["value"].mean()
         for lab, g in per_seed.groupby(level="label"):
             iv = seed_interval(g.to_numpy())
@@ -414,14 +424,17 @@ def _ci(row: pd.Series, a: str = "ci_lo", b: str = "ci_hi") -> str:
 
 def point_table(res: MapResults) -> tuple[list[str], list[list[str]]]:
     """The per-point summary: coordinates, the two learners, difference, verdict, cost."""
+    tuned = res.points[["tuning_meta", "tuning_baseline"]].notna().any().any()
     head = [*res.fields, "best meta-learner", "best baseline", "difference", "95% CI",
             "Holm p", "verdict", "MDD", "seeds", "CPU s/run (meta)", "CPU s/run (baseline)"]
+    head += ["tuning wall s (meta)", "tuning wall s (baseline)"] if tuned else []
     rows = []
     for _, r in res.points.iterrows():
         rows.append([*(str(r[f]) for f in res.fields), r["best_meta"] or "–",
                      r["best_baseline"] or "–", fmt(r["diff"]), _ci(r),
                      fmt_p(float(r["p_adjusted"])), r["verdict"], fmt(r["mdd"]),
-                     str(int(r["n_seeds"])), fmt(r["cpu_meta"]), fmt(r["cpu_baseline"])])
+                     str(int(r["n_seeds"])), fmt(r["cpu_meta"]), fmt(r["cpu_baseline"])]
+                    + ([fmt(r["tuning_meta"]), fmt(r["tuning_baseline"])] if tuned else []))
     return head, rows
 
 
