@@ -99,6 +99,9 @@ class SurveyShape:
     spread: float = 0.0                # between-group spread of effects (effect_spread)
     design: str = "waves"
     wave_groups: list[list[int]] | None = None   # communities per wave, None = all in all
+    cell_level: np.ndarray | None = None   # [G, W] observed prevalence per cell (nan: none)
+    cell_var: np.ndarray | None = None     # [G, W] its sampling variance
+    trends: GroupTrends | None = None      # group x time trends (group_trends)
 
     @property
     def n_groups(self) -> int:
@@ -141,6 +144,8 @@ def survey_shape(survey: SurveyScenario, seed: int = 0) -> SurveyShape:
     within_sd = float(np.sqrt(np.mean([np.var(y[time_col == str(t)]) for t in times])))
     surveyed = [[names.index(str(t.info["group"])) for t in wave] for wave in stream.waves]
     full = all(len(g) == len(names) for g in surveyed)
+    cell_level, cell_var = survey_cells(resp, names, times, spec.target_kind == "binary")
+    trends = None if spec.design == "replicates" else group_trends(cell_level, cell_var, times)
     return SurveyShape(
         name=survey.name, target=spec.target_kind, group_names=names, times=times,
         every=_every(times), support=spec.support,
@@ -150,7 +155,8 @@ def survey_shape(survey: SurveyScenario, seed: int = 0) -> SurveyShape:
         target_sd=within_sd if spec.target_kind == "regression" else 1.0,
         skipped_cells=len(stream.meta.get("skipped_cells", [])),
         spread=effect_spread(stream), design=spec.design,
-        wave_groups=None if full else surveyed)
+        wave_groups=None if full else surveyed, cell_level=cell_level, cell_var=cell_var,
+        trends=trends)
 
 
 def effect_spread(stream: TaskStream, ridge: float = 1e-3) -> float:
@@ -200,6 +206,184 @@ def _every(times: Sequence[Any]) -> int:
     if len(gaps) == 0 or not np.all(np.isfinite(gaps)) or np.median(gaps) <= 0:
         return 1
     return int(np.clip(round(float(np.median(gaps))), 1, 10))
+
+
+# --- group x time trends --------------------------------------------------------------------------
+#: significance of Cochran's Q test that the groups' trends differ ("the survey diverges")
+TREND_ALPHA = 0.05
+#: tolerance of a group's trend (change of prevalence over the survey's span): this absolute
+#: floor (x the target's sd for a numeric target) or 2 standard errors of the survey's, if wider
+TOL_TREND = 0.03
+
+
+@dataclass
+class GroupTrends:
+    """Each group's linear trend of prevalence (mean) over the waves, and how far they differ.
+
+    ``change[g]``: the least-squares slope of group g's cell prevalences on time, times the
+    survey's span (last minus first time value): the fitted change over the survey. ``spread``:
+    the between-group sd of those changes less their sampling variance (method of moments, as
+    :func:`effect_spread`), so parallel trends measured with noise give about 0. Cochran's Q
+    (1954) tests that every group has the same slope (``p`` small = the trends diverge).
+    ``level_spread[w]``: the between-group sd of prevalence in wave w (net of sampling), and
+    ``spread_change`` its fitted change over the span (> 0: the groups drift apart)."""
+
+    change: np.ndarray                 # [G] fitted change over the span (nan: < 2 waves)
+    se: np.ndarray                     # [G] its standard error (sampling)
+    spread: float
+    q: float
+    p: float
+    level_spread: np.ndarray           # [W]
+    spread_change: float
+    span: tuple[Any, Any]              # first and last time value
+
+    @property
+    def diverging(self) -> bool:
+        """The groups' trends differ beyond sampling noise (Cochran's Q, ``TREND_ALPHA``)."""
+        return bool(self.p < TREND_ALPHA)
+
+
+def trend_positions(times: Sequence[Any]) -> np.ndarray:
+    """Where each wave lies in time: the numeric time values, else 0, 1, 2, ..."""
+    try:
+        x = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.arange(len(times), dtype=np.float64)
+    return x if np.all(np.isfinite(x)) and np.ptp(x) > 0 else np.arange(len(x), dtype=float)
+
+
+def group_trends(level: np.ndarray, var: np.ndarray, times: Sequence[Any]
+                 ) -> GroupTrends | None:
+    """Trends of a [G, W] table of cell prevalences (nan = cell not surveyed) with their
+    sampling variances ``var``; None when fewer than two groups span two waves or more."""
+    x = trend_positions(times)
+    span = float(x[-1] - x[0])
+    g_n = level.shape[0]
+    change, se = np.full(g_n, np.nan), np.full(g_n, np.nan)
+    for g in range(g_n):
+        ok = np.isfinite(level[g]) & np.isfinite(var[g])
+        if ok.sum() < 2 or np.ptp(x[ok]) == 0:
+            continue
+        xc = x[ok] - x[ok].mean()
+        sxx = float(np.sum(xc ** 2))
+        change[g] = float(np.sum(xc * level[g, ok]) / sxx) * span
+        se[g] = math.sqrt(float(np.sum(xc ** 2 * var[g, ok])) / sxx ** 2) * abs(span)
+    has = np.isfinite(change)
+    if has.sum() < 2:
+        return None
+    c, s2 = change[has], np.maximum(se[has] ** 2, 1e-12)
+    weights = 1.0 / s2
+    common = float(np.sum(weights * c) / np.sum(weights))
+    q = float(np.sum(weights * (c - common) ** 2))
+    from scipy.stats import chi2
+
+    p = float(chi2.sf(q, len(c) - 1))
+    spread = math.sqrt(max(0.0, float(c.var(ddof=1) - s2.mean())))
+    level_spread = np.full(level.shape[1], np.nan)
+    for w in range(level.shape[1]):
+        ok = np.isfinite(level[:, w]) & np.isfinite(var[:, w])
+        if ok.sum() >= 2:
+            between = float(level[ok, w].var(ddof=1) - var[ok, w].mean())
+            level_spread[w] = math.sqrt(max(0.0, between))
+    okw = np.isfinite(level_spread)
+    spread_change = math.nan
+    if okw.sum() >= 2 and np.ptp(x[okw]) > 0:
+        xc = x[okw] - x[okw].mean()
+        spread_change = float(np.sum(xc * level_spread[okw]) / np.sum(xc ** 2)) * span
+    return GroupTrends(change=change, se=se, spread=spread, q=q, p=p,
+                       level_spread=level_spread, spread_change=spread_change,
+                       span=(times[0], times[-1]))
+
+
+def survey_cells(resp: Any, names: Sequence[str], times: Sequence[Any], binary: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """[G, W] observed prevalence (weighted mean) per group and wave of the survey's
+    respondents, and its sampling variance (Kish effective n); nan where no cell."""
+    level = np.full((len(names), len(times)), np.nan)
+    var = np.full_like(level, np.nan)
+    index = {str(t): w for w, t in enumerate(times)}
+    gi = {str(g): k for k, g in enumerate(names)}
+    for (t, g), cell in resp.groupby([resp["time"].astype(str), resp["group"].astype(str)]):
+        if t not in index or g not in gi:
+            continue
+        y, w = cell["y"].to_numpy(np.float64), cell["w"].to_numpy(np.float64)
+        m = float(np.sum(w * y) / np.sum(w))
+        n_eff = float(np.sum(w) ** 2 / np.sum(w ** 2))
+        v = m * (1 - m) if binary else float(np.sum(w * (y - m) ** 2) / np.sum(w))
+        level[gi[g], index[t]] = m
+        var[gi[g], index[t]] = max(v, 1e-6) / n_eff
+    return level, var
+
+
+def twin_cells(stream: TaskStream, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """[G, W] expected prevalence (mean oracle over query respondents) of a twin's cells and
+    its sampling variance over the respondents drawn; nan where a wave skips a group."""
+    level = np.full((n_groups, len(stream.waves)), np.nan)
+    var = np.full_like(level, np.nan)
+    for w, wave in enumerate(stream.waves):
+        for task in wave:
+            o = np.asarray(task.oracle_query, dtype=np.float64)
+            g = int(task.info["group"])
+            level[g, w] = float(o.mean())
+            var[g, w] = max(float(o.var()), 1e-9) / len(o)
+    return level, var
+
+
+def trend_rows(shape: SurveyShape, twin: GroupTrends | None) -> list[dict[str, Any]]:
+    """Survey vs twin for the group x time trends: each group's change over the span
+    (tolerance ``TOL_TREND`` or 2 survey standard errors), the spread of those changes and
+    the change of the between-group spread (absolute + relative tolerance: ``TOL_SPREAD`` and,
+    for the noisier change of the spread, ``TOL_TREND`` + ``TOL_SPREAD``'s relative part)."""
+    real = shape.trends
+    if real is None or twin is None:
+        return []
+    what = "prevalence" if shape.target == "binary" else "mean"
+    unit = 1.0 if shape.target == "binary" else shape.target_sd
+    first, last = real.span
+    rows = []
+    for g, name in enumerate(shape.group_names):
+        o, a, se = real.change[g], twin.change[g], real.se[g]
+        if np.isfinite(o) and np.isfinite(a):
+            rows.append((f"{what} trend {first}-{last}, group {name}", o, a,
+                         max(TOL_TREND * unit, 2 * se)))
+    rows.append((f"spread of the groups' trends {first}-{last}", real.spread, twin.spread,
+                 TOL_SPREAD[0] * unit + TOL_SPREAD[1] * real.spread))
+    if np.isfinite(real.spread_change) and np.isfinite(twin.spread_change):
+        rows.append((f"change of the between-group spread {first}-{last}", real.spread_change,
+                     twin.spread_change,
+                     TOL_TREND * unit + TOL_SPREAD[1] * abs(real.spread_change)))
+    return [{"quantity": q, "survey": float(o), "twin": float(a), "tolerance": float(tol),
+             "ok": bool(abs(a - o) <= tol), "check": math.nan, "trend": True}
+            for q, o, a, tol in rows]
+
+
+def trend_flag(shape: SurveyShape, rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The warning for a survey whose group trends diverge when the twin does not follow
+    them (a trend row of the fidelity table outside tolerance); None otherwise."""
+    real = shape.trends
+    if real is None or not real.diverging:
+        return None
+    missed = [r for r in rows if r.get("trend") and not r["ok"]]
+    if not missed:
+        return None
+    what = "prevalence" if shape.target == "binary" else "mean"
+    has = np.isfinite(real.change)
+    lo, hi = int(np.nanargmin(real.change)), int(np.nanargmax(real.change))
+    first, last = real.span
+    twin_trend = [r for r in rows if r.get("trend") and "trend" in r["quantity"]
+                  and "group" in r["quantity"]]
+    twin_range = (f"{min(r['twin'] for r in twin_trend):+.2f} to "
+                  f"{max(r['twin'] for r in twin_trend):+.2f}" if twin_trend else "n/a")
+    return (f"Caution: the twin does not follow the survey's diverging group trends. On the "
+            f"survey the groups' {what} trends differ (Cochran's Q = {real.q:.1f} on "
+            f"{int(has.sum()) - 1} df, p = {real.p:.2g}): from {real.change[lo]:+.2f} "
+            f"({shape.group_names[lo]}) to {real.change[hi]:+.2f} ({shape.group_names[hi]}) "
+            f"over {first}-{last}, a spread of {real.spread:.2f}; on the twin they run from "
+            f"{twin_range}, and {len(missed)} trend quantit"
+            f"{'y is' if len(missed) == 1 else 'ies are'} outside tolerance. A learner's rank "
+            "on the twin therefore says nothing about how it follows groups that move apart; "
+            "recalibrate the twin (`simlab twin`, which matches group trends) before trusting "
+            "the agreement below.")
 
 
 def pooled_r2(stream: TaskStream, ridge: float = 1e-3) -> float:
@@ -265,12 +449,22 @@ def twin_features(shape: SurveyShape) -> TwinFeatures:
 
 @dataclass
 class Levels:
-    """The calibrated quantities: group intercepts a_g, wave offsets b_w (b_0 = 0), signal s."""
+    """The calibrated quantities: group intercepts a_g, wave offsets b_w (b_0 = 0), signal s,
+    and each group's own trend c_g (link scale per time unit, mean 0 over groups: the common
+    trend is in b_w), so community g's intercept in wave w is a_g + b_w + c_g (x_w - mean x)."""
 
     group: np.ndarray
     wave: np.ndarray
     scale: float
     heterogeneity: float = 0.5
+    trend: np.ndarray | None = None
+
+    def trend_terms(self, times: Sequence[Any]) -> np.ndarray:
+        """[G, W] the group-trend part c_g (x_w - mean x) of each cell's intercept."""
+        x = trend_positions(times)
+        if self.trend is None:
+            return np.zeros((len(self.group), len(x)))
+        return np.outer(self.trend, x - x.mean())
 
 
 def twin_config(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> dict[str, Any]:
@@ -280,11 +474,16 @@ def twin_config(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> d
     feats = twin_features(shape)
     s = levels.scale
     n_ticks = BURN_IN + shape.n_waves * shape.every
+    terms = levels.trend_terms(shape.times)
+    start = _rounded(levels.group + terms[:, 0])
     shocks: list[dict[str, Any]] = [{
         "kind": "regime", "name": "group_levels", "target": "intercept", "start": 1,
-        "period": n_ticks, "values": [_rounded(levels.group), _rounded(levels.group)]}]
+        "period": n_ticks, "values": [start, start]}]
     for w in range(1, shape.n_waves):
-        delta = round(float(levels.wave[w] - levels.wave[w - 1]), 4)
+        step = levels.wave[w] - levels.wave[w - 1] + terms[:, w] - terms[:, w - 1]
+        delta: float | list[float] = _rounded(step)
+        if np.ptp(delta) == 0:                 # every group moves alike: one number
+            delta = delta[0]
         if delta != 0.0:
             shocks.append({"kind": "abrupt", "name": f"wave_{w}_{_label(shape.times[w])}",
                            "target": "intercept", "at": BURN_IN + w * shape.every + 1,
@@ -319,7 +518,7 @@ def twin_config(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> d
         "population": {"heterogeneity": round(float(levels.heterogeneity), 4),
                        "traits": feats.traits,
                        "coef": {t: round(DEFAULT_COEF[t] * s, 4) for t in feats.traits},
-                       "intercept": round(float(np.mean(levels.group)), 4)},
+                       "intercept": round(float(np.mean(start)), 4)},
         "survey": survey_table,
         "shocks": shocks,
         "evaluation": evaluation,
@@ -349,12 +548,17 @@ class TwinFit:
     seed: int
     history: list[float] = field(default_factory=list)   # max |wave gap| after each round
     spread: float = 0.0                # the twin's effect spread on the calibration seed
+    trends: GroupTrends | None = None  # the twin's group x time trends (calibration seed)
 
     def fidelity(self) -> list[dict[str, Any]]:
         """Every matched quantity: survey vs twin (calibration seed), its tolerance, and
-        whether it is met (see :func:`fidelity_rows`)."""
+        whether it is met (see :func:`fidelity_rows` and :func:`trend_rows`)."""
         return fidelity_rows(self.shape, self.achieved_wave, self.achieved_group, self.signal,
-                             self.spread, self.check_wave)
+                             self.spread, self.check_wave) + trend_rows(self.shape, self.trends)
+
+    def trend_flag(self) -> str | None:
+        """The warning when the survey's group trends diverge and this twin misses them."""
+        return trend_flag(self.shape, self.fidelity())
 
     def misses(self) -> list[dict[str, Any]]:
         """The matched quantities outside their tolerance."""
@@ -385,7 +589,7 @@ class TwinFit:
         for row in self.fidelity():
             check = "-" if math.isnan(row["check"]) else f"{row['check']:.4f}"
             flag = "ok" if row["ok"] else "MISS"
-            lines.append(f"  {row['quantity']:<36} {row['survey']:.4f} | {row['twin']:.4f} | "
+            lines.append(f"  {row['quantity']:<48} {row['survey']:.4f} | {row['twin']:.4f} | "
                          f"+-{row['tolerance']:.4f} {flag:<4} | {check}")
         misses = self.misses()
         gaps = np.abs(self.achieved_wave - sh.wave_level)
@@ -402,6 +606,16 @@ class TwinFit:
         if sh.design == "replicates":
             lines.append("the survey's waves are random replicates (exchangeable): the twin "
                          "holds one level in every wave")
+        if sh.trends is not None:
+            follows = "per-group" if any(isinstance(k.get("delta"), list)
+                                         for k in self.config["shocks"]) else "common"
+            lines.append(f"group trends: the survey's differ with Cochran's Q = "
+                         f"{sh.trends.q:.1f}, p = {sh.trends.p:.2g} ("
+                         f"{'diverging' if sh.trends.diverging else 'parallel within noise'});"
+                         f" the twin's 'wave_*' shocks carry {follows} deltas")
+        flag = self.trend_flag()
+        if flag:
+            lines.append(flag)
         return "\n".join(lines)
 
 
@@ -431,7 +645,8 @@ def measure_twin(shape: SurveyShape, twin: Scenario, seed: int = 0) -> list[dict
 
     stream = generate_stream(twin, seed)
     wave, group = achieved_levels(stream, shape.n_groups)
-    return fidelity_rows(shape, wave, group, pooled_r2(stream), effect_spread(stream))
+    return fidelity_rows(shape, wave, group, pooled_r2(stream), effect_spread(stream)) + \
+        trend_rows(shape, group_trends(*twin_cells(stream, shape.n_groups), shape.times))
 
 
 def _link(kind: str) -> tuple[Any, Any]:
@@ -453,12 +668,16 @@ def achieved_levels(stream: TaskStream, n_groups: int) -> tuple[np.ndarray, np.n
 
 
 def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
-             heterogeneity: float = 0.5, match_spread: bool = True) -> TwinFit:
+             heterogeneity: float = 0.5, match_spread: bool = True,
+             match_trends: bool = True) -> TwinFit:
     """Calibrate a twin of ``survey`` on the twin stream of ``seed`` (see the module docstring).
 
     ``heterogeneity``: the population's spread of communities (trait means and behaviour
     coefficients; 0 = every community the same task): the starting value, calibrated to the
     survey's effect spread unless ``match_spread`` is False (then kept as given).
+    ``match_trends``: give each community its own trend, calibrated to the survey's group
+    trends shrunk towards the common one (:func:`target_trends`); False moves every group
+    alike each wave (the fidelity table still measures the trends and flags a miss).
     """
     from simlab.society.run import generate_stream
 
@@ -469,12 +688,20 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
     shape = survey_shape(survey, seed)
     to_link, _ = _link(shape.target)
     target_w, target_g = to_link(shape.wave_level), to_link(shape.group_level)
+    target_c = target_trends(shape) if match_trends else None
     levels = Levels(group=target_g - target_g.mean() + target_w[0],
-                    wave=target_w - target_w[0], scale=1.0, heterogeneity=heterogeneity)
+                    wave=target_w - target_w[0], scale=1.0, heterogeneity=heterogeneity,
+                    trend=target_c)
     history = []
     for r in range(rounds):
         stream = generate_stream(_twin_scenario(survey, shape, levels), seed)
         ach_w, ach_g = achieved_levels(stream, shape.n_groups)
+        trend = levels.trend
+        if target_c is not None and trend is not None:
+            got = link_slopes(*twin_cells(stream, shape.n_groups), shape.times, shape.target)[0]
+            seen = np.isfinite(got)
+            d_c = np.where(seen, target_c - np.where(seen, got, 0.0), 0.0)
+            trend = trend + d_c - (d_c[seen].mean() * seen if seen.any() else 0.0)
         history.append(float(np.abs(ach_w - shape.wave_level).max()))
         d_w, d_g = target_w - to_link(ach_w), target_g - to_link(ach_g)
         # the last round keeps scale and spread, so its level correction is made at them
@@ -484,7 +711,8 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
         het = levels.heterogeneity if last or not match_spread else _respread(
             levels.heterogeneity, shape.spread, effect_spread(stream))
         levels = Levels(group=levels.group + d_g - d_g.mean() + d_w[0],
-                        wave=levels.wave + d_w - d_w[0], scale=scale, heterogeneity=het)
+                        wave=levels.wave + d_w - d_w[0], scale=scale, heterogeneity=het,
+                        trend=trend)
     twin = _twin_scenario(survey, shape, levels)
     stream = generate_stream(twin, seed)
     ach_w, ach_g = achieved_levels(stream, shape.n_groups)
@@ -492,7 +720,51 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
     check_w, _ = achieved_levels(generate_stream(twin, seed + 1), shape.n_groups)
     return TwinFit(config=twin_config(survey, shape, levels), shape=shape, achieved_wave=ach_w,
                    achieved_group=ach_g, signal=pooled_r2(stream), check_wave=check_w,
-                   seed=seed, history=history, spread=effect_spread(stream))
+                   seed=seed, history=history, spread=effect_spread(stream),
+                   trends=group_trends(*twin_cells(stream, shape.n_groups), shape.times))
+
+
+def link_slopes(level: np.ndarray, var: np.ndarray, times: Sequence[Any], kind: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: the least-squares slope of its cells' prevalence on the link scale (logit
+    for binary, delta-method variances) per time unit, and its standard error; nan for a
+    group seen in fewer than two waves."""
+    to_link, _ = _link(kind)
+    clipped = np.clip(level, PREVALENCE_CLIP, 1 - PREVALENCE_CLIP)
+    lvar = var / (clipped * (1 - clipped)) ** 2 if kind == "binary" else var
+    link = np.where(np.isfinite(level), to_link(np.nan_to_num(level, nan=0.5)), np.nan)
+    x = trend_positions(times)
+    slope, se = np.full(len(level), np.nan), np.full(len(level), np.nan)
+    for g in range(len(level)):
+        ok = np.isfinite(link[g]) & np.isfinite(lvar[g])
+        if ok.sum() < 2 or np.ptp(x[ok]) == 0:
+            continue
+        xc = x[ok] - x[ok].mean()
+        sxx = float(np.sum(xc ** 2))
+        slope[g] = float(np.sum(xc * link[g, ok]) / sxx)
+        se[g] = math.sqrt(float(np.sum(xc ** 2 * lvar[g, ok]))) / sxx
+    return slope, se
+
+
+def target_trends(shape: SurveyShape) -> np.ndarray | None:
+    """The group trends a twin is calibrated to (link scale per time unit, mean 0): each
+    group's slope shrunk towards the precision-weighted common slope by tau^2 / (tau^2 +
+    se_g^2), tau^2 the between-group slope variance net of sampling (method of moments; the
+    empirical-Bayes estimate of a random-slopes model), so that parallel trends measured with
+    noise give a twin without group trends rather than one that copies the noise. None when
+    the survey has no trends to match (fewer than two groups over two waves)."""
+    if shape.trends is None or shape.cell_level is None or shape.cell_var is None:
+        return None
+    slope, se = link_slopes(shape.cell_level, shape.cell_var, shape.times, shape.target)
+    has = np.isfinite(slope)
+    if has.sum() < 2:
+        return None
+    s2 = np.maximum(se[has] ** 2, 1e-12)
+    common = float(np.sum(slope[has] / s2) / np.sum(1 / s2))
+    tau2 = max(0.0, float(slope[has].var(ddof=1) - s2.mean()))
+    shrunk = np.zeros(len(slope))
+    shrunk[has] = tau2 / (tau2 + s2) * (slope[has] - common)
+    return shrunk - shrunk[has].mean() * has
 
 
 def _respread(het: float, wanted: float, got: float) -> float:

@@ -40,9 +40,10 @@ from simlab import DEFAULT_DB, __version__
 from simlab.evaluation.metrics import SummaryOptions
 from simlab.evaluation.statistics import (ORACLE, compare, label_names, leaderboard, run_summaries,
                                           wave_scores)
+from simlab.experiment.config import Scenario
 from simlab.experiment.store import Store
 from simlab.experiment.survey_scenario import SurveyScenario
-from simlab.experiment.twin import TwinRun, measure_twin, run_twin, survey_shape
+from simlab.experiment.twin import TwinRun, measure_twin, run_twin, survey_shape, trend_flag
 from simlab.report.figures import DPI, assign_colors
 from simlab.report.report import (RUN_COLUMNS, Table, _check_frame, _environment, _fmt,
                                   _leaderboard_table, _with_ci, build_report)
@@ -349,8 +350,8 @@ def _fidelity_table(rows: list[dict[str, Any]] | None) -> Table | None:
 
 def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFrame],
                       out_dir: Path | str, title: str, *, options: SummaryOptions | None = None,
-                      n_boot: int = 2000, fidelity: list[dict[str, Any]] | None = None
-                      ) -> dict[str, Path]:
+                      n_boot: int = 2000, fidelity: list[dict[str, Any]] | None = None,
+                      trend_warning: str | None = None) -> dict[str, Path]:
     """Write ``twin.html`` and ``twin.md`` (side by side) plus the full report of both
     scenarios (``report.html``, ``report.md``, ``figures/``) into ``out_dir``.
 
@@ -359,6 +360,8 @@ def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFram
     "html", "markdown", "figure" (the rank figure), "report_html", "report_markdown", and
     the detail report's figures. ``fidelity``: the twin's matched quantities
     (:func:`simlab.experiment.twin.fidelity_rows`), shown with their misses flagged.
+    ``trend_warning``: :func:`simlab.experiment.twin.trend_flag`'s caution (the survey's
+    groups trend apart and the twin does not follow), put first in the verdict.
     """
     real, twin = _frames(real, "survey"), _frames(twin, "twin")
     out = Path(out_dir)
@@ -369,6 +372,8 @@ def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFram
                           _configs(real, twin, [real_name, twin_name]), options=opt,
                           n_boot=n_boot)
     ag, real_board, twin_board = rank_agreement(real, twin, opt, n_boot)
+    if trend_warning:
+        ag.answer = f"{trend_warning} {ag.answer}"
     png = rank_figure(ag, real_name, twin_name)
     fig_path = out / "figures" / "twin_rank_agreement.png"
     fig_path.parent.mkdir(parents=True, exist_ok=True)
@@ -407,8 +412,19 @@ def twin_report(run: TwinRun, out_dir: str | Path | None = None, *, n_boot: int 
     with Store(run.db) as store:
         frames = store.frames(real.name), store.frames(sim.name)
     out = Path(out_dir) if out_dir is not None else Path("reports") / real.name
+    fidelity, warning = twin_fidelity(real, sim)
     return build_twin_report(*frames, out, f"{real.name}: the survey and its simulated twin",
-                             n_boot=n_boot, fidelity=measure_twin(survey_shape(real), sim))
+                             n_boot=n_boot, fidelity=fidelity, trend_warning=warning)
+
+
+def twin_fidelity(real: SurveyScenario, sim: Scenario) -> tuple[list[dict[str, Any]],
+                                                                str | None]:
+    """The twin's fidelity table measured against the survey (levels, signal, spread and the
+    group x time trends) and the trend caution for the verdict (None when the survey's
+    groups trend alike or the twin follows them)."""
+    shape = survey_shape(real)
+    fidelity = measure_twin(shape, sim)
+    return fidelity, trend_flag(shape, fidelity)
 
 
 def compare_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None, *,
@@ -423,4 +439,4 @@ def compare_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = 
 
 
 __all__ = ["MIN_LEARNERS", "MIN_SEEDS", "RankAgreement", "build_twin_report", "compare_twin",
-           "rank_agreement", "rank_figure", "spearman", "twin_report"]
+           "rank_agreement", "rank_figure", "spearman", "twin_fidelity", "twin_report"]
