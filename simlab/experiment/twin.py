@@ -752,7 +752,8 @@ def target_trends(shape: SurveyShape) -> np.ndarray | None:
     se_g^2), tau^2 the between-group slope variance net of sampling (method of moments; the
     empirical-Bayes estimate of a random-slopes model), so that parallel trends measured with
     noise give a twin without group trends rather than one that copies the noise. None when
-    the survey has no trends to match (fewer than two groups over two waves)."""
+    the survey has no group trends to match (fewer than two groups over two waves, or no
+    between-group variance beyond sampling)."""
     if shape.trends is None or shape.cell_level is None or shape.cell_var is None:
         return None
     slope, se = link_slopes(shape.cell_level, shape.cell_var, shape.times, shape.target)
@@ -762,6 +763,8 @@ def target_trends(shape: SurveyShape) -> np.ndarray | None:
     s2 = np.maximum(se[has] ** 2, 1e-12)
     common = float(np.sum(slope[has] / s2) / np.sum(1 / s2))
     tau2 = max(0.0, float(slope[has].var(ddof=1) - s2.mean()))
+    if tau2 == 0.0:                     # parallel within noise: every group moves alike
+        return None
     shrunk = np.zeros(len(slope))
     shrunk[has] = tau2 / (tau2 + s2) * (slope[has] - common)
     return shrunk - shrunk[has].mean() * has
