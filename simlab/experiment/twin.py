@@ -17,9 +17,9 @@ the twin (where the oracle is known) carries over to the survey
   confidence with Friedkin-Johnsen anchoring) with a logistic response; a numeric target ->
   its continuous (Gaussian) response;
 * **prevalence per wave and per group**: on the link scale (logit for binary) the intercept of
-  community g in wave w is ``a_g + b_w``; ``a_g`` is set at tick 1 by a regime shock that never
-  switches (so it is the initial condition, not a shift), and each later wave gets an abrupt
-  shock adding ``b_w - b_{w-1}``;
+  community g in wave w is ``a_g + b_w`` (plus its own trend, below); ``a_g`` is set at
+  tick 1 by a regime shock that never switches (so it is the initial condition, not a
+  shift), and each later wave gets an abrupt shock adding ``b_w - b_{w-1}``;
 * **signal strength**: the behaviour coefficients and the opinion effect are scaled by one
   factor s so that a pooled (logistic) regression on the twin's tasks explains as much as on
   the survey's (McFadden's pseudo-R^2 for binary targets, McFadden 1974; R^2 for numeric).
@@ -28,16 +28,25 @@ the twin (where the oracle is known) carries over to the survey
   (:func:`effect_spread`: per-group least-squares coefficients, their between-group variance
   less the sampling variance, as in a method-of-moments random-coefficients estimate, Swamy
   1970), matched by the population's ``heterogeneity``;
+* **group x time trends**: each group's fitted change of prevalence over the survey's span
+  (:func:`group_trends`: least squares on the cells, Cochran's Q that the groups' slopes are
+  equal, their between-group spread net of sampling). Community g gets its own trend c_g on
+  the link scale (the wave shocks then carry one delta per community), calibrated to the
+  survey's slopes shrunk towards the common one (:func:`target_trends`), so parallel trends
+  measured with noise give a twin whose groups move alike. When the survey's groups diverge
+  and a twin misses them (``match_trends=False``, an old twin file), :func:`trend_flag` words
+  the caution the side-by-side report puts first in its verdict;
 * **design**: which groups each wave surveys (``survey.wave_groups``: held-out groups of a
   ``new_groups`` survey, cells the survey lacks); a ``replicates`` survey's waves are
   exchangeable, so the twin holds one level in every wave.
 
 Calibration alternates: generate the twin's stream, compare the expected prevalence (mean of
-the oracle over query respondents) per wave and per group, the pooled R^2 and the effect
-spread with the survey's, correct ``b_w`` (level and time), ``a_g`` (deviations between
-groups), s and the heterogeneity, for ``rounds`` rounds. :meth:`TwinFit.fidelity` then lists
-every matched quantity, survey vs twin, with its tolerance, and flags the misses; they are
-written in the twin's file and shown in the side-by-side report.
+the oracle over query respondents) per wave and per group, the groups' trends, the pooled R^2
+and the effect spread with the survey's, correct ``b_w`` (level and time), ``a_g`` (deviations
+between groups), c_g, s and the heterogeneity, for ``rounds`` rounds.
+:meth:`TwinFit.fidelity` then lists every matched quantity, survey vs twin, with its
+tolerance, and flags the misses; they are written in the twin's file and shown in the
+side-by-side report.
 """
 from __future__ import annotations
 
@@ -958,7 +967,8 @@ def run_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None
     return run
 
 
-__all__ = ["SurveyShape", "TwinFit", "TwinRun", "load_survey", "run_twin",
-           "dumps_toml", "effect_spread", "fidelity_rows", "fit_twin", "make_twin",
-           "measure_twin", "pooled_r2", "survey_shape", "twin_config",
-           "twin_features", "write_fit", "write_twin"]
+__all__ = ["GroupTrends", "SurveyShape", "TwinFit", "TwinRun", "load_survey", "run_twin",
+           "dumps_toml", "effect_spread", "fidelity_rows", "fit_twin", "group_trends",
+           "link_slopes", "make_twin", "measure_twin", "pooled_r2", "survey_shape",
+           "target_trends", "trend_flag", "trend_rows", "twin_config", "twin_features",
+           "write_fit", "write_twin"]

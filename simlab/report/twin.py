@@ -14,6 +14,10 @@ of the learners predicts the survey's:
   not, and whether the paired test (:func:`simlab.evaluation.statistics.compare` on loss per
   seed x wave) separates them on each side. A flipped pair that neither side separates is a
   tie within noise, not a failure of the twin.
+* **Group trends**: when the survey's groups trend apart (Cochran's Q on the groups' slopes,
+  :func:`simlab.experiment.twin.group_trends`) and the twin does not follow them (a trend row
+  of its fidelity table outside tolerance), the verdict opens with a caution: agreement on a
+  twin whose groups move together says nothing about learners on groups that diverge.
 
 Files: ``twin.html`` (self-contained) and ``twin.md`` with the side-by-side view, and the full
 per-scenario report of both (``report.html``/``report.md``, :func:`build_report`) next to them.
