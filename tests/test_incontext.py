@@ -179,3 +179,103 @@ def test_the_tuner_searches_their_spaces(name: str) -> None:
     assert all(t["state"] == "complete" for t in res.trace), res.trace
     tuned = set(res.best_params)
     assert tuned and tuned <= set(type(make_learner(name)).search_space) - {"memory"}
+
+
+# --- [evaluation.pretrain] --------------------------------------------------------------------
+from simlab.errors import ScenarioError  # noqa: E402
+from simlab.evaluation import pretrain  # noqa: E402
+from simlab.evaluation.protocol import evaluate  # noqa: E402
+from simlab.experiment.config import Scenario  # noqa: E402
+
+PROTOCOL = {"warmup": 3, "shots": [4], "steps": [0], "budget": Budget(3, 2)}
+PRE_BUDGET = Budget(5, 4)
+
+
+def planned(stream, source, learners=None):
+    return pretrain.attach(stream, pretrain.from_streams(
+        [source], PRE_BUDGET, learners=learners, source={"scenario": "other seed"}))
+
+
+def test_pretraining_runs_first_for_those_who_can_and_is_logged() -> None:
+    stream = make_stream(waves=5, seed=0)
+    plan = planned(stream, make_stream(waves=5, seed=1))
+    pre = evaluate(CNP(**SMALL[CNP]), plan, **PROTOCOL)
+    log = pre.log["pretrain"]
+    assert log["applied"] and log["tasks"] == 15 and log["fit"]["iterations"] == 5
+    assert log["budget"]["iterations"] == 5 and log["seconds"] > 0
+    plain = evaluate(CNP(**SMALL[CNP]), stream, **PROTOCOL)
+    assert "pretrain" not in plain.log
+    loss = lambda r: r.records.query("metric == 'loss'")["value"].to_numpy()  # noqa: E731
+    assert not np.allclose(loss(pre), loss(plain))                 # it changed the learner
+    skipped = evaluate(make_learner("scratch"), plan, **PROTOCOL).log["pretrain"]
+    assert skipped["applied"] is False and "shares nothing" in skipped["reason"]
+    only = planned(stream, make_stream(waves=5, seed=1), learners=["finetune"])
+    assert evaluate(CNP(**SMALL[CNP]), only, **PROTOCOL).log["pretrain"]["applied"] is False
+
+
+def test_pretraining_tasks_lose_their_group_ids() -> None:
+    plan = pretrain.from_streams([make_stream(waves=2)], PRE_BUDGET)
+    assert {t.group_id for t in plan.tasks} == {-1}
+    assert all(t.oracle_query is None for t in plan.tasks)
+
+
+def test_leak_a_scored_wave_in_the_pretraining_data_is_refused() -> None:
+    stream = make_stream(waves=5, seed=0)
+    with pytest.raises(ScenarioError, match="scored wave 3"):
+        evaluate(CNP(**SMALL[CNP]), planned(stream, stream), **PROTOCOL)
+    warm_only = dataclasses.replace(stream, waves=stream.waves[:3])   # the warm-up is not scored
+    assert evaluate(CNP(**SMALL[CNP]), planned(stream, warm_only), **PROTOCOL
+                    ).log["pretrain"]["applied"]
+
+
+def test_a_source_of_another_kind_or_other_columns_is_refused() -> None:
+    stream = make_stream(waves=5)
+    with pytest.raises(ScenarioError, match="regression tasks.*binary"):
+        evaluate(CNP(**SMALL[CNP]), planned(stream, make_stream("regression", waves=5)),
+                 **PROTOCOL)
+    named = dataclasses.replace(stream, meta={**stream.meta, "feature_names": ["a", "b", "c"]})
+    other = make_stream(waves=5, seed=1)
+    other.meta["feature_names"] = ["a", "b", "z"]
+    with pytest.raises(ScenarioError, match=r"missing \['c'\]; extra \['z'\]"):
+        evaluate(CNP(**SMALL[CNP]), planned(named, other), **PROTOCOL)
+
+
+TINY_PRE = {
+    "name": "tiny_pre", "dynamics": {"family": "opinion"},
+    "graph": {"kind": "planted_partition", "n_groups": 3, "group_size": 30, "mean_degree": 6},
+    "survey": {"waves": 4, "every": 2, "support": 6, "query": 8}, "burn_in": 2,
+    "evaluation": {"warmup": 2, "shots": [3], "steps": [0], "seeds": 1,
+                   "learners": ["scratch", "cnp"], "budget": {"iterations": 2, "meta_batch": 4},
+                   "pretrain": {"seeds": [7], "budget": {"iterations": 3, "meta_batch": 4}}},
+    "learners": {"cnp": SMALL[CNP]}}
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"budget": {"iterations": 0}}, "evaluation.pretrain.budget"),
+    ({"learners": ["scratch"]}, "'scratch', which cannot be pre-trained"),
+    ({"learners": ["pfn"]}, "'pfn', which is not in evaluation.learners"),
+    ({"seeds": [0]}, "includes evaluated seeds"),
+])
+def test_bad_pretrain_tables_name_the_field_and_the_fix(change: dict, match: str) -> None:
+    data = {**TINY_PRE, "evaluation": {**TINY_PRE["evaluation"],
+                                       "pretrain": {**TINY_PRE["evaluation"]["pretrain"],
+                                                    **change}}}
+    with pytest.raises(ScenarioError, match=match):
+        Scenario.from_dict(data)
+
+
+def test_a_sweep_pretrains_on_other_seeds_and_stores_it(tmp_path, monkeypatch) -> None:
+    import json
+    import sqlite3
+
+    from simlab.experiment.sweep import run_sweep
+
+    monkeypatch.setenv("SIMLAB_CACHE", str(tmp_path / "cache"))
+    summary = run_sweep(Scenario.from_dict(TINY_PRE), store=tmp_path / "r.db",
+                        executor="inline", quiet=True)
+    assert summary.failed == 0, summary
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        rows = db.execute("SELECT learner, json_extract(log, '$.pretrain') FROM runs").fetchall()
+    logs = {learner: json.loads(entry) for learner, entry in rows}
+    assert logs["cnp"]["applied"] and logs["cnp"]["source"]["seeds"] == [7]
+    assert logs["scratch"]["applied"] is False

@@ -114,6 +114,8 @@ class InContext(GroupMemoryOption, Learner):
     name: ClassVar[str] = "incontext"
     #: predictions do not depend on the inner-step count (no inner loop)
     steps_apply: ClassVar[bool] = False
+    #: ``[evaluation.pretrain]`` may meta-fit it on simulated tasks first (evaluation.pretrain)
+    pretrainable: ClassVar[bool] = True
 
     meta_lr: float = 1e-3                  # Adam step
     grad_clip: float | None = None         # meta-gradient norm cap; None disables
