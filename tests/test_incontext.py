@@ -268,7 +268,10 @@ def test_a_sweep_pretrains_on_other_seeds_and_stores_it(tmp_path, monkeypatch) -
     import json
     import sqlite3
 
+    from pathlib import Path
+
     from simlab.experiment.sweep import run_sweep
+    from simlab.report import report_from_store
 
     monkeypatch.setenv("SIMLAB_CACHE", str(tmp_path / "cache"))
     summary = run_sweep(Scenario.from_dict(TINY_PRE), store=tmp_path / "r.db",
@@ -279,3 +282,9 @@ def test_a_sweep_pretrains_on_other_seeds_and_stores_it(tmp_path, monkeypatch) -
     logs = {learner: json.loads(entry) for learner, entry in rows}
     assert logs["cnp"]["applied"] and logs["cnp"]["source"]["seeds"] == [7]
     assert logs["scratch"]["applied"] is False
+    files = report_from_store(tmp_path / "r.db", tmp_path / "report", figures=False)
+    md = Path(files["md"]).read_text() if "md" in files else next(
+        Path(f).read_text() for f in files.values() if str(f).endswith(".md"))
+    assert "Pre-training on simulated societies" in md
+    assert "| cnp | yes | tiny_pre (seeds 7) |" in md
+    assert "| scratch | no |" in md and "shares nothing" in md
