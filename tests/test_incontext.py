@@ -238,6 +238,13 @@ def test_a_source_of_another_kind_or_other_columns_is_refused() -> None:
     other.meta["feature_names"] = ["a", "b", "z"]
     with pytest.raises(ScenarioError, match=r"missing \['c'\]; extra \['z'\]"):
         evaluate(CNP(**SMALL[CNP]), planned(named, other), **PROTOCOL)
+    by_count = pretrain.attach(named, pretrain.from_streams([other], PRE_BUDGET,
+                                                            columns="count"))
+    assert evaluate(CNP(**SMALL[CNP]), by_count, **PROTOCOL).log["pretrain"]["applied"]
+    fewer = make_stream(waves=5, d=2, seed=1)
+    with pytest.raises(ScenarioError, match="2 feature columns, the evaluated stream 3"):
+        evaluate(CNP(**SMALL[CNP]), pretrain.attach(stream, pretrain.from_streams(
+            [fewer], PRE_BUDGET, columns="count")), **PROTOCOL)
 
 
 TINY_PRE = {

@@ -103,6 +103,8 @@ class Pretraining:
     learners: tuple[str, ...] | None = None
     source: dict[str, Any] = field(default_factory=dict)
     feature_names: tuple[str, ...] | None = None
+    #: "names": the source's feature columns must be the evaluated ones; "count": only as many
+    columns: str = "names"
 
     def __post_init__(self) -> None:
         if self.budget.iterations < 1:
@@ -122,13 +124,13 @@ class Pretraining:
 
 
 def from_streams(streams: Sequence[TaskStream], budget: Budget, *,
-                 learners: Sequence[str] | None = None, source: dict[str, Any] | None = None
-                 ) -> Pretraining:
+                 learners: Sequence[str] | None = None, source: dict[str, Any] | None = None,
+                 columns: str = "names") -> Pretraining:
     """A plan from simulated streams: every task of every wave, group ids dropped."""
     tasks = [_anonymous(t) for s in streams for t in s.tasks()]
     names = streams[0].meta.get("feature_names") if streams else None
     return Pretraining(tasks, budget, None if learners is None else tuple(learners),
-                       dict(source or {}), tuple(names) if names else None)
+                       dict(source or {}), tuple(names) if names else None, columns)
 
 
 def _anonymous(task: Task) -> Task:
@@ -160,7 +162,7 @@ def check_compatible(plan: Pretraining, stream: TaskStream) -> None:
             "pre-train on a scenario with the same response (for a survey: its `simlab twin`)")
     mine = tuple(stream.meta.get("feature_names") or ())
     theirs = plan.feature_names or ()
-    if mine and theirs and mine != theirs:
+    if mine and theirs and mine != theirs and plan.columns == "names":
         missing = [c for c in mine if c not in theirs]
         extra = [c for c in theirs if c not in mine]
         what = "; ".join(p for p in (f"missing {missing}" if missing else "",
@@ -170,11 +172,13 @@ def check_compatible(plan: Pretraining, stream: TaskStream) -> None:
         raise ScenarioError(
             f"evaluation.pretrain.scenario {src!r} has feature columns {list(theirs)}, the "
             f"evaluated stream {list(mine)} ({what}); give the pre-training scenario the same "
-            "survey.features (a twin from `simlab twin` has them)")
+            "survey.features, or, for a `simlab twin` (it matches a survey's number and kind "
+            "of columns, not their meaning), set evaluation.pretrain.columns = \"count\"")
     if sim.n_features != ref.n_features:
         raise ScenarioError(
             f"evaluation.pretrain.scenario {src!r} has {sim.n_features} feature columns, the "
-            f"evaluated stream {ref.n_features}; give it the same survey.features")
+            f"evaluated stream {ref.n_features}; give it as many feature columns (the same "
+            "survey.features, or `simlab twin` for a survey)")
 
 
 def task_digest(task: Task) -> str:

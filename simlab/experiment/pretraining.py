@@ -43,8 +43,10 @@ def plan_for(scenario: Any, cache_dir: str | Path | None = None) -> Pretraining 
     streams = [src.stream(int(s), cache_dir=cache_dir) for s in spec.seeds]
     budget = Budget(spec.budget.iterations, spec.budget.meta_batch, spec.budget.seconds)
     source = {"scenario": src.name, "file": str(src.source) if src.source else None,
-              "seeds": list(spec.seeds), "stream_fingerprint": src.stream_fingerprint()}
-    return from_streams(streams, budget, learners=spec.learners, source=source)
+              "seeds": list(spec.seeds), "columns": spec.columns,
+              "stream_fingerprint": src.stream_fingerprint()}
+    return from_streams(streams, budget, learners=spec.learners, source=source,
+                        columns=spec.columns)
 
 
 def with_pretraining(scenario: Any, stream: TaskStream, cache_dir: str | Path | None = None

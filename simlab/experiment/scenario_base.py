@@ -104,6 +104,10 @@ class PretrainSpec(Section):
                                description="the pre-training meta_fit's budget")
     learners: list[str] | None = Field(
         None, description="learners to pre-train (None: every listed one that can be)")
+    columns: Literal["names", "count"] = Field(
+        "names", description="how the source's feature columns must match: 'names' (the same "
+        "columns) or 'count' (the same number: a `simlab twin` matches a survey's number and "
+        "kind of columns, not their meaning)")
 
     @field_validator("budget")
     @classmethod
