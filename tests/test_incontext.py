@@ -213,6 +213,31 @@ def test_pretraining_runs_first_for_those_who_can_and_is_logged() -> None:
     assert evaluate(CNP(**SMALL[CNP]), only, **PROTOCOL).log["pretrain"]["applied"] is False
 
 
+def test_pretraining_on_the_same_family_helps_a_learner_with_little_warm_up() -> None:
+    """Three groups and one warm-up wave are too few to meta-learn from; 300 simulated tasks
+    of the same logistic family (other draws) give the prior (measured: mean query log loss
+    0.667 without, 0.650 with; the true probabilities score about 0.57)."""
+    from simlab.tasks.task import TaskStream
+
+    def family(seed: int, waves: int, groups: int) -> TaskStream:
+        rng = np.random.default_rng(seed)
+        out = []
+        for w in range(waves):
+            tasks = linear_gaussian_tasks(groups, 10, 20, rng, n_features=3)
+            for g, t in enumerate(tasks):
+                t.info.update(group=g, wave=w)
+            out.append(tasks)
+        return TaskStream(out, [])
+
+    stream = family(0, 4, 3)
+    plan = pretrain.from_streams([family(1, 1, 300)], Budget(200, 16))
+    kw = {"warmup": 1, "shots": [10], "steps": [0], "budget": Budget(10, 3)}
+    loss = lambda r: r.records.query("metric == 'loss'")["value"].mean()  # noqa: E731
+    plain = loss(evaluate(CNP(meta_lr=3e-3), stream, **kw))
+    pre = loss(evaluate(CNP(meta_lr=3e-3), pretrain.attach(stream, plan), **kw))
+    assert pre < plain - 0.01, (pre, plain)
+
+
 def test_pretraining_tasks_lose_their_group_ids() -> None:
     plan = pretrain.from_streams([make_stream(waves=2)], PRE_BUDGET)
     assert {t.group_id for t in plan.tasks} == {-1}
