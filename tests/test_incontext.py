@@ -238,6 +238,13 @@ def test_pretraining_on_the_same_family_helps_a_learner_with_little_warm_up() ->
     assert pre < plain - 0.01, (pre, plain)
 
 
+def test_simulated_tasks_too_small_for_the_episodes_name_the_pretrain_table() -> None:
+    stream = make_stream(waves=5, k=12)
+    tiny = make_stream(waves=2, k=2, q=1, seed=1)              # 3 labelled respondents a task
+    with pytest.raises(ScenarioError, match="evaluation.pretrain: .*K=4"):
+        evaluate(CNP(**SMALL[CNP]), planned(stream, tiny), **PROTOCOL)
+
+
 def test_pretraining_tasks_lose_their_group_ids() -> None:
     plan = pretrain.from_streams([make_stream(waves=2)], PRE_BUDGET)
     assert {t.group_id for t in plan.tasks} == {-1}

@@ -219,7 +219,14 @@ def before_warmup(run: Any, stream: TaskStream, warmup: int) -> None:
     check_no_leak(plan, stream, warmup)
     budget = dataclasses.replace(plan.budget, episodes=run.budget.episodes)
     t0, c0 = time.perf_counter(), time.process_time()
-    log = learner.meta_fit(plan.tasks, budget)
+    try:
+        log = learner.meta_fit(plan.tasks, budget)
+    except ScenarioError:
+        raise
+    except ValueError as err:       # e.g. simulated tasks too small for the episodes' K
+        raise ScenarioError(f"evaluation.pretrain: the simulated tasks of "
+                            f"{plan.source.get('scenario')!r} cannot be meta-fitted on as this "
+                            f"evaluation's episodes ask: {err}") from err
     run.log[META_KEY] = {**entry, "applied": True, "seconds": time.perf_counter() - t0,
                          "cpu_seconds": time.process_time() - c0,
                          "fit": {k: v for k, v in (log or {}).items()
