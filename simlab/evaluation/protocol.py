@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simlab.evaluation import poststrat
+from simlab.evaluation import poststrat, pretrain
 from simlab.evaluation.environment import numeric_environment, torch_threads
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
                                        shift_frame, summarize)
@@ -465,6 +465,7 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
     shifts_at: dict[int, list[Any]] = {}
     for ev in stream.shifts:              # shifts inside the warm-up are told before it
         shifts_at.setdefault(max(ev.wave, warmup - 1), []).append(ev)
+    pretrain.before_warmup(run, stream, warmup)     # [evaluation.pretrain], if any
     if warmup:
         for ev in (shifts_at.get(warmup - 1, []) if notify else []):
             notify(ev)

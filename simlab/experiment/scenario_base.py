@@ -90,6 +90,41 @@ class TuningSpec(Section):
         return v
 
 
+class PretrainSpec(Section):
+    """Pre-training on simulated societies (``simlab.evaluation.pretrain``): before the
+    warm-up, every learner that can use it meta-fits on every task of these simulated streams
+    with this budget (the same for all)."""
+
+    scenario: str | None = Field(
+        None, description="scenario file to pre-train on (relative to this file; for a survey "
+        "its `simlab twin`); None: this scenario's own streams at `seeds`")
+    seeds: list[int] = Field(default_factory=lambda: [0],
+                             description="seeds of the pre-training scenario's streams")
+    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(iterations=200),
+                               description="the pre-training meta_fit's budget")
+    learners: list[str] | None = Field(
+        None, description="learners to pre-train (None: every listed one that can be)")
+    columns: Literal["names", "count"] = Field(
+        "names", description="how the source's feature columns must match: 'names' (the same "
+        "columns) or 'count' (the same number: a `simlab twin` matches a survey's number and "
+        "kind of columns, not their meaning)")
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: BudgetSpec) -> BudgetSpec:
+        if v.iterations < 1:
+            raise ValueError("iterations = 0 pre-trains nothing; give iterations >= 1 (e.g. "
+                             "200) or remove [evaluation.pretrain]")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 0 or len(set(v)) != len(v):
+            raise ValueError("give distinct seeds >= 0, e.g. [100, 101]")
+        return v
+
+
 class EvaluationSpec(Section):
     """How the prequential protocol scores learners on this scenario's stream."""
 
@@ -120,6 +155,8 @@ class EvaluationSpec(Section):
     tuning: TuningSpec | None = Field(
         None, description="equal-budget tuning of every learner before it is evaluated "
         "(`tuning = false` switches off a tuning table inherited through `extends`)")
+    pretrain: PretrainSpec | None = Field(
+        None, description="pre-train on a simulated scenario before the warm-up")
 
     @field_validator("tuning", mode="before")
     @classmethod
@@ -246,7 +283,24 @@ class ScenarioBase(StrictModel):
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 out.append(f"learners.{name} sets hyperparameters for a learner that is not in "
                            f"evaluation.learners = {ev.learners}{hint}")
-        return out + self._tuning_checks()
+        return out + self._tuning_checks() + self._pretrain_checks()
+
+    def _pretrain_checks(self) -> list[str]:
+        """[evaluation.pretrain]: pre-trainable learners; no evaluated seed pre-trained on."""
+        pt, ev = self.evaluation.pretrain, self.evaluation
+        if pt is None:
+            return []
+        from simlab.evaluation.pretrain import check_learners
+
+        out = check_learners(pt.learners or [], ev.learners)
+        if pt.scenario is None and not self.has_oracle:
+            out.append("evaluation.pretrain.scenario is missing: a survey has one stream, so "
+                       "name the simulated scenario to pre-train on (its `simlab twin` file)")
+        elif pt.scenario is None and min(pt.seeds) < ev.seeds:
+            out.append(f"evaluation.pretrain.seeds = {pt.seeds} includes evaluated seeds "
+                       f"(0..{ev.seeds - 1}); without evaluation.pretrain.scenario the "
+                       f"pre-training streams are this scenario's, so use seeds >= {ev.seeds}")
+        return out
 
     def _tuning_checks(self) -> list[str]:
         """[evaluation.tuning]: warm-up long enough, a metric this data can compute, space

@@ -324,6 +324,7 @@ class Store:
                           "hyperparameters, device, version, status, error, started, finished, "
                           "seconds, timings, json_extract(log, '$.wave_times') AS wave_times, "
                           "json_extract(log, '$.tuning') AS tuning, "
+                          "json_extract(log, '$.pretrain') AS pretrain, "
                           "json_extract(log, '$.prevalence') AS prevalence "
                           "FROM runs ORDER BY run_id")
         if scenario is not None:

@@ -310,10 +310,12 @@ def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, 
 def run_cell(job: Job) -> Outcome:
     """Run one cell; any exception becomes a recorded ``CellError`` (the sweep goes on)."""
     from simlab.evaluation.protocol import evaluate
+    from simlab.experiment.pretraining import with_pretraining
 
     started, t0 = _now(), time.perf_counter()
     try:
-        stream = job.scenario.stream(job.cell.seed, cache_dir=job.cache_dir)
+        stream = with_pretraining(job.scenario, job.scenario.stream(
+            job.cell.seed, cache_dir=job.cache_dir), job.cache_dir)   # [evaluation.pretrain]
         tuned = job.tuned
         if job.space is not None and tuned is None:
             raise ValueError(f"{job.cell.describe()} is tuned but has no tuning result; run it "

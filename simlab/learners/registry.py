@@ -23,6 +23,8 @@ _BUILTIN: dict[str, str] = {
     "meta_lstm": "simlab.learners.meta_lstm:MetaLSTM",
     "relation": "simlab.learners.relation:RelationNet",
     "protonet": "simlab.learners.relation:ProtoNet",
+    "cnp": "simlab.learners.cnp:CNP",
+    "pfn": "simlab.learners.pfn:PFN",
     "scratch": "simlab.learners.baselines:Scratch",
     "finetune": "simlab.learners.baselines:PooledFineTune",
     "partial_pooling": "simlab.learners.baselines:PartialPooling",

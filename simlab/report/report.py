@@ -40,6 +40,7 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
                                           shift_effects, wave_scores)
 from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
+from simlab.report.pretrain import pretrain_section
 from simlab.report.tuning import tuning_section
 from simlab.report.society_figures import society_section
 
@@ -380,6 +381,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],
         "comparisons": None, "verdicts": [], "leaderboard": None, "details": None,
         "recovery": [], "metric": None, "tuning": tuning_section(runs),
+        "pretrain": pretrain_section(runs),                  # templates/_pretrain.*.j2
         "society": society_section(name, runs, out_dir),     # templates/_society.*.j2
         "changepoints": changepoint_context(runs, mets, shifts)}
     inputs = SectionInputs(name, runs, mets, shifts, summaries, config, options)
