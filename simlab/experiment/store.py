@@ -67,6 +67,27 @@ def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-inf) as None: strict JSON, which SQLite's
+    ``json_extract`` and every other reader accept (bare ``NaN`` tokens are not JSON)."""
+    if isinstance(value, float) or isinstance(value, np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    return value
+
+
+def log_json(value: Any) -> str:
+    """A run's log or timings as strict JSON: non-finite numbers are stored as null and read
+    back as NaN (``Store.frames``, ``read_log``)."""
+    return json.dumps(_finite(value), sort_keys=True, default=repr, separators=(",", ":"),
+                      allow_nan=False)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One (scenario, seed, learner, hyperparameters) point of a sweep.
@@ -122,6 +143,34 @@ def _num(value: Any) -> float | None:
     """SQLite stores NaN as NULL; keep +-inf as a float (diverged runs carry them)."""
     value = float(value)
     return None if math.isnan(value) else value
+
+
+#: the log entries ``Store.frames`` returns as run columns (JSON text, as ``json_extract``)
+_LOG_FIELDS = ("wave_times", "tuning", "prevalence")
+
+
+def read_log(text: str | None) -> dict[str, Any]:
+    """A stored log as data (a non-finite number is stored as null; numeric columns of
+    ``Store.frames`` read it as NaN). Also reads the bare ``NaN`` / ``Infinity`` tokens of
+    logs written before non-finite numbers were stored as null."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _log_fields(text: str | None) -> dict[str, Any]:
+    """The ``_LOG_FIELDS`` of one stored log: lists and tables as strict JSON text, scalars as
+    themselves, absent as None."""
+    log = read_log(text)
+    out: dict[str, Any] = {}
+    for name in _LOG_FIELDS:
+        value = log.get(name)
+        out[name] = log_json(value) if isinstance(value, (dict, list)) else _finite(value)
+    return out
 
 
 class Store:
@@ -247,7 +296,7 @@ class Store:
                 (cell.key, cell.scenario, cell.fingerprint, int(cell.seed), cell.label,
                  cell.learner_name, to_json(cell.hyperparameters), cell.device, __version__,
                  status, error, started or finished, finished,
-                 None if seconds is None else float(seconds), to_json(timings), to_json(log)))
+                 None if seconds is None else float(seconds), log_json(timings), log_json(log)))
             run_id = int(cur.lastrowid)
             if config is not None:
                 text = config if isinstance(config, str) else to_json(config)
@@ -322,10 +371,10 @@ class Store:
         """
         runs = self._read("SELECT run_id, scenario, fingerprint, seed, learner, learner_name, "
                           "hyperparameters, device, version, status, error, started, finished, "
-                          "seconds, timings, json_extract(log, '$.wave_times') AS wave_times, "
-                          "json_extract(log, '$.tuning') AS tuning, "
-                          "json_extract(log, '$.prevalence') AS prevalence "
-                          "FROM runs ORDER BY run_id")
+                          "seconds, timings, log FROM runs ORDER BY run_id")
+        fields = [_log_fields(text) for text in runs.pop("log")]
+        for name in _LOG_FIELDS:   # parsed here: older logs hold bare NaN tokens
+            runs[name] = pd.Series([f[name] for f in fields], index=runs.index, dtype=object)
         if scenario is not None:
             wanted = [scenario] if isinstance(scenario, str) else list(scenario)
             missing = [s for s in wanted if s not in set(runs["scenario"])]

@@ -1,0 +1,84 @@
+"""Faults a tester found (issue 21): each test injects one fault (a learner that misbehaves,
+a bad file, a full disk) and checks that it is one clear outcome, not a traceback or a lost
+sweep."""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import sys
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+from simlab.experiment.store import Store
+from simlab.experiment.sweep import LearnerSpec, run_sweep
+from simlab.learners.baselines import Scratch
+
+from test_sweep import tiny  # noqa: F401 - the scenario fixture
+
+
+# --- fault-injection learners ------------------------------------------------------------------
+@dataclass
+class NaNInLog(Scratch):
+    """Scratch whose meta-fit reports a NaN and an infinite loss (a diverged run's log)."""
+
+    name: ClassVar[str] = "nan_in_log"
+
+    def meta_fit(self, tasks, budget):
+        out = super().meta_fit(tasks, budget)
+        return {**(out or {}), "loss": float("nan"), "grad_norm": float("inf")}
+
+
+@dataclass
+class ExitsInCell(Scratch):
+    """Scratch that calls ``sys.exit`` (a plug-in's bail-out) on seed 1."""
+
+    name: ClassVar[str] = "exits_in_cell"
+
+    def meta_fit(self, tasks, budget):
+        if self.generator.initial_seed() == 1:
+            sys.exit("plug-in gave up")
+        return super().meta_fit(tasks, budget)
+
+
+@dataclass
+class InterruptsInCell(Scratch):
+    """Scratch that raises ``KeyboardInterrupt`` from inside the cell on seed 1."""
+
+    name: ClassVar[str] = "interrupts_in_cell"
+
+    def meta_fit(self, tasks, budget):
+        if self.generator.initial_seed() == 1:
+            raise KeyboardInterrupt("stray interrupt in user code")
+        return super().meta_fit(tasks, budget)
+
+
+# --- 1. a NaN in a run's log ------------------------------------------------------------------
+def test_a_nan_in_a_log_is_stored_as_null_and_the_store_stays_reportable(tiny, tmp_path):  # noqa: F811
+    db = tmp_path / "r.db"
+    s = run_sweep(tiny, [LearnerSpec(f"{__name__}:NaNInLog", label="nan_log")], [0], db,
+                  executor="inline", quiet=True)
+    assert s.failed == 0
+    con = sqlite3.connect(db)
+    (text,), = con.execute("SELECT log FROM runs").fetchall()
+    assert "NaN" not in text and "Infinity" not in text
+    assert con.execute("SELECT json_valid(log) FROM runs").fetchone() == (1,)
+    con.close()
+    with Store(db) as store:
+        f = store.frames()
+        assert list(f["runs"]["learner"]) == ["nan_log"]
+        assert store.export(tmp_path / "out.csv")
+
+
+def test_a_store_with_bare_nan_tokens_from_before_still_reads(tiny, tmp_path):  # noqa: F811
+    db = tmp_path / "r.db"
+    run_sweep(tiny, ["scratch"], [0], db, executor="inline", quiet=True)
+    con = sqlite3.connect(db)
+    con.execute("""UPDATE runs SET log='{"loss":NaN,"wave_times":["1","2"]}'""")
+    con.commit()
+    con.close()
+    with Store(db) as store:
+        runs = store.frames()["runs"]
+    assert json.loads(runs["wave_times"][0]) == ["1", "2"]
