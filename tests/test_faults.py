@@ -82,3 +82,38 @@ def test_a_store_with_bare_nan_tokens_from_before_still_reads(tiny, tmp_path):  
     with Store(db) as store:
         runs = store.frames()["runs"]
     assert json.loads(runs["wave_times"][0]) == ["1", "2"]
+
+
+# --- 2. sys.exit / KeyboardInterrupt inside a cell -------------------------------------------
+@pytest.mark.parametrize("executor,jobs", [pytest.param("process", 2, marks=pytest.mark.slow),
+                                           ("inline", 1)])
+def test_sys_exit_in_a_plugin_fails_its_cell_and_the_sweep_goes_on(tiny, tmp_path,  # noqa: F811
+                                                                   executor, jobs):
+    s = run_sweep(tiny, [LearnerSpec(f"{__name__}:ExitsInCell", label="exits")], [0, 1],
+                  tmp_path / "r.db", executor=executor, jobs=jobs, quiet=True)
+    assert (s.ok + s.diverged, s.failed) == (1, 1)
+    (cell, _, reason), = s.failures
+    assert "seed=1" in cell and "SystemExit" in reason and "plug-in gave up" in reason
+
+
+def test_keyboard_interrupt_raised_by_a_plugin_is_its_cells_failure(tiny, tmp_path):  # noqa: F811
+    s = run_sweep(tiny, [LearnerSpec(f"{__name__}:InterruptsInCell", label="intr")], [0, 1],
+                  tmp_path / "r.db", executor="inline", quiet=True)
+    assert (s.ok + s.diverged, s.failed) == (1, 1)
+    assert "KeyboardInterrupt" in s.failures[0][2]
+
+
+def test_a_real_ctrl_c_still_stops_the_run():
+    import os
+    import signal
+
+    from simlab.experiment.executors import ItemExit, contain_exits
+
+    with pytest.raises(KeyboardInterrupt):
+        with contain_exits():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):      # the handler runs between bytecodes
+                pass
+    with pytest.raises(ItemExit, match="SystemExit"):
+        with contain_exits():
+            sys.exit(2)

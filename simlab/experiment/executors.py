@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
@@ -52,6 +53,41 @@ def single_thread() -> None:
 
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+
+
+class ItemExit(Exception):
+    """A ``SystemExit`` or ``KeyboardInterrupt`` raised by the code of one item (a plug-in's
+    ``sys.exit()``), not by the user: an ordinary failure of that item."""
+
+
+@contextmanager
+def contain_exits() -> Iterator[None]:
+    """Re-raise a ``SystemExit`` / ``KeyboardInterrupt`` raised inside the block as
+    ``ItemExit``, so that an item's ``except Exception`` records it as the item's failure; a
+    real Ctrl-C (SIGINT delivered to this process while the block ran) still stops the run."""
+    seen: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGINT) if main else None
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        if callable(old):
+            old(signum, frame)
+        elif old != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    if main:
+        signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt) as err:
+        if seen:
+            raise
+        raise ItemExit(f"{type(err).__name__}({str(err)!r}) raised inside the run (user code "
+                       "called sys.exit or raised KeyboardInterrupt)") from err
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
 
 
 def _call_single_threaded(fn: Callable[[T], R], item: T) -> R:
@@ -118,6 +154,7 @@ def _worker_main(conn: Connection, log_path: str, parent: int) -> None:
     """A pool worker: its stderr goes to ``log_path`` (read back when it dies), then it runs
     ``(fn, item)`` pairs from the parent until told to stop."""
     _exit_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent alone answers the user's Ctrl-C
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 2)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)

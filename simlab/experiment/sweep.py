@@ -33,7 +33,7 @@ from simlab import DEFAULT_DB
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment import limits
-from simlab.experiment.executors import Executor, WorkerCrash, make_executor
+from simlab.experiment.executors import Executor, WorkerCrash, contain_exits, make_executor
 from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.experiment.store import utc_now as _now
 from simlab.tasks.stream import default_cache_dir
@@ -272,7 +272,8 @@ def _tune_or_error(item: tuple[str, TuningJob]) -> Any:
     recorded with."""
     job, t0 = item[1], time.perf_counter()
     try:
-        return tune_learner(job)
+        with contain_exits():
+            return tune_learner(job)
     except Exception as err:  # noqa: BLE001 - fails this learner's cells, not the sweep
         return CellError(f"tuning failed: {type(err).__name__}: {err}".splitlines()[0],
                          traceback.format_exc(), time.perf_counter() - t0)
@@ -285,7 +286,8 @@ def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScena
     returns the error text, if any (then every cell of that stream is recorded as failed)."""
     _, seed, scenario, *cache_dir = item
     try:
-        scenario.stream(seed, cache_dir=cache_dir[0] if cache_dir else None)
+        with contain_exits():
+            scenario.stream(seed, cache_dir=cache_dir[0] if cache_dir else None)
         return None
     except Exception:  # noqa: BLE001 - recorded on every cell of this stream
         return traceback.format_exc()
@@ -313,15 +315,17 @@ def run_cell(job: Job) -> Outcome:
 
     started, t0 = _now(), time.perf_counter()
     try:
-        stream = job.scenario.stream(job.cell.seed, cache_dir=job.cache_dir)
-        tuned = job.tuned
-        if job.space is not None and tuned is None:
-            raise ValueError(f"{job.cell.describe()} is tuned but has no tuning result; run it "
-                             "through run_sweep, which tunes each learner once first")
-        learner = make_learner(job.cell.learner_name,
-                               **{**job.overrides, **(tuned.best_params if tuned else {})})
-        result: RunResult | CellError = evaluate(
-            learner, stream, **evaluate_kwargs(job.scenario, job.cell.seed, job.cell.device))
+        with contain_exits():     # a plug-in's sys.exit() fails this cell, not the sweep
+            stream = job.scenario.stream(job.cell.seed, cache_dir=job.cache_dir)
+            tuned = job.tuned
+            if job.space is not None and tuned is None:
+                raise ValueError(f"{job.cell.describe()} is tuned but has no tuning result; "
+                                 "run it through run_sweep, which tunes each learner once first")
+            learner = make_learner(job.cell.learner_name,
+                                   **{**job.overrides, **(tuned.best_params if tuned else {})})
+            result: RunResult | CellError = evaluate(
+                learner, stream, **evaluate_kwargs(job.scenario, job.cell.seed,
+                                                   job.cell.device))
         if tuned is not None:     # stored with the run: chosen values, trace, seeds, time
             result.log["tuning"] = {**tuned.as_log(), "shared": True}
             result.timings["tuning_s"] = tuned.seconds     # the shared job's, not this cell's
