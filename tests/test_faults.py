@@ -117,3 +117,20 @@ def test_a_real_ctrl_c_still_stops_the_run():
     with pytest.raises(ItemExit, match="SystemExit"):
         with contain_exits():
             sys.exit(2)
+
+
+# --- 3. listing never imports a cpd:-wrapped plug-in ------------------------------------------
+def test_listing_does_not_import_a_cpd_wrapped_plugin_with_a_tuning_space(tmp_path, monkeypatch):
+    from simlab.experiment.config import list_scenarios
+
+    (tmp_path / "sneaky_learner.py").write_text(
+        f"open({str(tmp_path / 'ran')!r}, 'w').write('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "mine.toml").write_text(
+        'name = "mine"\ndescription = "my learner"\n[dynamics]\nfamily = "opinion"\n'
+        '[evaluation]\nwarmup = 2\nlearners = ["cpd:sneaky_learner:Mine"]\n'
+        '[evaluation.tuning]\ntrials = 2\n'
+        '[evaluation.tuning.space."cpd:sneaky_learner:Mine"]\nlr = [0.01, 0.1]\n')
+    (name, _, desc), = list_scenarios(tmp_path)
+    assert name == "mine" and "runs user code sneaky_learner:Mine" in desc
+    assert not (tmp_path / "ran").exists()

@@ -341,7 +341,8 @@ def _user_code(file: Path) -> list[str]:
     family = (data.get("dynamics") or {}).get("family", "")
     learners = (data.get("evaluation") or {}).get("learners", []) or []
     refs = [family] + list(learners) if isinstance(learners, list) else [family]
-    return [r for r in refs if isinstance(r, str) and ":" in r and not r.startswith("cpd:")]
+    refs = [r.removeprefix("cpd:") for r in refs if isinstance(r, str)]   # cpd:pkg.mod:Cls too
+    return [r for r in refs if ":" in r]
 
 
 def _resolve(path: str | Path) -> Path:
