@@ -134,3 +134,24 @@ def test_listing_does_not_import_a_cpd_wrapped_plugin_with_a_tuning_space(tmp_pa
     (name, _, desc), = list_scenarios(tmp_path)
     assert name == "mine" and "runs user code sneaky_learner:Mine" in desc
     assert not (tmp_path / "ran").exists()
+
+
+# --- 4. a twin stays in the survey's folder ---------------------------------------------------
+def test_a_twin_of_a_survey_named_dot_dot_is_written_in_the_surveys_folder(tmp_path):
+    from pathlib import Path
+
+    from simlab.experiment.config import load_scenario
+    from simlab.experiment.twin import fit_twin, write_fit
+
+    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
+    survey = load_scenario(scenarios / "gss_happiness.toml").override(
+        {"name": "../../escaped", "data": {"support": 10, "query": 20},
+         "evaluation": {"shots": [5, 10]}})
+    fit = fit_twin(survey, seed=0, rounds=1)
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    survey._source = folder / "survey.toml"      # as if loaded from there
+    out = write_fit(survey, fit)
+    assert out.parent == folder and out.name.endswith("escaped_twin.toml")
+    assert list(tmp_path.rglob("*.toml")) == [out]
+    assert "/" not in load_scenario(out).name
