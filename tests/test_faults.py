@@ -155,3 +155,42 @@ def test_a_twin_of_a_survey_named_dot_dot_is_written_in_the_surveys_folder(tmp_p
     assert out.parent == folder and out.name.endswith("escaped_twin.toml")
     assert list(tmp_path.rglob("*.toml")) == [out]
     assert "/" not in load_scenario(out).name
+
+
+# --- 5. survey weights ------------------------------------------------------------------------
+def _survey(**kw):
+    from test_survey_data import frame, spec
+
+    return frame(), spec(weights="wt", **kw)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("inf")])
+def test_negative_or_infinite_weights_are_refused_naming_column_and_rows(bad):
+    from simlab.errors import DataError
+    from simlab.tasks.survey_data import survey_stream
+
+    df, sp = _survey()
+    df.loc[[4, 20], "wt"] = bad
+    with pytest.raises(DataError, match=r"column 'wt' has 2 negative or infinite.*row\(s\) 5 "
+                                        r"\(.*\), 21"):
+        survey_stream(df, sp, seed=0)
+
+
+def test_zero_weights_are_counted_in_the_ledger():
+    from simlab.tasks.survey_data import ledger_text, survey_stream
+
+    df, sp = _survey()
+    df.loc[[1, 2, 3], "wt"] = 0.0
+    ledger = survey_stream(df, sp, seed=0).meta["ledger"]
+    assert ledger["zero_weight"] == 3
+    assert "3 respondent(s) have weight 0" in ledger_text(ledger)
+
+
+def test_a_task_whose_weights_are_all_zero_is_refused():
+    from simlab.errors import DataError
+    from simlab.tasks.survey_data import survey_stream
+
+    df, sp = _survey()
+    df.loc[(df["year"] == 2000) & (df["region"] == "north"), "wt"] = 0.0
+    with pytest.raises(DataError, match="group 'north' at time 2000 has weight 0"):
+        survey_stream(df, sp, seed=0)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from simlab.errors import DataError
 from simlab.schema import StrictModel
 from simlab.tasks.survey_checks import (apply_missing_codes, check_leakage, numeric_cells,
                                         support_fit_warning, target_warnings, time_order)
@@ -244,6 +245,32 @@ def check_columns(df: pd.DataFrame, spec: SurveyData) -> None:
                                  f"{hint}. Columns: {', '.join(map(str, df.columns))}")
 
 
+def check_weights(df: pd.DataFrame, spec: SurveyData) -> None:
+    """Survey weights must be numbers >= 0 (an empty one is a missing weight, counted in the
+    ledger): a negative or infinite weight would be charged to a learner as divergence."""
+    if spec.weights is None:
+        return
+    col = df[spec.weights]
+    if not pd.api.types.is_numeric_dtype(col):
+        bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]
+        raise DataError(f"data.weights: column {spec.weights!r} is not numeric (row "
+                        f"{bad.index[0] + 1}: {bad.iloc[0]!r}); weights must be numbers >= 0")
+    w = col.to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad_rows = np.flatnonzero(~np.isnan(w) & ~(np.isfinite(w) & (w >= 0)))
+    if len(bad_rows):
+        shown = ", ".join(f"{r + 1} ({w[r]:g})" for r in bad_rows[:5])
+        more = f" and {len(bad_rows) - 5} more" if len(bad_rows) > 5 else ""
+        raise DataError(f"data.weights: column {spec.weights!r} has {len(bad_rows)} negative "
+                        f"or infinite weight(s), at data row(s) {shown}{more}; survey weights "
+                        "must be finite numbers >= 0 (fix those rows or leave them empty)")
+
+
+def zero_weights(df: pd.DataFrame, spec: SurveyData) -> int:
+    """How many of ``df``'s respondents have weight 0 (they count in no loss or share)."""
+    return 0 if spec.weights is None else int((df[spec.weights] == 0).sum())
+
+
 def encode_target(col: pd.Series, kind: TargetKind) -> tuple[np.ndarray, int]:
     """Numeric 0/1 for binary, category codes for multiclass, floats for regression."""
     name = col.name
@@ -428,6 +455,7 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
         for task in tasks[w]:
             task.info["wave"] = new
     ledger = build_ledger(rows, sizes, labels, kept, spec)
+    ledger["zero_weight"] = zero_weights(clean_df, spec)
     stream = TaskStream(waves=[tasks[w] for w in kept], shifts=[], meta={})
     loss = ledger["warnings"] = loss_warnings(ledger, spec)
     warns = loss + target_warnings(enc.y, spec)
@@ -457,6 +485,7 @@ def prepared_rows(df: pd.DataFrame, spec: SurveyData, seed: int
     and design wave, and the waves' labels (survey times, or replicate / group-set names)."""
     check_columns(df, spec)
     df = numeric_cells(apply_missing_codes(df.reset_index(drop=True), spec), spec)
+    check_weights(df, spec)
     order = time_order(df, spec)
     if spec.design == "waves" and len(order) < 2:
         raise ValueError(single_wave_message(spec, order))
@@ -669,6 +698,9 @@ def ledger_text(ledger: dict[str, Any]) -> str:
              fmt.format(*heads), *(fmt.format(*row) for row in body)]
     if ledger.get("no_time"):
         lines.append(f"{ledger['no_time']} row(s) without a time value are in the total only")
+    if ledger.get("zero_weight"):
+        lines.append(f"{ledger['zero_weight']} respondent(s) have weight 0: kept, but they count "
+                     "in no loss or prevalence")
     return "\n".join(lines)
 
 
@@ -700,6 +732,10 @@ def cell_task(enc: Encoded, spec: SurveyData, idx: np.ndarray, rng: np.random.Ge
     y = enc.y[order]
     w = None
     if enc.w is not None:
+        if not enc.w[order].sum() > 0:
+            raise DataError(f"data.weights: every respondent drawn for group "
+                            f"{info.get('group')!r} at time {info.get('time')!r} has weight 0; "
+                            "such a task scores nothing: fix the weights or drop the group")
         w = (enc.w[order] / enc.w[order].mean()).astype(np.float32)
     return Task(x_support=x[:k], y_support=y[:k], x_query=x[k:], y_query=y[k:],
                 target=spec.target_kind, n_classes=enc.n_classes,
