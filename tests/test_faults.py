@@ -194,3 +194,65 @@ def test_a_task_whose_weights_are_all_zero_is_refused():
     df.loc[(df["year"] == 2000) & (df["region"] == "north"), "wt"] = 0.0
     with pytest.raises(DataError, match="group 'north' at time 2000 has weight 0"):
         survey_stream(df, sp, seed=0)
+
+
+# --- 6. limits estimated before allocating ----------------------------------------------------
+def test_a_huge_hidden_layer_is_refused_before_it_is_built(tiny, tmp_path, monkeypatch):  # noqa: F811
+    import time
+
+    from simlab.experiment.config import Scenario
+    from simlab.errors import ScenarioError
+    from test_sweep import TINY
+
+    monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
+    with pytest.raises(ScenarioError, match=r"learners.maml: its hidden widths make a network "
+                                            r"of at least 300,000,001 parameters"):
+        Scenario.from_dict({**TINY, "learners": {"maml": {"hidden": [100_000_000]}}})
+    t0 = time.perf_counter()
+    with pytest.raises(ScenarioError, match="maml.*at least 300,000,001 parameters"):
+        run_sweep(tiny, [LearnerSpec("maml", {"hidden": [100_000_000]})], [0],
+                  tmp_path / "r.db", executor="inline", quiet=True)
+    assert time.perf_counter() - t0 < 5
+    monkeypatch.setenv("SIMLAB_I_KNOW", "1")       # the override lifts it
+    Scenario.from_dict({**TINY, "learners": {"maml": {"hidden": [100_000_000]}}})
+
+
+def test_a_billion_steps_is_refused(monkeypatch):
+    from simlab.experiment.config import Scenario
+    from simlab.errors import ScenarioError
+    from test_sweep import TINY
+
+    monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
+    with pytest.raises(ScenarioError, match="evaluation.steps = 1,000,000,000 is above the "
+                                            "limit of 10,000 steps"):
+        Scenario.from_dict({**TINY, "evaluation": {**TINY["evaluation"],
+                                                   "steps": [0, 1_000_000_000]}})
+
+
+def test_the_cell_limit_counts_grid_points(tiny, tmp_path, monkeypatch):  # noqa: F811
+    import time
+
+    from simlab.errors import ScenarioError
+
+    monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
+    grid = {"scratch": {"l2": [float(i) for i in range(1100)],
+                        "newton_steps": list(range(1, 1101))}}      # 1.21M points
+    t0 = time.perf_counter()
+    with pytest.raises(ScenarioError, match=r"cells = 2,420,000 is above the limit"):
+        run_sweep(tiny, ["scratch"], [0, 1], tmp_path / "r.db", grid=grid, quiet=True)
+    with pytest.raises(ScenarioError, match=r"cells = 2,420,002 is above the limit"):
+        run_sweep(tiny, None, None, tmp_path / "r.db", grid=grid, quiet=True)   # + maml x 2
+    assert time.perf_counter() - t0 < 5
+
+
+def test_an_id_like_text_column_is_refused_as_a_feature(monkeypatch):
+    from simlab.errors import DataError
+    from simlab.tasks.survey_data import survey_stream
+    from test_survey_data import frame, spec
+
+    monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
+    df = frame()
+    df["respondent"] = [f"id{i:04d}" for i in range(len(df))]
+    with pytest.raises(DataError, match="column 'respondent' has 270 distinct values.*270 "
+                                        "one-hot features"):
+        survey_stream(df, spec(features=["age", "respondent"]), seed=0)

@@ -214,10 +214,11 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
             points = _grid_points(grid.get(spec.display) or grid.get(spec.name))
             for point in points:
                 overrides = {**sc.hyperparameters(spec.name), **spec.hyperparameters, **point}
+                label = _label(spec.display, point)
+                limits.check_learner(label, overrides)     # before the network is allocated
                 learner = make_learner(spec.name, **overrides)
                 learner.validate()
                 space = tuning_space(sc, spec, overrides)   # a bad space fails up front
-                label = _label(spec.display, point)
                 for seed in run_seeds:
                     cell = Cell(sc.name, fp, int(seed), spec.name,
                                 json.loads(to_json(learner.hyperparameters())), label,
@@ -380,9 +381,10 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
     t0 = time.perf_counter()
     scs = resolve_scenarios(scenarios)
     specs = None if learners is None else [LearnerSpec.of(x) for x in learners]
-    if seeds is not None:        # the limit first: a count of 10**9 never becomes a list
-        n = limits.count(seeds) if not isinstance(seeds, bool) else 0
-        limits.check_sweep(n, n * len(scs) * len(specs or [None]))
+    # the limits first: a count of 10**9 seeds or a 10**6-point grid never becomes a list
+    n = limits.count(seeds) if seeds is not None and not isinstance(seeds, bool) else 0
+    limits.check_sweep(n, _cell_count(scs, specs, n, grid or {}))
+    if seeds is not None:
         seeds = check_seeds(seeds)
     planned = plan_cells(scs, specs, seeds, grid, device)
     own_store = not isinstance(store, Store)
@@ -405,6 +407,18 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
             db.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _cell_count(scs: Sequence[AnyScenario], specs: Sequence[LearnerSpec] | None, n_seeds: int,
+                grid: Mapping[str, Mapping[str, Sequence[Any]]]) -> int:
+    """How many cells a sweep plans (seeds x learners x grid points, per scenario), counted
+    before any is built."""
+    total = 0
+    for sc in scs:
+        for spec in specs or [LearnerSpec(name) for name in sc.evaluation.learners]:
+            points = limits.grid_points(grid.get(spec.display) or grid.get(spec.name))
+            total += (n_seeds or limits.count(sc.evaluation.seeds)) * points
+    return total
 
 
 def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet: bool) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -266,6 +267,23 @@ def check_weights(df: pd.DataFrame, spec: SurveyData) -> None:
                         "must be finite numbers >= 0 (fix those rows or leave them empty)")
 
 
+#: one-hot columns one survey feature may become without --i-know (``experiment.limits``):
+#: more is an ID-like text column (a distinct value per respondent), not a category
+MAX_CATEGORIES = 200
+OVERRIDE_ENV = "SIMLAB_I_KNOW"       # the same switch as experiment.limits (a leaf copy)
+
+
+def check_categories(col: str, n: int, rows: int) -> None:
+    """Refuse a categorical feature of more than ``MAX_CATEGORIES`` values before its one-hot
+    block is allocated, unless the limits are lifted."""
+    if n <= MAX_CATEGORIES or os.environ.get(OVERRIDE_ENV, "") not in ("", "0"):
+        return
+    raise DataError(f"data.features: column {col!r} has {n:,} distinct values in {rows:,} rows; "
+                    f"as a category it would become {n:,} one-hot features (limit "
+                    f"{MAX_CATEGORIES}). Drop it from data.features (an identifier?), recode it "
+                    "into fewer categories, or pass --i-know (SIMLAB_I_KNOW=1) if you mean it")
+
+
 def zero_weights(df: pd.DataFrame, spec: SurveyData) -> int:
     """How many of ``df``'s respondents have weight 0 (they count in no loss or share)."""
     return 0 if spec.weights is None else int((df[spec.weights] == 0).sum())
@@ -321,6 +339,7 @@ def encode_features(df: pd.DataFrame, spec: SurveyData) -> tuple[np.ndarray, np.
             names.append(col)
         elif col in spec.categorical or not pd.api.types.is_numeric_dtype(s):
             cats = sorted(s.dropna().unique(), key=str)
+            check_categories(col, len(cats), len(s))
             blocks.append((s.to_numpy()[:, None] == np.array(cats, dtype=object)[None, :]))
             numeric += [False] * len(cats)
             names += [f"{col}={c}" for c in cats]
