@@ -256,3 +256,57 @@ def test_an_id_like_text_column_is_refused_as_a_feature(monkeypatch):
     with pytest.raises(DataError, match="column 'respondent' has 270 distinct values.*270 "
                                         "one-hot features"):
         survey_stream(df, spec(features=["age", "respondent"]), seed=0)
+
+
+# --- 7. bugs are not divergence ---------------------------------------------------------------
+@dataclass
+class OverflowBug(Scratch):
+    """Scratch whose meta-fit raises a RuntimeError that mentions "overflow" (a conversion
+    bug, not a non-finite loss)."""
+
+    name: ClassVar[str] = "overflow_bug"
+
+    def meta_fit(self, tasks, budget):
+        raise RuntimeError("value cannot be converted to type int64 without overflow")
+
+
+class _Doubled:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def predict(self, batch):
+        return self.inner.predict(batch) * 0 + 2.0      # "probabilities" of 2.0
+
+
+@dataclass
+class ProbabilityTwo(Scratch):
+    """Scratch that predicts a probability of 2.0 for everyone."""
+
+    name: ClassVar[str] = "probability_two"
+
+    def adapt(self, support, steps):
+        return _Doubled(super().adapt(support, steps))
+
+
+@pytest.mark.parametrize("cls,reason", [
+    ("OverflowBug", "RuntimeError: value cannot be converted to type int64 without overflow"),
+    ("ProbabilityTwo", "LearnerError: learner 'probability_two': predict returned "
+                       "probabilities outside [0, 1]")])
+def test_a_learner_bug_is_a_failed_cell_not_a_divergence(tiny, tmp_path, cls, reason):  # noqa: F811
+    s = run_sweep(tiny, [LearnerSpec(f"{__name__}:{cls}")], [0], tmp_path / "r.db",
+                  executor="inline", quiet=True)
+    assert (s.ok, s.diverged, s.failed) == (0, 0, 1)
+    (cell, run_id, text), = s.failures
+    assert text.startswith(reason)
+    if cls == "OverflowBug":       # the traceback kept with the run names the learner
+        with Store(tmp_path / "r.db") as store:
+            assert "raised by learner 'overflow_bug' in meta_fit" in store.show(run_id)
+
+
+def test_only_non_finite_messages_count_as_divergence():
+    from simlab.evaluation.protocol import is_divergence
+
+    assert not is_divergence(RuntimeError("value cannot be converted to type int64 without "
+                                          "overflow"))
+    assert is_divergence(RuntimeError("loss is nan"))
+    assert is_divergence(FloatingPointError("overflow encountered in exp"))
