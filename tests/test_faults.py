@@ -310,3 +310,56 @@ def test_only_non_finite_messages_count_as_divergence():
                                           "overflow"))
     assert is_divergence(RuntimeError("loss is nan"))
     assert is_divergence(FloatingPointError("overflow encountered in exp"))
+
+
+# --- 8. disk and permissions (the cache part) -------------------------------------------------
+def test_a_full_cache_disk_leaves_no_tmp_file(tiny, tmp_path, monkeypatch):  # noqa: F811
+    import errno
+
+    import numpy as np
+
+    from simlab.tasks import stream as st
+
+    def full(fh, **arrays):
+        fh.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.warns(RuntimeWarning, match="not writable"):
+        tiny.stream(0, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_warnings_raised_while_preparing_streams_reach_the_user(tiny, tmp_path,  # noqa: F811
+                                                                      monkeypatch):
+    from simlab.experiment.sweep import prepare_stream
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    error, notes = prepare_stream(("fp", 0, tiny, str(blocker / "streams")))
+    assert error is None and any("is not writable" in n for n in notes)
+    monkeypatch.setenv("SIMLAB_CACHE", str(blocker))
+    with pytest.warns(RuntimeWarning, match="stream cache .* is not writable"):
+        run_sweep(tiny, ["scratch"], [0], tmp_path / "r.db", executor="inline", quiet=True)
+
+
+# --- 12. the stream cache checks a content digest ---------------------------------------------
+def test_a_planted_stream_file_with_the_right_key_is_not_used(tiny, tmp_path):  # noqa: F811
+    import numpy as np
+
+    from simlab.tasks.stream import cached_stream
+
+    real = cached_stream(tiny, 0, tmp_path)
+    (path,) = tmp_path.glob("*.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "digest"}
+    arrays["y_query"] = 1.0 - arrays["y_query"]               # flipped answers, same key
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    again = cached_stream(tiny, 0, tmp_path)
+    np.testing.assert_array_equal(again.waves[0][0].y_query, real.waves[0][0].y_query)
+    arrays["digest"] = np.frombuffer(b"0" * 64, dtype=np.uint8)   # a wrong digest
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    again = cached_stream(tiny, 0, tmp_path)
+    np.testing.assert_array_equal(again.waves[0][0].y_query, real.waves[0][0].y_query)

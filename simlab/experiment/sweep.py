@@ -21,6 +21,7 @@ import json
 import time
 import tomllib
 import traceback
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,16 +283,20 @@ def _tune_or_error(item: tuple[str, TuningJob]) -> Any:
 
 # --- what a worker does -------------------------------------------------------------------------
 def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScenario, str]
-                   ) -> str | None:
+                   ) -> tuple[str | None, list[str]]:
     """Generate and cache the stream of one (fingerprint, seed, scenario[, cache dir]);
-    returns the error text, if any (then every cell of that stream is recorded as failed)."""
+    returns the error text, if any (then every cell of that stream is recorded as failed),
+    and the warnings raised (e.g. an unwritable cache), which the parent shows the user."""
     _, seed, scenario, *cache_dir = item
-    try:
-        with contain_exits():
-            scenario.stream(seed, cache_dir=cache_dir[0] if cache_dir else None)
-        return None
-    except Exception:  # noqa: BLE001 - recorded on every cell of this stream
-        return traceback.format_exc()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with contain_exits():
+                scenario.stream(seed, cache_dir=cache_dir[0] if cache_dir else None)
+            error = None
+        except Exception:  # noqa: BLE001 - recorded on every cell of this stream
+            error = traceback.format_exc()
+    return error, [str(w.message) for w in caught]
 
 
 def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, Any]:
@@ -435,11 +440,16 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
     broken: dict[tuple[str, int], str] = {}
     bar = tqdm(total=len(by_stream), desc="streams", unit="stream", disable=quiet, leave=False)
     with bar:
-        for (fp, seed, *_), err in ex.map_unordered(
+        shown: set[str] = set()
+        for (fp, seed, *_), res in ex.map_unordered(
                 prepare_stream, [(fp, seed, j.scenario, j.cache_dir)
                                  for (fp, seed), j in by_stream.items()]):
+            err, notes = (res.describe(), []) if isinstance(res, WorkerCrash) else res
+            for note in sorted(set(notes) - shown):    # raised in a worker: tell the user
+                shown.add(note)
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
             if err:
-                broken[fp, seed] = err.describe() if isinstance(err, WorkerCrash) else err
+                broken[fp, seed] = err
             bar.update()
     ready = [j for j in todo if (j.cell.fingerprint, j.cell.seed) not in broken]
     for job in todo:
