@@ -9,6 +9,7 @@ user can fix (one line on stderr, no traceback; ``--debug`` shows it), 2 bad usa
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -579,7 +580,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"simlab: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:            # a path the user gave: unwritable, a file as a folder
-        if args.debug or os.environ.get("SIMLAB_DEBUG") or not err.filename:
+        if args.debug or os.environ.get("SIMLAB_DEBUG"):
+            raise
+        if err.errno == errno.ENOSPC:
+            where = f" writing {err.filename}" if err.filename else ""
+            print(f"simlab: error: the disk is full{where} ({err.strerror}); free space and run "
+                  "the same command again (finished cells are in the store)", file=sys.stderr)
+            return 1
+        if not err.filename:
             raise
         print(f"simlab: error: cannot write or read {err.filename} ({err.strerror}); choose a "
               "path you can write to (--db, --report, -o) or fix its permissions",

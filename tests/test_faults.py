@@ -363,3 +363,75 @@ def test_a_planted_stream_file_with_the_right_key_is_not_used(tiny, tmp_path):  
         np.savez(fh, **arrays)
     again = cached_stream(tiny, 0, tmp_path)
     np.testing.assert_array_equal(again.waves[0][0].y_query, real.waves[0][0].y_query)
+
+
+# --- 8. disk and permissions (the store and the report) ---------------------------------------
+def test_a_full_disk_while_storing_stops_clearly_and_keeps_the_finished_runs(tiny, tmp_path):  # noqa: F811
+    from simlab.errors import StoreError
+
+    db = tmp_path / "r.db"
+    run_sweep(tiny, ["scratch"], [0], db, executor="inline", quiet=True)
+    store = Store(db)
+    pages = store._con.execute("PRAGMA page_count").fetchone()[0]
+    store._con.execute(f"PRAGMA max_page_count={pages}")          # the disk is now full
+    with pytest.raises(StoreError, match=r"cannot write the run of tiny seed=\d \w+ .*full.*"
+                                         "nothing of this cell was stored"):
+        run_sweep(tiny, ["scratch", "maml"], [0, 1], store, executor="inline", quiet=True)
+    store._con.execute("PRAGMA max_page_count=1073741823")
+    store.close()
+    with Store(db) as again:                      # intact: the first run is there, whole
+        runs = again.frames()["runs"]
+    assert list(runs["learner"]) == ["scratch"] and not runs["status"].isin(["failed"]).any()
+    s = run_sweep(tiny, ["scratch", "maml"], [0, 1], db, executor="inline", quiet=True)
+    assert (s.skipped, s.failed) == (1, 0)        # resumes with the cell that was lost
+
+
+def test_a_full_disk_while_writing_the_report_is_one_clear_error(tiny, tmp_path,  # noqa: F811
+                                                                 monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    from simlab.cli import main
+
+    db = tmp_path / "r.db"
+    run_sweep(tiny, ["scratch"], [0], db, executor="inline", quiet=True)
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["report", str(db), "-o", str(tmp_path / "rep")]) == 1
+    assert "simlab: error: the disk is full" in capsys.readouterr().err
+
+
+def test_a_valid_store_on_a_read_only_filesystem_can_be_read(tiny, tmp_path):  # noqa: F811
+    import os
+    import shutil
+    import subprocess
+    import textwrap
+    from pathlib import Path
+
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -m to mount a read-only folder")
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir(), ro.mkdir()
+    run_sweep(tiny, ["scratch"], [0], src / "r.db", executor="inline", quiet=True)
+    script = tmp_path / "read.py"
+    script.write_text(textwrap.dedent(f"""
+        from simlab.experiment.store import Store
+        from simlab.errors import StoreError
+        with Store({str(ro / 'r.db')!r}, create=False) as s:
+            print("runs", len(s.frames()["runs"]))
+        try:
+            Store({str(ro / 'r.db')!r})
+        except StoreError as err:
+            print("write:", err)
+    """))
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount --bind {src} {ro} && mount -o remount,bind,ro "
+                                      f"{ro} && {sys.executable} {script}"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert "runs 1" in out.stdout, out.stderr
+    assert "read-only" in out.stdout and "not a SQLite file" not in out.stdout

@@ -190,7 +190,7 @@ class Store:
                 raise StoreError(f"no results store at {self.path}; run `simlab run SCENARIO` "
                                  "or `simlab demo` first, or pass the right --db path.")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        self._con = self._connect(create)
         try:
             self._con.execute("PRAGMA busy_timeout=60000")
             self._check_version()
@@ -212,10 +212,30 @@ class Store:
             raise
 
     # -- opening ------------------------------------------------------------------------------
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        """A connection; for reading (``create=False``) a store that cannot be opened normally
+        (a read-only folder or filesystem: SQLite cannot make the WAL's ``-shm`` file) is
+        opened read-only and immutable."""
+        con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        if create:
+            return con
+        try:
+            con.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+            return con
+        except sqlite3.OperationalError:
+            con.close()
+        uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
+
     def _tables(self) -> set[str]:
         try:
             return {r[0] for r in self._con.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.OperationalError as err:       # exists, but cannot be opened
+            raise StoreError(f"cannot open the results store {self.path} ({err}): its folder "
+                             "or filesystem is read-only or not accessible. To read it, use a "
+                             "command that only reads (report, export, show); to run, pass a "
+                             "writable --db path (or copy the store there)") from err
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path} is not a SQLite file ({err}); "
                              "pass a different --db path.") from err
@@ -247,10 +267,11 @@ class Store:
         self._con.execute("BEGIN IMMEDIATE")
         try:
             yield self._con
+            self._con.execute("COMMIT")
         except BaseException:
-            self._con.execute("ROLLBACK")
+            if self._con.in_transaction:     # SQLite may have rolled back already (disk full)
+                self._con.execute("ROLLBACK")
             raise
-        self._con.execute("COMMIT")
 
     def close(self) -> None:
         self._con.close()
@@ -287,6 +308,21 @@ class Store:
         if status not in STATUSES:
             raise ValueError(f"run status {status!r} is not one of {STATUSES}")
         finished = finished or utc_now()
+        try:
+            return self._write(cell, outcome, status, error, seconds, timings, log, config,
+                               started, finished)
+        except sqlite3.OperationalError as err:      # disk full, I/O error, read-only
+            raise StoreError(
+                f"cannot write the run of {cell.describe()} to the results store {self.path} "
+                f"({err}); nothing of this cell was stored and the runs already stored are "
+                "intact. Free disk space (or pass another --db) and run the same command "
+                "again: it resumes with this cell") from err
+
+    def _write(self, cell: Cell, outcome: RunResult | CellError, status: str,
+               error: str | None, seconds: float | None, timings: Mapping[str, Any],
+               log: Mapping[str, Any], config: Mapping[str, Any] | str | None,
+               started: str | None, finished: str) -> int:
+        """``write``'s one transaction (all of the run or none of it)."""
         with self._transaction() as con:
             self._delete_cell(cell.key)
             cur = con.execute(

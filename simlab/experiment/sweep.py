@@ -35,6 +35,7 @@ from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, contain_exits, make_executor
+from simlab.errors import StoreError
 from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.experiment.store import utc_now as _now
 from simlab.tasks.stream import default_cache_dir
@@ -521,6 +522,8 @@ def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
 
     try:
         run_id = write(outcome.result)
+    except StoreError:      # the store itself cannot be written (a full disk): stop, clearly
+        raise
     except (ValueError, TypeError) as err:      # the transaction rolled back: nothing partial
         outcome = Outcome(CellError(f"the store refused the result: {type(err).__name__}: "
                                     f"{err}".splitlines()[0], traceback.format_exc()),
