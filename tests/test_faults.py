@@ -435,3 +435,30 @@ def test_a_valid_store_on_a_read_only_filesystem_can_be_read(tiny, tmp_path):  #
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert "runs 1" in out.stdout, out.stderr
     assert "read-only" in out.stdout and "not a SQLite file" not in out.stdout
+
+
+# --- 9. a scenario extending _base.toml sets its own learner list -----------------------------
+GRAPH = '[graph]\nkind = "planted_partition"\nn_groups = 4\ngroup_size = 60\nmean_degree = 6\n'
+
+
+def test_a_scenario_extending_the_base_may_drop_meta_lstm(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from simlab.errors import ScenarioError
+    from simlab.experiment.config import ScenarioNote, load_scenario
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "scenarios" / "_base.toml", tmp_path)
+    (tmp_path / "mine.toml").write_text(
+        'extends = "_base.toml"\nname = "mine"\n[dynamics]\nfamily = "opinion"\n' + GRAPH +
+        '[evaluation]\nlearners = ["scratch", "maml"]\ntuning = false\n')
+    with pytest.warns(ScenarioNote, match=r"ignoring the inherited table\(s\) "
+                                          r"\[learners.meta_lstm\]"):
+        sc = load_scenario(tmp_path / "mine.toml")
+    assert sc.evaluation.learners == ["scratch", "maml"] and "meta_lstm" not in sc.learners
+    (tmp_path / "typo.toml").write_text(
+        'extends = "_base.toml"\nname = "typo"\n[dynamics]\nfamily = "opinion"\n' + GRAPH +
+        '[evaluation]\nlearners = ["scratch", "maml"]\ntuning = false\n'
+        '[learners.mamll]\ninner_lr = 0.1\n')
+    with pytest.raises(ScenarioError, match="learners.mamll sets hyperparameters.*did you mean"):
+        load_scenario(tmp_path / "typo.toml")        # the file's own table: still an error
