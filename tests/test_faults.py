@@ -462,3 +462,19 @@ def test_a_scenario_extending_the_base_may_drop_meta_lstm(tmp_path):
         '[learners.mamll]\ninner_lr = 0.1\n')
     with pytest.raises(ScenarioError, match="learners.mamll sets hyperparameters.*did you mean"):
         load_scenario(tmp_path / "typo.toml")        # the file's own table: still an error
+
+
+# --- 10. Markdown link syntax in user text is inert --------------------------------------------
+def test_link_syntax_in_a_learner_label_is_escaped_in_report_md(tiny, tmp_path):  # noqa: F811
+    import re
+
+    from simlab.report.store_report import report_from_store
+
+    evil = "[x](javascript:alert(1))"
+    db = tmp_path / "r.db"
+    run_sweep(tiny, [LearnerSpec("scratch", label=evil)], [0], db,
+              executor="inline", quiet=True)
+    files = report_from_store(db, tmp_path / "rep", title=f"![img]({evil})", figures=False)
+    md = files["markdown"].read_text()
+    assert "x\\]\\(javascript:alert\\(1\\)\\)" in md
+    assert not re.search(r"(?<!\\)\]\(javascript", md)      # no live link or image anywhere
