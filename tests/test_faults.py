@@ -478,3 +478,43 @@ def test_link_syntax_in_a_learner_label_is_escaped_in_report_md(tiny, tmp_path):
     md = files["markdown"].read_text()
     assert "x\\]\\(javascript:alert\\(1\\)\\)" in md
     assert not re.search(r"(?<!\\)\]\(javascript", md)      # no live link or image anywhere
+
+
+# --- 11. Dask: loopback only, no dashboard; the documented Slurm path works ---------------------
+def test_a_local_dask_cluster_listens_on_loopback_only_and_not_on_8787():
+    pytest.importorskip("distributed")
+    import psutil
+
+    from simlab.experiment.executors import DaskExecutor
+
+    ex = DaskExecutor(jobs=1, processes=False)
+    try:
+        listening = [c.laddr for c in psutil.Process().net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+    finally:
+        ex.close()
+    assert listening and all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
+    assert 8787 not in {a.port for a in listening}
+
+
+def test_the_documented_slurm_script_imports_and_builds_its_cluster(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    import re
+    from pathlib import Path
+
+    from simlab.experiment.executors import DaskExecutor
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text()
+    code = re.search(r"```python\n(# big_sweep.py\n.*?)```", doc, re.S).group(1)
+    space: dict = {"__name__": "big_sweep"}
+    exec(compile(code, "big_sweep.py", "exec"), space)        # the imports must resolve
+    cluster = space["make_cluster"](str(tmp_path))
+    try:
+        script = cluster.job_script()
+        assert f"export SIMLAB_CACHE={tmp_path}" in script and "--nthreads 1" in script
+        assert "--tls-cert" in script and cluster.scheduler_address.startswith("tls://")
+        ex = DaskExecutor(cluster=cluster)                    # the client uses its TLS
+        assert ex.address == cluster.scheduler_address
+        ex.close()
+    finally:
+        cluster.close()

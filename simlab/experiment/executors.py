@@ -275,14 +275,19 @@ class ProcessExecutor:
 
 class DaskExecutor:
     """Dask distributed: a ``LocalCluster`` of ``jobs`` single-threaded workers bound to
-    ``host`` (loopback unless told otherwise), or the cluster behind ``scheduler``
-    (``tcp://host:port``; how it runs on a cluster/HPC queue)."""
+    ``host`` (loopback unless told otherwise), the cluster behind ``scheduler``
+    (``tcp://host:port``), or a Dask ``cluster`` object (e.g. dask-jobqueue's
+    ``SLURMCluster``, with its TLS ``security``): how it runs on a cluster/HPC queue.
+
+    The local cluster serves no dashboard: Dask always starts an HTTP server (health and
+    metrics routes), so it is bound to ``host`` on a free port, never to 0.0.0.0:8787."""
 
     name = "dask"
 
     def __init__(self, jobs: int | None = None, scheduler: str | None = None,
                  processes: bool = True, timeout: float = 5.0,
-                 no_worker_timeout: float = 60.0, host: str = "127.0.0.1") -> None:
+                 no_worker_timeout: float = 60.0, host: str = "127.0.0.1",
+                 cluster: Any = None) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as err:
@@ -290,7 +295,9 @@ class DaskExecutor:
                              "pip install 'simlab[dask]' (or use --executor process)") from err
         self._cluster = None
         self.no_worker_timeout = no_worker_timeout
-        if scheduler:
+        if cluster is not None:
+            self._client = Client(cluster, timeout=f"{timeout}s")   # its address and security
+        elif scheduler:
             try:
                 self._client = Client(scheduler, timeout=f"{timeout}s")
             except (OSError, TimeoutError, ValueError) as err:
@@ -299,9 +306,11 @@ class DaskExecutor:
                                  "(tcp://host:port) and that `dask scheduler` is running "
                                  "there") from err
         else:
+            http = f"{host}:0"     # Dask's HTTP servers: on host, any free port, no dashboard
             self._cluster = LocalCluster(n_workers=max(1, jobs or os.cpu_count() or 1),
                                          threads_per_worker=1, processes=processes,
-                                         dashboard_address=None,
+                                         dashboard_address=http, worker_dashboard_address=http,
+                                         scheduler_kwargs={"dashboard": False},
                                          **({"host": host} if processes else {}))
             self._client = Client(self._cluster)
         self.address = self._client.scheduler.address
