@@ -518,3 +518,90 @@ def test_the_documented_slurm_script_imports_and_builds_its_cluster(tmp_path):
         ex.close()
     finally:
         cluster.close()
+
+
+# --- 13. the smaller items ---------------------------------------------------------------------
+def test_a_non_utf8_scenario_or_csv_names_its_path(tmp_path):
+    from simlab.errors import DataError, ScenarioError
+    from simlab.experiment.config import load_scenario
+    from simlab.tasks.survey_data import read_survey
+
+    (tmp_path / "latin1.toml").write_bytes('name = "café"\n'.encode("latin-1"))
+    with pytest.raises(ScenarioError, match=r"latin1.toml: not UTF-8 text.*save the file"):
+        load_scenario(tmp_path / "latin1.toml")
+    (tmp_path / "latin1.csv").write_bytes("y,year,region\n1,2000,café\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.csv' is not UTF-8 text \(it has the byte "
+                                        r"0xe9\)"):
+        read_survey("latin1.csv", tmp_path)
+
+
+def test_a_header_only_csv_says_it_has_no_rows(tmp_path):
+    from simlab.errors import DataError
+    from simlab.tasks.survey_data import read_survey
+
+    (tmp_path / "head.csv").write_text("y,year,region\n")
+    with pytest.raises(DataError, match=r"head.csv' has no data rows \(only a header\)"):
+        read_survey("head.csv", tmp_path)
+
+
+def test_negative_respondents_is_a_usage_error(capsys):
+    from simlab.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["stream", "opinion_shift", "--headroom", "--respondents", "-5"])
+    assert exc.value.code == 2
+    assert "--respondents: -5 must be at least 1" in capsys.readouterr().err
+
+
+def test_device_cuda_without_cuda_is_refused_before_any_cell_runs(tiny, tmp_path,  # noqa: F811
+                                                                  monkeypatch, capsys):
+    import torch
+
+    from simlab.cli import main
+    from simlab.experiment import sweep
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("cells ran"))
+    assert main(["run", "opinion_shift", "--device", "cuda", "--db",
+                 str(tmp_path / "r.db")]) == 1
+    assert "--device cuda: this machine has no usable CUDA device" in capsys.readouterr().err
+
+
+def test_suspicious_columns_are_warned_about():
+    import numpy as np
+
+    from simlab.tasks.survey_data import survey_stream
+    from test_survey_data import frame, spec
+
+    df = frame()
+    rng = np.random.default_rng(1)
+    df["almost"] = df["y"] + rng.normal(0, 0.2, len(df))       # |r| ~ 0.93
+    df["blank"] = np.nan
+    warns = survey_stream(df, spec(features=["age", "almost", "blank"]), seed=0).meta["warnings"]
+    assert any("column 'almost' correlates +0.9" in w for w in warns), warns
+    assert any("column 'blank' is empty in every used row" in w for w in warns), warns
+    df["y"] = 1.0
+    warns = survey_stream(df, spec(target_kind="regression"), seed=0).meta["warnings"]
+    assert any("has the single value 1 in every used row" in w for w in warns), warns
+
+
+def test_worker_logs_of_a_killed_parent_are_removed(tmp_path, monkeypatch):
+    import subprocess
+    import tempfile
+
+    from simlab.experiment import executors
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"simlab-workers-{dead.pid}-abc"
+    orphan.mkdir()
+    (orphan / "worker1.log").write_text("x")
+    mine = tmp_path / f"simlab-workers-{__import__('os').getpid()}-def"   # a live parent's
+    mine.mkdir()
+    ex = executors.ProcessExecutor(jobs=1)
+    try:
+        assert not orphan.exists() and mine.exists()
+        assert ex._logs.startswith(str(tmp_path / "simlab-workers-"))
+    finally:
+        ex.close()

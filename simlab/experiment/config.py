@@ -411,6 +411,9 @@ def _read_chain(file: Path, seen: list[Path]) -> list[tuple[Path, dict[str, Any]
             raw = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{file}: not valid TOML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{file}: not UTF-8 text (byte {err.object[err.start]:#x} at "
+                            f"offset {err.start}); save the file as UTF-8") from err
     parent = raw.get("extends")
     if parent is None:
         return [(file, raw)]

@@ -207,6 +207,33 @@ class _Worker:
         self.conn.close()
 
 
+LOG_PREFIX = "simlab-workers-"     # + the parent's pid: the workers' stderr logs
+
+
+def _remove_orphan_logs() -> None:
+    """Remove the worker-log folders of parents that died without closing their pool (a
+    ``kill -9``-ed sweep): ``simlab-workers-<pid>-*`` whose pid no longer runs."""
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(LOG_PREFIX):].split("-", 1)[0]
+        if name.startswith(LOG_PREFIX) and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # another user's process
+        return True
+    return True
+
+
 class ProcessExecutor:
     """A local pool of ``jobs`` spawned worker processes, one item at a time each, so a worker
     that dies costs only its own item: that item is retried ``retries`` times on a fresh worker,
@@ -220,7 +247,8 @@ class ProcessExecutor:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.retries = retries
         self._ctx = multiprocessing.get_context("spawn")
-        self._logs = tempfile.mkdtemp(prefix="simlab-workers-")
+        _remove_orphan_logs()
+        self._logs = tempfile.mkdtemp(prefix=f"{LOG_PREFIX}{os.getpid()}-")
         self._started = 0
         self._workers: list[_Worker] = []
 

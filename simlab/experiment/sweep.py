@@ -601,6 +601,9 @@ def load_sweep(path: str | Path) -> SweepPlan:
         spec = SweepFile.model_validate(raw)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (offset {err.start}); save it as UTF-8") \
+            from None
     except ValidationError as err:
         e = err.errors()[0]
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"

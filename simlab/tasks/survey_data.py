@@ -30,8 +30,9 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 
 from simlab.errors import DataError
 from simlab.schema import StrictModel
-from simlab.tasks.survey_checks import (apply_missing_codes, check_leakage, numeric_cells,
-                                        support_fit_warning, target_warnings, time_order)
+from simlab.tasks.survey_checks import (LEAK_CORR, apply_missing_codes, check_leakage,
+                                        numeric_cells, support_fit_warning, target_warnings,
+                                        time_order)
 from simlab.tasks.task import Cells, TargetKind, Task, TaskStream
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".dta": pd.read_stata}
@@ -171,7 +172,19 @@ def read_survey(source: str, base_dir: Path | str = ".") -> pd.DataFrame:
     if not path.exists():
         raise ValueError(f"survey source {str(path)!r} does not exist")
     stat = path.stat()
-    return _read_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns).copy()
+    try:
+        df = _read_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns).copy()
+    except UnicodeDecodeError as err:
+        raise DataError(f"survey source {str(path)!r} is not UTF-8 text (it has the byte "
+                        f"{err.object[err.start]:#x}); save it as UTF-8 (e.g. from a "
+                        "spreadsheet: CSV UTF-8)") from err
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame()
+    if df.empty:
+        raise DataError(f"survey source {str(path)!r} has no data rows ("
+                        f"{'only a header' if len(df.columns) else 'it is empty'}); give a file "
+                        "with one row per respondent")
+    return df
 
 
 @lru_cache(maxsize=4)
@@ -282,6 +295,37 @@ def check_categories(col: str, n: int, rows: int) -> None:
                     f"as a category it would become {n:,} one-hot features (limit "
                     f"{MAX_CATEGORIES}). Drop it from data.features (an identifier?), recode it "
                     "into fewer categories, or pass --i-know (SIMLAB_I_KNOW=1) if you mean it")
+
+
+#: a numeric feature this correlated with the target is suspicious (above LEAK_CORR: an error)
+NEAR_LEAK_CORR = 0.9
+
+
+def column_warnings(df: pd.DataFrame, spec: SurveyData, y: np.ndarray) -> list[str]:
+    """Columns that pass the checks but make the comparison say little: a target with one
+    value, a feature empty in every used row, a feature almost as good as the answer."""
+    out = []
+    if len(y) and np.unique(y).size == 1:
+        out.append(f"data.target {spec.target!r} has the single value {float(y[0]):g} in every used "
+                   "row: every learner predicts it exactly, so the comparison says nothing")
+    for col in spec.features:
+        s = df[col]
+        if len(s) and s.isna().all():
+            out.append(f"data.features: column {col!r} is empty in every used row; it carries "
+                       "no information: remove it")
+            continue
+        if spec.target_kind == "multiclass" or col in spec.categorical or \
+                not pd.api.types.is_numeric_dtype(s):
+            continue
+        keep = s.notna().to_numpy()
+        x, t = s.to_numpy(np.float64)[keep], np.asarray(y, np.float64)[keep]
+        if len(x) > 2 and x.std() > 0 and t.std() > 0:
+            r = float(np.corrcoef(x, t)[0, 1])
+            if abs(r) > NEAR_LEAK_CORR:
+                out.append(f"data.features: column {col!r} correlates {r:+.2f} with the target "
+                           f"{spec.target!r}: check that it is not known only once the answer "
+                           f"is (a leak); above {LEAK_CORR} it is refused")
+    return out
 
 
 def zero_weights(df: pd.DataFrame, spec: SurveyData) -> int:
@@ -477,7 +521,7 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
     ledger["zero_weight"] = zero_weights(clean_df, spec)
     stream = TaskStream(waves=[tasks[w] for w in kept], shifts=[], meta={})
     loss = ledger["warnings"] = loss_warnings(ledger, spec)
-    warns = loss + target_warnings(enc.y, spec)
+    warns = loss + target_warnings(enc.y, spec) + column_warnings(clean_df, spec, enc.y)
     fit = support_fit_warning(stream)
     warns += [fit] if fit else []
     if spec.strict and loss:
