@@ -405,12 +405,7 @@ class Store:
         scenario file gives a new fingerprint; mixing the two would break paired comparisons)
         and, per (seed, learner), the latest run.
         """
-        runs = self._read("SELECT run_id, scenario, fingerprint, seed, learner, learner_name, "
-                          "hyperparameters, device, version, status, error, started, finished, "
-                          "seconds, timings, log FROM runs ORDER BY run_id")
-        fields = [_log_fields(text) for text in runs.pop("log")]
-        for name in _LOG_FIELDS:   # parsed here: older logs hold bare NaN tokens
-            runs[name] = pd.Series([f[name] for f in fields], index=runs.index, dtype=object)
+        runs = self._runs()
         if scenario is not None:
             wanted = [scenario] if isinstance(scenario, str) else list(scenario)
             missing = [s for s in wanted if s not in set(runs["scenario"])]
@@ -441,6 +436,24 @@ class Store:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")   # NULL (NaN) -> float
         return {"runs": runs, "metrics": metrics, "shifts": shifts.reset_index(drop=True),
                 "summaries": summaries, "configs": configs.reset_index(drop=True)}
+
+    def _runs(self) -> pd.DataFrame:
+        """Every run with the ``_LOG_FIELDS`` of its log as columns: extracted by SQLite, or,
+        for a store whose older logs hold bare ``NaN`` tokens (not JSON, which SQLite
+        refuses), parsed here (slower, so only then)."""
+        cols = ("run_id, scenario, fingerprint, seed, learner, learner_name, hyperparameters, "
+                "device, version, status, error, started, finished, seconds, timings")
+        fields = ", ".join(f"json_extract(log, '$.{n}') AS {n}" for n in _LOG_FIELDS)
+        try:
+            return self._read(f"SELECT {cols}, {fields} FROM runs ORDER BY run_id")
+        except (sqlite3.OperationalError, pd.errors.DatabaseError) as err:
+            if "malformed JSON" not in str(err):
+                raise
+        runs = self._read(f"SELECT {cols}, log FROM runs ORDER BY run_id")
+        parsed = [_log_fields(text) for text in runs.pop("log")]
+        for name in _LOG_FIELDS:
+            runs[name] = pd.Series([f[name] for f in parsed], index=runs.index, dtype=object)
+        return runs
 
     def configs(self) -> dict[str, dict[str, Any]]:
         """Scenario config of every fingerprint (by fingerprint)."""
