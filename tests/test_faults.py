@@ -343,6 +343,17 @@ def test_cache_warnings_raised_while_preparing_streams_reach_the_user(tiny, tmp_
         run_sweep(tiny, ["scratch"], [0], tmp_path / "r.db", executor="inline", quiet=True)
 
 
+@pytest.mark.slow
+def test_cache_warnings_from_pool_workers_reach_the_user(tiny, tmp_path, monkeypatch):  # noqa: F811
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SIMLAB_CACHE", str(blocker))          # workers inherit it
+    with pytest.warns(RuntimeWarning, match="stream cache .* is not writable"):
+        s = run_sweep(tiny, ["scratch"], [0], tmp_path / "r.db", executor="process", jobs=1,
+                      quiet=True)
+    assert s.failed == 0
+
+
 # --- 12. the stream cache checks a content digest ---------------------------------------------
 def test_a_planted_stream_file_with_the_right_key_is_not_used(tiny, tmp_path):  # noqa: F811
     import numpy as np
