@@ -473,7 +473,7 @@ def _md_text(value: Any) -> str:
     viewer would run a ``<script>``), no link or image syntax (``[x](javascript:...)`` would be
     a live link), no line breaks that start a heading or a list."""
     text = " ".join(str(value).split())
-    text = re.sub(r"([\\\[\]()`])", r"\\\1", text)      # \ [ ] ( ) ` backslash-escaped
+    text = re.sub(r"([\\\[\]])", r"\\\1", text)    # \ [ ]: no [text](url) or ![alt](url)
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
