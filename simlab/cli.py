@@ -9,6 +9,7 @@ user can fix (one line on stderr, no traceback; ``--debug`` shows it), 2 bad usa
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -87,6 +88,41 @@ def _seeds(text: str) -> int | list[int]:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return seeds
+
+
+def _positive(text: str) -> int:
+    """An integer >= 1 (``--respondents``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _check_device(device: str, scheduler: str | None) -> None:
+    """``--device`` exists on this machine, checked before any cell runs (with
+    ``--scheduler`` the cells run elsewhere, so only the name is checked)."""
+    if device == "cpu":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device!r} is not a torch device; use cpu, cuda or "
+                        "cuda:N") from None
+    if scheduler or dev.type == "cpu":
+        return
+    if dev.type != "cuda":
+        raise UserError(f"--device {device!r}: simlab runs learners on cpu or cuda")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device}: this machine has no usable CUDA device "
+                        "(torch.cuda.is_available() is False); use --device cpu")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} "
+                        "CUDA device(s), numbered from 0")
 
 
 def _wave_list(text: str) -> list[int]:
@@ -175,7 +211,7 @@ def add_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headroom", action="store_true",
                    help="per wave: how much a flexible model beats a hierarchical GLM on a "
                         "large sample of the society (see simlab/society/headroom.py)")
-    p.add_argument("--respondents", type=int, default=400, metavar="N",
+    p.add_argument("--respondents", type=_positive, default=400, metavar="N",
                    help="respondents per group for --headroom (default 400)")
     p.add_argument("--waves", type=_wave_list, default=None, metavar="A,B",
                    help="waves for --headroom (default: all, or 12 evenly spaced of a long "
@@ -268,6 +304,8 @@ def cmd_twin(args: argparse.Namespace) -> int:
     from simlab.experiment.twin import fit_twin, load_survey, run_twin, write_fit
     from simlab.report.twin import twin_report
 
+    if args.report is not None:
+        _check_device(args.device, args.scheduler)      # before the calibration and the runs
     survey = load_survey(args.scenario)
     fit = fit_twin(survey, seed=args.seed, rounds=args.rounds,
                    heterogeneity=args.heterogeneity, match_spread=not args.fixed_heterogeneity)
@@ -329,6 +367,7 @@ def _sweep(scenarios: Sequence[Any], learners: Sequence[Any] | None, seeds: Any,
 
     scs = resolve_scenarios(scenarios)
     db = args.db or DEFAULT_DB
+    _check_device(getattr(args, "device", "cpu"), getattr(args, "scheduler", None))
     summary = run_sweep(scs, learners, seeds, db, executor=args.executor,
                         jobs=args.jobs, quiet=args.quiet, grid=grid,
                         scheduler=getattr(args, "scheduler", None),
@@ -404,6 +443,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     ev = scenario.evaluation
     seeds = list(range(ev.seeds if args.seeds is None else args.seeds))
     jobs: dict[str, Any] = {}       # one per learner, with the seeds a sweep of `seeds` tunes on
+    _check_device(args.device, None)
     for job in plan_cells([scenario], specs, seeds, device=args.device):
         jobs.setdefault(job.cell.label, job)
     fitted = "wave 0" if ev.warmup == 2 else f"waves 0-{ev.warmup - 2}"
@@ -630,7 +670,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"simlab: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:            # a path the user gave: unwritable, a file as a folder
-        if args.debug or os.environ.get("SIMLAB_DEBUG") or not err.filename:
+        if args.debug or os.environ.get("SIMLAB_DEBUG"):
+            raise
+        if err.errno == errno.ENOSPC:
+            where = f" writing {err.filename}" if err.filename else ""
+            print(f"simlab: error: the disk is full{where} ({err.strerror}); free space and run "
+                  "the same command again (finished cells are in the store)", file=sys.stderr)
+            return 1
+        if not err.filename:
             raise
         print(f"simlab: error: cannot write or read {err.filename} ({err.strerror}); choose a "
               "path you can write to (--db, --report, -o) or fix its permissions",

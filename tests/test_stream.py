@@ -168,6 +168,10 @@ def test_load_stream_rejects_damaged_files(tmp_path: Path) -> None:
         arrays = {k: npz[k] for k in npz.files}
     arrays["x_query"] = arrays["x_query"][:-3]
     np.savez(tmp_path / "cut.npz", **arrays)
+    with pytest.raises(ValueError, match="content digest does not match"):
+        load_stream(tmp_path / "cut.npz")
+    del arrays["digest"]                  # without a digest, the structure is still checked
+    np.savez(tmp_path / "cut.npz", **arrays)
     with pytest.raises(ValueError, match="inconsistent"):
         load_stream(tmp_path / "cut.npz")
 

@@ -31,14 +31,15 @@ would mix cells), recorded per wave (``*_seconds``, ``*_cpu_seconds``) and total
 ``total_s``, ``total_cpu_s``). ``Budget.seconds`` caps every learner's ``meta_fit`` alike.
 
 Divergence is an outcome, not a crash: non-finite predictions, or a ``FloatingPointError`` /
-``RuntimeError`` whose message says the loss went non-finite (nan, inf, non-finite, overflow,
+``RuntimeError`` whose message says the loss went non-finite (nan, inf, non-finite,
 diverge), give status ``"diverged"``, ``diverged = 1`` and NaN losses; after a divergent
 ``meta_fit`` the learner is not called again and every remaining wave is recorded as diverged.
 A finite blow-up -- a wave x K x steps loss above ``divergence_multiple`` (default
 ``DIVERGENCE_MULTIPLE`` = 10) times the loss of the support base-rate predictor (Laplace-
 smoothed class shares of the K support labels; their weighted mean for regression) on the same
-queries -- is recorded as diverged too (its finite metrics are kept). Other exceptions are bugs
-and propagate.
+queries -- is recorded as diverged too (its finite metrics are kept). Other exceptions, and
+probabilities outside [0, 1], are bugs in the learner: they propagate (the sweep records the
+cell as failed, naming the learner).
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from simlab.errors import LearnerError
 from simlab.evaluation import poststrat, pretrain
 from simlab.evaluation.environment import numeric_environment, torch_threads
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
@@ -69,15 +71,30 @@ MAX_PREDICTION_ELEMENTS = 2 ** 24
 DIVERGENCE_MULTIPLE = 10.0
 #: per-wave compute records that several per-K runs ("matched" episodes) add up
 _COMPUTE = ("meta_fit_seconds", "meta_fit_cpu_seconds")
-_DIVERGENCE = re.compile(r"\b(nan|inf|infinite|non-finite|nonfinite|not finite|overflow|"
+_DIVERGENCE = re.compile(r"\b(nan|inf|infinite|non-finite|nonfinite|not finite|"
                          r"diverge[ds]?|divergence)\b", re.IGNORECASE)
 
 
 def is_divergence(err: BaseException) -> bool:
-    """Whether an exception from a learner means "the loss went non-finite" (not a bug)."""
+    """Whether an exception from a learner means "the loss went non-finite" (not a bug): a
+    ``FloatingPointError``, or a ``RuntimeError`` that says a value became NaN / inf or
+    diverged. Anything else (an "overflow" while converting, a shape error) is a bug in the
+    learner: the cell fails with the learner's name."""
     if isinstance(err, FloatingPointError):
         return True
     return isinstance(err, RuntimeError) and bool(_DIVERGENCE.search(str(err)))
+
+
+def check_probabilities(name: str, pred: np.ndarray, target: str) -> None:
+    """Finite predicted probabilities (binary, multiclass) must lie in [0, 1]: one outside is
+    a bug in the learner (a logit returned as a probability), not a divergence."""
+    if target == "regression":
+        return
+    finite = pred[np.isfinite(pred)]
+    if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
+        raise LearnerError(f"learner {name!r}: predict returned probabilities outside [0, 1] "
+                           f"(from {finite.min():.4g} to {finite.max():.4g}); return "
+                           "probabilities, not logits or scores (fix its Adapted.predict)")
 
 
 def _check_grid(stream: TaskStream, warmup: int, shots: Sequence[int], steps: Sequence[int]
@@ -229,6 +246,7 @@ class _Run:
                                         budget or self.budget)
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
+                err.add_note(f"raised by learner {self.learner.name!r} in meta_fit")
                 raise
             self._diverged(wave, "meta_fit", err)
             self.broken = True
@@ -257,6 +275,7 @@ class _Run:
                 self.prevalence.append(poststrat.predict_prevalence(adapted, sealed, cells))
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
+                err.add_note(f"raised by learner {self.learner.name!r} in adapt/predict")
                 raise
             self._diverged(wave, "adapt", err)
             return None
@@ -266,7 +285,9 @@ class _Run:
             raise ValueError(f"learner {self.learner.name!r}: predict returned shape "
                              f"{tuple(pred.shape)}, expected {want} ([steps, tasks, query"
                              f"{', classes' if len(want) == 4 else ''}]); fix its Adapted.predict")
-        return pred.detach().to("cpu", torch.float64).numpy()
+        out = pred.detach().to("cpu", torch.float64).numpy()
+        check_probabilities(self.learner.name, out, batch.target)
+        return out
 
     def score(self, wave: int, shots: int, tasks: list[Task]) -> None:
         """Adapt on K support respondents of every task of the wave and score the queries."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -274,11 +275,44 @@ def load_scenario(path: str | Path | Scenario | SurveyScenario) -> Scenario | Su
         data = merge_tables(data, _files_relative_to(raw, f.parent))
     data.pop("extends", None)
     data["name"] = chain[0][1].get("name", file.stem)
+    _drop_inherited_tables(data, chain)
     if "data" in data:
         return survey_from_chain(data, file, chain)
     scenario = validate_model(data, str(file), [(str(f), raw) for f, raw in chain], Scenario)
     scenario._source = file
     return scenario
+
+
+class ScenarioNote(UserWarning):
+    """Something a scenario file does that simlab adjusted (shown, never an error)."""
+
+
+def _drop_inherited_tables(data: dict[str, Any], chain: list[tuple[Path, dict[str, Any]]]
+                           ) -> None:
+    """Per-learner tables (``[learners.X]``, ``[evaluation.tuning.space.X]``) inherited from a
+    base file for a learner the scenario does not list are dropped with a note, so a scenario
+    may set its own learner list; such a table in the file itself stays an error (a typo)."""
+    ev = data.get("evaluation")
+    listed = ev.get("learners") if isinstance(ev, dict) else None
+    if not isinstance(listed, list):
+        return
+    own = chain[0][1]
+    for path in (("learners",), ("evaluation", "tuning", "space")):
+        parent, mine = data, own
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+            mine = mine.get(key) if isinstance(mine, dict) else None
+        tables = parent.get(path[-1]) if isinstance(parent, dict) else None
+        if not isinstance(tables, dict):
+            continue
+        mine = (mine or {}).get(path[-1]) if isinstance(mine, dict) else None
+        dropped = [n for n in tables if n not in listed and n not in (mine or {})]
+        if dropped:
+            parent[path[-1]] = {n: t for n, t in tables.items() if n not in dropped}
+            where = ".".join(path)
+            names = ", ".join(f"[{where}.{n}]" for n in dropped)
+            warnings.warn(f"{chain[0][0]}: ignoring the inherited table(s) {names}: not in "
+                          f"evaluation.learners = {listed}", ScenarioNote, stacklevel=3)
 
 
 def _files_relative_to(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -341,7 +375,8 @@ def _user_code(file: Path) -> list[str]:
     family = (data.get("dynamics") or {}).get("family", "")
     learners = (data.get("evaluation") or {}).get("learners", []) or []
     refs = [family] + list(learners) if isinstance(learners, list) else [family]
-    return [r for r in refs if isinstance(r, str) and ":" in r and not r.startswith("cpd:")]
+    refs = [r.removeprefix("cpd:") for r in refs if isinstance(r, str)]   # cpd:pkg.mod:Cls too
+    return [r for r in refs if ":" in r]
 
 
 def _resolve(path: str | Path) -> Path:
@@ -376,6 +411,9 @@ def _read_chain(file: Path, seen: list[Path]) -> list[tuple[Path, dict[str, Any]
             raw = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{file}: not valid TOML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{file}: not UTF-8 text (byte {err.object[err.start]:#x} at "
+                            f"offset {err.start}); save the file as UTF-8") from err
     parent = raw.get("extends")
     if parent is None:
         return [(file, raw)]

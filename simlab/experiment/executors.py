@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
@@ -52,6 +53,41 @@ def single_thread() -> None:
 
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+
+
+class ItemExit(Exception):
+    """A ``SystemExit`` or ``KeyboardInterrupt`` raised by the code of one item (a plug-in's
+    ``sys.exit()``), not by the user: an ordinary failure of that item."""
+
+
+@contextmanager
+def contain_exits() -> Iterator[None]:
+    """Re-raise a ``SystemExit`` / ``KeyboardInterrupt`` raised inside the block as
+    ``ItemExit``, so that an item's ``except Exception`` records it as the item's failure; a
+    real Ctrl-C (SIGINT delivered to this process while the block ran) still stops the run."""
+    seen: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGINT) if main else None
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        if callable(old):
+            old(signum, frame)
+        elif old != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    if main:
+        signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt) as err:
+        if seen:
+            raise
+        raise ItemExit(f"{type(err).__name__}({str(err)!r}) raised inside the run (user code "
+                       "called sys.exit or raised KeyboardInterrupt)") from err
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
 
 
 def _call_single_threaded(fn: Callable[[T], R], item: T) -> R:
@@ -118,6 +154,7 @@ def _worker_main(conn: Connection, log_path: str, parent: int) -> None:
     """A pool worker: its stderr goes to ``log_path`` (read back when it dies), then it runs
     ``(fn, item)`` pairs from the parent until told to stop."""
     _exit_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent alone answers the user's Ctrl-C
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 2)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
@@ -170,6 +207,33 @@ class _Worker:
         self.conn.close()
 
 
+LOG_PREFIX = "simlab-workers-"     # + the parent's pid: the workers' stderr logs
+
+
+def _remove_orphan_logs() -> None:
+    """Remove the worker-log folders of parents that died without closing their pool (a
+    ``kill -9``-ed sweep): ``simlab-workers-<pid>-*`` whose pid no longer runs."""
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(LOG_PREFIX):].split("-", 1)[0]
+        if name.startswith(LOG_PREFIX) and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # another user's process
+        return True
+    return True
+
+
 class ProcessExecutor:
     """A local pool of ``jobs`` spawned worker processes, one item at a time each, so a worker
     that dies costs only its own item: that item is retried ``retries`` times on a fresh worker,
@@ -183,7 +247,8 @@ class ProcessExecutor:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.retries = retries
         self._ctx = multiprocessing.get_context("spawn")
-        self._logs = tempfile.mkdtemp(prefix="simlab-workers-")
+        _remove_orphan_logs()
+        self._logs = tempfile.mkdtemp(prefix=f"{LOG_PREFIX}{os.getpid()}-")
         self._started = 0
         self._workers: list[_Worker] = []
 
@@ -238,14 +303,19 @@ class ProcessExecutor:
 
 class DaskExecutor:
     """Dask distributed: a ``LocalCluster`` of ``jobs`` single-threaded workers bound to
-    ``host`` (loopback unless told otherwise), or the cluster behind ``scheduler``
-    (``tcp://host:port``; how it runs on a cluster/HPC queue)."""
+    ``host`` (loopback unless told otherwise), the cluster behind ``scheduler``
+    (``tcp://host:port``), or a Dask ``cluster`` object (e.g. dask-jobqueue's
+    ``SLURMCluster``, with its TLS ``security``): how it runs on a cluster/HPC queue.
+
+    The local cluster serves no dashboard: Dask always starts an HTTP server (health and
+    metrics routes), so it is bound to ``host`` on a free port, never to 0.0.0.0:8787."""
 
     name = "dask"
 
     def __init__(self, jobs: int | None = None, scheduler: str | None = None,
                  processes: bool = True, timeout: float = 5.0,
-                 no_worker_timeout: float = 60.0, host: str = "127.0.0.1") -> None:
+                 no_worker_timeout: float = 60.0, host: str = "127.0.0.1",
+                 cluster: Any = None) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as err:
@@ -253,7 +323,9 @@ class DaskExecutor:
                              "pip install 'simlab[dask]' (or use --executor process)") from err
         self._cluster = None
         self.no_worker_timeout = no_worker_timeout
-        if scheduler:
+        if cluster is not None:
+            self._client = Client(cluster, timeout=f"{timeout}s")   # its address and security
+        elif scheduler:
             try:
                 self._client = Client(scheduler, timeout=f"{timeout}s")
             except (OSError, TimeoutError, ValueError) as err:
@@ -262,9 +334,11 @@ class DaskExecutor:
                                  "(tcp://host:port) and that `dask scheduler` is running "
                                  "there") from err
         else:
+            http = f"{host}:0"     # Dask's HTTP servers: on host, any free port, no dashboard
             self._cluster = LocalCluster(n_workers=max(1, jobs or os.cpu_count() or 1),
                                          threads_per_worker=1, processes=processes,
-                                         dashboard_address=None,
+                                         dashboard_address=http, worker_dashboard_address=http,
+                                         scheduler_kwargs={"dashboard": False},
                                          **({"host": host} if processes else {}))
             self._client = Client(self._cluster)
         self.address = self._client.scheduler.address

@@ -8,7 +8,7 @@ memory estimate of a society and its stream is compared with the machine's avail
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from simlab.errors import ScenarioError
@@ -21,6 +21,14 @@ LIMITS: dict[str, int] = {
     "seeds": 10_000,
     "features": 10_000,
     "cells": 1_000_000,
+    # a learner's network (a lower bound: one input feature): 10M float32 weights are 40 MB,
+    # copied per task of a meta-batch and three times more in Adam state
+    "parameters": 10_000_000,
+    # inner-loop / evaluation step counts: each is a forward and backward pass per task
+    "steps": 10_000,
+    # one-hot columns of one survey feature (an ID-like text column), checked where it is
+    # encoded (tasks.survey_data.MAX_CATEGORIES, the same number)
+    "categories": 200,
 }
 #: bytes per agent and per tie of a running society (numpy state, CSR adjacency, Mesa views),
 #: measured on the opinion model at 1M agents (0.86 GiB peak with 5M ties), rounded up
@@ -96,10 +104,56 @@ def check_sweep(n_seeds: int, n_cells: int) -> None:
         raise ScenarioError("; ".join(problems))
 
 
+def parameters(hyperparameters: Mapping[str, Any]) -> int:
+    """A lower bound on a learner's weights from its width fields (``hidden``,
+    ``relation_hidden``: layer widths; ``lstm_hidden``: an LSTM cell), counting one input
+    feature and one output, before any network is built."""
+    total = 0
+    for name, value in hyperparameters.items():
+        if "hidden" not in name or isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            total += 4 * (value * value + 2 * value)            # an LSTM cell of width value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+            widths = [1, *value, 1]
+            total += sum(a * b + b for a, b in zip(widths, widths[1:]))
+    return total
+
+
+def learner_problems(where: str, hyperparameters: Mapping[str, Any]) -> list[str]:
+    """Problems of one learner's sizes (``where`` names its table): the network's parameters
+    and any step count (``inner_steps``, ...), before the learner allocates anything."""
+    n, cap = parameters(hyperparameters), LIMITS["parameters"]
+    out = [] if overridden() or n <= cap else [
+        f"{where}: its hidden widths make a network of at least {n:,} parameters, above the "
+        f"limit of {cap:,}; lower the widths, or pass --i-know (SIMLAB_I_KNOW=1) if you mean it"]
+    for name, value in hyperparameters.items():
+        if name.endswith("steps") and isinstance(value, int) and not isinstance(value, bool):
+            out += [p for p in [over(f"{where}.{name}", value, "steps")] if p]
+    return out
+
+
+def check_learner(where: str, hyperparameters: Mapping[str, Any]) -> None:
+    """``learner_problems`` as one error."""
+    problems = learner_problems(where, hyperparameters)
+    if problems:
+        raise ScenarioError("; ".join(problems))
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]] | None) -> int:
+    """The number of points of one learner's grid (the product of its lists' lengths), without
+    building them."""
+    n = 1
+    for values in (grid or {}).values():
+        n *= len(values) if isinstance(values, Sequence) and not isinstance(values, str) else 1
+    return n
+
+
 def count(values: Iterable[Any] | int) -> int:
     """The number of seeds in a count or a list (without building a huge list)."""
     return int(values) if isinstance(values, int) else len(list(values))
 
 
-__all__ = ["LIMITS", "available_memory", "check_sweep", "estimated_bytes", "over",
-           "overridden", "scenario_problems"]
+__all__ = ["LIMITS", "available_memory", "check_learner", "check_sweep", "estimated_bytes",
+           "grid_points", "learner_problems", "over", "overridden", "parameters",
+           "scenario_problems"]

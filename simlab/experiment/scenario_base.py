@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
+from simlab.experiment import limits
 from simlab.experiment.errors_text import validate_model
 from simlab.schema import StrictModel
 from simlab.tasks.stream import cached_stream
@@ -277,6 +278,9 @@ class ScenarioBase(StrictModel):
             out.append(f"evaluation.shots = {ev.shots} asks for more respondents than "
                        f"{support_field} = {support}; lower the shots or raise support")
         out += self._episode_checks(support, support_field)
+        out += [p for p in [limits.over("evaluation.steps", max(ev.steps), "steps")] if p]
+        for name, table in self.learners.items():
+            out += limits.learner_problems(f"learners.{name}", table)
         for name in self.learners:
             if name not in ev.learners:
                 close = difflib.get_close_matches(name, ev.learners, n=1)

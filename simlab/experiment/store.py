@@ -67,6 +67,27 @@ def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-inf) as None: strict JSON, which SQLite's
+    ``json_extract`` and every other reader accept (bare ``NaN`` tokens are not JSON)."""
+    if isinstance(value, float) or isinstance(value, np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    return value
+
+
+def log_json(value: Any) -> str:
+    """A run's log or timings as strict JSON: non-finite numbers are stored as null and read
+    back as NaN (``Store.frames``, ``read_log``)."""
+    return json.dumps(_finite(value), sort_keys=True, default=repr, separators=(",", ":"),
+                      allow_nan=False)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One (scenario, seed, learner, hyperparameters) point of a sweep.
@@ -124,6 +145,34 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
+#: the log entries ``Store.frames`` returns as run columns (JSON text, as ``json_extract``)
+_LOG_FIELDS = ("wave_times", "tuning", "pretrain", "prevalence")
+
+
+def read_log(text: str | None) -> dict[str, Any]:
+    """A stored log as data (a non-finite number is stored as null; numeric columns of
+    ``Store.frames`` read it as NaN). Also reads the bare ``NaN`` / ``Infinity`` tokens of
+    logs written before non-finite numbers were stored as null."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _log_fields(text: str | None) -> dict[str, Any]:
+    """The ``_LOG_FIELDS`` of one stored log: lists and tables as strict JSON text, scalars as
+    themselves, absent as None."""
+    log = read_log(text)
+    out: dict[str, Any] = {}
+    for name in _LOG_FIELDS:
+        value = log.get(name)
+        out[name] = log_json(value) if isinstance(value, (dict, list)) else _finite(value)
+    return out
+
+
 class Store:
     """A results store at ``path`` (created on first use unless ``create=False``)."""
 
@@ -141,7 +190,7 @@ class Store:
                 raise StoreError(f"no results store at {self.path}; run `simlab run SCENARIO` "
                                  "or `simlab demo` first, or pass the right --db path.")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        self._con = self._connect(create)
         try:
             self._con.execute("PRAGMA busy_timeout=60000")
             self._check_version()
@@ -163,10 +212,30 @@ class Store:
             raise
 
     # -- opening ------------------------------------------------------------------------------
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        """A connection; for reading (``create=False``) a store that cannot be opened normally
+        (a read-only folder or filesystem: SQLite cannot make the WAL's ``-shm`` file) is
+        opened read-only and immutable."""
+        con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        if create:
+            return con
+        try:
+            con.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+            return con
+        except sqlite3.OperationalError:
+            con.close()
+        uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
+
     def _tables(self) -> set[str]:
         try:
             return {r[0] for r in self._con.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.OperationalError as err:       # exists, but cannot be opened
+            raise StoreError(f"cannot open the results store {self.path} ({err}): its folder "
+                             "or filesystem is read-only or not accessible. To read it, use a "
+                             "command that only reads (report, export, show); to run, pass a "
+                             "writable --db path (or copy the store there)") from err
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path} is not a SQLite file ({err}); "
                              "pass a different --db path.") from err
@@ -198,10 +267,11 @@ class Store:
         self._con.execute("BEGIN IMMEDIATE")
         try:
             yield self._con
+            self._con.execute("COMMIT")
         except BaseException:
-            self._con.execute("ROLLBACK")
+            if self._con.in_transaction:     # SQLite may have rolled back already (disk full)
+                self._con.execute("ROLLBACK")
             raise
-        self._con.execute("COMMIT")
 
     def close(self) -> None:
         self._con.close()
@@ -238,6 +308,21 @@ class Store:
         if status not in STATUSES:
             raise ValueError(f"run status {status!r} is not one of {STATUSES}")
         finished = finished or utc_now()
+        try:
+            return self._write(cell, outcome, status, error, seconds, timings, log, config,
+                               started, finished)
+        except sqlite3.OperationalError as err:      # disk full, I/O error, read-only
+            raise StoreError(
+                f"cannot write the run of {cell.describe()} to the results store {self.path} "
+                f"({err}); nothing of this cell was stored and the runs already stored are "
+                "intact. Free disk space (or pass another --db) and run the same command "
+                "again: it resumes with this cell") from err
+
+    def _write(self, cell: Cell, outcome: RunResult | CellError, status: str,
+               error: str | None, seconds: float | None, timings: Mapping[str, Any],
+               log: Mapping[str, Any], config: Mapping[str, Any] | str | None,
+               started: str | None, finished: str) -> int:
+        """``write``'s one transaction (all of the run or none of it)."""
         with self._transaction() as con:
             self._delete_cell(cell.key)
             cur = con.execute(
@@ -247,7 +332,7 @@ class Store:
                 (cell.key, cell.scenario, cell.fingerprint, int(cell.seed), cell.label,
                  cell.learner_name, to_json(cell.hyperparameters), cell.device, __version__,
                  status, error, started or finished, finished,
-                 None if seconds is None else float(seconds), to_json(timings), to_json(log)))
+                 None if seconds is None else float(seconds), log_json(timings), log_json(log)))
             run_id = int(cur.lastrowid)
             if config is not None:
                 text = config if isinstance(config, str) else to_json(config)
@@ -320,13 +405,7 @@ class Store:
         scenario file gives a new fingerprint; mixing the two would break paired comparisons)
         and, per (seed, learner), the latest run.
         """
-        runs = self._read("SELECT run_id, scenario, fingerprint, seed, learner, learner_name, "
-                          "hyperparameters, device, version, status, error, started, finished, "
-                          "seconds, timings, json_extract(log, '$.wave_times') AS wave_times, "
-                          "json_extract(log, '$.tuning') AS tuning, "
-                          "json_extract(log, '$.pretrain') AS pretrain, "
-                          "json_extract(log, '$.prevalence') AS prevalence "
-                          "FROM runs ORDER BY run_id")
+        runs = self._runs()
         if scenario is not None:
             wanted = [scenario] if isinstance(scenario, str) else list(scenario)
             missing = [s for s in wanted if s not in set(runs["scenario"])]
@@ -357,6 +436,24 @@ class Store:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")   # NULL (NaN) -> float
         return {"runs": runs, "metrics": metrics, "shifts": shifts.reset_index(drop=True),
                 "summaries": summaries, "configs": configs.reset_index(drop=True)}
+
+    def _runs(self) -> pd.DataFrame:
+        """Every run with the ``_LOG_FIELDS`` of its log as columns: extracted by SQLite, or,
+        for a store whose older logs hold bare ``NaN`` tokens (not JSON, which SQLite
+        refuses), parsed here (slower, so only then)."""
+        cols = ("run_id, scenario, fingerprint, seed, learner, learner_name, hyperparameters, "
+                "device, version, status, error, started, finished, seconds, timings")
+        fields = ", ".join(f"json_extract(log, '$.{n}') AS {n}" for n in _LOG_FIELDS)
+        try:
+            return self._read(f"SELECT {cols}, {fields} FROM runs ORDER BY run_id")
+        except (sqlite3.OperationalError, pd.errors.DatabaseError) as err:
+            if "malformed JSON" not in str(err):
+                raise
+        runs = self._read(f"SELECT {cols}, log FROM runs ORDER BY run_id")
+        parsed = [_log_fields(text) for text in runs.pop("log")]
+        for name in _LOG_FIELDS:
+            runs[name] = pd.Series([f[name] for f in parsed], index=runs.index, dtype=object)
+        return runs
 
     def configs(self) -> dict[str, dict[str, Any]]:
         """Scenario config of every fingerprint (by fingerprint)."""

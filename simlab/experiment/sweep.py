@@ -21,6 +21,7 @@ import json
 import time
 import tomllib
 import traceback
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,8 @@ from simlab import DEFAULT_DB
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment import limits
-from simlab.experiment.executors import Executor, WorkerCrash, make_executor
+from simlab.experiment.executors import Executor, WorkerCrash, contain_exits, make_executor
+from simlab.errors import StoreError
 from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.experiment.store import utc_now as _now
 from simlab.tasks.stream import default_cache_dir
@@ -214,10 +216,11 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
             points = _grid_points(grid.get(spec.display) or grid.get(spec.name))
             for point in points:
                 overrides = {**sc.hyperparameters(spec.name), **spec.hyperparameters, **point}
+                label = _label(spec.display, point)
+                limits.check_learner(label, overrides)     # before the network is allocated
                 learner = make_learner(spec.name, **overrides)
                 learner.validate()
                 space = tuning_space(sc, spec, overrides)   # a bad space fails up front
-                label = _label(spec.display, point)
                 for seed in run_seeds:
                     cell = Cell(sc.name, fp, int(seed), spec.name,
                                 json.loads(to_json(learner.hyperparameters())), label,
@@ -272,7 +275,8 @@ def _tune_or_error(item: tuple[str, TuningJob]) -> Any:
     recorded with."""
     job, t0 = item[1], time.perf_counter()
     try:
-        return tune_learner(job)
+        with contain_exits():
+            return tune_learner(job)
     except Exception as err:  # noqa: BLE001 - fails this learner's cells, not the sweep
         return CellError(f"tuning failed: {type(err).__name__}: {err}".splitlines()[0],
                          traceback.format_exc(), time.perf_counter() - t0)
@@ -280,15 +284,20 @@ def _tune_or_error(item: tuple[str, TuningJob]) -> Any:
 
 # --- what a worker does -------------------------------------------------------------------------
 def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScenario, str]
-                   ) -> str | None:
+                   ) -> tuple[str | None, list[str]]:
     """Generate and cache the stream of one (fingerprint, seed, scenario[, cache dir]);
-    returns the error text, if any (then every cell of that stream is recorded as failed)."""
+    returns the error text, if any (then every cell of that stream is recorded as failed),
+    and the warnings raised (e.g. an unwritable cache), which the parent shows the user."""
     _, seed, scenario, *cache_dir = item
-    try:
-        scenario.stream(seed, cache_dir=cache_dir[0] if cache_dir else None)
-        return None
-    except Exception:  # noqa: BLE001 - recorded on every cell of this stream
-        return traceback.format_exc()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with contain_exits():
+                scenario.stream(seed, cache_dir=cache_dir[0] if cache_dir else None)
+            error = None
+        except Exception:  # noqa: BLE001 - recorded on every cell of this stream
+            error = traceback.format_exc()
+    return error, [str(w.message) for w in caught]
 
 
 def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, Any]:
@@ -314,16 +323,18 @@ def run_cell(job: Job) -> Outcome:
 
     started, t0 = _now(), time.perf_counter()
     try:
-        stream = with_pretraining(job.scenario, job.scenario.stream(
-            job.cell.seed, cache_dir=job.cache_dir), job.cache_dir)   # [evaluation.pretrain]
-        tuned = job.tuned
-        if job.space is not None and tuned is None:
-            raise ValueError(f"{job.cell.describe()} is tuned but has no tuning result; run it "
-                             "through run_sweep, which tunes each learner once first")
-        learner = make_learner(job.cell.learner_name,
-                               **{**job.overrides, **(tuned.best_params if tuned else {})})
-        result: RunResult | CellError = evaluate(
-            learner, stream, **evaluate_kwargs(job.scenario, job.cell.seed, job.cell.device))
+        with contain_exits():     # a plug-in's sys.exit() fails this cell, not the sweep
+            stream = with_pretraining(job.scenario, job.scenario.stream(
+                job.cell.seed, cache_dir=job.cache_dir), job.cache_dir)   # [evaluation.pretrain]
+            tuned = job.tuned
+            if job.space is not None and tuned is None:
+                raise ValueError(f"{job.cell.describe()} is tuned but has no tuning result; "
+                                 "run it through run_sweep, which tunes each learner once first")
+            learner = make_learner(job.cell.learner_name,
+                                   **{**job.overrides, **(tuned.best_params if tuned else {})})
+            result: RunResult | CellError = evaluate(
+                learner, stream, **evaluate_kwargs(job.scenario, job.cell.seed,
+                                                   job.cell.device))
         if tuned is not None:     # stored with the run: chosen values, trace, seeds, time
             result.log["tuning"] = {**tuned.as_log(), "shared": True}
             result.timings["tuning_s"] = tuned.seconds     # the shared job's, not this cell's
@@ -378,9 +389,10 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
     t0 = time.perf_counter()
     scs = resolve_scenarios(scenarios)
     specs = None if learners is None else [LearnerSpec.of(x) for x in learners]
-    if seeds is not None:        # the limit first: a count of 10**9 never becomes a list
-        n = limits.count(seeds) if not isinstance(seeds, bool) else 0
-        limits.check_sweep(n, n * len(scs) * len(specs or [None]))
+    # the limits first: a count of 10**9 seeds or a 10**6-point grid never becomes a list
+    n = limits.count(seeds) if seeds is not None and not isinstance(seeds, bool) else 0
+    limits.check_sweep(n, _cell_count(scs, specs, n, grid or {}))
+    if seeds is not None:
         seeds = check_seeds(seeds)
     planned = plan_cells(scs, specs, seeds, grid, device)
     own_store = not isinstance(store, Store)
@@ -405,6 +417,18 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
     return summary
 
 
+def _cell_count(scs: Sequence[AnyScenario], specs: Sequence[LearnerSpec] | None, n_seeds: int,
+                grid: Mapping[str, Mapping[str, Sequence[Any]]]) -> int:
+    """How many cells a sweep plans (seeds x learners x grid points, per scenario), counted
+    before any is built."""
+    total = 0
+    for sc in scs:
+        for spec in specs or [LearnerSpec(name) for name in sc.evaluation.learners]:
+            points = limits.grid_points(grid.get(spec.display) or grid.get(spec.name))
+            total += (n_seeds or limits.count(sc.evaluation.seeds)) * points
+    return total
+
+
 def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet: bool) -> None:
     """Each (scenario, seed) stream is generated once, by one worker, before any cell runs;
     the cells then read it from the parent's cache directory (on a cluster: a shared disk,
@@ -419,11 +443,16 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
     broken: dict[tuple[str, int], str] = {}
     bar = tqdm(total=len(by_stream), desc="streams", unit="stream", disable=quiet, leave=False)
     with bar:
-        for (fp, seed, *_), err in ex.map_unordered(
+        shown: set[str] = set()
+        for (fp, seed, *_), res in ex.map_unordered(
                 prepare_stream, [(fp, seed, j.scenario, j.cache_dir)
                                  for (fp, seed), j in by_stream.items()]):
+            err, notes = (res.describe(), []) if isinstance(res, WorkerCrash) else res
+            for note in sorted(set(notes) - shown):    # raised in a worker: tell the user
+                shown.add(note)
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
             if err:
-                broken[fp, seed] = err.describe() if isinstance(err, WorkerCrash) else err
+                broken[fp, seed] = err
             bar.update()
     ready = [j for j in todo if (j.cell.fingerprint, j.cell.seed) not in broken]
     for job in todo:
@@ -495,6 +524,8 @@ def _record(db: Store, job: Job, outcome: Outcome, configs: Mapping[str, Any],
 
     try:
         run_id = write(outcome.result)
+    except StoreError:      # the store itself cannot be written (a full disk): stop, clearly
+        raise
     except (ValueError, TypeError) as err:      # the transaction rolled back: nothing partial
         outcome = Outcome(CellError(f"the store refused the result: {type(err).__name__}: "
                                     f"{err}".splitlines()[0], traceback.format_exc()),
@@ -572,6 +603,9 @@ def load_sweep(path: str | Path) -> SweepPlan:
         spec = SweepFile.model_validate(raw)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (offset {err.start}); save it as UTF-8") \
+            from None
     except ValidationError as err:
         e = err.errors()[0]
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simlab import DEFAULT_DB
+from simlab.tasks.stream import safe_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.config import Scenario
@@ -514,7 +515,7 @@ def twin_config(survey: SurveyScenario, shape: SurveyShape, levels: Levels) -> d
     if shape.wave_groups is not None:
         survey_table["wave_groups"] = shape.wave_groups
     return {
-        "name": f"{shape.name}_twin",
+        "name": f"{safe_name(shape.name)}_twin",    # also its file name: no ../
         "description": f"Simulated twin of {shape.name}: {shape.n_groups} groups x "
                        f"{shape.n_waves} waves ({shape.design}), K={shape.support}, "
                        f"Q={shape.query}, {shape.n_features} features, matched prevalence",
@@ -822,7 +823,8 @@ def write_fit(survey: SurveyScenario, fit: TwinFit, path_out: str | Path | None 
     from simlab.experiment.config import load_scenario
 
     folder = survey.source.parent if survey.source is not None else Path.cwd()
-    out = Path(path_out) if path_out is not None else folder / f"{fit.config['name']}.toml"
+    out = Path(path_out) if path_out is not None else \
+        folder / f"{safe_name(fit.config['name'])}.toml"
     header = [f"Simulated twin of {_shown(survey.source, out) if survey.source else survey.name}"
               ", written by `simlab twin`.",
               "Regenerate rather than edit: the numbers below are calibrated to the survey.",
@@ -951,7 +953,7 @@ def run_twin(survey: str | Path | SurveyScenario, twin: str | Path | None = None
 
     real = load_survey(survey)
     folder = real.source.parent if real.source is not None else Path.cwd()
-    twin_path = Path(twin) if twin is not None else folder / f"{real.name}_twin.toml"
+    twin_path = Path(twin) if twin is not None else folder / f"{safe_name(real.name)}_twin.toml"
     if twin is None and not twin_path.exists():
         write_fit(real, fit_twin(real), twin_path)
     sim = load_scenario(twin_path)

@@ -472,8 +472,10 @@ def _survey_ledger(section: Any) -> Any:
 
 def _md_text(value: Any) -> str:
     """User text (scenario names, titles, labels) made inert in Markdown: no raw HTML (a
-    viewer would run a ``<script>``), no line breaks that start a heading or a list."""
+    viewer would run a ``<script>``), no link or image syntax (``[x](javascript:...)`` would be
+    a live link), no line breaks that start a heading or a list."""
     text = " ".join(str(value).split())
+    text = re.sub(r"([\\\[\]])", r"\\\1", text)    # \ [ ]: no [text](url) or ![alt](url)
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -83,19 +83,41 @@ def save_stream(stream: TaskStream, path: str | Path) -> Path:
     }
     arrays["header"] = np.frombuffer(json.dumps(header, default=_json_default).encode(),
                                      dtype=np.uint8)
+    arrays["digest"] = np.frombuffer(content_digest(arrays).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:       # a full disk: no half-written .tmp left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
-def load_stream(path: str | Path) -> TaskStream:
-    """Read a stream written by ``save_stream``; a damaged file raises ``ValueError``."""
+def content_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of every array (name, dtype, shape, bytes) but the digest itself: stored in the
+    file and checked on load, so a damaged or edited stream file is never used."""
+    h = hashlib.sha256()
+    for name in sorted(k for k in arrays if k != "digest"):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def load_stream(path: str | Path, *, require_digest: bool = False) -> TaskStream:
+    """Read a stream written by ``save_stream``; a damaged file (or one whose content digest
+    does not match, or, with ``require_digest``, one without a digest) raises ``ValueError``."""
     try:
         with np.load(Path(path), allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
+        digest = data.pop("digest").tobytes().decode() if "digest" in data else None
+        if digest is not None and digest != content_digest(data):
+            raise ValueError("its content digest does not match (damaged or edited)")
+        if digest is None and require_digest:
+            raise ValueError("it has no content digest (written by another tool or version)")
         header = json.loads(data.pop("header").tobytes().decode())
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a readable simlab stream file ({err})") from err
@@ -222,7 +244,7 @@ def cached_stream(scenario: StreamSource, seed: int,
     path = Path(cache_dir or default_cache_dir()) / name
     if path.exists():
         try:
-            stream = load_stream(path)
+            stream = load_stream(path, require_digest=True)
             if stream.meta.get("cache_key") == key:
                 stream.meta.update(scenario=scenario.name, fingerprint=scenario.fingerprint())
                 return stream

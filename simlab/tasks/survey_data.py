@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,9 +28,11 @@ import numpy as np
 import pandas as pd
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from simlab.errors import DataError
 from simlab.schema import StrictModel
-from simlab.tasks.survey_checks import (apply_missing_codes, check_leakage, numeric_cells,
-                                        support_fit_warning, target_warnings, time_order)
+from simlab.tasks.survey_checks import (LEAK_CORR, apply_missing_codes, check_leakage,
+                                        numeric_cells, support_fit_warning, target_warnings,
+                                        time_order)
 from simlab.tasks.task import Cells, TargetKind, Task, TaskStream
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".dta": pd.read_stata}
@@ -169,7 +172,19 @@ def read_survey(source: str, base_dir: Path | str = ".") -> pd.DataFrame:
     if not path.exists():
         raise ValueError(f"survey source {str(path)!r} does not exist")
     stat = path.stat()
-    return _read_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns).copy()
+    try:
+        df = _read_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns).copy()
+    except UnicodeDecodeError as err:
+        raise DataError(f"survey source {str(path)!r} is not UTF-8 text (it has the byte "
+                        f"{err.object[err.start]:#x}); save it as UTF-8 (e.g. from a "
+                        "spreadsheet: CSV UTF-8)") from err
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame()
+    if df.empty:
+        raise DataError(f"survey source {str(path)!r} has no data rows ("
+                        f"{'only a header' if len(df.columns) else 'it is empty'}); give a file "
+                        "with one row per respondent")
+    return df
 
 
 @lru_cache(maxsize=4)
@@ -244,6 +259,80 @@ def check_columns(df: pd.DataFrame, spec: SurveyData) -> None:
                                  f"{hint}. Columns: {', '.join(map(str, df.columns))}")
 
 
+def check_weights(df: pd.DataFrame, spec: SurveyData) -> None:
+    """Survey weights must be numbers >= 0 (an empty one is a missing weight, counted in the
+    ledger): a negative or infinite weight would be charged to a learner as divergence."""
+    if spec.weights is None:
+        return
+    col = df[spec.weights]
+    if not pd.api.types.is_numeric_dtype(col):
+        bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]
+        raise DataError(f"data.weights: column {spec.weights!r} is not numeric (row "
+                        f"{bad.index[0] + 1}: {bad.iloc[0]!r}); weights must be numbers >= 0")
+    w = col.to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad_rows = np.flatnonzero(~np.isnan(w) & ~(np.isfinite(w) & (w >= 0)))
+    if len(bad_rows):
+        shown = ", ".join(f"{r + 1} ({w[r]:g})" for r in bad_rows[:5])
+        more = f" and {len(bad_rows) - 5} more" if len(bad_rows) > 5 else ""
+        raise DataError(f"data.weights: column {spec.weights!r} has {len(bad_rows)} negative "
+                        f"or infinite weight(s), at data row(s) {shown}{more}; survey weights "
+                        "must be finite numbers >= 0 (fix those rows or leave them empty)")
+
+
+#: one-hot columns one survey feature may become without --i-know (``experiment.limits``):
+#: more is an ID-like text column (a distinct value per respondent), not a category
+MAX_CATEGORIES = 200
+OVERRIDE_ENV = "SIMLAB_I_KNOW"       # the same switch as experiment.limits (a leaf copy)
+
+
+def check_categories(col: str, n: int, rows: int) -> None:
+    """Refuse a categorical feature of more than ``MAX_CATEGORIES`` values before its one-hot
+    block is allocated, unless the limits are lifted."""
+    if n <= MAX_CATEGORIES or os.environ.get(OVERRIDE_ENV, "") not in ("", "0"):
+        return
+    raise DataError(f"data.features: column {col!r} has {n:,} distinct values in {rows:,} rows; "
+                    f"as a category it would become {n:,} one-hot features (limit "
+                    f"{MAX_CATEGORIES}). Drop it from data.features (an identifier?), recode it "
+                    "into fewer categories, or pass --i-know (SIMLAB_I_KNOW=1) if you mean it")
+
+
+#: a numeric feature this correlated with the target is suspicious (above LEAK_CORR: an error)
+NEAR_LEAK_CORR = 0.9
+
+
+def column_warnings(df: pd.DataFrame, spec: SurveyData, y: np.ndarray) -> list[str]:
+    """Columns that pass the checks but make the comparison say little: a target with one
+    value, a feature empty in every used row, a feature almost as good as the answer."""
+    out = []
+    if len(y) and np.unique(y).size == 1:
+        out.append(f"data.target {spec.target!r} has the single value {float(y[0]):g} in every used "
+                   "row: every learner predicts it exactly, so the comparison says nothing")
+    for col in spec.features:
+        s = df[col]
+        if len(s) and s.isna().all():
+            out.append(f"data.features: column {col!r} is empty in every used row; it carries "
+                       "no information: remove it")
+            continue
+        if spec.target_kind == "multiclass" or col in spec.categorical or \
+                not pd.api.types.is_numeric_dtype(s):
+            continue
+        keep = s.notna().to_numpy()
+        x, t = s.to_numpy(np.float64)[keep], np.asarray(y, np.float64)[keep]
+        if len(x) > 2 and x.std() > 0 and t.std() > 0:
+            r = float(np.corrcoef(x, t)[0, 1])
+            if abs(r) > NEAR_LEAK_CORR:
+                out.append(f"data.features: column {col!r} correlates {r:+.2f} with the target "
+                           f"{spec.target!r}: check that it is not known only once the answer "
+                           f"is (a leak); above {LEAK_CORR} it is refused")
+    return out
+
+
+def zero_weights(df: pd.DataFrame, spec: SurveyData) -> int:
+    """How many of ``df``'s respondents have weight 0 (they count in no loss or share)."""
+    return 0 if spec.weights is None else int((df[spec.weights] == 0).sum())
+
+
 def encode_target(col: pd.Series, kind: TargetKind) -> tuple[np.ndarray, int]:
     """Numeric 0/1 for binary, category codes for multiclass, floats for regression."""
     name = col.name
@@ -294,6 +383,7 @@ def encode_features(df: pd.DataFrame, spec: SurveyData) -> tuple[np.ndarray, np.
             names.append(col)
         elif col in spec.categorical or not pd.api.types.is_numeric_dtype(s):
             cats = sorted(s.dropna().unique(), key=str)
+            check_categories(col, len(cats), len(s))
             blocks.append((s.to_numpy()[:, None] == np.array(cats, dtype=object)[None, :]))
             numeric += [False] * len(cats)
             names += [f"{col}={c}" for c in cats]
@@ -428,9 +518,10 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
         for task in tasks[w]:
             task.info["wave"] = new
     ledger = build_ledger(rows, sizes, labels, kept, spec)
+    ledger["zero_weight"] = zero_weights(clean_df, spec)
     stream = TaskStream(waves=[tasks[w] for w in kept], shifts=[], meta={})
     loss = ledger["warnings"] = loss_warnings(ledger, spec)
-    warns = loss + target_warnings(enc.y, spec)
+    warns = loss + target_warnings(enc.y, spec) + column_warnings(clean_df, spec, enc.y)
     fit = support_fit_warning(stream)
     warns += [fit] if fit else []
     if spec.strict and loss:
@@ -457,6 +548,7 @@ def prepared_rows(df: pd.DataFrame, spec: SurveyData, seed: int
     and design wave, and the waves' labels (survey times, or replicate / group-set names)."""
     check_columns(df, spec)
     df = numeric_cells(apply_missing_codes(df.reset_index(drop=True), spec), spec)
+    check_weights(df, spec)
     order = time_order(df, spec)
     if spec.design == "waves" and len(order) < 2:
         raise ValueError(single_wave_message(spec, order))
@@ -669,6 +761,9 @@ def ledger_text(ledger: dict[str, Any]) -> str:
              fmt.format(*heads), *(fmt.format(*row) for row in body)]
     if ledger.get("no_time"):
         lines.append(f"{ledger['no_time']} row(s) without a time value are in the total only")
+    if ledger.get("zero_weight"):
+        lines.append(f"{ledger['zero_weight']} respondent(s) have weight 0: kept, but they count "
+                     "in no loss or prevalence")
     return "\n".join(lines)
 
 
@@ -700,6 +795,10 @@ def cell_task(enc: Encoded, spec: SurveyData, idx: np.ndarray, rng: np.random.Ge
     y = enc.y[order]
     w = None
     if enc.w is not None:
+        if not enc.w[order].sum() > 0:
+            raise DataError(f"data.weights: every respondent drawn for group "
+                            f"{info.get('group')!r} at time {info.get('time')!r} has weight 0; "
+                            "such a task scores nothing: fix the weights or drop the group")
         w = (enc.w[order] / enc.w[order].mean()).astype(np.float32)
     return Task(x_support=x[:k], y_support=y[:k], x_query=x[k:], y_query=y[k:],
                 target=spec.target_kind, n_classes=enc.n_classes,
