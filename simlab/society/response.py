@@ -146,12 +146,12 @@ class PeakSpec(ResponseSpec):
     trait: str = Field("age", description="the continuous observed trait the peak lies on")
     strength: float = Field(1.0, ge=0, description="scale of the bump (0: flat, GLM-like); "
                                                    "shock target")
-    amplitude: float = Field(3.0, description="mean height of the bump (logit scale)")
+    amplitude: float = Field(4.0, description="mean height of the bump (logit scale)")
     amplitude_sd: float = Field(1.0, ge=0, description="sd of the height across tasks")
     location: float = Field(0.0, description="mean ideal point (stored trait units)")
-    location_sd: float = Field(1.0, ge=0, description="sd of the ideal point across tasks")
-    width: float = Field(0.5, gt=0, description="width of the bump (stored trait units)")
-    offset: float = Field(-1.5, description="mean baseline logit away from the peak")
+    location_sd: float = Field(0.7, ge=0, description="sd of the ideal point across tasks")
+    width: float = Field(0.6, gt=0, description="width of the bump (stored trait units)")
+    offset: float = Field(-2.0, description="mean baseline logit away from the peak")
     offset_sd: float = Field(0.5, ge=0, description="sd of the baseline across tasks")
     linear: float = Field(0.0, description="weight of the GLM trait score kept (0: none; "
                                            "the floor reference is exact only at 0)")
