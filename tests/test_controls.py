@@ -139,10 +139,10 @@ def test_floor_beats_the_prior_alone_and_approaches_the_oracle_with_k() -> None:
     rng = np.random.default_rng(0)
     excess = {}
     for k in (5, 20):
-        batch = TaskBatch.from_tasks(peak_tasks(60, k, 20, rng))
+        batch = TaskBatch.from_tasks(peak_tasks(40, k, 20, rng))
         learner = floor()
         pred = learner.adapt(batch, [0, 1]).predict(batch)
-        assert pred.shape == (2, 60, 20) and torch.equal(pred[0], pred[1])
+        assert pred.shape == (2, 40, 20) and torch.equal(pred[0], pred[1])
         blind = dataclasses.replace(batch, w_support=torch.zeros_like(batch.w_support))
         prior_only = learner.adapt(blind, [0]).predict(batch)[0]
         truth = batch.oracle_query.numpy()

@@ -89,6 +89,9 @@ class Floor(Learner):
 
     def build(self) -> None:
         """Nothing to build: the grid is made on the first ``adapt`` (it needs the prior)."""
+        if self.spec.target != "binary":
+            raise LearnerError(f"floor: the peak response is binary, got a {self.spec.target} "
+                               "stream; drop 'floor' from the learners here")
         self._grid: tuple[Any, ...] | None = None
         self._stream_prior: dict[str, Any] | None = None
         self._names: list[str] | None = None
@@ -97,9 +100,6 @@ class Floor(Learner):
         return {"tasks": float(len(tasks)), "seconds": 0.0}
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
-        if support.target != "binary":
-            raise LearnerError(f"floor: the peak response is binary, got a {support.target} "
-                               "stream; drop 'floor' from the learners here")
         prior = self._prior()
         grid = self.grid(support.x_support.device)
         col = self._column(prior, support.n_features)
