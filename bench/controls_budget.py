@@ -59,6 +59,7 @@ def excess(scenario: Any, name: str, seed: int, factor: float) -> tuple[float, f
 
 def budget_table(scenario: Any, learners: list[str], seeds: list[int], base: float,
                  multiple: float) -> str:
+    """The table (printed row by row as each learner finishes, and returned)."""
     kw = evaluate_kwargs(scenario, seeds[0], "cpu")
     warm, online = kw["warmup_budget"] or kw["budget"], kw["budget"]
     lines = [f"{scenario.name}: mean excess log loss over {len(seeds)} seed(s) {seeds}, untuned "
@@ -66,6 +67,7 @@ def budget_table(scenario: Any, learners: list[str], seeds: list[int], base: flo
              f"{round(online.iterations * base)} online iterations per wave (meta_batch "
              f"{online.meta_batch}), {multiple:g}x = {multiple:g} times both",
              f"{'learner':<18}{'1x':>9}{f'{multiple:g}x':>9}{'change':>9}{'seconds':>10}"]
+    print("\n".join(lines), flush=True)
     for name in learners:
         ref = is_reference(name)
         runs = {f: [excess(scenario, name, s, f) for s in seeds]
@@ -145,7 +147,7 @@ def main() -> None:
         scenario = scenario.override(QUICK)
         base, learners, seeds = 0.1, learners or QUICK_LEARNERS, seeds[:1]
     names = learners.split(",") if learners else list(scenario.evaluation.learners)
-    print(budget_table(scenario, names, seeds, base, args.multiple))
+    budget_table(scenario, names, seeds, base, args.multiple)
 
 
 if __name__ == "__main__":
