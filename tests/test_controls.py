@@ -96,6 +96,9 @@ def test_bad_peak_tables_give_one_clear_error(table, match) -> None:
     with pytest.raises(ScenarioError, match=match) as err:
         base.override({"response": table})
     assert "\n" not in str(err.value)
+    if table["kind"] == "peek":                  # the same did-you-mean from Python
+        with pytest.raises(ValueError, match="did you mean 'peak'"):
+            response_spec(table)
 
 
 def test_a_glm_cannot_represent_the_peak_but_fits_its_flat_twin() -> None:
