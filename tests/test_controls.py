@@ -183,10 +183,21 @@ def test_floor_runs_through_the_protocol_on_the_positive_control() -> None:
     assert stream.meta["response_prior"]["trait"] == "age"
     from simlab.learners.base import Budget
 
-    result = simlab.evaluate(make_learner("floor"), stream, warmup=2, shots=[5, 10],
-                             steps=[0], budget=Budget(iterations=0))
+    from simlab.learners.floor import Floor
+
+    class Recording(Floor):
+        def observe_stream(self, meta):
+            self.told = dict(meta)
+            super().observe_stream(meta)
+
+    learner = Recording()
+    result = simlab.evaluate(learner, stream, warmup=2, shots=[5, 10], steps=[0],
+                             budget=Budget(iterations=0))
     excess = result.summary["mean_excess_loss"]
     assert 0.0 < excess < 0.2
+    # told the prior and the feature names, never the society's per-tick reporters (future)
+    assert set(learner.told) == {"feature_names", "response", "response_prior"}
+    assert "reporters" in stream.meta
 
 
 # --- scenarios and statistics ----------------------------------------------------------------
