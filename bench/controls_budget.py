@@ -35,22 +35,29 @@ from simlab.experiment.sweep import evaluate_kwargs
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"graph": {"n_groups": 10}, "survey": {"waves": 12}, "evaluation": {"warmup": 4}}
 QUICK_LEARNERS = "floor,partial_pooling,maml"
+BUDGETS: tuple[str, ...] = ("budget", "warmup_budget")
 
 
-def scaled(kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
-    """The protocol's settings with both meta-training budgets' iterations times ``factor``."""
+def scaled(kwargs: dict[str, Any], factor: float, keys: tuple[str, ...] = BUDGETS
+           ) -> dict[str, Any]:
+    """The protocol's settings with the ``keys`` budgets' iterations times ``factor`` (None
+    ``warmup_budget``: the online budget is the warm-up one, so it is filled in first)."""
     out = dict(kwargs)
-    for key in ("budget", "warmup_budget"):
+    out["warmup_budget"] = out.get("warmup_budget") or out["budget"]
+    for key in keys:
         if out.get(key) is not None:
             out[key] = dataclasses.replace(out[key], iterations=max(
                 1, round(out[key].iterations * factor)))
     return out
 
 
-def excess(scenario: Any, name: str, seed: int, factor: float) -> tuple[float, float]:
-    """Mean excess loss and wall seconds of one learner on one seed at ``factor`` x budget."""
+def excess(scenario: Any, name: str, seed: int, factor: float, base: float = 1.0,
+           keys: tuple[str, ...] = BUDGETS) -> tuple[float, float]:
+    """Mean excess loss and wall seconds of one learner on one seed: every budget at ``base``
+    x the shipped one, and the ``keys`` budgets at ``factor`` x instead."""
     stream = scenario.stream(seed)
-    kwargs = scaled(evaluate_kwargs(scenario, seed, "cpu"), factor)
+    kwargs = scaled(evaluate_kwargs(scenario, seed, "cpu"), base)
+    kwargs = scaled(kwargs, factor / base, keys)
     t0 = time.perf_counter()
     result = simlab.evaluate(simlab.make_learner(name, **scenario.hyperparameters(name)),
                              stream, **kwargs)
@@ -58,19 +65,21 @@ def excess(scenario: Any, name: str, seed: int, factor: float) -> tuple[float, f
 
 
 def budget_table(scenario: Any, learners: list[str], seeds: list[int], base: float,
-                 multiple: float) -> str:
-    """The table (printed row by row as each learner finishes, and returned)."""
+                 multiple: float, keys: tuple[str, ...] = BUDGETS) -> str:
+    """The table (printed row by row as each learner finishes, and returned); ``keys``: the
+    budgets the larger run multiplies (both, or the warm-up's only)."""
     kw = evaluate_kwargs(scenario, seeds[0], "cpu")
     warm, online = kw["warmup_budget"] or kw["budget"], kw["budget"]
     lines = [f"{scenario.name}: mean excess log loss over {len(seeds)} seed(s) {seeds}, untuned "
              f"defaults; 1x = {round(warm.iterations * base)} warm-up + "
              f"{round(online.iterations * base)} online iterations per wave (meta_batch "
-             f"{online.meta_batch}), {multiple:g}x = {multiple:g} times both",
+             f"{online.meta_batch}), {multiple:g}x = {multiple:g} times "
+             f"{'both' if len(keys) == 2 else 'the warm-up budget only'}",
              f"{'learner':<18}{'1x':>9}{f'{multiple:g}x':>9}{'change':>9}{'seconds':>10}"]
     print("\n".join(lines), flush=True)
     for name in learners:
         ref = is_reference(name)
-        runs = {f: [excess(scenario, name, s, f) for s in seeds]
+        runs = {f: [excess(scenario, name, s, f, base, keys) for s in seeds]
                 for f in ((base,) if ref else (base, base * multiple))}
         one = float(np.mean([e for e, _ in runs[base]]))
         many = one if ref else float(np.mean([e for e, _ in runs[base * multiple]]))
@@ -137,6 +146,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a shrunken run that proves the "
                                                          "script works")
     ap.add_argument("--study", action="store_true", help="the prior study only (seconds)")
+    ap.add_argument("--warmup-only", action="store_true", help="multiply the warm-up budget "
+                                                              "only (online stays 1x)")
     args = ap.parse_args()
     scenario = simlab.load_scenario(args.scenario)
     if args.study:
@@ -147,7 +158,8 @@ def main() -> None:
         scenario = scenario.override(QUICK)
         base, learners, seeds = 0.1, learners or QUICK_LEARNERS, seeds[:1]
     names = learners.split(",") if learners else list(scenario.evaluation.learners)
-    budget_table(scenario, names, seeds, base, args.multiple)
+    budget_table(scenario, names, seeds, base, args.multiple,
+                 ("warmup_budget",) if args.warmup_only else BUDGETS)
 
 
 if __name__ == "__main__":
