@@ -7,7 +7,9 @@ iterations) and with ``--multiple`` (default 10) times both, through the public 
 protocol settings). Learners run with their defaults plus the scenario's ``[learners.*]``
 tables, untuned (tuning would cost trials x budget again; say so when quoting). References
 (``floor``, ``oracle``) do not train: they are run once and shown in both columns. A learner
-whose excess falls a lot at 10x was stopped early by the shipped budget.
+whose excess falls a lot at 10x was stopped early by the shipped budget; ``--warmup-only``
+multiplies the warm-up budget alone (online updates, which train on the newest wave, stay 1x),
+to tell an under-trained warm-up from online overfitting.
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python3 bench/controls_budget.py            # 2 seeds, long
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python3 bench/controls_budget.py --quick    # ~minutes
