@@ -11,7 +11,11 @@ from simlab.learners.conformance import ConformanceError, check_learner
 from simlab.learners.registry import available, learner_class
 
 # tiny budgets so that the whole check stays fast for every built-in learner
-SMALL = {"meta_lstm": {"hidden": (8,)}}
+SMALL = {"meta_lstm": {"hidden": (8,)},
+         # the floor reference needs the peak prior a control stream carries in its metadata
+         "floor": {"prior": {"kind": "peak", "trait": "x", "column": 0, "width": 0.5,
+                             "offset": [0.0, 1.0], "amplitude": [2.0, 1.0],
+                             "location": [0.0, 1.0]}}}
 
 
 @pytest.mark.parametrize("name", sorted(n for n in available() if ":" not in n)

@@ -128,6 +128,11 @@ def _sealed(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
                                oracle_query=batch.oracle_query if oracle else None)
 
 
+PUBLIC_META: tuple[str, ...] = ("feature_names", "response", "response_prior")
+"""The ``stream.meta`` keys a learner is told (``Learner.observe_stream``): nothing that
+describes a wave before it is scored."""
+
+
 def _revealed(tasks: Sequence[Task], oracle: bool) -> list[Task]:
     """Revealed tasks whole, without ``oracle_query`` (nor the ceiling and the population
     cells, which hold the true prevalence) unless the learner is the oracle."""
@@ -482,6 +487,7 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
     yields each wave's index once its records are in ``run.records``."""
     learner = run.learner
     learner.setup(TaskSpec.of(stream.waves[0][0]), seed=seed, device=run.device)
+    learner.observe_stream({k: stream.meta[k] for k in PUBLIC_META if k in stream.meta})
     notify: Callable[[Any], None] | None = learner.notify_shift if tell_shifts else None
     shifts_at: dict[int, list[Any]] = {}
     for ev in stream.shifts:              # shifts inside the warm-up are told before it

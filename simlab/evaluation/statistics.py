@@ -32,7 +32,8 @@ Cells where either learner diverged (NaN) are left out of the seed's mean and co
 (``n_dropped``); a seed with no shared finite wave is left out.
 
 The **best baseline** of a scenario is the one of the baselines run (scratch, finetune,
-partial_pooling, dynamic_mlm and their ``cpd:`` wrappers) with the lowest mean comparison metric; the oracle (where there is one) is the ceiling, never a baseline.
+partial_pooling, dynamic_mlm and their ``cpd:`` wrappers) with the lowest mean comparison metric; the oracle (where there is one) is the ceiling, never a baseline, and neither is the
+``floor`` reference (``REFERENCES``): both are shown, never compared.
 """
 from __future__ import annotations
 
@@ -51,11 +52,22 @@ from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, summarize
 #: the methods survey methodologists already use; ``cpd:NAME`` of one of them is one too
 BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "dynamic_mlm")
 ORACLE = "oracle"
+#: references, not methods: the oracle (true probabilities) and the attainable floor (the
+#: exact Bayes predictor of a known simulated prior, ``learners/floor.py``); never a baseline,
+#: never compared as a meta-learner
+REFERENCES: tuple[str, ...] = (ORACLE, "floor")
 
 
 def is_baseline(name: str) -> bool:
     """A baseline learner name (``cpd:`` wrappers of a baseline included)."""
     return name.removeprefix("cpd:") in BASELINES
+
+
+def is_reference(name: str) -> bool:
+    """A reference learner (``REFERENCES``): shown against the others, never compared."""
+    return name in REFERENCES
+
+
 REFERENCE = "partial_pooling"
 #: seeds from which the paired test gives a verdict (see the module docstring)
 MIN_SEEDS = 6
@@ -369,7 +381,7 @@ def _verdict(c: dict[str, object], name: str) -> str:
         return f"{head}; it beats {ref}."
     tail = f"; it does not beat {ref}"
     if c["reference_name"] == REFERENCE and not is_baseline(c["learner_name"]) \
-            and c["learner_name"] != ORACLE:
+            and not is_reference(c["learner_name"]):
         tail += ": it has not earned its place"
     if c["outcome"] == "worse":
         tail += " (it is significantly worse)"
@@ -481,7 +493,8 @@ def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, alpha: flo
     for _, sc in scores.groupby("scenario", sort=False):
         refs = [r for r in dict.fromkeys([best_baseline(sc), best_baseline(sc, (REFERENCE,))])
                 if r is not None]
-        learners = [lab for lab, n in _names(sc).items() if not is_baseline(n) and n != ORACLE]
+        learners = [lab for lab, n in _names(sc).items()
+                    if not is_baseline(n) and not is_reference(n)]
         learners.sort(key=list(sc["label"].unique()).index)
         tests = {(lab, ref): _test(sc, lab, ref, metric, alpha) for ref in refs
                  for lab in learners}

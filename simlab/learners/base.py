@@ -10,7 +10,7 @@ import dataclasses
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -169,6 +169,12 @@ class Learner(ABC):
 
     def notify_shift(self, event: Any) -> None:
         """Told when a shift's wave is reached (only with ``tell_shifts``); no-op by default."""
+
+    def observe_stream(self, meta: Mapping[str, Any]) -> None:
+        """Told the stream's public description once, after ``setup``: its feature names and,
+        for a simulated response that declares one, the task prior (``response_prior``; what a
+        reference such as ``floor`` needs). No-op by default; learners compared as methods
+        must not use the prior."""
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's fields, recorded with every result."""

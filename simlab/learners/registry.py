@@ -29,6 +29,7 @@ _BUILTIN: dict[str, str] = {
     "finetune": "simlab.learners.baselines:PooledFineTune",
     "partial_pooling": "simlab.learners.baselines:PartialPooling",
     "oracle": "simlab.learners.baselines:Oracle",
+    "floor": "simlab.learners.floor:Floor",
     "dynamic_mlm": "simlab.learners.dynamic_mlm:DynamicMLM",
 }
 #: ``cpd:NAME`` wraps learner NAME in Bayesian online changepoint detection

@@ -28,6 +28,20 @@ Kinds (``[response] kind = ...`` in a scenario file):
 - ``mixture``: communities respond through different kinds (some threshold, others linear),
   so tasks differ in the form of the function, not only in its coefficients -- the
   "task-type mixture" of multimodal meta-learning (Vuorio et al. 2019, NeurIPS, MMAML).
+- ``peak``: single-peaked (unfolding) preferences on one continuous trait: support is
+  highest near an ideal point and falls off on both sides, ``offset_t + strength *
+  amplitude_t * exp(-((x - location_t) / width)^2 / 2)``. The *form* (a bump of known width
+  on ``trait``) is shared by every community and wave; its ideal point, height and baseline
+  are drawn afresh for every task (community x wave) from a known prior. It stands for
+  ideal-point / unfolding models of attitudes (Coombs 1964, "A Theory of Data"; Poole &
+  Rosenthal 1985, AJPS 29:357, Gaussian utility around an ideal point) and for life-cycle
+  effects that peak at some age (e.g. the age profile of turnout or of religious attendance,
+  Glenn 2005, "Cohort Analysis"), whose peak shifts between communities and survey waves. A
+  GLM in ``x`` cannot bend into a bump, and pooling the tasks learns only a flat average; a
+  learner that meta-learns the form and the prior can do well from a few respondents. It is
+  the lab's positive control for meta-learning (``scenarios/control_positive.toml``), and
+  the ``floor`` reference (:mod:`simlab.learners.floor`) is its exact Bayes predictor given
+  the support set. ``strength = 0`` leaves only the per-task offset (a GLM intercept).
 
 Every nonlinear kind accepts ``saturation`` (``c > 0``: the score becomes ``c * tanh(s / c)``,
 diminishing returns as in a Hill / logistic dose-response curve) and ``linear`` (the weight of
@@ -125,6 +139,36 @@ class RotatingSpec(_Nonlinear):
         return RotatingResponse(self, society, rng)
 
 
+class PeakSpec(ResponseSpec):
+    """Single-peaked response on one trait, a fresh ideal point per task (Coombs 1964)."""
+
+    kind: Literal["peak"] = "peak"
+    trait: str = Field("age", description="the continuous observed trait the peak lies on")
+    strength: float = Field(1.0, ge=0, description="scale of the bump (0: flat, GLM-like); "
+                                                   "shock target")
+    amplitude: float = Field(4.0, description="mean height of the bump (logit scale)")
+    amplitude_sd: float = Field(1.0, ge=0, description="sd of the height across tasks")
+    location: float = Field(0.0, description="mean ideal point (stored trait units)")
+    location_sd: float = Field(0.7, ge=0, description="sd of the ideal point across tasks")
+    width: float = Field(0.6, gt=0, description="width of the bump (stored trait units)")
+    offset: float = Field(-2.0, description="mean baseline logit away from the peak")
+    offset_sd: float = Field(0.5, ge=0, description="sd of the baseline across tasks")
+    linear: float = Field(0.0, description="weight of the GLM trait score kept (0: none; "
+                                           "the floor reference is exact only at 0)")
+
+    def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
+        return PeakResponse(self, society, rng)
+
+    def prior(self, strength: float | None = None) -> dict[str, Any]:
+        """The latent prior every task's parameters are drawn from (what the ``floor``
+        reference learner is told through ``stream.meta["response_prior"]``)."""
+        s = self.strength if strength is None else strength
+        return {"kind": "peak", "trait": self.trait, "width": self.width,
+                "offset": [self.offset, self.offset_sd],
+                "amplitude": [s * self.amplitude, s * self.amplitude_sd],
+                "location": [self.location, self.location_sd], "linear": self.linear}
+
+
 ComponentSpec = Annotated[GLMSpec | ThresholdSpec | InteractionSpec | RotatingSpec,
                           Field(discriminator="kind")]
 
@@ -149,8 +193,9 @@ class MixtureSpec(ResponseSpec):
 
 
 AnyResponseSpec = Annotated[GLMSpec | ThresholdSpec | InteractionSpec | RotatingSpec
-                            | MixtureSpec, Field(discriminator="kind")]
-RESPONSE_KINDS: tuple[str, ...] = ("glm", "threshold", "interaction", "rotating", "mixture")
+                            | MixtureSpec | PeakSpec, Field(discriminator="kind")]
+RESPONSE_KINDS: tuple[str, ...] = ("glm", "threshold", "interaction", "rotating", "mixture",
+                                   "peak")
 
 
 def response_spec(data: dict[str, Any] | ResponseSpec | None) -> ResponseSpec:
@@ -201,6 +246,11 @@ class Response:
     def relevance(self, society: SocietyView) -> np.ndarray:
         """``[G, D]`` weight of each observed trait in each community now (diagnostic)."""
         return np.abs(society.coef).astype(np.float64)
+
+    def prior(self) -> dict[str, Any] | None:
+        """The known prior of the task-specific latent parameters, for a reference learner
+        (``stream.meta["response_prior"]``); None when the kind declares none."""
+        return None
 
     def get(self, name: str) -> float:
         if name not in self.values:
@@ -352,6 +402,61 @@ class RotatingResponse(_NonlinearResponse):
             abs(self.values["strength"]) * mask
 
 
+class PeakResponse(Response):
+    """``score = linear * GLM + offset_t + strength * amplitude_t * bump((x - location_t) /
+    width)``, ``bump(u) = exp(-u^2 / 2)``; ``(offset, amplitude, location)_t`` are drawn
+    afresh for every community at every tick (so every survey wave is a new task) from
+    independent normals with the spec's means and sds."""
+
+    shockable = ("strength", "linear")
+
+    def __init__(self, spec: PeakSpec, society: SocietyView, rng: np.random.Generator) -> None:
+        super().__init__(spec, society, rng)
+        names = society.pop.observed_names
+        if spec.trait not in names:
+            raise ValueError(f"response.trait = {spec.trait!r} is not an observed trait of the "
+                             f"population ({', '.join(names)}); choose one of them or add it "
+                             f"to population.traits")
+        if _binary(spec.trait):
+            raise ValueError(f"response.trait = {spec.trait!r} is binary: a peak needs a "
+                             f"continuous trait (e.g. age, education, income, religiosity)")
+        self.column = society.pop.column(spec.trait)
+        self.rng = rng
+        self.n_groups = society.social.n_groups
+        self.latent = self.draw()
+
+    def draw(self) -> dict[str, np.ndarray]:
+        """One fresh draw of every community's ``offset``, ``amplitude`` (before ``strength``)
+        and ``location`` ``[G]``."""
+        s, g = self.spec, self.n_groups
+        z = self.rng.standard_normal((3, g))
+        return {"offset": s.offset + s.offset_sd * z[0],
+                "amplitude": s.amplitude + s.amplitude_sd * z[1],
+                "location": s.location + s.location_sd * z[2]}
+
+    def on_tick(self, society: SocietyView, tick: int) -> FormChange | None:
+        self.latent = self.draw()          # a new task: not a change of form, no event
+        return None
+
+    def score(self, society: SocietyView, idx: np.ndarray) -> np.ndarray:
+        g = society.groups[idx]
+        x = society.pop.observed[idx, self.column].astype(np.float64)
+        lat = self.latent
+        u = (x - lat["location"][g]) / self.spec.width
+        out = lat["offset"][g] + self.values["strength"] * lat["amplitude"][g] * \
+            np.exp(-0.5 * u * u)
+        lin = self.values["linear"]
+        return out + lin * society.linear_score(idx) if lin else out
+
+    def relevance(self, society: SocietyView) -> np.ndarray:
+        out = super().relevance(society) * abs(self.values["linear"])
+        out[:, self.column] += abs(self.values["strength"] * self.latent["amplitude"])
+        return out
+
+    def prior(self) -> dict[str, Any]:
+        return self.spec.prior(self.values["strength"]) | {"linear": self.values["linear"]}
+
+
 class MixtureResponse(Response):
     """Each community answers through one component; ``response.<field>`` shocks reach every
     component that has the field."""
@@ -399,5 +504,5 @@ def _binary(name: str) -> bool:
 
 
 __all__ = ["RESPONSE_KINDS", "AnyResponseSpec", "FormChange", "GLMSpec", "InteractionSpec",
-           "MixtureSpec", "Response", "ResponseSpec", "RotatingSpec", "ThresholdSpec",
-           "response_spec"]
+           "MixtureSpec", "PeakSpec", "Response", "ResponseSpec", "RotatingSpec",
+           "ThresholdSpec", "response_spec"]

@@ -139,6 +139,9 @@ def generate_stream(spec: SocietySpec | HasSocietySpec, seed: int) -> TaskStream
             "n_agents": int(society.n_agents), "n_groups": int(society.social.n_groups),
             "burn_in": int(spec.burn_in), "every": int(design.every),
             "response": society.response_spec.kind, "reporters": reporters.table()}
+    prior = society.response.prior()
+    if prior is not None:     # the task prior a reference learner may know (learners/floor.py)
+        meta["response_prior"] = prior | {"noise_sd": float(design.noise_sd)}
     return TaskStream(waves=waves, shifts=shifts, meta=meta)
 
 
