@@ -28,6 +28,8 @@ _BUILTIN: dict[str, str] = {
     "partial_pooling": "simlab.learners.baselines:PartialPooling",
     "oracle": "simlab.learners.baselines:Oracle",
     "dynamic_mlm": "simlab.learners.dynamic_mlm:DynamicMLM",
+    "persistence": "simlab.learners.naive:Persistence",
+    "group_mean": "simlab.learners.naive:GroupMean",
 }
 #: ``cpd:NAME`` wraps learner NAME in Bayesian online changepoint detection
 CPD_PREFIX = "cpd:"

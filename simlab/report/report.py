@@ -38,6 +38,8 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
                                           parse_hyperparameters,
                                           recovery_by_shift, recovery_overall, run_summaries,
                                           shift_effects, wave_scores)
+from simlab.evaluation.statistics import (TEST_TEXT, naive_comparisons, naive_flags,
+                                          naive_sentence, survey_ratio)
 from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
 from simlab.report.tuning import tuning_section
@@ -134,7 +136,7 @@ def _recovery_cell(r: pd.Series | None) -> str:
 
 
 def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str,
-                   overall: pd.DataFrame) -> Table:
+                   overall: pd.DataFrame, flags: dict[str, list[str]] | None = None) -> Table:
     """Few columns: the comparison metric, the difference from partial pooling (or the best
     baseline) with its outcome, recovery over the shifts that count, and compute."""
     col = f"mean_{metric}"
@@ -154,6 +156,9 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
                 fmt(c.mean_diff) + (f" [{fmt(c.ci_lo)}, {fmt(c.ci_hi)}]"
                                     if math.isfinite(c.ci_lo) else ""))
         outcome = "reference" if r["label"] == ref else (c.outcome if c else "–")
+        if (flags or {}).get(r["label"]):          # worse than a naive baseline
+            outcome = "; ".join([outcome, *flags[r["label"]]]) if outcome != "–" else \
+                "; ".join(flags[r["label"]])
         secs = sum(float(r.get(k) or 0.0) for k in ("adapt_seconds_total",
                                                     "meta_fit_seconds_total")
                    if pd.notna(r.get(k)))
@@ -392,28 +397,33 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         return section, files
     metric = comparison_metric(mets)
     section["metric"] = metric.replace("_", " ")
+    ratio = _survey_ratio(config, name, all_names, has_oracle)
     waves = sorted(int(w) for w in mets.loc[mets["metric"] == "loss", "wave"].unique())
     section["facts"] += [("scored waves", f"{_wave_name(waves[0], labels)} to "
                                           f"{_wave_name(waves[-1], labels)}"),
                          ("shots grid", str(_grid(mets, "shots"))),
                          ("steps grid", str(_grid(mets, "steps"))),
-                         ("compared on", metric.replace("_", " ") + ": per-seed means, paired "
-                                         f"t test over seeds (verdicts from {MIN_SEEDS} seeds)")]
+                         ("compared on", metric.replace("_", " ") + ": per-seed means, "
+                                         + _test_fact(ratio))]
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
     per_run = run_cubes(mets, ["loss", metric])
     scores = wave_scores(runs, mets, metric, per_run)
-    comps = compare_all(scores, metric)
+    comps = compare_all(scores, metric, ratio=ratio)
+    naive = naive_comparisons(scores, metric, ratio=ratio)
+    flags = naive_flags(naive)
     effects = shift_effects(summaries)
     by_shift = recovery_by_shift(summaries)
     overall = recovery_overall(summaries, effects)
-    section["verdict"] = overall_verdict(comps, scores, _failed_learners(runs))
+    section["verdict"] = (overall_verdict(comps, scores, _failed_learners(runs))
+                          + naive_sentence(naive))
     section["shift_verdicts"] = [
         _shift_sentence(_shift_name(shifts, int(e["shift"]), labels), e,
                         by_shift[by_shift["shift"] == e["shift"]])
         for _, e in effects.iterrows()]
-    section["verdicts"] = [c.verdict for c in comps]
-    section["comparisons"] = _comparison_table(comps)
-    section["leaderboard"] = _compact_board(board, comps, metric, overall)
+    section["verdicts"] = [c.verdict for c in comps] + [c.verdict for c in naive
+                                                        if c.outcome == "worse"]
+    section["comparisons"] = _comparison_table([*comps, *naive])
+    section["leaderboard"] = _compact_board(board, comps, metric, overall, flags)
     section["details"] = _leaderboard_table(board)
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
@@ -422,6 +432,22 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         files.update(_figures(name, per_run, summaries, shifts, metric, out_dir, section,
                               labels, ref, effects))
     return section, files
+
+
+def _survey_ratio(config: dict | None, name: str, all_names: set[str],
+                  has_oracle: bool) -> float | None:
+    """The test/train ratio of a real survey's re-splits (its stored ledger), which selects
+    the corrected resampled t test; None for a simulation (it has an oracle)."""
+    if has_oracle:
+        return None
+    return survey_ratio((_scenario_part(config, name, all_names) or {}).get("ledger"))
+
+
+def _test_fact(ratio: float | None) -> str:
+    """Which paired test the verdicts use, and why."""
+    key = "seed" if ratio is None else "survey"
+    extra = "" if ratio is None else f" (n_query/n_support = {fmt(ratio)})"
+    return f"{TEST_TEXT[key]}{extra}; verdicts from {MIN_SEEDS} seeds"
 
 
 def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFrame,
@@ -451,7 +477,8 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
     for stem, caption, draw in FIGURES:
         if stem == "shift_differences" and (data.shifts.empty or reference is None):
             why = "no shifts in this scenario" if data.shifts.empty else "no reference learner"
-            section["figures"].append(FigureOut(stem, f"{caption}: {why}.", "", ""))
+            text = caption.format(reference=reference or "the reference").rstrip(".")
+            section["figures"].append(FigureOut(stem, f"{text}: not drawn, {why}.", "", ""))
             continue
         png, note = draw(data)
         rel = f"figures/{_slug(name)}_{stem}.png"
