@@ -58,7 +58,10 @@ def report(tmp_path_factory):
         r, m, s = _scenario(name, oracle, shift, waves=range(2, 9), shots=(4,), steps=(0, 2))
         runs, mets, shifts = runs + r, mets + m, shifts + s
     out = tmp_path_factory.mktemp("rep")
-    paths = build_report(pd.DataFrame(runs, columns=RUN_COLS), pd.concat(mets),
+    mets = pd.concat(mets)
+    prev = mets[(mets["metric"] == "loss") & mets["run_id"].str.startswith("survey")].copy()
+    prev["metric"], prev["value"] = "prevalence_error", (prev["value"] - 0.45) / 4
+    paths = build_report(pd.DataFrame(runs, columns=RUN_COLS), pd.concat([mets, prev]),
                          pd.DataFrame(shifts, columns=["scenario", "seed"] + SHIFT_COLUMNS),
                          out, "two", {"sim": {}, "survey": {"ledger": LEDGER}})
     return paths["markdown"].read_text(), paths["html"].read_text()
@@ -77,3 +80,14 @@ def test_no_placeholder_is_left_in_the_report(report) -> None:
     md, html = report
     assert "{reference}" not in md and "{reference}" not in html
     assert "Difference from partial_pooling around each shift" in md
+
+
+def test_prevalence_error_gets_its_own_paired_tests(report) -> None:
+    md, html = report
+    sim, survey = md.split("## Scenario: survey")
+    assert "Paired tests on group prevalence error" not in sim      # no record of it there
+    part = survey.split("### Paired tests on group prevalence error")[1]
+    assert "**On group prevalence error: maml beats partial pooling" in part
+    assert "| learner | prevalence error [95% CI] | vs partial_pooling [95% CI] |" in part
+    assert "corrected resampled t test" in part.split("###")[0]
+    assert "Paired tests on group prevalence error" in html

@@ -384,7 +384,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts, labels),
         "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],
         "comparisons": None, "verdicts": [], "leaderboard": None, "details": None,
-        "recovery": [], "metric": None, "tuning": tuning_section(runs),
+        "recovery": [], "metric": None, "tuning": tuning_section(runs), "prevalence": None,
         "society": society_section(name, runs, out_dir),     # templates/_society.*.j2
         "changepoints": changepoint_context(runs, mets, shifts)}
     inputs = SectionInputs(name, runs, mets, shifts, summaries, config, options)
@@ -420,18 +420,58 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         _shift_sentence(_shift_name(shifts, int(e["shift"]), labels), e,
                         by_shift[by_shift["shift"] == e["shift"]])
         for _, e in effects.iterrows()]
-    section["verdicts"] = [c.verdict for c in comps] + [c.verdict for c in naive
-                                                        if c.outcome == "worse"]
-    section["comparisons"] = _comparison_table([*comps, *naive])
+    section["verdicts"] = [c.verdict for c in _merged(comps, naive)
+                           if c in comps or c.outcome == "worse"]
+    section["comparisons"] = _comparison_table(_merged(comps, naive))
     section["leaderboard"] = _compact_board(board, comps, metric, overall, flags)
     section["details"] = _leaderboard_table(board)
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
+    section["prevalence"] = _prevalence_section(runs, mets, board, ratio)
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
                comps[0].reference if comps else None)
     if draw:
         files.update(_figures(name, per_run, summaries, shifts, metric, out_dir, section,
                               labels, ref, effects))
     return section, files
+
+
+def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFrame,
+                        ratio: float | None) -> dict[str, Any] | None:
+    """Group prevalence error (the estimand of MRP) judged as the loss is: the same paired
+    tests (against partial pooling, the best baseline and the naive baselines), the same
+    board and the same overall sentence; None when no run recorded it."""
+    metric = "prevalence_error"
+    if not (mets["metric"] == metric).any() or f"mean_{metric}" not in board:
+        return None
+    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+    comps = compare_all(scores, metric, ratio=ratio)
+    naive = naive_comparisons(scores, metric, ratio=ratio)
+    flags = naive_flags(naive)
+    verdict = overall_verdict(comps, scores, _failed_learners(runs)) + naive_sentence(naive)
+    return {"verdict": "On group prevalence error: " + verdict,
+            "note": "Absolute error of each learner's estimate of every group's prevalence "
+                    "(P(y=1) or mean) at each scored wave, "
+                    + PREVALENCE_TEXT.get(_prevalence_kind(runs), "as the facts above say")
+                    + "; per-seed means, tested as the loss is (" + _test_fact(ratio) + ").",
+            "board": _compact_board(board, comps, metric, pd.DataFrame(), flags),
+            "table": _comparison_table(_merged(comps, naive)),
+            "verdicts": [c.verdict for c in _merged(comps, naive)
+                         if c in comps or c.outcome == "worse"]}
+
+
+def _merged(comps: Sequence[Comparison], naive: Sequence[Comparison]) -> list[Comparison]:
+    """The comparisons, then those against a naive baseline not already among them (a naive
+    baseline that is the best baseline is tested once)."""
+    seen = {(c.learner, c.reference) for c in comps}
+    return [*comps, *(c for c in naive if (c.learner, c.reference) not in seen)]
+
+
+def _prevalence_kind(runs: pd.DataFrame) -> str:
+    """The non-oracle runs' prevalence source (population, census or sample)."""
+    if "prevalence" not in runs:
+        return ""
+    kinds = runs.loc[runs["learner"] != ORACLE, "prevalence"].dropna().unique()
+    return str(kinds[0]) if len(kinds) == 1 else ""
 
 
 def _survey_ratio(config: dict | None, name: str, all_names: set[str],
