@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simlab import DEFAULT_DB, __version__
-from simlab.errors import SimlabError
+from simlab.errors import SimlabError, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.sweep import SweepSummary
@@ -322,9 +322,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _sweep(scenarios: Sequence[Any], learners: Sequence[Any] | None, seeds: Any,
-           grid: Any, args: argparse.Namespace, title: str | None = None) -> SweepSummary:
-    """Run the cells not yet in ``args.db`` and report to ``args.report`` if given; returns
-    the ``SweepSummary`` (failed cells are stored with their traceback, see ``_failures``)."""
+           grid: Any, args: argparse.Namespace, title: str | None = None,
+           verdict: bool = True) -> SweepSummary:
+    """Run the cells not yet in ``args.db`` and report to ``args.report`` if given, then print
+    each scenario's verdict paragraph (``verdict``); returns the ``SweepSummary`` (failed
+    cells are stored with their traceback, see ``_failures``)."""
     from simlab.experiment.sweep import resolve_scenarios, run_sweep
 
     scs = resolve_scenarios(scenarios)
@@ -339,7 +341,24 @@ def _sweep(scenarios: Sequence[Any], learners: Sequence[Any] | None, seeds: Any,
         _report(db, Path(args.report), names, title)
     elif summary.ok + summary.diverged:
         print(f"report: simlab report {db} -o reports/{names[0] if len(names) == 1 else 'sweep'}")
+    if verdict:
+        _print_verdicts(db, names)
     return summary
+
+
+def _print_verdicts(db: str | Path, names: Sequence[str]) -> None:
+    """The finding, last: each scenario's verdict paragraph as the report words it."""
+    import textwrap
+
+    from simlab.report.store_report import verdicts_from_store
+
+    try:
+        found = verdicts_from_store(db, list(names))
+    except StoreError:          # nothing stored (every cell failed before writing)
+        return
+    for name, text in found.items():
+        print(textwrap.fill(f"verdict ({name}): {text}", width=100,
+                            subsequent_indent="  "))
 
 
 def _failures(summary: SweepSummary, args: argparse.Namespace) -> int:
@@ -367,9 +386,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"simlab demo: {', '.join(args.learners)} on {DEMO_SCENARIO} "
           f"({args.seeds if isinstance(args.seeds, int) else len(args.seeds)} seeds)")
     summary = _sweep([DEMO_SCENARIO], args.learners, args.seeds, None, args,
-                     title=f"simlab demo: {DEMO_SCENARIO}")
+                     title=f"simlab demo: {DEMO_SCENARIO}", verdict=False)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; open "
           f"{Path(args.report) / 'report.html'}")
+    _print_verdicts(args.db, [DEMO_SCENARIO])
     return _failures(summary, args)
 
 

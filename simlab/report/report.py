@@ -435,6 +435,25 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     return section, files
 
 
+def scenario_verdict(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
+                     config: dict | None = None) -> str:
+    """The verdict paragraph of scenario ``name`` as the report words it (paired tests on the
+    comparison metric, the survey test on a real survey, the naive-baseline sentence), without
+    drawing or writing anything: what ``simlab run`` / ``sweep`` / ``demo`` print at the end.
+    ``config``: the stored configs keyed by scenario name (a survey's ledger is in it)."""
+    runs = runs[runs["scenario"] == name]
+    mets = metrics[metrics["run_id"].isin(runs["run_id"])]
+    if mets.empty or not (mets["metric"] == "loss").any():
+        return "No verdict: no run of this scenario produced records; see the failed runs."
+    metric = comparison_metric(mets)
+    has_oracle = bool((mets["metric"] == "excess_loss").any())
+    ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
+    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+    naive = naive_comparisons(scores, metric, ratio=ratio)
+    return (overall_verdict(compare_all(scores, metric, ratio=ratio), scores,
+                            _failed_learners(runs)) + naive_sentence(naive))
+
+
 def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFrame,
                         ratio: float | None) -> dict[str, Any] | None:
     """Group prevalence error (the estimand of MRP) judged as the loss is: the same paired

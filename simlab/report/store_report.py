@@ -12,7 +12,7 @@ from pathlib import Path
 from simlab.errors import StoreError
 from simlab.evaluation.metrics import SummaryOptions
 from simlab.experiment.store import Store
-from simlab.report.report import build_report
+from simlab.report.report import build_report, scenario_verdict
 
 
 def report_from_store(store: Store | str | Path, out_dir: str | Path,
@@ -40,4 +40,17 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
                         figures=figures, summaries=frames["summaries"])
 
 
-__all__ = ["report_from_store"]
+def verdicts_from_store(store: Store | str | Path,
+                        scenario: str | Sequence[str] | None = None) -> dict[str, str]:
+    """Each scenario's verdict paragraph (its latest comparison), as the report words it."""
+    if isinstance(store, Store):
+        frames = store.frames(scenario)
+    else:
+        with Store(store, create=False) as db:
+            frames = db.frames(scenario)
+    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
+    return {name: scenario_verdict(name, frames["runs"], frames["metrics"], configs)
+            for name in dict.fromkeys(frames["runs"]["scenario"])}
+
+
+__all__ = ["report_from_store", "verdicts_from_store"]
