@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,13 +191,37 @@ def _add_strict(p: argparse.ArgumentParser) -> None:
                         "is an error, not a warning")
 
 
+#: survey data warnings already printed in this process (each is printed once)
+_SHOWN: set[str] = set()
+_PLAIN_SHOW = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A survey's data warnings as one line each, once, without the Python file and line
+    that raised them (they are about the data, not the code); other warnings as Python
+    prints them."""
+    if category.__name__ != "SurveyWarning":
+        _PLAIN_SHOW(message, category, filename, lineno, file, line)
+        return
+    text = str(message)
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        print(f"simlab: warning: {text}", file=sys.stderr)
+
+
 def _survey_ledger(scenario: Any, strict: bool, show: bool = True) -> None:
-    """Print a survey scenario's data ledger; with ``strict``, stop on a data-loss warning."""
+    """Print a survey scenario's data ledger (with the data warnings not printed yet); with
+    ``strict``, stop on a data-loss warning."""
     text = getattr(scenario, "ledger_text", None)
     if text is None:
         return
     if show:
-        print(text())
+        from simlab.tasks.survey_data import ledger_text
+
+        print(ledger_text(scenario.ledger) + "".join(
+            f"\nwarning: {w}" for w in scenario.data_warnings
+            if not any(s.endswith(f": {w}") or s == w for s in _SHOWN)))
     if strict and scenario.ledger.get("warnings"):
         raise UserError(f"{scenario.source or scenario.name}: --strict and the survey lost too "
                         "much data: " + "; ".join(scenario.ledger["warnings"]))
@@ -582,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``simlab`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     if args.i_know:
         os.environ["SIMLAB_I_KNOW"] = "1"      # read by simlab.experiment.limits, workers too
     try:
