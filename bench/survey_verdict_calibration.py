@@ -73,12 +73,30 @@ def per_seed_loss(learner_fn, streams, kwargs) -> np.ndarray:
     return np.asarray(out)
 
 
+def tally(d: np.ndarray, ratio: float, seconds: float) -> None:
+    """False-verdict rate (p < 0.05) and coverage of both tests on the null differences
+    ``d [replicates, seeds]`` so far."""
+    n = len(d)
+    print(f"after {n} replicates ({seconds:.0f} s):")
+    for name, res in (("paired t over seeds", seed_t_test(d)),
+                      ("corrected resampled t", corrected_t_test(d, ratio))):
+        false = float(np.mean(res["p"] < 0.05))
+        cover = float(np.mean((res["lo"] <= 0) & (res["hi"] >= 0)))
+        half = 1.96 * np.sqrt(max(false * (1 - false), 1 / n) / n)
+        print(f"  {name:<24} false verdicts {false:.3f} (+- {half:.3f}), "
+              f"95% CI covers 0 in {cover:.3f}")
+    print(f"  null difference: seed sd {np.mean(d.std(axis=1, ddof=1)):.4g} within a "
+          f"replicate, replicate-mean sd {d.mean(axis=1).std(ddof=1):.4g} across replicates",
+          flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenario", default="scenarios/gss_happiness.toml")
     ap.add_argument("--replicates", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--prior-strength", type=float, default=10.0)
+    ap.add_argument("--every", type=int, default=20, help="print the tally every N replicates")
     args = ap.parse_args()
     sc = load_scenario(args.scenario)
     streams = {s: sc.stream(s) for s in range(args.seeds)}
@@ -86,26 +104,6 @@ def main() -> None:
     ratio = survey_ratio(streams[0].meta["ledger"])
     print(f"{sc.name}: {args.seeds} seeds, n_query/n_support = {ratio:.3f}, "
           f"{args.replicates} null replicates (prior_strength {args.prior_strength:g})")
-    t0 = time.perf_counter()
-    diffs = []
-    for r in range(args.replicates):
-        a, b = (per_seed_loss(lambda h=h: HalfGroupMean(prior_strength=args.prior_strength,
-                                                          half=h, salt=r), streams, kwargs)
-                for h in (0, 1))
-        diffs.append(a - b)
-    d = np.stack(diffs)                                     # [replicates, seeds]
-    rows = [("paired t over seeds", seed_t_test(d)),
-            ("corrected resampled t", corrected_t_test(d, ratio))]
-    n = len(d)
-    for name, res in rows:
-        false = float(np.mean(res["p"] < 0.05))
-        cover = float(np.mean((res["lo"] <= 0) & (res["hi"] >= 0)))
-        se = np.sqrt(false * (1 - false) / n)
-        print(f"  {name:<24} false verdicts {false:.3f} (+- {1.96 * se:.3f}), "
-              f"95% CI covers 0 in {cover:.3f}")
-    print(f"  null difference: seed sd {np.mean(d.std(axis=1, ddof=1)):.4g} within a replicate, "
-          f"replicate-mean sd {d.mean(axis=1).std(ddof=1):.4g} across replicates "
-          f"({time.perf_counter() - t0:.0f} s)")
     print("real comparisons on the same streams (difference in loss, p seed test / p survey "
           "test):")
     base = {n: per_seed_loss(lambda n=n: make_learner(n), streams, kwargs)
@@ -115,6 +113,15 @@ def main() -> None:
         dd = base[a] - base[b]
         print(f"  {a} - {b}: {dd.mean():+.4f}  p {float(seed_t_test(dd)['p']):.2g} / "
               f"{float(corrected_t_test(dd, ratio)['p']):.2g}")
+    t0 = time.perf_counter()
+    diffs = []
+    for r in range(args.replicates):
+        a, b = (per_seed_loss(lambda h=h: HalfGroupMean(prior_strength=args.prior_strength,
+                                                          half=h, salt=r), streams, kwargs)
+                for h in (0, 1))
+        diffs.append(a - b)
+        if (r + 1) % args.every == 0 or r + 1 == args.replicates:
+            tally(np.stack(diffs), ratio, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

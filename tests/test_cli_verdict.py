@@ -28,3 +28,11 @@ def test_run_ends_with_the_reports_verdict(tiny, capsys) -> None:
     bold = re.search(r"\n\*\*(.+?)\*\*\n", (report / "report.md").read_text()).group(1)
     assert said == " ".join(bold.split())
     assert out.rstrip().endswith(said.split()[-1])          # the finding is the last thing
+    # the same verdicts as data, for a notebook
+    import simlab
+
+    table = simlab.compare(db)
+    assert set(table["test"]) == {"seed"} and set(table["metric"]) >= {"excess_loss"}
+    row = table[(table["learner"] == "scratch") & (table["reference"] == "persistence")
+                & (table["metric"] == "excess_loss")]
+    assert len(row) == 1 and row["outcome"].iloc[0] == "too few seeds"

@@ -454,6 +454,27 @@ def scenario_verdict(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                             _failed_learners(runs)) + naive_sentence(naive))
 
 
+def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
+                         config: dict | None = None) -> list[Comparison]:
+    """Every paired comparison the report makes for scenario ``name``: on the comparison
+    metric and on group prevalence error (where recorded), against the references and the
+    naive baselines, with the survey test on a real survey."""
+    runs = runs[runs["scenario"] == name]
+    mets = metrics[metrics["run_id"].isin(runs["run_id"])]
+    if mets.empty or not (mets["metric"] == "loss").any():
+        return []
+    has_oracle = bool((mets["metric"] == "excess_loss").any())
+    ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
+    out: list[Comparison] = []
+    for metric in (comparison_metric(mets), "prevalence_error"):
+        if not (mets["metric"] == metric).any():
+            continue
+        scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+        out += _merged(compare_all(scores, metric, ratio=ratio),
+                       naive_comparisons(scores, metric, ratio=ratio))
+    return out
+
+
 def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFrame,
                         ratio: float | None) -> dict[str, Any] | None:
     """Group prevalence error (the estimand of MRP) judged as the loss is: the same paired
