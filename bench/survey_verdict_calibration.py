@@ -97,13 +97,40 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--prior-strength", type=float, default=10.0)
     ap.add_argument("--every", type=int, default=20, help="print the tally every N replicates")
+    ap.add_argument("--start", type=int, default=0, help="first replicate's salt (to split "
+                    "the work over processes)")
+    ap.add_argument("--save", default=None, help="save the null differences (.npy) here")
+    ap.add_argument("--combine", nargs="*", default=None, metavar="NPY",
+                    help="only tally saved null differences (several processes' --save)")
+    ap.add_argument("--no-real", action="store_true", help="skip the real comparisons")
     args = ap.parse_args()
     sc = load_scenario(args.scenario)
+    if args.combine:
+        ratio = survey_ratio(sc.stream(0).meta["ledger"])
+        tally(np.concatenate([np.load(f) for f in args.combine]), ratio, 0.0)
+        return
     streams = {s: sc.stream(s) for s in range(args.seeds)}
     kwargs = {s: evaluate_kwargs(sc, s, "cpu") for s in streams}
     ratio = survey_ratio(streams[0].meta["ledger"])
     print(f"{sc.name}: {args.seeds} seeds, n_query/n_support = {ratio:.3f}, "
           f"{args.replicates} null replicates (prior_strength {args.prior_strength:g})")
+    if not args.no_real:
+        real_comparisons(streams, kwargs, ratio)
+    t0 = time.perf_counter()
+    diffs = []
+    for r in range(args.start, args.start + args.replicates):
+        a, b = (per_seed_loss(lambda h=h: HalfGroupMean(prior_strength=args.prior_strength,
+                                                          half=h, salt=r), streams, kwargs)
+                for h in (0, 1))
+        diffs.append(a - b)
+        if args.save:
+            np.save(args.save, np.stack(diffs))
+        if len(diffs) % args.every == 0 or len(diffs) == args.replicates:
+            tally(np.stack(diffs), ratio, time.perf_counter() - t0)
+
+
+def real_comparisons(streams, kwargs, ratio: float) -> None:
+    """Both tests on real comparisons of the same streams (what the correction costs)."""
     print("real comparisons on the same streams (difference in loss, p seed test / p survey "
           "test):")
     base = {n: per_seed_loss(lambda n=n: make_learner(n), streams, kwargs)
@@ -112,16 +139,7 @@ def main() -> None:
                  ("partial_pooling", "group_mean")):
         dd = base[a] - base[b]
         print(f"  {a} - {b}: {dd.mean():+.4f}  p {float(seed_t_test(dd)['p']):.2g} / "
-              f"{float(corrected_t_test(dd, ratio)['p']):.2g}")
-    t0 = time.perf_counter()
-    diffs = []
-    for r in range(args.replicates):
-        a, b = (per_seed_loss(lambda h=h: HalfGroupMean(prior_strength=args.prior_strength,
-                                                          half=h, salt=r), streams, kwargs)
-                for h in (0, 1))
-        diffs.append(a - b)
-        if (r + 1) % args.every == 0 or r + 1 == args.replicates:
-            tally(np.stack(diffs), ratio, time.perf_counter() - t0)
+              f"{float(corrected_t_test(dd, ratio)['p']):.2g}", flush=True)
 
 
 if __name__ == "__main__":

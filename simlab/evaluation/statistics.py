@@ -26,6 +26,16 @@ from 6 seeds (2/2^6 = 0.031). :data:`MIN_SEEDS` = 6 is where the verdict is both
 checkable without a shape assumption. The earlier Wilcoxon test over seed x wave cells and the
 percentile bootstrap over 2-3 seeds gave 14-16% false verdicts on null data and are gone.
 
+**Real surveys** (:func:`corrected_t_test`). On a survey scenario the seeds only re-split the
+same respondents, so they are not independent replicates: there the same per-seed means get
+the corrected resampled t test of Nadeau & Bengio (2003), its ratio n_query/n_support read from
+the stream's ledger (:func:`survey_ratio`); ``Comparison.test`` says which test gave a verdict.
+Its false-verdict rate on a null built from the survey is measured by
+``bench/survey_verdict_calibration.py``.
+
+**Naive baselines** (:data:`NAIVE`: persistence, group_mean) are baselines; every other learner
+is also tested against each (:func:`naive_comparisons`) and flagged when worse.
+
 The comparison metric is the excess loss over the oracle where the stream has one, else the
 loss (lower is better for both; on the same responses their paired differences are equal).
 Cells where either learner diverged (NaN) are left out of the seed's mean and counted
