@@ -33,7 +33,7 @@ DEMO_SCENARIO = "opinion_shift"
 #: --learners): reptile, metasgd and fomaml, variants of MAML's gradient-based family.
 DEMO_LEARNERS = ("meta_lstm", "maml", "relation", "cpd:dynamic_mlm", "dynamic_mlm",
                  "cpd:partial_pooling", "partial_pooling", "anil", "finetune", "protonet",
-                 "scratch", "oracle")
+                 "scratch", "persistence", "group_mean", "oracle")
 DEMO_SEEDS = 6
 
 
