@@ -87,3 +87,17 @@ def test_the_report_flags_a_learner_worse_than_persistence(tmp_path) -> None:
     md = paths["markdown"].read_text()
     assert "significantly worse than persistence" in md
     assert "worse than persistence" in md.split("| scratch |")[1].splitlines()[0]
+
+
+def test_the_best_baselines_lead_over_partial_pooling_is_tested() -> None:
+    from simlab.evaluation.statistics import baseline_comparisons, compare_all, overall_verdict
+
+    scores = _scores({"finetune": -0.05, "partial_pooling": 0.0, "scratch": 0.01,
+                      "maml": 0.0})
+    among = baseline_comparisons(scores, "loss")
+    assert {(c.learner, c.reference) for c in among} == {("finetune", "partial_pooling"),
+                                                         ("scratch", "partial_pooling")}
+    text = overall_verdict(compare_all(scores, "loss"), scores, (), among)
+    assert "The best baseline here is finetune (its difference from partial pooling: -0.0" \
+        in text and "a significant lead" in text
+    assert "its difference" not in overall_verdict(compare_all(scores, "loss"), scores)

@@ -526,7 +526,7 @@ def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, alpha: flo
 
 
 def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame,
-                    failed: Sequence[str] = ()) -> str:
+                    failed: Sequence[str] = (), baselines: Sequence[Comparison] = ()) -> str:
     """The scenario-level sentence: does any meta-learner beat partial pooling? ``failed``:
     labels or registry names of learners whose every run failed (stated, never a crash)."""
     names = _names(scores)
@@ -551,7 +551,7 @@ def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame,
     seeds = min(c.n_seeds for c in judged)
     tail = (f" No verdict for {', '.join(unjudged)} (too few shared seeds or no data)."
             if unjudged else "")
-    best_txt = _best_baseline_sentence(comparisons, best, names)
+    best_txt = _best_baseline_sentence(comparisons, best, names, baselines)
     if not winners:
         worse_txt = (f"; {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly "
                      "worse" if worse else "")
@@ -564,22 +564,36 @@ def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame,
 
 
 def _best_baseline_sentence(comparisons: Sequence[Comparison], best: str | None,
-                            names: dict[str, str]) -> str:
+                            names: dict[str, str], baselines: Sequence[Comparison] = ()) -> str:
     """Where the best baseline is not partial pooling, what the meta-learners did against it
     (it is then the stronger reference)."""
     if best is None or names.get(best) == REFERENCE:
         return ""
+    best_lead = ""        # the baselines compared with each other (baseline_comparisons)
+    for c in baselines:   # best vs partial pooling, or partial pooling vs best (sign flipped)
+        flip = c.learner_name == REFERENCE and c.reference == best
+        if c.outcome == "no data" or not (flip or (c.learner == best
+                                                   and c.reference_name == REFERENCE)):
+            continue
+        outcome = {"beats": "worse", "worse": "beats"}.get(c.outcome, c.outcome) if flip \
+            else c.outcome
+        sure = {"beats": "a significant lead", "no difference": "a lead within the noise",
+                "worse": "no lead"}.get(outcome, f"no verdict: {outcome}")
+        best_lead = (f" (its difference from partial pooling: "
+                     f"{fmt(-c.mean_diff if flip else c.mean_diff)}, p {fmt_p(c.p_adjusted)}: "
+                     f"{sure})")
+        break
     vs = [c for c in comparisons if c.reference == best
           and c.outcome in ("beats", "worse", "no difference")]
     if not vs:
-        return f" The best baseline here is {best}."
+        return f" The best baseline here is {best}{best_lead}."
     beat = [c.learner for c in vs if c.outcome == "beats"]
     worse = [c.learner for c in vs if c.outcome == "worse"]
     said = (f"{', '.join(beat)} beat{'s' if len(beat) == 1 else ''} it" if beat
             else "no meta-learner beats it")
     if worse:
         said += f"; {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly worse"
-    return f" The best baseline here is {best}, the stronger reference: {said}."
+    return f" The best baseline here is {best}{best_lead}, the stronger reference: {said}."
 
 
 # --------------------------------------------------------------------------- recovery per shift
@@ -768,15 +782,40 @@ def naive_comparisons(scores: pd.DataFrame, metric: str = "excess_loss", *,
         names = _names(sc)
         refs = [lab for lab, n in names.items() if n in NAIVE]
         others = [lab for lab, n in names.items() if n not in NAIVE and n != ORACLE]
-        others.sort(key=list(sc["label"].unique()).index)
-        for ref in refs:
-            tests = [_test(sc, lab, ref, metric, alpha, ratio) for lab in others]
-            p = [float(t["p_value"]) if t["outcome"] != "no data"
-                 and int(t["n_seeds"]) >= min_seeds else math.nan for t in tests]
-            adj, family = holm(p), max(int(np.isfinite(p).sum()), 1)
-            for t, pa in zip(tests, adj):
-                out.append(_decide(t, float(pa) if math.isfinite(pa) else float(t["p_value"]),
-                                   family, alpha, min_seeds))
+        out += _families(sc, others, refs, metric, alpha, min_seeds, ratio)
+    return out
+
+
+def baseline_comparisons(scores: pd.DataFrame, metric: str = "excess_loss", *,
+                         alpha: float = ALPHA, min_seeds: int = MIN_SEEDS,
+                         ratio: float | None = None) -> list[Comparison]:
+    """The baselines against partial pooling (the reference): is a baseline's lead over it,
+    or the reference's over a baseline, more than noise? Holm-adjusted as one family."""
+    out: list[Comparison] = []
+    for _, sc in scores.groupby("scenario", sort=False):
+        names = _names(sc)
+        ref = best_baseline(sc, (REFERENCE,))
+        if ref is None:
+            continue
+        others = [lab for lab, n in names.items() if is_baseline(n) and n not in NAIVE
+                  and lab != ref]
+        out += _families(sc, others, [ref], metric, alpha, min_seeds, ratio)
+    return out
+
+
+def _families(sc: pd.DataFrame, learners: list[str], refs: Sequence[str], metric: str,
+              alpha: float, min_seeds: int, ratio: float | None) -> list[Comparison]:
+    """``learners`` against each of ``refs`` (one family per reference, Holm-adjusted)."""
+    learners = sorted(learners, key=list(sc["label"].unique()).index)
+    out = []
+    for ref in refs:
+        tests = [_test(sc, lab, ref, metric, alpha, ratio) for lab in learners]
+        p = [float(t["p_value"]) if t["outcome"] != "no data"
+             and int(t["n_seeds"]) >= min_seeds else math.nan for t in tests]
+        adj, family = holm(p), max(int(np.isfinite(p).sum()), 1)
+        for t, pa in zip(tests, adj):
+            out.append(_decide(t, float(pa) if math.isfinite(pa) else float(t["p_value"]),
+                               family, alpha, min_seeds))
     return out
 
 

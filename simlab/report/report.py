@@ -38,8 +38,8 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
                                           parse_hyperparameters,
                                           recovery_by_shift, recovery_overall, run_summaries,
                                           shift_effects, wave_scores)
-from simlab.evaluation.statistics import (TEST_TEXT, naive_comparisons, naive_flags,
-                                          naive_sentence, survey_ratio)
+from simlab.evaluation.statistics import (TEST_TEXT, baseline_comparisons, naive_comparisons,
+                                          naive_flags, naive_sentence, survey_ratio)
 from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
 from simlab.report.tuning import tuning_section
@@ -410,11 +410,12 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     scores = wave_scores(runs, mets, metric, per_run)
     comps = compare_all(scores, metric, ratio=ratio)
     naive = naive_comparisons(scores, metric, ratio=ratio)
+    among = baseline_comparisons(scores, metric, ratio=ratio)
     flags = naive_flags(naive)
     effects = shift_effects(summaries)
     by_shift = recovery_by_shift(summaries)
     overall = recovery_overall(summaries, effects)
-    section["verdict"] = (overall_verdict(comps, scores, _failed_learners(runs))
+    section["verdict"] = (overall_verdict(comps, scores, _failed_learners(runs), [*among, *naive])
                           + naive_sentence(naive))
     section["shift_verdicts"] = [
         _shift_sentence(_shift_name(shifts, int(e["shift"]), labels), e,
@@ -422,7 +423,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         for _, e in effects.iterrows()]
     section["verdicts"] = [c.verdict for c in _merged(comps, naive)
                            if c in comps or c.outcome == "worse"]
-    section["comparisons"] = _comparison_table(_merged(comps, naive))
+    section["comparisons"] = _comparison_table(_merged(comps, [*among, *naive]))
     section["leaderboard"] = _compact_board(board, comps, metric, overall, flags)
     section["details"] = _leaderboard_table(board)
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
@@ -450,8 +451,9 @@ def scenario_verdict(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
     scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
     naive = naive_comparisons(scores, metric, ratio=ratio)
+    among = baseline_comparisons(scores, metric, ratio=ratio)
     return (overall_verdict(compare_all(scores, metric, ratio=ratio), scores,
-                            _failed_learners(runs)) + naive_sentence(naive))
+                            _failed_learners(runs), [*among, *naive]) + naive_sentence(naive))
 
 
 def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
@@ -471,7 +473,8 @@ def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
             continue
         scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
         out += _merged(compare_all(scores, metric, ratio=ratio),
-                       naive_comparisons(scores, metric, ratio=ratio))
+                       [*baseline_comparisons(scores, metric, ratio=ratio),
+                        *naive_comparisons(scores, metric, ratio=ratio)])
     return out
 
 
@@ -486,15 +489,17 @@ def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFr
     scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
     comps = compare_all(scores, metric, ratio=ratio)
     naive = naive_comparisons(scores, metric, ratio=ratio)
+    among = baseline_comparisons(scores, metric, ratio=ratio)
     flags = naive_flags(naive)
-    verdict = overall_verdict(comps, scores, _failed_learners(runs)) + naive_sentence(naive)
+    verdict = (overall_verdict(comps, scores, _failed_learners(runs), [*among, *naive])
+               + naive_sentence(naive))
     return {"verdict": "On group prevalence error: " + verdict,
             "note": "Absolute error of each learner's estimate of every group's prevalence "
                     "(P(y=1) or mean) at each scored wave, "
                     + PREVALENCE_TEXT.get(_prevalence_kind(runs), "as the facts above say")
                     + "; per-seed means, tested as the loss is (" + _test_fact(ratio) + ").",
             "board": _compact_board(board, comps, metric, pd.DataFrame(), flags),
-            "table": _comparison_table(_merged(comps, naive)),
+            "table": _comparison_table(_merged(comps, [*among, *naive])),
             "verdicts": [c.verdict for c in _merged(comps, naive)
                          if c in comps or c.outcome == "worse"]}
 
