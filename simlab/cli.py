@@ -193,21 +193,21 @@ def _add_strict(p: argparse.ArgumentParser) -> None:
 
 #: survey data warnings already printed in this process (each is printed once)
 _SHOWN: set[str] = set()
-_PLAIN_SHOW = warnings.showwarning
+_PLAIN_FORMAT = warnings.formatwarning
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
     """A survey's data warnings as one line each, once, without the Python file and line
     that raised them (they are about the data, not the code); other warnings as Python
-    prints them."""
+    words them. (Only the text changes: code that records warnings still gets them.)"""
     if category.__name__ != "SurveyWarning":
-        _PLAIN_SHOW(message, category, filename, lineno, file, line)
-        return
+        return _PLAIN_FORMAT(message, category, filename, lineno, line)
     text = str(message)
-    if text not in _SHOWN:
-        _SHOWN.add(text)
-        print(f"simlab: warning: {text}", file=sys.stderr)
+    if text in _SHOWN:
+        return ""
+    _SHOWN.add(text)
+    return f"simlab: warning: {text}\n"
 
 
 def _survey_ledger(scenario: Any, strict: bool, show: bool = True) -> None:
@@ -607,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``simlab`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
+    warnings.formatwarning = _format_warning
     if args.i_know:
         os.environ["SIMLAB_I_KNOW"] = "1"      # read by simlab.experiment.limits, workers too
     try:
