@@ -91,3 +91,11 @@ def test_prevalence_error_gets_its_own_paired_tests(report) -> None:
     assert "| learner | prevalence error [95% CI] | vs partial_pooling [95% CI] |" in part
     assert "corrected resampled t test" in part.split("###")[0]
     assert "Paired tests on group prevalence error" in html
+
+
+def test_survey_leaderboard_intervals_are_widened_like_the_test() -> None:
+    from simlab.evaluation.statistics import seed_interval
+
+    v = [0.60, 0.62, 0.61, 0.63, 0.60, 0.62]
+    plain, survey = seed_interval(v), seed_interval(v, ratio=2.0)
+    assert survey.hi - survey.lo == pytest.approx((plain.hi - plain.lo) * math.sqrt(1 + 12))

@@ -99,10 +99,12 @@ class Interval:
 
 
 def seed_interval(values: Iterable[float], level: float = 0.95,
-                  bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval:
+                  bounds: tuple[float, float] = (-math.inf, math.inf),
+                  ratio: float | None = None) -> Interval:
     """Student t interval of the mean over seeds, clipped to ``bounds`` (the quantity's range:
     a non-negative mean never gets a negative lower end); NaN values (diverged runs) are left
-    out."""
+    out. ``ratio`` (a survey's n_query/n_support): widened as the corrected resampled t test
+    widens it (:func:`corrected_t_test`), since a survey's seeds re-split one sample."""
     v = np.asarray(list(values), np.float64)
     v = v[np.isfinite(v)]
     n = int(v.size)
@@ -112,6 +114,8 @@ def seed_interval(values: Iterable[float], level: float = 0.95,
     if n < 2:
         return Interval(mean, math.nan, math.nan, 1)
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    if ratio is not None:
+        half *= math.sqrt(1.0 + n * ratio)
     lo, hi = bounds
     return Interval(mean, max(mean - half, lo), min(mean + half, hi), n)
 
@@ -187,9 +191,10 @@ def run_summaries(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFram
 
 
 def leaderboard(summaries: pd.DataFrame, columns: Sequence[str] = LEADERBOARD_COLUMNS,
-                level: float = 0.95) -> pd.DataFrame:
+                level: float = 0.95, ratio: float | None = None) -> pd.DataFrame:
     """Per scenario and learner: run counts and, for each summary, mean and t interval over seeds
-    (columns ``c``, ``c_lo``, ``c_hi``). Sorted by the first available column (lower first)."""
+    (columns ``c``, ``c_lo``, ``c_hi``; ``ratio``: a survey's, see :func:`seed_interval`).
+    Sorted by the first available column (lower first)."""
     present = [c for c in columns if c in summaries.columns]
     rows = []
     for (scenario, label), g in summaries.groupby(["scenario", "label"], sort=False):
@@ -199,7 +204,7 @@ def leaderboard(summaries: pd.DataFrame, columns: Sequence[str] = LEADERBOARD_CO
                                   "diverged": int((g["status"] == "diverged").sum()),
                                   "failed": int((~g["status"].isin(["ok", "diverged"])).sum())}
         for c in present:
-            iv = seed_interval(g[c], level, BOUNDS.get(c, (-math.inf, math.inf)))
+            iv = seed_interval(g[c], level, BOUNDS.get(c, (-math.inf, math.inf)), ratio)
             row.update({c: iv.mean, f"{c}_lo": iv.lo, f"{c}_hi": iv.hi})
         rows.append(row)
     board = pd.DataFrame(rows)

@@ -398,6 +398,8 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     metric = comparison_metric(mets)
     section["metric"] = metric.replace("_", " ")
     ratio = _survey_ratio(config, name, all_names, has_oracle)
+    if ratio is not None:            # a survey: intervals widened as its test widens them
+        board = leaderboard(scored, ratio=ratio)
     waves = sorted(int(w) for w in mets.loc[mets["metric"] == "loss", "wave"].unique())
     section["facts"] += [("scored waves", f"{_wave_name(waves[0], labels)} to "
                                           f"{_wave_name(waves[-1], labels)}"),
@@ -531,7 +533,8 @@ def _survey_ratio(config: dict | None, name: str, all_names: set[str],
 def _test_fact(ratio: float | None) -> str:
     """Which paired test the verdicts use, and why."""
     key = "seed" if ratio is None else "survey"
-    extra = "" if ratio is None else f" (n_query/n_support = {fmt(ratio)})"
+    extra = "" if ratio is None else (f" (n_query/n_support = {fmt(ratio)}; the leaderboard's "
+                                      "intervals are widened the same way)")
     return f"{TEST_TEXT[key]}{extra}; verdicts from {MIN_SEEDS} seeds"
 
 
