@@ -43,6 +43,11 @@ from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
 
+def _groups(batch: TaskBatch) -> list[int]:
+    """Each task's group id (-1: unknown, treated as never seen)."""
+    return [-1] * batch.size if batch.group is None else [int(g) for g in batch.group]
+
+
 @dataclass
 class ConstantAdapted(Adapted):
     """One prediction per task and step count, the same for every query respondent:
@@ -149,7 +154,7 @@ class Persistence(_Shares):
         a = float(self.prior_strength)
         fallback = self._support_share(support, self._pooled(latest_only=True))
         rows = []
-        for i, g in enumerate(self._groups(support)):
+        for i, g in enumerate(_groups(support)):
             waves = self._sums.get(g)
             if not waves:
                 rows.append(fallback[i])
@@ -165,10 +170,6 @@ class Persistence(_Shares):
         cells = [g[wave] for g in self._sums.values() if wave in g]
         den = sum(c[1] for c in cells)
         return torch.stack([c[0] for c in cells]).sum(0) / den if den > 0 else self._default()
-
-    @staticmethod
-    def _groups(batch: TaskBatch) -> list[int]:
-        return [-1] * batch.size if batch.group is None else [int(g) for g in batch.group]
 
 
 @dataclass
@@ -192,7 +193,7 @@ class GroupMean(_Shares):
         steps = check_steps(steps, self.name)
         support = support.to("cpu")
         pooled = self._pooled(latest_only=False)
-        groups = Persistence._groups(support)
+        groups = _groups(support)
         prior = []
         for g in groups:
             waves = self._sums.get(g)
