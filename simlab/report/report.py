@@ -410,23 +410,19 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
     per_run = run_cubes(mets, ["loss", metric])
     scores = wave_scores(runs, mets, metric, per_run)
-    comps = compare_all(scores, metric, ratio=ratio)
-    naive = naive_comparisons(scores, metric, ratio=ratio)
-    among = baseline_comparisons(scores, metric, ratio=ratio)
-    flags = naive_flags(naive)
+    v = _verdicts(scores, metric, ratio, runs)
+    comps = v.comps
     effects = shift_effects(summaries)
     by_shift = recovery_by_shift(summaries)
     overall = recovery_overall(summaries, effects)
-    section["verdict"] = (overall_verdict(comps, scores, _failed_learners(runs), [*among, *naive])
-                          + naive_sentence(naive))
+    section["verdict"] = v.verdict
     section["shift_verdicts"] = [
         _shift_sentence(_shift_name(shifts, int(e["shift"]), labels), e,
                         by_shift[by_shift["shift"] == e["shift"]])
         for _, e in effects.iterrows()]
-    section["verdicts"] = [c.verdict for c in _merged(comps, naive)
-                           if c in comps or c.outcome == "worse"]
-    section["comparisons"] = _comparison_table(_merged(comps, [*among, *naive]))
-    section["leaderboard"] = _compact_board(board, comps, metric, overall, flags)
+    section["verdicts"] = v.sentences
+    section["comparisons"] = _comparison_table(v.table)
+    section["leaderboard"] = _compact_board(board, comps, metric, overall, v.flags)
     section["details"] = _leaderboard_table(board)
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
     section["prevalence"] = _prevalence_section(runs, mets, board, ratio)
@@ -436,6 +432,44 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         files.update(_figures(name, per_run, summaries, shifts, metric, out_dir, section,
                               labels, ref, effects))
     return section, files
+
+
+@dataclass
+class Verdicts:
+    """The paired tests of one metric in one scenario: against partial pooling and the best
+    baseline (``comps``), of the baselines against partial pooling (``among``), of everyone
+    against the naive baselines (``naive``), and the verdict paragraph."""
+
+    comps: list[Comparison]
+    among: list[Comparison]
+    naive: list[Comparison]
+    verdict: str
+
+    @property
+    def flags(self) -> dict[str, list[str]]:
+        return naive_flags(self.naive)
+
+    @property
+    def table(self) -> list[Comparison]:
+        """Every comparison once (a naive baseline that is the best baseline is tested once)."""
+        return _merged(self.comps, [*self.among, *self.naive])
+
+    @property
+    def sentences(self) -> list[str]:
+        """The verdict sentences listed under the table: the reference comparisons and the
+        learners worse than a naive baseline."""
+        return [c.verdict for c in _merged(self.comps, self.naive)
+                if c in self.comps or c.outcome == "worse"]
+
+
+def _verdicts(scores: pd.DataFrame, metric: str, ratio: float | None,
+              runs: pd.DataFrame) -> Verdicts:
+    comps = compare_all(scores, metric, ratio=ratio)
+    naive = naive_comparisons(scores, metric, ratio=ratio)
+    among = baseline_comparisons(scores, metric, ratio=ratio)
+    text = (overall_verdict(comps, scores, _failed_learners(runs), [*among, *naive])
+            + naive_sentence(naive))
+    return Verdicts(comps, among, naive, text)
 
 
 def scenario_verdict(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
@@ -452,10 +486,7 @@ def scenario_verdict(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     has_oracle = bool((mets["metric"] == "excess_loss").any())
     ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
     scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
-    naive = naive_comparisons(scores, metric, ratio=ratio)
-    among = baseline_comparisons(scores, metric, ratio=ratio)
-    return (overall_verdict(compare_all(scores, metric, ratio=ratio), scores,
-                            _failed_learners(runs), [*among, *naive]) + naive_sentence(naive))
+    return _verdicts(scores, metric, ratio, runs).verdict
 
 
 def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
@@ -474,9 +505,7 @@ def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         if not (mets["metric"] == metric).any():
             continue
         scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
-        out += _merged(compare_all(scores, metric, ratio=ratio),
-                       [*baseline_comparisons(scores, metric, ratio=ratio),
-                        *naive_comparisons(scores, metric, ratio=ratio)])
+        out += _verdicts(scores, metric, ratio, runs).table
     return out
 
 
@@ -489,21 +518,14 @@ def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFr
     if not (mets["metric"] == metric).any() or f"mean_{metric}" not in board:
         return None
     scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
-    comps = compare_all(scores, metric, ratio=ratio)
-    naive = naive_comparisons(scores, metric, ratio=ratio)
-    among = baseline_comparisons(scores, metric, ratio=ratio)
-    flags = naive_flags(naive)
-    verdict = (overall_verdict(comps, scores, _failed_learners(runs), [*among, *naive])
-               + naive_sentence(naive))
-    return {"verdict": "On group prevalence error: " + verdict,
+    v = _verdicts(scores, metric, ratio, runs)
+    return {"verdict": "On group prevalence error: " + v.verdict,
             "note": "Absolute error of each learner's estimate of every group's prevalence "
                     "(P(y=1) or mean) at each scored wave, "
                     + PREVALENCE_TEXT.get(_prevalence_kind(runs), "as the facts above say")
                     + "; per-seed means, tested as the loss is (" + _test_fact(ratio) + ").",
-            "board": _compact_board(board, comps, metric, pd.DataFrame(), flags),
-            "table": _comparison_table(_merged(comps, [*among, *naive])),
-            "verdicts": [c.verdict for c in _merged(comps, naive)
-                         if c in comps or c.outcome == "worse"]}
+            "board": _compact_board(board, v.comps, metric, pd.DataFrame(), v.flags),
+            "table": _comparison_table(v.table), "verdicts": v.sentences}
 
 
 def _merged(comps: Sequence[Comparison], naive: Sequence[Comparison]) -> list[Comparison]:
