@@ -99,3 +99,10 @@ def test_survey_leaderboard_intervals_are_widened_like_the_test() -> None:
     v = [0.60, 0.62, 0.61, 0.63, 0.60, 0.62]
     plain, survey = seed_interval(v), seed_interval(v, ratio=2.0)
     assert survey.hi - survey.lo == pytest.approx((plain.hi - plain.lo) * math.sqrt(1 + 12))
+
+
+def test_a_report_of_several_scenarios_opens_with_their_verdicts(report) -> None:
+    md, html = report
+    top = md.split("## Scenario: sim")[0]
+    assert "## Across scenarios" in top and "| sim |" in top and "| survey |" in top
+    assert "<h2>Across scenarios</h2>" in html
