@@ -23,6 +23,7 @@ _LAZY = {
     "Budget": "simlab.learners.base",
     "run_sweep": "simlab.experiment.sweep",
     "Store": "simlab.experiment.store",
+    "compare": "simlab.report.store_report",       # the paired verdicts of a store as data
 }
 
 

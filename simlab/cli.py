@@ -15,13 +15,14 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simlab import DEFAULT_DB, __version__
-from simlab.errors import SimlabError
+from simlab.errors import SimlabError, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.sweep import SweepSummary
@@ -33,7 +34,7 @@ DEMO_SCENARIO = "opinion_shift"
 #: --learners): reptile, metasgd and fomaml, variants of MAML's gradient-based family.
 DEMO_LEARNERS = ("meta_lstm", "maml", "relation", "cpd:dynamic_mlm", "dynamic_mlm",
                  "cpd:partial_pooling", "partial_pooling", "anil", "finetune", "protonet",
-                 "scratch", "oracle")
+                 "scratch", "persistence", "group_mean", "oracle")
 DEMO_SEEDS = 6
 
 
@@ -226,13 +227,37 @@ def _add_strict(p: argparse.ArgumentParser) -> None:
                         "is an error, not a warning")
 
 
+#: survey data warnings already printed in this process (each is printed once)
+_SHOWN: set[str] = set()
+_PLAIN_FORMAT = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """A survey's data warnings as one line each, once, without the Python file and line
+    that raised them (they are about the data, not the code); other warnings as Python
+    words them. (Only the text changes: code that records warnings still gets them.)"""
+    if category.__name__ != "SurveyWarning":
+        return _PLAIN_FORMAT(message, category, filename, lineno, line)
+    text = str(message)
+    if text in _SHOWN:
+        return ""
+    _SHOWN.add(text)
+    return f"simlab: warning: {text}\n"
+
+
 def _survey_ledger(scenario: Any, strict: bool, show: bool = True) -> None:
-    """Print a survey scenario's data ledger; with ``strict``, stop on a data-loss warning."""
+    """Print a survey scenario's data ledger (with the data warnings not printed yet); with
+    ``strict``, stop on a data-loss warning."""
     text = getattr(scenario, "ledger_text", None)
     if text is None:
         return
     if show:
-        print(text())
+        from simlab.tasks.survey_data import ledger_text
+
+        print(ledger_text(scenario.ledger) + "".join(
+            f"\nwarning: {w}" for w in scenario.data_warnings
+            if not any(s.endswith(f": {w}") or s == w for s in _SHOWN)))
     if strict and scenario.ledger.get("warnings"):
         raise UserError(f"{scenario.source or scenario.name}: --strict and the survey lost too "
                         "much data: " + "; ".join(scenario.ledger["warnings"]))
@@ -360,9 +385,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _sweep(scenarios: Sequence[Any], learners: Sequence[Any] | None, seeds: Any,
-           grid: Any, args: argparse.Namespace, title: str | None = None) -> SweepSummary:
-    """Run the cells not yet in ``args.db`` and report to ``args.report`` if given; returns
-    the ``SweepSummary`` (failed cells are stored with their traceback, see ``_failures``)."""
+           grid: Any, args: argparse.Namespace, title: str | None = None,
+           verdict: bool = True) -> SweepSummary:
+    """Run the cells not yet in ``args.db`` and report to ``args.report`` if given, then print
+    each scenario's verdict paragraph (``verdict``); returns the ``SweepSummary`` (failed
+    cells are stored with their traceback, see ``_failures``)."""
     from simlab.experiment.sweep import resolve_scenarios, run_sweep
 
     scs = resolve_scenarios(scenarios)
@@ -378,7 +405,24 @@ def _sweep(scenarios: Sequence[Any], learners: Sequence[Any] | None, seeds: Any,
         _report(db, Path(args.report), names, title)
     elif summary.ok + summary.diverged:
         print(f"report: simlab report {db} -o reports/{names[0] if len(names) == 1 else 'sweep'}")
+    if verdict:
+        _print_verdicts(db, names)
     return summary
+
+
+def _print_verdicts(db: str | Path, names: Sequence[str]) -> None:
+    """The finding, last: each scenario's verdict paragraph as the report words it."""
+    import textwrap
+
+    from simlab.report.store_report import verdicts_from_store
+
+    try:
+        found = verdicts_from_store(db, list(names))
+    except StoreError:          # nothing stored (every cell failed before writing)
+        return
+    for name, text in found.items():
+        print(textwrap.fill(f"verdict ({name}): {text}", width=100,
+                            subsequent_indent="  "))
 
 
 def _failures(summary: SweepSummary, args: argparse.Namespace) -> int:
@@ -406,9 +450,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"simlab demo: {', '.join(args.learners)} on {DEMO_SCENARIO} "
           f"({args.seeds if isinstance(args.seeds, int) else len(args.seeds)} seeds)")
     summary = _sweep([DEMO_SCENARIO], args.learners, args.seeds, None, args,
-                     title=f"simlab demo: {DEMO_SCENARIO}")
+                     title=f"simlab demo: {DEMO_SCENARIO}", verdict=False)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; open "
           f"{Path(args.report) / 'report.html'}")
+    _print_verdicts(args.db, [DEMO_SCENARIO])
     return _failures(summary, args)
 
 
@@ -653,6 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``simlab`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning
     if args.i_know:
         os.environ["SIMLAB_I_KNOW"] = "1"      # read by simlab.experiment.limits, workers too
     try:

@@ -26,6 +26,16 @@ from 6 seeds (2/2^6 = 0.031). :data:`MIN_SEEDS` = 6 is where the verdict is both
 checkable without a shape assumption. The earlier Wilcoxon test over seed x wave cells and the
 percentile bootstrap over 2-3 seeds gave 14-16% false verdicts on null data and are gone.
 
+**Real surveys** (:func:`corrected_t_test`). On a survey scenario the seeds only re-split the
+same respondents, so they are not independent replicates: there the same per-seed means get
+the corrected resampled t test of Nadeau & Bengio (2003), its ratio n_query/n_support read from
+the stream's ledger (:func:`survey_ratio`); ``Comparison.test`` says which test gave a verdict.
+Its false-verdict rate on a null built from the survey is measured by
+``bench/survey_verdict_calibration.py``.
+
+**Naive baselines** (:data:`NAIVE`: persistence, group_mean) are baselines; every other learner
+is also tested against each (:func:`naive_comparisons`) and flagged when worse.
+
 The comparison metric is the excess loss over the oracle where the stream has one, else the
 loss (lower is better for both; on the same responses their paired differences are equal).
 Cells where either learner diverged (NaN) are left out of the seed's mean and counted
@@ -49,8 +59,12 @@ from scipy import stats
 
 from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, summarize
 
-#: the methods survey methodologists already use; ``cpd:NAME`` of one of them is one too
-BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "dynamic_mlm")
+#: the naive forecasts everyone must beat: a group's share at its last wave, its mean over
+#: the revealed waves (``learners/naive.py``); a learner worse than one is flagged
+NAIVE: tuple[str, ...] = ("persistence", "group_mean")
+#: the methods survey methodologists already use, and the naive forecasts; ``cpd:NAME`` of one
+#: of them is one too
+BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "dynamic_mlm", *NAIVE)
 ORACLE = "oracle"
 #: references, not methods: the oracle (true probabilities) and the attainable floor (the
 #: exact Bayes predictor of a known simulated prior, ``learners/floor.py``); never a baseline,
@@ -97,10 +111,12 @@ class Interval:
 
 
 def seed_interval(values: Iterable[float], level: float = 0.95,
-                  bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval:
+                  bounds: tuple[float, float] = (-math.inf, math.inf),
+                  ratio: float | None = None) -> Interval:
     """Student t interval of the mean over seeds, clipped to ``bounds`` (the quantity's range:
     a non-negative mean never gets a negative lower end); NaN values (diverged runs) are left
-    out."""
+    out. ``ratio`` (a survey's n_query/n_support): widened as the corrected resampled t test
+    widens it (:func:`corrected_t_test`), since a survey's seeds re-split one sample."""
     v = np.asarray(list(values), np.float64)
     v = v[np.isfinite(v)]
     n = int(v.size)
@@ -110,6 +126,8 @@ def seed_interval(values: Iterable[float], level: float = 0.95,
     if n < 2:
         return Interval(mean, math.nan, math.nan, 1)
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    if ratio is not None:
+        half *= math.sqrt(1.0 + n * ratio)
     lo, hi = bounds
     return Interval(mean, max(mean - half, lo), min(mean + half, hi), n)
 
@@ -185,9 +203,10 @@ def run_summaries(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFram
 
 
 def leaderboard(summaries: pd.DataFrame, columns: Sequence[str] = LEADERBOARD_COLUMNS,
-                level: float = 0.95) -> pd.DataFrame:
+                level: float = 0.95, ratio: float | None = None) -> pd.DataFrame:
     """Per scenario and learner: run counts and, for each summary, mean and t interval over seeds
-    (columns ``c``, ``c_lo``, ``c_hi``). Sorted by the first available column (lower first)."""
+    (columns ``c``, ``c_lo``, ``c_hi``; ``ratio``: a survey's, see :func:`seed_interval`).
+    Sorted by the first available column (lower first)."""
     present = [c for c in columns if c in summaries.columns]
     rows = []
     for (scenario, label), g in summaries.groupby(["scenario", "label"], sort=False):
@@ -197,7 +216,7 @@ def leaderboard(summaries: pd.DataFrame, columns: Sequence[str] = LEADERBOARD_CO
                                   "diverged": int((g["status"] == "diverged").sum()),
                                   "failed": int((~g["status"].isin(["ok", "diverged"])).sum())}
         for c in present:
-            iv = seed_interval(g[c], level, BOUNDS.get(c, (-math.inf, math.inf)))
+            iv = seed_interval(g[c], level, BOUNDS.get(c, (-math.inf, math.inf)), ratio)
             row.update({c: iv.mean, f"{c}_lo": iv.lo, f"{c}_hi": iv.hi})
         rows.append(row)
     board = pd.DataFrame(rows)
@@ -349,6 +368,7 @@ class Comparison:
     outcome: str          # "beats" | "worse" | "no difference" | "too few seeds" | "no data"
     reason: str           # why there is no verdict ("" when there is one)
     verdict: str
+    test: str = "seed"    # "seed": paired t over seeds; "survey": corrected resampled t test
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -367,6 +387,8 @@ def _verdict(c: dict[str, object], name: str) -> str:
     size = (f"{pct} {'lower' if diff < 0 else 'higher'}" if pct else
             f"{fmt(abs(diff))} {'lower' if diff < 0 else 'higher'}")
     seeds = f"{c['n_seeds']} seed{'s' if c['n_seeds'] != 1 else ''}"
+    if c.get("test") == "survey":
+        seeds += " (re-splits of one survey: corrected resampled t test)"
     if c["outcome"] == "too few seeds":
         return (f"No verdict for {lrn} against {ref}: {c['reason']} (observed difference "
                 f"{fmt(diff)} over {seeds}).")
@@ -411,8 +433,9 @@ def _decide(fields: dict[str, object], p_adj: float, n_family: int, alpha: float
 
 
 def _test(scores: pd.DataFrame, learner: str, reference: str, metric: str,
-          alpha: float) -> dict[str, object]:
-    """The paired t test's numbers (outcome "no data" with a reason when there are none)."""
+          alpha: float, ratio: float | None = None) -> dict[str, object]:
+    """The paired t test's numbers (outcome "no data" with a reason when there are none);
+    ``ratio`` (a survey's test/train ratio): the corrected resampled t test instead."""
     scenario = str(scores["scenario"].iloc[0]) if len(scores) else ""
     names = _names(scores)
     base: dict[str, object] = dict(
@@ -420,7 +443,8 @@ def _test(scores: pd.DataFrame, learner: str, reference: str, metric: str,
         learner_name=names.get(learner, learner), reference_name=names.get(reference, reference),
         metric=metric, n_pairs=0, n_seeds=0, n_dropped=0, mean_learner=math.nan,
         mean_reference=math.nan, mean_diff=math.nan, ci_lo=math.nan, ci_hi=math.nan,
-        p_value=math.nan, mdd=math.nan, outcome="no data", reason="")
+        p_value=math.nan, mdd=math.nan, outcome="no data", reason="",
+        test="seed" if ratio is None else "survey")
     mine = scores[scores["label"].isin([learner, reference])]
     have = {lab: set(g["seed"][g["value"].notna()]) for lab, g in mine.groupby("label")}
     for lab in (learner, reference):
@@ -440,7 +464,8 @@ def _test(scores: pd.DataFrame, learner: str, reference: str, metric: str,
     diff = (wide[learner] - wide[reference]).unstack("wave")          # [seeds, waves]
     d = diff.to_numpy(np.float64)
     per_seed = seed_means(d)
-    res = seed_t_test(per_seed, alpha)
+    res = (seed_t_test(per_seed, alpha) if ratio is None
+           else corrected_t_test(per_seed, ratio, alpha))
     keep = np.isfinite(per_seed)
     lrn_seed = seed_means(wide[learner].where(both).unstack("wave").to_numpy(np.float64))
     ref_seed = seed_means(wide[reference].where(both).unstack("wave").to_numpy(np.float64))
@@ -453,16 +478,17 @@ def _test(scores: pd.DataFrame, learner: str, reference: str, metric: str,
 
 def compare(scores: pd.DataFrame, learner: str, reference: str, metric: str = "excess_loss",
             *, alpha: float = ALPHA, min_seeds: int = MIN_SEEDS, n_boot: int | None = None,
-            seed: int | None = None) -> Comparison:
+            seed: int | None = None, ratio: float | None = None) -> Comparison:
     """Paired comparison of ``learner`` against ``reference`` on the seeds both scored (a
     family of one: no adjustment; :func:`compare_all` adjusts across a scenario).
 
     ``scores``: one scenario's :func:`wave_scores`. Outcome "beats" needs at least
     ``min_seeds`` paired seeds and p < ``alpha`` with a negative mean difference (lower is
     better). ``n_boot`` and ``seed`` are accepted for older callers and unused (the test is
-    exact; nothing is resampled).
+    exact; nothing is resampled). ``ratio``: a real survey's test/train ratio
+    (:func:`survey_ratio`), which selects the corrected resampled t test.
     """
-    fields = _test(scores, learner, reference, metric, alpha)
+    fields = _test(scores, learner, reference, metric, alpha, ratio)
     return _decide(fields, float(fields["p_value"]), 1, alpha, min_seeds)
 
 def _names(scores: pd.DataFrame) -> dict[str, str]:
@@ -484,11 +510,12 @@ def best_baseline(scores: pd.DataFrame, names: Sequence[str] | None = None) -> s
 
 def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, alpha: float = ALPHA,
                 min_seeds: int = MIN_SEEDS, n_boot: int | None = None,
-                seed: int | None = None) -> list[Comparison]:
+                seed: int | None = None, ratio: float | None = None) -> list[Comparison]:
     """Every non-baseline, non-oracle learner of every scenario against the best baseline and
     against partial pooling (its best setting when several were run; once when they are the
     same). The comparisons against one reference in one scenario are a family: their p-values
-    are Holm-adjusted together. ``n_boot``/``seed``: unused, kept for older callers."""
+    are Holm-adjusted together. ``n_boot``/``seed``: unused, kept for older callers.
+    ``ratio``: a real survey's test/train ratio (the corrected resampled t test)."""
     out: list[Comparison] = []
     for _, sc in scores.groupby("scenario", sort=False):
         refs = [r for r in dict.fromkeys([best_baseline(sc), best_baseline(sc, (REFERENCE,))])
@@ -496,7 +523,7 @@ def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, alpha: flo
         learners = [lab for lab, n in _names(sc).items()
                     if not is_baseline(n) and not is_reference(n)]
         learners.sort(key=list(sc["label"].unique()).index)
-        tests = {(lab, ref): _test(sc, lab, ref, metric, alpha) for ref in refs
+        tests = {(lab, ref): _test(sc, lab, ref, metric, alpha, ratio) for ref in refs
                  for lab in learners}
         adjusted: dict[tuple[str, str], float] = {}
         family: dict[str, int] = {}
@@ -517,7 +544,7 @@ def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, alpha: flo
 
 
 def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame,
-                    failed: Sequence[str] = ()) -> str:
+                    failed: Sequence[str] = (), baselines: Sequence[Comparison] = ()) -> str:
     """The scenario-level sentence: does any meta-learner beat partial pooling? ``failed``:
     labels or registry names of learners whose every run failed (stated, never a crash)."""
     names = _names(scores)
@@ -542,7 +569,7 @@ def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame,
     seeds = min(c.n_seeds for c in judged)
     tail = (f" No verdict for {', '.join(unjudged)} (too few shared seeds or no data)."
             if unjudged else "")
-    best_txt = _best_baseline_sentence(comparisons, best, names)
+    best_txt = _best_baseline_sentence(comparisons, best, names, baselines)
     if not winners:
         worse_txt = (f"; {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly "
                      "worse" if worse else "")
@@ -555,22 +582,36 @@ def overall_verdict(comparisons: Sequence[Comparison], scores: pd.DataFrame,
 
 
 def _best_baseline_sentence(comparisons: Sequence[Comparison], best: str | None,
-                            names: dict[str, str]) -> str:
+                            names: dict[str, str], baselines: Sequence[Comparison] = ()) -> str:
     """Where the best baseline is not partial pooling, what the meta-learners did against it
     (it is then the stronger reference)."""
     if best is None or names.get(best) == REFERENCE:
         return ""
+    best_lead = ""        # the baselines compared with each other (baseline_comparisons)
+    for c in baselines:   # best vs partial pooling, or partial pooling vs best (sign flipped)
+        flip = c.learner_name == REFERENCE and c.reference == best
+        if c.outcome == "no data" or not (flip or (c.learner == best
+                                                   and c.reference_name == REFERENCE)):
+            continue
+        outcome = {"beats": "worse", "worse": "beats"}.get(c.outcome, c.outcome) if flip \
+            else c.outcome
+        sure = {"beats": "a significant lead", "no difference": "a lead within the noise",
+                "worse": "no lead"}.get(outcome, f"no verdict: {outcome}")
+        best_lead = (f" (its difference from partial pooling: "
+                     f"{fmt(-c.mean_diff if flip else c.mean_diff)}, p {fmt_p(c.p_adjusted)}: "
+                     f"{sure})")
+        break
     vs = [c for c in comparisons if c.reference == best
           and c.outcome in ("beats", "worse", "no difference")]
     if not vs:
-        return f" The best baseline here is {best}."
+        return f" The best baseline here is {best}{best_lead}."
     beat = [c.learner for c in vs if c.outcome == "beats"]
     worse = [c.learner for c in vs if c.outcome == "worse"]
     said = (f"{', '.join(beat)} beat{'s' if len(beat) == 1 else ''} it" if beat
             else "no meta-learner beats it")
     if worse:
         said += f"; {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly worse"
-    return f" The best baseline here is {best}, the stronger reference: {said}."
+    return f" The best baseline here is {best}{best_lead}, the stronger reference: {said}."
 
 
 # --------------------------------------------------------------------------- recovery per shift
@@ -680,3 +721,153 @@ def parse_hyperparameters(text: str | None) -> dict[str, object]:
     except (TypeError, json.JSONDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# --------------------------------------------------------------------------- real surveys
+
+#: what the report says about each test (which was used, and why)
+TEST_TEXT = {
+    "seed": "paired t test over seeds: each seed is an independently simulated society, so "
+            "per-seed mean differences are independent replicates",
+    "survey": "corrected resampled t test over seeds (Nadeau & Bengio 2003): on a real survey a "
+              "seed only re-splits the same respondents into support and query sets, so seeds "
+              "are not independent; the variance of the per-seed mean differences is "
+              "inflated by (1/J + n_query/n_support) before the t test"}
+
+
+def corrected_t_test(means: np.ndarray, ratio: float, alpha: float = ALPHA,
+                     power: float = POWER) -> dict[str, np.ndarray]:
+    """The corrected resampled t test (Nadeau & Bengio 2003, "Inference for the
+    generalization error", Machine Learning 52; Bouckaert & Frank 2004) of per-seed mean
+    differences ``means [..., J]`` when the J seeds are random re-splits of ONE data set.
+
+    Why this test on a survey: the seeds of a survey scenario draw different support / query
+    partitions of the same respondents (and different learner initialisations), so two seeds'
+    differences are positively correlated through the shared respondents and the plain t test
+    over seeds understates the variance (its tight intervals say nothing about sampling from
+    the population). Nadeau & Bengio model that correlation as rho = n_test / (n_train +
+    n_test) and replace the variance of the mean, s^2/J, by ``(1/J + ratio) s^2``, ratio =
+    n_test / n_train, with J - 1 degrees of freedom. A cluster bootstrap over groups would
+    need per-group scores, which the store does not keep; the corrected test needs only the
+    per-seed means the seed test already uses, so both tests read the same numbers.
+
+    Returns the fields of :func:`seed_t_test` (n, mean, sd, lo, hi, p, mdd)."""
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 0):
+        raise ValueError(f"corrected_t_test: ratio = {ratio!r} must be a finite number >= 0 "
+                         "(n_test / n_train of one re-split)")
+    res = seed_t_test(means, alpha, power)
+    n = res["n"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inflate = np.sqrt(1.0 + np.asarray(n, np.float64) * float(ratio))   # se' / se
+        df = np.where(n > 1, n - 1, 1)
+        se = res["sd"] * inflate / np.sqrt(np.maximum(n, 1))
+        q = stats.t.ppf(1 - alpha / 2, df)
+        t = np.divide(res["mean"], se, out=np.zeros(np.shape(n)), where=se > 0)
+        p = np.where(se > 0, 2 * stats.t.sf(np.abs(t), df), res["p"])
+        mdd = (q + stats.t.ppf(power, df)) * se
+    bad = n < 2
+    nan = np.full(np.shape(n), np.nan)
+    return {**res, "lo": np.where(bad, nan, res["mean"] - q * se),
+            "hi": np.where(bad, nan, res["mean"] + q * se),
+            "p": np.where(bad, nan, p), "mdd": np.where(bad, nan, mdd)}
+
+
+def survey_ratio(ledger: dict | None) -> float | None:
+    """n_test / n_train of one re-split of a survey stream, from its data ledger
+    (``meta["ledger"]``, kept in the stored config): the mean query size of a scored cell over
+    its support size K. Only the scored cells are re-split from seed to seed (revealed waves
+    reach every learner whole, the same on every seed), so this is the ratio of the part that
+    is resampled. None without a ledger (not a survey)."""
+    if not isinstance(ledger, dict) or "total" not in ledger or not ledger.get("support"):
+        return None
+    tasks, used = ledger["total"].get("tasks", 0), ledger["total"].get("used", 0)
+    k = float(ledger["support"])
+    if not tasks:
+        return None
+    return max(used / tasks - k, 0.0) / k
+
+
+# --------------------------------------------------------------------------- naive baselines
+
+def naive_comparisons(scores: pd.DataFrame, metric: str = "excess_loss", *,
+                      alpha: float = ALPHA, min_seeds: int = MIN_SEEDS,
+                      ratio: float | None = None) -> list[Comparison]:
+    """Every learner but the naive ones and the oracle (baselines included: a broken pooled
+    fine-tune must show) against each naive baseline run (:data:`NAIVE`), by the same paired
+    test as :func:`compare_all`; Holm-adjusted within each naive reference's family."""
+    out: list[Comparison] = []
+    for _, sc in scores.groupby("scenario", sort=False):
+        names = _names(sc)
+        refs = [lab for lab, n in names.items() if n in NAIVE]
+        others = [lab for lab, n in names.items() if n not in NAIVE and n != ORACLE]
+        out += _families(sc, others, refs, metric, alpha, min_seeds, ratio)
+    return out
+
+
+def baseline_comparisons(scores: pd.DataFrame, metric: str = "excess_loss", *,
+                         alpha: float = ALPHA, min_seeds: int = MIN_SEEDS,
+                         ratio: float | None = None) -> list[Comparison]:
+    """The baselines against partial pooling (the reference): is a baseline's lead over it,
+    or the reference's over a baseline, more than noise? Holm-adjusted as one family."""
+    out: list[Comparison] = []
+    for _, sc in scores.groupby("scenario", sort=False):
+        names = _names(sc)
+        ref = best_baseline(sc, (REFERENCE,))
+        if ref is None:
+            continue
+        others = [lab for lab, n in names.items() if is_baseline(n) and n not in NAIVE
+                  and lab != ref]
+        out += _families(sc, others, [ref], metric, alpha, min_seeds, ratio)
+    return out
+
+
+def _families(sc: pd.DataFrame, learners: list[str], refs: Sequence[str], metric: str,
+              alpha: float, min_seeds: int, ratio: float | None) -> list[Comparison]:
+    """``learners`` against each of ``refs`` (one family per reference, Holm-adjusted)."""
+    learners = sorted(learners, key=list(sc["label"].unique()).index)
+    out = []
+    for ref in refs:
+        tests = [_test(sc, lab, ref, metric, alpha, ratio) for lab in learners]
+        p = [float(t["p_value"]) if t["outcome"] != "no data"
+             and int(t["n_seeds"]) >= min_seeds else math.nan for t in tests]
+        adj, family = holm(p), max(int(np.isfinite(p).sum()), 1)
+        for t, pa in zip(tests, adj):
+            out.append(_decide(t, float(pa) if math.isfinite(pa) else float(t["p_value"]),
+                               family, alpha, min_seeds))
+    return out
+
+
+def naive_flags(comparisons: Sequence[Comparison]) -> dict[str, list[str]]:
+    """label -> ["worse than persistence", ...]: the naive baselines a learner is
+    significantly worse than (Holm-adjusted paired test)."""
+    flags: dict[str, list[str]] = {}
+    for c in comparisons:
+        if c.reference_name in NAIVE and c.outcome == "worse":
+            flags.setdefault(c.learner, []).append(f"worse than {c.reference}")
+    return flags
+
+
+NAIVE_TEXT = {"persistence": "each group's share at its last revealed wave",
+              "group_mean": "each group's mean over the revealed waves, updated by its K "
+                            "support respondents"}
+
+
+def naive_sentence(comparisons: Sequence[Comparison]) -> str:
+    """One sentence naming the learners worse than a naive baseline ("" when none is, or
+    none was run)."""
+    by_ref: dict[str, list[str]] = {}
+    refs: dict[str, str] = {}
+    for c in comparisons:
+        if c.reference_name in NAIVE:
+            refs[c.reference] = c.reference_name
+            if c.outcome == "worse":
+                by_ref.setdefault(c.reference, []).append(c.learner)
+    if not refs:
+        return ""
+    if not by_ref:
+        return (" No learner is significantly worse than the naive baseline"
+                f"{'s' if len(refs) > 1 else ''} ({', '.join(refs)}).")
+    parts = [f"{', '.join(who)} {'is' if len(who) == 1 else 'are'} significantly worse than "
+             f"{ref} ({NAIVE_TEXT.get(refs[ref], 'a naive baseline')})"
+             for ref, who in by_ref.items()]
+    return " Naive baselines: " + "; ".join(parts) + "."

@@ -134,6 +134,11 @@ class CellError:
     seconds: float = 0.0
 
 
+def _canonical(text: str | None) -> str | None:
+    """JSON text in the store's canonical form (``to_json``), None stays None."""
+    return None if text is None else to_json(json.loads(text))
+
+
 def utc_now() -> str:
     """The current UTC time as stored in ``runs.started`` / ``runs.finished``."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -473,6 +478,7 @@ class Store:
         f = self.frames(latest=latest)
         if f["runs"].empty:
             raise StoreError(f"results store {self.path} has no runs to export")
+        f["runs"] = self._with_used_hyperparameters(f["runs"])
         cols = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status"]
         tidy = f["runs"][cols].merge(f["metrics"], on="run_id")
         tables = {"": tidy, ".runs": f["runs"], ".summaries": f["runs"][cols[:4]].merge(
@@ -488,6 +494,27 @@ class Store:
             written.append(out)
         return written
 
+    def _with_used_hyperparameters(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """``hyperparameters`` = what the run used (its log's, tuned values included; the
+        configured ones for a run without a log), the configured ones kept as
+        ``hyperparameters_configured``."""
+        used = dict(self._con.execute("SELECT run_id, json_extract(log, '$.hyperparameters') "
+                                      "FROM runs WHERE json_valid(log)").fetchall())
+        out = runs.rename(columns={"hyperparameters": "hyperparameters_configured"})
+        out.insert(out.columns.get_loc("hyperparameters_configured"), "hyperparameters", [
+            _canonical(used.get(r)) or c for r, c in
+            zip(out["run_id"], out["hyperparameters_configured"])])
+        return out
+
+    def _used(self, rid: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The hyperparameters run ``rid`` used (None without a log) and what tuning chose."""
+        row = self._con.execute("SELECT json_extract(log, '$.hyperparameters'), "
+                                "json_extract(log, '$.tuning.best_params') FROM runs WHERE "
+                                "run_id=? AND json_valid(log)", (rid,)).fetchone()
+        if row is None or row[0] is None:
+            return None, {}
+        return json.loads(row[0]), json.loads(row[1] or "{}")
+
     def run_ids(self) -> list[int]:
         return [int(r[0]) for r in self._con.execute("SELECT run_id FROM runs ORDER BY run_id")]
 
@@ -502,6 +529,10 @@ class Store:
                                                "run_id=?", (rid,)).fetchone()))
         for k in ("hyperparameters", "timings"):
             row[k] = json.loads(row[k] or "{}")
+        used, tuned = self._used(rid)
+        row["hyperparameters_configured"] = row["hyperparameters"]
+        row["hyperparameters"] = used if used is not None else row["hyperparameters"]
+        row["tuned"] = tuned
         row["summaries"] = dict(self._con.execute(
             "SELECT name, value FROM summaries WHERE run_id=? ORDER BY name", (rid,)).fetchall())
         curve = self._read("SELECT shots, steps, metric, AVG(value) AS mean FROM metrics "
@@ -533,10 +564,15 @@ class Store:
                                 (self._find_run(run_id),)).fetchall()
         (rid, key, scen, fp, seed, learner, hp, device, version, status, error, started,
          finished, seconds, timings) = row[0]
+        used, tuned = self._used(rid)
+        shown = hp if used is None else to_json(used)
         lines = [f"run {rid}  [{status}]",
                  f"  scenario      {scen} (fingerprint {fp[:12]})  seed {seed}",
                  f"  learner       {learner}  on {device}",
-                 f"  hyperparams   {hp}",
+                 f"  hyperparams   {shown}"
+                 + (" (what the run used)" if used is not None and shown != hp else ""),
+                 *([f"  tuned         " + ", ".join(f"{k}={v!r}" for k, v in tuned.items()),
+                    f"  configured    {hp}"] if tuned else []),
                  f"  cell key      {key}",
                  f"  simlab        {version}; {started} -> {finished}"
                  + (f" ({seconds:.1f} s)" if seconds is not None else ""),

@@ -33,7 +33,8 @@ from simlab.tasks.survey_data import (FRAME_SOURCE, SurveyData, ledger_text, rea
 from simlab.tasks.task import TaskStream
 
 #: learners a survey scenario compares when its file names none (no oracle: real data)
-SURVEY_LEARNERS: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "maml")
+SURVEY_LEARNERS: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "maml",
+                                    "persistence", "group_mean")
 
 
 class SurveyScenario(ScenarioBase):

@@ -224,7 +224,7 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
                 for seed in run_seeds:
                     cell = Cell(sc.name, fp, int(seed), spec.name,
                                 json.loads(to_json(learner.hyperparameters())), label,
-                                settings, device)
+                                _cell_settings(settings, space, overrides), device)
                     jobs.append(Job(cell, sc, overrides, space,
                                     tuning_seeds=tuning_seeds if space is not None else ()))
     seen: dict[str, Cell] = {}
@@ -234,6 +234,20 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
                              f"{seen[job.cell.key].describe()}; remove the duplicate")
         seen[job.cell.key] = job.cell
     return jobs
+
+
+def _cell_settings(settings: Mapping[str, Any], space: Mapping[str, Any] | None,
+                   fixed: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The settings that go into a cell's key: a tuned cell's also name what its tuning
+    searches (the resolved space) and which hyperparameters are fixed (not searched), so a
+    grid point equal to a default (``memory = 0``) is not taken for the tuned run that
+    searched ``memory``: same fields, different runs. Untuned cells keep their old keys."""
+    if space is None:
+        return settings
+    from simlab.evaluation.tuning import describe_space
+
+    return {**settings, "tuning": {**settings["tuning"], "space": describe_space(space),
+                                   "fixed": sorted(fixed)}}
 
 
 def tuning_space(scenario: AnyScenario, spec: LearnerSpec, fixed: Mapping[str, Any]

@@ -31,6 +31,8 @@ _BUILTIN: dict[str, str] = {
     "oracle": "simlab.learners.baselines:Oracle",
     "floor": "simlab.learners.floor:Floor",
     "dynamic_mlm": "simlab.learners.dynamic_mlm:DynamicMLM",
+    "persistence": "simlab.learners.naive:Persistence",
+    "group_mean": "simlab.learners.naive:GroupMean",
 }
 #: ``cpd:NAME`` wraps learner NAME in Bayesian online changepoint detection
 CPD_PREFIX = "cpd:"

@@ -115,20 +115,24 @@ def robust_limits(curves: dict[str, np.ndarray], floor: float | None = None
         q1, q3 = np.quantile(med, [0.25, 0.75])
         far = FENCE * max(q3 - q1, 1e-12)
         keep = [k for k, m in zip(finite, med) if q1 - far <= m <= q3 + far]
-        out = [f"{k} (from {fmt(float(finite[k].min()))} to {fmt(float(finite[k].max()))})"
-               for k in finite if k not in keep]
     vals = np.concatenate([finite[k] for k in keep])
     lo, hi = float(vals.min()), float(vals.max())
     pad = MARGIN * max(hi - lo, 1e-12)
     lo = max(lo - pad, floor) if floor is not None and lo >= floor else lo - pad
-    return (lo, hi + pad), out
+    hi += pad
+    for k in (k for k in finite if k not in keep):    # plotted where it enters the range
+        inside = bool(((finite[k] >= lo) & (finite[k] <= hi)).any())
+        out.append(f"{k} ({'partly ' if inside else ''}outside: from "
+                   f"{fmt(float(finite[k].min()))} to {fmt(float(finite[k].max()))})")
+    return (lo, hi), out
 
 
 def _apply_limits(ax: Axes, curves: dict[str, np.ndarray], floor: float | None = None) -> str:
     lim, out = robust_limits(curves, floor)
     if lim is not None:
         ax.set_ylim(*lim)
-    return ("Outside the y-range (far from the others): " + ", ".join(out) + ".") if out else ""
+    return ("Far from the others, so left out of the y-range (drawn only where it enters "
+            "it): " + ", ".join(out) + ".") if out else ""
 
 
 def _wave_axis(ax: Axes, data: ScenarioData, waves: np.ndarray) -> None:
@@ -238,6 +242,12 @@ def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
             drawn[f"{lab} #{i}"] = mean
         ax.axhline(0, color="black", linewidth=0.8)
         ax.axvline(0, color="crimson", linewidth=1, alpha=0.7)
+        for j, other in enumerate(shifts["wave"]):     # another shift inside this window
+            rel_wave = int(other) - int(sh.wave)
+            if j != i and -before <= rel_wave <= after:
+                ax.axvline(rel_wave, color="crimson", linewidth=1, alpha=0.5, linestyle=":")
+                ax.text(rel_wave, 1.0, f" #{j}", color="crimson", fontsize=7, va="top",
+                        transform=ax.get_xaxis_transform())
         when = data.wave_labels.get(int(sh.wave), f"wave {sh.wave}")
         ax.set_title(f"#{i} {sh.name} at {when}" + (" (negligible)" if i in data.negligible
                                                      else ""), fontsize=9)
@@ -357,7 +367,8 @@ def loss_vs_compute(data: ScenarioData) -> tuple[bytes, str]:
 FIGURES: tuple[tuple[str, str, Callable[[ScenarioData], tuple[bytes, str]]], ...] = (
     ("excess_over_waves", "Score per wave with the shifts marked.", excess_over_waves),
     ("shift_differences", "Difference from {reference} around each shift (below 0: better "
-                          "than {reference}).", shift_differences),
+                          "than {reference}; a dotted line marks another shift inside a "
+                          "panel's window).", shift_differences),
     ("adaptation_curves", "Adaptation curves: loss vs inner steps.", adaptation_curves),
     ("loss_vs_shots", "Loss vs shots.", loss_vs_shots),
     ("compute_cost", "Compute cost.", compute_cost),

@@ -38,6 +38,8 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
                                           parse_hyperparameters,
                                           recovery_by_shift, recovery_overall, run_summaries,
                                           shift_effects, wave_scores)
+from simlab.evaluation.statistics import (TEST_TEXT, baseline_comparisons, naive_comparisons,
+                                          naive_flags, naive_sentence, survey_ratio)
 from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors
 from simlab.report.pretrain import pretrain_section
@@ -135,7 +137,7 @@ def _recovery_cell(r: pd.Series | None) -> str:
 
 
 def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str,
-                   overall: pd.DataFrame) -> Table:
+                   overall: pd.DataFrame, flags: dict[str, list[str]] | None = None) -> Table:
     """Few columns: the comparison metric, the difference from partial pooling (or the best
     baseline) with its outcome, recovery over the shifts that count, and compute."""
     col = f"mean_{metric}"
@@ -155,6 +157,9 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
                 fmt(c.mean_diff) + (f" [{fmt(c.ci_lo)}, {fmt(c.ci_hi)}]"
                                     if math.isfinite(c.ci_lo) else ""))
         outcome = "reference" if r["label"] == ref else (c.outcome if c else "–")
+        if (flags or {}).get(r["label"]):          # worse than a naive baseline
+            outcome = "; ".join([outcome, *flags[r["label"]]]) if outcome != "–" else \
+                "; ".join(flags[r["label"]])
         secs = sum(float(r.get(k) or 0.0) for k in ("adapt_seconds_total",
                                                     "meta_fit_seconds_total")
                    if pd.notna(r.get(k)))
@@ -380,7 +385,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts, labels),
         "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],
         "comparisons": None, "verdicts": [], "leaderboard": None, "details": None,
-        "recovery": [], "metric": None, "tuning": tuning_section(runs),
+        "recovery": [], "metric": None, "tuning": tuning_section(runs), "prevalence": None,
         "pretrain": pretrain_section(runs),                  # templates/_pretrain.*.j2
         "society": society_section(name, runs, out_dir),     # templates/_society.*.j2
         "changepoints": changepoint_context(runs, mets, shifts)}
@@ -394,36 +399,167 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
         return section, files
     metric = comparison_metric(mets)
     section["metric"] = metric.replace("_", " ")
+    ratio = _survey_ratio(config, name, all_names, has_oracle)
+    if ratio is not None:            # a survey: intervals widened as its test widens them
+        board = leaderboard(scored, ratio=ratio)
     waves = sorted(int(w) for w in mets.loc[mets["metric"] == "loss", "wave"].unique())
     section["facts"] += [("scored waves", f"{_wave_name(waves[0], labels)} to "
                                           f"{_wave_name(waves[-1], labels)}"),
                          ("shots grid", str(_grid(mets, "shots"))),
                          ("steps grid", str(_grid(mets, "steps"))),
-                         ("compared on", metric.replace("_", " ") + ": per-seed means, paired "
-                                         f"t test over seeds (verdicts from {MIN_SEEDS} seeds)")]
+                         ("compared on", metric.replace("_", " ") + ": per-seed means, "
+                                         + _test_fact(ratio))]
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
     per_run = run_cubes(mets, ["loss", metric])
     scores = wave_scores(runs, mets, metric, per_run)
-    comps = compare_all(scores, metric)
+    v = _verdicts(scores, metric, ratio, runs)
+    comps = v.comps
     effects = shift_effects(summaries)
     by_shift = recovery_by_shift(summaries)
     overall = recovery_overall(summaries, effects)
-    section["verdict"] = overall_verdict(comps, scores, _failed_learners(runs))
+    section["verdict"] = v.verdict
     section["shift_verdicts"] = [
         _shift_sentence(_shift_name(shifts, int(e["shift"]), labels), e,
                         by_shift[by_shift["shift"] == e["shift"]])
         for _, e in effects.iterrows()]
-    section["verdicts"] = [c.verdict for c in comps]
-    section["comparisons"] = _comparison_table(comps)
-    section["leaderboard"] = _compact_board(board, comps, metric, overall)
+    section["verdicts"] = v.sentences
+    section["comparisons"] = _comparison_table(v.table)
+    section["leaderboard"] = _compact_board(board, comps, metric, overall, v.flags)
     section["details"] = _leaderboard_table(board)
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
+    section["prevalence"] = _prevalence_section(runs, mets, board, ratio)
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
                comps[0].reference if comps else None)
     if draw:
         files.update(_figures(name, per_run, summaries, shifts, metric, out_dir, section,
                               labels, ref, effects))
     return section, files
+
+
+@dataclass
+class Verdicts:
+    """The paired tests of one metric in one scenario: against partial pooling and the best
+    baseline (``comps``), of the baselines against partial pooling (``among``), of everyone
+    against the naive baselines (``naive``), and the verdict paragraph."""
+
+    comps: list[Comparison]
+    among: list[Comparison]
+    naive: list[Comparison]
+    verdict: str
+
+    @property
+    def flags(self) -> dict[str, list[str]]:
+        return naive_flags(self.naive)
+
+    @property
+    def table(self) -> list[Comparison]:
+        """Every comparison once (a naive baseline that is the best baseline is tested once)."""
+        return _merged(self.comps, [*self.among, *self.naive])
+
+    @property
+    def sentences(self) -> list[str]:
+        """The verdict sentences listed under the table: the reference comparisons and the
+        learners worse than a naive baseline."""
+        return [c.verdict for c in _merged(self.comps, self.naive)
+                if c in self.comps or c.outcome == "worse"]
+
+
+def _verdicts(scores: pd.DataFrame, metric: str, ratio: float | None,
+              runs: pd.DataFrame) -> Verdicts:
+    comps = compare_all(scores, metric, ratio=ratio)
+    naive = naive_comparisons(scores, metric, ratio=ratio)
+    among = baseline_comparisons(scores, metric, ratio=ratio)
+    text = (overall_verdict(comps, scores, _failed_learners(runs), [*among, *naive])
+            + naive_sentence(naive))
+    return Verdicts(comps, among, naive, text)
+
+
+def scenario_verdict(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
+                     config: dict | None = None) -> str:
+    """The verdict paragraph of scenario ``name`` as the report words it (paired tests on the
+    comparison metric, the survey test on a real survey, the naive-baseline sentence), without
+    drawing or writing anything: what ``simlab run`` / ``sweep`` / ``demo`` print at the end.
+    ``config``: the stored configs keyed by scenario name (a survey's ledger is in it)."""
+    runs = runs[runs["scenario"] == name]
+    mets = metrics[metrics["run_id"].isin(runs["run_id"])]
+    if mets.empty or not (mets["metric"] == "loss").any():
+        return "No verdict: no run of this scenario produced records; see the failed runs."
+    metric = comparison_metric(mets)
+    has_oracle = bool((mets["metric"] == "excess_loss").any())
+    ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
+    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+    return _verdicts(scores, metric, ratio, runs).verdict
+
+
+def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
+                         config: dict | None = None) -> list[Comparison]:
+    """Every paired comparison the report makes for scenario ``name``: on the comparison
+    metric and on group prevalence error (where recorded), against the references and the
+    naive baselines, with the survey test on a real survey."""
+    runs = runs[runs["scenario"] == name]
+    mets = metrics[metrics["run_id"].isin(runs["run_id"])]
+    if mets.empty or not (mets["metric"] == "loss").any():
+        return []
+    has_oracle = bool((mets["metric"] == "excess_loss").any())
+    ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
+    out: list[Comparison] = []
+    for metric in (comparison_metric(mets), "prevalence_error"):
+        if not (mets["metric"] == metric).any():
+            continue
+        scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+        out += _verdicts(scores, metric, ratio, runs).table
+    return out
+
+
+def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFrame,
+                        ratio: float | None) -> dict[str, Any] | None:
+    """Group prevalence error (the estimand of MRP) judged as the loss is: the same paired
+    tests (against partial pooling, the best baseline and the naive baselines), the same
+    board and the same overall sentence; None when no run recorded it."""
+    metric = "prevalence_error"
+    if not (mets["metric"] == metric).any() or f"mean_{metric}" not in board:
+        return None
+    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+    v = _verdicts(scores, metric, ratio, runs)
+    return {"verdict": "On group prevalence error: " + v.verdict,
+            "note": "Absolute error of each learner's estimate of every group's prevalence "
+                    "(P(y=1) or mean) at each scored wave, "
+                    + PREVALENCE_TEXT.get(_prevalence_kind(runs), "as the facts above say")
+                    + "; per-seed means, tested as the loss is (" + _test_fact(ratio) + ").",
+            "board": _compact_board(board, v.comps, metric, pd.DataFrame(), v.flags),
+            "table": _comparison_table(v.table), "verdicts": v.sentences}
+
+
+def _merged(comps: Sequence[Comparison], naive: Sequence[Comparison]) -> list[Comparison]:
+    """The comparisons, then those against a naive baseline not already among them (a naive
+    baseline that is the best baseline is tested once)."""
+    seen = {(c.learner, c.reference) for c in comps}
+    return [*comps, *(c for c in naive if (c.learner, c.reference) not in seen)]
+
+
+def _prevalence_kind(runs: pd.DataFrame) -> str:
+    """The non-oracle runs' prevalence source (population, census or sample)."""
+    if "prevalence" not in runs:
+        return ""
+    kinds = runs.loc[runs["learner"] != ORACLE, "prevalence"].dropna().unique()
+    return str(kinds[0]) if len(kinds) == 1 else ""
+
+
+def _survey_ratio(config: dict | None, name: str, all_names: set[str],
+                  has_oracle: bool) -> float | None:
+    """The test/train ratio of a real survey's re-splits (its stored ledger), which selects
+    the corrected resampled t test; None for a simulation (it has an oracle)."""
+    if has_oracle:
+        return None
+    return survey_ratio((_scenario_part(config, name, all_names) or {}).get("ledger"))
+
+
+def _test_fact(ratio: float | None) -> str:
+    """Which paired test the verdicts use, and why."""
+    key = "seed" if ratio is None else "survey"
+    extra = "" if ratio is None else (f" (n_query/n_support = {fmt(ratio)}; the leaderboard's "
+                                      "intervals are widened the same way)")
+    return f"{TEST_TEXT[key]}{extra}; verdicts from {MIN_SEEDS} seeds"
 
 
 def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFrame,
@@ -453,7 +589,8 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
     for stem, caption, draw in FIGURES:
         if stem == "shift_differences" and (data.shifts.empty or reference is None):
             why = "no shifts in this scenario" if data.shifts.empty else "no reference learner"
-            section["figures"].append(FigureOut(stem, f"{caption}: {why}.", "", ""))
+            text = caption.format(reference=reference or "the reference").rstrip(".")
+            section["figures"].append(FigureOut(stem, f"{text}: not drawn, {why}.", "", ""))
             continue
         png, note = draw(data)
         rel = f"figures/{_slug(name)}_{stem}.png"

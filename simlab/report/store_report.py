@@ -9,10 +9,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from simlab.errors import StoreError
 from simlab.evaluation.metrics import SummaryOptions
 from simlab.experiment.store import Store
-from simlab.report.report import build_report
+from simlab.report.report import build_report, scenario_comparisons, scenario_verdict
 
 
 def report_from_store(store: Store | str | Path, out_dir: str | Path,
@@ -40,4 +42,37 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
                         figures=figures, summaries=frames["summaries"])
 
 
-__all__ = ["report_from_store"]
+def _frames(store: Store | str | Path, scenario: str | Sequence[str] | None) -> dict:
+    if isinstance(store, Store):
+        return store.frames(scenario)
+    with Store(store, create=False) as db:
+        return db.frames(scenario)
+
+
+def compare(store: Store | str | Path, scenario: str | Sequence[str] | None = None
+            ) -> pd.DataFrame:
+    """The report's paired verdicts as data, one row per comparison (for a notebook):
+    scenario, metric (the comparison metric and ``prevalence_error``), test ("seed" or the
+    survey's "survey"), learner, reference, mean difference with its 95% interval, p-values
+    (raw and Holm-adjusted), seeds, outcome and the verdict sentence."""
+    frames = _frames(store, scenario)
+    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
+    rows = [c.as_dict() for name in dict.fromkeys(frames["runs"]["scenario"])
+            for c in scenario_comparisons(name, frames["runs"], frames["metrics"], configs)]
+    first = ["scenario", "metric", "test", "learner", "reference", "mean_diff", "ci_lo", "ci_hi",
+             "p_value", "p_adjusted", "n_seeds", "outcome", "verdict"]
+    frame = pd.DataFrame(rows)
+    return frame[first + [c for c in frame.columns if c not in first]] if rows else \
+        pd.DataFrame(columns=first)
+
+
+def verdicts_from_store(store: Store | str | Path,
+                        scenario: str | Sequence[str] | None = None) -> dict[str, str]:
+    """Each scenario's verdict paragraph (its latest comparison), as the report words it."""
+    frames = _frames(store, scenario)
+    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
+    return {name: scenario_verdict(name, frames["runs"], frames["metrics"], configs)
+            for name in dict.fromkeys(frames["runs"]["scenario"])}
+
+
+__all__ = ["compare", "report_from_store", "verdicts_from_store"]

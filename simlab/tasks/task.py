@@ -126,6 +126,46 @@ class TaskStream:
         """Iterate over the waves (each a list of tasks)."""
         return iter(self.waves)
 
+    def __repr__(self) -> str:
+        """One line (the generated repr printed every array: megabytes in a notebook)."""
+        tasks = self.tasks()
+        if not tasks:
+            return f"TaskStream(0 waves, {len(self.shifts)} shifts)"
+        groups = {t.group_id for t in tasks}
+        shots = sorted({t.shots for t in tasks})
+        query = [t.n_query for t in tasks]
+        name = self.meta.get("scenario")
+        head = f"{name!r}, seed {self.meta.get('seed')}, " if name is not None else ""
+        k = str(shots[0]) if len(shots) == 1 else f"{shots[0]}-{shots[-1]}"
+        q = str(min(query)) if min(query) == max(query) else f"{min(query)}-{max(query)}"
+        return (f"TaskStream({head}{len(self.waves)} waves x {len(groups)} groups, "
+                f"{len(tasks)} tasks, {self.target}, {self.n_features} features, K={k}, Q={q}, "
+                f"{len(self.shifts)} shifts{', oracle' if tasks[0].oracle_query is not None else ''})")
+
+    def to_frame(self, respondents: bool = False) -> Any:
+        """The stream as a pandas DataFrame: one row per task (wave, group, time, K, Q, the
+        weighted mean response of its support and query sets), or with ``respondents`` one row
+        per respondent (wave, group, role "support" / "query", y, weight, x0..x{D-1})."""
+        import pandas as pd      # noqa: PLC0415 (only for notebooks; the stream needs none)
+
+        rows: list[dict[str, Any]] = []
+        for w, wave in enumerate(self.waves):
+            for t in wave:
+                ident = {"wave": w, "group": t.info.get("group"), "group_id": t.group_id,
+                         "time": t.info.get("time", w)}
+                if not respondents:
+                    rows.append({**ident, "support": t.shots, "query": t.n_query,
+                                 "support_mean": _mean(t.y_support, t.w_support, t),
+                                 "query_mean": _mean(t.y_query, t.w_query, t)})
+                    continue
+                for role, x, y, wt in (("support", t.x_support, t.y_support, t.w_support),
+                                       ("query", t.x_query, t.y_query, t.w_query)):
+                    for i in range(len(y)):
+                        rows.append({**ident, "role": role, "y": y[i].item(),
+                                     "weight": 1.0 if wt is None else float(wt[i]),
+                                     **{f"x{j}": float(v) for j, v in enumerate(x[i])}})
+        return pd.DataFrame(rows)
+
     @property
     def target(self) -> TargetKind:
         return self.waves[0][0].target
@@ -144,3 +184,10 @@ class TaskStream:
     def tasks(self, start: int = 0, stop: int | None = None) -> list[Task]:
         """All tasks of waves ``[start, stop)`` in order."""
         return [t for wave in self.waves[start:stop] for t in wave]
+
+
+def _mean(y: np.ndarray, w: np.ndarray | None, task: Task) -> float:
+    """The weighted mean response (P(y=1) for binary; for multiclass, the mean class index)."""
+    if len(y) == 0:
+        return float("nan")
+    return float(np.average(y.astype(np.float64), weights=w))
