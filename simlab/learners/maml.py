@@ -51,6 +51,7 @@ from functools import partial
 from typing import ClassVar
 
 import torch
+from torch.func import grad_and_value
 
 from simlab.learners import nets
 from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
@@ -111,6 +112,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         sizes = [self.spec.n_features, *(int(h) for h in self.hidden), self.spec.out_dim]
         self.net = nets.mlp(sizes, self.generator, self.device)
         self.params = nets.params_of(self.net)
+        self._linears = {i for i, m in enumerate(self.net) if isinstance(m, torch.nn.Linear)}
         head = str(len(self.net) - 1)
         self.head_keys = tuple(k for k in self.params if k.split(".")[0] == head)
         self._build_memory()
@@ -142,22 +144,20 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         keys = set(self._inner_keys())
         return min(int(k.split(".")[0]) for k in keys)
 
+    def _linear(self, params: Params, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Linear layer ``i`` on ``x [B, N, D]``: per-task weights ``[B, O, D]`` are one
+        ``baddbmm``, shared ones ``[O, D]`` one ``linear`` over every task's rows."""
+        w, b = params[f"{i}.weight"], params[f"{i}.bias"]
+        if w.dim() == 3:
+            return torch.baddbmm(b.unsqueeze(-2), x, w.mT)
+        return torch.nn.functional.linear(x, w, b)
+
     def _run_layers(self, params: Params, x: torch.Tensor, start: int = 0,
                     stop: int | None = None) -> torch.Tensor:
-        """Layers ``[start, stop)`` of the MLP on ``x [B, N, D]``. A parameter is either one
-        per task (``[B, *shape]``: one ``baddbmm``) or shared (``[*shape]``: ``linear``, one
-        GEMM over all tasks' rows)."""
-        for i, layer in enumerate(self.net):
-            if i < start or (stop is not None and i >= stop):
-                continue
-            if isinstance(layer, torch.nn.Linear):
-                w, b = params[f"{i}.weight"], params[f"{i}.bias"]
-                if w.dim() == 3:
-                    x = torch.baddbmm(b.unsqueeze(-2), x, w.mT)
-                else:
-                    x = torch.nn.functional.linear(x, w, b)
-            else:
-                x = torch.relu(x)
+        """Layers ``[start, stop)`` of the MLP (``nets.mlp``: Linear and ReLU) on
+        ``x [B, N, D]``."""
+        for i in range(start, len(self.net) if stop is None else stop):
+            x = self._linear(params, i, x) if i in self._linears else torch.relu(x)
         return x
 
     def _loss(self, params: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
@@ -165,19 +165,58 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         """Per-task weighted losses ``[B]`` of the MLP from layer ``start`` on."""
         return task_loss(self._run_layers(params, x, start), y, self.spec.target, w)
 
+    def _output_grad(self, out: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+                     ) -> torch.Tensor:
+        """d(per-task ``task_loss``)/d(raw outputs ``[B, N, O]``), written out: weighted
+        log loss (sigmoid(z) - y), cross-entropy (softmax(z) - onehot(y)) or squared error
+        (2 (z - y)), each times w / sum(w)."""
+        scale = (w / w.sum(-1, keepdim=True).clamp_min(1e-12)).unsqueeze(-1)
+        target = self.spec.target
+        if target == "multiclass":
+            onehot = torch.nn.functional.one_hot(y.long(), out.shape[-1]).to(out.dtype)
+            return (torch.softmax(out, -1) - onehot) * scale
+        y = y.to(out.dtype).unsqueeze(-1)
+        return (torch.sigmoid(out) - y if target == "binary" else 2.0 * (out - y)) * scale
+
+    def _support_grad(self, params: Params, x: torch.Tensor, y: torch.Tensor,
+                      w: torch.Tensor, start: int) -> Params:
+        """Every task's support-loss gradient w.r.t. its adapted parameters (layers from
+        ``start`` on), by backpropagation written out in tensor operations: a forward that
+        keeps each layer's input, then ``dW = dz^T a``, ``db = sum dz``, ``da = dz W`` and
+        the ReLU mask, layer by layer. Being ordinary differentiable operations, the outer
+        gradient differentiates through them exactly (second-order MAML) with one plain
+        backward pass, and ``torch.compile`` can trace them (it cannot trace a nested
+        ``autograd.grad``). Equal to autograd's gradient up to float rounding (tests)."""
+        inputs: dict[int, torch.Tensor] = {}
+        h = x
+        for i in range(start, len(self.net)):
+            inputs[i] = h
+            h = self._linear(params, i, h) if i in self._linears else torch.relu(h)
+        dz = self._output_grad(h, y, w)
+        grads: Params = {}
+        for i in range(len(self.net) - 1, start - 1, -1):
+            if i not in self._linears:
+                dz = torch.ops.aten.threshold_backward(dz, inputs[i], 0.0)   # ReLU
+                continue
+            grads[f"{i}.weight"] = dz.mT @ inputs[i]
+            grads[f"{i}.bias"] = dz.sum(-2)
+            if i > start:
+                wt = params[f"{i}.weight"]
+                dz = dz @ wt
+        return grads
+
     def _inner_loop(self, theta: Params, lrs: dict[str, torch.Tensor | float],
                     x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, n_steps: int,
                     first_order: bool, record: Sequence[int] = ()
                     ) -> tuple[Params, list[Params]]:
         """``n_steps`` gradient steps on every task's support set (``x [B, K, D]``) at once
         from ``theta``; returns the adapted parameters (adapted keys ``[B, *shape]``, the
-        others shared) and the adapted keys at the step counts in ``record``.
+        others shared ``[*shape]``) and the adapted keys at the step counts in ``record``.
 
-        All tasks are one autograd graph: task b's loss depends only on its own parameter row,
-        so the gradient of the summed losses holds every task's gradient (Finn et al.'s
-        per-task inner step, without a vmap level per operation). Second order
-        (``first_order=False`` and ``theta`` requiring grad) keeps the graph of the inner
-        gradient (``create_graph``); otherwise each step's gradient is a constant."""
+        Each task's parameters are one row of ``[B, ...]`` tensors and its support gradient
+        comes from ``_support_grad`` (batched backpropagation): Finn et al.'s per-task inner
+        step with no vmap level or nested autograd call per operation. Second order keeps
+        the inner gradient in the graph; ``first_order`` treats it as a constant."""
         keys = self._inner_keys()
         b = x.shape[0]
         slow = {k: v for k, v in theta.items() if k not in keys}
@@ -189,14 +228,11 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         state: dict = {}
         opt = self._inner_optimizer()
         for t in range(1, n_steps + 1):
-            with torch.enable_grad():
-                graph = not first_order and any(v.requires_grad for v in fast.values())
-                inp = fast if graph else {k: v.detach().requires_grad_(True)
-                                          for k, v in fast.items()}
-                loss = self._loss({**slow, **inp}, x, y, w, start).sum()
-                g = dict(zip(keys, torch.autograd.grad(loss, [inp[k] for k in keys],
-                                                       create_graph=graph)))
-            fast = inner_update(fast, g, lrs, opt, state, t, self.inner_betas)
+            g = self._support_grad({**slow, **fast}, x, y, w, start)
+            if first_order:
+                g = {k: v.detach() for k, v in g.items()}
+            fast = inner_update(fast, {k: g[k] for k in keys}, lrs, opt, state, t,
+                                self.inner_betas)
             if t in record:
                 snaps[t] = fast
         return {**slow, **fast}, [snaps[s] for s in record]
@@ -286,9 +322,13 @@ class MAML(_GradientMetaLearner):
         return self._loss(phi, xq, yq, wq).mean()
 
     def _make_step_fn(self) -> Callable:
-        """(meta-parameters, *batch) -> (meta-gradient, meta-loss): the batched objective
-        (``_inner_loop``) differentiated by ordinary autograd (``compile=True`` wraps it in
-        ``torch.compile``; see ``build``)."""
+        """(meta-parameters, *batch) -> (meta-gradient, meta-loss).
+
+        Eager: the batched objective (``_inner_loop``) differentiated by ordinary autograd.
+        Compiled: ``grad_and_value`` of it, which dynamo traces into one graph (the inner
+        gradients are plain tensor operations, ``_support_grad``)."""
+        if self.compile:
+            return grad_and_value(self._objective)
 
         def step(meta: dict[str, Params], *tensors: torch.Tensor
                  ) -> tuple[dict[str, Params], torch.Tensor]:
