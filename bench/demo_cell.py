@@ -84,13 +84,18 @@ def records_digest(records: Any) -> str:
 
 
 def run_cell(learner: str, seed: int = 0, scale: float = 1.0, device: str = "cpu",
-             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one demo cell; its CPU seconds (the protocol's timings) and records digest."""
+             overrides: dict[str, Any] | None = None, records: str | None = None
+             ) -> dict[str, Any]:
+    """Run one demo cell; its CPU seconds (the protocol's timings) and records digest
+    (``records``: also write the records but the timings to this CSV file)."""
     from simlab.evaluation.protocol import evaluate
 
     made, stream, kw = cell_setup(learner, seed, scale, device, overrides)
     c0, t0 = time.process_time(), time.perf_counter()
     result = evaluate(made, stream, **kw)
+    if records:
+        rec = result.records
+        rec[~rec["metric"].isin(TIMING_METRICS)].to_csv(records, index=False, float_format="%.17g")
     return {"learner": learner, "seed": seed, "scale": scale, "device": device,
             "cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0,
             "meta_fit_cpu_s": result.timings["meta_fit_cpu_s"],
@@ -109,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a hyperparameter, e.g. --set compile=true")
     p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--records", default=None, metavar="CSV",
+                   help="write the records (but the timings) here")
     args = p.parse_args(argv)
     over = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
-    out = run_cell(args.learner, args.seed, args.scale, args.device, over)
+    out = run_cell(args.learner, args.seed, args.scale, args.device, over, args.records)
     out["simlab"] = os.path.dirname(sys.modules["simlab"].__file__)
     if args.json:
         print(json.dumps(out))
