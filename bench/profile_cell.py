@@ -21,6 +21,9 @@ timers and once under cProfile:
   ``scoring`` (metrics, poststratification, base-rate check, batching the wave), ``summary``
   (``summarize`` at the end) and ``other`` (the rest of the protocol).
 * **cProfile**: the top functions by own time (``tottime``), to see which Python is hot.
+
+A tiny cell of each learner runs first, untimed (imports and torch's first calls are paid once
+per worker process, not per cell).
 """
 from __future__ import annotations
 
@@ -196,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo cell profile: opinion_shift seed 0, budgets x{args.scale:g} "
           f"(demo: 400 warm-up + 15 x 40 online meta-iterations), torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread, CPU seconds (process_time), exclusive per stage")
+    for name in names:          # warm-up: imports, torch's first calls (not a cell's cost)
+        stage_shares(name, 0.01)
     rows = {}
     for name in names:
         shares, total = stage_shares(name, args.scale)

@@ -58,10 +58,10 @@ from simlab.learners.base import Choice, Float, Int, SearchSpace  # search space
 from simlab.learners.base import (Budget, Learner, check, check_choice, check_flag, check_int,
                                   check_interval, check_number, check_widths)
 from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted, Params,
-                                      all_finite, apply_update, check_batch, check_steps,
-                                      check_tasks, fit_log, fit_loop, inner_update, make_adam,
-                                      query_weights)
-from simlab.learners.losses import task_loss
+                                      all_finite, apply_update, check_batch, check_query,
+                                      check_steps, check_tasks, fit_log, fit_loop, inner_update,
+                                      make_adam, query_weights)
+from simlab.learners.losses import task_loss, to_prediction
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
@@ -74,6 +74,22 @@ def _tensors(batch: TaskBatch) -> Tensors:
     """The six tensors the functional core needs; padding is folded into the query weights."""
     return (batch.x_support, batch.y_support, batch.w_support, batch.x_query, batch.y_query,
             query_weights(batch))
+
+
+@dataclass
+class _BatchedAdapted(FunctionalAdapted):
+    """``FunctionalAdapted`` predicted by the learner's batched layers (``_predict_all``)
+    instead of ``vmap(vmap(functional_call))``: the same numbers up to float rounding, without
+    two vmap levels per operation."""
+
+    learner_ref: _GradientMetaLearner | None = None
+
+    def predict(self, query: TaskBatch) -> torch.Tensor:
+        leaf = next(iter(self.params.values()))
+        check_query(query, int(leaf.shape[1]), self.learner)
+        with torch.no_grad():
+            out = self.learner_ref._predict_all(self.params, query.x_query.to(leaf.device))
+        return to_prediction(out, self.target)
 
 
 @dataclass
@@ -286,8 +302,22 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         n, b = len(steps), batch.size
         params = {k: (torch.stack([s[k] for s in snaps]) if k in snaps[0]
                       else v.expand(n, b, *v.shape)) for k, v in theta.items()}
-        return FunctionalAdapted(steps, params, partial(nets.forward, self.net),
-                                 self.spec.target, self.name)
+        return _BatchedAdapted(steps, params, partial(nets.forward, self.net),
+                               self.spec.target, self.name, learner_ref=self)
+
+    def _predict_all(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """Raw outputs ``[S, B, Q, O]`` of adapted parameters ``[S, B, ...]`` on ``x [B, Q, D]``
+        in one batched pass: layers whose parameters were not adapted (expanded views, ANIL's
+        body) run once on ``[B, Q, D]``, the rest as ``[S * B]`` batched layers."""
+        start = self._first_adapted_layer()
+        s, b = next(iter(params.values())).shape[:2]
+        shared = {k: v[0, 0] for k, v in params.items() if int(k.split(".")[0]) < start}
+        h = self._run_layers(shared, x, 0, start) if start else x
+        h = h.expand(s, *h.shape).reshape(s * b, *h.shape[1:])
+        flat = {k: v.reshape(s * b, *v.shape[2:]) for k, v in params.items()
+                if int(k.split(".")[0]) >= start}
+        out = self._run_layers(flat, h, start)
+        return out.view(s, b, *out.shape[1:])
 
 
 @dataclass
