@@ -1,11 +1,15 @@
 """The MAML family on one functional core: MAML, FOMAML, Meta-SGD, ANIL and Reptile.
 
 Every learner here meta-learns an initialisation theta of a ReLU MLP (``nets.mlp``) and adapts
-it to a task by gradient steps on the task's support set. The inner loop is written for ONE task
-with ``torch.func`` (``functional_call`` + ``grad``) and batched over the tasks of a meta-batch
-with ``vmap``: no module is cloned and no Python loop runs over tasks. The outer step is
-``grad_and_value`` of the vmapped objective, so second-order MAML differentiates through the
-inner gradient steps exactly (``first_order=True`` stops that gradient).
+it to a task by gradient steps on the task's support set. The inner loop runs on every task of a
+meta-batch at once: each task's parameters are one row of ``[B, ...]`` tensors (``baddbmm`` per
+layer), and its support gradient is backpropagation written out in batched tensor operations
+(``_support_grad``), so no module is cloned, no Python loop runs over tasks, and no vmap level
+or nested ``autograd.grad`` runs per operation (issue 23: this halved the meta-step of the demo's
+MAML against the earlier ``vmap(grad(functional_call))`` core, whose numbers it reproduces to
+float32 rounding; ``tests/test_cost.py``). The outer step is ordinary autograd of the batched
+objective, so second-order MAML differentiates through the inner gradient steps exactly
+(``first_order=True`` stops that gradient).
 
 Papers (the formulas below follow them):
 
@@ -94,7 +98,7 @@ class _BatchedAdapted(FunctionalAdapted):
 
 @dataclass
 class _GradientMetaLearner(GroupMemoryOption, Learner):
-    """Shared machinery: parameters, padding, meta-batch sampling, the vmapped inner loop."""
+    """Shared machinery: parameters, padding, meta-batch sampling, the batched inner loop."""
 
     name: ClassVar[str] = "gradient_meta_learner"
 
@@ -108,7 +112,11 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
     inner_lr: float = 0.01
     inner_steps: int = 1          # inner steps during meta-training (adapt takes its own)
     outer_lr: float = 1e-3
-    compile: bool = False         # torch.compile the meta-step (see ``_make_step_fn``)
+    #: torch.compile the meta-step (``_make_step_fn``). Off by default: on CPU a demo cell's
+    #: meta-batches change shape (K from the shots grid, group-memory lengths), each shape
+    #: compiles anew (tens of seconds), and a compiled demo MAML cell at a tenth of the budget
+    #: did not finish in 15 minutes where the eager one takes 5 CPU seconds (issue 23)
+    compile: bool = False
 
     inner_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)   # Adam's, where the inner
                                                                 # loop uses Adam (Reptile)
@@ -287,7 +295,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
                         sampler, budget, self.generator)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FunctionalAdapted:
-        """Run the inner loop once to ``max(steps)`` on every support set (vmapped) and keep the
+        """Run the inner loop once to ``max(steps)`` on every support set (batched) and keep the
         parameters at each requested step count (0 = the meta-learned initialisation); with
         ``memory`` > 0 each support set first gets its group's past respondents."""
         check_batch(self, support)
@@ -346,7 +354,7 @@ class MAML(_GradientMetaLearner):
     def _objective(self, meta: dict[str, Params], xs: torch.Tensor, ys: torch.Tensor,
                    ws: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor, wq: torch.Tensor
                    ) -> torch.Tensor:
-        """Mean over tasks of the weighted query loss after the inner loop (vmapped)."""
+        """Mean over tasks of the weighted query loss after the inner loop (batched)."""
         theta, lrs = meta["theta"], self._lrs(meta.get("alpha"))
         phi, _ = self._inner_loop(theta, lrs, xs, ys, ws, self.inner_steps, self.first_order)
         return self._loss(phi, xq, yq, wq).mean()
@@ -476,7 +484,7 @@ class Reptile(_GradientMetaLearner):
     constant (they anneal it linearly to 0), so that online ``meta_fit`` calls stay comparable;
     each inner step uses the whole weighted support set (they sweep mini-batches of it); and the
     inner Adam starts with fresh moments for every task (their TensorFlow Adam slots persist
-    from one task to the next), so tasks are independent and can be vmapped. ``adapt`` uses the
+    from one task to the next), so tasks are independent and can be batched. ``adapt`` uses the
     same inner optimiser as meta-training. Meta-training runs the inner loop on every labelled
     respondent of each revealed task (Nichol et al. have no support/query split); the logged
     meta-loss is the adapted parameters' loss on those same respondents.
