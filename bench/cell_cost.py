@@ -12,7 +12,7 @@ main branch the speed-ups branched from) and once with this checkout, alternatin
 from other processes hits both alike. Printed per learner: CPU seconds per cell (the whole
 ``evaluate`` call: meta-fit, adapt, scoring), the meta-fit part, the ratio before / after, and
 whether the records are the same: bit-for-bit (sha256 of every record but the timings) or the
-largest absolute difference of any loss, accuracy or excess loss.
+largest absolute difference of each compared metric (loss, accuracy, Brier, excess losses).
 """
 from __future__ import annotations
 
@@ -48,14 +48,15 @@ def one(code: Path, learner: str, scale: float, records: Path, extra: list[str])
     return out
 
 
-def max_difference(a: Path, b: Path) -> float:
-    """Largest |difference| of the compared metrics between two records files."""
+def max_difference(a: Path, b: Path) -> dict[str, float]:
+    """Largest |difference| per compared metric between two records files."""
     keys = ["metric", "wave", "shots", "steps"]
     x, y = pd.read_csv(a), pd.read_csv(b)
     m = x[x.metric.isin(COMPARED)].merge(y[y.metric.isin(COMPARED)], on=keys, how="outer")
     if m[["value_x", "value_y"]].isna().any().any():
-        return float("nan")
-    return float((m.value_x - m.value_y).abs().max())
+        return {"rows": float("nan")}
+    m["diff"] = (m.value_x - m.value_y).abs()
+    return {k: float(v) for k, v in m.groupby("metric")["diff"].max().items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             if runs["before"][0]["digest"] == runs["after"][0]["digest"]:
                 same = "bit-for-bit"
             else:
-                same = f"max |diff| {max_difference(files['before'], files['after']):.2g}"
+                diffs = max_difference(files["before"], files["after"])
+                same = "max |diff| " + ", ".join(f"{k} {v:.2g}" for k, v in diffs.items())
             print(f"{learner:<10} {b:8.2f} {a:8.2f} {b / a:5.2f}x   {mb:15.2f} {ma:7.2f} "
                   f"{mb / ma:5.2f}x   {same}", flush=True)
     return 0
