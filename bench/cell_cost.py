@@ -2,13 +2,14 @@
 
 Run by hand (not a test), from the repository root, on an otherwise quiet machine:
 
-    PYTHONPATH=$PWD python3 bench/cell_cost.py [--before /work/main] [--scale 1]
+    PYTHONPATH=$PWD python3 bench/cell_cost.py [--before 0830af4] [--scale 1]
         [--learners maml,anil,protonet,meta_lstm] [--repeats 1]
 
 Each cell (``bench/demo_cell.py``: opinion_shift seed 0, the demo's protocol, budgets and
 tuned hyperparameters, one thread) runs in a fresh subprocess, once with ``--before`` first on
-``PYTHONPATH`` (a checkout of the code before the speed-ups; the default, /work/main, is the
-main branch the speed-ups branched from) and once with this checkout, alternating so that load
+``PYTHONPATH`` (the code before the speed-ups: a folder holding a checkout, or a commit of this
+repository, extracted with ``git archive``; the default, 0830af4, is the main commit the
+speed-ups of issue 23 branched from) and once with this checkout, alternating so that load
 from other processes hits both alike. Printed per learner: CPU seconds per cell (the whole
 ``evaluate`` call: meta-fit, adapt, scoring), the meta-fit part, the ratio before / after, and
 whether the records are the same: bit-for-bit (sha256 of every record but the timings) or the
@@ -29,6 +30,8 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LEARNERS = ("maml", "anil", "protonet", "meta_lstm")
+#: the main commit the speed-ups of issue 23 branched from
+BEFORE = "0830af4"
 COMPARED = ("loss", "accuracy", "excess_loss", "excess_loss_reachable", "brier")
 
 
@@ -61,7 +64,8 @@ def max_difference(a: Path, b: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--before", default="/work/main", help="checkout of the code before")
+    p.add_argument("--before", default=BEFORE,
+                   help=f"the code before: a checkout folder or a commit (default {BEFORE})")
     p.add_argument("--after", default=str(ROOT), help="checkout of the code after (this one)")
     p.add_argument("--learners", default=",".join(LEARNERS))
     p.add_argument("--scale", type=float, default=1.0,
@@ -69,9 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="cells per code path (median)")
     p.add_argument("--device", default="cpu", help="device of the after runs")
     args = p.parse_args(argv)
-    before, after = Path(args.before).resolve(), Path(args.after).resolve()
-    rev = subprocess.run(["git", "-C", str(before), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "?"
+    after = Path(args.after).resolve()
+    with tempfile.TemporaryDirectory() as src:
+        if Path(args.before).is_dir():
+            before = Path(args.before).resolve()
+            rev = subprocess.run(["git", "-C", str(before), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip() or "?"
+        else:                          # a commit: extract its simlab/ into a temporary folder
+            before, rev = Path(src), args.before
+            tar = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "simlab"],
+                                 capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", src], input=tar, check=True)
+        return compare(args, before, rev, after)
+
+
+def compare(args: argparse.Namespace, before: Path, rev: str, after: Path) -> int:
+    """Run and print the comparison (``before``: a folder holding simlab/)."""
     rev_after = subprocess.run(["git", "-C", str(after), "rev-parse", "--short", "HEAD"],
                                capture_output=True, text=True).stdout.strip() or "?"
     print(f"demo cell (opinion_shift seed 0, budgets x{args.scale:g}), 1 thread, CPU s per "
