@@ -194,7 +194,10 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
                seeds: Sequence[int] | None, grid: Mapping[str, Mapping[str, Sequence[Any]]]
                | None = None, device: str = "cpu") -> list[Job]:
     """Every cell of the sweep, validated up front (an unknown learner or a bad hyperparameter
-    fails here, before anything runs)."""
+    fails here, before anything runs, as does a device that cannot be used)."""
+    from simlab.learners.device import check_device
+
+    check_device(device)
     grid = dict(grid or {})
     jobs: list[Job] = []
     for sc in scenarios:

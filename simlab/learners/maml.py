@@ -1,11 +1,15 @@
 """The MAML family on one functional core: MAML, FOMAML, Meta-SGD, ANIL and Reptile.
 
 Every learner here meta-learns an initialisation theta of a ReLU MLP (``nets.mlp``) and adapts
-it to a task by gradient steps on the task's support set. The inner loop is written for ONE task
-with ``torch.func`` (``functional_call`` + ``grad``) and batched over the tasks of a meta-batch
-with ``vmap``: no module is cloned and no Python loop runs over tasks. The outer step is
-``grad_and_value`` of the vmapped objective, so second-order MAML differentiates through the
-inner gradient steps exactly (``first_order=True`` stops that gradient).
+it to a task by gradient steps on the task's support set. The inner loop runs on every task of a
+meta-batch at once: each task's parameters are one row of ``[B, ...]`` tensors (``baddbmm`` per
+layer), and its support gradient is backpropagation written out in batched tensor operations
+(``_support_grad``), so no module is cloned, no Python loop runs over tasks, and no vmap level
+or nested ``autograd.grad`` runs per operation (issue 23: this halved the meta-step of the demo's
+MAML against the earlier ``vmap(grad(functional_call))`` core, whose numbers it reproduces to
+float32 rounding; ``tests/test_cost.py``). The outer step is ordinary autograd of the batched
+objective, so second-order MAML differentiates through the inner gradient steps exactly
+(``first_order=True`` stops that gradient).
 
 Papers (the formulas below follow them):
 
@@ -51,17 +55,17 @@ from functools import partial
 from typing import ClassVar
 
 import torch
-from torch.func import functional_call, grad, grad_and_value, vmap
+from torch.func import grad_and_value
 
 from simlab.learners import nets
 from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check, check_choice, check_flag, check_int,
                                   check_interval, check_number, check_widths)
 from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted, Params,
-                                      all_finite, apply_update, check_batch, check_steps,
-                                      check_tasks, fit_log, fit_loop, inner_update, make_adam,
-                                      query_weights)
-from simlab.learners.losses import task_loss
+                                      all_finite, apply_update, check_batch, check_query,
+                                      check_steps, check_tasks, fit_log, fit_loop, inner_update,
+                                      make_adam, query_weights)
+from simlab.learners.losses import task_loss, to_prediction
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
@@ -77,8 +81,24 @@ def _tensors(batch: TaskBatch) -> Tensors:
 
 
 @dataclass
+class _BatchedAdapted(FunctionalAdapted):
+    """``FunctionalAdapted`` predicted by the learner's batched layers (``_predict_all``)
+    instead of ``vmap(vmap(functional_call))``: the same numbers up to float rounding, without
+    two vmap levels per operation."""
+
+    learner_ref: _GradientMetaLearner | None = None
+
+    def predict(self, query: TaskBatch) -> torch.Tensor:
+        leaf = next(iter(self.params.values()))
+        check_query(query, int(leaf.shape[1]), self.learner)
+        with torch.no_grad():
+            out = self.learner_ref._predict_all(self.params, query.x_query.to(leaf.device))
+        return to_prediction(out, self.target)
+
+
+@dataclass
 class _GradientMetaLearner(GroupMemoryOption, Learner):
-    """Shared machinery: parameters, padding, meta-batch sampling, the vmapped inner loop."""
+    """Shared machinery: parameters, padding, meta-batch sampling, the batched inner loop."""
 
     name: ClassVar[str] = "gradient_meta_learner"
 
@@ -92,7 +112,11 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
     inner_lr: float = 0.01
     inner_steps: int = 1          # inner steps during meta-training (adapt takes its own)
     outer_lr: float = 1e-3
-    compile: bool = False         # torch.compile the meta-step (see ``_make_step_fn``)
+    #: torch.compile the meta-step (``_make_step_fn``). Off by default: on CPU a demo cell's
+    #: meta-batches change shape (K from the shots grid, group-memory lengths), each shape
+    #: compiles anew (tens of seconds), and a compiled demo MAML cell at a tenth of the budget
+    #: did not finish in 15 minutes where the eager one takes 5 CPU seconds (issue 23)
+    compile: bool = False
 
     inner_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)   # Adam's, where the inner
                                                                 # loop uses Adam (Reptile)
@@ -112,6 +136,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         sizes = [self.spec.n_features, *(int(h) for h in self.hidden), self.spec.out_dim]
         self.net = nets.mlp(sizes, self.generator, self.device)
         self.params = nets.params_of(self.net)
+        self._linears = {i for i, m in enumerate(self.net) if isinstance(m, torch.nn.Linear)}
         head = str(len(self.net) - 1)
         self.head_keys = tuple(k for k in self.params if k.split(".")[0] == head)
         self._build_memory()
@@ -127,7 +152,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
     def _make_step_fn(self) -> Callable:
         """The (compilable) function computing one meta-update from a padded batch."""
 
-    # ----- the functional core (one task; vmapped by callers) -----------------------------
+    # ----- the functional core (batched over tasks) ---------------------------------------
     def _inner_keys(self) -> tuple[str, ...]:
         """Parameters the inner loop adapts (all of them; ANIL: the head only)."""
         return tuple(self.params)
@@ -136,29 +161,105 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         """The inner loop's optimiser, "sgd" or "adam" (``episodes.inner_update``)."""
         return "sgd"
 
-    def _loss(self, fast: Params, slow: Params, x: torch.Tensor, y: torch.Tensor,
-              w: torch.Tensor) -> torch.Tensor:
-        out = functional_call(self.net, {**slow, **fast}, (x,))
-        return task_loss(out, y, self.spec.target, w)
+    def _first_adapted_layer(self) -> int:
+        """Index in ``self.net`` of the first layer the inner loop adapts: the layers before
+        it use meta-parameters only, so their output is computed once per batch, not per
+        inner step (ANIL: everything but the head)."""
+        keys = set(self._inner_keys())
+        return min(int(k.split(".")[0]) for k in keys)
+
+    def _linear(self, params: Params, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Linear layer ``i`` on ``x [B, N, D]``: per-task weights ``[B, O, D]`` are one
+        ``baddbmm``, shared ones ``[O, D]`` one ``linear`` over every task's rows."""
+        w, b = params[f"{i}.weight"], params[f"{i}.bias"]
+        if w.dim() == 3:
+            return torch.baddbmm(b.unsqueeze(-2), x, w.mT)
+        return torch.nn.functional.linear(x, w, b)
+
+    def _run_layers(self, params: Params, x: torch.Tensor, start: int = 0,
+                    stop: int | None = None) -> torch.Tensor:
+        """Layers ``[start, stop)`` of the MLP (``nets.mlp``: Linear and ReLU) on
+        ``x [B, N, D]``."""
+        for i in range(start, len(self.net) if stop is None else stop):
+            x = self._linear(params, i, x) if i in self._linears else torch.relu(x)
+        return x
+
+    def _loss(self, params: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+              start: int = 0) -> torch.Tensor:
+        """Per-task weighted losses ``[B]`` of the MLP from layer ``start`` on."""
+        return task_loss(self._run_layers(params, x, start), y, self.spec.target, w)
+
+    def _output_grad(self, out: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+                     ) -> torch.Tensor:
+        """d(per-task ``task_loss``)/d(raw outputs ``[B, N, O]``), written out: weighted
+        log loss (sigmoid(z) - y), cross-entropy (softmax(z) - onehot(y)) or squared error
+        (2 (z - y)), each times w / sum(w)."""
+        scale = (w / w.sum(-1, keepdim=True).clamp_min(1e-12)).unsqueeze(-1)
+        target = self.spec.target
+        if target == "multiclass":
+            onehot = torch.nn.functional.one_hot(y.long(), out.shape[-1]).to(out.dtype)
+            return (torch.softmax(out, -1) - onehot) * scale
+        y = y.to(out.dtype).unsqueeze(-1)
+        return (torch.sigmoid(out) - y if target == "binary" else 2.0 * (out - y)) * scale
+
+    def _support_grad(self, params: Params, x: torch.Tensor, y: torch.Tensor,
+                      w: torch.Tensor, start: int) -> Params:
+        """Every task's support-loss gradient w.r.t. its adapted parameters (layers from
+        ``start`` on), by backpropagation written out in tensor operations: a forward that
+        keeps each layer's input, then ``dW = dz^T a``, ``db = sum dz``, ``da = dz W`` and
+        the ReLU mask, layer by layer. Being ordinary differentiable operations, the outer
+        gradient differentiates through them exactly (second-order MAML) with one plain
+        backward pass, and ``torch.compile`` can trace them (it cannot trace a nested
+        ``autograd.grad``). Equal to autograd's gradient up to float rounding (tests)."""
+        inputs: dict[int, torch.Tensor] = {}
+        h = x
+        for i in range(start, len(self.net)):
+            inputs[i] = h
+            h = self._linear(params, i, h) if i in self._linears else torch.relu(h)
+        dz = self._output_grad(h, y, w)
+        grads: Params = {}
+        for i in range(len(self.net) - 1, start - 1, -1):
+            if i not in self._linears:
+                dz = torch.ops.aten.threshold_backward(dz, inputs[i], 0.0)   # ReLU
+                continue
+            grads[f"{i}.weight"] = dz.mT @ inputs[i]
+            grads[f"{i}.bias"] = dz.sum(-2)
+            if i > start:
+                wt = params[f"{i}.weight"]
+                dz = dz @ wt
+        return grads
 
     def _inner_loop(self, theta: Params, lrs: dict[str, torch.Tensor | float],
                     x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, n_steps: int,
-                    first_order: bool, record: Sequence[int] = ()) -> tuple[Params, list[Params]]:
-        """``n_steps`` gradient steps on one support set from ``theta``; returns the adapted
-        parameters and full parameter dicts at the step counts in ``record``."""
+                    first_order: bool, record: Sequence[int] = ()
+                    ) -> tuple[Params, list[Params]]:
+        """``n_steps`` gradient steps on every task's support set (``x [B, K, D]``) at once
+        from ``theta``; returns the adapted parameters (adapted keys ``[B, *shape]``, the
+        others shared ``[*shape]``) and the adapted keys at the step counts in ``record``.
+
+        Each task's parameters are one row of ``[B, ...]`` tensors and its support gradient
+        comes from ``_support_grad`` (batched backpropagation): Finn et al.'s per-task inner
+        step with no vmap level or nested autograd call per operation. Second order keeps
+        the inner gradient in the graph; ``first_order`` treats it as a constant."""
         keys = self._inner_keys()
-        fast = {k: theta[k] for k in keys}
+        b = x.shape[0]
         slow = {k: v for k, v in theta.items() if k not in keys}
+        fast = {k: theta[k].expand(b, *theta[k].shape) for k in keys}
+        start = self._first_adapted_layer()
+        if start:
+            x = self._run_layers(slow, x, 0, start)
         snaps = {0: fast} if 0 in record else {}
         state: dict = {}
+        opt = self._inner_optimizer()
         for t in range(1, n_steps + 1):
-            g = grad(self._loss)(fast, slow, x, y, w)
+            g = self._support_grad({**slow, **fast}, x, y, w, start)
             if first_order:
                 g = {k: v.detach() for k, v in g.items()}
-            fast = inner_update(fast, g, lrs, self._inner_optimizer(), state, t, self.inner_betas)
+            fast = inner_update(fast, {k: g[k] for k in keys}, lrs, opt, state, t,
+                                self.inner_betas)
             if t in record:
                 snaps[t] = fast
-        return {**slow, **fast}, [{**slow, **snaps[s]} for s in record]
+        return {**slow, **fast}, [snaps[s] for s in record]
 
     def _lrs(self, alpha: Params | None = None) -> dict[str, torch.Tensor | float]:
         return {k: self.inner_lr for k in self._inner_keys()}
@@ -194,7 +295,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
                         sampler, budget, self.generator)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FunctionalAdapted:
-        """Run the inner loop once to ``max(steps)`` on every support set (vmapped) and keep the
+        """Run the inner loop once to ``max(steps)`` on every support set (batched) and keep the
         parameters at each requested step count (0 = the meta-learned initialisation); with
         ``memory`` > 0 each support set first gets its group's past respondents."""
         check_batch(self, support)
@@ -203,15 +304,28 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         lrs = {k: (v.detach() if isinstance(v, torch.Tensor) else v)
                for k, v in self._lrs().items()}
         batch = self._with_memory(support.to(self.device))
-
-        def one(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> list[Params]:
-            return self._inner_loop(theta, lrs, x, y, w, max(steps), True, record=steps)[1]
-
         with torch.no_grad():
-            snaps = vmap(one)(batch.x_support, batch.y_support, batch.w_support)
-        params = {k: torch.stack([s[k] for s in snaps]) for k in theta}
-        return FunctionalAdapted(steps, params, partial(nets.forward, self.net),
-                                 self.spec.target, self.name)
+            _, snaps = self._inner_loop(theta, lrs, batch.x_support, batch.y_support,
+                                        batch.w_support, max(steps), True, record=steps)
+        n, b = len(steps), batch.size
+        params = {k: (torch.stack([s[k] for s in snaps]) if k in snaps[0]
+                      else v.expand(n, b, *v.shape)) for k, v in theta.items()}
+        return _BatchedAdapted(steps, params, partial(nets.forward, self.net),
+                               self.spec.target, self.name, learner_ref=self)
+
+    def _predict_all(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """Raw outputs ``[S, B, Q, O]`` of adapted parameters ``[S, B, ...]`` on ``x [B, Q, D]``
+        in one batched pass: layers whose parameters were not adapted (expanded views, ANIL's
+        body) run once on ``[B, Q, D]``, the rest as ``[S * B]`` batched layers."""
+        start = self._first_adapted_layer()
+        s, b = next(iter(params.values())).shape[:2]
+        shared = {k: v[0, 0] for k, v in params.items() if int(k.split(".")[0]) < start}
+        h = self._run_layers(shared, x, 0, start) if start else x
+        h = h.expand(s, *h.shape).reshape(s * b, *h.shape[1:])
+        flat = {k: v.reshape(s * b, *v.shape[2:]) for k, v in params.items()
+                if int(k.split(".")[0]) >= start}
+        out = self._run_layers(flat, h, start)
+        return out.view(s, b, *out.shape[1:])
 
 
 @dataclass
@@ -240,23 +354,17 @@ class MAML(_GradientMetaLearner):
     def _objective(self, meta: dict[str, Params], xs: torch.Tensor, ys: torch.Tensor,
                    ws: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor, wq: torch.Tensor
                    ) -> torch.Tensor:
-        """Mean over tasks of the weighted query loss after the inner loop (vmapped)."""
+        """Mean over tasks of the weighted query loss after the inner loop (batched)."""
         theta, lrs = meta["theta"], self._lrs(meta.get("alpha"))
-
-        def one(x, y, w, xq1, yq1, wq1):
-            phi, _ = self._inner_loop(theta, lrs, x, y, w, self.inner_steps, self.first_order)
-            return self._loss(phi, {}, xq1, yq1, wq1)
-
-        return vmap(one)(xs, ys, ws, xq, yq, wq).mean()
+        phi, _ = self._inner_loop(theta, lrs, xs, ys, ws, self.inner_steps, self.first_order)
+        return self._loss(phi, xq, yq, wq).mean()
 
     def _make_step_fn(self) -> Callable:
         """(meta-parameters, *batch) -> (meta-gradient, meta-loss).
 
-        Eager: the vmapped objective (inner ``torch.func.grad``) differentiated by ordinary
-        autograd, which gives the same gradient as ``grad_and_value`` and measured about 30%
-        faster on CPU (one functorch level fewer per operation). Compiled: ``grad_and_value``,
-        which dynamo traces into one graph, whereas it breaks the graph at ``autograd.grad``
-        (checked with ``torch._dynamo.explain`` on torch 2.13)."""
+        Eager: the batched objective (``_inner_loop``) differentiated by ordinary autograd.
+        Compiled: ``grad_and_value`` of it, which dynamo traces into one graph (the inner
+        gradients are plain tensor operations, ``_support_grad``)."""
         if self.compile:
             return grad_and_value(self._objective)
 
@@ -376,7 +484,7 @@ class Reptile(_GradientMetaLearner):
     constant (they anneal it linearly to 0), so that online ``meta_fit`` calls stay comparable;
     each inner step uses the whole weighted support set (they sweep mini-batches of it); and the
     inner Adam starts with fresh moments for every task (their TensorFlow Adam slots persist
-    from one task to the next), so tasks are independent and can be vmapped. ``adapt`` uses the
+    from one task to the next), so tasks are independent and can be batched. ``adapt`` uses the
     same inner optimiser as meta-training. Meta-training runs the inner loop on every labelled
     respondent of each revealed task (Nichol et al. have no support/query split); the logged
     meta-loss is the adapted parameters' loss on those same respondents.
@@ -411,13 +519,8 @@ class Reptile(_GradientMetaLearner):
                  xq: torch.Tensor, yq: torch.Tensor, wq: torch.Tensor
                  ) -> tuple[Params, torch.Tensor]:
         """The new theta and the mean query loss of the adapted parameters (for the log)."""
-        lrs = self._lrs()
-
-        def one(x, y, w, xq1, yq1, wq1):
-            phi, _ = self._inner_loop(theta, lrs, x, y, w, self.inner_steps, True)
-            return phi, self._loss(phi, {}, xq1, yq1, wq1)
-
-        phi, losses = vmap(one)(xs, ys, ws, xq, yq, wq)
+        phi, _ = self._inner_loop(theta, self._lrs(), xs, ys, ws, self.inner_steps, True)
+        losses = self._loss(phi, xq, yq, wq)
         new = {k: theta[k] + self.outer_lr * (phi[k] - theta[k]).mean(0) for k in theta}
         return new, losses.mean()
 
