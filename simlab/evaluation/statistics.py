@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, summarize
+from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, scored_step, summarize
 
 #: the methods survey methodologists already use; ``cpd:NAME`` of one of them is one too
 BASELINES: tuple[str, ...] = ("scratch", "finetune", "partial_pooling", "dynamic_mlm")
@@ -206,13 +206,15 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
     row per cell; runs by ascending id, waves ascending).
 
     Runs without records are skipped; a repeated (scenario, seed, label) keeps its last run.
-    ``cubes``: :func:`metrics.run_cubes` of ``metrics`` holding ``metric`` (computed when None;
+    Each learner is scored at its own step count (``metrics.scored_step``). ``cubes``:
+    :func:`metrics.run_cubes` of ``metrics`` holding ``metric`` and ``scored_steps`` (computed when None;
     pass it to share one pass over the records with the figures).
     """
     runs = _labelled(runs).drop_duplicates(["scenario", "seed", "label"], keep="last")
     cols = ["scenario", "seed", "label", "learner_name", "wave", "value"]
     if cubes is None:
-        cubes = run_cubes(metrics[metrics["run_id"].isin(runs["run_id"])], [metric])
+        cubes = run_cubes(metrics[metrics["run_id"].isin(runs["run_id"])],
+                          [metric, "scored_steps"])
     meta = runs.set_index("run_id")
     ids, waves, values = [], [], []
     for rid in sorted(set(cubes) & set(meta.index)):
@@ -221,7 +223,8 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
             continue
         ids.append([rid] * cube.waves.size)
         waves.append(cube.waves)
-        values.append(cube.at_steps("max").mean(axis=1))   # = metrics.wave_curve
+        # each learner at its own scored step count (= metrics.wave_curve)
+        values.append(cube.at_steps(scored_step(cubes[rid])).mean(axis=1))
     if not ids:
         return pd.DataFrame(columns=cols)
     rid = [r for part in ids for r in part]
