@@ -324,7 +324,8 @@ class Store:
                           "hyperparameters, device, version, status, error, started, finished, "
                           "seconds, timings, json_extract(log, '$.wave_times') AS wave_times, "
                           "json_extract(log, '$.tuning') AS tuning, "
-                          "json_extract(log, '$.prevalence') AS prevalence "
+                          "json_extract(log, '$.prevalence') AS prevalence, "
+                          "json_extract(log, '$.meta_fit') AS meta_fit "
                           "FROM runs ORDER BY run_id")
         if scenario is not None:
             wanted = [scenario] if isinstance(scenario, str) else list(scenario)

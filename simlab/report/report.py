@@ -39,7 +39,7 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
                                           recovery_by_shift, recovery_overall, run_summaries,
                                           shift_effects, wave_scores)
 from simlab.report.changepoints import changepoint_context
-from simlab.report.figures import FIGURES, ScenarioData, assign_colors
+from simlab.report.figures import FIGURES, ScenarioData, assign_colors, training_logs
 from simlab.report.tuning import tuning_section
 from simlab.report.society_figures import society_section
 
@@ -400,7 +400,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                          ("compared on", metric.replace("_", " ") + ": per-seed means, paired "
                                          f"t test over seeds (verdicts from {MIN_SEEDS} seeds)")]
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
-    per_run = run_cubes(mets, ["loss", metric])
+    per_run = run_cubes(mets, ["loss", metric, "scored_steps"])
     scores = wave_scores(runs, mets, metric, per_run)
     comps = compare_all(scores, metric)
     effects = shift_effects(summaries)
@@ -420,14 +420,14 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                comps[0].reference if comps else None)
     if draw:
         files.update(_figures(name, per_run, summaries, shifts, metric, out_dir, section,
-                              labels, ref, effects))
+                              labels, ref, effects, runs))
     return section, files
 
 
 def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFrame,
              shifts: pd.DataFrame, metric: str, out_dir: Path, section: dict[str, Any],
-             labels: dict[int, str], reference: str | None, effects: pd.DataFrame
-             ) -> dict[str, Path]:
+             labels: dict[int, str], reference: str | None, effects: pd.DataFrame,
+             runs: pd.DataFrame | None = None) -> dict[str, Path]:
     """``per_run``: :func:`metrics.run_cubes` of the section's records (loss and ``metric``);
     the figures draw means over seeds per learner label, so their cost grows with the labels,
     not with the runs."""
@@ -444,7 +444,10 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
                         assign_colors(list(by_label)),
                         label_names(summaries),
                         wave_labels=labels, reference=reference,
-                        negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)))
+                        negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)),
+                        training=training_logs(runs if runs is not None else summaries,
+                                               dict(zip(summaries["run_id"],
+                                                        summaries["label"].astype(str)))))
     files: dict[str, Path] = {}
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -452,6 +455,10 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
         if stem == "shift_differences" and (data.shifts.empty or reference is None):
             why = "no shifts in this scenario" if data.shifts.empty else "no reference learner"
             section["figures"].append(FigureOut(stem, f"{caption}: {why}.", "", ""))
+            continue
+        if stem == "training_curves" and not data.training:
+            section["figures"].append(FigureOut(stem, f"{caption}: no learner trained with "
+                                                "an early-stopping warm-up budget.", "", ""))
             continue
         png, note = draw(data)
         rel = f"figures/{_slug(name)}_{stem}.png"
