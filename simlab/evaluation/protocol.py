@@ -347,8 +347,8 @@ class _Run:
         # other step counts' divergence stays in the records and in log["unscored_divergence"]
         at = self.steps.index(self.scored)
         for bad, what in ((nonfinite, "non-finite predictions"),
-                          (blown, f"loss blew up above {self.divergence_multiple:g}x the support "
-                                  "base-rate loss")):
+                          (blown, f"loss blew up above {self.divergence_multiple or 0:g}x the "
+                                  "support base-rate loss")):
             if bad[at]:
                 self._diverged(wave, "predict", f"{what} at K={shots}, scored step "
                                f"{self.scored}")
