@@ -10,8 +10,30 @@ For one learner on one stream (see DESIGN.md, "The protocol"):
 2. For each later wave w and each K of the shots grid: one ``adapt`` call on the wave's tasks cut
    to K support respondents (one ``TaskBatch``; query sets padded, ``q_mask``), ``predict`` every
    inner-step count of the grid, score the query sets (``metrics.score_predictions``).
-3. Online: wave w is revealed and the learner meta-fits on it with the same ``Budget`` as every
-   other learner; frozen (``online=False``): no updates after warm-up.
+3. Online: wave w is revealed and the learner meta-fits on every revealed task (waves 0..w:
+   a meta-learner's material is its past tasks) with the same ``Budget`` as every other learner;
+   a learner that keeps its own state of the past and must see each wave once
+   (``Learner.incremental``: partial pooling, the dynamic model, the changepoint wrappers) gets
+   wave w only. ``Budget.recency`` weights the newest waves if wanted. Frozen
+   (``online=False``): no updates after warm-up.
+
+Every method is scored as it was trained: the step count it predicts with
+(``Learner.scored_steps``: MAML's ``adapt_steps``, the meta-LSTM's unroll length T; the grid's
+largest for step-free and converging learners) is added to the steps grid if missing, recorded
+(metric ``scored_steps``, ``log["protocol"]["scored_steps"]``), and the run summary, the
+comparisons and recovery read the metrics there; the whole grid still feeds the adaptation
+curve. The run's status (diverged or not) is judged at that step too; divergence at other step
+counts stays in the records and in ``log["unscored_divergence"]``.
+
+Budgets (``Budget.mode``): a fixed count of meta-iterations, equal wall seconds, or
+``"early_stop"`` for the warm-up: the last warm-up wave is held out of meta-training (it is
+still revealed: memories and the GLM baselines use it, and online meta-fits train on it), the
+learner's own adapt + predict at its scored step count is scored on it (mean query loss over the
+shots grid) before training and every ``eval_every`` meta-iterations, training stops after
+``patience`` evaluations without improvement or at the caps (iterations, seconds), and the best
+parameters are restored (``episodes.fit_loop``). A temporal hold-out mirrors the protocol's own
+question (predict the next wave) and never touches a scored wave. The curve (held-out loss vs
+iterations, wall and CPU seconds) and the compute go to ``log["meta_fit"]``.
 
 The learner never sees query responses before it is scored: the batch it gets has ``y_query``
 replaced by NaN (-1 for multiclass), so a learner that reads them produces NaN and shows up as
