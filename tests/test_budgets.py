@@ -276,3 +276,11 @@ def test_scenario_budget_fields_are_validated_with_the_field_and_the_fix():
         sc.override({"evaluation": {"budget": {"mode": "early_stop"}}})
     fine = sc.override({"evaluation": {"warmup": 2, "tuning": False}})
     assert fine.evaluation.warmup_budget.mode == "early_stop"
+
+
+def test_scenario_budget_modes_match_the_learners():
+    import typing
+
+    from simlab.experiment.scenario_base import BudgetMode
+    from simlab.learners.base import BUDGET_MODES
+    assert typing.get_args(BudgetMode) == BUDGET_MODES
