@@ -284,3 +284,24 @@ def test_scenario_budget_modes_match_the_learners():
     from simlab.experiment.scenario_base import BudgetMode
     from simlab.learners.base import BUDGET_MODES
     assert typing.get_args(BudgetMode) == BUDGET_MODES
+
+
+def test_training_curve_figure_names_learners_stopped_by_a_cap():
+    import json
+
+    import pandas as pd
+
+    from simlab.report.figures import ScenarioData, training_curves, training_logs
+    curve = [{"iteration": i, "seconds": i / 10, "cpu_seconds": i / 10, "score": 1 / (1 + i)}
+             for i in (0, 50, 100)]
+    runs = pd.DataFrame({"run_id": [1, 2, 3], "meta_fit": [
+        json.dumps([{"wave": 3, "curve": curve, "stopped": "patience"}, {"wave": 4}]),
+        json.dumps([{"wave": 3, "curve": curve, "stopped": "iterations"}]), None]})
+    logs = training_logs(runs, {1: "maml", 2: "anil", 3: "partial_pooling"})
+    assert set(logs) == {"maml", "anil"} and len(logs["maml"]) == 1
+    data = ScenarioData("s", {"maml": {}, "anil": {}, "partial_pooling": {}}, pd.DataFrame(),
+                        pd.DataFrame(), "loss", training=logs)
+    png, note = training_curves(data)
+    assert png[:4] == b"\x89PNG"
+    assert "anil (iterations)" in note and "maml" not in note.split("cap")[1].split(".")[0]
+    assert "partial_pooling" in note

@@ -398,7 +398,7 @@ def training_curves(data: ScenarioData) -> tuple[bytes, str]:
             pts = entry["curve"]
             it = np.array([p["iteration"] for p in pts], float)
             cpu = np.array([p["cpu_seconds"] for p in pts], float)
-            score = np.array([p["score"] for p in pts], float)
+            score = np.array([np.nan if p["score"] is None else p["score"] for p in pts], float)
             style = {**_style(data, lab), "linewidth": 1, "alpha": 0.7}
             if i:
                 style.pop("label")
