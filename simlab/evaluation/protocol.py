@@ -423,7 +423,9 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
 
     ``shots``/``steps``: the grids (sorted and deduplicated). ``budget``: every online
     ``meta_fit``; ``warmup_budget``: the warm-up one (offline meta-training on the past waves,
-    usually longer; None means ``budget``), the same for every learner. ``episodes``: how
+    usually longer; None means ``budget``), the same for every learner; its mode may be
+    ``"early_stop"`` (the last warm-up wave held out; needs ``warmup >= 2``), the online
+    ``budget``'s may not (nothing is held out online). ``episodes``: how
     meta-training episodes are drawn (None: ``budget.episodes``); the protocol fills in the
     shots grid and passes it to every ``meta_fit`` in ``Budget.episodes``. ``tell_shifts``: call
     ``learner.notify_shift(event)`` (a no-op unless the learner overrides it) when a shift's
