@@ -76,6 +76,11 @@ def _tensors(batch: TaskBatch) -> Tensors:
             query_weights(batch))
 
 
+#: the tuning range of ``adapt_steps``: None (= the ``inner_steps`` it was meta-trained with,
+#: the untuned configuration and the tuner's first trial) or a count of its own
+ADAPT_STEPS = Choice((None, 1, 2, 3, 5, 10))
+
+
 @dataclass
 class _GradientMetaLearner(GroupMemoryOption, Learner):
     """Shared machinery: parameters, padding, meta-batch sampling, the vmapped inner loop."""
@@ -85,7 +90,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
     # equal-budget tuning (evaluation/tuning.py): hidden=() is the GLM base model, else an MLP
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 5),
-        "adapt_steps": Int(1, 10), "outer_lr": Float(1e-4, 1e-2, log=True),
+        "adapt_steps": ADAPT_STEPS, "outer_lr": Float(1e-4, 1e-2, log=True),
         "hidden": Choice(((), (20,), (40,), (40, 40))), **MEMORY_SPACE}
 
     hidden: tuple[int, ...] = (40, 40)
@@ -397,7 +402,7 @@ class Reptile(_GradientMetaLearner):
 
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 10),
-        "adapt_steps": Int(1, 10), "outer_lr": Float(0.01, 1.0, log=True),
+        "adapt_steps": ADAPT_STEPS, "outer_lr": Float(0.01, 1.0, log=True),
         "hidden": Choice(((), (20,), (40,), (40, 40))), **MEMORY_SPACE}
 
     inner_steps: int = 5
