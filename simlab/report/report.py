@@ -267,9 +267,16 @@ def _budget_fact(config: dict | None, scenario: str, all_names: set[str]
 
     def text(b: dict) -> str:
         cap = f", at most {b['seconds']:g} s" if b.get("seconds") else ""
+        if b.get("mode") == "early_stop":
+            return (f"early stopping on the last warm-up wave (evaluated every "
+                    f"{b.get('eval_every')} iterations, patience {b.get('patience')}), at most "
+                    f"{b['iterations']} iterations x {b['meta_batch']} tasks{cap}")
+        if b.get("mode") == "seconds":
+            return f"{b['seconds']:g} s x {b['meta_batch']} tasks"
         return f"{b['iterations']} iterations x {b['meta_batch']} tasks{cap}"
 
-    online = text(ev["budget"]) + " after each scored wave" if ev.get("online", True) else "off"
+    online = (text(ev["budget"]) + " on every revealed task after each scored wave"
+              if ev.get("online", True) else "off")
     return [("meta-fit budget", f"warm-up {text(ev.get('warmup_budget') or ev['budget'])}; "
                                 f"online {online}")]
 
