@@ -10,7 +10,8 @@ clipped to the quantity's range (``bounds``: a loss or a count is never below 0)
 **Paired comparisons** (:func:`compare`). Every learner of a scenario sees the identical stream
 for a given seed, so scores are paired. Per seed, the difference (learner - reference) of the
 per-wave score is averaged over the waves both scored (the per-wave score is the metric at the
-largest inner-step count, averaged over the shots grid: ``metrics.wave_curve``); the n per-seed
+learner's own scored step count -- the one it predicts with, ``metrics.scored_step`` --
+averaged over the shots grid: ``metrics.wave_curve``); the n per-seed
 mean differences get a **paired t test** and a 95% t interval, and the **minimum detectable
 difference** (two-sided alpha, 80% power: ``(t_{1-alpha/2} + t_{0.8}) s/sqrt(n)``) says how
 large a difference this many seeds could have found. Comparisons against one reference are a
