@@ -453,7 +453,8 @@ def summarize(records: pd.DataFrame, shifts: pd.DataFrame | None = None,
 
     Every learner is scored at its own step count (:func:`scored_step`: the one it predicts
     with; reported as ``scored_steps``). ``mean_<metric>`` for every scored metric present
-    (mean of :func:`wave_curve` at that count, over shots and waves; NaN if any wave diverged); ``regret`` = cumulative excess
+    (mean of :func:`wave_curve` at that count, over shots and waves; NaN if any wave
+    diverged); ``regret`` = cumulative excess
     loss over the scored waves (sum of the same curve; oracle only); ``adapt_seconds_total`` and
     ``meta_fit_seconds_total`` (and their ``*_cpu_seconds_total``); ``auc_steps`` (mean over
     K) and ``auc_steps[K=k]``; ``shots_to_target``.

@@ -208,7 +208,8 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
 
     Runs without records are skipped; a repeated (scenario, seed, label) keeps its last run.
     Each learner is scored at its own step count (``metrics.scored_step``). ``cubes``:
-    :func:`metrics.run_cubes` of ``metrics`` holding ``metric`` and ``scored_steps`` (computed when None;
+    :func:`metrics.run_cubes` of ``metrics`` holding ``metric`` and ``scored_steps`` (computed
+    when None;
     pass it to share one pass over the records with the figures).
     """
     runs = _labelled(runs).drop_duplicates(["scenario", "seed", "label"], keep="last")

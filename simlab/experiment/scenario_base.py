@@ -160,13 +160,13 @@ class EvaluationSpec(Section):
                              "[evaluation.warmup_budget] and keep evaluation.budget at "
                              "'iterations' or 'seconds'")
         need = 3 if self.tuning is not None else 2
+        why = (" (tuning trials score the last warm-up wave and early-stop on the one before)"
+               if need == 3 else "")
         if warm.mode == "early_stop" and self.warmup < need:
             raise ValueError(f"evaluation.{field}.mode = 'early_stop' holds out the last "
                              f"warm-up wave and trains on the earlier ones, so it needs "
-                             f"evaluation.warmup >= {need}"
-                             f"{' (tuning trials score the last warm-up wave and early-stop on the one before)' if need == 3 else ''}; "
-                             f"got warmup = {self.warmup}. Raise warmup or use mode "
-                             "'iterations'")
+                             f"evaluation.warmup >= {need}{why}; got warmup = {self.warmup}. "
+                             "Raise warmup or use mode 'iterations'")
         return self
 
     @field_validator("tuning", mode="before")
@@ -369,5 +369,5 @@ def _retyped(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return any(tag in new and tag in old and new[tag] != old[tag] for tag in ("kind", "family"))
 
 
-__all__ = ["BudgetMode", "BudgetSpec", "EpisodeMode", "EpisodesSpec", "EvaluationSpec", "ScenarioBase",
-           "TuningSpec", "merge_tables"]
+__all__ = ["BudgetMode", "BudgetSpec", "EpisodeMode", "EpisodesSpec", "EvaluationSpec",
+           "ScenarioBase", "TuningSpec", "merge_tables"]
