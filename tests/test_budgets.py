@@ -305,3 +305,12 @@ def test_training_curve_figure_names_learners_stopped_by_a_cap():
     assert png[:4] == b"\x89PNG"
     assert "anil (iterations)" in note and "maml" not in note.split("cap")[1].split(".")[0]
     assert "partial_pooling" in note
+
+
+def test_seconds_mode_trains_for_its_wall_time():
+    tasks = [t for w in make_stream(waves=2).waves for t in w]
+    probe = Probe()
+    probe.setup(_spec(tasks), seed=0)
+    log = fit_loop(lambda b: (0.0, True), EpisodeSampler(tasks),
+                   Budget(iterations=10 ** 9, mode="seconds", seconds=0.2), probe.generator)
+    assert 0.2 <= log["seconds"] < 5 and 0 < log["iterations"] < 10 ** 9
