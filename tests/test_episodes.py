@@ -191,7 +191,7 @@ def test_resampling_never_hands_a_query_label_to_adapt():
     stream = stream_of()
     m = Watched()
     evaluate(m, stream, warmup=2, shots=[2, 5], steps=[0], budget=Budget(4, 3))
-    assert [f[0] for f in m.fits] == [[0, 1], [2], [3]]           # only revealed waves
+    assert [f[0] for f in m.fits] == [[0, 1], [0, 1, 2], [0, 1, 2, 3]]   # revealed waves only
     assert not any(f[1] for f in m.fits)                           # no oracle either
     assert all(f[2] == Episodes("grid", grid=(2, 5)) for f in m.fits)
     for batch, (w, k) in zip(m.adapts, [(w, k) for w in (2, 3, 4) for k in (2, 5)]):

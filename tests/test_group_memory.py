@@ -171,3 +171,28 @@ def test_partial_pooling_forgets_group_history_on_reset():
     assert len(m.group_memory) == 12
     m.reset_memory()                       # what cpd: calls after a detected change
     assert len(m.group_memory) == 0
+
+
+def test_memory_keeps_every_warm_up_wave_its_episodes_need():
+    """All warm-up waves arrive in one call: episodes cut from the first waves still get their
+    M waves of history; a later call with the newest wave only prunes to it and the M before."""
+    st = stream()
+    mem = GroupMemory(waves=1)
+    mem.remember([t for w in st.waves[:4] for t in w])
+    for wave in (1, 2, 3):
+        x, _, _ = mem.history(group=2, wave=wave)
+        want = st.waves[wave - 1][2]
+        np.testing.assert_array_equal(x, np.r_[want.x_support, want.x_query])
+    mem.remember(st.waves[4])                          # incremental: waves 3 and 4 stay
+    assert mem.history(group=2, wave=3) is None and mem.history(group=2, wave=5) is not None
+    again = GroupMemory(waves=1)
+    again.remember([t for w in st.waves[:5] for t in w])   # online: every revealed task
+    assert all(again.history(group=2, wave=w) is not None for w in range(1, 6))
+
+
+def test_memory_discount_is_tuned_with_memory():
+    from simlab.learners.memory import MEMORY_SPACE
+    assert set(MEMORY_SPACE) == {"memory", "memory_discount"}
+    for name in ("maml", "protonet", "meta_lstm", "finetune", "scratch"):
+        space = type(make_learner(name)).search_space
+        assert ("memory" in space) == ("memory_discount" in space), name

@@ -174,10 +174,9 @@ def test_prequential_order_adapt_before_fit_on_each_wave():
     for e in ev[2:]:
         if e[0] == "adapt":
             assert wave not in seen_fit            # wave w is scored before it is revealed
-        else:
-            (w,) = e[1]
-            assert w == wave
-            seen_fit.add(w)
+        else:                                     # online: every revealed wave so far
+            assert e[1] == list(range(wave + 1))
+            seen_fit.add(wave)
             wave += 1
     assert [e[1] for e in ev if e[0] == "adapt"] == [2, 6] * 5
     assert sorted(seen_fit) == [2, 3, 4, 5]        # no meta_fit after the last wave
@@ -301,7 +300,7 @@ def test_tell_shifts_notifies_before_the_shift_wave_is_scored():
     run(silent)
     assert ("shift", 4) not in silent.events
     i = told.events.index(("shift", 4))
-    assert told.events[i - 1] == ("fit", [3]) and told.events[i + 1][0] == "adapt"
+    assert told.events[i - 1] == ("fit", [0, 1, 2, 3]) and told.events[i + 1][0] == "adapt"
 
 
 def test_wrong_prediction_shape_names_the_learner():

@@ -42,12 +42,36 @@ def test_cells_become_tasks_with_one_hot_categories():
     assert t.oracle_query is None
 
 
-def test_standardised_with_support_statistics_only():
+def test_standardised_with_the_first_waves_statistics_only():
+    """One scale for the stream, from revealed data only (the first wave's respondents): a
+    respondent's encoded value does not depend on the task or K it is in, and later waves'
+    values never enter the scale."""
     df = frame()
-    t = survey_stream(df, spec(), seed=0).waves[0][0]
-    np.testing.assert_allclose(t.x_support[:, 0].mean(), 0.0, atol=1e-5)
-    np.testing.assert_allclose(t.x_support[:, 0].std(), 1.0, atol=1e-4)
-    assert abs(t.x_query[:, 0].mean()) > 1e-3   # the query is scaled with support statistics
+    s = survey_stream(df, spec(), seed=0)
+    first = df.loc[df["year"] == 2000, "age"]
+    mean, sd = first.mean(), first.std(ddof=0)
+    for wave in s.waves:
+        for t in wave:
+            for x in (t.x_support, t.x_query):
+                raw = x[:, 0] * sd + mean            # back to years: must be real ages
+                gap = np.abs(raw[:, None] - df["age"].to_numpy()[None]).min(1)
+                assert (gap < 1e-3).all()
+    # the same raw age in two different tasks (other group, other wave) encodes the same
+    same = df.copy()
+    same.loc[(same["year"] == 2004) & (same["region"] == "east"), "age"] = 33.0
+    same.loc[(same["year"] == 2002) & (same["region"] == "north"), "age"] = 33.0
+    st = survey_stream(same, spec(), seed=0)
+    a = next(t for t in st.waves[2] if t.info["group"] == "east")
+    b = next(t for t in st.waves[1] if t.info["group"] == "north")
+    assert np.unique(np.r_[a.x_support[:, 0], a.x_query[:, 0], b.x_support[:, 0],
+                           b.x_query[:, 0]]).size == 1
+    # and at any K: a task cut to fewer support respondents keeps each respondent's value
+    np.testing.assert_array_equal(a.with_shots(3).x_support, a.x_support[:3])
+    # later waves do not move the scale
+    later = df.copy()
+    later.loc[later["year"] == 2004, "age"] += 30
+    np.testing.assert_array_equal(survey_stream(later, spec(), seed=0).waves[0][0].x_support,
+                                  s.waves[0][0].x_support)
 
 
 def test_query_values_never_enter_support_scaling():

@@ -102,7 +102,8 @@ def test_tuning_is_reproducible_with_the_seed() -> None:
     stream = make_stream(waves=5)
     runs = [tune("maml", {"hidden": (4,)}, stream, trials=2, seed=s, **FAST) for s in (3, 3, 4)]
     assert runs[0].trace[0]["params"] == {"inner_lr": 0.01, "inner_steps": 1, "outer_lr": 1e-3,
-                                       "memory": 0}
+                                       "memory": 0, "memory_discount": 1.0,
+                                       "adapt_steps": None}
     strip = [[{k: t[k] for k in ("params", "value", "state")} for t in r.trace] for r in runs]
     assert strip[0] == strip[1] and runs[0].best_params == runs[1].best_params
     assert strip[0][1]["params"] != strip[2][1]["params"]     # another seed, another sample
@@ -176,7 +177,7 @@ def test_tuned_and_untuned_cells_are_distinct_and_tuning_is_stored(tmp_path: Pat
     assert trials == [("oracle", 0), ("partial_pooling", 2), ("scratch", 2)]
     assert sum(t is None for t in logs) == 3
     tuned_scratch = next(t for (_, lr, _), t in zip(rows, logs) if t and lr == "scratch")
-    assert set(tuned_scratch["best_params"]) == {"l2", "memory"} and len(tuned_scratch["trace"]) == 2
+    assert set(tuned_scratch["best_params"]) == {"l2", "memory", "memory_discount"} and len(tuned_scratch["trace"]) == 2
     assert "tuning" in frames["runs"].columns
 
 

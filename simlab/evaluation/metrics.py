@@ -36,6 +36,9 @@ Per-respondent scores (``pred`` is P(y=1), class probabilities or E[y]):
   ``simlab/society/ceiling.py``) on the same responses; absent without a ceiling. This is the
   part of the excess loss a learner could still remove; ``excess_loss`` minus it is what no
   survey could reach (the unobserved agent state).
+* ``scored_steps``: the inner-step count the learner predicts with (``Learner.scored_steps``;
+  one row at the first scored wave, shots 0, steps = value). Every run summary, per-wave
+  comparison and recovery reads the metrics at that count (:func:`scored_step`).
 * ``diverged``: 1 if the predictions for that step count were non-finite (then every other
   metric of the cell is NaN), or if the learner's ``meta_fit`` diverged earlier, or if the loss
   blew up past ``protocol.DIVERGENCE_MULTIPLE`` times the support base-rate predictor's loss
@@ -57,7 +60,7 @@ METRICS: tuple[str, ...] = (
     "loss", "accuracy", "brier", "ece", "excess_loss", "prevalence_error",
     "prevalence_error_oracle", "adapt_seconds", "meta_fit_seconds", "diverged",
     "adapt_cpu_seconds", "meta_fit_cpu_seconds",
-    "excess_loss_reachable",
+    "excess_loss_reachable", "scored_steps",
 )
 #: metrics scored per (wave, shots, steps) from predictions
 SCORED: tuple[str, ...] = METRICS[:7] + ("excess_loss_reachable",)
@@ -236,6 +239,16 @@ class Cube:
         return self.values[:, :, hit[0]]
 
 
+def scored_step(cs: dict[str, Cube]) -> StepsSel:
+    """The step count a run is scored at: the ``scored_steps`` record the protocol writes (the
+    learner's own count, ``Learner.scored_steps``), or the grid's largest ("max") for records
+    without one (runs made before it was recorded)."""
+    cube = cs.get("scored_steps")
+    if cube is None or not np.isfinite(cube.values).any():
+        return "max"
+    return int(np.nanmax(cube.values))
+
+
 def cubes(records: pd.DataFrame) -> dict[str, Cube]:
     """Every metric of one run's records (``RECORD_COLUMNS``) as a :class:`Cube`."""
     out: dict[str, Cube] = {}
@@ -300,9 +313,10 @@ def _curve(cube: Cube, steps: StepsSel = "max", shots: int | None = None) -> pd.
 
 
 def wave_curve(records: pd.DataFrame | dict[str, Cube], metric: str = "excess_loss",
-               steps: StepsSel = "max", shots: int | None = None) -> pd.Series:
-    """One value per scored wave: ``metric`` at ``steps`` (the largest step count of the grid by
-    default: each learner fully adapted), averaged over the shots grid (or at ``shots``).
+               steps: StepsSel | None = None, shots: int | None = None) -> pd.Series:
+    """One value per scored wave: ``metric`` at ``steps`` (None, the default: the run's scored
+    step count, :func:`scored_step`, i.e. the predictions the method makes), averaged over the
+    shots grid (or at ``shots``).
 
     NaN cells (divergence) propagate, so a wave where the learner diverged is NaN. Empty when
     the records lack the metric.
@@ -311,7 +325,7 @@ def wave_curve(records: pd.DataFrame | dict[str, Cube], metric: str = "excess_lo
     if metric not in cs:
         return pd.Series([], index=pd.Index([], name="wave", dtype="int64"), dtype="float64",
                          name=metric)
-    return _curve(cs[metric], steps, shots).rename(metric)
+    return _curve(cs[metric], scored_step(cs) if steps is None else steps, shots).rename(metric)
 
 
 def normalised_trapezoid(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -437,8 +451,10 @@ def summarize(records: pd.DataFrame, shifts: pd.DataFrame | None = None,
               options: SummaryOptions | None = None) -> dict[str, float]:
     """Run-level summaries of one run's records (``RECORD_COLUMNS``) and its shifts.
 
-    ``mean_<metric>`` for every scored metric present (mean of :func:`wave_curve`: largest step
-    count, mean over shots and waves; NaN if any wave diverged); ``regret`` = cumulative excess
+    Every learner is scored at its own step count (:func:`scored_step`: the one it predicts
+    with; reported as ``scored_steps``). ``mean_<metric>`` for every scored metric present
+    (mean of :func:`wave_curve` at that count, over shots and waves; NaN if any wave
+    diverged); ``regret`` = cumulative excess
     loss over the scored waves (sum of the same curve; oracle only); ``adapt_seconds_total`` and
     ``meta_fit_seconds_total`` (and their ``*_cpu_seconds_total``); ``auc_steps`` (mean over
     K) and ``auc_steps[K=k]``; ``shots_to_target``.
@@ -452,16 +468,19 @@ def summarize(records: pd.DataFrame, shifts: pd.DataFrame | None = None,
     minus the pre-shift mean excess), ``ceiling_change[i]`` (|mean ceiling loss after - before|:
     the shift's effect on the ceiling) and ``recovery_line[i]`` (the line's pre-shift mean).
     ``recovered`` / ``unrecovered``: shifts recovered from / censored. ``diverged``: the fraction
-    of scored cells that diverged.
+    of scored cells (at the scored step count) that diverged.
     """
     opt = options or SummaryOptions()
     cs = cubes(records)
+    at = scored_step(cs)
     out: dict[str, float] = {}
+    if "scored_steps" in cs:
+        out["scored_steps"] = float(at)
     for name in SCORED:
         if name in cs:
-            out[f"mean_{name}"] = float(_curve(cs[name]).mean(skipna=False))
+            out[f"mean_{name}"] = float(_curve(cs[name], at).mean(skipna=False))
     if "excess_loss" in cs:
-        out["regret"] = float(_curve(cs["excess_loss"]).sum(skipna=False))
+        out["regret"] = float(_curve(cs["excess_loss"], at).sum(skipna=False))
     for name in ("adapt_seconds", "meta_fit_seconds", "adapt_cpu_seconds",
                  "meta_fit_cpu_seconds"):
         if name in cs:
@@ -470,24 +489,24 @@ def summarize(records: pd.DataFrame, shifts: pd.DataFrame | None = None,
     if auc:
         out["auc_steps"] = float(np.mean(list(auc.values())))
         out.update({f"auc_steps[K={k}]": v for k, v in auc.items()})
-    out["shots_to_target"] = shots_to_target(cs, opt.target_loss, opt.target_rel)
+    out["shots_to_target"] = shots_to_target(cs, opt.target_loss, opt.target_rel, at)
     if shifts is not None and len(shifts) and "loss" in cs:
-        out.update(_shift_summaries(cs, shifts["wave"].tolist(), opt))
+        out.update(_shift_summaries(cs, shifts["wave"].tolist(), opt, at))
     if "diverged" in cs:
-        out["diverged"] = float(np.nanmean(cs["diverged"].values))
+        out["diverged"] = float(np.nanmean(cs["diverged"].at_steps(at)))
     return out
 
 
-def _shift_summaries(cs: dict[str, Cube], shift_waves: list[int], opt: SummaryOptions
-                     ) -> dict[str, float]:
-    """The per-shift keys of :func:`summarize`."""
+def _shift_summaries(cs: dict[str, Cube], shift_waves: list[int], opt: SummaryOptions,
+                     at: StepsSel = "max") -> dict[str, float]:
+    """The per-shift keys of :func:`summarize` (curves at step count ``at``)."""
     metric = ceiling_metric(cs)
-    loss = _curve(cs["loss"])
+    loss = _curve(cs["loss"], at)
     if metric is None:
         resp = shift_response(loss, shift_waves, opt)
         ceiling = line = None
     else:
-        excess = _curve(cs[metric])
+        excess = _curve(cs[metric], at)
         ceiling = loss - excess
         line = opt.rel_tol * ceiling + opt.abs_tol
         resp = shift_response(excess, shift_waves, opt, line)

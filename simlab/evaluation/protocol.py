@@ -10,8 +10,30 @@ For one learner on one stream (see DESIGN.md, "The protocol"):
 2. For each later wave w and each K of the shots grid: one ``adapt`` call on the wave's tasks cut
    to K support respondents (one ``TaskBatch``; query sets padded, ``q_mask``), ``predict`` every
    inner-step count of the grid, score the query sets (``metrics.score_predictions``).
-3. Online: wave w is revealed and the learner meta-fits on it with the same ``Budget`` as every
-   other learner; frozen (``online=False``): no updates after warm-up.
+3. Online: wave w is revealed and the learner meta-fits on every revealed task (waves 0..w:
+   a meta-learner's material is its past tasks) with the same ``Budget`` as every other learner;
+   a learner that keeps its own state of the past and must see each wave once
+   (``Learner.incremental``: partial pooling, the dynamic model, the changepoint wrappers) gets
+   wave w only. ``Budget.recency`` weights the newest waves if wanted. Frozen
+   (``online=False``): no updates after warm-up.
+
+Every method is scored as it was trained: the step count it predicts with
+(``Learner.scored_steps``: MAML's ``adapt_steps``, the meta-LSTM's unroll length T; the grid's
+largest for step-free and converging learners) is added to the steps grid if missing, recorded
+(metric ``scored_steps``, ``log["protocol"]["scored_steps"]``), and the run summary, the
+comparisons and recovery read the metrics there; the whole grid still feeds the adaptation
+curve. The run's status (diverged or not) is judged at that step too; divergence at other step
+counts stays in the records and in ``log["unscored_divergence"]``.
+
+Budgets (``Budget.mode``): a fixed count of meta-iterations, equal wall seconds, or
+``"early_stop"`` for the warm-up: the last warm-up wave is held out of meta-training (it is
+still revealed: memories and the GLM baselines use it, and online meta-fits train on it), the
+learner's own adapt + predict at its scored step count is scored on it (mean query loss over the
+shots grid) before training and every ``eval_every`` meta-iterations, training stops after
+``patience`` evaluations without improvement or at the caps (iterations, seconds), and the best
+parameters are restored (``episodes.fit_loop``). A temporal hold-out mirrors the protocol's own
+question (predict the next wave) and never touches a scored wave. The curve (held-out loss vs
+iterations, wall and CPU seconds) and the compute go to ``log["meta_fit"]``.
 
 The learner never sees query responses before it is scored: the batch it gets has ``y_query``
 replaced by NaN (-1 for multiclass), so a learner that reads them produces NaN and shows up as
@@ -60,7 +82,9 @@ from simlab.evaluation.environment import numeric_environment, torch_threads
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
                                        shift_frame, summarize)
 from simlab.evaluation.result import RECORD_COLUMNS, RunResult
-from simlab.learners.base import Budget, Episodes, Learner, TaskSpec
+from simlab.errors import LearnerError
+from simlab.learners.base import Budget, Episodes, Learner, TaskSpec, is_int
+from simlab.learners.episodes import HeldOut
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TaskStream
 
@@ -224,6 +248,7 @@ class _Run:
     steps: tuple[int, ...]
     max_tasks: int | None
     divergence_multiple: float | None = DIVERGENCE_MULTIPLE
+    scored: int = 0                     # the step count the learner predicts with
     records: _Records = dataclasses.field(default_factory=_Records)
     status: str = "ok"
     broken: bool = False
@@ -233,7 +258,7 @@ class _Run:
     adapt_cpu_s: float = 0.0
     prevalence: list[np.ndarray] = dataclasses.field(default_factory=list)
     log: dict[str, Any] = dataclasses.field(default_factory=lambda: {
-        "meta_fit": [], "divergence": [], "chunked": []})
+        "meta_fit": [], "divergence": [], "chunked": [], "unscored_divergence": []})
 
     def _sync(self) -> None:
         if self.device.startswith("cuda") and torch.cuda.is_available():
@@ -265,8 +290,41 @@ class _Run:
         if out and "cpd_prob" in out:           # cpd: wrappers: P(change at this wave), alarm
             self.records.add(wave, 0, [0], "changepoint_prob", out["cpd_prob"])
             self.records.add(wave, 0, [0], "changepoint", float(out.get("cpd_reset", 0.0)))
-        self.log["meta_fit"].append({"wave": wave, **{k: v for k, v in (out or {}).items()
-                                                      if isinstance(v, (int, float, str))}})
+        entry = {"wave": wave, "tasks": len(tasks), "mode": (budget or self.budget).mode,
+                 "wall_seconds": dt, "cpu_seconds": dc}
+        entry.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                      for k, v in (out or {}).items()    # NaN is not JSON (the store's log)
+                      if isinstance(v, (int, float, str))})
+        if out and isinstance(out.get("curve"), list):   # early stopping's training curve
+            entry["curve"] = out["curve"]
+        self.log["meta_fit"].append(entry)
+
+    def holdout(self, tasks: list[Task], shots: tuple[int, ...]) -> HeldOut:
+        """The held-out scorer of an early-stopping warm-up: the learner's mean query loss
+        over ``tasks`` (revealed warm-up tasks, never a scored wave) cut to each K of
+        ``shots``, adapted at its scored step count; NaN when it diverges."""
+        learner = self.learner
+        cut = _revealed(tasks, learner.uses_oracle)
+        batches = [TaskBatch.from_tasks([t.with_shots(k) for t in cut]) for k in shots]
+
+        def score() -> float:
+            losses = []
+            for full in batches:
+                sealed = _sealed(full.to(self.device), learner.uses_oracle)
+                try:
+                    pred = learner.adapt(sealed, [self.scored]).predict(sealed)
+                except (FloatingPointError, RuntimeError) as err:
+                    if not is_divergence(err):
+                        raise
+                    return math.nan
+                weight = (full.w_query * full.q_mask).double().numpy()
+                losses.append(score_predictions(
+                    pred.detach().to("cpu", torch.float64).numpy(), full.y_query.numpy(),
+                    weight, full.target, full.n_classes)["loss"][0])
+            return float(np.mean(losses))
+
+        waves = frozenset(int(t.info.get("wave", -1)) for t in tasks)
+        return HeldOut(waves, score, learner)
 
     def _predict(self, batch: TaskBatch, wave: int, cells: poststrat.WaveCells | None = None
                  ) -> np.ndarray | None:
@@ -335,13 +393,19 @@ class _Run:
                                                               scores["loss"])
         for name, values in scores.items():
             self.records.add(wave, shots, self.steps, name, values)
-        if nonfinite.any():
-            self._diverged(wave, "predict", f"non-finite predictions at K={shots}, steps "
-                           f"{[s for s, d in zip(self.steps, nonfinite) if d]}")
-        if blown.any():
-            self._diverged(wave, "predict", f"loss blew up at K={shots}, steps "
-                           f"{[s for s, d in zip(self.steps, blown) if d]}: above "
-                           f"{self.divergence_multiple:g}x the support base-rate loss")
+        # the run's status is judged on the predictions the method makes (its scored step);
+        # other step counts' divergence stays in the records and in log["unscored_divergence"]
+        at = self.steps.index(self.scored)
+        for bad, what in ((nonfinite, "non-finite predictions"),
+                          (blown, f"loss blew up above {self.divergence_multiple or 0:g}x the "
+                                  "support base-rate loss")):
+            if bad[at]:
+                self._diverged(wave, "predict", f"{what} at K={shots}, scored step "
+                               f"{self.scored}")
+            others = [s for s, d in zip(self.steps, bad) if d and s != self.scored]
+            if others:
+                self.log["unscored_divergence"].append(
+                    {"wave": wave, "shots": shots, "steps": others, "error": what})
 
     def _blown_up(self, loss: np.ndarray, full: TaskBatch, y: np.ndarray, weight: np.ndarray
                   ) -> np.ndarray:
@@ -385,7 +449,9 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
 
     ``shots``/``steps``: the grids (sorted and deduplicated). ``budget``: every online
     ``meta_fit``; ``warmup_budget``: the warm-up one (offline meta-training on the past waves,
-    usually longer; None means ``budget``), the same for every learner. ``episodes``: how
+    usually longer; None means ``budget``), the same for every learner; its mode may be
+    ``"early_stop"`` (the last warm-up wave held out; needs ``warmup >= 2``), the online
+    ``budget``'s may not (nothing is held out online). ``episodes``: how
     meta-training episodes are drawn (None: ``budget.episodes``); the protocol fills in the
     shots grid and passes it to every ``meta_fit`` in ``Budget.episodes``. ``tell_shifts``: call
     ``learner.notify_shift(event)`` (a no-op unless the learner overrides it) when a shift's
@@ -436,6 +502,10 @@ def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: S
             isinstance(divergence_multiple, (int, float)) and divergence_multiple > 1):
         raise ValueError(f"divergence_multiple={divergence_multiple!r} must be a number > 1 "
                          "(e.g. 10: a loss 10x the base-rate predictor's is a blow-up) or None")
+    warm_budget = warmup_budget or budget
+    _check_budgets(budget, warm_budget, warmup, online, warmup_budget is not None)
+    scored = scored_step(learner, steps_t)
+    steps_t = tuple(sorted(set(steps_t) | {scored}))
     eps = dataclasses.replace(episodes or budget.episodes, grid=shots_t)
     parts = ([(dataclasses.replace(eps, shots=k, grid=(k,)), (k,)) for k in shots_t]
              if eps.shots == "matched" else [(eps, shots_t)])
@@ -444,7 +514,9 @@ def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: S
     with torch_threads(threads):
         for ep, part_shots in parts:
             run = _Run(learner, dataclasses.replace(budget, episodes=ep), device, steps_t,
-                       max_tasks, divergence_multiple)
+                       max_tasks, divergence_multiple, scored)
+            if not runs:                          # once per run (the per-K runs share it)
+                run.records.add(warmup, 0, [scored], "scored_steps", float(scored))
             warm = warmup_budget and dataclasses.replace(warmup_budget, episodes=ep)
             start = 0
             for w in _prequential(run, stream, warmup, part_shots, warm, online, tell_shifts,
@@ -457,7 +529,7 @@ def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: S
     shifts = shift_frame(stream.shifts)
     log = runs[0].log
     if len(runs) > 1:
-        for key in ("meta_fit", "divergence", "chunked"):
+        for key in ("meta_fit", "divergence", "chunked", "unscored_divergence"):
             log[key] = [{"episode_shots": k, **e} for (_, (k,)), r in zip(parts, runs)
                         for e in r.log[key]]
     log["hyperparameters"] = learner.hyperparameters()
@@ -465,9 +537,10 @@ def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: S
         log["changepoints"] = list(learner.changepoints)
     log["wave_times"] = [str(t) for t in stream.meta.get("times", [])]   # survey years
     log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
-                       "online": online, "tell_shifts": tell_shifts, "seed": seed,
-                       "budget": dataclasses.asdict(budget),
-                       "warmup_budget": dataclasses.asdict(warmup_budget or budget),
+                       "scored_steps": scored, "online": online,
+                       "online_tasks": "newest wave" if learner.incremental else "all revealed",
+                       "tell_shifts": tell_shifts, "seed": seed,
+                       "budget": budget.settings(), "warmup_budget": warm_budget.settings(),
                        "episodes": dataclasses.asdict(eps),
                        "divergence_multiple": divergence_multiple}
     log["environment"] = environment
@@ -496,7 +569,16 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
     if warmup:
         for ev in (shifts_at.get(warmup - 1, []) if notify else []):
             notify(ev)
-        run.meta_fit(stream.tasks(0, warmup), wave=warmup - 1, budget=warmup_budget)
+        warm = warmup_budget or run.budget
+        if warm.mode == "early_stop":       # held out: the last warm-up wave (see module doc)
+            held = run.holdout(list(stream.waves[warmup - 1]), shots_t)
+            if any(int(t.info.get("wave", -1)) in held.waves for t in stream.tasks(0, warmup - 1)):
+                raise ValueError("warmup_budget.mode = 'early_stop' holds out the last warm-up "
+                                 "wave by its wave id, but earlier warm-up tasks share it (tasks "
+                                 "without info['wave']?); give every task its wave index or use "
+                                 "mode 'iterations'")
+            warm = dataclasses.replace(warm, holdout=held)
+        run.meta_fit(stream.tasks(0, warmup), wave=warmup - 1, budget=warm)
     for w in range(warmup, len(stream)):
         if run.broken:
             run.fill_diverged(w, shots_t, _scored_names(stream.waves[w]))
@@ -506,9 +588,41 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
             notify(ev)
         for k in shots_t:
             run.score(w, k, stream.waves[w])
-        if online and w < len(stream) - 1:
-            run.meta_fit(stream.waves[w], wave=w)
+        if online and w < len(stream) - 1:        # every revealed task, or the newest wave
+            run.meta_fit(list(stream.waves[w]) if learner.incremental else stream.tasks(0, w + 1),
+                         wave=w)
         yield w
+
+
+def scored_step(learner: Learner, steps: Sequence[int]) -> int:
+    """The step count ``learner`` is scored at: its ``scored_steps()``, or the grid's largest
+    when it declares none. One clear error when it declares something that is not a count."""
+    own = learner.scored_steps()
+    if own is None:
+        return int(max(steps))
+    if not is_int(own, 0):
+        raise LearnerError(f"learner {learner.name!r}: scored_steps() returned {own!r}; it must "
+                           "be an integer >= 0 (the inner-step count it predicts with) or None "
+                           "(the steps grid's largest); fix its adapt_steps / inner_steps")
+    return int(own)
+
+
+def _check_budgets(budget: Budget, warm: Budget, warmup: int, online: bool,
+                   separate: bool) -> None:
+    """Early stopping needs held-out warm-up tasks, which only the warm-up meta_fit has."""
+    field = "warmup_budget" if separate else "budget"
+    if warm.mode == "early_stop" and warmup < 2:
+        raise ValueError(f"{field}.mode = 'early_stop' holds out the last warm-up wave and "
+                         f"trains on the others, so it needs warmup >= 2; got warmup={warmup}. "
+                         "Raise warmup or use mode 'iterations'")
+    if online and budget.mode == "early_stop" and separate:
+        raise ValueError("budget.mode = 'early_stop' has no held-out tasks online (every "
+                         "revealed wave is trained on); use it in warmup_budget and give the "
+                         "online budget mode 'iterations' or 'seconds'")
+    if online and budget.mode == "early_stop" and not separate:
+        raise ValueError("budget.mode = 'early_stop' with no warmup_budget would apply to every "
+                         "online meta_fit too, which has no held-out tasks; pass "
+                         "warmup_budget=<the early-stopping budget> and an 'iterations' budget")
 
 
 def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:

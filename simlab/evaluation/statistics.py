@@ -10,7 +10,8 @@ clipped to the quantity's range (``bounds``: a loss or a count is never below 0)
 **Paired comparisons** (:func:`compare`). Every learner of a scenario sees the identical stream
 for a given seed, so scores are paired. Per seed, the difference (learner - reference) of the
 per-wave score is averaged over the waves both scored (the per-wave score is the metric at the
-largest inner-step count, averaged over the shots grid: ``metrics.wave_curve``); the n per-seed
+learner's own scored step count -- the one it predicts with, ``metrics.scored_step`` --
+averaged over the shots grid: ``metrics.wave_curve``); the n per-seed
 mean differences get a **paired t test** and a 95% t interval, and the **minimum detectable
 difference** (two-sided alpha, 80% power: ``(t_{1-alpha/2} + t_{0.8}) s/sqrt(n)``) says how
 large a difference this many seeds could have found. Comparisons against one reference are a
@@ -57,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, summarize
+from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, scored_step, summarize
 
 #: the naive forecasts everyone must beat: a group's share at its last wave, its mean over
 #: the revealed waves (``learners/naive.py``); a learner worse than one is flagged
@@ -237,13 +238,16 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
     row per cell; runs by ascending id, waves ascending).
 
     Runs without records are skipped; a repeated (scenario, seed, label) keeps its last run.
-    ``cubes``: :func:`metrics.run_cubes` of ``metrics`` holding ``metric`` (computed when None;
+    Each learner is scored at its own step count (``metrics.scored_step``). ``cubes``:
+    :func:`metrics.run_cubes` of ``metrics`` holding ``metric`` and ``scored_steps`` (computed
+    when None;
     pass it to share one pass over the records with the figures).
     """
     runs = _labelled(runs).drop_duplicates(["scenario", "seed", "label"], keep="last")
     cols = ["scenario", "seed", "label", "learner_name", "wave", "value"]
     if cubes is None:
-        cubes = run_cubes(metrics[metrics["run_id"].isin(runs["run_id"])], [metric])
+        cubes = run_cubes(metrics[metrics["run_id"].isin(runs["run_id"])],
+                          [metric, "scored_steps"])
     meta = runs.set_index("run_id")
     ids, waves, values = [], [], []
     for rid in sorted(set(cubes) & set(meta.index)):
@@ -252,7 +256,8 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
             continue
         ids.append([rid] * cube.waves.size)
         waves.append(cube.waves)
-        values.append(cube.at_steps("max").mean(axis=1))   # = metrics.wave_curve
+        # each learner at its own scored step count (= metrics.wave_curve)
+        values.append(cube.at_steps(scored_step(cubes[rid])).mean(axis=1))
     if not ids:
         return pd.DataFrame(columns=cols)
     rid = [r for part in ids for r in part]

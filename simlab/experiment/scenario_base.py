@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from simlab.experiment import limits
 from simlab.experiment.errors_text import validate_model
@@ -29,12 +29,39 @@ class Section(StrictModel):
 
 
 # --- evaluation ---------------------------------------------------------------------------------
-class BudgetSpec(Section):
-    """Outer-loop budget of each ``meta_fit`` call (the same for every learner compared)."""
+#: ``learners.base.BUDGET_MODES`` without importing torch here (a test keeps them equal)
+BudgetMode = Literal["iterations", "seconds", "early_stop"]
 
-    iterations: int = Field(100, ge=0, description="meta-iterations per meta_fit call")
+
+class BudgetSpec(Section):
+    """Outer-loop budget of each ``meta_fit`` call (the same for every learner compared;
+    ``learners.base.Budget``)."""
+
+    iterations: int = Field(100, ge=0, description="meta-iterations per meta_fit call "
+                            "(mode 'early_stop': the cap; 'seconds': a safety cap)")
     meta_batch: int = Field(16, ge=1, description="tasks per meta-iteration")
-    seconds: float | None = Field(None, gt=0, description="optional wall-clock cap per call")
+    seconds: float | None = Field(None, gt=0, description="wall-clock cap per call (mode "
+                                  "'seconds': the budget itself)")
+    mode: BudgetMode = Field("iterations", description="'iterations' (a fixed count), "
+                             "'seconds' (equal wall time) or 'early_stop' (until the held-out "
+                             "score of the last warm-up wave stops improving; warm-up only)")
+    patience: int = Field(5, ge=1, description="early_stop: held-out evaluations without "
+                          "improvement before stopping")
+    eval_every: int = Field(25, ge=1, description="early_stop: meta-iterations between "
+                            "held-out evaluations")
+    recency: float | None = Field(None, gt=0, description="half-life in waves of the task "
+                                  "sampling weights (None: every revealed task alike)")
+
+    @model_validator(mode="after")
+    def _seconds(self) -> Self:
+        if self.mode == "seconds" and self.seconds is None:
+            raise ValueError("mode = 'seconds' needs `seconds` (the wall time every learner "
+                             "trains for), e.g. seconds = 60")
+        return self
+
+    def budget_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``learners.base.Budget`` (episodes come separately)."""
+        return self.model_dump(mode="python")
 
 
 #: ``learners.base.EPISODE_MODES`` without importing torch here (a test keeps them equal)
@@ -158,6 +185,27 @@ class EvaluationSpec(Section):
         "(`tuning = false` switches off a tuning table inherited through `extends`)")
     pretrain: PretrainSpec | None = Field(
         None, description="pre-train on a simulated scenario before the warm-up")
+
+    @model_validator(mode="after")
+    def _early_stop(self) -> Self:
+        """Early stopping holds out the last warm-up wave: the warm-up budget only, and a
+        warm-up with a wave to train on besides (tuning trials use one wave fewer)."""
+        warm = self.warmup_budget or self.budget
+        field = "warmup_budget" if self.warmup_budget is not None else "budget"
+        if self.online and self.budget.mode == "early_stop":
+            raise ValueError("evaluation.budget.mode = 'early_stop': online meta-fits have no "
+                             "held-out tasks; set mode = 'early_stop' in "
+                             "[evaluation.warmup_budget] and keep evaluation.budget at "
+                             "'iterations' or 'seconds'")
+        need = 3 if self.tuning is not None else 2
+        why = (" (tuning trials score the last warm-up wave and early-stop on the one before)"
+               if need == 3 else "")
+        if warm.mode == "early_stop" and self.warmup < need:
+            raise ValueError(f"evaluation.{field}.mode = 'early_stop' holds out the last "
+                             f"warm-up wave and trains on the earlier ones, so it needs "
+                             f"evaluation.warmup >= {need}{why}; got warmup = {self.warmup}. "
+                             "Raise warmup or use mode 'iterations'")
+        return self
 
     @field_validator("tuning", mode="before")
     @classmethod
@@ -379,5 +427,5 @@ def _retyped(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return any(tag in new and tag in old and new[tag] != old[tag] for tag in ("kind", "family"))
 
 
-__all__ = ["BudgetSpec", "EpisodeMode", "EpisodesSpec", "EvaluationSpec", "ScenarioBase",
-           "TuningSpec", "merge_tables"]
+__all__ = ["BudgetMode", "BudgetSpec", "EpisodeMode", "EpisodesSpec", "EvaluationSpec",
+           "ScenarioBase", "TuningSpec", "merge_tables"]

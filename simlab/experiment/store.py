@@ -151,7 +151,7 @@ def _num(value: Any) -> float | None:
 
 
 #: the log entries ``Store.frames`` returns as run columns (JSON text, as ``json_extract``)
-_LOG_FIELDS = ("wave_times", "tuning", "pretrain", "prevalence")
+_LOG_FIELDS = ("wave_times", "tuning", "pretrain", "prevalence", "meta_fit")
 
 
 def read_log(text: str | None) -> dict[str, Any]:

@@ -276,8 +276,7 @@ def tune_learner(job: TuningJob) -> Any:
     sc, seed = job.scenario, job.seeds[0]
     tu = sc.evaluation.tuning
     kw = evaluate_kwargs(sc, seed, job.device)
-    warm = kw["warmup_budget"] if tu.budget is None else Budget(
-        tu.budget.iterations, tu.budget.meta_batch, tu.budget.seconds)
+    warm = kw["warmup_budget"] if tu.budget is None else Budget(**tu.budget.budget_kwargs())
     streams = [sc.stream(s, cache_dir=job.cache_dir) for s in job.seeds]
     result = tune(job.learner_name, job.overrides, streams, warmup=kw["warmup"],
                   shots=kw["shots"], steps=kw["steps"], budget=kw["budget"], warmup_budget=warm,
@@ -325,8 +324,8 @@ def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, 
     ev = scenario.evaluation
     warm = ev.warmup_budget
     return {"warmup": ev.warmup, "shots": list(ev.shots), "steps": list(ev.steps),
-            "budget": Budget(ev.budget.iterations, ev.budget.meta_batch, ev.budget.seconds),
-            "warmup_budget": warm and Budget(warm.iterations, warm.meta_batch, warm.seconds),
+            "budget": Budget(**ev.budget.budget_kwargs()),
+            "warmup_budget": warm and Budget(**warm.budget_kwargs()),
             "online": ev.online, "seed": int(seed), "device": device,
             "options": SummaryOptions(rel_tol=ev.recovery_tolerance),
             "episodes": Episodes(ev.episodes.shots, ev.episodes.query),

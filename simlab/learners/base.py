@@ -75,25 +75,71 @@ class Episodes:
             raise ValueError(f"episodes grid = {self.grid!r} must be integers >= 1")
 
 
+#: ``Budget.mode`` values: a fixed count of meta-iterations, a fixed wall time, or training
+#: until a held-out score stops improving
+BUDGET_MODES = ("iterations", "seconds", "early_stop")
+
+
 @dataclass(frozen=True)
 class Budget:
     """Outer-loop budget of one ``meta_fit`` call; the same for every learner in a comparison.
 
-    ``seconds`` caps the wall time of the call (every outer loop checks it between updates);
+    ``mode`` (``episodes.fit_loop`` enforces it):
+
+    * ``"iterations"``: ``iterations`` meta-iterations (``seconds``, if given, caps the wall
+      time; every outer loop checks it between updates);
+    * ``"seconds"``: meta-iterations until ``seconds`` of wall time have passed (equal time for
+      every learner; ``iterations`` is only a safety cap, set it high);
+    * ``"early_stop"``: meta-iterations until the score on held-out tasks (``holdout``, attached
+      by the protocol: the last warm-up wave, never a scored one) has not improved for
+      ``patience`` evaluations made every ``eval_every`` iterations, capped at ``iterations``
+      and at ``seconds`` (if given); the parameters of the best evaluation are restored, as
+      early stopping does. The training curve goes into the ``meta_fit`` log.
+
+    Learners that fit to convergence by their own rule (the GLM baselines' EM and Newton
+    iterations) ignore the mode. ``recency``: a half-life in waves; meta-batches are then drawn
+    with task weights ``0.5 ** (age / recency)`` (age: waves behind the newest task), so a
+    learner that wants recency weights the newest waves more (None: uniform, the default).
     ``episodes`` says how each meta-training episode is drawn from the revealed tasks."""
 
-    iterations: int = 200        # meta-iterations (outer steps)
+    iterations: int = 200        # meta-iterations (outer steps); early_stop: the cap
     meta_batch: int = 16         # tasks per meta-iteration
-    seconds: float | None = None  # optional wall-clock cap
+    seconds: float | None = None  # optional wall-clock cap (mode "seconds": the budget)
     episodes: Episodes = Episodes()
+    mode: str = "iterations"
+    patience: int = 5            # early_stop: evaluations without improvement before stopping
+    eval_every: int = 25         # early_stop: meta-iterations between held-out evaluations
+    recency: float | None = None  # half-life in waves of the task sampling weights (None: off)
+    #: the held-out scorer of an early-stopping call (``episodes.HeldOut``), attached by the
+    #: protocol; not a setting (not compared, not recorded)
+    holdout: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.meta_batch < 1:
             raise ValueError(f"Budget needs iterations >= 0 and meta_batch >= 1, got {self}")
         if self.seconds is not None and not is_number(self.seconds):
             raise ValueError(f"budget.seconds = {self.seconds!r} must be a number > 0 or None")
+        if self.mode not in BUDGET_MODES:
+            raise ValueError(f"budget.mode = {self.mode!r} is invalid; use one of "
+                             f"{', '.join(map(repr, BUDGET_MODES))}")
+        if self.mode == "seconds" and self.seconds is None:
+            raise ValueError("budget.mode = 'seconds' needs budget.seconds (the wall time every "
+                             "learner trains for), e.g. seconds = 60")
+        if not is_int(self.patience, 1):
+            raise ValueError(f"budget.patience = {self.patience!r} must be an integer >= 1 "
+                             "(held-out evaluations without improvement before stopping)")
+        if not is_int(self.eval_every, 1):
+            raise ValueError(f"budget.eval_every = {self.eval_every!r} must be an integer >= 1 "
+                             "(meta-iterations between held-out evaluations)")
+        if self.recency is not None and not is_number(self.recency):
+            raise ValueError(f"budget.recency = {self.recency!r} must be a half-life in waves "
+                             "> 0 or None (uniform sampling)")
 
-
+    def settings(self) -> dict[str, Any]:
+        """The budget as recorded with a run (every field but the held-out scorer)."""
+        return {f.name: (dataclasses.asdict(getattr(self, f.name)) if f.name == "episodes"
+                         else getattr(self, f.name))
+                for f in dataclasses.fields(self) if f.name != "holdout"}
 
 
 class Adapted(ABC):
@@ -127,6 +173,11 @@ class Learner(ABC):
     #: only the oracle baseline may see ``TaskBatch.oracle_query``; the protocol removes it
     #: from every other learner's batches
     uses_oracle: ClassVar[bool] = False
+    #: True for a learner that keeps its own state of every past wave and must be shown each
+    #: revealed wave once, in order (a filter, an incremental EM, a changepoint detector): the
+    #: online ``meta_fit`` then gets the newest wave only. Everyone else gets every revealed
+    #: task at each online ``meta_fit`` (a meta-learner's material is its past tasks).
+    incremental: ClassVar[bool] = False
 
     spec: TaskSpec
     device: torch.device
@@ -167,6 +218,24 @@ class Learner(ABC):
         unknown) identify each task's group (stable across the stream's waves) and wave, so a
         learner may keep a memory per group across ``meta_fit`` / ``adapt`` calls."""
 
+    def scored_steps(self) -> int | None:
+        """The inner-step count this learner predicts with: part of the method, so the
+        protocol's summaries, leaderboard and verdicts score it there (the adaptation curve
+        still shows the whole steps grid). None (the default): the largest count of the
+        protocol's grid, for learners whose predictions do not depend on it (ProtoNet, the
+        relation net, the oracle) or that iterate to convergence (the GLMs' Newton steps).
+        A learner trained at a step count (MAML's inner steps, a meta-LSTM's unroll length T)
+        returns it."""
+        return None
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor reachable from the learner's fields (parameters, meta-parameters,
+        buffers; an optimiser's state is not), by path: what early stopping saves at the best
+        held-out score and restores at the end. Override if a learner keeps state elsewhere."""
+        out: dict[str, torch.Tensor] = {}
+        _collect(vars(self), "", out, depth=0)
+        return out
+
     def notify_shift(self, event: Any) -> None:
         """Told when a shift's wave is reached (only with ``tell_shifts``); no-op by default."""
 
@@ -179,6 +248,26 @@ class Learner(ABC):
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's fields, recorded with every result."""
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+
+def _collect(obj: Any, path: str, out: dict[str, torch.Tensor], depth: int) -> None:
+    """Tensors under ``obj`` (tensors, modules, dicts, lists, nested learners) into ``out``."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point():
+            out[path] = obj
+    elif isinstance(obj, torch.nn.Module):
+        for name, t in [*obj.named_parameters(), *obj.named_buffers()]:
+            out[f"{path}.{name}"] = t
+    elif depth > 4:
+        return
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _collect(v, f"{path}.{k}", out, depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _collect(v, f"{path}[{i}]", out, depth + 1)
+    elif isinstance(obj, Learner):
+        _collect(vars(obj), f"{path}.", out, depth + 1)
 
 
 def check(condition: bool, learner: str, field: str, value: Any, allowed: str) -> None:

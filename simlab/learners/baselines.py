@@ -454,6 +454,9 @@ class PartialPooling(GroupMemoryOption, Learner):
     """
 
     name: ClassVar[str] = "partial_pooling"
+    #: remembers every revealed task itself (``window``) and carries its EM on: shown each
+    #: wave once (the online meta_fit gives it the newest wave only)
+    incremental: ClassVar[bool] = True
 
     # the memory (tasks remembered); None: all
     #: memory in waves (None: every wave, the default) and exponential forgetting

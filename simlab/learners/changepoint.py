@@ -140,6 +140,10 @@ class ChangepointWrapper(Learner):
     scoring ``adapt`` (a small K: the loss then depends most on the memory, the thing a
     change makes stale)."""
 
+    #: scores and learns from each revealed wave once, in order (the run-length posterior is
+    #: sequential), so the online meta_fit gives it the newest wave only
+    incremental: ClassVar[bool] = True
+
     inner_cls: ClassVar[type[Learner]]
     inner_name: ClassVar[str] = ""
     _search: ClassVar[dict] = {"cpd_hazard": Float(0.01, 0.3, log=True),
@@ -217,6 +221,10 @@ class ChangepointWrapper(Learner):
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         return self.inner.adapt(support, steps)
+
+    def scored_steps(self) -> int | None:
+        """The wrapped learner's (readable before ``setup``)."""
+        return self.inner_cls(**self.inner_hyperparameters()).scored_steps()
 
     def notify_shift(self, event: Any) -> None:
         self.inner.notify_shift(event)

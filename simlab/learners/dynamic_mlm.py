@@ -334,6 +334,8 @@ class DynamicMLM(Learner):
     """
 
     name: ClassVar[str] = "dynamic_mlm"
+    #: a filter: each revealed wave is one update, in order (online: the newest wave only)
+    incremental: ClassVar[bool] = True
     search_space: ClassVar[dict] = {"drift_scale": Float(0.1, 10.0, log=True),
                                     "newton": Int(1, 5), "reset_scale": Float(0.1, 10.0, log=True)}
 

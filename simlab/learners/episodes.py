@@ -278,31 +278,152 @@ def fit_log(losses: Sequence[float] = (), skipped: int = 0, seconds: float = 0.0
             "skipped_nonfinite": float(skipped), "seconds": float(seconds)}
 
 
+#: an early-stopping evaluation counts as an improvement only when the held-out loss drops by
+#: more than this (nats for log loss): a curve that creeps down by less has plateaued
+MIN_IMPROVEMENT = 1e-4
+
+
+@dataclass
+class HeldOut:
+    """The held-out tasks of an early-stopping ``meta_fit`` (``Budget.holdout``; the protocol
+    makes it from the last warm-up wave). ``waves``: their wave ids, never sampled for
+    training; ``score()``: the learner's mean held-out loss now (its own adapt + predict at its
+    scored step count; lower is better); ``learner``: whose ``state_tensors`` are saved at the
+    best score and restored at the end."""
+
+    waves: frozenset[int]
+    score: Callable[[], float]
+    learner: Learner
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.learner.state_tensors().items()}
+
+    def restore(self, saved: Mapping[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for k, v in self.learner.state_tensors().items():
+                if k in saved and saved[k].shape == v.shape:
+                    v.copy_(saved[k])
+
+
+class _EarlyStop:
+    """The early-stopping bookkeeping of one ``fit_loop``: the curve, the best state, patience."""
+
+    def __init__(self, held: HeldOut, patience: int, start: float, cpu0: float) -> None:
+        self.held, self.patience, self.start, self.cpu0 = held, patience, start, cpu0
+        self.curve: list[dict[str, float]] = []
+        self.best, self.best_it, self.bad, self.eval_s = math.inf, 0, 0, 0.0
+        self.saved: dict[str, torch.Tensor] | None = None
+
+    def evaluate(self, it: int) -> bool:
+        """Score the held-out tasks after ``it`` iterations; True once patience has run out."""
+        t0 = time.perf_counter()
+        score = float(self.held.score())
+        self.eval_s += time.perf_counter() - t0
+        self.curve.append({"iteration": float(it), "seconds": time.perf_counter() - self.start,
+                           "cpu_seconds": time.process_time() - self.cpu0,
+                           "score": score if math.isfinite(score) else None})   # JSON-safe
+        if score < self.best - MIN_IMPROVEMENT:        # NaN never improves
+            self.best, self.best_it, self.bad = score, it, 0
+            self.saved = self.held.snapshot()
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+    def finish(self, it: int, reason: str) -> dict[str, Any]:
+        """Evaluate the final state if it was not, restore the best, and say what happened."""
+        if reason != "patience" and (not self.curve or self.curve[-1]["iteration"] != it):
+            self.evaluate(it)
+        if self.saved is not None and self.best_it != it:
+            self.held.restore(self.saved)
+        return {"stopped": reason, "best_iteration": float(self.best_it),
+                "best_score": float(self.best) if math.isfinite(self.best) else None,
+                "evaluations": float(len(self.curve)),
+                "eval_seconds": self.eval_s, "curve": self.curve}
+
+
+def _candidates(pool: EpisodeSampler | int, held: HeldOut | None) -> torch.Tensor | None:
+    """Indices of the tasks meta-training may draw (None: all of them)."""
+    if held is None:
+        return None
+    if isinstance(pool, int):
+        raise ValueError("fit_loop: early stopping needs an EpisodeSampler pool (wave ids), "
+                         "not a task count")
+    return torch.nonzero(~torch.isin(pool.wave, torch.tensor(sorted(held.waves),
+                                                             dtype=torch.int64))).flatten()
+
+
+def _recency(pool: EpisodeSampler | int, candidates: torch.Tensor | None,
+             half_life: float | None) -> torch.Tensor | None:
+    """Sampling weights ``0.5 ** (age / half_life)`` of the candidate tasks (None: uniform)."""
+    if half_life is None or isinstance(pool, int):
+        return None
+    wave = pool.wave if candidates is None else pool.wave[candidates]
+    return 0.5 ** ((wave.max() - wave).double() / float(half_life))
+
+
 def fit_loop(step: Callable[[Any], tuple[float, bool]], pool: EpisodeSampler | int,
              budget: Budget, generator: torch.Generator, device: str | torch.device = "cpu"
-             ) -> dict[str, float]:
-    """Up to ``budget.iterations`` calls ``step(batch)``, each on a freshly drawn episode
-    batch: ``min(meta_batch, n_tasks)`` task indices drawn without replacement with
-    ``generator``, re-split by the ``EpisodeSampler`` ``pool`` with the same generator (so the
-    same seed gives the same episodes, and an online continuation carries the stream on);
-    stops early once ``budget.seconds`` have passed. ``step`` returns (meta-loss, whether it
-    updated). ``pool`` may instead be a task count: then ``step`` gets the task indices (on
-    ``device``), for learners that use whole tasks their own way."""
-    start = time.perf_counter()
+             ) -> dict[str, Any]:
+    """Calls ``step(batch)``, each on a freshly drawn episode batch: ``min(meta_batch,
+    n_tasks)`` task indices drawn without replacement with ``generator`` (weighted by
+    ``budget.recency`` if set), re-split by the ``EpisodeSampler`` ``pool`` with the same
+    generator (so the same seed gives the same episodes, and an online continuation carries
+    the stream on). ``step`` returns (meta-loss, whether it updated). ``pool`` may instead be a
+    task count: then ``step`` gets the task indices (on ``device``), for learners that use
+    whole tasks their own way.
+
+    How long (``budget.mode``): "iterations": ``budget.iterations`` calls, stopping early once
+    ``budget.seconds`` (if set) have passed; "seconds": until ``budget.seconds`` have passed
+(``iterations`` is then only a safety cap: set it high);
+    "early_stop": the held-out tasks (``budget.holdout``, an :class:`HeldOut`) are never drawn,
+    their score is evaluated before training and every ``eval_every`` iterations, training
+    stops after ``patience`` evaluations without an improvement (``MIN_IMPROVEMENT``) or at the
+    caps (``iterations``, ``seconds``), and the best evaluation's parameters are restored. The
+    log then has ``stopped`` (patience | iterations | seconds), ``best_iteration``,
+    ``best_score`` and ``curve``: one {iteration, seconds, cpu_seconds, score} per
+    evaluation."""
+    start, cpu0 = time.perf_counter(), time.process_time()
     losses: list[float] = []
     skipped = 0
-    n_tasks = pool if isinstance(pool, int) else len(pool)
+    held = budget.holdout if budget.mode == "early_stop" else None
+    if budget.mode == "early_stop" and held is None:
+        raise ValueError("budget.mode = 'early_stop' needs held-out tasks (budget.holdout); run "
+                         "it through evaluation.protocol.evaluate as the warm-up budget (it "
+                         "holds out the last warm-up wave) or use mode 'iterations'")
+    candidates = _candidates(pool, held)
+    n_tasks = (pool if isinstance(pool, int) else len(pool)) if candidates is None \
+        else len(candidates)
+    weights = _recency(pool, candidates, budget.recency)
     size = min(budget.meta_batch, n_tasks)
-    for _ in range(budget.iterations if n_tasks else 0):
+    cap = budget.iterations
+    stop = _EarlyStop(held, budget.patience, start, cpu0) if held is not None else None
+    if stop is not None and n_tasks:
+        stop.evaluate(0)
+    reason, it = "iterations", 0
+    while n_tasks and it < cap:
         if budget.seconds is not None and time.perf_counter() - start >= budget.seconds:
+            reason = "seconds"
             break
-        idx = torch.randperm(n_tasks, generator=generator)[:size]
+        if weights is None:
+            idx = torch.randperm(n_tasks, generator=generator)[:size]
+        else:
+            idx = torch.multinomial(weights, size, replacement=False, generator=generator)
+        if candidates is not None:
+            idx = candidates[idx]
         loss, ok = step(idx.to(device) if isinstance(pool, int) else pool(idx, generator))
         if ok:
             losses.append(loss)
         else:
             skipped += 1
-    return fit_log(losses, skipped, time.perf_counter() - start)
+        it += 1
+        if stop is not None and it % budget.eval_every == 0 and stop.evaluate(it):
+            reason = "patience"
+            break
+    log: dict[str, Any] = dict(fit_log(losses, skipped, time.perf_counter() - start))
+    if stop is not None and n_tasks:
+        log.update(stop.finish(it, reason))
+        log["seconds"] = time.perf_counter() - start
+    return log
 
 
 def all_finite(tensors: Sequence[torch.Tensor]) -> bool:

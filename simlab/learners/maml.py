@@ -60,7 +60,7 @@ from torch.func import grad_and_value
 from simlab.learners import nets
 from simlab.learners.base import Choice, Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check, check_choice, check_flag, check_int,
-                                  check_interval, check_number, check_widths)
+                                  check_interval, check_number, check_widths, is_int)
 from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted, Params,
                                       all_finite, apply_update, check_batch, check_query,
                                       check_steps, check_tasks, fit_log, fit_loop, inner_update,
@@ -78,6 +78,11 @@ def _tensors(batch: TaskBatch) -> Tensors:
     """The six tensors the functional core needs; padding is folded into the query weights."""
     return (batch.x_support, batch.y_support, batch.w_support, batch.x_query, batch.y_query,
             query_weights(batch))
+
+
+#: the tuning range of ``adapt_steps``: None (= the ``inner_steps`` it was meta-trained with,
+#: the untuned configuration and the tuner's first trial) or a count of its own
+ADAPT_STEPS = Choice((None, 1, 2, 3, 5, 10))
 
 
 @dataclass
@@ -105,12 +110,15 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
     # equal-budget tuning (evaluation/tuning.py): hidden=() is the GLM base model, else an MLP
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 5),
-        "outer_lr": Float(1e-4, 1e-2, log=True),
+        "adapt_steps": ADAPT_STEPS, "outer_lr": Float(1e-4, 1e-2, log=True),
         "hidden": Choice(((), (20,), (40,), (40, 40))), **MEMORY_SPACE}
 
     hidden: tuple[int, ...] = (40, 40)
     inner_lr: float = 0.01
     inner_steps: int = 1          # inner steps during meta-training (adapt takes its own)
+    #: the inner-step count the method predicts with, scored by the protocol (None: the
+    #: ``inner_steps`` it was meta-trained with); tuned like any hyperparameter
+    adapt_steps: int | None = None
     outer_lr: float = 1e-3
     #: torch.compile the meta-step (``_make_step_fn``). Off by default: on CPU a demo cell's
     #: meta-batches change shape (K from the shots grid, group-memory lengths), each shape
@@ -129,6 +137,9 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         check_int(n, "inner_steps", self.inner_steps, 1,
                   " (inner steps per task during meta-training)")
         check_number(n, "outer_lr", self.outer_lr, hint=", e.g. 0.001")
+        check(self.adapt_steps is None or is_int(self.adapt_steps, 0), n, "adapt_steps",
+              self.adapt_steps, "it must be an integer >= 0 (the inner steps the method "
+              "predicts with) or None (= inner_steps)")
         check_flag(n, "compile", self.compile)
         self._check_memory()
 
@@ -147,6 +158,10 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
 
     def _build_meta(self) -> None:
         """Extra meta-parameters and the outer optimiser (subclasses override)."""
+
+    def scored_steps(self) -> int:
+        """``adapt_steps``, or the ``inner_steps`` the method was meta-trained with."""
+        return int(self.inner_steps if self.adapt_steps is None else self.adapt_steps)
 
     @abstractmethod
     def _make_step_fn(self) -> Callable:
@@ -495,7 +510,7 @@ class Reptile(_GradientMetaLearner):
 
     search_space: ClassVar[SearchSpace] = {
         "inner_lr": Float(1e-3, 0.5, log=True), "inner_steps": Int(1, 10),
-        "outer_lr": Float(0.01, 1.0, log=True),
+        "adapt_steps": ADAPT_STEPS, "outer_lr": Float(0.01, 1.0, log=True),
         "hidden": Choice(((), (20,), (40,), (40, 40))), **MEMORY_SPACE}
 
     inner_steps: int = 5

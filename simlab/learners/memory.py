@@ -23,14 +23,16 @@ import torch
 
 from simlab.learners.base import check, check_int
 from simlab.learners.episodes import labelled, normalise_weights
-from simlab.learners.space import Choice, SearchSpace
+from simlab.learners.space import Choice, Float, SearchSpace
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
 _Rows = tuple[np.ndarray, np.ndarray, np.ndarray]      # x [n, D], y [n], w [n]
 
-#: the tuning range of ``memory`` every learner with the option shares (merge into its space)
-MEMORY_SPACE: SearchSpace = {"memory": Choice((0, 1, 2, 4))}
+#: the tuning ranges of ``memory`` and ``memory_discount`` every learner with the option shares
+#: (merge into its space): both are tuned, so a memory is never stuck at discount 1
+MEMORY_SPACE: SearchSpace = {"memory": Choice((0, 1, 2, 4)),
+                              "memory_discount": Float(0.3, 1.0)}
 
 
 class GroupMemory:
@@ -46,21 +48,36 @@ class GroupMemory:
 
     def remember(self, tasks: Sequence[Task]) -> None:
         """Store every labelled respondent (support and query) of these revealed tasks, their
-        weights rescaled to mean 1 within each task."""
-        if not tasks:
+        weights rescaled to mean 1 within each task (a (group, wave) already stored is kept).
+
+        Pruning keeps every wave that an episode cut from one of these tasks, or a later
+        adaptation, can ask for: a group's waves from M before the earliest wave of this
+        call on. All warm-up waves arrive in one call (and, online, every revealed task), so
+        an episode from the first warm-up waves still gets its M waves of history; a call with
+        the newest wave only keeps that wave and the M before it."""
+        new = [t for t in tasks if int(t.group_id) >= 0 and not (
+            int(t.info.get("wave", -1)) >= 0
+            and int(t.info.get("wave", -1)) in self._rows.get(int(t.group_id), {}))]
+        if not new:
             return
-        x, y, w, n = labelled(tasks)
+        x, y, w, n = labelled(new)
         w = normalise_weights(w)
-        for i, t in enumerate(tasks):
+        earliest: dict[int, int] = {}
+        for i, t in enumerate(new):
             g, wave = int(t.group_id), int(t.info.get("wave", -1))
-            if g < 0:
-                continue
             waves = self._rows.setdefault(g, {})
             if wave < 0:
                 wave = max(waves) + 1 if waves else 0
             k = int(n[i])
             waves[wave] = (x[i, :k].numpy(), y[i, :k].numpy(), w[i, :k].numpy())
-            for old in sorted(waves)[:-self.waves - 1]:   # keep one spare: wave w needs w-1..
+            earliest[g] = min(earliest.get(g, wave), wave)
+        for t in tasks:                    # already stored tasks of this call count too
+            g, wave = int(t.group_id), int(t.info.get("wave", -1))
+            if g in earliest and wave >= 0:
+                earliest[g] = min(earliest[g], wave)
+        for g, first in earliest.items():
+            waves = self._rows[g]
+            for old in [v for v in waves if v < first - self.waves]:
                 del waves[old]
         self._cache.clear()
 

@@ -322,6 +322,11 @@ class MetaLSTM(GroupMemoryOption, Learner):
         out = self._batched_forward(c_t, batch.x_query)
         return task_loss(out, batch.y_query, self.spec.target, query_weights(batch)).mean()
 
+    def scored_steps(self) -> int:
+        """T (``inner_steps``): the unroll length the update rule was meta-trained for; past it
+        the learned rule is extrapolating (declared, not tuned separately)."""
+        return int(self.inner_steps)
+
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FlatAdapted:
         """Run the learned update rule on the support sets; step count 0 is c_0."""
         check_batch(self, support)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import io
 import math
 import warnings
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from simlab.evaluation.metrics import Cube
+from simlab.evaluation.metrics import Cube, scored_step
 from simlab.evaluation.statistics import ORACLE, fmt, is_baseline
 
 DPI = 100
@@ -46,6 +48,8 @@ class ScenarioData:
     wave_labels: dict[int, str] = field(default_factory=dict)   # wave -> time value
     reference: str | None = None                        # label the differences are taken from
     negligible: set[int] = field(default_factory=set)   # shift positions marked negligible
+    #: label -> early-stopping warm-up logs (``training_logs``), one per run that has a curve
+    training: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def base(self, label: str) -> str:
         return self.names.get(label, label)
@@ -87,10 +91,22 @@ def _mean_band(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, half
 
 
+def _at_scored(cs: dict[str, Cube], metric: str) -> Cube:
+    """``metric``'s cube cut to the run's scored step count (one step: ``values[:, :, -1]``
+    is then the prediction the learner makes)."""
+    cube = cs[metric]
+    at = scored_step(cs)
+    i = cube.values.shape[2] - 1 if at == "max" else int(np.flatnonzero(cube.steps == at)[0])
+    return Cube(cube.waves, cube.shots, cube.steps[i:i + 1], cube.values[:, :, i:i + 1])
+
+
 def _stack(runs: dict[int, dict[str, Cube]], metric: str,
-           take: Callable[[Cube], np.ndarray]) -> tuple[np.ndarray, Cube] | None:
-    """Stack ``take(cube)`` over the seeds that recorded ``metric`` (equal shapes only)."""
-    got = [(take(c[metric]), c[metric]) for c in runs.values() if metric in c]
+           take: Callable[[Cube], np.ndarray], scored: bool = False
+           ) -> tuple[np.ndarray, Cube] | None:
+    """Stack ``take(cube)`` over the seeds that recorded ``metric`` (equal shapes only);
+    ``scored``: each run's cube at its scored step count (:func:`_at_scored`)."""
+    got = [(take(cube), cube) for cube in (_at_scored(c, metric) if scored else c[metric]
+                                           for c in runs.values() if metric in c)]
     if not got:
         return None
     shape = got[0][0].shape
@@ -178,13 +194,13 @@ def _per_wave(cube: Cube) -> np.ndarray:
 
 
 def excess_over_waves(data: ScenarioData) -> tuple[bytes, str]:
-    """The comparison metric per wave (largest step count, mean over shots), shifts marked and
-    numbered as in the shift table."""
+    """The comparison metric per wave (each learner at its scored step count, mean over
+    shots), shifts marked and numbered as in the shift table."""
     fig, (ax,) = _new()
     drawn: dict[str, np.ndarray] = {}
     waves = np.zeros(0, np.int64)
     for lab in data.labels():
-        got = _stack(data.cubes[lab], data.metric, _per_wave)
+        got = _stack(data.cubes[lab], data.metric, _per_wave, scored=True)
         if got is None:
             continue
         rows, cube = got
@@ -288,11 +304,11 @@ def adaptation_curves(data: ScenarioData, max_panels: int = 4) -> tuple[bytes, s
 
 
 def loss_vs_shots(data: ScenarioData) -> tuple[bytes, str]:
-    """Loss at the largest step count vs shots K (mean over waves and seeds)."""
+    """Loss at each learner's scored step count vs shots K (mean over waves and seeds)."""
     fig, (ax,) = _new()
     drawn: dict[str, np.ndarray] = {}
     for lab in data.labels():
-        got = _stack(data.cubes[lab], "loss", lambda c: c.values[:, :, -1].mean(0))
+        got = _stack(data.cubes[lab], "loss", lambda c: c.values[:, :, -1].mean(0), scored=True)
         if got is None:
             continue
         rows, cube = got
@@ -301,7 +317,7 @@ def loss_vs_shots(data: ScenarioData) -> tuple[bytes, str]:
                     **_style(data, lab))
         drawn[lab] = mean
     ax.set_xlabel("shots K (support respondents per group)")
-    ax.set_ylabel("loss at the largest step count")
+    ax.set_ylabel("loss at the learner's scored step count")
     ax.set_title("Loss vs shots", fontsize=10)
     note = _apply_limits(ax, drawn, 0.0)
     _legend(fig, ax)
@@ -362,6 +378,67 @@ def loss_vs_compute(data: ScenarioData) -> tuple[bytes, str]:
     return _png(fig), note
 
 
+def training_logs(runs: pd.DataFrame, labels: dict[Any, str]) -> dict[str, list[dict[str, Any]]]:
+    """label -> the warm-up ``meta_fit`` log entries that carry an early-stopping ``curve``,
+    from the store's ``meta_fit`` column (the runs' ``log["meta_fit"]`` as JSON); ``labels``:
+    run id -> label. Empty without the column."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    if "meta_fit" not in runs:
+        return out
+    for rid, text in zip(runs["run_id"], runs["meta_fit"]):
+        if rid not in labels or not isinstance(text, str):
+            continue
+        for entry in json.loads(text):
+            if isinstance(entry, dict) and entry.get("curve"):
+                out.setdefault(labels[rid], []).append(entry)
+    return out
+
+
+def training_curves(data: ScenarioData) -> tuple[bytes, str]:
+    """Each learner's warm-up training curve under early stopping: held-out loss (the last
+    warm-up wave) against meta-iterations and against CPU seconds, one line per seed, the
+    restored best marked; the caption names learners stopped by a cap rather than by patience
+    (they may not have converged) and those without a curve (they fit to convergence by their
+    own rule)."""
+    fig, axes = _new(width=10.5, ncols=2, sharey=True)
+    drawn: dict[str, np.ndarray] = {}
+    capped: list[str] = []
+    for lab in data.labels():
+        for i, entry in enumerate(data.training.get(lab, [])):
+            pts = entry["curve"]
+            it = np.array([p["iteration"] for p in pts], float)
+            cpu = np.array([p["cpu_seconds"] for p in pts], float)
+            score = np.array([np.nan if p["score"] is None else p["score"] for p in pts], float)
+            style = {**_style(data, lab), "linewidth": 1, "alpha": 0.7}
+            if i:
+                style.pop("label")
+            best = int(np.nanargmin(score)) if np.isfinite(score).any() else None
+            for ax, x in zip(axes, (it, cpu)):
+                ax.plot(x, score, **style)
+                if best is not None:
+                    ax.plot(x[best], score[best], marker="o", markersize=4,
+                            color=style["color"])
+            drawn[f"{lab}#{i}"] = score
+            if entry.get("stopped") != "patience":
+                capped.append(f"{lab} ({entry.get('stopped')})")
+    axes[0].set_xlabel("meta-iterations")
+    axes[1].set_xlabel("CPU seconds")
+    axes[0].set_ylabel("held-out loss (last warm-up wave)")
+    axes[0].set_title("Training curves (dot: the restored best)", fontsize=10)
+    note = _apply_limits(axes[0], drawn, 0.0)
+    _legend(fig, axes[0])
+    missing = [lab for lab in data.labels() if lab not in data.training]
+    if capped:
+        note += (" Stopped by a cap, not by patience (may not have converged): "
+                 + ", ".join(sorted(set(capped))) + ".")
+    else:
+        note += " Every curve stopped by patience: no learner was stopped by its budget."
+    if missing:
+        note += (" No curve (fit to convergence by their own rule or fixed budget): "
+                 + ", ".join(missing) + ".")
+    return _png(fig), note.strip()
+
+
 #: (file stem, caption, drawing function) in the order the report shows them; a caption may
 #: name ``{reference}``
 FIGURES: tuple[tuple[str, str, Callable[[ScenarioData], tuple[bytes, str]]], ...] = (
@@ -373,4 +450,6 @@ FIGURES: tuple[tuple[str, str, Callable[[ScenarioData], tuple[bytes, str]]], ...
     ("loss_vs_shots", "Loss vs shots.", loss_vs_shots),
     ("compute_cost", "Compute cost.", compute_cost),
     ("loss_vs_compute", "Score vs compute: lower and further left is better.", loss_vs_compute),
+    ("training_curves", "Warm-up training curves: held-out loss vs meta-iterations and CPU "
+                        "seconds.", training_curves),
 )

@@ -41,7 +41,7 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
 from simlab.evaluation.statistics import (TEST_TEXT, baseline_comparisons, naive_comparisons,
                                           naive_flags, naive_sentence, survey_ratio)
 from simlab.report.changepoints import changepoint_context
-from simlab.report.figures import FIGURES, ScenarioData, assign_colors
+from simlab.report.figures import FIGURES, ScenarioData, assign_colors, training_logs
 from simlab.report.pretrain import pretrain_section
 from simlab.report.tuning import tuning_section
 from simlab.report.society_figures import society_section
@@ -273,9 +273,16 @@ def _budget_fact(config: dict | None, scenario: str, all_names: set[str]
 
     def text(b: dict) -> str:
         cap = f", at most {b['seconds']:g} s" if b.get("seconds") else ""
+        if b.get("mode") == "early_stop":
+            return (f"early stopping on the last warm-up wave (evaluated every "
+                    f"{b.get('eval_every')} iterations, patience {b.get('patience')}), at most "
+                    f"{b['iterations']} iterations x {b['meta_batch']} tasks{cap}")
+        if b.get("mode") == "seconds":
+            return f"{b['seconds']:g} s x {b['meta_batch']} tasks"
         return f"{b['iterations']} iterations x {b['meta_batch']} tasks{cap}"
 
-    online = text(ev["budget"]) + " after each scored wave" if ev.get("online", True) else "off"
+    online = (text(ev["budget"]) + " on every revealed task after each scored wave"
+              if ev.get("online", True) else "off")
     return [("meta-fit budget", f"warm-up {text(ev.get('warmup_budget') or ev['budget'])}; "
                                 f"online {online}")]
 
@@ -410,7 +417,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                          ("compared on", metric.replace("_", " ") + ": per-seed means, "
                                          + _test_fact(ratio))]
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
-    per_run = run_cubes(mets, ["loss", metric])
+    per_run = run_cubes(mets, ["loss", metric, "scored_steps"])
     scores = wave_scores(runs, mets, metric, per_run)
     v = _verdicts(scores, metric, ratio, runs)
     comps = v.comps
@@ -432,7 +439,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                comps[0].reference if comps else None)
     if draw:
         files.update(_figures(name, per_run, summaries, shifts, metric, out_dir, section,
-                              labels, ref, effects))
+                              labels, ref, effects, runs))
     return section, files
 
 
@@ -487,7 +494,7 @@ def scenario_verdict(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     metric = comparison_metric(mets)
     has_oracle = bool((mets["metric"] == "excess_loss").any())
     ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
-    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric, "scored_steps"]))
     return _verdicts(scores, metric, ratio, runs).verdict
 
 
@@ -506,7 +513,7 @@ def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     for metric in (comparison_metric(mets), "prevalence_error"):
         if not (mets["metric"] == metric).any():
             continue
-        scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+        scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric, "scored_steps"]))
         out += _verdicts(scores, metric, ratio, runs).table
     return out
 
@@ -519,7 +526,7 @@ def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFr
     metric = "prevalence_error"
     if not (mets["metric"] == metric).any() or f"mean_{metric}" not in board:
         return None
-    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric]))
+    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric, "scored_steps"]))
     v = _verdicts(scores, metric, ratio, runs)
     return {"verdict": "On group prevalence error: " + v.verdict,
             "note": "Absolute error of each learner's estimate of every group's prevalence "
@@ -564,8 +571,8 @@ def _test_fact(ratio: float | None) -> str:
 
 def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFrame,
              shifts: pd.DataFrame, metric: str, out_dir: Path, section: dict[str, Any],
-             labels: dict[int, str], reference: str | None, effects: pd.DataFrame
-             ) -> dict[str, Path]:
+             labels: dict[int, str], reference: str | None, effects: pd.DataFrame,
+             runs: pd.DataFrame | None = None) -> dict[str, Path]:
     """``per_run``: :func:`metrics.run_cubes` of the section's records (loss and ``metric``);
     the figures draw means over seeds per learner label, so their cost grows with the labels,
     not with the runs."""
@@ -582,7 +589,10 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
                         assign_colors(list(by_label)),
                         label_names(summaries),
                         wave_labels=labels, reference=reference,
-                        negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)))
+                        negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)),
+                        training=training_logs(runs if runs is not None else summaries,
+                                               dict(zip(summaries["run_id"],
+                                                        summaries["label"].astype(str)))))
     files: dict[str, Path] = {}
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -591,6 +601,10 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
             why = "no shifts in this scenario" if data.shifts.empty else "no reference learner"
             text = caption.format(reference=reference or "the reference").rstrip(".")
             section["figures"].append(FigureOut(stem, f"{text}: not drawn, {why}.", "", ""))
+            continue
+        if stem == "training_curves" and not data.training:
+            section["figures"].append(FigureOut(stem, f"{caption}: no learner trained with "
+                                                "an early-stopping warm-up budget.", "", ""))
             continue
         png, note = draw(data)
         rel = f"figures/{_slug(name)}_{stem}.png"

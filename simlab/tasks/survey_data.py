@@ -1,8 +1,10 @@
 """Real surveys into the same TaskStream: each (group, time) cell becomes one few-shot task.
 
 Features are encoded with a schema fixed over the whole file (category lists, missing-value
-indicators: no labels involved), while every statistic that touches values (imputation means,
-standardisation) comes from the task's support pool alone, so nothing leaks from the query set.
+indicators: no labels involved), while imputation means and standardisation come from revealed data only: the respondents of the
+stream's first wave (revealed before any wave is scored), one scale for the whole stream, so a
+respondent's encoded value is the same whatever task or K it is in, and nothing of a scored wave
+or a query set leaks into it.
 Real data has no oracle: ``oracle_query`` is None and oracle-based metrics are absent.
 
 Every respondent is accounted for: the stream's ``meta["ledger"]`` (:func:`build_ledger`) counts,
@@ -458,13 +460,28 @@ def clean(df: pd.DataFrame, spec: SurveyData) -> pd.DataFrame:
     return df.dropna(subset=needed).reset_index(drop=True)
 
 
-def support_scaled(x: np.ndarray, numeric: np.ndarray, k: int,
-                   also: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Impute and standardise numeric columns with the first ``k`` rows' statistics only;
-    with ``also`` (census cells), those rows too, with the same statistics."""
-    sup = x[:k, numeric]
-    mean = np.nan_to_num(np.nanmean(sup, axis=0)) if sup.size else 0.0
-    std = np.nan_to_num(np.nanstd(sup, axis=0)) if sup.size else 1.0
+Scaling = tuple[np.ndarray, np.ndarray]        # mean, sd of the numeric columns
+
+
+def revealed_scaling(x: np.ndarray, numeric: np.ndarray) -> Scaling:
+    """Mean and sd of the numeric columns over ``x``: the respondents of the stream's first
+    wave, which every protocol reveals before it scores a wave (``evaluation.warmup`` >= 1).
+    One scale for the whole stream, so a respondent's encoded value does not depend on the
+    task it is in nor on K (a task's own support set at K = 5 would make the scale noise), and
+    nothing of a scored wave enters it."""
+    cols = x[:, numeric]
+    if not cols.size:
+        return np.zeros(int(np.sum(numeric)), np.float64), np.ones(int(np.sum(numeric)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # an all-missing column
+        return np.nan_to_num(np.nanmean(cols, axis=0)), np.nan_to_num(np.nanstd(cols, axis=0))
+
+
+def standardised(x: np.ndarray, numeric: np.ndarray, scaling: Scaling,
+                 also: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Impute (with the mean) and standardise the numeric columns with ``scaling``
+    (:func:`revealed_scaling`); with ``also`` (census cells), those rows too, alike."""
+    mean, std = scaling
 
     def scaled(rows: np.ndarray) -> np.ndarray:
         rows = rows.copy()
@@ -484,7 +501,7 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
     a 0/1 regression target, a suspiciously good fit) go to ``meta["warnings"]`` and are
     raised as :class:`SurveyWarning` by the scenario that loads the data. With ``census``
     margins (:func:`read_census`) every task carries its group's census cells (``Task.cells``),
-    scaled with the task's support statistics like its respondents."""
+    scaled like its respondents (:func:`revealed_scaling`: the first wave's statistics)."""
     df, rows, labels = prepared_rows(df, spec, seed)
     clean_df = df[rows.kept].reset_index(drop=True)
     enc = encode(clean_df, spec)
@@ -497,6 +514,11 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
                           "row": clean_pos[in_design]}).groupby(["wave", "group"], sort=True)
     cells = {key: frame["row"].to_numpy() for key, frame in cells}
     seeds = np.random.SeedSequence(seed).spawn(len(cells))
+    big = [key for key, idx in cells.items() if len(idx) >= spec.support + spec.min_query]
+    first = min((w for w, _ in big), default=None)          # the stream's first wave
+    scaling = revealed_scaling(np.concatenate(
+        [enc.x[idx] for (w, _), idx in cells.items() if w == first]), enc.numeric
+    ) if first is not None else None
     group_names = sorted(set(rows.group[rows.kept].tolist()))
     tasks: dict[int, list[Task]] = {w: [] for w in range(len(labels))}
     sizes: dict[tuple[int, str], int] = {}
@@ -507,7 +529,8 @@ def survey_stream(df: pd.DataFrame, spec: SurveyData, seed: int, name: str = "su
         tasks[w].append(cell_task(enc, spec, idx, np.random.default_rng(child),
                                   {"wave": w, "time": labels[w], "group": group,
                                    "group_id": group_names.index(group),
-                                   "scenario": name, "seed": seed}, margins.get(group)))
+                                   "scenario": name, "seed": seed}, margins.get(group),
+                                  scaling))
     kept = [w for w in range(len(labels)) if tasks[w]]
     if not kept:
         largest = max(sizes.values(), default=0)
@@ -781,16 +804,19 @@ def feature_kinds(x: np.ndarray) -> list[str]:
 
 
 def cell_task(enc: Encoded, spec: SurveyData, idx: np.ndarray, rng: np.random.Generator,
-              info: dict, census: tuple[np.ndarray, np.ndarray] | None = None) -> Task:
-    """Shuffle one cell, split support/query, scale features with support statistics (and the
-    group's ``census`` cells ``(x, share)`` with the same statistics)."""
+              info: dict, census: tuple[np.ndarray, np.ndarray] | None = None,
+              scaling: Scaling | None = None) -> Task:
+    """Shuffle one cell, split support/query, scale features with the stream's ``scaling``
+    (:func:`revealed_scaling`; None: this cell's own rows, for a cell on its own) and the
+    group's ``census`` cells ``(x, share)`` alike."""
     order = rng.permutation(idx)[: spec.support + spec.query]
     k = spec.support
     cells = None
+    scaling = scaling or revealed_scaling(enc.x[order], enc.numeric)
     if census is None:
-        x = support_scaled(enc.x[order], enc.numeric, k)
+        x = standardised(enc.x[order], enc.numeric, scaling)
     else:
-        x, cx = support_scaled(enc.x[order], enc.numeric, k, census[0])
+        x, cx = standardised(enc.x[order], enc.numeric, scaling, census[0])
         cells = Cells(cx, census[1], None, "census")
     y = enc.y[order]
     w = None
