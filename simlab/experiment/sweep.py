@@ -246,10 +246,11 @@ def tuning_space(scenario: AnyScenario, spec: LearnerSpec, fixed: Mapping[str, A
     return resolve_space(spec.name, fixed, own)
 
 
-def tune_learner(job: TuningJob) -> Any:
+def tune_learner(job: TuningJob, progress: Any = None) -> Any:
     """Tune one learner on the warm-up waves of the streams of ``job.seeds`` (sampler and
     trials seeded by the first of them); returns the ``TuningResult`` (with its ``seeds``).
-    The sweep runs one per learner on its executor; ``simlab tune`` calls it directly."""
+    The sweep runs one per learner on its executor; ``simlab tune`` calls it directly.
+    ``progress``: called with each finished trial (``tune``'s)."""
     from simlab.learners.base import Budget
     from simlab.evaluation.tuning import tune
 
@@ -261,9 +262,11 @@ def tune_learner(job: TuningJob) -> Any:
     streams = [sc.stream(s, cache_dir=job.cache_dir) for s in job.seeds]
     result = tune(job.learner_name, job.overrides, streams, warmup=kw["warmup"],
                   shots=kw["shots"], steps=kw["steps"], budget=kw["budget"], warmup_budget=warm,
-                  trials=tu.trials, metric=tu.metric, seed=seed, device=job.device,
+                  search=tu.search(), metric=tu.metric, seed=seed, device=job.device,
+                  online=kw["online"], protocol={k: kw[k] for k in (
+                      "episodes", "options", "divergence_multiple")},
                   space=job.space, storage=job.storage, study_name=f"{sc.name}-{job.label}-seeds"
-                  + "-".join(map(str, job.seeds)))
+                  + "-".join(map(str, job.seeds)), progress=progress)
     return dataclasses.replace(result, seeds=list(job.seeds))
 
 
