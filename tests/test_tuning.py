@@ -438,3 +438,15 @@ def test_report_shows_the_gain_over_the_untuned_configuration() -> None:
     assert sec["table"]["rows"] == [["maml", "0", "4 (2 complete, 1 pruned, 1 diverged)", "0.7",
                                      "0.6", "+0.1", "inner_lr=0.05"]]
     assert "TPE after 2 random start-up trials, successive halving pruning on 3" in sec["search"]
+
+
+def test_tuning_reports_progress_trial_by_trial(tmp_path: Path) -> None:
+    from simlab.experiment.sweep import TuningJob, tune_learner
+
+    job = next(j for j in plan_cells([Scenario.from_dict(TUNED)], [LearnerSpec("scratch")], [0]))
+    seen: list[dict] = []
+    res = tune_learner(TuningJob.of(job), progress=seen.append)
+    assert [t["number"] for t in seen] == [0, 1] and all(t["trials"] == 2 for t in seen)
+    path = tmp_path / "progress.log"       # what a sweep's worker writes for the parent's bar
+    tune_learner(dataclasses.replace(TuningJob.of(job), progress_file=str(path)))
+    assert path.read_text().splitlines() == [f"{t['number']} {t['state']}" for t in res.trace]
