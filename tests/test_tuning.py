@@ -170,7 +170,7 @@ def test_the_pruned_tuner_with_the_same_seed_gives_the_same_choice_and_prunes() 
         assert res.untuned_value == res.trace[0]["value"]
         assert res.best_value == min(t["value"] for t in res.trace if t["state"] == "complete")
         assert res.gain == pytest.approx(res.untuned_value - res.best_value) and res.gain >= 0
-        assert res.search == dataclasses.asdict(PRUNED)
+        assert res.search == dataclasses.asdict(PRUNED) and not res.budget_free
 
 
 def test_a_lower_rung_trains_with_a_smaller_budget(monkeypatch) -> None:
@@ -182,9 +182,15 @@ def test_a_lower_rung_trains_with_a_smaller_budget(monkeypatch) -> None:
         return real(name, params, streams, settings, seed, share, on_wave)
 
     monkeypatch.setattr(tuning_mod, "trial_score", spy)
-    tune("scratch", {}, make_stream(waves=6), search=Search(3, 1, "none", folds=1, rungs=3),
-         seed=0, **SMALL)
+    search = Search(3, 1, "none", folds=1, rungs=3)
+    res = tune("maml", {"hidden": (4,)}, make_stream(waves=6), search=search, seed=0, **SMALL)
     assert seen == [1, 3, 9] * 3           # rungs at 1/9, 1/3, 1 of 9 iterations, every trial
+    assert not res.budget_free
+    seen.clear()        # scratch ignores the budget: after its first trial, one rung per trial
+    res = tune("scratch", {}, make_stream(waves=6), search=search, seed=0, **SMALL)
+    assert seen == [1, 3, 9, 9, 9] and res.budget_free
+    assert [len(t["rungs"]) for t in res.trace] == [3, 1, 1]
+    assert len(set(res.trace[0]["rungs"])) == 1
 
 
 def test_the_defaults_live_in_one_place() -> None:

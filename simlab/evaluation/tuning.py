@@ -18,7 +18,10 @@ the protocol is not resumable), and reports the rung's objective to Optuna's pru
 (``successive_halving`` = asynchronous successive halving, Li et al. 2020; ``hyperband``;
 ``median``; ``none``) at step ``REDUCTION**r``, which stops it when it trails the other trials at
 that rung. Only trials that reach the full budget compete for the choice. Pruning decisions read
-scores only, never the clock, so the same seed gives the same trials, prunes and choice.
+scores only, never the clock, so the same seed gives the same trials, prunes and choice. A
+learner whose first trial scores exactly the same at every rung does not depend on the
+iteration budget (it fits to convergence by its own rule): a lower rung would cost as much
+and say nothing new, so its other trials run once at the full budget (``budget_free``).
 
 The first trial is the learner's own configuration (defaults plus the fixed hyperparameters),
 where it lies inside the space; it is never pruned, so tuning never ranks below the untuned
@@ -113,6 +116,9 @@ class TuningResult:
     untuned_value: float | None = None
     #: the search's settings (``Search`` as a dict)
     search: dict[str, Any] = field(default_factory=dict)
+    #: the learner scored the same at every budget rung (its first trial), so its other
+    #: trials ran once at the full budget, unpruned (see ``_budget_free``)
+    budget_free: bool = False
 
     def count(self, state: str) -> int:
         """Trials that ended in ``state`` (complete, pruned, diverged)."""
@@ -417,6 +423,14 @@ def _run_trial(trial: Any, number: int, run: Callable[[float], float], search: S
     return "complete", values[-1], values
 
 
+def _budget_free(rungs: list[float], search: Search) -> bool:
+    """Whether the first trial scored exactly the same at every budget rung: the learner's
+    score does not depend on the iteration budget (scratch, partial pooling and the dynamic
+    model fit to convergence by their own rules), so a lower rung costs as much as the full
+    budget and tells nothing new. Its later trials then run once, at the full budget."""
+    return search.rungs > 1 and len(rungs) == search.rungs and len(set(rungs)) == 1
+
+
 def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
          stream_or_streams: TaskStream | Sequence[TaskStream], *, warmup: int,
          shots: Sequence[int], steps: Sequence[int], budget: Budget,
@@ -468,7 +482,8 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
     states = {"complete": optuna.trial.TrialState.COMPLETE,
               "pruned": optuna.trial.TrialState.PRUNED,
               "diverged": optuna.trial.TrialState.FAIL}
-    trace = []
+    trace: list[dict[str, Any]] = []
+    climb = search
     for i in range(int(search.trials)):
         trial = study.ask()
         params = _suggest(trial, resolved)
@@ -478,7 +493,9 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
             return trial_score(learner_name, {**fixed, **params}, streams, settings, seed,
                                share)
 
-        state, value, rungs = _run_trial(trial, i, run, search)
+        state, value, rungs = _run_trial(trial, i, run, climb)
+        if i == 0 and _budget_free(rungs, search):
+            climb = dataclasses.replace(search, rungs=1)
         study.tell(trial, value if state == "complete" else None, state=states[state])
         trace.append({"number": trial.number, "params": params,
                       "value": value if math.isfinite(value) else None, "state": state,
@@ -494,7 +511,8 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
                         dict(best["params"]) if best else {},
                         best["value"] if best else math.nan, trace, describe_space(resolved),
                         time.perf_counter() - t0, untuned_value=untuned,
-                        search=dataclasses.asdict(search))
+                        search=dataclasses.asdict(search),
+                        budget_free=climb.rungs != search.rungs)
 
 
 __all__ = ["DEFAULT_SEARCH", "METRICS", "PRUNERS", "REDUCTION", "Search", "TrialSettings",

@@ -69,8 +69,9 @@ def _trials(log: dict[str, Any]) -> str:
     if not trace:
         return "0"
     n = {s: sum(t.get("state") == s for t in trace) for s in ("complete", "pruned", "diverged")}
+    free = "; budget-free: one rung" if log.get("budget_free") else ""
     return (f"{len(trace)} ({n['complete']} complete, {n['pruned']} pruned, "
-            f"{len(trace) - n['complete'] - n['pruned']} diverged)")
+            f"{len(trace) - n['complete'] - n['pruned']} diverged{free})")
 
 
 def _search_text(logs: list[dict[str, Any]]) -> str:
