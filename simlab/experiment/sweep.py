@@ -482,12 +482,14 @@ class _TrialProgress:
                 return
 
     def __enter__(self) -> _TrialProgress:
-        self.thread.start()
+        if self.files:
+            self.thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop.set()
-        self.thread.join()
+        if self.thread.is_alive():
+            self.thread.join()
 
 
 def _tuning_key(job: Job) -> str:
@@ -508,8 +510,9 @@ def _tuning_phase(ready: list[Job], ex: Executor, db: Store, configs: Mapping[st
     if not groups:
         return ready
     folder = Path(ready[0].cache_dir or default_cache_dir()) / "tuning-progress"
-    folder.mkdir(parents=True, exist_ok=True)
-    items = [(key, dataclasses.replace(TuningJob.of(js[0]), progress_file=str(
+    if not quiet:
+        folder.mkdir(parents=True, exist_ok=True)
+    items = [(key, dataclasses.replace(TuningJob.of(js[0]), progress_file=None if quiet else str(
         folder / f"{hashlib.sha1(f'{key}{time.time_ns()}'.encode()).hexdigest()[:16]}.log")))
         for key, js in groups.items()]
     total = sum(js[0].scenario.evaluation.tuning.trials for js in groups.values()
@@ -525,7 +528,8 @@ def _tuning_phase(ready: list[Job], ex: Executor, db: Store, configs: Mapping[st
             results[key] = res
             bar.set_postfix_str(f"{tj.label} done")
     for _, tj in items:
-        Path(tj.progress_file).unlink(missing_ok=True)
+        if tj.progress_file:
+            Path(tj.progress_file).unlink(missing_ok=True)
     out = []
     for job in ready:
         if job.space is None:
