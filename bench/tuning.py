@@ -20,11 +20,12 @@ on the whole shrunk stream, its mean loss on the two scored waves (which tuning 
 seed, two waves: a noisy check that the choice carries over, not a verdict).
 
     PYTHONPATH=$PWD python bench/tuning.py [--learners maml,partial_pooling] [--group-size 200]
-                                           [--iterations 100]
+                                           [--iterations 100] [--rungs 2] [--skip-old]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--learners", default="maml,partial_pooling")
     ap.add_argument("--group-size", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rungs", type=int, default=None, help="the new search's rungs")
+    ap.add_argument("--skip-old", action="store_true", help="run the new search only")
     ap.add_argument("--iterations", type=int, default=None,
                     help="warm-up iterations (online: a tenth); default: the scenario's")
     args = ap.parse_args()
@@ -62,7 +65,9 @@ def main() -> None:
     print(f"{'learner':<16} {'search':<5} {'trials (complete/pruned/diverged)':>34} "
           f"{'seconds':>8} {'untuned':>8} {'best':>8} {'gain':>8} {'held-out':>9}")
     for name in args.learners.split(","):
-        for label, search in (("old", OLD), ("new", DEFAULT_SEARCH)):
+        new = DEFAULT_SEARCH if args.rungs is None else dataclasses.replace(
+            DEFAULT_SEARCH, rungs=args.rungs)
+        for label, search in (("old", OLD), ("new", new))[int(args.skip_old):]:
             t0 = time.perf_counter()
             res = tune(name, {}, stream, warmup=warmup, shots=kw["shots"], steps=kw["steps"],
                        budget=kw["budget"], warmup_budget=kw["warmup_budget"], search=search,
