@@ -81,8 +81,8 @@ def _search_text(logs: list[dict[str, Any]]) -> str:
     for se in {json.dumps(log.get("search"), sort_keys=True) for log in logs if log.get("search")}:
         d = json.loads(se)
         prune = ("no pruning" if d["pruner"] == "none" or d["rungs"] < 2 else
-                 f"{d['pruner'].replace('_', ' ')} pruning on {d['rungs']} budget rungs (each "
-                 "3x the last's iterations, the last the full budget)")
+                 f"{d['pruner'].replace('_', ' ')} pruning on {d['rungs']} budget rungs, each "
+                 "3x the last's iterations up to the full budget")
         texts.append(f"TPE after {d['startup']} random start-up trials, {prune}, scored "
                      f"rolling-origin on the last {d['folds']} warm-up wave"
                      f"{'s' if d['folds'] > 1 else ''}")
