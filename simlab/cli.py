@@ -463,7 +463,7 @@ def add_tune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learners", "-l", type=_names, default=None, metavar="A,B",
                    help="learners to tune (default: the scenario's evaluation.learners)")
     p.add_argument("--trials", "-n", type=int, default=None, metavar="N",
-                   help="trials per learner (default: evaluation.tuning.trials, else 8)")
+                   help="trials per learner (default: evaluation.tuning.trials)")
     p.add_argument("--metric", default=None, help="objective: loss, auc or excess_loss "
                    "(default: evaluation.tuning.metric, else loss)")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
@@ -491,17 +491,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _check_device(args.device, None)
     for job in plan_cells([scenario], specs, seeds, device=args.device):
         jobs.setdefault(job.cell.label, job)
-    fitted = "wave 0" if ev.warmup == 2 else f"waves 0-{ev.warmup - 2}"
-    on = ", ".join(map(str, seeds[:ev.tuning.seeds]))
-    print(f"tuning on {scenario.name} seed(s) {on}: {ev.tuning.trials} trials per learner, "
-          f"{ev.tuning.metric} on wave {ev.warmup - 1} after fitting {fitted}")
+    tu, on = ev.tuning, ", ".join(map(str, seeds[:ev.tuning.seeds]))
+    folds = (f"wave {ev.warmup - 1}" if tu.folds == 1 else
+             f"waves {ev.warmup - tu.folds}-{ev.warmup - 1} (rolling origin)")
+    print(f"tuning on {scenario.name} seed(s) {on}: {tu.trials} trials per learner "
+          f"({tu.startup} start-up, pruner {tu.pruner} on {tu.rungs} rungs), {tu.metric} on "
+          f"{folds}")
     for job in jobs.values():
         t0 = time.perf_counter()
         res = tune_learner(TuningJob.of(job, args.storage))
         chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v!r}"
                            for k, v in res.best_params.items()) or (
             "nothing to tune" if not res.trials else "no trial finished: defaults")
-        score = "" if not res.trials else f"  ({res.metric} {res.best_value:.4g})"
+        score = "" if not res.trials else f"  ({res.metric} {res.best_value:.4g}" + (
+            "" if res.gain is None else f", gain {res.gain:+.4g} over untuned") + (
+            f", {res.count('pruned')} pruned)")
         print(f"{job.cell.label:<16} {res.trials:>2} trials {time.perf_counter() - t0:6.1f} s  "
               f"{chosen}{score}")
     return 0

@@ -23,14 +23,18 @@ from simlab.evaluation import tuning as tuning_mod
 from simlab.learners.base import Budget, Choice, Float, Int
 from simlab.learners.baselines import Scratch
 from simlab.learners.registry import make_learner
-from simlab.evaluation.tuning import TrialSettings, resolve_space, trial_score, tune
+from simlab.evaluation.tuning import (DEFAULT_SEARCH, Search, TrialSettings, resolve_space,
+                                     trial_score, tune)
 from simlab.tasks.task import TaskStream
 
 torch.set_num_threads(1)
 FAST = {"warmup": 3, "shots": [4, 8], "steps": [0, 2], "budget": Budget(2, 2)}
+#: two unpruned trials on the last warm-up wave: the quickest search (TPE never acts)
+QUICK = Search(trials=2, startup=1, pruner="none", rungs=1, folds=1)
+QUICK_TABLE = {"trials": 2, "startup": 1, "pruner": "none", "rungs": 1, "folds": 1}
 TUNED = {**TINY, "learners": {},
          "evaluation": {**TINY["evaluation"], "learners": ["scratch", "partial_pooling", "oracle"],
-                        "tuning": {"trials": 2}}}
+                        "tuning": QUICK_TABLE}}
 
 
 @pytest.fixture(autouse=True)
@@ -82,13 +86,39 @@ def test_trials_fit_on_early_warmup_waves_and_score_only_the_last_one(monkeypatc
 
     monkeypatch.setattr(tuning_mod, "make_learner", fake)
     stream = make_stream(waves=7)
-    res = tune("scratch", {}, stream, trials=2, seed=0, **FAST)
+    res = tune("scratch", {}, stream, search=QUICK, seed=0, **FAST)
     fits = [w for r in made for w in r.seen["fit"]]
     adapts = [w for r in made for w in r.seen["adapt"]]
     assert res.trials == 2 and len(res.trace) == 2
     assert fits and set(fits) == {0, 1}                     # waves [0, warmup - 1)
     assert adapts and set(adapts) == {FAST["warmup"] - 1}   # only the last warm-up wave
     assert max(fits + adapts) < FAST["warmup"]              # never a scored wave
+
+
+@pytest.mark.parametrize("pruner", ["successive_halving", "median"])
+def test_rolling_origin_folds_never_pass_a_scored_wave_to_a_learner(monkeypatch, pruner
+                                                                    ) -> None:
+    """Every learner tuning builds, on every stream, fold and rung: meta-fit and adapt see
+    warm-up waves only; the folds score exactly the last `folds` warm-up waves."""
+    made: list[_Recorder] = []
+
+    def fake(name, **params):
+        made.append(_Recorder(**params))
+        return made[-1]
+
+    monkeypatch.setattr(tuning_mod, "make_learner", fake)
+    warmup, folds = 5, 3
+    streams = [make_stream(waves=8, seed=s) for s in (0, 1)]
+    search = Search(trials=4, startup=2, pruner=pruner, rungs=2, folds=folds)
+    res = tune("scratch", {}, streams, search=search, seed=0,
+               **{**FAST, "warmup": warmup, "warmup_budget": Budget(3, 2)})
+    ran = [r for r in made if r.seen["fit"]]          # (others only validate the space)
+    assert len(res.trace) == 4 and len(ran) >= 2 * 4          # both streams, every trial
+    for rec in ran:
+        assert set(rec.seen["adapt"]) == set(range(warmup - folds, warmup))   # the folds
+        assert set(rec.seen["fit"]) == set(range(warmup - 1))     # origin, then online
+    every = [w for r in made for w in r.seen["fit"] + r.seen["adapt"]]
+    assert max(every) == warmup - 1                               # never a scored wave
 
 
 def test_trial_is_a_pure_function_of_learner_params_stream_seed() -> None:
@@ -100,7 +130,8 @@ def test_trial_is_a_pure_function_of_learner_params_stream_seed() -> None:
 
 def test_tuning_is_reproducible_with_the_seed() -> None:
     stream = make_stream(waves=5)
-    runs = [tune("maml", {"hidden": (4,)}, stream, trials=2, seed=s, **FAST) for s in (3, 3, 4)]
+    runs = [tune("maml", {"hidden": (4,)}, stream, search=QUICK, seed=s, **FAST)
+            for s in (3, 3, 4)]
     assert runs[0].trace[0]["params"] == {"inner_lr": 0.01, "inner_steps": 1, "outer_lr": 1e-3,
                                        "memory": 0, "memory_discount": 1.0,
                                        "adapt_steps": None}
@@ -111,10 +142,65 @@ def test_tuning_is_reproducible_with_the_seed() -> None:
 
 def test_every_learner_gets_the_same_trials_and_the_oracle_none() -> None:
     stream = make_stream(waves=5)
-    counts = {n: len(tune(n, {"hidden": (4,)} if n == "protonet" else {}, stream, trials=2,
-                          **FAST).trace) for n in ("scratch", "partial_pooling", "protonet",
-                                                   "oracle")}
+    counts = {n: len(tune(n, {"hidden": (4,)} if n == "protonet" else {}, stream,
+                          search=QUICK, **FAST).trace) for n in ("scratch", "partial_pooling",
+                                                                 "protonet", "oracle")}
     assert counts == {"scratch": 2, "partial_pooling": 2, "protonet": 2, "oracle": 0}
+
+
+# --- the pruned search -----------------------------------------------------------------------
+PRUNED = Search(trials=6, startup=2, pruner="successive_halving", rungs=2, folds=2)
+SMALL = {**FAST, "warmup": 4, "warmup_budget": Budget(9, 2)}
+
+
+def _strip(res) -> list[dict]:
+    return [{k: t[k] for k in ("params", "value", "state", "rungs")} for t in res.trace]
+
+
+def test_the_pruned_tuner_with_the_same_seed_gives_the_same_choice_and_prunes() -> None:
+    stream = make_stream(waves=6)
+    runs = [tune("maml", {"hidden": (4,)}, stream, search=PRUNED, seed=5, **SMALL)
+            for _ in range(2)]
+    assert _strip(runs[0]) == _strip(runs[1]) and runs[0].best_params == runs[1].best_params
+    for res in runs:
+        states = [t["state"] for t in res.trace]
+        assert len(states) == 6 and res.count("pruned") >= 1 and res.count("complete") >= 2
+        assert states[0] == "complete"                  # the untuned configuration: never pruned
+        assert all(len(t["rungs"]) == 1 for t in res.trace if t["state"] == "pruned")
+        assert all(len(t["rungs"]) == 2 for t in res.trace if t["state"] == "complete")
+        assert res.untuned_value == res.trace[0]["value"]
+        assert res.best_value == min(t["value"] for t in res.trace if t["state"] == "complete")
+        assert res.gain == pytest.approx(res.untuned_value - res.best_value) and res.gain >= 0
+        assert res.search == dataclasses.asdict(PRUNED) and not res.budget_free
+
+
+def test_a_lower_rung_trains_with_a_smaller_budget(monkeypatch) -> None:
+    seen: list[int] = []
+    real = tuning_mod.trial_score
+
+    def spy(name, params, streams, settings, seed, share=1.0, on_wave=None):
+        seen.append(tuning_mod.scaled(settings.warmup_budget, share).iterations)
+        return real(name, params, streams, settings, seed, share, on_wave)
+
+    monkeypatch.setattr(tuning_mod, "trial_score", spy)
+    search = Search(3, 1, "none", folds=1, rungs=3)
+    res = tune("maml", {"hidden": (4,)}, make_stream(waves=6), search=search, seed=0, **SMALL)
+    assert seen == [1, 3, 9] * 3           # rungs at 1/9, 1/3, 1 of 9 iterations, every trial
+    assert not res.budget_free
+    seen.clear()        # scratch ignores the budget: after its first trial, one rung per trial
+    res = tune("scratch", {}, make_stream(waves=6), search=search, seed=0, **SMALL)
+    assert seen == [1, 3, 9, 9, 9] and res.budget_free
+    assert [len(t["rungs"]) for t in res.trace] == [3, 1, 1]
+    assert len(set(res.trace[0]["rungs"])) == 1
+
+
+def test_the_defaults_live_in_one_place() -> None:
+    from simlab.experiment.scenario_base import TuningSpec
+
+    spec = TuningSpec()
+    assert spec.search() == DEFAULT_SEARCH
+    assert DEFAULT_SEARCH.trials > DEFAULT_SEARCH.startup      # TPE acts by default
+    assert Scenario.from_dict(TUNED).evaluation.tuning.search() == QUICK
 
 
 # --- bad input --------------------------------------------------------------------------------
@@ -122,23 +208,41 @@ def test_bad_tuning_input_raises_one_clear_error() -> None:
     stream = make_stream(waves=5)
     with pytest.raises(ValueError, match=r"space\.maml\.inner_lrr: .*no hyperparameter "
                                          r"'inner_lrr'; did you mean 'inner_lr'"):
-        tune("maml", {}, stream, space={"inner_lrr": Float(0.01, 0.1)}, **FAST)
+        tune("maml", {}, stream, search=QUICK, space={"inner_lrr": Float(0.01, 0.1)}, **FAST)
     with pytest.raises(ValueError, match=r"tuning\.trials = 0: give an integer >= 1"):
-        tune("scratch", {}, stream, trials=0, **FAST)
+        tune("scratch", {}, stream, search=dataclasses.replace(QUICK, trials=0), **FAST)
     with pytest.raises(ValueError, match=r"tuning\.metric = 'los' is unknown; did you mean"):
-        tune("scratch", {}, stream, metric="los", **FAST)
+        tune("scratch", {}, stream, search=QUICK, metric="los", **FAST)
     no_oracle = TaskStream([[dataclasses.replace(t, oracle_query=None) for t in w]
                             for w in stream.waves], [])
     with pytest.raises(ValueError, match=r"metric = 'excess_loss' needs the oracle"):
-        tune("scratch", {}, no_oracle, metric="excess_loss", **FAST)
+        tune("scratch", {}, no_oracle, search=QUICK, metric="excess_loss", **FAST)
     with pytest.raises(ValueError, match=r"needs warmup >= 2"):
-        tune("scratch", {}, stream, **{**FAST, "warmup": 1})
+        tune("scratch", {}, stream, search=QUICK, **{**FAST, "warmup": 1})
+    for search, message in [
+        (Search(trials=6, startup=8), r"tuning\.trials = 6 does not pass the start-up of 8 "
+         r"random trials.*raise trials above 8 or lower evaluation\.tuning\.startup"),
+        (Search(trials=20, startup=8, pruner="hyperband"), r"3 hyperband brackets x startup 8"),
+        (Search(trials=8, startup=8, pruner="median"), r"median pruner prunes nothing before 8"),
+        (Search(pruner="asha"), r"tuning\.pruner = 'asha' is unknown; .*successive_halving"),
+        (Search(rungs=1), r"pruner = 'successive_halving' needs budget rungs .*tuning\.rungs "
+         r"= 1; give rungs >= 2"),
+        (Search(folds=0), r"tuning\.folds = 0: give an integer >= 1"),
+        (Search(folds=3), r"tuning\.folds = 3 leaves no warm-up wave to fit on .* give folds "
+         r"<= 2"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            tune("scratch", {}, stream, search=search, **FAST)
     with pytest.raises(ValueError, match=r"hidden is fixed to"):
         resolve_space("maml", {"hidden": [8]}, {"hidden": {"choices": [[4]]}})
 
 
 @pytest.mark.parametrize("tuning, message", [
     ({"trials": 0}, "evaluation.tuning.trials = 0: give an integer >= 1"),
+    ({"trials": 6}, "evaluation.tuning.trials = 6 does not pass the start-up of 8"),
+    ({"pruner": "hyperbnd"}, "evaluation.tuning.pruner = 'hyperbnd' is unknown; did you mean "
+                             "'hyperband'"),
+    ({"folds": 2}, "evaluation.tuning.folds = 2 leaves no warm-up wave to fit on"),
     ({"space": {"scratch": {"l3": {"low": 0.1, "high": 1.0}}}},
      "evaluation.tuning.space.scratch.l3: learner 'scratch' has no hyperparameter 'l3'"),
     ({"space": {"mamll": {}}}, "evaluation.tuning.space.mamll: 'mamll' is not in evaluation"),
@@ -153,7 +257,7 @@ def test_bad_tuning_tables_fail_at_load(tuning: dict, message: str) -> None:
 def test_excess_loss_tuning_is_refused_on_survey_data(tmp_path: Path) -> None:
     write_survey(tmp_path / "tiny.csv")
     text = DATA_OK.replace("warmup = 1", "warmup = 2") + \
-        '[evaluation.tuning]\ntrials = 2\nmetric = "excess_loss"\n'
+        '[evaluation.tuning]\ntrials = 2\nstartup = 1\nmetric = "excess_loss"\n'
     with pytest.raises(ScenarioError, match="needs the oracle"):
         load_scenario(write_toml(tmp_path, "s.toml", text))
 
@@ -186,13 +290,15 @@ def test_report_shows_the_chosen_hyperparameters(tmp_path: Path) -> None:
     run_sweep(Scenario.from_dict(TUNED), seeds=[0], store=db, executor="inline", quiet=True)
     files = report_from_store(db, tmp_path / "rep")
     md = files["markdown"].read_text()
-    assert "### Tuning" in md and "| scratch | 0 | 2 (2 ok, 0 diverged) |" in md and "l2=" in md
+    assert "### Tuning" in md and "| scratch | 0 | 2 (2 complete, 0 pruned, 0 diverged) |" in md
+    assert "l2=" in md and "| gain |" in md and "untuned loss (last warm-up wave)" in md
     assert "Tuning</h3>" in files["html"].read_text()
 
 
 def test_cli_tune_prints_the_choice_per_learner(tmp_path: Path, capsys) -> None:
     path = tmp_path / "tiny.toml"
-    path.write_text(toml_text(TINY))
+    path.write_text(toml_text({**TINY, "evaluation": {**TINY["evaluation"],
+                                                      "tuning": {**QUICK_TABLE, "trials": 3}}}))
     assert main(["tune", str(path), "-l", "scratch,oracle", "--trials", "2"]) == 0
     out = capsys.readouterr().out
     assert "2 trials per learner" in out and "scratch" in out and "l2=" in out
@@ -299,7 +405,7 @@ def test_a_crashed_tuning_worker_fails_only_its_learners_cells(tmp_path: Path) -
 def test_the_cell_key_includes_the_tuning_seeds() -> None:
     def keys(seeds, tuning_seeds):
         sc = Scenario.from_dict({**TUNED, "evaluation": {
-            **TUNED["evaluation"], "tuning": {"trials": 2, "seeds": tuning_seeds}}})
+            **TUNED["evaluation"], "tuning": {**QUICK_TABLE, "seeds": tuning_seeds}}})
         return {j.cell.seed: j.cell.key for j in plan_cells([sc], [LearnerSpec("scratch")],
                                                              seeds)}
     assert keys([0, 1], 2) == keys([0, 1], 2)
@@ -320,3 +426,34 @@ def test_report_shows_one_row_per_shared_tuning() -> None:
     rows = tuning_section(runs)["table"]["rows"]
     assert [r[:2] for r in rows] == [["maml", "0"], ["maml", "1"],
                                      ["scratch", "0-5 (tuned on 0, 1)"]]
+
+
+def test_report_shows_the_gain_over_the_untuned_configuration() -> None:
+    from simlab.report.tuning import tuning_section
+
+    trace = [{"state": "complete", "value": 0.7}, {"state": "pruned", "value": 0.9},
+             {"state": "complete", "value": 0.6}, {"state": "diverged", "value": None}]
+    log = {"trials": 4, "best_params": {"inner_lr": 0.05}, "best_value": 0.6,
+           "untuned_value": 0.7, "gain": 0.1, "shared": True, "seeds": [0], "trace": trace,
+           "space": {}, "metric": "loss",
+           "search": {"trials": 4, "startup": 2, "pruner": "successive_halving", "folds": 3,
+                      "rungs": 3}}
+    sec = tuning_section(pd.DataFrame({"learner": ["maml"], "seed": [0],
+                                       "tuning": [json.dumps(log)]}))
+    assert sec["table"]["header"][3:6] == ["untuned loss (last 3 warm-up waves)", "tuned loss",
+                                           "gain"]
+    assert sec["table"]["rows"] == [["maml", "0", "4 (2 complete, 1 pruned, 1 diverged)", "0.7",
+                                     "0.6", "+0.1", "inner_lr=0.05"]]
+    assert "TPE after 2 random start-up trials, successive halving pruning on 3" in sec["search"]
+
+
+def test_tuning_reports_progress_trial_by_trial(tmp_path: Path) -> None:
+    from simlab.experiment.sweep import TuningJob, tune_learner
+
+    job = next(j for j in plan_cells([Scenario.from_dict(TUNED)], [LearnerSpec("scratch")], [0]))
+    seen: list[dict] = []
+    res = tune_learner(TuningJob.of(job), progress=seen.append)
+    assert [t["number"] for t in seen] == [0, 1] and all(t["trials"] == 2 for t in seen)
+    path = tmp_path / "progress.log"       # what a sweep's worker writes for the parent's bar
+    tune_learner(dataclasses.replace(TuningJob.of(job), progress_file=str(path)))
+    assert path.read_text().splitlines() == [f"{t['number']} {t['state']}" for t in res.trace]

@@ -1,20 +1,35 @@
-"""Equal-budget hyperparameter tuning: every learner gets the same number of Optuna trials over
-its own ``search_space``, scored prequentially inside the warm-up waves only.
+"""Equal-budget hyperparameter tuning: every learner gets the same Optuna search over its own
+``search_space``, scored prequentially inside the warm-up waves only.
 
 Why inside the warm-up: the scored waves ``[warmup, ...)`` are the test set of the comparison;
 choosing hyperparameters on them would leak. A trial therefore runs the protocol
-(``simlab.evaluation.protocol.evaluate``) on the stream cut to its first ``warmup`` waves:
-meta-fit on waves ``[0, warmup - 1)``, score wave ``warmup - 1`` (the last warm-up wave) on the
-scenario's shots and steps grids. The objective is one of :data:`METRICS` (lower is better).
+(``simlab.evaluation.protocol.iter_evaluate``) on the stream cut to its first ``warmup`` waves,
+rolling origin over the last ``folds`` of them: meta-fit on waves ``[0, warmup - folds)``, then
+for each fold wave t score it (on the scenario's shots and steps grids) and, as the run will
+(``online``), meta-fit on it before scoring t + 1. The objective is one of :data:`METRICS` (lower
+is better), read from the run summary (``RunResult.summary``), averaged over the streams.
 
-The search is Optuna's TPE (Bergstra et al. 2011, "Algorithms for hyper-parameter
-optimization") with a seeded ``TPESampler``, so the same seed gives the same trials. The first
-trial is the learner's own configuration (defaults plus the fixed hyperparameters), where it
-lies inside the space, so tuning never ranks below the untuned learner on its own objective.
-A trial is a pure function of (learner, params, stream, seed) (:func:`trial_score`), and so is
-a whole search (:func:`tune`): a sweep tunes each learner once, as one job on its executor, on
-the warm-up waves of its first seeds' streams (``simlab.experiment.sweep.tune_learner``), and
-every seed's cell runs with that choice.
+The search (:class:`Search`, the defaults of ``[evaluation.tuning]``): Optuna's TPE (Bergstra et
+al. 2011) with a seeded ``TPESampler`` whose first ``startup`` trials are random, so ``trials``
+must exceed ``startup`` for TPE to act. It is made affordable by multi-fidelity pruning rather
+than by fewer trials: a trial climbs ``rungs`` budget rungs, the warm-up and online iteration
+budgets scaled by ``1/REDUCTION**(rungs - 1 - r)`` at rung r (re-run from the seed at each rung:
+the protocol is not resumable), and reports the rung's objective to Optuna's pruner
+(``successive_halving`` = asynchronous successive halving, Li et al. 2020; ``hyperband``;
+``median``; ``none``) at step ``REDUCTION**r``, which stops it when it trails the other trials at
+that rung. Only trials that reach the full budget compete for the choice. Pruning decisions read
+scores only, never the clock, so the same seed gives the same trials, prunes and choice. A
+learner whose first trial scores exactly the same at every rung does not depend on the
+iteration budget (it fits to convergence by its own rule): a lower rung would cost as much
+and say nothing new, so its other trials run once at the full budget (``budget_free``).
+
+The first trial is the learner's own configuration (defaults plus the fixed hyperparameters),
+where it lies inside the space; it is never pruned, so tuning never ranks below the untuned
+learner on its own objective and :attr:`TuningResult.untuned_value` is its full-budget score
+(the report shows the gain over it). A trial is a pure function of (learner, params, streams,
+seed, rung) (:func:`trial_score`), and so is a whole search (:func:`tune`): a sweep tunes each
+learner once, as one job on its executor, on the warm-up waves of its first seeds' streams
+(``simlab.experiment.sweep.tune_learner``), and every seed's cell runs with that choice.
 
 A learner with an empty space (the oracle) gets 0 trials. Hyperparameters the user fixed
 (``[learners.<name>]``, a sweep's hyperparameters or grid point) are held fixed: they are
@@ -26,7 +41,7 @@ import dataclasses
 import difflib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +61,35 @@ if TYPE_CHECKING:  # pragma: no cover
 METRICS: dict[str, str] = {"loss": "mean_loss", "auc": "auc_steps",
                            "excess_loss": "mean_excess_loss"}
 NEEDS_ORACLE = frozenset({"excess_loss"})
+#: Optuna pruners by name ("none": every trial runs to the full budget)
+PRUNERS = ("successive_halving", "hyperband", "median", "none")
+#: eta of successive halving and hyperband: each budget rung is 1/REDUCTION of the next, and
+#: about 1/REDUCTION of the trials that reach a rung go on to the next
+REDUCTION = 3
+
+
+@dataclass(frozen=True)
+class Search:
+    """How a tuning search spends its trials; the defaults here are ``[evaluation.tuning]``'s
+    (the scenario schema reads them, so they live in one place).
+
+    ``trials``: per learner, the same for every learner. ``startup``: TPE's random start-up
+    trials (also the median pruner's: it prunes nothing before). ``pruner``: one of
+    :data:`PRUNERS`. ``folds``: rolling-origin folds, the last warm-up waves each scored once.
+    ``rungs``: budget rungs a trial climbs (1: full budget only, nothing to prune on)."""
+
+    trials: int = 24
+    startup: int = 8
+    pruner: str = "successive_halving"
+    folds: int = 3
+    rungs: int = 3
+
+    def brackets(self) -> int:
+        """Hyperband's successive-halving brackets (TPE sees each bracket's trials alone)."""
+        return self.rungs if self.pruner == "hyperband" else 1
+
+
+DEFAULT_SEARCH = Search()
 
 
 @dataclass(frozen=True)
@@ -53,8 +97,10 @@ class TuningResult:
     """What one tuning run chose and how it got there.
 
     ``best_params``: the tuned fields only (merge over the fixed ones); empty when the space is
-    empty or no trial finished. ``trace``: one dict per trial (number, params, value, state,
-    seconds), in order.
+    empty or no trial finished. ``best_value``: its full-budget objective. ``untuned_value``:
+    the first trial's (the learner's own configuration; None when it was not inside the space
+    or diverged). ``trace``: one dict per trial (number, params, value, state = complete |
+    pruned | diverged, rungs = the objective at each rung it reached, seconds), in order.
     """
 
     learner: str
@@ -67,11 +113,30 @@ class TuningResult:
     seconds: float = 0.0
     #: the seeds whose streams' warm-up waves the trials were scored on (set by the sweep)
     seeds: list[int] = field(default_factory=list)
+    untuned_value: float | None = None
+    #: the search's settings (``Search`` as a dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    #: the learner scored the same at every budget rung (its first trial), so its other
+    #: trials ran once at the full budget, unpruned (see ``_budget_free``)
+    budget_free: bool = False
+
+    def count(self, state: str) -> int:
+        """Trials that ended in ``state`` (complete, pruned, diverged)."""
+        return sum(t["state"] == state for t in self.trace)
+
+    @property
+    def gain(self) -> float | None:
+        """How much lower (better) the chosen configuration's objective is than the untuned
+        one's, on the tuning folds; None when either is missing."""
+        if self.untuned_value is None or not math.isfinite(self.best_value):
+            return None
+        return self.untuned_value - self.best_value
 
     def as_log(self) -> dict[str, Any]:
         """JSON-able form, stored in the run's log under ``"tuning"``."""
         out = dataclasses.asdict(self)
         out["best_value"] = None if not math.isfinite(self.best_value) else self.best_value
+        out["gain"] = self.gain
         return out
 
 
@@ -198,7 +263,12 @@ def warmup_stream(stream: TaskStream, warmup: int) -> TaskStream:
 
 @dataclass(frozen=True)
 class TrialSettings:
-    """The protocol settings a trial runs with (those of the comparison; picklable)."""
+    """The protocol settings a trial runs with (those of the comparison; picklable).
+
+    ``folds``: rolling-origin folds (the last ``folds`` warm-up waves are scored, each after
+    meta-fitting on the waves before it); ``online``: meta-fit on each fold wave once scored,
+    as the run does after each scored wave. ``protocol``: further ``protocol.evaluate``
+    arguments the run uses (episodes, options, divergence_multiple); the rest as its own."""
 
     warmup: int
     shots: tuple[int, ...]
@@ -207,34 +277,98 @@ class TrialSettings:
     warmup_budget: Budget | None = None
     metric: str = "loss"
     device: str = "cpu"
+    folds: int = 1
+    online: bool = True
+    protocol: Mapping[str, Any] = field(default_factory=dict)
+
+
+def scaled(budget: Budget | None, share: float) -> Budget | None:
+    """``budget`` with its iterations (and seconds cap) cut to ``share`` (at least 1 iteration
+    where it had any): a lower budget rung."""
+    if budget is None or share >= 1:
+        return budget
+    its = max(1, math.ceil(budget.iterations * share)) if budget.iterations else 0
+    secs = None if budget.seconds is None else budget.seconds * share
+    return dataclasses.replace(budget, iterations=its, seconds=secs)
+
+
+def rung_share(rung: int, rungs: int) -> float:
+    """The share of the full budget a trial trains with at ``rung`` (0-based) of ``rungs``."""
+    return float(REDUCTION) ** (rung - rungs + 1)
 
 
 def trial_score(learner_name: str, params: Mapping[str, Any], streams: Sequence[TaskStream],
-                settings: TrialSettings, seed: int) -> float:
-    """Mean over ``streams`` of the objective of ``learner_name(**params)``: meta-fit on waves
-    ``[0, warmup - 1)``, score wave ``warmup - 1``. NaN when the learner diverged."""
-    from simlab.evaluation.protocol import evaluate
+                settings: TrialSettings, seed: int, share: float = 1.0,
+                on_wave: Callable[[int], None] | None = None) -> float:
+    """Mean over ``streams`` of the objective of ``learner_name(**params)`` over the rolling-
+    origin folds (see the module docstring), trained with ``share`` of the budgets. NaN when
+    the learner diverged. ``on_wave(wave)`` is called as each fold wave is scored."""
+    from simlab.evaluation.protocol import iter_evaluate
 
     values = []
+    origin = settings.warmup - settings.folds
     for stream in streams:
-        cut = warmup_stream(stream, settings.warmup)
-        result = evaluate(make_learner(learner_name, **params), cut, warmup=settings.warmup - 1,
-                          shots=settings.shots, steps=settings.steps, budget=settings.budget,
-                          warmup_budget=settings.warmup_budget, online=False, seed=seed,
-                          device=settings.device)
+        waves = iter_evaluate(
+            make_learner(learner_name, **params), warmup_stream(stream, settings.warmup),
+            warmup=origin, shots=settings.shots, steps=settings.steps,
+            budget=scaled(settings.budget, share),
+            warmup_budget=scaled(settings.warmup_budget, share), online=settings.online,
+            seed=seed, device=settings.device, **settings.protocol)
+        while True:
+            try:
+                wave = next(waves)
+            except StopIteration as done:
+                result = done.value
+                break
+            if on_wave is not None:
+                on_wave(wave.wave)
         values.append(result.summary.get(METRICS[settings.metric], math.nan))
     value = float(np.mean(values))
     return value if math.isfinite(value) else math.nan
 
 
 # --- the search ---------------------------------------------------------------------------------
-def check_tuning(trials: int, metric: str, warmup: int, has_oracle: bool | None = None,
-                 where: str = "evaluation.tuning") -> None:
-    """One clear ValueError per bad setting (``has_oracle`` None: not known yet)."""
-    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
-        raise ValueError(f"{where}.trials = {trials!r}: give an integer >= 1 (the number of "
-                         "trials every learner gets); to switch tuning off, remove "
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
+def check_search(search: Search, where: str = "evaluation.tuning") -> None:
+    """One clear ValueError per bad search setting, naming the field and the fix."""
+    if not _is_int(search.trials, 1):
+        raise ValueError(f"{where}.trials = {search.trials!r}: give an integer >= 1 (the "
+                         "number of trials every learner gets); to switch tuning off, remove "
                          f"[{where}]")
+    for name, low in (("startup", 1), ("folds", 1), ("rungs", 1)):
+        if not _is_int(getattr(search, name), low):
+            raise ValueError(f"{where}.{name} = {getattr(search, name)!r}: give an integer "
+                             f">= {low}")
+    if search.pruner not in PRUNERS:
+        close = difflib.get_close_matches(str(search.pruner), PRUNERS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"{where}.pruner = {search.pruner!r} is unknown; {hint}choose one of "
+                         f"{', '.join(PRUNERS)}")
+    need = search.startup * search.brackets()
+    if search.trials <= need:
+        per = (f" ({search.brackets()} hyperband brackets x startup {search.startup}: TPE "
+               "sees each bracket's trials alone)" if search.brackets() > 1 else "")
+        pruned = (f" and the median pruner prunes nothing before {search.startup} trials"
+                  if search.pruner == "median" else "")
+        raise ValueError(f"{where}.trials = {search.trials} does not pass the start-up of "
+                         f"{need} random trials{per}{pruned}, so TPE would never act; raise "
+                         f"trials above {need} or lower {where}.startup")
+    if search.pruner != "none" and search.rungs < 2:
+        raise ValueError(f"{where}.pruner = {search.pruner!r} needs budget rungs to prune on, "
+                         f"but {where}.rungs = {search.rungs}; give rungs >= 2 or "
+                         'pruner = "none"')
+
+
+def check_tuning(search: Search | int, metric: str, warmup: int,
+                 has_oracle: bool | None = None, where: str = "evaluation.tuning") -> None:
+    """One clear ValueError per bad setting (``has_oracle`` None: not known yet); ``search``
+    may be a trial count (the other settings at their defaults)."""
+    if not isinstance(search, Search):
+        search = dataclasses.replace(DEFAULT_SEARCH, trials=search)
+    check_search(search, where)
     if metric not in METRICS:
         close = difflib.get_close_matches(str(metric), list(METRICS), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
@@ -246,19 +380,71 @@ def check_tuning(trials: int, metric: str, warmup: int, has_oracle: bool | None 
                          "\"auc\"")
     if warmup < 2:
         raise ValueError(f"evaluation.warmup = {warmup}: tuning fits on the earlier warm-up "
-                         "waves and scores the last one, so it needs warmup >= 2; raise "
+                         "waves and scores the last ones, so it needs warmup >= 2; raise "
                          f"warmup or remove [{where}]")
+    if search.folds > warmup - 1:
+        raise ValueError(f"{where}.folds = {search.folds} leaves no warm-up wave to fit on "
+                         f"before the first fold (evaluation.warmup = {warmup}); give folds "
+                         f"<= {warmup - 1} or raise warmup")
+
+
+def _pruner(search: Search) -> Any:
+    """Optuna's pruner for ``search``; resources are rung steps ``REDUCTION**r``."""
+    import optuna
+
+    top = REDUCTION ** (search.rungs - 1)
+    if search.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
+                                                      reduction_factor=REDUCTION)
+    if search.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=top,
+                                              reduction_factor=REDUCTION)
+    if search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=search.startup, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+def _run_trial(trial: Any, number: int, run: Callable[[float], float], search: Search
+               ) -> tuple[str, float, list[float]]:
+    """Climb the budget rungs, reporting each rung's objective to the pruner; returns the
+    state (complete, pruned, diverged), the last objective and the objective per rung. The
+    first trial (``number`` 0: the untuned configuration) reports but is never pruned."""
+    values: list[float] = []
+    for r in range(search.rungs):
+        value = run(rung_share(r, search.rungs))
+        if not math.isfinite(value):
+            return "diverged", math.nan, values
+        values.append(value)
+        if r == search.rungs - 1:
+            break
+        trial.report(value, step=REDUCTION ** r)
+        if trial.should_prune() and number > 0:
+            return "pruned", value, values
+    return "complete", values[-1], values
+
+
+def _budget_free(rungs: list[float], search: Search) -> bool:
+    """Whether the first trial scored exactly the same at every budget rung: the learner's
+    score does not depend on the iteration budget (scratch, partial pooling and the dynamic
+    model fit to convergence by their own rules), so a lower rung costs as much as the full
+    budget and tells nothing new. Its later trials then run once, at the full budget."""
+    return search.rungs > 1 and len(rungs) == search.rungs and len(set(rungs)) == 1
 
 
 def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
          stream_or_streams: TaskStream | Sequence[TaskStream], *, warmup: int,
          shots: Sequence[int], steps: Sequence[int], budget: Budget,
-         warmup_budget: Budget | None = None, trials: int = 8, metric: str = "loss",
-         seed: int = 0, space: Mapping[str, Any] | None = None, device: str = "cpu",
-         storage: str | Path | None = None, study_name: str | None = None) -> TuningResult:
-    """Search ``learner_name``'s space with ``trials`` seeded TPE trials (see the module
-    docstring); ``base_hyperparameters`` stay fixed. ``storage``: an SQLite file for the Optuna
-    study (in memory when None); ``study_name`` names it there (re-created on each call)."""
+         warmup_budget: Budget | None = None, search: Search = DEFAULT_SEARCH,
+         metric: str = "loss", seed: int = 0, space: Mapping[str, Any] | None = None,
+         device: str = "cpu", online: bool = True, protocol: Mapping[str, Any] | None = None,
+         storage: str | Path | None = None, study_name: str | None = None,
+         progress: Callable[[dict[str, Any]], None] | None = None) -> TuningResult:
+    """Search ``learner_name``'s space as ``search`` says (see the module docstring);
+    ``base_hyperparameters`` stay fixed. ``online`` and ``protocol`` (further
+    ``protocol.evaluate`` arguments: episodes, options, divergence_multiple) as the run's, so a
+    trial trains and scores as the run will. ``storage``: an SQLite file for the Optuna study (in
+    memory when None); ``study_name`` names it there (re-created on each call). ``progress``
+    is called with each finished trial's trace entry (and its ``trials`` total)."""
     import optuna
 
     t0 = time.perf_counter()
@@ -268,7 +454,7 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
     if not streams:
         raise ValueError("tune: give at least one TaskStream")
     last = streams[0].waves[warmup - 1] if 0 < warmup <= len(streams[0]) else []
-    check_tuning(trials, metric, warmup, all(t.oracle_query is not None for t in last)
+    check_tuning(search, metric, warmup, all(t.oracle_query is not None for t in last)
                  if last else None)
     if warmup >= min(len(s) for s in streams):
         raise ValueError(f"evaluation.warmup = {warmup} must leave scored waves: the stream has "
@@ -276,43 +462,59 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
     resolved = resolve_space(learner_name, fixed, space)
     if not resolved:
         return TuningResult(learner_name, metric, 0, {}, math.nan, [], {},
-                            time.perf_counter() - t0)
+                            time.perf_counter() - t0, search=dataclasses.asdict(search))
     settings = TrialSettings(int(warmup), tuple(shots), tuple(steps), budget, warmup_budget,
-                             metric, device)
+                             metric, device, search.folds, online, dict(protocol or {}))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name or f"{learner_name}-seed{seed}"
-    if storage is not None:
-        url = f"sqlite:///{Path(storage)}"
+    url = None if storage is None else f"sqlite:///{Path(storage)}"
+    if url is not None:
         try:
             optuna.delete_study(study_name=name, storage=url)
         except KeyError:
             pass
     study = optuna.create_study(
-        direction="minimize", study_name=name,
-        storage=None if storage is None else f"sqlite:///{Path(storage)}",
-        sampler=optuna.samplers.TPESampler(seed=int(seed)))
+        direction="minimize", study_name=name, storage=url, pruner=_pruner(search),
+        sampler=optuna.samplers.TPESampler(seed=int(seed), n_startup_trials=search.startup))
     start = _start_point(learner_name, fixed, resolved)
     if start:
         study.enqueue_trial(start, skip_if_exists=False)
-    trace = []
-    for _ in range(int(trials)):
+    states = {"complete": optuna.trial.TrialState.COMPLETE,
+              "pruned": optuna.trial.TrialState.PRUNED,
+              "diverged": optuna.trial.TrialState.FAIL}
+    trace: list[dict[str, Any]] = []
+    climb = search
+    for i in range(int(search.trials)):
         trial = study.ask()
         params = _suggest(trial, resolved)
         t1 = time.perf_counter()
-        value = trial_score(learner_name, {**fixed, **params}, streams, settings, seed)
-        finite = math.isfinite(value)
-        study.tell(trial, value if finite else None,
-                   state=None if finite else optuna.trial.TrialState.FAIL)
+
+        def run(share: float, params: dict[str, Any] = params) -> float:
+            return trial_score(learner_name, {**fixed, **params}, streams, settings, seed,
+                               share)
+
+        state, value, rungs = _run_trial(trial, i, run, climb)
+        if i == 0 and _budget_free(rungs, search):
+            climb = dataclasses.replace(search, rungs=1)
+        study.tell(trial, value if state == "complete" else None, state=states[state])
         trace.append({"number": trial.number, "params": params,
-                      "value": value if finite else None,
-                      "state": "complete" if finite else "diverged",
-                      "seconds": time.perf_counter() - t1})
-    done = [t for t in trace if t["value"] is not None]
+                      "value": value if math.isfinite(value) else None, "state": state,
+                      "rungs": rungs, "seconds": time.perf_counter() - t1})
+        if progress is not None:
+            progress({**trace[-1], "trials": int(search.trials)})
+    done = [t for t in trace if t["state"] == "complete"]
     best = min(done, key=lambda t: t["value"]) if done else None
-    return TuningResult(learner_name, metric, int(trials), dict(best["params"]) if best else {},
+    first = trace[0]
+    untuned = first["value"] if (len(start) == len(resolved) and first["state"] == "complete"
+                                 ) else None
+    return TuningResult(learner_name, metric, int(search.trials),
+                        dict(best["params"]) if best else {},
                         best["value"] if best else math.nan, trace, describe_space(resolved),
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, untuned_value=untuned,
+                        search=dataclasses.asdict(search),
+                        budget_free=climb.rungs != search.rungs)
 
 
-__all__ = ["METRICS", "TrialSettings", "TuningResult", "check_tuning", "describe_space",
-           "parse_range", "resolve_space", "trial_score", "tune", "warmup_stream"]
+__all__ = ["DEFAULT_SEARCH", "METRICS", "PRUNERS", "REDUCTION", "Search", "TrialSettings",
+           "TuningResult", "check_search", "check_tuning", "describe_space", "parse_range",
+           "resolve_space", "rung_share", "scaled", "trial_score", "tune", "warmup_stream"]

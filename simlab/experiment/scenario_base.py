@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from simlab.evaluation.tuning import DEFAULT_SEARCH, REDUCTION, Search
 from simlab.experiment import limits
 from simlab.experiment.errors_text import validate_model
 from simlab.schema import StrictModel
@@ -95,10 +96,21 @@ class EpisodesSpec(Section):
 
 class TuningSpec(Section):
     """Equal-budget tuning (``simlab.evaluation.tuning``): every learner gets ``trials`` Optuna
-    trials over its ``search_space``, scored inside the warm-up waves only (fit on the earlier
-    ones, score the last); the oracle (empty space) gets none."""
+    trials (seeded TPE, pruned on budget rungs) over its ``search_space``, scored inside the
+    warm-up waves only (rolling origin over the last ``folds``); the oracle (empty space) gets
+    none. Defaults: ``simlab.evaluation.tuning.Search``."""
 
-    trials: int = Field(8, description="trials per learner (the same for every learner)")
+    trials: int = Field(DEFAULT_SEARCH.trials,
+                        description="trials per learner (the same for every learner); must "
+                        "exceed startup so TPE acts")
+    startup: int = Field(DEFAULT_SEARCH.startup, description="TPE's random start-up trials "
+                         "(also the median pruner's)")
+    pruner: str = Field(DEFAULT_SEARCH.pruner, description="successive_halving | hyperband | "
+                        "median | none: stops trials that trail at a lower budget rung")
+    rungs: int = Field(DEFAULT_SEARCH.rungs, description="budget rungs a trial climbs, each "
+                       f"{REDUCTION}x the last's iterations up to the full budget")
+    folds: int = Field(DEFAULT_SEARCH.folds, description="rolling-origin folds: the last "
+                       "`folds` warm-up waves, each scored after fitting on the waves before")
     metric: str = Field("loss", description="objective: loss | auc | excess_loss (oracle only)")
     space: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-learner search space replacing the class's, "
@@ -109,13 +121,9 @@ class TuningSpec(Section):
                        "streams of the sweep's first `seeds` seeds (all of them if fewer); "
                        "every seed's cell then runs with that choice")
 
-    @field_validator("trials")
-    @classmethod
-    def _trials(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("give an integer >= 1 (trials every learner gets); to switch "
-                             "tuning off, remove [evaluation.tuning]")
-        return v
+    def search(self) -> Search:
+        """The ``Search`` these settings describe."""
+        return Search(self.trials, self.startup, self.pruner, self.folds, self.rungs)
 
 
 class PretrainSpec(Section):
@@ -211,7 +219,7 @@ class EvaluationSpec(Section):
     @classmethod
     def _untuned(cls, v: Any) -> Any:
         if v is True:
-            raise ValueError("give a table ([evaluation.tuning] trials = 8) or false")
+            raise ValueError("give a table ([evaluation.tuning], its keys optional) or false")
         return None if v is False else v
 
     @field_validator("shots")
@@ -364,7 +372,7 @@ class ScenarioBase(StrictModel):
 
         out = []
         try:
-            check_tuning(tu.trials, tu.metric, ev.warmup, has_oracle=self.has_oracle)
+            check_tuning(tu.search(), tu.metric, ev.warmup, has_oracle=self.has_oracle)
         except ValueError as err:
             out.append(str(err))
         for name, space in tu.space.items():

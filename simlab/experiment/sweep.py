@@ -117,6 +117,8 @@ class TuningJob:
     device: str = "cpu"
     cache_dir: str | None = None
     storage: str | None = None      # an SQLite file for the Optuna study (None: in memory)
+    #: a file the worker appends a line to per finished trial (the parent's progress bar)
+    progress_file: str | None = None
 
     @classmethod
     def of(cls, job: Job, storage: str | Path | None = None) -> TuningJob:
@@ -266,10 +268,11 @@ def tuning_space(scenario: AnyScenario, spec: LearnerSpec, fixed: Mapping[str, A
     return resolve_space(spec.name, fixed, own)
 
 
-def tune_learner(job: TuningJob) -> Any:
+def tune_learner(job: TuningJob, progress: Any = None) -> Any:
     """Tune one learner on the warm-up waves of the streams of ``job.seeds`` (sampler and
     trials seeded by the first of them); returns the ``TuningResult`` (with its ``seeds``).
-    The sweep runs one per learner on its executor; ``simlab tune`` calls it directly."""
+    The sweep runs one per learner on its executor; ``simlab tune`` calls it directly.
+    ``progress``: called with each finished trial (``tune``'s)."""
     from simlab.learners.base import Budget
     from simlab.evaluation.tuning import tune
 
@@ -278,11 +281,17 @@ def tune_learner(job: TuningJob) -> Any:
     kw = evaluate_kwargs(sc, seed, job.device)
     warm = kw["warmup_budget"] if tu.budget is None else Budget(**tu.budget.budget_kwargs())
     streams = [sc.stream(s, cache_dir=job.cache_dir) for s in job.seeds]
+    if progress is None and job.progress_file is not None:
+        def progress(trial: Mapping[str, Any], path: str = job.progress_file) -> None:
+            with open(path, "a") as f:
+                f.write(f"{trial['number']} {trial['state']}\n")
     result = tune(job.learner_name, job.overrides, streams, warmup=kw["warmup"],
                   shots=kw["shots"], steps=kw["steps"], budget=kw["budget"], warmup_budget=warm,
-                  trials=tu.trials, metric=tu.metric, seed=seed, device=job.device,
+                  search=tu.search(), metric=tu.metric, seed=seed, device=job.device,
+                  online=kw["online"], protocol={k: kw[k] for k in (
+                      "episodes", "options", "divergence_multiple")},
                   space=job.space, storage=job.storage, study_name=f"{sc.name}-{job.label}-seeds"
-                  + "-".join(map(str, job.seeds)))
+                  + "-".join(map(str, job.seeds)), progress=progress)
     return dataclasses.replace(result, seeds=list(job.seeds))
 
 
@@ -489,6 +498,47 @@ def _run(todo: list[Job], ex: Executor, db: Store, summary: SweepSummary, quiet:
             bar.update()
 
 
+class _TrialProgress:
+    """Moves the tuning bar trial by trial: a thread counts the lines the tuning workers
+    append to their progress files (workers may be other processes or machines sharing the
+    cache directory, so a file is what they all can write)."""
+
+    def __init__(self, files: list[str | None], bar: Any, every: float = 0.5) -> None:
+        import threading
+
+        self.files, self.bar, self.every = [f for f in files if f], bar, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _count(self) -> int:
+        n = 0
+        for f in self.files:
+            try:
+                n += Path(f).read_text().count("\n")
+            except OSError:
+                pass
+        return n
+
+    def _watch(self) -> None:
+        while True:
+            stopping = self.stop.wait(self.every)
+            done = min(self._count(), self.bar.total or 0)
+            if done > self.bar.n:
+                self.bar.update(done - self.bar.n)
+            if stopping:
+                return
+
+    def __enter__(self) -> _TrialProgress:
+        if self.files:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
 def _tuning_key(job: Job) -> str:
     """Cells sharing one tuning: the same cell key but for the seed (scenario, learner, fixed
     hyperparameters, settings incl. the tuning config and its seeds)."""
@@ -506,18 +556,27 @@ def _tuning_phase(ready: list[Job], ex: Executor, db: Store, configs: Mapping[st
             groups.setdefault(_tuning_key(job), []).append(job)
     if not groups:
         return ready
-    items = [(key, TuningJob.of(js[0])) for key, js in groups.items()]
+    folder = Path(ready[0].cache_dir or default_cache_dir()) / "tuning-progress"
+    if not quiet:
+        folder.mkdir(parents=True, exist_ok=True)
+    items = [(key, dataclasses.replace(TuningJob.of(js[0]), progress_file=None if quiet else str(
+        folder / f"{hashlib.sha1(f'{key}{time.time_ns()}'.encode()).hexdigest()[:16]}.log")))
+        for key, js in groups.items()]
+    total = sum(js[0].scenario.evaluation.tuning.trials for js in groups.values()
+                if js[0].space)
     results: dict[str, Any] = {}
-    with tqdm(total=len(items), desc="tuning", unit="learner", disable=quiet,
-              leave=False) as bar:
+    with tqdm(total=total, desc="tuning", unit="trial", disable=quiet, leave=False) as bar, \
+            _TrialProgress([tj.progress_file for _, tj in items], bar):
         for (key, tj), res in ex.map_unordered(_tune_or_error, items):
             if isinstance(res, WorkerCrash):
                 text = "tuning " + res.describe()
                 res = CellError(text, f"{text}\n\nlast stderr lines of the worker:\n"
                                 f"{res.stderr_tail}")
             results[key] = res
-            bar.set_postfix_str(tj.label)
-            bar.update()
+            bar.set_postfix_str(f"{tj.label} done")
+    for _, tj in items:
+        if tj.progress_file:
+            Path(tj.progress_file).unlink(missing_ok=True)
     out = []
     for job in ready:
         if job.space is None:

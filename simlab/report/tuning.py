@@ -59,33 +59,67 @@ def _shared(logs: list[tuple[Any, int, dict[str, Any]]]) -> list[tuple[Any, str,
     return out
 
 
+def _score(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{float(v):.4g}"
+
+
+def _trials(log: dict[str, Any]) -> str:
+    """``"24 (9 complete, 14 pruned, 1 diverged)"``; logs from before pruning say "ok"."""
+    trace = log.get("trace") or []
+    if not trace:
+        return "0"
+    n = {s: sum(t.get("state") == s for t in trace) for s in ("complete", "pruned", "diverged")}
+    free = "; budget-free: one rung" if log.get("budget_free") else ""
+    return (f"{len(trace)} ({n['complete']} complete, {n['pruned']} pruned, "
+            f"{len(trace) - n['complete'] - n['pruned']} diverged{free})")
+
+
+def _search_text(logs: list[dict[str, Any]]) -> str:
+    """How the trials were spent, e.g. "TPE after 8 random start-up trials; successive_halving
+    pruning on 3 budget rungs"; empty for logs from before the search was recorded."""
+    texts = []
+    for se in {json.dumps(log.get("search"), sort_keys=True) for log in logs if log.get("search")}:
+        d = json.loads(se)
+        prune = ("no pruning" if d["pruner"] == "none" or d["rungs"] < 2 else
+                 f"{d['pruner'].replace('_', ' ')} pruning on {d['rungs']} budget rungs, each "
+                 "3x the last's iterations up to the full budget")
+        texts.append(f"TPE after {d['startup']} random start-up trials, {prune}, scored "
+                     f"rolling-origin on the last {d['folds']} warm-up wave"
+                     f"{'s' if d['folds'] > 1 else ''}")
+    return "; ".join(sorted(texts))
+
+
 def tuning_section(runs: pd.DataFrame) -> dict[str, Any] | None:
-    """Context for ``_tuning.*.j2``: a table (learner, seed, trials, best score, chosen
-    hyperparameters) and each learner's searched space; None when no run was tuned."""
+    """Context for ``_tuning.*.j2``: a table (learner, seed, trials completed/pruned, the
+    untuned and the tuned score, the gain, chosen hyperparameters) and each learner's searched
+    space; None when no run was tuned. The gain is untuned minus tuned on the tuning folds
+    (lower is better, so a positive gain is an improvement)."""
     if "tuning" not in runs.columns:
         return None
     logs = [(r.learner, int(r.seed), _parse(r.tuning)) for r in runs.itertuples(index=False)]
     logs = sorted((x for x in logs if x[2] is not None), key=lambda x: (str(x[0]), x[1]))
     if not logs:
         return None
-    rows, spaces, metrics = [], {}, set()
+    rows, spaces, metrics, folds = [], {}, set(), set()
     for learner, seed, log in _shared(logs):
-        trace = log.get("trace") or []
-        ok = sum(t.get("state") == "complete" for t in trace)
-        best = log.get("best_value")
+        best, untuned = log.get("best_value"), log.get("untuned_value")
+        gain = log.get("gain")
         chosen = ", ".join(f"{k}={_value(v)}" for k, v in (log.get("best_params") or {}).items())
-        rows.append([str(learner), seed,
-                     f"{len(trace)} ({ok} ok, {len(trace) - ok} diverged)" if trace else "0",
-                     "–" if best is None or (isinstance(best, float) and math.isnan(best))
-                     else f"{float(best):.4g}",
+        rows.append([str(learner), seed, _trials(log), _score(untuned), _score(best),
+                     "–" if gain is None else f"{float(gain):+.4g}",
                      chosen or ("nothing to tune" if not log.get("trials") else "defaults")])
         spaces.setdefault(str(learner), ", ".join(f"{k} {v}" for k, v in
                                                   (log.get("space") or {}).items()) or "empty")
         metrics.add(str(log.get("metric", "loss")))
+        folds.add(int((log.get("search") or {}).get("folds", 1)))
     trials = sorted({int(log.get("trials", 0)) for _, _, log in logs if log.get("trials")})
-    return {"table": {"header": ["learner", "seeds", "trials", f"best {'/'.join(sorted(metrics))}"
-                                 " (last warm-up wave)", "chosen hyperparameters"],
+    metric = "/".join(sorted(metrics))
+    where = ("last warm-up wave" if folds == {1} else
+             f"last {'/'.join(map(str, sorted(folds)))} warm-up waves")
+    return {"table": {"header": ["learner", "seeds", "trials", f"untuned {metric} ({where})",
+                                 f"tuned {metric}", "gain", "chosen hyperparameters"],
                       "rows": rows},
             "spaces": sorted(spaces.items()),
             "trials": ", ".join(map(str, trials)) or "0",
-            "metric": ", ".join(sorted(metrics))}
+            "metric": ", ".join(sorted(metrics)),
+            "search": _search_text([log for _, _, log in logs])}
