@@ -101,7 +101,11 @@ def scenario(tiny: bool) -> Scenario:
     data["shocks"] = [{"kind": "abrupt", "name": "media_campaign", "target": "media_push",
                        "at": 12, "value": 0.2}]
     data["evaluation"].update(warmup=2, shots=[3, 6], steps=[0, 2], learners=TINY_BASELINES,
-                              budget={"iterations": 3, "meta_batch": 4})
+                              budget={"iterations": 3, "meta_batch": 4},
+                              # 2 warm-up waves leave none to early-stop on
+                              warmup_budget={"iterations": 3, "meta_batch": 4})
+    if data["evaluation"].get("tuning"):       # one warm-up wave to fit on, one to score
+        data["evaluation"]["tuning"].update(folds=1)
     data["learners"] = {}
     return Scenario.from_dict(data, source="scenarios/custom_learner.py")
 

@@ -50,7 +50,11 @@ def custom_scenario(tiny: bool = False) -> Scenario:
         data["burn_in"] = 5
         data["survey"].update(waves=6, every=2, support=6, query=10)
         data["evaluation"].update(warmup=2, shots=[3, 6], steps=[0, 2],
-                                  budget={"iterations": 3, "meta_batch": 4})
+                                  budget={"iterations": 3, "meta_batch": 4},
+                                  # 2 warm-up waves leave none to early-stop on
+                                  warmup_budget={"iterations": 3, "meta_batch": 4})
+        if data["evaluation"].get("tuning"):   # one warm-up wave to fit on, one to score
+            data["evaluation"]["tuning"].update(folds=1)
     data["shocks"] = shocks(data["burn_in"], data["survey"]["every"], data["survey"]["waves"])
     data["evaluation"]["learners"] = TINY_LEARNERS if tiny else LEARNERS
     data["learners"] = {}

@@ -105,25 +105,10 @@ def _positive(text: str) -> int:
 def _check_device(device: str, scheduler: str | None) -> None:
     """``--device`` exists on this machine, checked before any cell runs (with
     ``--scheduler`` the cells run elsewhere, so only the name is checked)."""
-    if device == "cpu":
-        return
-    import torch
+    if device != "cpu":
+        from simlab.learners.device import check_device
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise UserError(f"--device {device!r} is not a torch device; use cpu, cuda or "
-                        "cuda:N") from None
-    if scheduler or dev.type == "cpu":
-        return
-    if dev.type != "cuda":
-        raise UserError(f"--device {device!r}: simlab runs learners on cpu or cuda")
-    if not torch.cuda.is_available():
-        raise UserError(f"--device {device}: this machine has no usable CUDA device "
-                        "(torch.cuda.is_available() is False); use --device cpu")
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} "
-                        "CUDA device(s), numbered from 0")
+        check_device(device, remote=scheduler is not None)
 
 
 def _wave_list(text: str) -> list[int]:

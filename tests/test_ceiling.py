@@ -16,7 +16,8 @@ from simlab.tasks.stream import load_stream, save_stream
 
 SMALL = {"graph": {"n_groups": 4, "group_size": 300}, "burn_in": 10, "shocks": [],
          "survey": {"waves": 5, "support": 20, "query": 30, "every": 2},
-         "evaluation": {"warmup": 2, "shots": [5, 20], "steps": [0, 5]}}
+         "evaluation": {"warmup": 2, "shots": [5, 20], "steps": [0, 5],
+                        "warmup_budget": {"mode": "iterations"}, "tuning": {"folds": 1}}}
 
 
 @pytest.fixture(scope="module")

@@ -575,7 +575,7 @@ def test_device_cuda_without_cuda_is_refused_before_any_cell_runs(tiny, tmp_path
     monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("cells ran"))
     assert main(["run", "opinion_shift", "--device", "cuda", "--db",
                  str(tmp_path / "r.db")]) == 1
-    assert "--device cuda: this machine has no usable CUDA device" in capsys.readouterr().err
+    assert "--device 'cuda': CUDA is not available" in capsys.readouterr().err
 
 
 def test_suspicious_columns_are_warned_about():

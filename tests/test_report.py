@@ -125,8 +125,8 @@ def test_sections_leaderboard_and_verdicts(report):
     assert "ValueError: x &lt; y \\| z second line" in md      # one inert table cell
     assert "non-finite predictions at K=2" in md
     assert '"society": "opinion"' in md and "&#34;society&#34;" in html
-    assert ("warm-up 50 iterations x 4 tasks; online 5 iterations x 4 tasks after each "
-            "scored wave") in md
+    assert ("warm-up 50 iterations x 4 tasks; online 5 iterations x 4 tasks on every "
+            "revealed task after each scored wave") in md
 
 
 def test_bad_frame_names_the_missing_column(store, tmp_path):

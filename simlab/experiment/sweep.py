@@ -194,12 +194,13 @@ def _label(base: str, point: Mapping[str, Any]) -> str:
 
 def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec] | None,
                seeds: Sequence[int] | None, grid: Mapping[str, Mapping[str, Sequence[Any]]]
-               | None = None, device: str = "cpu") -> list[Job]:
+               | None = None, device: str = "cpu", scheduler: str | None = None) -> list[Job]:
     """Every cell of the sweep, validated up front (an unknown learner or a bad hyperparameter
-    fails here, before anything runs, as does a device that cannot be used)."""
+    fails here, before anything runs, as does a device that cannot be used; with a Dask
+    ``scheduler`` the cells run elsewhere, so only the device's name is checked)."""
     from simlab.learners.device import check_device
 
-    check_device(device)
+    check_device(device, remote=scheduler is not None)
     grid = dict(grid or {})
     jobs: list[Job] = []
     for sc in scenarios:
@@ -419,7 +420,7 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
     limits.check_sweep(n, _cell_count(scs, specs, n, grid or {}))
     if seeds is not None:
         seeds = check_seeds(seeds)
-    planned = plan_cells(scs, specs, seeds, grid, device)
+    planned = plan_cells(scs, specs, seeds, grid, device, scheduler)
     own_store = not isinstance(store, Store)
     db = Store(store) if own_store else store
     try:

@@ -6,16 +6,17 @@ import torch
 from simlab.errors import LearnerError
 
 
-def check_device(device: str | torch.device) -> torch.device:
+def check_device(device: str | torch.device, remote: bool = False) -> torch.device:
     """``device`` as a ``torch.device`` the learners can use; a clear error when it cannot be
     used here (an unknown name, CUDA asked for on a machine without it, a GPU index past the
-    last), so a sweep fails up front instead of in every cell."""
+    last), so a sweep fails up front instead of in every cell. ``remote``: the cells run on
+    other machines (a Dask scheduler), so only the name is checked."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise LearnerError(f"--device {device!r} is not a torch device ({err}); use cpu or "
                            "cuda (cuda:N for GPU N)") from None
-    if dev.type == "cuda":
+    if dev.type == "cuda" and not remote:
         if not torch.cuda.is_available():
             why = ("this torch was built without CUDA" if torch.version.cuda is None
                    else "no CUDA GPU is visible")
@@ -25,7 +26,7 @@ def check_device(device: str | torch.device) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise LearnerError(f"--device {device!r}: there are {torch.cuda.device_count()} "
                                f"CUDA GPU(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
-    elif dev.type != "cpu":
+    elif dev.type not in ("cpu", "cuda"):
         raise LearnerError(f"--device {device!r}: the learners run on cpu or cuda")
     return dev
 
