@@ -178,7 +178,8 @@ def test_floor_runs_through_the_protocol_on_the_positive_control() -> None:
 
     sc = load_scenario("control_positive").override({
         "graph": {"n_groups": 8, "group_size": 60}, "survey": {"waves": 5, "query": 20},
-        "evaluation": {"warmup": 2}})
+        "evaluation": {"warmup": 2, "warmup_budget": {"mode": "iterations"},
+                       "tuning": {"folds": 1}}})
     stream = sc.stream(0, cache_dir=None)
     assert stream.meta["response_prior"]["trait"] == "age"
     from simlab.learners.base import Budget

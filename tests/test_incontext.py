@@ -10,7 +10,7 @@ import torch
 from test_protocol import make_stream
 
 from simlab.errors import LearnerError
-from simlab.evaluation.tuning import tune
+from simlab.evaluation.tuning import Search, tune
 from simlab.learners import make_learner
 from simlab.learners.base import Budget, Episodes, TaskSpec
 from simlab.learners.cnp import CNP, encode_y, query_nll
@@ -174,7 +174,8 @@ def test_registry_and_bad_hyperparameters_name_the_field() -> None:
 def test_the_tuner_searches_their_spaces(name: str) -> None:
     stream = make_stream(waves=5)
     res = tune(name, {"memory": 0}, stream, warmup=3, shots=[4], steps=[0],
-               budget=Budget(2, 2), trials=2, seed=0)
+               budget=Budget(2, 2), seed=0,
+               search=Search(trials=2, startup=1, folds=1, rungs=1, pruner="none"))
     assert res.trials == 2 and len(res.trace) == 2
     assert all(t["state"] == "complete" for t in res.trace), res.trace
     tuned = set(res.best_params)
