@@ -4,7 +4,7 @@ Prequential ("predictive sequential") evaluation as in Dawid (1984), "Statistica
 prequential approach", and the progressive validation of online learners (Blum, Kalai &
 Langford 1999; river's ``progressive_val_score``): test on the new wave first, then learn from it.
 
-For one learner on one stream (see DESIGN.md, "The protocol"):
+For one learner on one stream (see docs/DESIGN.md, "The protocol"):
 
 1. ``setup`` with the stream's ``TaskSpec`` and the seed, then meta-fit on waves ``[0, warmup)``.
 2. For each later wave w and each K of the shots grid: one ``adapt`` call on the wave's tasks cut

@@ -1,4 +1,4 @@
-"""experiment layer of simlab (see DESIGN.md): scenario configs, sweeps, executors, the store.
+"""experiment layer of simlab (see docs/DESIGN.md): scenario configs, sweeps, executors, the store.
 
 Names are imported lazily so that ``simlab --help`` and the society layer stay light.
 """

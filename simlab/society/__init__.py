@@ -1,4 +1,4 @@
-"""society layer of simlab (see DESIGN.md): Mesa models whose behaviour keeps changing.
+"""society layer of simlab (see docs/DESIGN.md): Mesa models whose behaviour keeps changing.
 
 Families of dynamics are looked up by name in ``FAMILIES`` (name -> "module:Class") and
 imported only when asked for, so ``import simlab.society`` stays light and torch-free.
