@@ -225,3 +225,19 @@ def test_the_floor_is_a_reference_never_a_baseline_nor_compared() -> None:
     assert best_baseline(scores) == "partial_pooling"
     compared = {c.learner for c in compare_all(scores)}
     assert compared == {"maml"}
+
+
+def test_the_leaderboard_shows_each_learners_distance_above_the_floor() -> None:
+    """On a positive control every learner's distance to the attainable floor is a column
+    of the leaderboard (issue 18); without a floor run there is no such column."""
+    from simlab.report.report import _compact_board
+
+    board = pd.DataFrame({"label": ["floor", "maml", "partial_pooling"],
+                          "learner": ["floor", "maml", "partial_pooling"],
+                          "mean_excess_loss": [0.08, 0.13, 0.17], "runs": [6, 6, 6],
+                          "ok": [6, 6, 6], "diverged": [0, 0, 0], "failed": [0, 0, 0]})
+    table = _compact_board(board, [], "excess_loss", pd.DataFrame())
+    col = table.header.index("above floor")
+    assert [row[col] for row in table.rows] == ["0", "0.05", "0.09"]
+    plain = _compact_board(board.iloc[1:], [], "excess_loss", pd.DataFrame())
+    assert "above floor" not in plain.header

@@ -139,8 +139,11 @@ def _recovery_cell(r: pd.Series | None) -> str:
 def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str,
                    overall: pd.DataFrame, flags: dict[str, list[str]] | None = None) -> Table:
     """Few columns: the comparison metric, the difference from partial pooling (or the best
-    baseline) with its outcome, recovery over the shifts that count, and compute."""
+    baseline) with its outcome, recovery over the shifts that count, compute, and where the
+    ``floor`` reference ran (a positive control), each learner's distance above it."""
     col = f"mean_{metric}"
+    floor = board.loc[board["learner"] == "floor", col] if "learner" in board else []
+    floor_mean = float(floor.iloc[0]) if len(floor) == 1 else None
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
                comps[0].reference if comps else None)
     vs = {c.learner: c for c in comps if c.reference == ref}
@@ -149,6 +152,8 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
               f"vs {ref} [95% CI]" if ref else "vs reference", "verdict"]
     if rec:
         header.append("recovered (waves)")
+    if floor_mean is not None:
+        header.append("above floor")
     header += ["s/run", "runs ok"]
     rows = []
     for _, r in board.iterrows():
@@ -166,6 +171,8 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
         row = [r["label"], _with_ci(r, col), diff, outcome]
         if rec:
             row.append(_recovery_cell(rec.get(r["label"])))
+        if floor_mean is not None:
+            row.append(fmt(float(r[col]) - floor_mean) if pd.notna(r[col]) else "–")
         rows.append(row + [fmt(secs), _runs_cell(r)])
     return Table(header, rows)
 
