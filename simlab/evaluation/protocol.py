@@ -82,7 +82,6 @@ from simlab.evaluation.environment import numeric_environment, torch_threads
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
                                        shift_frame, summarize)
 from simlab.evaluation.result import RECORD_COLUMNS, RunResult
-from simlab.errors import LearnerError
 from simlab.learners.base import Budget, Episodes, Learner, TaskSpec, is_int
 from simlab.learners.episodes import HeldOut
 from simlab.tasks.batch import TaskBatch

@@ -108,12 +108,10 @@ class InContext(GroupMemoryOption, Learner):
     """Shared parts of the amortised learners: Adam on a functional network, episodic
     training of the query log-likelihood, adaptation = reading the support set.
 
-    ``adapt`` takes no gradient steps: every requested step count gets the same prediction
-    (``steps_apply = False`` says so to whoever reads it)."""
+    ``adapt`` takes no gradient steps: every requested step count gets the same prediction,
+    so it declares no step count of its own (``Learner.scored_steps`` stays None)."""
 
     name: ClassVar[str] = "incontext"
-    #: predictions do not depend on the inner-step count (no inner loop)
-    steps_apply: ClassVar[bool] = False
     #: ``[evaluation.pretrain]`` may meta-fit it on simulated tasks first (evaluation.pretrain)
     pretrainable: ClassVar[bool] = True
 
