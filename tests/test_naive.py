@@ -71,6 +71,11 @@ def test_a_learner_worse_than_persistence_is_flagged() -> None:
     assert naive_sentence(naive_comparisons(_scores({"maml": 0.0}), "loss")) == ""
 
 
+def test_references_are_never_tested_against_the_naive_baselines() -> None:
+    scores = _scores({"persistence": 0.0, "maml": 0.05, "floor": 0.1, "oracle": -0.1})
+    assert {c.learner for c in naive_comparisons(scores, "loss")} == {"maml"}
+
+
 def test_the_report_flags_a_learner_worse_than_persistence(tmp_path) -> None:
     runs, mets, _ = _scenario("plain", False, None)
     runs, mets = pd.DataFrame(runs, columns=["run_id", "scenario", "seed", "learner",

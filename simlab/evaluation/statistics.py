@@ -797,14 +797,15 @@ def survey_ratio(ledger: dict | None) -> float | None:
 def naive_comparisons(scores: pd.DataFrame, metric: str = "excess_loss", *,
                       alpha: float = ALPHA, min_seeds: int = MIN_SEEDS,
                       ratio: float | None = None) -> list[Comparison]:
-    """Every learner but the naive ones and the oracle (baselines included: a broken pooled
-    fine-tune must show) against each naive baseline run (:data:`NAIVE`), by the same paired
-    test as :func:`compare_all`; Holm-adjusted within each naive reference's family."""
+    """Every learner but the naive ones and the references (the oracle, the floor: never
+    compared) against each naive baseline run (:data:`NAIVE`), baselines included (a broken
+    pooled fine-tune must show), by the same paired test as :func:`compare_all`;
+    Holm-adjusted within each naive reference's family."""
     out: list[Comparison] = []
     for _, sc in scores.groupby("scenario", sort=False):
         names = _names(sc)
         refs = [lab for lab, n in names.items() if n in NAIVE]
-        others = [lab for lab, n in names.items() if n not in NAIVE and n != ORACLE]
+        others = [lab for lab, n in names.items() if n not in NAIVE and not is_reference(n)]
         out += _families(sc, others, refs, metric, alpha, min_seeds, ratio)
     return out
 

@@ -425,17 +425,14 @@ def _seeds(spec: MapSpec, src: str) -> list[int]:
 
 
 def _learners(spec: MapSpec, src: str) -> list[LearnerSpec]:
-    from simlab.evaluation import statistics as st
-    from simlab.evaluation.statistics import is_baseline
-
-    # references (the oracle; the floor where statistics.py lists it) are shown, not compared
-    references = set(getattr(st, "REFERENCES", (st.ORACLE,)))
+    from simlab.evaluation.statistics import is_baseline, is_reference
 
     unknown = sorted(set(spec.hyperparameters) - set(spec.learners))
     if unknown:
         raise _problem(f"{src}: map.hyperparameters.{unknown[0]}",
                        f"not among map.learners = {spec.learners}; add it or drop the table")
-    metas = [n for n in spec.learners if not is_baseline(n) and n not in references]
+    # references (the oracle, the floor) are shown, not compared
+    metas = [n for n in spec.learners if not is_baseline(n) and not is_reference(n)]
     bases = [n for n in spec.learners if is_baseline(n)]
     if not metas or not bases:
         raise _problem(f"{src}: map.learners", f"{spec.learners} needs at least one "
