@@ -205,6 +205,12 @@ def test_bad_axes_are_one_clear_error_before_anything_runs(root, axes, words):
     assert str(root / "bad.toml") in str(err.value)
 
 
+def test_a_map_file_that_is_not_utf8_names_its_path(root):
+    (root / "latin1.toml").write_bytes(map_text().encode() + b"# \xe9\n")
+    with pytest.raises(ScenarioError, match=r"latin1.toml: not UTF-8 text \(offset \d+\)"):
+        load_map(root / "latin1.toml")
+
+
 def test_too_many_cells_and_wrong_learners_are_refused(root, monkeypatch):
     monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
     (root / "big.toml").write_text(map_text().replace("seeds = 2", "seeds = 1000000"))

@@ -5,10 +5,12 @@ that set it, and a close match for a misspelt field or type tag.
 from __future__ import annotations
 
 import difflib
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
@@ -32,6 +34,27 @@ def validate_model(data: dict[str, Any], source: str,
             raise ScenarioError(f"{origin(lines[0][0], chain, source)}: {lines[0][1]}") from None
         body = "\n".join(f"  - {origin(p, chain, source)}: {m}" for p, m in lines)
         raise ScenarioError(f"{source}: {len(lines)} problems:\n{body}") from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_toml_model(path: Path, model: type[M], fields: str) -> M:
+    """``path`` read as UTF-8 TOML and validated as ``model`` (a sweep or a map file); every
+    problem is one ``ScenarioError`` naming the path: not UTF-8, not TOML, or the first schema
+    error (``fields``, e.g. "fields: a, b", follows the message of an unknown field)."""
+    try:
+        return model.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{path}: not UTF-8 text (offset {err.start}); save it as "
+                            "UTF-8") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(f"{path}: not valid TOML: {err}") from None
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        extra = f"; {fields}" if e["type"] == "extra_forbidden" else ""
+        raise ScenarioError(f"{path}: {where}: {e['msg']}{extra}") from None
 
 
 def _describe(e: Mapping[str, Any], data: Any, chain: list[tuple[str, dict[str, Any]]],

@@ -19,18 +19,18 @@ import difflib
 import itertools
 import json
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from simlab import DEFAULT_DB
 from simlab.errors import ScenarioError
 from simlab.experiment import limits
 from simlab.experiment.config import load_scenario
+from simlab.experiment.errors_text import load_toml_model
 from simlab.experiment.scenario_base import merge_tables
 from simlab.experiment.sweep import LearnerSpec, SweepSummary, run_sweep
 from simlab.schema import StrictModel, check_seeds
@@ -309,16 +309,8 @@ def load_map(path: str | Path) -> MapPlan:
     if not path.is_file():
         raise ScenarioError(f"no map file {str(path)!r}; give the path of a map TOML file "
                             "with a [map] table (see simlab.experiment.map.MapSpec)")
-    try:
-        spec = MapFile.model_validate(tomllib.loads(path.read_text())).map
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{path}: not valid TOML: {err}") from None
-    except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        extra = (f"; fields of [map]: {', '.join(MapSpec.model_fields)}"
-                 if e["type"] == "extra_forbidden" else "")
-        raise ScenarioError(f"{path}: {where}: {e['msg']}{extra}") from None
+    spec = load_toml_model(path, MapFile,
+                           f"fields of [map]: {', '.join(MapSpec.model_fields)}").map
     return plan_map(spec, path)
 
 

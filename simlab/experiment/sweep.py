@@ -19,7 +19,6 @@ import hashlib
 import itertools
 import json
 import time
-import tomllib
 import traceback
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from simlab import DEFAULT_DB
@@ -35,7 +34,8 @@ from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, contain_exits, make_executor
-from simlab.errors import StoreError
+from simlab.errors import ScenarioError, StoreError
+from simlab.experiment.errors_text import load_toml_model
 from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.experiment.store import utc_now as _now
 from simlab.tasks.stream import default_cache_dir
@@ -669,25 +669,13 @@ class SweepPlan:
 
 
 def load_sweep(path: str | Path) -> SweepPlan:
-    """Read and validate a sweep TOML file; every problem is one ``ValueError``."""
+    """Read and validate a sweep TOML file; every problem is one ``ScenarioError`` (a
+    ``ValueError``)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no sweep file {str(path)!r}; give the path of a sweep TOML file "
-                         "(see simlab.experiment.sweep.SweepFile)")
-    try:
-        raw = tomllib.loads(path.read_text())
-        spec = SweepFile.model_validate(raw)
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not valid TOML: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (offset {err.start}); save it as UTF-8") \
-            from None
-    except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        extra = (f"; fields: {', '.join(SweepFile.model_fields)}"
-                 if e["type"] == "extra_forbidden" else "")
-        raise ValueError(f"{path}: {where}: {e['msg']}{extra}") from None
+        raise ScenarioError(f"no sweep file {str(path)!r}; give the path of a sweep TOML file "
+                            "(see simlab.experiment.sweep.SweepFile)")
+    spec = load_toml_model(path, SweepFile, f"fields: {', '.join(SweepFile.model_fields)}")
     here = path.parent
     scenarios = []
     for ref in spec.scenarios:
@@ -695,13 +683,13 @@ def load_sweep(path: str | Path) -> SweepPlan:
         scenarios.append(load_scenario(local if local.is_file() else ref))
     unknown = sorted(set(spec.hyperparameters) - set(spec.learners or spec.hyperparameters))
     if unknown and spec.learners is not None:
-        raise ValueError(f"{path}: hyperparameters.{unknown[0]}: not among learners "
-                         f"{spec.learners}")
+        raise ScenarioError(f"{path}: hyperparameters.{unknown[0]}: not among learners "
+                            f"{spec.learners}")
     learners = None if spec.learners is None else [
         LearnerSpec(n, spec.hyperparameters.get(n, {})) for n in spec.learners]
     if learners is None and spec.hyperparameters:
-        raise ValueError(f"{path}: [hyperparameters] needs an explicit learners list "
-                         "(or put them in the scenario's [learners.<name>] tables)")
+        raise ScenarioError(f"{path}: [hyperparameters] needs an explicit learners list "
+                            "(or put them in the scenario's [learners.<name>] tables)")
     return SweepPlan(scenarios, learners, spec.seeds, spec.grid, _path(spec.db), _path(spec.report),
                      spec.executor, spec.jobs, spec.scheduler)
 
