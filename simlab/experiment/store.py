@@ -154,17 +154,24 @@ def _num(value: Any) -> float | None:
 _LOG_FIELDS = ("wave_times", "tuning", "pretrain", "prevalence", "meta_fit")
 
 
-def read_log(text: str | None) -> dict[str, Any]:
-    """A stored log as data (a non-finite number is stored as null; numeric columns of
-    ``Store.frames`` read it as NaN). Also reads the bare ``NaN`` / ``Infinity`` tokens of
-    logs written before non-finite numbers were stored as null."""
-    if not text:
-        return {}
+def read_entry(text: Any) -> dict[str, Any] | None:
+    """A JSON object stored as text (a run's log, or a table entry of it such as the ``tuning``
+    or ``pretrain`` column of ``Store.frames``) as data; None for anything else (None, NaN,
+    not JSON, not an object). Also reads the bare ``NaN`` / ``Infinity`` tokens of logs
+    written before non-finite numbers were stored as null."""
+    if not isinstance(text, str) or not text:
+        return None
     try:
         value = json.loads(text)
     except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_log(text: str | None) -> dict[str, Any]:
+    """A stored log as data (a non-finite number is stored as null; numeric columns of
+    ``Store.frames`` read it as NaN); {} when there is none (:func:`read_entry`)."""
+    return read_entry(text) or {}
 
 
 def _log_fields(text: str | None) -> dict[str, Any]:

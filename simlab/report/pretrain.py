@@ -6,21 +6,12 @@ written by ``simlab.evaluation.pretrain.before_warmup``); runs without it had no
 """
 from __future__ import annotations
 
-import json
 import statistics
 from typing import Any
 
 import pandas as pd
 
-
-def _parse(text: Any) -> dict[str, Any] | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        out = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return out if isinstance(out, dict) else None
+from simlab.experiment.store import read_entry
 
 
 def pretrain_section(runs: pd.DataFrame) -> dict[str, Any] | None:
@@ -30,7 +21,7 @@ def pretrain_section(runs: pd.DataFrame) -> dict[str, Any] | None:
         return None
     by: dict[str, list[dict[str, Any]]] = {}
     for r in runs.itertuples(index=False):
-        log = _parse(r.pretrain)
+        log = read_entry(r.pretrain)
         if log is not None:
             by.setdefault(str(r.learner), []).append(log)
     if not by:

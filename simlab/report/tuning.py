@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from simlab.experiment.store import read_entry
+
 
 def _value(v: Any) -> str:
     if isinstance(v, float):
@@ -19,16 +21,6 @@ def _value(v: Any) -> str:
     if isinstance(v, list):
         return "(" + ", ".join(_value(x) for x in v) + ("," if len(v) == 1 else "") + ")"
     return str(v)
-
-
-def _parse(text: Any) -> dict[str, Any] | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        out = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return out if isinstance(out, dict) else None
 
 
 def _seed_text(seeds: list[int]) -> str:
@@ -96,7 +88,7 @@ def tuning_section(runs: pd.DataFrame) -> dict[str, Any] | None:
     (lower is better, so a positive gain is an improvement)."""
     if "tuning" not in runs.columns:
         return None
-    logs = [(r.learner, int(r.seed), _parse(r.tuning)) for r in runs.itertuples(index=False)]
+    logs = [(r.learner, int(r.seed), read_entry(r.tuning)) for r in runs.itertuples(index=False)]
     logs = sorted((x for x in logs if x[2] is not None), key=lambda x: (str(x[0]), x[1]))
     if not logs:
         return None
