@@ -44,8 +44,8 @@ from torch.func import functional_call
 from simlab.learners import nets
 from simlab.learners.base import (Adapted, Budget, Float, Int, Learner, SearchSpace,
                                   TaskSpec, check_int, check_number, check_widths)
-from simlab.learners.episodes import (EpisodeSampler, Params, check_batch, check_steps,
-                                      check_tasks, descend, fit_loop, make_adam, query_weights)
+from simlab.learners.episodes import (Params, check_batch, check_steps, make_adam,
+                                      query_weights)
 from simlab.learners.losses import task_loss
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.learners.relation import MetricAdapted
@@ -156,15 +156,7 @@ class InContext(GroupMemoryOption, Learner):
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Episodic training (``episodes.fit_loop``): each meta-iteration scores the queries of
         a meta-batch of freshly split tasks given their support sets; one Adam step."""
-        check_tasks(self, tasks)
-        if not tasks:
-            raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
-        self._remember_groups(tasks)
-        pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
-            self.params.values())
-        return fit_loop(lambda batch: descend(self.episode_loss(self._with_memory(batch)),
-                                              params, self._opt, self.grad_clip),
-                        pool, budget, self.generator)
+        return self._fit_episodes(tasks, budget)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """Encode the support set (no inner loop): the same prediction for every step count."""

@@ -17,15 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from simlab.learners.base import check, check_int
-from simlab.learners.episodes import labelled, normalise_weights
+from simlab.learners.episodes import (ClipGroups, EpisodeSampler, check_tasks, descend,
+                                      fit_loop, labelled, normalise_weights)
 from simlab.learners.space import Choice, Float, SearchSpace
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simlab.learners.base import Budget
 
 _Rows = tuple[np.ndarray, np.ndarray, np.ndarray]      # x [n, D], y [n], w [n]
 
@@ -170,6 +175,27 @@ class GroupMemoryOption:
         if normalise:
             batch = replace(batch, w_support=normalise_weights(batch.w_support))
         return batch if self.group_memory is None else self.group_memory.extend(batch)
+
+    def _fit_episodes(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        """The ``meta_fit`` of a learner trained by Adam on its query loss (the metric
+        learners, the meta-LSTM, the in-context learners): the groups remembered, then the
+        shared outer loop (``episodes.fit_loop``), each meta-iteration one optimiser step on
+        ``episode_loss`` of a meta-batch of freshly split tasks with their memory. Uses the
+        learner's ``params``, ``_opt``, ``grad_clip``, ``episode_loss`` and, where it has one,
+        ``clip_groups()`` (parameter groups clipped separately)."""
+        learner: Any = self
+        check_tasks(learner, tasks)
+        if not tasks:
+            raise ValueError(f"{learner.name}: meta_fit got no tasks; pass at least one Task")
+        self._remember_groups(tasks)
+        groups: ClipGroups | None = (learner.clip_groups() if hasattr(learner, "clip_groups")
+                                     else None)
+        pool = EpisodeSampler(tasks, budget.episodes, learner.device)
+        params = list(learner.params.values())
+        return fit_loop(lambda batch: descend(learner.episode_loss(self._with_memory(batch)),
+                                              params, learner._opt, learner.grad_clip,
+                                              groups),
+                        pool, budget, learner.generator)
 
 
 __all__ = ["MEMORY_SPACE", "GroupMemory", "GroupMemoryOption"]

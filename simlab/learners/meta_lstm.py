@@ -54,9 +54,8 @@ from simlab.learners import nets
 from simlab.learners.base import Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
                                   check_widths)
-from simlab.learners.episodes import (EpisodeSampler, FunctionalAdapted, check_batch,
-                                      check_steps, check_tasks, descend, fit_loop, make_adam,
-                                      query_weights)
+from simlab.learners.episodes import (FunctionalAdapted, check_batch, check_steps,
+                                      make_adam, query_weights)
 from simlab.learners.losses import task_loss
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
@@ -306,15 +305,7 @@ class MetaLSTM(GroupMemoryOption, Learner):
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Adam on the query loss after ``inner_steps`` unrolled updates (paper Algorithm 1),
         in the shared outer loop (``episodes.fit_loop``)."""
-        check_tasks(self, tasks)
-        if not tasks:
-            raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
-        self._remember_groups(tasks)
-        pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
-            self.params.values())
-        return fit_loop(lambda batch: descend(self.episode_loss(self._with_memory(batch)),
-                                              params, self._opt, self.grad_clip),
-                        pool, budget, self.generator)
+        return self._fit_episodes(tasks, budget)
 
     def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean over tasks of the weighted query loss at c_T."""

@@ -70,9 +70,8 @@ from simlab.learners import nets
 from simlab.learners.base import (Adapted, Budget, Choice, Float, Int, Learner, SearchSpace,
                                   check_choice, check_flag, check_int, check_number,
                                   check_widths)
-from simlab.learners.episodes import (EpisodeSampler, Params, check_batch, check_query,
-                                      check_steps, check_tasks, descend, fit_loop, make_adam,
-                                      normalise_weights, query_weights)
+from simlab.learners.episodes import (Params, check_batch, check_query, check_steps,
+                                      make_adam, normalise_weights, query_weights)
 from simlab.learners.losses import task_loss, to_prediction
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
@@ -218,16 +217,7 @@ class _Metric(GroupMemoryOption, Learner):
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Episodic training (``episodes.fit_loop``): each meta-iteration scores the queries of
         a meta-batch of tasks given their support sets and takes one Adam step."""
-        check_tasks(self, tasks)
-        if not tasks:
-            raise ValueError(f"{self.name}: meta_fit got no tasks; pass at least one Task")
-        self._remember_groups(tasks)
-        pool, params = EpisodeSampler(tasks, budget.episodes, self.device), list(
-            self.params.values())
-        groups = self.clip_groups()
-        return fit_loop(lambda batch: descend(self.episode_loss(self._with_memory(batch)),
-                                              params, self._opt, self.grad_clip, groups),
-                        pool, budget, self.generator)
+        return self._fit_episodes(tasks, budget)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """No inner loop: keeps the support set and a frozen copy of the parameters."""
