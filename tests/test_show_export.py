@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -42,3 +43,12 @@ def test_show_and_export_give_the_tuned_values(tmp_path: Path, capsys) -> None:
         assert hp["l2"] == chosen["l2"]
     runs = pd.read_csv(tmp_path / "x.runs.csv")
     assert json.loads(runs["hyperparameters_configured"].iloc[0])["l2"] == 2.0
+    # a log written before non-finite numbers were stored as null (bare NaN: not JSON)
+    with sqlite3.connect(db) as con:
+        con.execute("""UPDATE runs SET log = '{"old":NaN,' || substr(log, 2)""")
+    with Store(db) as store:
+        assert store.run_info(1)["hyperparameters"]["l2"] == chosen["l2"]
+        assert store.run_info(1)["tuned"] == chosen
+        store.export(tmp_path / "old.csv")
+    assert json.loads(pd.read_csv(tmp_path / "old.csv")["hyperparameters"].iloc[0])["l2"] \
+        == chosen["l2"]

@@ -174,6 +174,12 @@ def read_log(text: str | None) -> dict[str, Any]:
     return read_entry(text) or {}
 
 
+def _used_text(text: str | None) -> str | None:
+    """The ``hyperparameters`` of one stored log as canonical JSON text (None without)."""
+    used = read_log(text).get("hyperparameters")
+    return None if used is None else to_json(used)
+
+
 def _log_fields(text: str | None) -> dict[str, Any]:
     """The ``_LOG_FIELDS`` of one stored log: lists and tables as strict JSON text, scalars as
     themselves, absent as None."""
@@ -505,22 +511,26 @@ class Store:
         """``hyperparameters`` = what the run used (its log's, tuned values included; the
         configured ones for a run without a log), the configured ones kept as
         ``hyperparameters_configured``."""
-        used = dict(self._con.execute("SELECT run_id, json_extract(log, '$.hyperparameters') "
-                                      "FROM runs WHERE json_valid(log)").fetchall())
+        # extracted by SQLite; an older log with bare NaN tokens (not JSON) parsed here
+        rows = self._con.execute(
+            "SELECT run_id, CASE WHEN json_valid(log) THEN json_extract(log, "
+            "'$.hyperparameters') END, CASE WHEN json_valid(log) THEN NULL ELSE log END "
+            "FROM runs").fetchall()
+        used = {rid: _canonical(text) if text is not None else _used_text(raw)
+                for rid, text, raw in rows}
         out = runs.rename(columns={"hyperparameters": "hyperparameters_configured"})
         out.insert(out.columns.get_loc("hyperparameters_configured"), "hyperparameters", [
-            _canonical(used.get(r)) or c for r, c in
+            used.get(r) or c for r, c in
             zip(out["run_id"], out["hyperparameters_configured"])])
         return out
 
     def _used(self, rid: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """The hyperparameters run ``rid`` used (None without a log) and what tuning chose."""
-        row = self._con.execute("SELECT json_extract(log, '$.hyperparameters'), "
-                                "json_extract(log, '$.tuning.best_params') FROM runs WHERE "
-                                "run_id=? AND json_valid(log)", (rid,)).fetchone()
-        if row is None or row[0] is None:
-            return None, {}
-        return json.loads(row[0]), json.loads(row[1] or "{}")
+        row = self._con.execute("SELECT log FROM runs WHERE run_id=?", (rid,)).fetchone()
+        log = read_log(row[0] if row else None)
+        tuning = log.get("tuning")
+        best = tuning.get("best_params") if isinstance(tuning, dict) else None
+        return log.get("hyperparameters"), best or {}
 
     def run_ids(self) -> list[int]:
         return [int(r[0]) for r in self._con.execute("SELECT run_id FROM runs ORDER BY run_id")]
