@@ -44,8 +44,7 @@ from torch.func import functional_call
 from simlab.learners import nets
 from simlab.learners.base import (Adapted, Budget, Float, Int, Learner, SearchSpace,
                                   TaskSpec, check_int, check_number, check_widths)
-from simlab.learners.episodes import (Params, check_batch, check_steps, make_adam,
-                                      query_weights)
+from simlab.learners.episodes import Params, make_adam, query_weights
 from simlab.learners.losses import task_loss
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.learners.relation import MetricAdapted
@@ -160,11 +159,7 @@ class InContext(GroupMemoryOption, Learner):
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """Encode the support set (no inner loop): the same prediction for every step count."""
-        check_batch(self, support)
-        wanted = check_steps(steps, self.name)
-        frozen = {k: v.detach().clone() for k, v in self.params.items()}
-        return MetricAdapted(steps=wanted, support=self._with_memory(support.to(self.device)),
-                             params=frozen, raw=self.predictions, learner=self.name)
+        return MetricAdapted.of(self, support, steps)
 
 
 # ----------------------------------------------------------------------------- the CNP itself

@@ -58,7 +58,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import math
 
@@ -129,6 +129,16 @@ class MetricAdapted(Adapted):
         with torch.no_grad():
             pred = self.raw(self.params, self.support, x)
         return pred.unsqueeze(0).expand(len(self.steps), *pred.shape).contiguous()
+
+    @classmethod
+    def of(cls, learner: Any, support: TaskBatch, steps: Sequence[int]) -> MetricAdapted:
+        """``adapt`` of a learner with no inner loop (the metric and in-context learners):
+        keeps the support set, its group memory added, and a frozen copy of ``params``."""
+        check_batch(learner, support)
+        wanted = check_steps(steps, learner.name)
+        frozen = {k: v.detach().clone() for k, v in learner.params.items()}
+        return cls(steps=wanted, support=learner._with_memory(support.to(learner.device)),
+                   params=frozen, raw=learner.predictions, learner=learner.name)
 
 
 @dataclass
@@ -221,12 +231,7 @@ class _Metric(GroupMemoryOption, Learner):
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """No inner loop: keeps the support set and a frozen copy of the parameters."""
-        check_batch(self, support)
-        wanted = check_steps(steps, self.name)
-        frozen = {k: v.detach().clone() for k, v in self.params.items()}
-        return MetricAdapted(steps=wanted, support=self._with_memory(support.to(self.device)),
-                             params=frozen,
-                             raw=self.predictions, learner=self.name)
+        return MetricAdapted.of(self, support, steps)
 
 
 @dataclass
