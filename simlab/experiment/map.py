@@ -417,7 +417,7 @@ def _seeds(spec: MapSpec, src: str) -> list[int]:
 
 
 def _learners(spec: MapSpec, src: str) -> list[LearnerSpec]:
-    from simlab.evaluation.statistics import is_baseline, is_reference
+    from simlab.evaluation.statistics import BASELINES, is_baseline, is_reference
 
     unknown = sorted(set(spec.hyperparameters) - set(spec.learners))
     if unknown:
@@ -428,8 +428,8 @@ def _learners(spec: MapSpec, src: str) -> list[LearnerSpec]:
     bases = [n for n in spec.learners if is_baseline(n)]
     if not metas or not bases:
         raise _problem(f"{src}: map.learners", f"{spec.learners} needs at least one "
-                       "meta-learner and one baseline (scratch, finetune, partial_pooling, "
-                       "dynamic_mlm), since each point compares the best of each")
+                       f"meta-learner and one baseline ({', '.join(BASELINES)}), since each "
+                       "point compares the best of each")
     return [LearnerSpec(n, spec.hyperparameters.get(n, {})) for n in spec.learners]
 
 
