@@ -527,24 +527,11 @@ def compare_all(scores: pd.DataFrame, metric: str = "excess_loss", *, alpha: flo
                 if r is not None]
         learners = [lab for lab, n in _names(sc).items()
                     if not is_baseline(n) and not is_reference(n)]
-        learners.sort(key=list(sc["label"].unique()).index)
-        tests = {(lab, ref): _test(sc, lab, ref, metric, alpha, ratio) for ref in refs
-                 for lab in learners}
-        adjusted: dict[tuple[str, str], float] = {}
-        family: dict[str, int] = {}
-        for ref in refs:
-            keys = [(lab, ref) for lab in learners]
-            p = [float(tests[k]["p_value"]) if tests[k]["outcome"] != "no data"
-                 and int(tests[k]["n_seeds"]) >= min_seeds else math.nan for k in keys]
-            adjusted.update(zip(keys, holm(p)))
-            family[ref] = int(np.isfinite(p).sum())
-        for lab in learners:
-            for ref in refs:
-                p_adj = adjusted[(lab, ref)]
-                if not math.isfinite(p_adj):
-                    p_adj = float(tests[(lab, ref)]["p_value"])
-                out.append(_decide(tests[(lab, ref)], p_adj, max(family[ref], 1), alpha,
-                                   min_seeds))
+        order = {lab: i for i, lab in enumerate(sorted(
+            learners, key=list(sc["label"].unique()).index))}
+        # one family per reference (:func:`_families`), listed learner by learner
+        out += sorted(_families(sc, learners, refs, metric, alpha, min_seeds, ratio),
+                      key=lambda c: order[c.learner])
     return out
 
 
