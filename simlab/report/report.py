@@ -425,8 +425,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                                          + _test_fact(ratio))]
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
     per_run = run_cubes(mets, ["loss", metric, "scored_steps"])
-    scores = wave_scores(runs, mets, metric, per_run)
-    v = _verdicts(scores, metric, ratio, runs)
+    v = _verdicts(runs, mets, metric, ratio, per_run)
     comps = v.comps
     effects = shift_effects(summaries)
     by_shift = recovery_by_shift(summaries)
@@ -478,8 +477,14 @@ class Verdicts:
                 if c in self.comps or c.outcome == "worse"]
 
 
-def _verdicts(scores: pd.DataFrame, metric: str, ratio: float | None,
-              runs: pd.DataFrame) -> Verdicts:
+def _verdicts(runs: pd.DataFrame, mets: pd.DataFrame, metric: str, ratio: float | None,
+              cubes: dict[str, Any] | None = None) -> Verdicts:
+    """The paired verdicts on ``metric`` of one scenario's runs, each learner scored at its
+    own step count; ``cubes``: :func:`run_cubes` of ``mets`` already holding ``metric`` and
+    ``scored_steps`` (computed here when None)."""
+    if cubes is None:
+        cubes = run_cubes(mets, [metric, "scored_steps"])
+    scores = wave_scores(runs, mets, metric, cubes)
     comps = compare_all(scores, metric, ratio=ratio)
     naive = naive_comparisons(scores, metric, ratio=ratio)
     among = baseline_comparisons(scores, metric, ratio=ratio)
@@ -494,15 +499,11 @@ def scenario_verdict(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     comparison metric, the survey test on a real survey, the naive-baseline sentence), without
     drawing or writing anything: what ``simlab run`` / ``sweep`` / ``demo`` print at the end.
     ``config``: the stored configs keyed by scenario name (a survey's ledger is in it)."""
-    runs = runs[runs["scenario"] == name]
-    mets = metrics[metrics["run_id"].isin(runs["run_id"])]
-    if mets.empty or not (mets["metric"] == "loss").any():
+    found = _scenario_frames(name, runs, metrics, config)
+    if found is None:
         return "No verdict: no run of this scenario produced records; see the failed runs."
-    metric = comparison_metric(mets)
-    has_oracle = bool((mets["metric"] == "excess_loss").any())
-    ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
-    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric, "scored_steps"]))
-    return _verdicts(scores, metric, ratio, runs).verdict
+    runs, mets, ratio = found
+    return _verdicts(runs, mets, comparison_metric(mets), ratio).verdict
 
 
 def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
@@ -510,19 +511,26 @@ def scenario_comparisons(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     """Every paired comparison the report makes for scenario ``name``: on the comparison
     metric and on group prevalence error (where recorded), against the references and the
     naive baselines, with the survey test on a real survey."""
+    found = _scenario_frames(name, runs, metrics, config)
+    if found is None:
+        return []
+    runs, mets, ratio = found
+    return [c for metric in (comparison_metric(mets), "prevalence_error")
+            if (mets["metric"] == metric).any()
+            for c in _verdicts(runs, mets, metric, ratio).table]
+
+
+def _scenario_frames(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
+                     config: dict | None) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                   float | None] | None:
+    """Scenario ``name``'s runs and records and its survey test ratio (None on a simulation);
+    None when no run of it recorded a loss."""
     runs = runs[runs["scenario"] == name]
     mets = metrics[metrics["run_id"].isin(runs["run_id"])]
     if mets.empty or not (mets["metric"] == "loss").any():
-        return []
+        return None
     has_oracle = bool((mets["metric"] == "excess_loss").any())
-    ratio = _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
-    out: list[Comparison] = []
-    for metric in (comparison_metric(mets), "prevalence_error"):
-        if not (mets["metric"] == metric).any():
-            continue
-        scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric, "scored_steps"]))
-        out += _verdicts(scores, metric, ratio, runs).table
-    return out
+    return runs, mets, _survey_ratio(config, name, set(config or {}) | {name}, has_oracle)
 
 
 def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFrame,
@@ -533,8 +541,7 @@ def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFr
     metric = "prevalence_error"
     if not (mets["metric"] == metric).any() or f"mean_{metric}" not in board:
         return None
-    scores = wave_scores(runs, mets, metric, run_cubes(mets, [metric, "scored_steps"]))
-    v = _verdicts(scores, metric, ratio, runs)
+    v = _verdicts(runs, mets, metric, ratio)
     return {"verdict": "On group prevalence error: " + v.verdict,
             "note": "Absolute error of each learner's estimate of every group's prevalence "
                     "(P(y=1) or mean) at each scored wave, "
