@@ -291,9 +291,8 @@ class _Run:
             self.records.add(wave, 0, [0], "changepoint", float(out.get("cpd_reset", 0.0)))
         entry = {"wave": wave, "tasks": len(tasks), "mode": (budget or self.budget).mode,
                  "wall_seconds": dt, "cpu_seconds": dc}
-        entry.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                      for k, v in (out or {}).items()    # NaN is not JSON (the store's log)
-                      if isinstance(v, (int, float, str))})
+        # a non-finite number is stored as null (store.log_json): no special case here
+        entry.update({k: v for k, v in (out or {}).items() if isinstance(v, (int, float, str))})
         if out and isinstance(out.get("curve"), list):   # early stopping's training curve
             entry["curve"] = out["curve"]
         self.log["meta_fit"].append(entry)

@@ -320,8 +320,7 @@ class _EarlyStop:
         score = float(self.held.score())
         self.eval_s += time.perf_counter() - t0
         self.curve.append({"iteration": float(it), "seconds": time.perf_counter() - self.start,
-                           "cpu_seconds": time.process_time() - self.cpu0,
-                           "score": score if math.isfinite(score) else None})   # JSON-safe
+                           "cpu_seconds": time.process_time() - self.cpu0, "score": score})
         if score < self.best - MIN_IMPROVEMENT:        # NaN never improves
             self.best, self.best_it, self.bad = score, it, 0
             self.saved = self.held.snapshot()
@@ -336,8 +335,7 @@ class _EarlyStop:
         if self.saved is not None and self.best_it != it:
             self.held.restore(self.saved)
         return {"stopped": reason, "best_iteration": float(self.best_it),
-                "best_score": float(self.best) if math.isfinite(self.best) else None,
-                "evaluations": float(len(self.curve)),
+                "best_score": float(self.best), "evaluations": float(len(self.curve)),
                 "eval_seconds": self.eval_s, "curve": self.curve}
 
 
