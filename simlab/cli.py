@@ -473,8 +473,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     ev = scenario.evaluation
     seeds = list(range(ev.seeds if args.seeds is None else args.seeds))
     jobs: dict[str, Any] = {}       # one per learner, with the seeds a sweep of `seeds` tunes on
-    _check_device(args.device, None)
-    for job in plan_cells([scenario], specs, seeds, device=args.device):
+    for job in plan_cells([scenario], specs, seeds, device=args.device):   # checks --device
         jobs.setdefault(job.cell.label, job)
     tu, on = ev.tuning, ", ".join(map(str, seeds[:ev.tuning.seeds]))
     folds = (f"wave {ev.warmup - 1}" if tu.folds == 1 else
