@@ -42,9 +42,11 @@ loss (lower is better for both; on the same responses their paired differences a
 Cells where either learner diverged (NaN) are left out of the seed's mean and counted
 (``n_dropped``); a seed with no shared finite wave is left out.
 
-The **best baseline** of a scenario is the one of the baselines run (scratch, finetune,
-partial_pooling, dynamic_mlm and their ``cpd:`` wrappers) with the lowest mean comparison metric; the oracle (where there is one) is the ceiling, never a baseline, and neither is the
-``floor`` reference (``REFERENCES``): both are shown, never compared.
+The **best baseline** of a scenario is the one of the baselines run (:data:`BASELINES`:
+scratch, finetune, partial_pooling, dynamic_mlm, the naive ones, and their ``cpd:`` wrappers)
+with the lowest mean comparison metric; the oracle (where there is one) is the ceiling, never a
+baseline, and neither is the ``floor`` reference (``REFERENCES``): both are shown, never
+compared.
 """
 from __future__ import annotations
 
