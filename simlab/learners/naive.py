@@ -70,6 +70,9 @@ class ConstantAdapted(Adapted):
 class _Shares(Learner):
     """Shared bookkeeping: per group and wave, the weighted sum of responses and of weights."""
 
+    #: the one knob: how many pseudo-respondents the prior is worth
+    search_space: ClassVar[SearchSpace] = {"prior_strength": Float(0.1, 50.0, log=True)}
+
     prior_strength: float
 
     def validate(self) -> None:
@@ -142,9 +145,6 @@ class Persistence(_Shares):
     same way. The prediction does not depend on the step count."""
 
     name: ClassVar[str] = "persistence"
-    #: the one knob: how many pseudo-respondents the prior is worth
-    search_space: ClassVar[SearchSpace] = {"prior_strength": Float(0.1, 50.0, log=True)}
-
     prior_strength: float = 1.0
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
@@ -183,9 +183,6 @@ class GroupMean(_Shares):
     normal-mean model)."""
 
     name: ClassVar[str] = "group_mean"
-    #: the one knob: how many pseudo-respondents the prior is worth
-    search_space: ClassVar[SearchSpace] = {"prior_strength": Float(0.1, 50.0, log=True)}
-
     prior_strength: float = 1.0
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
