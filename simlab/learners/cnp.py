@@ -32,6 +32,8 @@ and trained in the shared episodic loop (``episodes.fit_loop``) with Adam.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -131,9 +133,9 @@ class InContext(GroupMemoryOption, Learner):
         self.params: Params = nets.params_of(self._net)
         self._opt = make_adam(self.params.values(), self.meta_lr)
 
+    @abstractmethod
     def make_net(self) -> torch.nn.Module:
         """The network (its parameters are copied out into ``self.params``)."""
-        raise NotImplementedError
 
     def outputs(self, params: Params, support: TaskBatch, x_query: torch.Tensor
                 ) -> torch.Tensor:

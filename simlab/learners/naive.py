@@ -79,6 +79,12 @@ class _Shares(Learner):
         check_number(self.name, "prior_strength", self.prior_strength,
                      hint=" (pseudo-respondents of the prior; e.g. 1)")
 
+    def _checked(self, support: TaskBatch, steps: Sequence[int]
+                 ) -> tuple[TaskBatch, tuple[int, ...]]:
+        """The batch (on the CPU, where the shares live) and the step counts, checked."""
+        check_batch(self, support)
+        return support.to("cpu"), check_steps(steps, self.name)
+
     def build(self) -> None:
         self._out = self.spec.out_dim
         #: group -> wave -> (sum of w * y [O], sum of w)
@@ -148,9 +154,7 @@ class Persistence(_Shares):
     prior_strength: float = 1.0
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
-        check_batch(self, support)
-        steps = check_steps(steps, self.name)
-        support = support.to("cpu")
+        support, steps = self._checked(support, steps)
         a = float(self.prior_strength)
         fallback = self._support_share(support, self._pooled(latest_only=True))
         rows = []
@@ -186,9 +190,7 @@ class GroupMean(_Shares):
     prior_strength: float = 1.0
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
-        check_batch(self, support)
-        steps = check_steps(steps, self.name)
-        support = support.to("cpu")
+        support, steps = self._checked(support, steps)
         pooled = self._pooled(latest_only=False)
         groups = _groups(support)
         prior = []
