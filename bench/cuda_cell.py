@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_cell import LEARNERS, run_cell  # noqa: E402
+from demo_cell import LEARNERS, run_cell
 
 
 def main(argv: list[str] | None = None) -> int:

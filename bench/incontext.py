@@ -27,16 +27,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learners import (INNER_LR, META_BATCH, QUERY, SHOTS, contest_setting,  # noqa: E402
+from learners import (INNER_LR, META_BATCH, QUERY, SHOTS, contest_setting,
                       time_interleaved)
 
-from simlab.learners.base import Learner, TaskSpec  # noqa: E402
-from simlab.learners.cnp import CNP  # noqa: E402
-from simlab.learners.episodes import descend  # noqa: E402
-from simlab.learners.maml import MAML  # noqa: E402
-from simlab.learners.pfn import PFN  # noqa: E402
-from simlab.tasks.batch import TaskBatch  # noqa: E402
-from simlab.tasks.reference import sinusoid_tasks  # noqa: E402
+from simlab.learners.base import Learner, TaskSpec
+from simlab.learners.cnp import CNP
+from simlab.learners.episodes import descend
+from simlab.learners.maml import MAML
+from simlab.learners.pfn import PFN
+from simlab.tasks.batch import TaskBatch
+from simlab.tasks.reference import sinusoid_tasks
 
 
 def meta_iteration(learner: Learner, batch: TaskBatch) -> Callable[[], object]:

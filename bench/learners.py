@@ -202,7 +202,8 @@ def bench_meta_lstm(device: str, iters: int, repeats: int, reference: str | None
             for hidden in (20, 0):
                 lstm = cls(**{**lstm_kw, "lstm_hidden": hidden})
                 lstm.setup(spec, seed=0, device=device)
-                steps[f"{label}, T={lstm.inner_steps}, lstm_hidden={hidden}"] = lstm_step(lstm, batch)
+                key = f"{label}, T={lstm.inner_steps}, lstm_hidden={hidden}"
+                steps[key] = lstm_step(lstm, batch)
         out[name] = time_interleaved(steps, iters, repeats, device)
     return out
 

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_cell import DEMO_HYPERPARAMETERS, LEARNERS, cell_setup  # noqa: E402
+from demo_cell import DEMO_HYPERPARAMETERS, LEARNERS, cell_setup
 
 
 class StageTimer:

@@ -133,7 +133,8 @@ def synthetic_store(base: Path, path: Path, n_runs: int) -> None:
     copies = -(-n_runs // r)
     cols = [c[1] for c in con.execute("PRAGMA table_info(runs)")]
     rest = [c for c in cols if c not in ("run_id", "key", "seed")]
-    cte = f"WITH RECURSIVE cp(c) AS (SELECT 1 UNION ALL SELECT c + 1 FROM cp WHERE c < {copies - 1})"
+    cte = ("WITH RECURSIVE cp(c) AS (SELECT 1 UNION ALL SELECT c + 1 FROM cp "
+           f"WHERE c < {copies - 1})")
     jitter = "(1.0 + (abs(random()) % 2000) / 100000.0)"
     with con:
         if copies > 1:

@@ -32,12 +32,12 @@ import mesa
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from per_agent_opinion import PerAgentOpinionModel  # noqa: E402
+from per_agent_opinion import PerAgentOpinionModel
 
-from simlab.society import kernels, society_class  # noqa: E402
-from simlab.society.graphs import planted_partition  # noqa: E402
-from simlab.society.population import PopulationSpec, make_population  # noqa: E402
-from simlab.society.survey import SurveyDesign, sample_wave  # noqa: E402
+from simlab.society import kernels, society_class
+from simlab.society.graphs import planted_partition
+from simlab.society.population import PopulationSpec, make_population
+from simlab.society.survey import SurveyDesign, sample_wave
 
 GROUP = 1000
 PARAMS: dict[str, dict] = {

@@ -119,8 +119,8 @@ def main() -> None:
     t0 = time.perf_counter()
     diffs = []
     for r in range(args.start, args.start + args.replicates):
-        a, b = (per_seed_loss(lambda h=h: HalfGroupMean(prior_strength=args.prior_strength,
-                                                          half=h, salt=r), streams, kwargs)
+        a, b = (per_seed_loss(lambda h=h, r=r: HalfGroupMean(prior_strength=args.prior_strength,
+                                                               half=h, salt=r), streams, kwargs)
                 for h in (0, 1))
         diffs.append(a - b)
         if args.save:

@@ -53,8 +53,8 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     print(f"MIN_SEEDS = {MIN_SEEDS}; {args.datasets} null datasets per cell, {args.waves} waves")
-    print("seeds | " + " | ".join(f"{k:>22}" for k in ("normal", "t3", "contaminated",
-                                                         "one-sided")) + " | MDD/sd | sign-flip min p")
+    kinds = ("normal", "t3", "contaminated", "one-sided")
+    print("seeds | " + " | ".join(f"{k:>22}" for k in kinds) + " | MDD/sd | sign-flip min p")
     for n in range(2, 11):
         cells = []
         for kind in ("normal", "t3", "contaminated", "one-sided"):

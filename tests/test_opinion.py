@@ -132,7 +132,8 @@ def test_default_threads_respect_affinity_and_omp(monkeypatch) -> None:
     with pytest.raises(ValueError, match="SIMLAB_THREADS='many' must be a whole number"):
         opinion._threads()
     monkeypatch.setenv("SIMLAB_THREADS", "0")
-    with pytest.raises(ValueError, match="SIMLAB_THREADS='0' must be a whole number of threads >= 1"):
+    with pytest.raises(ValueError,
+                       match="SIMLAB_THREADS='0' must be a whole number of threads >= 1"):
         opinion._threads()
 
 

@@ -19,7 +19,8 @@ torch.set_num_threads(1)
 
 #: l2 searched away from its default (2.0), so the tuned value always differs from it
 AWAY = {**TUNED, "evaluation": {**TUNED["evaluation"], "tuning": {
-    "trials": 2, "startup": 1, "folds": 1, "space": {"scratch": {"l2": {"low": 5.0, "high": 10.0}}}}}}
+    "trials": 2, "startup": 1, "folds": 1,
+    "space": {"scratch": {"l2": {"low": 5.0, "high": 10.0}}}}}}
 
 
 def test_show_and_export_give_the_tuned_values(tmp_path: Path, capsys) -> None:

@@ -1,4 +1,5 @@
-"""Intervals across seeds, the paired t test over seeds (calibration included), Holm, leaderboard."""
+"""Intervals across seeds, the paired t test over seeds (calibration included), Holm,
+leaderboard."""
 from __future__ import annotations
 
 import json
@@ -101,8 +102,9 @@ def test_disjoint_seeds_and_waves_and_a_failed_reference_are_stated():
 
 def test_calibration_on_null_data_at_the_minimum_seed_count():
     """Null differences: a per-seed effect + AR(1) wave noise (phi 0.6) that is the same for
-    both learners in distribution; 1000 datasets (Monte Carlo SE ~0.7%). The verdict path (per-seed means, t test)
-    must give "beats"/"worse" at most 6% of the time and cover 0 at least 93% of the time."""
+    both learners in distribution; 1000 datasets (Monte Carlo SE ~0.7%). The verdict path
+    (per-seed means, t test) must give "beats"/"worse" at most 6% of the time and cover 0 at
+    least 93% of the time."""
     rng = np.random.default_rng(20261201)
     n_data, waves, phi = 1000, 16, 0.6
     e = rng.normal(size=(n_data, MIN_SEEDS, waves))

@@ -10,7 +10,8 @@ import pytest
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.society import FAMILIES
 from simlab.society.run import generate_stream, seed_streams, shift_events
-from simlab.tasks.stream import cache_key, cached_stream, default_cache_dir, load_stream, save_stream
+from simlab.tasks.stream import (cache_key, cached_stream, default_cache_dir, load_stream,
+                                 save_stream)
 from simlab.tasks.summary import stream_summary
 from simlab.tasks.task import ShiftEvent, Task, TaskStream
 

@@ -281,7 +281,8 @@ def test_tuned_and_untuned_cells_are_distinct_and_tuning_is_stored(tmp_path: Pat
     assert trials == [("oracle", 0), ("partial_pooling", 2), ("scratch", 2)]
     assert sum(t is None for t in logs) == 3
     tuned_scratch = next(t for (_, lr, _), t in zip(rows, logs) if t and lr == "scratch")
-    assert set(tuned_scratch["best_params"]) == {"l2", "memory", "memory_discount"} and len(tuned_scratch["trace"]) == 2
+    assert set(tuned_scratch["best_params"]) == {"l2", "memory", "memory_discount"}
+    assert len(tuned_scratch["trace"]) == 2
     assert "tuning" in frames["runs"].columns
 
 

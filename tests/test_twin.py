@@ -307,7 +307,7 @@ def test_twin_reproduces_the_new_groups_and_replicates_designs() -> None:
     real = frame_survey(df, design="new_groups").stream(0, cache=False)
     groups = fit.config["survey"]["wave_groups"]
     assert [len(g) for g in groups] == [len(w) for w in real.waves] == [2, 2, 2]
-    assert sorted(g for wave in groups for g in wave) == list(range(6))             # each group in one wave
+    assert sorted(g for wave in groups for g in wave) == list(range(6))  # each group in one wave
     twin = generate_stream(Scenario.from_dict(fit.config), 0)
     assert [[t.info["group"] for t in w] for w in twin.waves] == groups
     one = df[df.year == 2000]

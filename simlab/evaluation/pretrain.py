@@ -69,7 +69,7 @@ def why_not(name: str) -> str:
 def check_learners(names: Sequence[str], evaluated: Sequence[str]) -> list[str]:
     """Problems with ``evaluation.pretrain.learners``: names not evaluated, names that cannot
     be pre-trained (each with the fix)."""
-    from simlab.learners.registry import learner_class   # noqa: PLC0415 (imports torch)
+    from simlab.learners.registry import learner_class   # here: imports torch
 
     out = []
     for name in names:

@@ -174,9 +174,8 @@ def origin(keys: tuple[Any, ...], chain: list[tuple[str, dict[str, Any]]], sourc
         for file, raw in chain:
             node: Any = raw
             for k in keys[:i]:
-                if isinstance(node, dict) and k in node:
-                    node = node[k]
-                elif isinstance(node, list) and isinstance(k, int) and k < len(node):
+                if (isinstance(node, dict) and k in node
+                        or isinstance(node, list) and isinstance(k, int) and k < len(node)):
                     node = node[k]
                 else:
                     break

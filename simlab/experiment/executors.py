@@ -7,6 +7,7 @@ so a cell's numbers do not depend on where or next to what it ran.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -180,8 +181,8 @@ class _Worker:
         self.log = os.path.join(log_dir, f"worker{number}.log")
         open(self.log, "w").close()
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, self.log, os.getpid()), daemon=True,
-                                   name=f"simlab-worker-{number}")
+        self.process = ctx.Process(target=_worker_main, args=(child, self.log, os.getpid()),
+                                   daemon=True, name=f"simlab-worker-{number}")
         self.process.start()
         child.close()
         self.item: Any = None
@@ -196,10 +197,8 @@ class _Worker:
             return ""
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):      # BrokenPipeError is an OSError
             self.conn.send(None)
-        except (OSError, BrokenPipeError):
-            pass
         self.process.join(timeout=2.0)
         if self.process.is_alive():
             self.process.kill()

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def to_json(value: Any) -> str:
 def _finite(value: Any) -> Any:
     """``value`` with every non-finite float (NaN, +-inf) as None: strict JSON, which SQLite's
     ``json_extract`` and every other reader accept (bare ``NaN`` tokens are not JSON)."""
-    if isinstance(value, float) or isinstance(value, np.floating):
+    if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {k: _finite(v) for k, v in value.items()}
@@ -141,7 +141,7 @@ def _canonical(text: str | None) -> str | None:
 
 def utc_now() -> str:
     """The current UTC time as stored in ``runs.started`` / ``runs.finished``."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _num(value: Any) -> float | None:
@@ -588,7 +588,7 @@ class Store:
                  f"  learner       {learner}  on {device}",
                  f"  hyperparams   {shown}"
                  + (" (what the run used)" if used is not None and shown != hp else ""),
-                 *([f"  tuned         " + ", ".join(f"{k}={v!r}" for k, v in tuned.items()),
+                 *(["  tuned         " + ", ".join(f"{k}={v!r}" for k, v in tuned.items()),
                     f"  configured    {hp}"] if tuned else []),
                  f"  cell key      {key}",
                  f"  simlab        {version}; {started} -> {finished}"

@@ -93,8 +93,8 @@ def _check_prediction(cls: type, pred: torch.Tensor, batch: TaskBatch) -> None:
                    "protocol seals the query labels as NaN / -1: reading them does this)")
     if batch.target == "binary" and not ((pred >= 0) & (pred <= 1)).all():
         _fail(cls, "binary: predictions must be probabilities P(y=1) in [0, 1]")
-    if batch.target == "multiclass" and not torch.allclose(pred.sum(-1), torch.ones((), dtype=pred.dtype),
-                                                           atol=1e-4):
+    if batch.target == "multiclass" and not torch.allclose(
+            pred.sum(-1), torch.ones((), dtype=pred.dtype), atol=1e-4):
         _fail(cls, "multiclass: class probabilities must sum to 1 over the last axis")
 
 

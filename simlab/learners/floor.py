@@ -134,10 +134,10 @@ class Floor(Learner):
                     lw = np.log(w)
                 axes.append(torch.as_tensor(mean + sd * z, dtype=torch.float64))
                 logw.append(torch.as_tensor(lw, dtype=torch.float64))
-            o, a, l = torch.meshgrid(*axes, indexing="ij")
+            o, a, loc = torch.meshgrid(*axes, indexing="ij")
             lw = logw[0][:, None, None] + logw[1][None, :, None] + logw[2][None, None, :]
             lw = (lw - torch.logsumexp(lw.ravel(), 0)).ravel()
-            self._grid = (o.ravel(), a.ravel(), l.ravel(), lw, len(axes[2]))
+            self._grid = (o.ravel(), a.ravel(), loc.ravel(), lw, len(axes[2]))
         return tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in self._grid)
 
     def _prior(self) -> dict[str, Any]:

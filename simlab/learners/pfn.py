@@ -63,7 +63,7 @@ class Block(nn.Module):
         """``h [B, N, d]`` (support tokens first), ``bias [B, 1, 1, K]``."""
         b, n, d = h.shape
         q, key, v = self.qkv(self.norm1(h)).split(d, -1)
-        split = lambda t: t.reshape(b, -1, self.heads, d // self.heads).transpose(1, 2)  # noqa
+        split = lambda t: t.reshape(b, -1, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
         # explicit softmax attention: for these few tokens it is cheaper than the fused
         # CPU kernel (measured: its backward took half of a meta-iteration)
         q, key, v = split(q), split(key[:, :k]), split(v[:, :k])

@@ -70,7 +70,7 @@ def learner_class(name: str) -> type[Learner]:
 def _changepoint_class(inner_name: str) -> type[Learner]:
     """``cpd:<inner_name>``: the wrapped learner resolved here (an unknown name raises the
     did-you-mean error, naming ``cpd:``), the wrapper class made by ``learners.changepoint``."""
-    from simlab.learners.changepoint import wrapper_class   # noqa: PLC0415 (lazy: torch)
+    from simlab.learners.changepoint import wrapper_class   # lazy: torch
 
     if not inner_name or inner_name.startswith(CPD_PREFIX):
         raise ValueError(f"learner 'cpd:{inner_name}': give one learner to wrap, e.g. "

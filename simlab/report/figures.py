@@ -4,8 +4,8 @@ global state, no display), returned as PNG bytes plus a note for the caption.
 Every figure takes a :class:`ScenarioData` (one scenario's runs already reduced to numpy cubes)
 and shows the mean over seeds; bands are 95% t intervals over seeds where drawn. The y-range is
 robust (:func:`robust_limits`: a far-out curve is left out of it), so one poor learner does not
-flatten the others; curves that leave the range are named in the caption. Waves are labelled by their time
-value (survey year) where the stream has one.
+flatten the others; curves that leave the range are named in the caption. Waves are labelled by
+their time value (survey year) where the stream has one.
 """
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ def map_results(store: Store | str | Path, name: str) -> MapResults:
                                  "lo": iv.lo, "hi": iv.hi, "seeds": iv.n,
                                  "cpu": float(cost.get(lab, math.nan))})
         failed = pr[~pr["status"].isin(["ok", "diverged"])]
-        for lab, g in failed.groupby("learner"):
+        for lab, _ in failed.groupby("learner"):
             if lab not in set(sc["label"]):
                 learner_rows.append({**coord, "point": point, "learner": lab, "mean": math.nan,
                                      "lo": math.nan, "hi": math.nan, "seeds": 0,

@@ -33,8 +33,9 @@ def pretrain_section(runs: pd.DataFrame) -> dict[str, Any] | None:
         budget = first.get("budget") or {}
         applied = [x for x in logs if x.get("applied")]
         secs = [float(x.get("seconds", 0.0)) for x in applied]
+        seeds = ", ".join(map(str, src.get("seeds", [])))
         rows.append([learner, "yes" if applied else "no",
-                     f"{src.get('scenario', '?')} (seeds {', '.join(map(str, src.get('seeds', [])))})",
+                     f"{src.get('scenario', '?')} (seeds {seeds})",
                      str(first.get("tasks", "?")),
                      f"{budget.get('iterations', '?')} x {budget.get('meta_batch', '?')}",
                      f"{statistics.median(secs):.3g}" if secs else "–",

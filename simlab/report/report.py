@@ -56,7 +56,7 @@ BOARD = (("mean_excess_loss", "excess loss"), ("mean_loss", "loss"), ("regret", 
          ("adapt_seconds_total", "adapt s/run"), ("meta_fit_seconds_total", "meta-fit s/run"))
 #: functions ``(inputs: SectionInputs) -> dict`` whose keys are added to every scenario
 #: section (another area's partial template reads them); append, do not reorder
-CONTEXT_HOOKS: list[Callable[["SectionInputs"], dict[str, Any]]] = []
+CONTEXT_HOOKS: list[Callable[[SectionInputs], dict[str, Any]]] = []
 
 
 @dataclass
@@ -691,7 +691,8 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     shared = config if config and not set(config) <= set(names) else None
     ctx = {"title": title, "version": __version__, "sections": sections,
            "config": json.dumps(shared, indent=2, default=str) if shared else None,
-           "baselines": ", ".join(BASELINES) + " (and their cpd: wrappers)", "oracle": ORACLE, "reference": REFERENCE,
+           "baselines": ", ".join(BASELINES) + " (and their cpd: wrappers)", "oracle": ORACLE,
+           "reference": REFERENCE,
            "options": opt, "min_seeds": MIN_SEEDS,
            "any_oracle": any(s["has_oracle"] for s in sections),
            "all_oracle": all(s["has_oracle"] for s in sections)}

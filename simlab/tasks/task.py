@@ -138,15 +138,16 @@ class TaskStream:
         head = f"{name!r}, seed {self.meta.get('seed')}, " if name is not None else ""
         k = str(shots[0]) if len(shots) == 1 else f"{shots[0]}-{shots[-1]}"
         q = str(min(query)) if min(query) == max(query) else f"{min(query)}-{max(query)}"
+        oracle = ", oracle" if tasks[0].oracle_query is not None else ""
         return (f"TaskStream({head}{len(self.waves)} waves x {len(groups)} groups, "
                 f"{len(tasks)} tasks, {self.target}, {self.n_features} features, K={k}, Q={q}, "
-                f"{len(self.shifts)} shifts{', oracle' if tasks[0].oracle_query is not None else ''})")
+                f"{len(self.shifts)} shifts{oracle})")
 
     def to_frame(self, respondents: bool = False) -> Any:
         """The stream as a pandas DataFrame: one row per task (wave, group, time, K, Q, the
         weighted mean response of its support and query sets), or with ``respondents`` one row
         per respondent (wave, group, role "support" / "query", y, weight, x0..x{D-1})."""
-        import pandas as pd      # noqa: PLC0415 (only for notebooks; the stream needs none)
+        import pandas as pd      # here: only for notebooks; the stream needs none
 
         rows: list[dict[str, Any]] = []
         for w, wave in enumerate(self.waves):
