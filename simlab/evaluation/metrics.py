@@ -261,7 +261,8 @@ def cubes(records: pd.DataFrame) -> dict[str, Cube]:
                           for c in ("wave", "shots", "steps")))
         cube = np.full(tuple(a.size for a in axes), np.nan)
         cube[idx] = value[sel]
-        out[str(name)] = Cube(*(a.astype(np.int64) for a in axes), cube)
+        w, k, s = (a.astype(np.int64) for a in axes)
+        out[str(name)] = Cube(w, k, s, cube)
     return out
 
 
@@ -292,14 +293,16 @@ def run_cubes(records: pd.DataFrame, names: Sequence[str] | None = None
         has = np.zeros(dense.shape, bool)
         has[(ri, *idx)] = True
         # per run and axis: which of the metric's axis values the run has rows for
-        own = [has.any(axis=tuple(j for j in (1, 2, 3) if j != ax)) for ax in (1, 2, 3)]
+        own = [np.asarray(has.any(axis=tuple(j for j in (1, 2, 3) if j != ax)))
+               for ax in (1, 2, 3)]
         complete = np.logical_and.reduce([o.all(1) for o in own])
         for j, rid in enumerate(rids.tolist()):
             if complete[j]:
-                cube = Cube(*axes, dense[j])
+                cube = Cube(axes[0], axes[1], axes[2], dense[j])
             else:
                 m = [o[j] for o in own]
-                cube = Cube(*(a[k] for a, k in zip(axes, m)), dense[j][np.ix_(*m)])
+                w, k, s = (a[keep] for a, keep in zip(axes, m))
+                cube = Cube(w, k, s, dense[j][np.ix_(*m)])
             out[rid][str(name)] = cube
     return out
 

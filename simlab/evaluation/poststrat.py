@@ -152,10 +152,11 @@ class WaveCells:
 
 def wave_cells(tasks: Sequence[Task]) -> WaveCells | None:
     """Stack the tasks' cells; None when no task has any (then the sample is used)."""
-    cells = [cells_of(t) for t in tasks]
-    if all(c is None for c in cells):
+    got = [cells_of(t) for t in tasks]
+    cells = [c for c in got if c is not None]
+    if not cells:
         return None
-    if any(c is None for c in cells):
+    if len(cells) < len(got):
         raise ValueError("poststrat: some tasks of a wave have population cells and others "
                          "not; give cells for every group (or none)")
     c_max = max(len(c.share) for c in cells)

@@ -31,7 +31,7 @@ from simlab.experiment.survey_scenario import SurveyScenario, survey_from_chain
 from simlab.society import FAMILIES, society_class
 from simlab.society import run as society_run
 from simlab.society.base import DynamicsParams, Society
-from simlab.society.graphs import GraphSpec, planted_partition
+from simlab.society.graphs import GraphSpec, PlantedPartitionSpec, planted_partition
 from simlab.society.population import PopulationSpec, make_population
 from simlab.society.response import AnyResponseSpec, GLMSpec
 from simlab.society.shocks import ShockSpec, validate_shocks
@@ -152,9 +152,11 @@ class Scenario(ScenarioBase):
 
     def _limit_checks(self) -> list[str]:
         g, sv = self.graph, self.survey
-        size = getattr(g, "group_size", None)
-        agents = (getattr(g, "n", None) if size is None
-                  else sum(size) if isinstance(size, list) else size * g.n_groups)
+        if isinstance(g, PlantedPartitionSpec):       # the one kind sized per community
+            size = g.group_size
+            agents: int | None = sum(size) if isinstance(size, list) else size * g.n_groups
+        else:
+            agents = getattr(g, "n", None)
         degree = {"planted_partition": "mean_degree", "watts_strogatz": "k"}.get(g.kind)
         features = (len(self.population.traits) + sv.distractors + len(sv.binary_distractors))
         return limits.scenario_problems(
@@ -298,7 +300,8 @@ def _drop_inherited_tables(data: dict[str, Any], chain: list[tuple[Path, dict[st
         return
     own = chain[0][1]
     for path in (("learners",), ("evaluation", "tuning", "space")):
-        parent, mine = data, own
+        parent: Any = data
+        mine: Any = own
         for key in path[:-1]:
             parent = parent.get(key) if isinstance(parent, dict) else None
             mine = mine.get(key) if isinstance(mine, dict) else None

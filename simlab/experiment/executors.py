@@ -35,11 +35,14 @@ EXECUTORS = ("inline", "process", "dask")
 
 
 class Executor(Protocol):
-    """Runs ``fn`` on each item; yields ``(item, fn(item))`` as results arrive."""
+    """Runs ``fn`` on each item; yields ``(item, fn(item))`` as results arrive, or
+    ``(item, WorkerCrash)`` when the process running the item died on every attempt (an
+    executor running items in this process never yields one)."""
 
     name: str
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]
+                      ) -> Iterator[tuple[T, R | WorkerCrash]]:
         ...
 
     def close(self) -> None:

@@ -351,6 +351,7 @@ class Store:
                  cell.learner_name, to_json(cell.hyperparameters), cell.device, __version__,
                  status, error, started or finished, finished,
                  None if seconds is None else float(seconds), log_json(timings), log_json(log)))
+            assert cur.lastrowid is not None        # set by every INSERT
             run_id = int(cur.lastrowid)
             if config is not None:
                 text = config if isinstance(config, str) else to_json(config)
@@ -519,7 +520,7 @@ class Store:
         used = {rid: _canonical(text) if text is not None else _used_text(raw)
                 for rid, text, raw in rows}
         out = runs.rename(columns={"hyperparameters": "hyperparameters_configured"})
-        out.insert(out.columns.get_loc("hyperparameters_configured"), "hyperparameters", [
+        out.insert(list(out.columns).index("hyperparameters_configured"), "hyperparameters", [
             used.get(r) or c for r, c in
             zip(out["run_id"], out["hyperparameters_configured"])])
         return out

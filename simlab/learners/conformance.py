@@ -13,7 +13,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class ConformanceError(AssertionError):
     """A learner breaks the Learner contract; the message says which promise and how."""
 
 
-def _fail(cls: type, what: str) -> None:
+def _fail(cls: type, what: str) -> NoReturn:
     raise ConformanceError(f"{cls.__name__} ({getattr(cls, 'name', '?')}): {what}")
 
 
@@ -83,7 +83,7 @@ def _predict(learner: Learner, support: TaskBatch, labels: str) -> torch.Tensor:
 
 
 def _check_prediction(cls: type, pred: torch.Tensor, batch: TaskBatch) -> None:
-    want = (len(STEPS), batch.size, batch.x_query.shape[1])
+    want: tuple[int, ...] = (len(STEPS), batch.size, batch.x_query.shape[1])
     want += (batch.n_classes,) if batch.target == "multiclass" else ()
     if tuple(pred.shape) != want:
         _fail(cls, f"{batch.target}: predict returned shape {tuple(pred.shape)}, expected "

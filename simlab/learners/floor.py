@@ -82,19 +82,19 @@ class Floor(Learner):
                 f"{meta.get('response', 'unknown')!r}); the floor reference exists only for a "
                 "simulated stream with [response] kind = \"peak\" (e.g. "
                 "scenarios/control_positive.toml): drop 'floor' from the learners here")
-        self._stream_prior = None if found is None else dict(found)
+        self._stream_prior: dict[str, Any] | None = None if found is None else dict(found)
         names = meta.get("feature_names")
-        self._names = None if names is None else list(names)
-        self._grid = None
+        self._names: list[str] | None = None if names is None else list(names)
+        self._grid: tuple[Any, ...] | None = None
 
     def build(self) -> None:
         """Nothing to build: the grid is made on the first ``adapt`` (it needs the prior)."""
         if self.spec.target != "binary":
             raise LearnerError(f"floor: the peak response is binary, got a {self.spec.target} "
                                "stream; drop 'floor' from the learners here")
-        self._grid: tuple[Any, ...] | None = None
-        self._stream_prior: dict[str, Any] | None = None
-        self._names: list[str] | None = None
+        self._grid = None
+        self._stream_prior = None
+        self._names = None
 
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         return {"tasks": float(len(tasks)), "seconds": 0.0}
@@ -135,9 +135,9 @@ class Floor(Learner):
                 axes.append(torch.as_tensor(mean + sd * z, dtype=torch.float64))
                 logw.append(torch.as_tensor(lw, dtype=torch.float64))
             o, a, loc = torch.meshgrid(*axes, indexing="ij")
-            lw = logw[0][:, None, None] + logw[1][None, :, None] + logw[2][None, None, :]
-            lw = (lw - torch.logsumexp(lw.ravel(), 0)).ravel()
-            self._grid = (o.ravel(), a.ravel(), loc.ravel(), lw, len(axes[2]))
+            lp = logw[0][:, None, None] + logw[1][None, :, None] + logw[2][None, None, :]
+            lp = (lp - torch.logsumexp(lp.ravel(), 0)).ravel()
+            self._grid = (o.ravel(), a.ravel(), loc.ravel(), lp, len(axes[2]))
         return tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in self._grid)
 
     def _prior(self) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
 
@@ -91,7 +91,7 @@ class _BatchedAdapted(FunctionalAdapted):
     instead of ``vmap(vmap(functional_call))``: the same numbers up to float rounding, without
     two vmap levels per operation."""
 
-    learner_ref: _GradientMetaLearner | None = None
+    learner_ref: _GradientMetaLearner = field(kw_only=True)
 
     def predict(self, query: TaskBatch) -> torch.Tensor:
         leaf = next(iter(self.params.values()))

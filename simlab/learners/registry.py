@@ -102,8 +102,10 @@ def describe(name: str) -> str:
     if not module.startswith("simlab."):
         return f"plug-in {target} (not imported here)"
     try:
-        origin = importlib.util.find_spec(module).origin
-        with open(origin, encoding="utf-8") as f:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            raise ImportError(f"no module named {module!r}")
+        with open(spec.origin, encoding="utf-8") as f:
             tree = ast.parse(f.read())
     except (ImportError, AttributeError, OSError, SyntaxError) as err:
         return f"UNAVAILABLE: {err}"

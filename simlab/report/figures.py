@@ -60,7 +60,7 @@ class ScenarioData:
                                                  or self.base(s) == ORACLE, s))
 
 
-def _style(data: ScenarioData, label: str) -> dict[str, object]:
+def _style(data: ScenarioData, label: str) -> dict[str, Any]:
     base = data.base(label)
     if base == ORACLE:
         return {"color": "black", "linestyle": ":", "label": label}
@@ -210,6 +210,7 @@ def excess_over_waves(data: ScenarioData) -> tuple[bytes, str]:
                         color=_style(data, lab)["color"], linewidth=0)
         drawn[lab] = mean
         waves = cube.waves if cube.waves.size > waves.size else waves
+    r: Any          # a row of data.shifts (pandas-stubs types each field as any scalar)
     for i, r in enumerate(data.shifts.itertuples(index=False)):
         ax.axvline(r.wave, color="crimson", linewidth=1, alpha=0.7,
                    linestyle=":" if i in data.negligible else "-")
@@ -235,6 +236,7 @@ def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
                      left_in=0.9, sharey=True)
     ref_runs = data.cubes.get(ref or "", {})
     drawn: dict[str, np.ndarray] = {}
+    sh: Any         # a row of shifts (pandas-stubs types each field as any scalar)
     for ax, (i, sh) in zip(axes, enumerate(shifts.itertuples(index=False))):
         for lab in data.labels():
             if lab == ref or data.base(lab) == ORACLE:
@@ -284,9 +286,11 @@ def adaptation_curves(data: ScenarioData, max_panels: int = 4) -> tuple[bytes, s
                      sharey=True)
     drawn: dict[str, np.ndarray] = {}
     for ax, k in zip(axes, shots):
+        def at_k(c: Cube, k: int = k) -> np.ndarray:
+            return c.values[:, c.shots == k, :].mean((0, 1))
+
         for lab in data.labels():
-            got = _stack(data.cubes[lab], "loss",
-                         lambda c, k=k: c.values[:, c.shots == k, :].mean((0, 1)))
+            got = _stack(data.cubes[lab], "loss", at_k)
             if got is None:
                 continue
             rows, cube = got

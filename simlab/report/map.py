@@ -156,7 +156,7 @@ def map_results(store: Store | str | Path, name: str) -> MapResults:
                                      "cpu": math.nan})
     order = {f: {lab: i for i, lab in enumerate(labels)} for f, labels in axes}
     points = pd.DataFrame(rows, columns=[*fields, *POINT_COLUMNS])
-    points = points.sort_values(fields, key=lambda c: c.map(order[c.name]), kind="stable")
+    points = points.sort_values(fields, key=lambda c: c.map(order[str(c.name)]), kind="stable")
     learners = pd.DataFrame(learner_rows, columns=[*fields, "point", "learner", "mean", "lo",
                                                    "hi", "seeds", "cpu"])
     return MapResults(name, axes, points.reset_index(drop=True), learners)
@@ -169,7 +169,7 @@ def _scenarios(store: Store) -> list[str]:
 
 def _point_row(point: str, sc: pd.DataFrame, metric: str, cost: pd.Series) -> dict[str, Any]:
     """Best meta-learner vs best baseline at one point (see the module docstring)."""
-    empty = {c: math.nan for c in POINT_COLUMNS}
+    empty: dict[str, Any] = {c: math.nan for c in POINT_COLUMNS}
     empty.update(point=point, best_meta="", best_baseline="", metric=metric, n_family=0,
                  n_seeds=0, outcome="no data", verdict="no data")
     if sc.empty:
@@ -236,7 +236,7 @@ def verdict_paragraph(res: MapResults) -> str:
     parts = [f"On map {res.name} ({n} point{'s' if n != 1 else ''}: {axes}), each point "
              f"compares its best meta-learner with its best baseline on {metric}, paired over "
              f"seeds{fam}."]
-    said = []
+    said: list[str] = []
     for word in ("wins", "ties", "loses"):
         rows = p[p["verdict"] == word]
         if len(rows):

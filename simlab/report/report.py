@@ -30,7 +30,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from simlab import __version__
-from simlab.evaluation.metrics import SummaryOptions, run_cubes
+from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENCE, Comparison,
                                           _labelled, compare_all, comparison_metric, fmt, fmt_p,
@@ -104,7 +104,7 @@ def _with_ci(row: pd.Series, col: str) -> str:
     m, lo, hi = row.get(col), row.get(f"{col}_lo"), row.get(f"{col}_hi")
     if m is None or pd.isna(m):
         return "–"
-    if lo is None or pd.isna(lo):
+    if lo is None or hi is None or pd.isna(lo):
         return fmt(float(m))
     return f"{fmt(float(m))} [{fmt(float(lo))}, {fmt(float(hi))}]"
 
@@ -142,7 +142,8 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
     baseline) with its outcome, recovery over the shifts that count, compute, and where the
     ``floor`` reference ran (a positive control), each learner's distance above it."""
     col = f"mean_{metric}"
-    floor = board.loc[board["learner"] == "floor", col] if "learner" in board else []
+    floor = (board.loc[board["learner"] == "floor", col] if "learner" in board
+             else pd.Series(dtype=float))
     floor_mean = float(floor.iloc[0]) if len(floor) == 1 else None
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
                comps[0].reference if comps else None)
@@ -162,7 +163,7 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
                 fmt(c.mean_diff) + (f" [{fmt(c.ci_lo)}, {fmt(c.ci_hi)}]"
                                     if math.isfinite(c.ci_lo) else ""))
         outcome = "reference" if r["label"] == ref else (c.outcome if c else "–")
-        if (flags or {}).get(r["label"]):          # worse than a naive baseline
+        if flags and flags.get(r["label"]):        # worse than a naive baseline
             outcome = "; ".join([outcome, *flags[r["label"]]]) if outcome != "–" else \
                 "; ".join(flags[r["label"]])
         secs = sum(float(r.get(k) or 0.0) for k in ("adapt_seconds_total",
@@ -264,7 +265,7 @@ def _prevalence_fact(runs: pd.DataFrame) -> list[tuple[str, str]]:
     if len(kinds) == 1:
         text = PREVALENCE_TEXT.get(kinds.index[0], kinds.index[0])
     else:
-        text = "; ".join(f"{', '.join(sorted(who))}: {PREVALENCE_TEXT.get(k, k)}"
+        text = "; ".join(f"{', '.join(sorted(who))}: {PREVALENCE_TEXT.get(str(k), str(k))}"
                          for k, who in kinds.items())
     if oracle.any() and set(kinds.index) != {"sample"}:
         text += " (the oracle is not poststratified: it is scored on the query sample)"
@@ -297,7 +298,7 @@ def _budget_fact(config: dict | None, scenario: str, all_names: set[str]
 def _learner_settings(runs: pd.DataFrame) -> Table:
     seen = runs.assign(hp=runs["hyperparameters"].fillna("{}")).drop_duplicates(["learner", "hp"])
     rows = [[str(r.learner), ", ".join(f"{k}={v}" for k, v in
-                                       parse_hyperparameters(r.hp).items()) or "defaults"]
+                                       parse_hyperparameters(str(r.hp)).items()) or "defaults"]
             for r in seen.itertuples(index=False)]
     return Table(["learner", "hyperparameters"], rows)
 
@@ -356,6 +357,8 @@ def _recovery_tables(by_shift: pd.DataFrame, shifts: pd.DataFrame, effects: pd.D
     out = []
     header = ["learner", "recovered", "not recovered (censored)", "median waves",
               "restricted mean (waves)"] + (["peak excess"] if has_oracle else [])
+    e: Any          # rows of data frames: pandas-stubs types each field as any scalar
+    r: Any
     for e in effects.itertuples(index=False):
         rows = by_shift[by_shift["shift"] == e.shift]
         body = []
@@ -478,7 +481,7 @@ class Verdicts:
 
 
 def _verdicts(runs: pd.DataFrame, mets: pd.DataFrame, metric: str, ratio: float | None,
-              cubes: dict[str, Any] | None = None) -> Verdicts:
+              cubes: dict[Any, dict[str, Cube]] | None = None) -> Verdicts:
     """The paired verdicts on ``metric`` of one scenario's runs, each learner scored at its
     own step count; ``cubes``: :func:`run_cubes` of ``mets`` already holding ``metric`` and
     ``scored_steps`` (computed here when None)."""

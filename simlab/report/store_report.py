@@ -32,7 +32,8 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
         where = store.path if isinstance(store, Store) else store
         raise StoreError(f"results store {where} has no runs; run `simlab run SCENARIO "
                          f"--db {where}` first")
-    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
+    configs = {name: json.loads(text) for name, text in
+               zip(frames["configs"]["scenario"], frames["configs"]["config"])}
     tolerances = {c.get("evaluation", {}).get("recovery_tolerance") for c in configs.values()}
     tol = tolerances.pop() if len(tolerances) == 1 else None
     options = SummaryOptions(rel_tol=tol) if isinstance(tol, (int, float)) else None
@@ -56,7 +57,8 @@ def compare(store: Store | str | Path, scenario: str | Sequence[str] | None = No
     survey's "survey"), learner, reference, mean difference with its 95% interval, p-values
     (raw and Holm-adjusted), seeds, outcome and the verdict sentence."""
     frames = _frames(store, scenario)
-    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
+    configs = {name: json.loads(text) for name, text in
+               zip(frames["configs"]["scenario"], frames["configs"]["config"])}
     rows = [c.as_dict() for name in dict.fromkeys(frames["runs"]["scenario"])
             for c in scenario_comparisons(name, frames["runs"], frames["metrics"], configs)]
     first = ["scenario", "metric", "test", "learner", "reference", "mean_diff", "ci_lo", "ci_hi",
@@ -70,7 +72,8 @@ def verdicts_from_store(store: Store | str | Path,
                         scenario: str | Sequence[str] | None = None) -> dict[str, str]:
     """Each scenario's verdict paragraph (its latest comparison), as the report words it."""
     frames = _frames(store, scenario)
-    configs = {row.scenario: json.loads(row.config) for row in frames["configs"].itertuples()}
+    configs = {name: json.loads(text) for name, text in
+               zip(frames["configs"]["scenario"], frames["configs"]["config"])}
     return {name: scenario_verdict(name, frames["runs"], frames["metrics"], configs)
             for name in dict.fromkeys(frames["runs"]["scenario"])}
 

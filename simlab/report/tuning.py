@@ -88,11 +88,16 @@ def tuning_section(runs: pd.DataFrame) -> dict[str, Any] | None:
     (lower is better, so a positive gain is an improvement)."""
     if "tuning" not in runs.columns:
         return None
-    logs = [(r.learner, int(r.seed), read_entry(r.tuning)) for r in runs.itertuples(index=False)]
-    logs = sorted((x for x in logs if x[2] is not None), key=lambda x: (str(x[0]), x[1]))
+    entries = [(lab, int(seed), read_entry(text))
+               for lab, seed, text in zip(runs["learner"], runs["seed"], runs["tuning"])]
+    logs = sorted(((lab, seed, log) for lab, seed, log in entries if log is not None),
+                  key=lambda x: (str(x[0]), x[1]))
     if not logs:
         return None
-    rows, spaces, metrics, folds = [], {}, set(), set()
+    rows: list[list[Any]] = []
+    spaces: dict[str, str] = {}
+    metrics: set[str] = set()
+    folds: set[int] = set()
     for learner, seed, log in _shared(logs):
         best, untuned = log.get("best_value"), log.get("untuned_value")
         gain = log.get("gain")

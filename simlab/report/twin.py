@@ -273,18 +273,19 @@ def _answer(ag: RankAgreement) -> str:
 # --- rendering ----------------------------------------------------------------------------------
 def _side_by_side(ag: RankAgreement, real_board: pd.DataFrame, twin_board: pd.DataFrame
                   ) -> Table:
-    rb, tb = real_board.set_index("label"), twin_board.set_index("label")
+    rb = {r["label"]: r for _, r in real_board.iterrows()}     # label -> its board row
+    tb = {r["label"]: r for _, r in twin_board.iterrows()}
     real_rank = stats.rankdata(ag.real_loss) if ag.learners else []
     twin_rank = stats.rankdata(ag.twin_loss) if ag.learners else []
-    has_excess = "mean_excess_loss" in tb and tb["mean_excess_loss"].notna().any()
+    has_excess = "mean_excess_loss" in twin_board and twin_board["mean_excess_loss"].notna().any()
     header = ["learner", "survey rank", "survey loss", "twin rank", "twin loss"] + (
         ["twin excess loss"] if has_excess else [])
     rows = []
     for k, lab in enumerate(ag.learners):
-        row = [lab, _fmt(float(real_rank[k])), _with_ci(rb.loc[lab], RANK_METRIC),
-               _fmt(float(twin_rank[k])), _with_ci(tb.loc[lab], RANK_METRIC)]
+        row = [lab, _fmt(float(real_rank[k])), _with_ci(rb[lab], RANK_METRIC),
+               _fmt(float(twin_rank[k])), _with_ci(tb[lab], RANK_METRIC)]
         if has_excess:
-            row.append(_with_ci(tb.loc[lab], "mean_excess_loss"))
+            row.append(_with_ci(tb[lab], "mean_excess_loss"))
         rows.append(row)
     return Table(header, rows)
 

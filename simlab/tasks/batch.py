@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,8 @@ class TaskBatch:
         return int(self.x_support.shape[2])
 
     def to(self, device: str | torch.device) -> TaskBatch:
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                 for k, v in self.__dict__.items()}
+        moved: dict[str, Any] = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                                 for k, v in self.__dict__.items()}
         return TaskBatch(**moved)
 
     @classmethod
@@ -72,20 +73,20 @@ class TaskBatch:
         def ones(n: int, w: np.ndarray | None) -> np.ndarray:
             return np.ones(n, np.float32) if w is None else w.astype(np.float32)
 
-        def t(arrs: list[np.ndarray], dtype) -> torch.Tensor:
+        def stack(arrs: list[np.ndarray], dtype: Any) -> torch.Tensor:
             return torch.as_tensor(np.stack(arrs).astype(dtype, copy=False), device=device)
 
-        oracle = None
-        if all(x.oracle_query is not None for x in tasks):
-            oracle = t([pad(x.oracle_query) for x in tasks], np.float32)
+        oracles = [x.oracle_query for x in tasks if x.oracle_query is not None]
+        oracle = (stack([pad(a) for a in oracles], np.float32) if len(oracles) == len(tasks)
+                  else None)
         return cls(
-            x_support=t([x.x_support for x in tasks], np.float32),
-            y_support=t([x.y_support for x in tasks], ydt),
-            w_support=t([ones(x.shots, x.w_support) for x in tasks], np.float32),
-            x_query=t([pad(x.x_query) for x in tasks], np.float32),
-            y_query=t([pad(x.y_query) for x in tasks], ydt),
-            w_query=t([pad(ones(x.n_query, x.w_query)) for x in tasks], np.float32),
-            q_mask=t([pad(np.ones(x.n_query, bool), False) for x in tasks], bool),
+            x_support=stack([x.x_support for x in tasks], np.float32),
+            y_support=stack([x.y_support for x in tasks], ydt),
+            w_support=stack([ones(x.shots, x.w_support) for x in tasks], np.float32),
+            x_query=stack([pad(x.x_query) for x in tasks], np.float32),
+            y_query=stack([pad(x.y_query) for x in tasks], ydt),
+            w_query=stack([pad(ones(x.n_query, x.w_query)) for x in tasks], np.float32),
+            q_mask=stack([pad(np.ones(x.n_query, bool), False) for x in tasks], bool),
             target=first.target, n_classes=first.n_classes, oracle_query=oracle,
             group=torch.as_tensor([x.group_id for x in tasks], dtype=torch.int64, device=device),
             wave=torch.as_tensor([int(x.info.get("wave", -1)) for x in tasks], dtype=torch.int64,

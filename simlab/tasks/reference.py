@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simlab.tasks.task import Task
+from simlab.tasks.task import Task, TargetKind
 
 SINUSOID_AMPLITUDE = (0.1, 5.0)
 SINUSOID_PHASE = (0.0, float(np.pi))
@@ -95,7 +95,7 @@ def linear_gaussian_tasks(n_tasks: int, shots: int, query: int, rng: np.random.G
     if n_classes == 2:
         prob = (1.0 / (1.0 + np.exp(-logits[..., 0]))).astype(np.float32)
         y = (rng.uniform(size=prob.shape) < prob).astype(np.float32)
-        target = "binary"
+        target: TargetKind = "binary"
     else:
         z = np.exp(logits - logits.max(-1, keepdims=True))
         prob = (z / z.sum(-1, keepdims=True)).astype(np.float32)
@@ -114,7 +114,7 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
                                shots: int = 10, query: int = 20, n_features: int = 3,
                                q_b: float = 0.01, q_u: float = 0.05, sigma_u: float = 0.5,
                                noise: float = 1.0, jump_wave: int | None = None,
-                               jump_sd: float = 1.0, target: str = "regression"):
+                               jump_sd: float = 1.0, target: TargetKind = "regression"):
     """A linear-Gaussian random-walk multilevel family where the Kalman filter is exact.
 
     Group g at wave t: ``y = [x, 1] @ (b_t + u_{g,t}) + N(0, noise^2)``, x ~ N(0, I_D);

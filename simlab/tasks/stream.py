@@ -88,7 +88,8 @@ def save_stream(stream: TaskStream, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            # numpy>=2.1 stubs: mypy matches **arrays against savez's allow_pickle: bool
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:       # a full disk: no half-written .tmp left behind
         tmp.unlink(missing_ok=True)
@@ -136,15 +137,15 @@ def _unpack(data: dict[str, np.ndarray], header: dict[str, Any]) -> TaskStream:
     n_cells = (0, 0)
     tasks = []
     for rec in header["tasks"]:
-        fields: dict[str, np.ndarray | None] = {}
+        fields: dict[str, Any] = {}          # Task's array fields (None: absent)
         for name in _ARRAY_FIELDS:
             if name not in rec["has"]:
                 fields[name] = None
                 continue
             n = rec["shots"] if name.endswith("support") else rec["n_query"]
             start = offsets[name]
-            fields[name] = data[name][start:start + n]
-            if fields[name].shape[0] != n:
+            fields[name] = part = data[name][start:start + n]
+            if part.shape[0] != n:
                 raise ValueError(f"field {name} is truncated")
             offsets[name] = start + n
         cells, n_cells = _unpack_cells(data, rec.get("cells"), n_cells)
@@ -193,7 +194,7 @@ def _unpack_cells(data: dict[str, np.ndarray], rec: dict[str, Any] | None,
         share = share / share.sum()
     if len(x) != n or len(share) != n:
         raise ValueError("field cells is truncated")
-    prev = rec["prevalence"]
+    prev: Any = rec["prevalence"]
     prev = prev if prev is None or np.isscalar(prev) else np.asarray(prev, np.float64)
     return Cells(x, share, prev, rec["source"]), (at_x + n, at_share)
 
