@@ -8,17 +8,19 @@ from typing import TYPE_CHECKING
 
 from simlab._lazy import lazy_exports
 
-if TYPE_CHECKING:   # what _LAZY imports on first use, spelled out for IDEs and type checkers
-    from simlab.evaluation.protocol import evaluate, iter_evaluate
-    from simlab.experiment.config import Scenario, load_scenario
-    from simlab.experiment.store import Store
-    from simlab.experiment.survey_scenario import SurveyScenario
-    from simlab.experiment.sweep import run_sweep
-    from simlab.learners.base import Budget
-    from simlab.learners.registry import make_learner
-    from simlab.report.store_report import compare
-    from simlab.tasks.batch import TaskBatch
-    from simlab.tasks.task import Task, TaskStream
+# What _LAZY imports on first use, spelled out for IDEs and type checkers (``X as X``: an
+# explicit re-export).
+if TYPE_CHECKING:
+    from simlab.evaluation.protocol import evaluate as evaluate, iter_evaluate as iter_evaluate
+    from simlab.experiment.config import Scenario as Scenario, load_scenario as load_scenario
+    from simlab.experiment.store import Store as Store
+    from simlab.experiment.survey_scenario import SurveyScenario as SurveyScenario
+    from simlab.experiment.sweep import run_sweep as run_sweep
+    from simlab.learners.base import Budget as Budget
+    from simlab.learners.registry import make_learner as make_learner
+    from simlab.report.store_report import compare as compare
+    from simlab.tasks.batch import TaskBatch as TaskBatch
+    from simlab.tasks.task import Task as Task, TaskStream as TaskStream
 
 __version__ = "0.1.0"
 #: the results store when none is named (``simlab run``, ``run_sweep``, ``Store()``)
