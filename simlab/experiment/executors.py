@@ -343,7 +343,10 @@ class DaskExecutor:
                                          scheduler_kwargs={"dashboard": False},
                                          **({"host": host} if processes else {}))
             self._client = Client(self._cluster)
-        self.address = self._client.scheduler.address
+        rpc = self._client.scheduler          # set: Client() above connects before returning
+        if rpc is None:
+            raise ExecutorError("the Dask client has no scheduler connection")
+        self.address = rpc.address
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]
                       ) -> Iterator[tuple[T, R | WorkerCrash]]:

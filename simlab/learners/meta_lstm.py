@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -106,7 +106,7 @@ class CoordinateLSTM(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None,
+    def forward(ctx: Any, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None,
                 w_ih: torch.Tensor, w_hh: torch.Tensor, b: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         hid = w_hh.shape[1]
@@ -126,7 +126,7 @@ class CoordinateLSTM(torch.autograd.Function):
         return o * tc, c_new
 
     @staticmethod
-    def backward(ctx, dh: torch.Tensor | None, dc: torch.Tensor | None
+    def backward(ctx: Any, dh: torch.Tensor | None, dc: torch.Tensor | None
                  ) -> tuple[torch.Tensor | None, ...]:
         u, c, z, tc, w_hh = ctx.saved_tensors
         hid, n_in = w_hh.shape[1], u.shape[0] - (w_hh.shape[1] if ctx.h_given else 0)

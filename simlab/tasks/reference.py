@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simlab.tasks.task import Task, TargetKind
+from simlab.tasks.task import ShiftEvent, Task, TargetKind, TaskStream
 
 SINUSOID_AMPLITUDE = (0.1, 5.0)
 SINUSOID_PHASE = (0.0, float(np.pi))
@@ -114,7 +114,8 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
                                shots: int = 10, query: int = 20, n_features: int = 3,
                                q_b: float = 0.01, q_u: float = 0.05, sigma_u: float = 0.5,
                                noise: float = 1.0, jump_wave: int | None = None,
-                               jump_sd: float = 1.0, target: TargetKind = "regression"):
+                               jump_sd: float = 1.0, target: TargetKind = "regression"
+                               ) -> TaskStream:
     """A linear-Gaussian random-walk multilevel family where the Kalman filter is exact.
 
     Group g at wave t: ``y = [x, 1] @ (b_t + u_{g,t}) + N(0, noise^2)``, x ~ N(0, I_D);
@@ -126,7 +127,6 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
     ``target="binary"``: y ~ Bernoulli(sigmoid(linear predictor)) instead (``noise`` unused),
     the same drifting dynamic logistic multilevel model.
     """
-    from simlab.tasks.task import ShiftEvent, TaskStream   # local: keeps the module header small
 
     _check_sizes("drifting_regression_stream", n_groups, shots, query)
     if int(n_waves) != n_waves or n_waves < 1:
@@ -170,7 +170,7 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
     return TaskStream(waves, shifts, {"family": "drifting_regression", "truth": truth})
 
 
-def drifting_bayes_predictions(stream, shots: int, prior_sd: float = 10.0
+def drifting_bayes_predictions(stream: TaskStream, shots: int, prior_sd: float = 10.0
                                ) -> list[np.ndarray]:
     """The Bayes-optimal per-task predictions on a :func:`drifting_regression_stream`.
 
@@ -228,7 +228,7 @@ def drifting_bayes_predictions(stream, shots: int, prior_sd: float = 10.0
     return out
 
 
-def group_blind_bayes_predictions(stream, shots: int, prior_sd: float = 10.0
+def group_blind_bayes_predictions(stream: TaskStream, shots: int, prior_sd: float = 10.0
                                   ) -> list[np.ndarray]:
     """The Bayes-optimal predictions on a :func:`drifting_regression_stream` for a learner that
     does not know which tasks share a group: the optimum of the classic meta-learning setting.

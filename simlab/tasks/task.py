@@ -4,6 +4,7 @@ Pure numpy (no torch) so that the society layer and stream generation run withou
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -122,7 +123,7 @@ class TaskStream:
             elif g is not None:
                 task.info.setdefault("group_id", ids.setdefault(g, len(ids)))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[list[Task]]:
         """Iterate over the waves (each a list of tasks)."""
         return iter(self.waves)
 
