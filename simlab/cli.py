@@ -196,7 +196,7 @@ def add_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="regenerate, ignoring the disk cache")
     p.add_argument("--headroom", action="store_true",
                    help="per wave: how much a flexible model beats a hierarchical GLM on a "
-                        "large sample of the society (see simlab/society/headroom.py)")
+                        "large sample of the society (see simlab/society/diagnostics/headroom.py)")
     p.add_argument("--respondents", type=_positive, default=400, metavar="N",
                    help="respondents per group for --headroom (default 400)")
     p.add_argument("--waves", type=_wave_list, default=None, metavar="A,B",
@@ -254,7 +254,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     if args.headroom:
-        from simlab.society.headroom import headroom, headroom_table
+        from simlab.society.diagnostics.headroom import headroom, headroom_table
 
         if not hasattr(scenario, "build_society"):
             raise UserError(f"--headroom needs a simulated scenario; {scenario.name} is a "

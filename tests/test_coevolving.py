@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
-from simlab.society.coevolving import CoevolvingParams, CoevolvingSociety
+from simlab.society.families.coevolving import CoevolvingParams, CoevolvingSociety
 from simlab.society.graphs import SocialGraph
 from simlab.society.population import Population
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
-from simlab.society.contagion import ContagionParams, ContagionSociety
+from simlab.society.families.contagion import ContagionParams, ContagionSociety
 
 pytestmark = pytest.mark.society
 

@@ -16,8 +16,8 @@ from simlab.evaluation.statistics import best_baseline, compare_all, is_baseline
 from simlab.experiment.config import ScenarioError, list_scenarios, load_scenario
 from simlab.learners.base import TaskSpec
 from simlab.learners.registry import make_learner
-from simlab.society.ceiling import expected_excess, fit_net, predict_net
-from simlab.society.opinion import OpinionParams, OpinionSociety
+from simlab.society.diagnostics.ceiling import expected_excess, fit_net, predict_net
+from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.response import PeakSpec, response_spec
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
-from simlab.society.epidemic import (
+from simlab.society.families.epidemic import (
     INFECTED,
     RECOVERED,
     SUSCEPTIBLE,

@@ -87,7 +87,7 @@ def test_population_cells_are_members_with_the_groups_exact_prevalence():
         for g, c in enumerate(cells):
             members = soc.social.members(g)
             truth = soc.oracle(members)
-            full = survey._features(soc, members, names, 0.0, rng)
+            full = survey.features_of(soc, members, names, 0.0, rng)
             np.testing.assert_allclose(c.prevalence, truth.mean())
             match = (c.x[:, None, :] == full[None]).all(-1)        # [cells, members]
             assert match.any(1).all() and len(c.x) == min(m, len(members))

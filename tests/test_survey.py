@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from society_fixtures import planted_inputs
 
-from simlab.society.opinion import OpinionParams, OpinionSociety
+from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.survey import SurveyDesign, feature_names, response_propensity, sample_wave
 
 pytestmark = pytest.mark.society

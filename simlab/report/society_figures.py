@@ -1,7 +1,7 @@
 """What the society did: its per-tick model reporters, drawn under the learners' scores.
 
 The reporters (``TaskStream.meta["reporters"]``, a Mesa ``DataCollector`` table, see
-:mod:`simlab.society.reporters`) come from the scenario's cached stream of the first seed the
+:mod:`simlab.society.diagnostics.reporters`) come from the scenario's cached stream of the first seed the
 runs used, so a reader sees whether adoption tipped, an outbreak started or the parties split
 in the waves where a learner failed. Ticks are put on the wave axis of the other figures
 (wave w is surveyed after tick ``burn_in + (w + 1) * every``).
