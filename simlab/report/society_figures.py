@@ -3,8 +3,8 @@
 The reporters (``TaskStream.meta["reporters"]``, a Mesa ``DataCollector`` table, see
 :mod:`simlab.society.diagnostics.reporters`) come from the scenario's cached stream of the
 first seed the runs used, so a reader sees whether adoption tipped, an outbreak started or the
-parties split in the waves where a learner failed. Ticks are put on the wave axis of the other figures
-(wave w is surveyed after tick ``burn_in + (w + 1) * every``).
+parties split in the waves where a learner failed. Ticks are put on the wave axis of the other
+figures (wave w is surveyed after tick ``burn_in + (w + 1) * every``).
 """
 from __future__ import annotations
 
