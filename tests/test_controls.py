@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from society_fixtures import planted_inputs, run
 
 from simlab.errors import LearnerError
 from simlab.evaluation.statistics import best_baseline, compare_all, is_baseline, is_reference
@@ -21,6 +20,8 @@ from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.response import PeakSpec, response_spec
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
+
+from helpers.society import planted_inputs, run
 
 PRIOR = {"kind": "peak", "trait": "age", "width": 0.5, "offset": [-1.5, 0.5],
          "amplitude": [3.0, 1.0], "location": [0.0, 1.0], "linear": 0.0, "column": 0}

@@ -8,12 +8,13 @@ import networkx as nx
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from society_fixtures import gnp_inputs, planted_inputs
 
 from simlab.society import FAMILIES, Society, society_class
 from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.graphs import from_networkx
 from simlab.society.population import PopulationSpec, make_population
+
+from helpers.society import gnp_inputs, planted_inputs
 
 pytestmark = pytest.mark.society
 

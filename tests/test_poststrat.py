@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_sweep import TINY
 
 import simlab
 import simlab.tasks.stream as stream_format
@@ -25,6 +24,8 @@ from simlab.society.run import build_society, seed_streams
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.stream import load_stream, save_stream
 from simlab.tasks.task import Task
+
+from helpers.scenarios import TINY
 
 FAST = Budget(iterations=2, meta_batch=4)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from society_fixtures import planted_inputs, run
 
 from simlab.experiment.config import ScenarioError, load_scenario
 from simlab.society.families.opinion import OpinionParams, OpinionSociety
@@ -15,6 +14,8 @@ from simlab.society.response import (
     ThresholdSpec,
     response_spec,
 )
+
+from helpers.society import planted_inputs, run
 
 pytestmark = pytest.mark.society
 

@@ -30,7 +30,8 @@ import simlab.tasks.task as task
 from simlab.experiment.config import Scenario
 from simlab.tasks.stream import cache_key
 
-from test_sweep import TINY
+from helpers.scenarios import TINY
+
 
 SHAPERS = {
     "seed_streams": run.seed_streams,
