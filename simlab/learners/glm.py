@@ -25,7 +25,7 @@ from simlab.learners.base import Adapted
 from simlab.learners.episodes import check_query, labelled, normalise_weights
 from simlab.learners.losses import to_prediction
 from simlab.tasks.batch import TaskBatch
-from simlab.tasks.task import Task, TargetKind
+from simlab.tasks.task import TargetKind, Task
 
 GLM_DTYPE = torch.float64          # Newton solves in double precision; predictions float32
 _LINE_SEARCH = tuple(2.0 ** -k for k in range(1, 31)) + (0.0,)   # 0 keeps the old iterate
@@ -172,5 +172,5 @@ class GLMAdapted(Adapted):
         return to_prediction(eta, self.target).to(query.x_query.dtype)
 
 
-__all__ = ["GLMAdapted", "GLM_DTYPE", "design", "encode", "grad_hess", "newton_path",
+__all__ = ["GLM_DTYPE", "GLMAdapted", "design", "encode", "grad_hess", "newton_path",
            "newton_step", "nll", "objective", "pool", "posterior_cov"]

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simlab.society.diagnostics.ceiling import Net, expected_excess, fit_net, predict_net, val_loss
+from simlab.society.diagnostics.ceiling import (Net, expected_excess, fit_net, predict_net,
+                                                val_loss)
 from simlab.society.run import HasSocietySpec, SocietySpec, as_spec, build_society, seed_streams
 
 if TYPE_CHECKING:  # pragma: no cover
