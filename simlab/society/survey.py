@@ -62,7 +62,8 @@ class SurveyDesign(StrictModel):
                                                   "(a twin matching a real survey's width)")
     ceiling: bool = Field(False, description="estimate the observable ceiling E[y | features, "
                                              "group, wave] per query respondent (costs a "
-                                             "small fit per wave; see society/ceiling.py)")
+                                             "small fit per wave; see "
+                                             "society/diagnostics/ceiling.py)")
     binary_distractors: list[float] = Field(
         default_factory=list, description="irrelevant 0/1 features appended, one per entry: "
                                           "its P(1) in [0, 1]")
