@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simlab.tasks.survey_data import SurveyData, survey_stream
+from simlab.survey import SurveyData, survey_stream
 
 pytestmark = pytest.mark.society   # numpy/pandas only
 
