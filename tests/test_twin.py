@@ -1,6 +1,7 @@
 """The simulated twin: matched to the survey's shape; TOML out; the side-by-side report."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
@@ -67,6 +68,16 @@ def test_written_twin_loads_and_roundtrips(survey: SurveyScenario, fit, tmp_path
     assert load_scenario(out).fingerprint() == Scenario.from_dict(
         fit.config, "x").fingerprint()
     assert tomllib.loads(dumps_toml(fit.config)) == _no_none(fit.config)
+
+
+def test_quotes_newlines_and_unicode_survive_the_written_twin(survey: SurveyScenario, fit,
+                                                              tmp_path: Path) -> None:
+    text = 'say "yes" \\ no\nsecond line, tab\t: \u00fcn\u00efc\u00f6d\u00e9 \u2014 \U0001F642'
+    config = {**fit.config, "description": text}
+    parsed = tomllib.loads(dumps_toml(config, ["a header\nof two lines \U0001F642"]))
+    assert parsed["description"] == text and parsed == _no_none(config)
+    out = write_fit(survey, dataclasses.replace(fit, config=config), tmp_path / "twin.toml")
+    assert load_scenario(out).description == text
 
 
 def _no_none(d):
