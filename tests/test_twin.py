@@ -122,8 +122,8 @@ def test_twin_refuses_what_it_cannot_match(tmp_path: Path) -> None:
         '[data]\nsource = "m.csv"\ngroups = ["g"]\ntime = "t"\ntarget = "y"\n'
         'target_kind = "multiclass"\nfeatures = ["x"]\nsupport = 5\nquery = 5\n'
         '[evaluation]\nwarmup = 1\nshots = [5]\n')
-    with pytest.raises(ValueError, match=re.escape("data.target_kind = 'multiclass' has no "
-                                                   "twin yet")):
+    with pytest.raises(ScenarioError, match=re.escape("data.target_kind = 'multiclass' has no "
+                                                      "twin yet")):
         write_twin(tmp_path / "m.toml")
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simlab.errors import ScenarioError
 from simlab.experiment.twin.fidelity import fidelity_rows, trend_flag, trend_rows
 from simlab.experiment.twin.measure import achieved_levels, effect_spread, pooled_r2, twin_cells
 from simlab.experiment.twin.scenario import OPINION_EFFECT, Levels, twin_config, twin_scenario
@@ -117,9 +118,10 @@ def fit_twin(survey: SurveyScenario, seed: int = 0, rounds: int = 4,
     from simlab.society.run import generate_stream
 
     if rounds < 1:
-        raise ValueError(f"rounds={rounds} must be >= 1")
+        raise ScenarioError(f"rounds={rounds} must be >= 1 (simlab twin --rounds)")
     if heterogeneity < 0:
-        raise ValueError(f"heterogeneity={heterogeneity} must be >= 0 (0.5 is moderate)")
+        raise ScenarioError(f"heterogeneity={heterogeneity} must be >= 0 (0.5 is moderate; "
+                            "simlab twin --heterogeneity)")
     shape = survey_shape(survey, seed)
     to_link, _ = link_functions(shape.target)
     target_w, target_g = to_link(shape.wave_level), to_link(shape.group_level)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simlab.errors import ScenarioError
 from simlab.experiment.twin.measure import effect_spread, pooled_r2, survey_cells
 from simlab.experiment.twin.trends import GroupTrends, group_trends
 
@@ -58,9 +59,10 @@ def survey_shape(survey: SurveyScenario, seed: int = 0) -> SurveyShape:
 
     spec = survey.data
     if spec.target_kind == "multiclass":
-        raise ValueError(f"{survey.name}: data.target_kind = 'multiclass' has no twin yet: the "
-                         "twin's opinion society answers a binary or numeric question; recode "
-                         "the target to 0/1 (target_kind = 'binary') to rehearse on a twin")
+        raise ScenarioError(f"{survey.name}: data.target_kind = 'multiclass' has no twin yet: "
+                            "the twin's opinion society answers a binary or numeric question; "
+                            "recode the target to 0/1 (target_kind = 'binary') to rehearse on "
+                            "a twin")
     stream = survey.stream(seed, cache=False)
     frame = survey.frame()
     resp = respondents(frame, spec, seed)
