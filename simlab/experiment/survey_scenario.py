@@ -81,7 +81,7 @@ class SurveyScenario(ScenarioBase):
                             "simulated twin of this survey has one: `simlab twin`)")
         problems += self._learner_checks(self.data.support, "data.support")
         if problems:
-            raise ValueError("\n".join(problems))
+            raise ScenarioError("\n".join(problems))
         return self
 
     def check_data(self) -> TaskStream:
