@@ -77,16 +77,16 @@ def dumps_toml(data: Mapping[str, Any], header: Sequence[str] = ()) -> str:
     defaults apply); numpy scalars become Python numbers."""
     lines = [f"# {part}".rstrip() for h in header for part in (str(h).splitlines() or [""])]
     body = tomli_w.dumps(_plain(data, "")).rstrip()
-    return "\n".join([*lines, ""] if lines else []) + (f"{body}\n" if body else "")
+    return "\n".join([*lines, "", ""] if lines else []) + (f"{body}\n" if body else "")
 
 
 def _plain(value: Any, where: str) -> Any:
     """``value`` with what TOML cannot hold dropped (None, empty tables) or converted (numpy
     scalars, tuples); a non-finite number is an error naming its key."""
     if isinstance(value, Mapping):
-        out = {str(k): _plain(v, f"{where}.{k}" if where else str(k))
-               for k, v in value.items() if v is not None}
-        return {k: v for k, v in out.items() if not (isinstance(v, dict) and not v)}
+        return {str(k): _plain(v, f"{where}.{k}" if where else str(k))
+                for k, v in value.items()
+                if v is not None and not (isinstance(v, Mapping) and not v)}
     if isinstance(value, (list, tuple)):
         return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, np.generic):
