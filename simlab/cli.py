@@ -232,7 +232,7 @@ def _survey_ledger(scenario: Any, strict: bool, show: bool = True) -> None:
     if text is None:
         return
     if show:
-        from simlab.tasks.survey_data import ledger_text
+        from simlab.survey.ledger import ledger_text
 
         print(ledger_text(scenario.ledger) + "".join(
             f"\nwarning: {w}" for w in scenario.data_warnings

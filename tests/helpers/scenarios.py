@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simlab.tasks.survey_data import SurveyData
+from simlab.survey import SurveyData
 
 TINY: dict[str, Any] = {
     "name": "tiny",
