@@ -1,4 +1,5 @@
-"""Reference: the opinion dynamics of ``simlab.society.families.opinion`` written the idiomatic Mesa way.
+"""Reference: the opinion dynamics of ``simlab.society.families.opinion`` written the idiomatic
+Mesa way.
 
 Every agent is a ``mesa.Agent`` with its own ``step`` (read the neighbours' opinions, compute
 the next one) and ``advance`` (commit it), so the update is synchronous like the vectorised

@@ -55,7 +55,7 @@ class InterruptsInCell(Scratch):
 
 
 # --- 1. a NaN in a run's log ------------------------------------------------------------------
-def test_a_nan_in_a_log_is_stored_as_null_and_the_store_stays_reportable(tiny, tmp_path):  # noqa: F811
+def test_a_nan_in_a_log_is_stored_as_null_and_the_store_stays_reportable(tiny, tmp_path):
     db = tmp_path / "r.db"
     s = run_sweep(tiny, [LearnerSpec(f"{__name__}:NaNInLog", label="nan_log")], [0], db,
                   executor="inline", quiet=True)
@@ -71,7 +71,7 @@ def test_a_nan_in_a_log_is_stored_as_null_and_the_store_stays_reportable(tiny, t
         assert store.export(tmp_path / "out.csv")
 
 
-def test_a_store_with_bare_nan_tokens_from_before_still_reads(tiny, tmp_path):  # noqa: F811
+def test_a_store_with_bare_nan_tokens_from_before_still_reads(tiny, tmp_path):
     db = tmp_path / "r.db"
     run_sweep(tiny, ["scratch"], [0], db, executor="inline", quiet=True)
     con = sqlite3.connect(db)
@@ -86,7 +86,7 @@ def test_a_store_with_bare_nan_tokens_from_before_still_reads(tiny, tmp_path):  
 # --- 2. sys.exit / KeyboardInterrupt inside a cell -------------------------------------------
 @pytest.mark.parametrize("executor,jobs", [pytest.param("process", 2, marks=pytest.mark.slow),
                                            ("inline", 1)])
-def test_sys_exit_in_a_plugin_fails_its_cell_and_the_sweep_goes_on(tiny, tmp_path,  # noqa: F811
+def test_sys_exit_in_a_plugin_fails_its_cell_and_the_sweep_goes_on(tiny, tmp_path,
                                                                    executor, jobs):
     s = run_sweep(tiny, [LearnerSpec(f"{__name__}:ExitsInCell", label="exits")], [0, 1],
                   tmp_path / "r.db", executor=executor, jobs=jobs, quiet=True)
@@ -95,7 +95,7 @@ def test_sys_exit_in_a_plugin_fails_its_cell_and_the_sweep_goes_on(tiny, tmp_pat
     assert "seed=1" in cell and "SystemExit" in reason and "plug-in gave up" in reason
 
 
-def test_keyboard_interrupt_raised_by_a_plugin_is_its_cells_failure(tiny, tmp_path):  # noqa: F811
+def test_keyboard_interrupt_raised_by_a_plugin_is_its_cells_failure(tiny, tmp_path):
     s = run_sweep(tiny, [LearnerSpec(f"{__name__}:InterruptsInCell", label="intr")], [0, 1],
                   tmp_path / "r.db", executor="inline", quiet=True)
     assert (s.ok + s.diverged, s.failed) == (1, 1)
@@ -192,7 +192,7 @@ def test_a_task_whose_weights_are_all_zero_is_refused():
 
 
 # --- 6. limits estimated before allocating ----------------------------------------------------
-def test_a_huge_hidden_layer_is_refused_before_it_is_built(tiny, tmp_path, monkeypatch):  # noqa: F811
+def test_a_huge_hidden_layer_is_refused_before_it_is_built(tiny, tmp_path, monkeypatch):
     import time
 
     from simlab.experiment.config import Scenario
@@ -222,7 +222,7 @@ def test_a_billion_steps_is_refused(monkeypatch):
                                                    "steps": [0, 1_000_000_000]}})
 
 
-def test_the_cell_limit_counts_grid_points(tiny, tmp_path, monkeypatch):  # noqa: F811
+def test_the_cell_limit_counts_grid_points(tiny, tmp_path, monkeypatch):
     import time
 
     from simlab.errors import ScenarioError
@@ -284,7 +284,7 @@ class ProbabilityTwo(Scratch):
     ("OverflowBug", "RuntimeError: value cannot be converted to type int64 without overflow"),
     ("ProbabilityTwo", "LearnerError: learner 'probability_two': predict returned "
                        "probabilities outside [0, 1]")])
-def test_a_learner_bug_is_a_failed_cell_not_a_divergence(tiny, tmp_path, cls, reason):  # noqa: F811
+def test_a_learner_bug_is_a_failed_cell_not_a_divergence(tiny, tmp_path, cls, reason):
     s = run_sweep(tiny, [LearnerSpec(f"{__name__}:{cls}")], [0], tmp_path / "r.db",
                   executor="inline", quiet=True)
     assert (s.ok, s.diverged, s.failed) == (0, 0, 1)
@@ -305,7 +305,7 @@ def test_only_non_finite_messages_count_as_divergence():
 
 
 # --- 8. disk and permissions (the cache part) -------------------------------------------------
-def test_a_full_cache_disk_leaves_no_tmp_file(tiny, tmp_path, monkeypatch):  # noqa: F811
+def test_a_full_cache_disk_leaves_no_tmp_file(tiny, tmp_path, monkeypatch):
     import errno
 
     import numpy as np
@@ -320,7 +320,7 @@ def test_a_full_cache_disk_leaves_no_tmp_file(tiny, tmp_path, monkeypatch):  # n
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cache_warnings_raised_while_preparing_streams_reach_the_user(tiny, tmp_path,  # noqa: F811
+def test_cache_warnings_raised_while_preparing_streams_reach_the_user(tiny, tmp_path,
                                                                       monkeypatch):
     from simlab.experiment.sweep import prepare_stream
 
@@ -334,7 +334,7 @@ def test_cache_warnings_raised_while_preparing_streams_reach_the_user(tiny, tmp_
 
 
 @pytest.mark.slow
-def test_cache_warnings_from_pool_workers_reach_the_user(tiny, tmp_path, monkeypatch):  # noqa: F811
+def test_cache_warnings_from_pool_workers_reach_the_user(tiny, tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("SIMLAB_CACHE", str(blocker))          # workers inherit it
@@ -345,7 +345,7 @@ def test_cache_warnings_from_pool_workers_reach_the_user(tiny, tmp_path, monkeyp
 
 
 # --- 12. the stream cache checks a content digest ---------------------------------------------
-def test_a_planted_stream_file_with_the_right_key_is_not_used(tiny, tmp_path):  # noqa: F811
+def test_a_planted_stream_file_with_the_right_key_is_not_used(tiny, tmp_path):
     import numpy as np
 
     from simlab.tasks.stream import cached_stream
@@ -367,7 +367,7 @@ def test_a_planted_stream_file_with_the_right_key_is_not_used(tiny, tmp_path):  
 
 
 # --- 8. disk and permissions (the store and the report) ---------------------------------------
-def test_a_full_disk_while_storing_stops_clearly_and_keeps_the_finished_runs(tiny, tmp_path):  # noqa: F811
+def test_a_full_disk_while_storing_stops_clearly_and_keeps_the_finished_runs(tiny, tmp_path):
     from simlab.errors import StoreError
 
     db = tmp_path / "r.db"
@@ -387,7 +387,7 @@ def test_a_full_disk_while_storing_stops_clearly_and_keeps_the_finished_runs(tin
     assert (s.skipped, s.failed) == (1, 0)        # resumes with the cell that was lost
 
 
-def test_a_full_disk_while_writing_the_report_is_one_clear_error(tiny, tmp_path,  # noqa: F811
+def test_a_full_disk_while_writing_the_report_is_one_clear_error(tiny, tmp_path,
                                                                  monkeypatch, capsys):
     import errno
     from pathlib import Path
@@ -405,7 +405,7 @@ def test_a_full_disk_while_writing_the_report_is_one_clear_error(tiny, tmp_path,
     assert "simlab: error: the disk is full" in capsys.readouterr().err
 
 
-def test_a_valid_store_on_a_read_only_filesystem_can_be_read(tiny, tmp_path):  # noqa: F811
+def test_a_valid_store_on_a_read_only_filesystem_can_be_read(tiny, tmp_path):
     import os
     import shutil
     import subprocess
@@ -466,7 +466,7 @@ def test_a_scenario_extending_the_base_may_drop_meta_lstm(tmp_path):
 
 
 # --- 10. Markdown link syntax in user text is inert --------------------------------------------
-def test_link_syntax_in_a_learner_label_is_escaped_in_report_md(tiny, tmp_path):  # noqa: F811
+def test_link_syntax_in_a_learner_label_is_escaped_in_report_md(tiny, tmp_path):
     import re
 
     from simlab.report.store_report import report_from_store
@@ -554,7 +554,7 @@ def test_negative_respondents_is_a_usage_error(capsys):
     assert "--respondents: -5 must be at least 1" in capsys.readouterr().err
 
 
-def test_device_cuda_without_cuda_is_refused_before_any_cell_runs(tiny, tmp_path,  # noqa: F811
+def test_device_cuda_without_cuda_is_refused_before_any_cell_runs(tiny, tmp_path,
                                                                   monkeypatch, capsys):
     import torch
 

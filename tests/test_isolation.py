@@ -45,7 +45,7 @@ def test_a_dying_item_is_retried_then_reported_and_the_rest_finish():
     assert "signal 9 (SIGKILL)" in crash.describe()
 
 
-def test_a_cell_that_exits_is_recorded_as_crashed_and_the_sweep_goes_on(tiny, tmp_path):  # noqa: F811
+def test_a_cell_that_exits_is_recorded_as_crashed_and_the_sweep_goes_on(tiny, tmp_path):
     learner = LearnerSpec(f"{__name__}:ExitsOnSeedOne", label="exits")
     s = run_sweep(tiny, [learner], [0, 1], tmp_path / "r.db", executor="process", jobs=2,
                   quiet=True)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from simlab.errors import DataError
-from simlab.survey import SurveyData, survey_stream
+from simlab.survey import survey_stream
 
 from helpers.scenarios import frame, spec
 
