@@ -78,11 +78,11 @@ def grad_hess(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Ten
     eta = x @ beta
     b, n, o = eta.shape
     if target == "binary":
-        p = torch.sigmoid(eta)
-        resid, curv = p - y, (p * (1 - p)).unsqueeze(-1)
+        mu = torch.sigmoid(eta)
+        resid, curv = mu - y, (mu * (1 - mu)).unsqueeze(-1)
     elif target == "multiclass":
-        p = torch.softmax(eta, -1)
-        resid, curv = p - y, torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+        mu = torch.softmax(eta, -1)
+        resid, curv = mu - y, torch.diag_embed(mu) - mu.unsqueeze(-1) * mu.unsqueeze(-2)
     else:
         resid = (eta - y) / sigma2
         curv = torch.ones(b, n, 1, 1, dtype=eta.dtype, device=eta.device) / sigma2
