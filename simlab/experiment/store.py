@@ -485,7 +485,7 @@ class Store:
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
         if fmt not in ("csv", "parquet"):
-            raise ValueError(f"export format {fmt!r} is not supported; use csv or parquet")
+            raise StoreError(f"export format {fmt!r} is not supported; use csv or parquet")
         if path.suffix.lstrip(".").lower() != fmt:
             path = path.with_name(path.name + f".{fmt}")
         f = self.frames(latest=latest)

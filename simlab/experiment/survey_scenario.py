@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from simlab.errors import ScenarioError
+from simlab.errors import DataError, ScenarioError
 from simlab.experiment.errors_text import origin, validate_model
 from simlab.experiment.scenario_base import EvaluationSpec, ScenarioBase
 from simlab.schema import check_seed
@@ -77,7 +77,7 @@ class SurveyScenario(ScenarioBase):
                             "simulated twin of this survey has one: `simlab twin`)")
         problems += self._learner_checks(self.data.support, "data.support")
         if problems:
-            raise ValueError("\n".join(problems))
+            raise ScenarioError("\n".join(problems))
         return self
 
     def check_data(self) -> TaskStream:
@@ -176,8 +176,8 @@ class SurveyScenario(ScenarioBase):
         import pandas as pd
 
         if not isinstance(df, pd.DataFrame):
-            raise ValueError(f"SurveyScenario.from_frame: df must be a pandas DataFrame, got "
-                             f"{type(df).__name__}")
+            raise DataError(f"SurveyScenario.from_frame: df must be a pandas DataFrame, got "
+                            f"{type(df).__name__}")
         spec = {"source": f"{FRAME_SOURCE}{name}", "groups": [groups] if isinstance(
             groups, str) else list(groups), "time": time, "target": target,
                 "features": list(features), **data}

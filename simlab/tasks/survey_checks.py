@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from simlab.errors import DataError
+
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.tasks.task import TaskStream
 
@@ -83,7 +85,7 @@ def numeric_cells(df: pd.DataFrame, spec: SurveyColumns) -> pd.DataFrame:
                                            # gets encode_target's message)
         bad = present[parsed.isna()]
         if len(bad):
-            raise ValueError(_non_numeric_message(col, bad, spec, declared and share <
+            raise DataError(_non_numeric_message(col, bad, spec, declared and share <
                                                   NUMERIC_SHARE))
         if out is df:
             out = df.copy()
@@ -123,8 +125,8 @@ def time_order(df: pd.DataFrame, spec: SurveyColumns) -> list[Any]:
         seen = set(present.astype(str))
         unknown = sorted(seen - set(by_text))
         if unknown:
-            raise ValueError(f"data.ordinal.{spec.time}: time value(s) {unknown[:5]} are not "
-                             f"in the listed order {order!r}; add them")
+            raise DataError(f"data.ordinal.{spec.time}: time value(s) {unknown[:5]} are not "
+                            f"in the listed order {order!r}; add them")
         return [_plain(v) for v in order if str(v) in seen]
     if isinstance(s.dtype, pd.CategoricalDtype):
         if s.cat.ordered:
@@ -135,11 +137,11 @@ def time_order(df: pd.DataFrame, spec: SurveyColumns) -> list[Any]:
         return [_plain(v) for v in sorted(present.unique())]
     values = sorted(map(str, present.unique()))
     shown = ", ".join(map(repr, values[:4]))
-    raise ValueError(f"data.time: column {spec.time!r} holds text ({shown}"
-                     f"{', ...' if len(values) > 4 else ''}), which has no order (sorting it "
-                     f"alphabetically would scramble the waves); give the order as "
-                     f"data.ordinal.{spec.time} = [earliest, ..., latest] in the [data.ordinal] "
-                     "table, pass an ordered pandas Categorical, or recode it to numbers")
+    raise DataError(f"data.time: column {spec.time!r} holds text ({shown}"
+                    f"{', ...' if len(values) > 4 else ''}), which has no order (sorting it "
+                    f"alphabetically would scramble the waves); give the order as "
+                    f"data.ordinal.{spec.time} = [earliest, ..., latest] in the [data.ordinal] "
+                    "table, pass an ordered pandas Categorical, or recode it to numbers")
 
 
 def _plain(value: Any) -> Any:
@@ -167,9 +169,9 @@ def check_leakage(df: pd.DataFrame, spec: SurveyColumns, y: np.ndarray) -> None:
             continue
         why = _leak_reason(s[keep], y[keep], spec, col)
         if why:
-            raise ValueError(f"data.features: column {col!r} leaks the target "
-                             f"{spec.target!r} ({why}): it is known only once the answer is; "
-                             f"remove it from data.features")
+            raise DataError(f"data.features: column {col!r} leaks the target "
+                            f"{spec.target!r} ({why}): it is known only once the answer is; "
+                            f"remove it from data.features")
 
 
 def _leak_reason(s: pd.Series, y: np.ndarray, spec: SurveyColumns, col: str) -> str | None:
