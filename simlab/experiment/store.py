@@ -242,6 +242,10 @@ class Store:
             return con
         except sqlite3.OperationalError:
             con.close()
+        except sqlite3.DatabaseError as err:    # "file is not a database"
+            con.close()
+            raise StoreError(f"{self.path} is not a SQLite file ({err}); pass a different --db "
+                             "path.") from err
         uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
         return sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
 
