@@ -142,10 +142,10 @@ def variant(work: Path, name: str, old: str, new: str, base: str = "tiny.toml") 
     return name
 
 
-# (argv, what the one line must say); {w} is the work folder, files are made by `prepare`
+# (argv, what the one line must say), run in the work folder; `prepare` writes the bad files
 USER_ERRORS = [
-    (["run", "tiny.toml", "-l", "mamll", "--db", "r.db"], "unknown learner 'mamll'. Did you "
-     "mean maml"),
+    (["run", "tiny.toml", "-l", "mamll", "--db", "r.db"],
+     "unknown learner 'mamll'. Did you mean maml"),
     (["run", "no_such_scenario", "--db", "r.db"], "no scenario file 'no_such_scenario'"),
     (["run", "badvalue.toml", "--db", "r.db"], "graph.mean_degree = 'six'"),
     (["run", "badhyper.toml", "--db", "r.db"], "hyperparameter l2=-1.0 is invalid"),

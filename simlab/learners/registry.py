@@ -93,7 +93,8 @@ def make_learner(name: str, **hyperparameters: Any) -> Learner:
     except TypeError as err:
         if err.__traceback__ is not None and err.__traceback__.tb_next is not None:
             raise       # raised inside the constructor, not by its signature: a bug
-        fields = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+        fields: list[str] = ([f.name for f in dataclasses.fields(cls)]
+                             if dataclasses.is_dataclass(cls) else [])
         raise LearnerError(f"learner {name!r}: {err}. Valid hyperparameters: "
                            f"{', '.join(fields) or 'none'}") from err
 
