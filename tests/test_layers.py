@@ -2,8 +2,8 @@
 
     tasks (leaf) <- society <- learners <- evaluation <- experiment <- report <- cli
 
-Leaf modules (``simlab.errors``, ``simlab.schema``, ``simlab._lazy``, ``simlab`` itself) may be
-imported from anywhere. Every import counts, including those inside functions and under
+Leaf modules (``simlab.errors``, ``simlab.schema``, ``simlab.settings``, ``simlab._lazy``,
+``simlab`` itself) may be imported from anywhere. Every import counts, including those inside functions and under
 ``TYPE_CHECKING``: a layer that needs a higher one's type takes a Protocol instead.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ ALLOWED = {
     "cli": {"tasks", "society", "learners", "evaluation", "experiment", "report"},
     "__main__": {"cli"},
 }
-LEAVES = {"errors", "schema", "_lazy", ""}
+LEAVES = {"errors", "schema", "settings", "_lazy", ""}
 
 
 def _layer(module: str) -> str:
