@@ -63,7 +63,7 @@ CASES: list[tuple[str, dict[str, Any], list[str], list[int]]] = [
 
 #: what one tree runs (its own simlab, its own scenario files); writes a pickle
 RUNNER = r'''
-import dataclasses, pickle, sys, warnings
+import dataclasses, pickle, sys, time, warnings
 import torch
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")
@@ -77,6 +77,7 @@ for file, overrides, learners, seeds in cases:
     jobs = plan_cells([sc], [LearnerSpec(n) for n in learners], seeds)
     tuned = {}
     for job in jobs:
+        t0 = time.process_time()
         job = dataclasses.replace(job, cache_dir=cache)
         if job.space is not None:
             if job.cell.label not in tuned:
@@ -96,7 +97,8 @@ for file, overrides, learners, seeds in cases:
             (t["params"], t["value"], t["state"], t["rungs"]) for t in tune["trace"]])
         out[key] = {"records": rec.reset_index(drop=True), "summary": summary,
                     "status": res.status, "tuning": trials}
-        print(f"  {key}: {res.status}", flush=True)
+        print(f"  {key}: {res.status} ({time.process_time() - t0:.0f} CPU s incl. tuning)",
+              flush=True)
 with open(out_path, "wb") as f:
     pickle.dump(out, f)
 '''

@@ -21,7 +21,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from simlab.errors import ScenarioError
 
@@ -31,23 +31,28 @@ DEFAULT_SEEDS = 6
 #: a loss above this many times the support base-rate predictor's loss is a blow-up (diverged)
 DIVERGENCE_MULTIPLE = 10.0
 #: ``Episodes.shots`` modes besides a fixed integer K
-EPISODE_MODES = ("grid", "matched", "stream")
+EpisodeMode = Literal["grid", "matched", "stream"]
+EPISODE_MODES: tuple[str, ...] = get_args(EpisodeMode)
 #: ``Budget.mode`` values: a fixed count of meta-iterations, a fixed wall time, or training
 #: until a held-out score stops improving
-BUDGET_MODES = ("iterations", "seconds", "early_stop")
+BudgetMode = Literal["iterations", "seconds", "early_stop"]
+BUDGET_MODES: tuple[str, ...] = get_args(BudgetMode)
+#: ``PretrainSettings.columns``: the source's columns must match by name, or by count only
+PretrainColumns = Literal["names", "count"]
 #: Optuna pruners by name ("none": every trial runs to the full budget)
 PRUNERS = ("successive_halving", "hyperband", "median", "none")
 
 
 def is_int(value: Any, low: int) -> bool:
     """An integer (not a bool) >= ``low``; numpy integers count."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+        and int(value) >= low
 
 
 def is_number(value: Any, low: float = 0.0, strict: bool = True) -> bool:
     """A finite real number (not a bool) > ``low`` (>= ``low`` when not ``strict``)."""
     return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value) and (value > low if strict else value >= low))
+            and math.isfinite(value) and (float(value) > low if strict else float(value) >= low))
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class Budget:
     meta_batch: int = 16         # tasks per meta-iteration
     seconds: float | None = None  # optional wall-clock cap (mode "seconds": the budget)
     episodes: Episodes = Episodes()
-    mode: str = "iterations"
+    mode: BudgetMode = "iterations"
     patience: int = 5            # early_stop: evaluations without improvement before stopping
     eval_every: int = 25         # early_stop: meta-iterations between held-out evaluations
     recency: float | None = None  # half-life in waves of the task sampling weights (None: off)
@@ -213,7 +218,7 @@ class PretrainSettings:
     seeds: tuple[int, ...] = (0,)
     budget: Budget = Budget(iterations=200)
     learners: tuple[str, ...] | None = None
-    columns: str = "names"
+    columns: PretrainColumns = "names"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -365,5 +370,6 @@ def _drop_holdout(value: Any) -> Any:
 
 
 __all__ = ["BUDGET_MODES", "DEFAULT_SEEDS", "DIVERGENCE_MULTIPLE", "EPISODE_MODES", "PRUNERS",
+           "BudgetMode", "EpisodeMode", "PretrainColumns",
            "Budget", "Episodes", "PretrainSettings", "ProtocolSettings",
            "Search", "TuningSettings", "is_int", "is_number"]

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -250,6 +250,12 @@ def trial_settings(settings: ProtocolSettings, share: float = 1.0) -> ProtocolSe
                                warmup_budget=scaled(warm, share), tuning=None)
 
 
+@overload
+def scaled(budget: Budget, share: float) -> Budget: ...
+@overload
+def scaled(budget: None, share: float) -> None: ...
+@overload
+def scaled(budget: Budget | None, share: float) -> Budget | None: ...
 def scaled(budget: Budget | None, share: float) -> Budget | None:
     """``budget`` with its iterations (and seconds cap) cut to ``share`` (at least 1 iteration
     where it had any): a lower budget rung."""

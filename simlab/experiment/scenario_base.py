@@ -13,7 +13,7 @@ import typing
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -21,8 +21,9 @@ from simlab.evaluation.tuning import REDUCTION
 from simlab.experiment import limits
 from simlab.experiment.errors_text import validate_model
 from simlab.schema import StrictModel
-from simlab.settings import (DEFAULT_SEEDS, Budget, Episodes, PretrainSettings, ProtocolSettings,
-                             Search, TuningSettings)
+from simlab.settings import (DEFAULT_SEEDS, Budget, BudgetMode, EpisodeMode, Episodes,
+                             PretrainColumns, PretrainSettings, ProtocolSettings, Search,
+                             TuningSettings)
 from simlab.tasks.stream import cached_stream
 from simlab.tasks.task import TaskStream
 
@@ -41,8 +42,6 @@ _TUNING = TuningSettings()
 _PRETRAIN = PretrainSettings()
 _PROTOCOL = ProtocolSettings()
 
-#: ``learners.base.BUDGET_MODES`` without importing torch here (a test keeps them equal)
-BudgetMode = Literal["iterations", "seconds", "early_stop"]
 
 
 class BudgetSpec(Section):
@@ -82,8 +81,6 @@ class BudgetSpec(Section):
         return cls(**{k: v for k, v in budget.settings().items() if k != "episodes"})
 
 
-#: ``learners.base.EPISODE_MODES`` without importing torch here (a test keeps them equal)
-EpisodeMode = Literal["grid", "matched", "stream"]
 
 
 class EpisodesSpec(Section):
@@ -171,7 +168,7 @@ class PretrainSpec(Section):
                                description="the pre-training meta_fit's budget")
     learners: list[str] | None = Field(
         None, description="learners to pre-train (None: every listed one that can be)")
-    columns: Literal["names", "count"] = Field(
+    columns: PretrainColumns = Field(
         _PRETRAIN.columns, description="how the source's feature columns must match: "
         "'names' (the same "
         "columns) or 'count' (the same number: a `simlab twin` matches a survey's number and "
