@@ -16,7 +16,7 @@ from simlab.experiment.store import Store
 from simlab.experiment.sweep import LearnerSpec, run_sweep
 from simlab.learners.baselines import Scratch
 
-from test_sweep import tiny  # noqa: F401 - the scenario fixture
+from helpers.scenarios import TINY, frame, spec
 
 
 # --- fault-injection learners ------------------------------------------------------------------
@@ -159,8 +159,6 @@ def test_a_twin_of_a_survey_named_dot_dot_is_written_in_the_surveys_folder(tmp_p
 
 # --- 5. survey weights ------------------------------------------------------------------------
 def _survey(**kw):
-    from test_survey_data import frame, spec
-
     return frame(), spec(weights="wt", **kw)
 
 
@@ -202,7 +200,6 @@ def test_a_huge_hidden_layer_is_refused_before_it_is_built(tiny, tmp_path, monke
 
     from simlab.experiment.config import Scenario
     from simlab.errors import ScenarioError
-    from test_sweep import TINY
 
     monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
     with pytest.raises(ScenarioError, match=r"learners.maml: its hidden widths make a network "
@@ -220,7 +217,6 @@ def test_a_huge_hidden_layer_is_refused_before_it_is_built(tiny, tmp_path, monke
 def test_a_billion_steps_is_refused(monkeypatch):
     from simlab.experiment.config import Scenario
     from simlab.errors import ScenarioError
-    from test_sweep import TINY
 
     monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
     with pytest.raises(ScenarioError, match="evaluation.steps = 1,000,000,000 is above the "
@@ -248,7 +244,6 @@ def test_the_cell_limit_counts_grid_points(tiny, tmp_path, monkeypatch):  # noqa
 def test_an_id_like_text_column_is_refused_as_a_feature(monkeypatch):
     from simlab.errors import DataError
     from simlab.tasks.survey_data import survey_stream
-    from test_survey_data import frame, spec
 
     monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
     df = frame()
@@ -582,7 +577,6 @@ def test_suspicious_columns_are_warned_about():
     import numpy as np
 
     from simlab.tasks.survey_data import survey_stream
-    from test_survey_data import frame, spec
 
     df = frame()
     rng = np.random.default_rng(1)

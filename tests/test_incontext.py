@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_protocol import make_stream
 
 from simlab.errors import LearnerError
 from simlab.evaluation.tuning import Search, tune
@@ -20,6 +19,8 @@ from simlab.tasks.batch import TaskBatch
 from simlab.settings import TuningSettings
 from simlab.tasks.reference import (drifting_regression_stream, group_blind_bayes_predictions,
                                     linear_gaussian_tasks)
+
+from helpers.learners import make_stream
 
 torch.set_num_threads(1)
 LEARNERS = [CNP, PFN]

@@ -16,11 +16,11 @@ import pytest
 
 import simlab.learners.maml as maml
 import simlab.society.base as base
-import simlab.society.ceiling as ceiling
+import simlab.society.diagnostics.ceiling as ceiling
+import simlab.society.diagnostics.reporters as reporters
+import simlab.society.families.opinion as opinion
 import simlab.society.graphs as graphs
-import simlab.society.opinion as opinion
 import simlab.society.population as population
-import simlab.society.reporters as reporters
 import simlab.society.response as response
 import simlab.society.run as run
 import simlab.society.shocks as shocks
@@ -30,7 +30,8 @@ import simlab.tasks.task as task
 from simlab.experiment.config import Scenario
 from simlab.tasks.stream import cache_key
 
-from test_sweep import TINY
+from helpers.scenarios import TINY
+
 
 SHAPERS = {
     "seed_streams": run.seed_streams,

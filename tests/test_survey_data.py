@@ -7,29 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simlab.tasks.survey_data import SurveyData, survey_stream
+from simlab.tasks.survey_data import survey_stream
+
+from helpers.scenarios import frame, spec
 
 pytestmark = pytest.mark.society   # numpy/pandas only
-
-
-def frame(n_per_cell: int = 30, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for year in (2000, 2002, 2004):
-        for region in ("north", "south", "east"):
-            for _ in range(n_per_cell):
-                age = rng.normal(45, 15)
-                rows.append({"year": year, "region": region, "age": age,
-                             "edu": rng.choice(["low", "mid", "high"]),
-                             "y": float(rng.random() < 1 / (1 + np.exp(-(age - 45) / 15))),
-                             "wt": rng.uniform(0.5, 2.0)})
-    return pd.DataFrame(rows)
-
-
-def spec(**kw) -> SurveyData:
-    base = dict(source="x.csv", groups=["region"], time="year", target="y",
-                features=["age", "edu"], support=10, query=15)
-    return SurveyData(**{**base, **kw})
 
 
 def test_cells_become_tasks_with_one_hot_categories():
