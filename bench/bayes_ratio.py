@@ -77,18 +77,19 @@ def job(name: str, seed: int, cfg: dict, trials: int) -> dict:
     import simlab
     from simlab.evaluation.tuning import tune
     from simlab.learners import Budget, make_learner
+    from simlab.settings import ProtocolSettings, Search, TuningSettings
 
     torch.set_num_threads(1)
     st = make_stream(seed, cfg)
     budget = Budget(iterations=cfg["iters"], meta_batch=cfg["meta_batch"])
     warm = Budget(iterations=cfg["warm_iters"], meta_batch=cfg["meta_batch"])
     t0 = time.perf_counter()
-    res = tune(name, {}, st, warmup=cfg["warmup"], shots=[K], steps=list(cfg["steps"]),
-               budget=budget, warmup_budget=warm, trials=trials, metric="loss", seed=seed)
+    settings = ProtocolSettings(warmup=cfg["warmup"], shots=[K], steps=list(cfg["steps"]),
+                                budget=budget, warmup_budget=warm)
+    res = tune(name, {}, st, settings.replace(tuning=TuningSettings(
+        Search(trials=trials, startup=min(trials - 1, Search().startup)))), seed=seed)
     t1 = time.perf_counter()
-    run = simlab.evaluate(make_learner(name, **res.best_params), st, warmup=cfg["warmup"],
-                          shots=[K], steps=list(cfg["steps"]), budget=budget,
-                          warmup_budget=warm, seed=seed)
+    run = simlab.evaluate(make_learner(name, **res.best_params), st, settings, seed=seed)
     t2 = time.perf_counter()
     rec = run.records
     top = rec.steps.max()

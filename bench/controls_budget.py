@@ -32,7 +32,6 @@ import numpy as np
 
 import simlab
 from simlab.evaluation.statistics import is_reference
-from simlab.experiment.sweep import evaluate_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"graph": {"n_groups": 10}, "survey": {"waves": 12}, "evaluation": {"warmup": 4}}
@@ -40,16 +39,13 @@ QUICK_LEARNERS = "floor,partial_pooling,maml"
 BUDGETS: tuple[str, ...] = ("budget", "warmup_budget")
 
 
-def scaled(kwargs: dict[str, Any], factor: float, keys: tuple[str, ...] = BUDGETS
-           ) -> dict[str, Any]:
+def scaled(settings: Any, factor: float, keys: tuple[str, ...] = BUDGETS) -> Any:
     """The protocol's settings with the ``keys`` budgets' iterations times ``factor`` (None
     ``warmup_budget``: the online budget is the warm-up one, so it is filled in first)."""
-    out = dict(kwargs)
-    out["warmup_budget"] = out.get("warmup_budget") or out["budget"]
+    out = settings.replace(warmup_budget=settings.warm())
     for key in keys:
-        if out.get(key) is not None:
-            out[key] = dataclasses.replace(out[key], iterations=max(
-                1, round(out[key].iterations * factor)))
+        out = out.replace(**{key: dataclasses.replace(getattr(out, key), iterations=max(
+            1, round(getattr(out, key).iterations * factor)))})
     return out
 
 
@@ -58,11 +54,11 @@ def excess(scenario: Any, name: str, seed: int, factor: float, base: float = 1.0
     """Mean excess loss and wall seconds of one learner on one seed: every budget at ``base``
     x the shipped one, and the ``keys`` budgets at ``factor`` x instead."""
     stream = scenario.stream(seed)
-    kwargs = scaled(evaluate_kwargs(scenario, seed, "cpu"), base)
-    kwargs = scaled(kwargs, factor / base, keys)
+    settings = scaled(scenario.protocol(), base)
+    settings = scaled(settings, factor / base, keys)
     t0 = time.perf_counter()
     result = simlab.evaluate(simlab.make_learner(name, **scenario.hyperparameters(name)),
-                             stream, **kwargs)
+                             stream, settings, seed=seed)
     return float(result.summary["mean_excess_loss"]), time.perf_counter() - t0
 
 
@@ -70,8 +66,8 @@ def budget_table(scenario: Any, learners: list[str], seeds: list[int], base: flo
                  multiple: float, keys: tuple[str, ...] = BUDGETS) -> str:
     """The table (printed row by row as each learner finishes, and returned); ``keys``: the
     budgets the larger run multiplies (both, or the warm-up's only)."""
-    kw = evaluate_kwargs(scenario, seeds[0], "cpu")
-    warm, online = kw["warmup_budget"] or kw["budget"], kw["budget"]
+    settings = scenario.protocol()
+    warm, online = settings.warm(), settings.budget
     lines = [f"{scenario.name}: mean excess log loss over {len(seeds)} seed(s) {seeds}, untuned "
              f"defaults; 1x = {round(warm.iterations * base)} warm-up + "
              f"{round(online.iterations * base)} online iterations per wave (meta_batch "

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import simlab
-from simlab.experiment.sweep import evaluate_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +27,7 @@ def main() -> None:
         for name in args.learners.split(","):
             t0 = time.perf_counter()
             learner = simlab.make_learner(name, **scenario.hyperparameters(name))
-            result = simlab.evaluate(learner, stream, **evaluate_kwargs(scenario, seed, "cpu"))
+            result = simlab.evaluate(learner, stream, scenario.protocol(), seed=seed)
             print(f"seed {seed} {name:16s} excess {result.summary['mean_excess_loss']:.4f} "
                   f"loss {result.summary['mean_loss']:.4f} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)

@@ -1,6 +1,6 @@
 """One demo cell, run the way ``simlab demo`` runs it, for the cost benchmarks.
 
-A demo cell is ``evaluate(learner, stream, **evaluate_kwargs(opinion_shift, seed))`` (what
+A demo cell is ``evaluate(learner, stream, opinion_shift.protocol(), seed=seed)`` (what
 ``experiment.sweep.run_cell`` does) with the hyperparameters the demo's tuning chose
 (``reports/demo/report.md``, "Tuning"; rounded to the 3 digits shown there). Tuning itself is
 not run: it is shared by all the seeds of a learner, the cell is what each seed pays.
@@ -59,14 +59,21 @@ def cell_setup(learner: str, seed: int = 0, scale: float = 1.0, device: str = "c
     """(learner, stream, evaluate kwargs) of one demo cell; ``scale`` shrinks both budgets'
     iterations (1 = the demo's: 400 warm-up, 40 per online wave)."""
     from simlab.experiment.config import load_scenario
-    from simlab.experiment.sweep import evaluate_kwargs
     from simlab.learners.registry import make_learner
 
     sc = load_scenario(SCENARIO)
     stream = sc.stream(seed)
-    kw = evaluate_kwargs(sc, seed, device)
-    kw["budget"], kw["warmup_budget"] = scaled(kw["budget"], scale), scaled(
-        kw["warmup_budget"], scale)
+    if hasattr(sc, "protocol"):         # simlab.settings.ProtocolSettings
+        settings = sc.protocol()
+        settings = dataclasses.replace(settings, budget=scaled(settings.budget, scale),
+                                       warmup_budget=scaled(settings.warmup_budget, scale))
+        kw: dict[str, Any] = {"settings": settings, "seed": seed, "device": device}
+    else:                               # a checkout from before simlab.settings
+        from simlab.experiment.sweep import evaluate_kwargs
+
+        kw = evaluate_kwargs(sc, seed, device)
+        kw["budget"], kw["warmup_budget"] = scaled(kw["budget"], scale), scaled(
+            kw["warmup_budget"], scale)
     made = make_learner(learner, **{**DEMO_HYPERPARAMETERS[learner], **(overrides or {})})
     return made, stream, kw
 

@@ -22,7 +22,6 @@ import torch
 
 from simlab.evaluation.protocol import evaluate
 from simlab.experiment.config import load_scenario
-from simlab.experiment.sweep import evaluate_kwargs
 from simlab.learners.base import Episodes
 from simlab.learners.registry import make_learner
 
@@ -53,11 +52,10 @@ def main() -> None:
         for mode in args.modes:
             losses, train, cpu = [], [], []
             for seed in range(args.seeds):
-                kw = evaluate_kwargs(sc, seed, "cpu")
-                kw["episodes"] = Episodes(mode)
+                settings = sc.protocol().replace(episodes=Episodes(mode))
                 t0 = time.process_time()
                 res = evaluate(make_learner(name, **sc.hyperparameters(name)), sc.stream(seed),
-                               **kw)
+                               settings, seed=seed)
                 cpu.append(time.process_time() - t0)
                 losses.append(held_out(res.records, args.shots))
                 fits = [e.get("meta_loss", np.nan) for e in res.log["meta_fit"]

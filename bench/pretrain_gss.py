@@ -14,7 +14,6 @@ from simlab.evaluation import pretrain
 from simlab.evaluation.protocol import evaluate
 from simlab.experiment.config import load_scenario
 from simlab.experiment.pretraining import plan_for
-from simlab.experiment.sweep import evaluate_kwargs
 from simlab.learners import make_learner
 
 torch.set_num_threads(1)
@@ -30,7 +29,7 @@ print("pretrain tasks", len(plan.tasks), "budget", plan.budget.iterations, flush
 for name in learners:
     for seed in seeds:
         st = sc.stream(seed)
-        kw = evaluate_kwargs(sc, seed, "cpu")
+        kw = {"settings": sc.protocol(), "seed": seed}
         out = {}
         for label, s in (("plain", st), ("pretrained", pretrain.attach(st, plan))):
             t = time.time()

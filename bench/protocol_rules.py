@@ -4,7 +4,7 @@ Run by hand (not a test):
     python3 bench/protocol_rules.py [--scenario response_threshold] [--learners maml protonet]
                                     [--seeds 4]
 
-For each learner, the scenario's own protocol (``evaluate_kwargs``: its warm-up, budgets, shots
+For each learner, the scenario's own protocol (``scenario.protocol()``: its warm-up, budgets, shots
 and steps grids; untuned defaults) on seeds 0..seeds-1, and the mean excess loss (oracle) of:
 
 * ``shipped``: as shipped (early-stopping warm-up, online meta-fit on every revealed task,
@@ -29,7 +29,6 @@ import torch
 from simlab.evaluation.metrics import cubes
 from simlab.evaluation.protocol import evaluate
 from simlab.experiment.config import load_scenario
-from simlab.experiment.sweep import evaluate_kwargs
 from simlab.learners.base import Budget
 from simlab.learners.registry import make_learner
 
@@ -46,17 +45,17 @@ def main() -> None:
         t0 = time.process_time()
         rows, best = [], []
         for seed in range(args.seeds):
-            kw = evaluate_kwargs(sc, seed, "cpu")
+            settings = sc.protocol()
             stream = sc.stream(seed)
             out = {}
             for rule in ("shipped", "fixed400", "newest"):
                 learner = make_learner(name, **sc.hyperparameters(name))
-                run_kw = dict(kw)
+                run = settings
                 if rule == "fixed400":
-                    run_kw["warmup_budget"] = Budget(400, kw["budget"].meta_batch)
+                    run = settings.replace(warmup_budget=Budget(400, settings.budget.meta_batch))
                 if rule == "newest":
                     learner.incremental = True
-                res = evaluate(learner, stream, **run_kw)
+                res = evaluate(learner, stream, run, seed=seed)
                 out[rule] = res.summary["mean_excess_loss"]
                 if rule == "shipped":
                     excess = cubes(res.records)["excess_loss"]

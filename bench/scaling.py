@@ -39,7 +39,7 @@ import pstats
 
 from simlab.experiment.config import Scenario
 from simlab.experiment.executors import single_thread
-from simlab.experiment.sweep import evaluate_kwargs, run_sweep
+from simlab.experiment.sweep import run_sweep
 from simlab.learners.registry import make_learner
 from simlab.report import report_from_store
 from simlab.society import kernels
@@ -109,8 +109,8 @@ def learner_run(sc: Scenario) -> Callable[[], object]:
     from simlab.evaluation.protocol import evaluate
 
     stream = sc.generate_stream(0)
-    kwargs = evaluate_kwargs(sc, 0, "cpu")
-    return lambda: evaluate(make_learner("partial_pooling"), stream, **kwargs)
+    settings = sc.protocol()
+    return lambda: evaluate(make_learner("partial_pooling"), stream, settings, seed=0)
 
 
 # --- a synthetic store of many runs -------------------------------------------------------------

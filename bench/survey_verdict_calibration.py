@@ -31,7 +31,6 @@ import numpy as np
 from simlab.evaluation.protocol import evaluate
 from simlab.evaluation.statistics import corrected_t_test, seed_t_test, survey_ratio
 from simlab.experiment.config import load_scenario
-from simlab.experiment.sweep import evaluate_kwargs
 from simlab.learners.naive import GroupMean
 from simlab.learners.registry import make_learner
 
@@ -110,7 +109,7 @@ def main() -> None:
         tally(np.concatenate([np.load(f) for f in args.combine]), ratio, 0.0)
         return
     streams = {s: sc.stream(s) for s in range(args.seeds)}
-    kwargs = {s: evaluate_kwargs(sc, s, "cpu") for s in streams}
+    kwargs = {s: {"settings": sc.protocol(), "seed": s} for s in streams}
     ratio = survey_ratio(streams[0].meta["ledger"])
     print(f"{sc.name}: {args.seeds} seeds, n_query/n_support = {ratio:.3f}, "
           f"{args.replicates} null replicates (prior_strength {args.prior_strength:g})")

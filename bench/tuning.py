@@ -32,9 +32,9 @@ import torch
 
 from simlab.evaluation.protocol import evaluate
 from simlab.evaluation.tuning import DEFAULT_SEARCH, Search, tune
+from simlab.settings import TuningSettings
 from simlab.learners.registry import make_learner
 from simlab.experiment.config import load_scenario
-from simlab.experiment.sweep import evaluate_kwargs
 
 OLD = Search(trials=6, startup=5, pruner="none", folds=1, rungs=1)
 
@@ -58,10 +58,10 @@ def main() -> None:
     sc = base.override({"survey": {"waves": warmup + 2}, "shocks": [],
                         "graph": {"group_size": args.group_size}, "evaluation": budgets})
     stream = sc.stream(args.seed)
-    kw = evaluate_kwargs(sc, args.seed, "cpu")
+    settings = sc.protocol()
     print(f"{sc.name} shrunk: {len(stream)} waves x {len(stream.waves[0])} groups, warm-up "
-          f"{warmup}, warm-up budget {kw['warmup_budget'].iterations} iterations, online "
-          f"{kw['budget'].iterations}; torch threads 1")
+          f"{warmup}, warm-up budget {settings.warm().iterations} iterations, online "
+          f"{settings.budget.iterations}; torch threads 1")
     print(f"{'learner':<16} {'search':<5} {'trials (complete/pruned/diverged)':>34} "
           f"{'seconds':>8} {'untuned':>8} {'best':>8} {'gain':>8} {'held-out':>9}")
     for name in args.learners.split(","):
@@ -69,18 +69,16 @@ def main() -> None:
             DEFAULT_SEARCH, rungs=args.rungs)
         for label, search in (("old", OLD), ("new", new))[int(args.skip_old):]:
             t0 = time.perf_counter()
-            res = tune(name, {}, stream, warmup=warmup, shots=kw["shots"], steps=kw["steps"],
-                       budget=kw["budget"], warmup_budget=kw["warmup_budget"], search=search,
-                       seed=args.seed, online=kw["online"],
-                       protocol={k: kw[k] for k in ("episodes", "options",
-                                                    "divergence_multiple")})
+            # each trial's warm-up budget: the run's (tuning.budget None), as this bench had it
+            res = tune(name, {}, stream, settings.replace(tuning=TuningSettings(search)),
+                       seed=args.seed)
             secs = time.perf_counter() - t0
             counts = (f"{res.trials} ({res.count('complete')}/{res.count('pruned')}/"
                       f"{res.count('diverged')})")
             untuned = "-" if res.untuned_value is None else f"{res.untuned_value:.4f}"
             gain = "-" if res.gain is None else f"{res.gain:+.4f}"
-            held = evaluate(make_learner(name, **res.best_params), stream, **kw
-                            ).summary["mean_loss"]
+            held = evaluate(make_learner(name, **res.best_params), stream, settings,
+                            seed=args.seed).summary["mean_loss"]
             print(f"{name:<16} {label:<5} {counts:>34} {secs:8.1f} {untuned:>8} "
                   f"{res.best_value:8.4f} {gain:>8} {held:9.4f}", flush=True)
 

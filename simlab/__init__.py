@@ -36,7 +36,8 @@ _LAZY = {
     "Task": "simlab.tasks.task",
     "TaskStream": "simlab.tasks.task",
     "TaskBatch": "simlab.tasks.batch",
-    "Budget": "simlab.learners.base",
+    "Budget": "simlab.settings",
+    "ProtocolSettings": "simlab.settings",     # evaluate(learner, stream, settings, seed=...)
     "run_sweep": "simlab.experiment.sweep",
     "Store": "simlab.experiment.store",
     "compare": "simlab.report.store_report",       # the paired verdicts of a store as data

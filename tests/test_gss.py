@@ -15,7 +15,6 @@ from simlab import evaluate, make_learner
 from simlab.cli import main
 from simlab.experiment.config import ScenarioError, list_scenarios, load_scenario
 from simlab.experiment.survey_scenario import SurveyScenario
-from simlab.experiment.sweep import evaluate_kwargs
 
 from helpers.scenarios import DATA_OK, write_survey, write_toml
 
@@ -68,8 +67,8 @@ def test_gss_end_to_end_on_a_small_grid(gss: SurveyScenario, tmp_path: Path) -> 
     stream = small.stream(0, cache_dir=tmp_path)
     # female; educ, income (ordinal), attend (ordinal) each + a missing indicator; workstat 8 + 1
     assert stream.waves[0][0].n_features == 1 + 2 + 2 + 2 + 9
-    kw = evaluate_kwargs(small, 0, "cpu")
-    results = {name: evaluate(make_learner(name, **hp), stream, **kw) for name, hp in
+    results = {name: evaluate(make_learner(name, **hp), stream, small.protocol(), seed=0)
+               for name, hp in
                (("scratch", {}), ("partial_pooling", {"em_iterations": 3}))}
     for res in results.values():
         assert res.status == "ok"

@@ -16,6 +16,7 @@ from simlab.learners.cnp import CNP, encode_y, query_nll
 from simlab.learners.conformance import check_learner
 from simlab.learners.pfn import PFN, support_bias
 from simlab.tasks.batch import TaskBatch
+from simlab.settings import TuningSettings
 from simlab.tasks.reference import (drifting_regression_stream, group_blind_bayes_predictions,
                                     linear_gaussian_tasks)
 
@@ -176,7 +177,8 @@ def test_the_tuner_searches_their_spaces(name: str) -> None:
     stream = make_stream(waves=5)
     res = tune(name, {"memory": 0}, stream, warmup=3, shots=[4], steps=[0],
                budget=Budget(2, 2), seed=0,
-               search=Search(trials=2, startup=1, folds=1, rungs=1, pruner="none"))
+               tuning=TuningSettings(Search(trials=2, startup=1, folds=1, rungs=1,
+                                            pruner="none")))
     assert res.trials == 2 and len(res.trace) == 2
     assert all(t["state"] == "complete" for t in res.trace), res.trace
     tuned = set(res.best_params)

@@ -6,8 +6,8 @@
 ``society``, ``learners`` and ``survey`` each import only ``tasks``; ``evaluation`` needs no
 survey code (a survey's ledger reaches it as plain data in the stream's metadata).
 
-Leaf modules (``simlab.errors``, ``simlab.schema``, ``simlab._lazy``, ``simlab`` itself) may be
-imported from anywhere. Every import counts, including those inside functions and under
+Leaf modules (``simlab.errors``, ``simlab.schema``, ``simlab.settings``, ``simlab._lazy``,
+``simlab`` itself) may be imported from anywhere. Every import counts, including those inside functions and under
 ``TYPE_CHECKING``: a layer that needs a higher one's type takes a Protocol instead.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ ALLOWED = {
     "cli": {"tasks", "society", "survey", "learners", "evaluation", "experiment", "report"},
     "__main__": {"cli"},
 }
-LEAVES = {"errors", "schema", "_lazy", ""}
+LEAVES = {"errors", "schema", "settings", "_lazy", ""}
 
 
 def _layer(module: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 from simlab.experiment.config import Scenario
 from simlab.experiment.executors import DaskExecutor, InlineExecutor, make_executor
 from simlab.experiment.store import Store
-from simlab.experiment.sweep import (LearnerSpec, evaluate_kwargs, load_sweep, plan_cells,
+from simlab.experiment.sweep import (LearnerSpec, load_sweep, plan_cells,
                                     run_sweep)
 
 from helpers.frames import stored_metrics
@@ -126,9 +126,9 @@ def test_budgets_are_part_of_the_cell_key(tiny):
         **ev, "budget": {"iterations": 4, "meta_batch": 4}}})
     keys = [{j.cell.key for j in plan_cells([sc], None, [0])} for sc in (tiny, warm, online)]
     assert not keys[0] & keys[1] and not keys[0] & keys[2] and not keys[1] & keys[2]
-    kw = evaluate_kwargs(warm, 0, "cpu")
-    assert (kw["warmup_budget"].iterations, kw["budget"].iterations) == (9, 3)
-    assert evaluate_kwargs(tiny, 0, "cpu")["warmup_budget"] is None
+    settings = warm.protocol()
+    assert (settings.warmup_budget.iterations, settings.budget.iterations) == (9, 3)
+    assert tiny.protocol().warmup_budget is None
 
 
 def test_sweep_file(tiny, tmp_path):
@@ -185,7 +185,7 @@ def test_one_cell_gives_identical_records_twice_inline_in_a_worker_and_in_a_note
         from simlab.learners.registry import make_learner
 
         first.append(evaluate(make_learner("maml", hidden=[8]), tiny.stream(1),
-                              **evaluate_kwargs(tiny, 1, "cpu")))
+                              tiny.protocol(), seed=1))
     finally:
         torch.set_num_threads(before)
     records = [r.records[~r.records["metric"].str.contains("seconds")].reset_index(drop=True)

@@ -20,8 +20,8 @@ from simlab.evaluation import tuning as tuning_mod
 from simlab.learners.base import Budget, Choice, Float, Int
 from simlab.learners.baselines import Scratch
 from simlab.learners.registry import make_learner
-from simlab.evaluation.tuning import (DEFAULT_SEARCH, Search, TrialSettings, resolve_space,
-                                     trial_score, tune)
+from simlab.evaluation.tuning import DEFAULT_SEARCH, Search, resolve_space, trial_score, tune
+from simlab.settings import ProtocolSettings, TuningSettings
 from simlab.tasks.task import TaskStream
 
 from helpers.frames import stored_metrics
@@ -33,6 +33,11 @@ torch.set_num_threads(1)
 FAST = {"warmup": 3, "shots": [4, 8], "steps": [0, 2], "budget": Budget(2, 2)}
 #: two unpruned trials on the last warm-up wave: the quickest search (TPE never acts)
 QUICK = Search(trials=2, startup=1, pruner="none", rungs=1, folds=1)
+
+
+def tuned(search: Search, metric: str = "loss", **protocol) -> ProtocolSettings:
+    """Protocol settings (``protocol``: e.g. ``**FAST``) whose tuning runs ``search``."""
+    return ProtocolSettings(**protocol, tuning=TuningSettings(search, metric))
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +89,7 @@ def test_trials_fit_on_early_warmup_waves_and_score_only_the_last_one(monkeypatc
 
     monkeypatch.setattr(tuning_mod, "make_learner", fake)
     stream = make_stream(waves=7)
-    res = tune("scratch", {}, stream, search=QUICK, seed=0, **FAST)
+    res = tune("scratch", {}, stream, tuned(QUICK, **FAST), seed=0)
     fits = [w for r in made for w in r.seen["fit"]]
     adapts = [w for r in made for w in r.seen["adapt"]]
     assert res.trials == 2 and len(res.trace) == 2
@@ -108,8 +113,8 @@ def test_rolling_origin_folds_never_pass_a_scored_wave_to_a_learner(monkeypatch,
     warmup, folds = 5, 3
     streams = [make_stream(waves=8, seed=s) for s in (0, 1)]
     search = Search(trials=4, startup=2, pruner=pruner, rungs=2, folds=folds)
-    res = tune("scratch", {}, streams, search=search, seed=0,
-               **{**FAST, "warmup": warmup, "warmup_budget": Budget(3, 2)})
+    res = tune("scratch", {}, streams, tuned(search, **{
+        **FAST, "warmup": warmup, "warmup_budget": Budget(3, 2)}), seed=0)
     ran = [r for r in made if r.seen["fit"]]          # (others only validate the space)
     assert len(res.trace) == 4 and len(ran) >= 2 * 4          # both streams, every trial
     for rec in ran:
@@ -121,14 +126,14 @@ def test_rolling_origin_folds_never_pass_a_scored_wave_to_a_learner(monkeypatch,
 
 def test_trial_is_a_pure_function_of_learner_params_stream_seed() -> None:
     stream = make_stream(waves=5)
-    settings = TrialSettings(3, (4,), (0, 2), Budget(2, 2))
+    settings = tuned(Search(folds=1), warmup=3, shots=(4,), steps=(0, 2), budget=Budget(2, 2))
     one = trial_score("maml", {"hidden": (4,)}, [stream], settings, seed=1)
     assert one == trial_score("maml", {"hidden": (4,)}, [stream], settings, seed=1)
 
 
 def test_tuning_is_reproducible_with_the_seed() -> None:
     stream = make_stream(waves=5)
-    runs = [tune("maml", {"hidden": (4,)}, stream, search=QUICK, seed=s, **FAST)
+    runs = [tune("maml", {"hidden": (4,)}, stream, tuned(QUICK, **FAST), seed=s)
             for s in (3, 3, 4)]
     assert runs[0].trace[0]["params"] == {"inner_lr": 0.01, "inner_steps": 1, "outer_lr": 1e-3,
                                        "memory": 0, "memory_discount": 1.0,
@@ -141,7 +146,7 @@ def test_tuning_is_reproducible_with_the_seed() -> None:
 def test_every_learner_gets_the_same_trials_and_the_oracle_none() -> None:
     stream = make_stream(waves=5)
     counts = {n: len(tune(n, {"hidden": (4,)} if n == "protonet" else {}, stream,
-                          search=QUICK, **FAST).trace) for n in ("scratch", "partial_pooling",
+                          tuned(QUICK, **FAST)).trace) for n in ("scratch", "partial_pooling",
                                                                  "protonet", "oracle")}
     assert counts == {"scratch": 2, "partial_pooling": 2, "protonet": 2, "oracle": 0}
 
@@ -157,7 +162,7 @@ def _strip(res) -> list[dict]:
 
 def test_the_pruned_tuner_with_the_same_seed_gives_the_same_choice_and_prunes() -> None:
     stream = make_stream(waves=6)
-    runs = [tune("maml", {"hidden": (4,)}, stream, search=PRUNED, seed=5, **SMALL)
+    runs = [tune("maml", {"hidden": (4,)}, stream, tuned(PRUNED, **SMALL), seed=5)
             for _ in range(2)]
     assert _strip(runs[0]) == _strip(runs[1]) and runs[0].best_params == runs[1].best_params
     for res in runs:
@@ -176,17 +181,17 @@ def test_a_lower_rung_trains_with_a_smaller_budget(monkeypatch) -> None:
     seen: list[int] = []
     real = tuning_mod.trial_score
 
-    def spy(name, params, streams, settings, seed, share=1.0, on_wave=None):
-        seen.append(tuning_mod.scaled(settings.warmup_budget, share).iterations)
-        return real(name, params, streams, settings, seed, share, on_wave)
+    def spy(name, params, streams, settings, seed, share=1.0, on_wave=None, device="cpu"):
+        seen.append(tuning_mod.trial_settings(settings, share).warmup_budget.iterations)
+        return real(name, params, streams, settings, seed, share, on_wave, device)
 
     monkeypatch.setattr(tuning_mod, "trial_score", spy)
     search = Search(3, 1, "none", folds=1, rungs=3)
-    res = tune("maml", {"hidden": (4,)}, make_stream(waves=6), search=search, seed=0, **SMALL)
+    res = tune("maml", {"hidden": (4,)}, make_stream(waves=6), tuned(search, **SMALL), seed=0)
     assert seen == [1, 3, 9] * 3           # rungs at 1/9, 1/3, 1 of 9 iterations, every trial
     assert not res.budget_free
     seen.clear()        # scratch ignores the budget: after its first trial, one rung per trial
-    res = tune("scratch", {}, make_stream(waves=6), search=search, seed=0, **SMALL)
+    res = tune("scratch", {}, make_stream(waves=6), tuned(search, **SMALL), seed=0)
     assert seen == [1, 3, 9, 9, 9] and res.budget_free
     assert [len(t["rungs"]) for t in res.trace] == [3, 1, 1]
     assert len(set(res.trace[0]["rungs"])) == 1
@@ -206,21 +211,21 @@ def test_bad_tuning_input_raises_one_clear_error() -> None:
     stream = make_stream(waves=5)
     with pytest.raises(ValueError, match=r"space\.maml\.inner_lrr: .*no hyperparameter "
                                          r"'inner_lrr'; did you mean 'inner_lr'"):
-        tune("maml", {}, stream, search=QUICK, space={"inner_lrr": Float(0.01, 0.1)}, **FAST)
+        tune("maml", {}, stream, tuned(QUICK, **FAST), space={"inner_lrr": Float(0.01, 0.1)})
     with pytest.raises(ValueError, match=r"tuning\.trials = 0: give an integer >= 1"):
-        tune("scratch", {}, stream, search=dataclasses.replace(QUICK, trials=0), **FAST)
+        tune("scratch", {}, stream, tuned(dataclasses.replace(QUICK, trials=0), **FAST))
     with pytest.raises(ValueError, match=r"tuning\.metric = 'los' is unknown; did you mean"):
-        tune("scratch", {}, stream, search=QUICK, metric="los", **FAST)
+        tune("scratch", {}, stream, tuned(QUICK, "los", **FAST))
     no_oracle = TaskStream([[dataclasses.replace(t, oracle_query=None) for t in w]
                             for w in stream.waves], [])
     with pytest.raises(ValueError, match=r"metric = 'excess_loss' needs the oracle"):
-        tune("scratch", {}, no_oracle, search=QUICK, metric="excess_loss", **FAST)
+        tune("scratch", {}, no_oracle, tuned(QUICK, "excess_loss", **FAST))
     with pytest.raises(ValueError, match=r"needs warmup >= 2"):
-        tune("scratch", {}, stream, search=QUICK, **{**FAST, "warmup": 1})
+        tune("scratch", {}, stream, tuned(QUICK, **{**FAST, "warmup": 1}))
     for search, message in [
         (Search(trials=6, startup=8), r"tuning\.trials = 6 does not pass the start-up of 8 "
          r"random trials.*raise trials above 8 or lower evaluation\.tuning\.startup"),
-        (Search(trials=20, startup=8, pruner="hyperband"), r"3 hyperband brackets x startup 8"),
+        (Search(trials=20, startup=8, pruner="hyperband", rungs=3), r"3 hyperband brackets x startup 8"),
         (Search(trials=8, startup=8, pruner="median"), r"median pruner prunes nothing before 8"),
         (Search(pruner="asha"), r"tuning\.pruner = 'asha' is unknown; .*successive_halving"),
         (Search(rungs=1), r"pruner = 'successive_halving' needs budget rungs .*tuning\.rungs "
@@ -230,14 +235,14 @@ def test_bad_tuning_input_raises_one_clear_error() -> None:
          r"<= 2"),
     ]:
         with pytest.raises(ValueError, match=message):
-            tune("scratch", {}, stream, search=search, **FAST)
+            tune("scratch", {}, stream, tuned(search, **FAST))
     with pytest.raises(ValueError, match=r"hidden is fixed to"):
         resolve_space("maml", {"hidden": [8]}, {"hidden": {"choices": [[4]]}})
 
 
 @pytest.mark.parametrize("tuning, message", [
     ({"trials": 0}, "evaluation.tuning.trials = 0: give an integer >= 1"),
-    ({"trials": 6}, "evaluation.tuning.trials = 6 does not pass the start-up of 8"),
+    ({"trials": 6}, "evaluation.tuning.trials = 6 does not pass the start-up of 6"),
     ({"pruner": "hyperbnd"}, "evaluation.tuning.pruner = 'hyperbnd' is unknown; did you mean "
                              "'hyperband'"),
     ({"folds": 2}, "evaluation.tuning.folds = 2 leaves no warm-up wave to fit on"),
@@ -320,11 +325,11 @@ def _count_tune(monkeypatch, fail: str | None = None) -> list[tuple[str, int]]:
     calls: list[tuple[str, int]] = []
     real = tuning_mod.tune
 
-    def counted(name, base, streams, **kw):
+    def counted(name, base, streams, settings=None, **kw):
         calls.append((name, len(streams)))
         if name == fail:
             raise RuntimeError("tuning broken on purpose")
-        return real(name, base, streams, **kw)
+        return real(name, base, streams, settings, **kw)
 
     monkeypatch.setattr(tuning_mod, "tune", counted)
     return calls

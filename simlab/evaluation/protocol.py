@@ -82,16 +82,15 @@ from simlab.evaluation.environment import numeric_environment, torch_threads
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
                                        shift_frame, summarize)
 from simlab.evaluation.result import RECORD_COLUMNS, RunResult
-from simlab.learners.base import Budget, Episodes, Learner, TaskSpec, is_int
+from simlab.learners.base import Budget, Learner, TaskSpec, is_int
 from simlab.learners.episodes import HeldOut
+from simlab.settings import DIVERGENCE_MULTIPLE, ProtocolSettings  # noqa: F401 (re-exported)
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TaskStream
 
 #: a wave x K whose predictions would exceed this many elements (S x B x Q x C) is adapted in
 #: chunks of tasks, so neither the learner nor the scorer holds more at once (~128 MiB float64)
 MAX_PREDICTION_ELEMENTS = 2 ** 24
-#: a loss above this many times the support base-rate predictor's loss is a blow-up (diverged)
-DIVERGENCE_MULTIPLE = 10.0
 #: per-wave compute records that several per-K runs ("matched" episodes) add up
 _COMPUTE = ("meta_fit_seconds", "meta_fit_cpu_seconds")
 _DIVERGENCE = re.compile(r"\b(nan|inf|infinite|non-finite|nonfinite|not finite|"
@@ -437,39 +436,23 @@ class WaveRecords:
     status: str
 
 
-def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequence[int],
-             steps: Sequence[int], budget: Budget, warmup_budget: Budget | None = None,
-             online: bool = True, tell_shifts: bool = False, seed: int = 0, device: str = "cpu",
-             max_tasks: int | None = None, options: SummaryOptions | None = None,
-             episodes: Episodes | None = None,
-             divergence_multiple: float | None = DIVERGENCE_MULTIPLE,
-             threads: int | None = 1) -> RunResult:
+def evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettings | None = None,
+             *, seed: int = 0, device: str = "cpu", **overrides: Any) -> RunResult:
     """Run the prequential protocol for one learner on one stream (see the module docstring):
     :func:`iter_evaluate` run to the end; its return value.
 
-    ``shots``/``steps``: the grids (sorted and deduplicated). ``budget``: every online
-    ``meta_fit``; ``warmup_budget``: the warm-up one (offline meta-training on the past waves,
-    usually longer; None means ``budget``), the same for every learner; its mode may be
-    ``"early_stop"`` (the last warm-up wave held out; needs ``warmup >= 2``), the online
-    ``budget``'s may not (nothing is held out online). ``episodes``: how
-    meta-training episodes are drawn (None: ``budget.episodes``); the protocol fills in the
-    shots grid and passes it to every ``meta_fit`` in ``Budget.episodes``. ``tell_shifts``: call
-    ``learner.notify_shift(event)`` (a no-op unless the learner overrides it) when a shift's
-    wave is reached (before that wave is scored; shifts inside the warm-up before the warm-up
-    ``meta_fit``).
-    ``max_tasks``: adapt on at most this many tasks per call (memory); None keeps one call per
-    wave and K unless the predictions would exceed ``MAX_PREDICTION_ELEMENTS``.
-    ``divergence_multiple``: a loss above this multiple of the support base-rate predictor's is
-    recorded as diverged (None: only non-finite losses). ``options``: summary knobs.
-    ``threads``: torch's intra-op threads while it runs (default 1, what the sweep workers
-    use, so a notebook's numbers equal a sweep's; restored afterwards; None: leave as is).
-    ``log["environment"]`` records versions, BLAS, CPU capability and thread counts.
+    ``settings``: the protocol's settings (``simlab.settings.ProtocolSettings``; a scenario's
+    is ``scenario.protocol()``, so ``evaluate(learner, stream, scenario.protocol(), seed=s)``
+    is the sweep's cell for seed s); None: the defaults. ``overrides``: settings replaced in
+    for this call (``dataclasses.replace``), e.g. ``evaluate(learner, stream, warmup=2,
+    shots=[5], budget=Budget(iterations=50))``; an unknown name is an error. ``seed``: the
+    learner's initialisation and episodes; ``device``: where it runs.
+    ``log["protocol"]`` holds ``settings.as_dict()`` (``ProtocolSettings.from_dict`` reads it
+    back) and what the run resolved: ``seed``, ``scored_steps``, ``steps_scored`` (the steps
+    grid with the scored step) and ``online_tasks``; ``log["environment"]`` records versions,
+    BLAS, CPU capability and thread counts.
     """
-    waves = iter_evaluate(learner, stream, warmup=warmup, shots=shots, steps=steps,
-                          budget=budget, warmup_budget=warmup_budget, online=online,
-                          tell_shifts=tell_shifts, seed=seed, device=device,
-                          max_tasks=max_tasks, options=options, episodes=episodes,
-                          divergence_multiple=divergence_multiple, threads=threads)
+    waves = iter_evaluate(learner, stream, settings, seed=seed, device=device, **overrides)
     while True:
         try:
             next(waves)
@@ -477,41 +460,33 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
             return done.value
 
 
-def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequence[int],
-                  steps: Sequence[int], budget: Budget, warmup_budget: Budget | None = None,
-                  online: bool = True, tell_shifts: bool = False, seed: int = 0,
-                  device: str = "cpu", max_tasks: int | None = None,
-                  options: SummaryOptions | None = None, episodes: Episodes | None = None,
-                  divergence_multiple: float | None = DIVERGENCE_MULTIPLE,
-                  threads: int | None = 1) -> Generator[WaveRecords, None, RunResult]:
+def iter_evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettings | None = None,
+                  *, seed: int = 0, device: str = "cpu", **overrides: Any
+                  ) -> Generator[WaveRecords, None, RunResult]:
     """The prequential protocol as it goes: yields a :class:`WaveRecords` after each wave is
     scored and revealed (as river's ``iter_progressive_val_score`` yields each checkpoint), and
     returns the ``RunResult`` of :func:`evaluate` (``StopIteration.value``). Arguments as
     ``evaluate``'s. With "matched" episodes each K is its own run, so every wave is yielded
-    once per K (``WaveRecords.shots``). torch stays at ``threads`` until the generator ends or
-    is closed.
+    once per K (``WaveRecords.shots``). torch stays at ``settings.threads`` until the generator
+    ends or is closed.
 
         for wave in iter_evaluate(learner, stream, warmup=4, shots=[5], steps=[0, 5],
                                   budget=Budget(iterations=50)):
             print(wave.wave, wave.status, len(wave.records))
     """
-    shots_t, steps_t = _check_grid(stream, warmup, shots, steps)
-    if max_tasks is not None and max_tasks < 1:
-        raise ScenarioError(f"max_tasks={max_tasks} must be >= 1 or None")
-    if divergence_multiple is not None and not (
-            isinstance(divergence_multiple, (int, float)) and divergence_multiple > 1):
-        raise ScenarioError(f"divergence_multiple={divergence_multiple!r} must be a number > 1 "
-                            "(e.g. 10: a loss 10x the base-rate predictor's is a blow-up) or None")
-    warm_budget = warmup_budget or budget
-    _check_budgets(budget, warm_budget, warmup, online, warmup_budget is not None)
+    settings = ProtocolSettings.resolve(settings, overrides)
+    warmup, budget, warmup_budget = settings.warmup, settings.budget, settings.warmup_budget
+    online, tell_shifts = settings.online, settings.tell_shifts
+    max_tasks, divergence_multiple = settings.max_tasks, settings.divergence_multiple
+    shots_t, steps_t = _check_grid(stream, warmup, settings.shots, settings.steps)
     scored = scored_step(learner, steps_t)
     steps_t = tuple(sorted(set(steps_t) | {scored}))
-    eps = dataclasses.replace(episodes or budget.episodes, grid=shots_t)
+    eps = dataclasses.replace(settings.episodes, grid=shots_t)
     parts = ([(dataclasses.replace(eps, shots=k, grid=(k,)), (k,)) for k in shots_t]
              if eps.shots == "matched" else [(eps, shots_t)])
     t_start, c_start = time.perf_counter(), time.process_time()
     runs = []
-    with torch_threads(threads):
+    with torch_threads(settings.threads):
         for ep, part_shots in parts:
             run = _Run(learner, dataclasses.replace(budget, episodes=ep), device, steps_t,
                        max_tasks, divergence_multiple, scored)
@@ -536,18 +511,15 @@ def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: S
     if hasattr(learner, "changepoints"):          # cpd: wrappers (learners/changepoint.py)
         log["changepoints"] = list(learner.changepoints)
     log["wave_times"] = [str(t) for t in stream.meta.get("times", [])]   # survey years
-    log["protocol"] = {"warmup": int(warmup), "shots": list(shots_t), "steps": list(steps_t),
-                       "scored_steps": scored, "online": online,
-                       "online_tasks": "newest wave" if learner.incremental else "all revealed",
-                       "tell_shifts": tell_shifts, "seed": seed,
-                       "budget": budget.settings(), "warmup_budget": warm_budget.settings(),
-                       "episodes": dataclasses.asdict(eps),
-                       "divergence_multiple": divergence_multiple}
+    log["protocol"] = {**settings.as_dict(), "seed": seed, "scored_steps": scored,
+                       "steps_scored": list(steps_t),
+                       "online_tasks": "newest wave" if learner.incremental else "all revealed"}
     log["environment"] = environment
     timings = {name: float(sum(getattr(r, name) for r in runs))
                for name in ("meta_fit_s", "adapt_s", "meta_fit_cpu_s", "adapt_cpu_s")}
     timings.update(total_s=time.perf_counter() - t_start,
                    total_cpu_s=time.process_time() - c_start)
+    options = SummaryOptions(rel_tol=settings.recovery_tolerance)
     return RunResult(records=records, summary=summarize(records, shifts, options), shifts=shifts,
                      status="diverged" if any(r.status == "diverged" for r in runs) else "ok",
                      timings=timings, log=log)
@@ -605,24 +577,6 @@ def scored_step(learner: Learner, steps: Sequence[int]) -> int:
                            "be an integer >= 0 (the inner-step count it predicts with) or None "
                            "(the steps grid's largest); fix its adapt_steps / inner_steps")
     return int(own)
-
-
-def _check_budgets(budget: Budget, warm: Budget, warmup: int, online: bool,
-                   separate: bool) -> None:
-    """Early stopping needs held-out warm-up tasks, which only the warm-up meta_fit has."""
-    field = "warmup_budget" if separate else "budget"
-    if warm.mode == "early_stop" and warmup < 2:
-        raise ScenarioError(f"{field}.mode = 'early_stop' holds out the last warm-up wave and "
-                            f"trains on the others, so it needs warmup >= 2; got warmup={warmup}. "
-                            "Raise warmup or use mode 'iterations'")
-    if online and budget.mode == "early_stop" and separate:
-        raise ScenarioError("budget.mode = 'early_stop' has no held-out tasks online (every "
-                            "revealed wave is trained on); use it in warmup_budget and give the "
-                            "online budget mode 'iterations' or 'seconds'")
-    if online and budget.mode == "early_stop" and not separate:
-        raise ScenarioError("budget.mode = 'early_stop' with no warmup_budget would apply to every "
-                            "online meta_fit too, which has no held-out tasks; pass "
-                            "warmup_budget=<the early-stopping budget> and an 'iterations' budget")
 
 
 def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -44,17 +44,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, overload
 
 import numpy as np
 
 from simlab.errors import LearnerError, ScenarioError, SimlabError
 from simlab.learners.registry import learner_class, make_learner
 from simlab.learners.space import Choice, Float, Int, SearchSpace
+from simlab.settings import PRUNERS, Budget, ProtocolSettings, Search, TuningSettings
 from simlab.tasks.task import TaskStream
-
-if TYPE_CHECKING:  # pragma: no cover
-    from simlab.learners.base import Budget
 
 #: tuning metric -> the run summary it minimises (``evaluation.metrics.summarize``):
 #: "loss" = mean over the shots grid at the largest step count; "auc" = the adaptation AUC
@@ -62,34 +60,12 @@ if TYPE_CHECKING:  # pragma: no cover
 METRICS: dict[str, str] = {"loss": "mean_loss", "auc": "auc_steps",
                            "excess_loss": "mean_excess_loss"}
 NEEDS_ORACLE = frozenset({"excess_loss"})
-#: Optuna pruners by name ("none": every trial runs to the full budget)
-PRUNERS = ("successive_halving", "hyperband", "median", "none")
 #: eta of successive halving and hyperband: each budget rung is 1/REDUCTION of the next, and
 #: about 1/REDUCTION of the trials that reach a rung go on to the next
 REDUCTION = 3
 
 
-@dataclass(frozen=True)
-class Search:
-    """How a tuning search spends its trials; the defaults here are ``[evaluation.tuning]``'s
-    (the scenario schema reads them, so they live in one place).
-
-    ``trials``: per learner, the same for every learner. ``startup``: TPE's random start-up
-    trials (also the median pruner's: it prunes nothing before). ``pruner``: one of
-    :data:`PRUNERS`. ``folds``: rolling-origin folds, the last warm-up waves each scored once.
-    ``rungs``: budget rungs a trial climbs (1: full budget only, nothing to prune on)."""
-
-    trials: int = 24
-    startup: int = 8
-    pruner: str = "successive_halving"
-    folds: int = 3
-    rungs: int = 3
-
-    def brackets(self) -> int:
-        """Hyperband's successive-halving brackets (TPE sees each bracket's trials alone)."""
-        return self.rungs if self.pruner == "hyperband" else 1
-
-
+#: the search ``[evaluation.tuning]`` runs by default (``simlab.settings.Search``'s defaults)
 DEFAULT_SEARCH = Search()
 
 
@@ -262,27 +238,25 @@ def warmup_stream(stream: TaskStream, warmup: int) -> TaskStream:
                       {**stream.meta, "tuning_cut": int(warmup)})
 
 
-@dataclass(frozen=True)
-class TrialSettings:
-    """The protocol settings a trial runs with (those of the comparison; picklable).
-
-    ``folds``: rolling-origin folds (the last ``folds`` warm-up waves are scored, each after
-    meta-fitting on the waves before it); ``online``: meta-fit on each fold wave once scored,
-    as the run does after each scored wave. ``protocol``: further ``protocol.evaluate``
-    arguments the run uses (episodes, options, divergence_multiple); the rest as its own."""
-
-    warmup: int
-    shots: tuple[int, ...]
-    steps: tuple[int, ...]
-    budget: Budget
-    warmup_budget: Budget | None = None
-    metric: str = "loss"
-    device: str = "cpu"
-    folds: int = 1
-    online: bool = True
-    protocol: Mapping[str, Any] = field(default_factory=dict)
+def trial_settings(settings: ProtocolSettings, share: float = 1.0) -> ProtocolSettings:
+    """The protocol settings of a trial of a run with ``settings``: the warm-up shortened by
+    the tuning folds (the fold waves are scored, each after meta-fitting on the waves before),
+    the warm-up budget the tuning's (``tuning.budget``; None: the run's), both budgets cut to
+    ``share`` (a lower rung); everything else (shots, steps, online, episodes, divergence) as
+    the run's, so a trial trains and scores as the run will."""
+    tu = settings.tuning or TuningSettings()
+    warm = settings.warmup_budget if tu.budget is None else tu.budget
+    return dataclasses.replace(settings, warmup=settings.warmup - tu.search.folds,
+                               budget=scaled(settings.budget, share),
+                               warmup_budget=scaled(warm, share), tuning=None)
 
 
+@overload
+def scaled(budget: Budget, share: float) -> Budget: ...
+@overload
+def scaled(budget: None, share: float) -> None: ...
+@overload
+def scaled(budget: Budget | None, share: float) -> Budget | None: ...
 def scaled(budget: Budget | None, share: float) -> Budget | None:
     """``budget`` with its iterations (and seconds cap) cut to ``share`` (at least 1 iteration
     where it had any): a lower budget rung."""
@@ -299,22 +273,21 @@ def rung_share(rung: int, rungs: int) -> float:
 
 
 def trial_score(learner_name: str, params: Mapping[str, Any], streams: Sequence[TaskStream],
-                settings: TrialSettings, seed: int, share: float = 1.0,
-                on_wave: Callable[[int], None] | None = None) -> float:
-    """Mean over ``streams`` of the objective of ``learner_name(**params)`` over the rolling-
-    origin folds (see the module docstring), trained with ``share`` of the budgets. NaN when
-    the learner diverged. ``on_wave(wave)`` is called as each fold wave is scored."""
+                settings: ProtocolSettings, seed: int, share: float = 1.0,
+                on_wave: Callable[[int], None] | None = None, device: str = "cpu") -> float:
+    """Mean over ``streams`` of the objective (``settings.tuning.metric``) of
+    ``learner_name(**params)`` over the rolling-origin folds (see the module docstring),
+    trained with ``share`` of the budgets (:func:`trial_settings`). NaN when the learner
+    diverged. ``on_wave(wave)`` is called as each fold wave is scored."""
     from simlab.evaluation.protocol import iter_evaluate
 
     values = []
-    origin = settings.warmup - settings.folds
+    trial = trial_settings(settings, share)
+    metric = (settings.tuning or TuningSettings()).metric
     for stream in streams:
-        waves = iter_evaluate(
-            make_learner(learner_name, **params), warmup_stream(stream, settings.warmup),
-            warmup=origin, shots=settings.shots, steps=settings.steps,
-            budget=scaled(settings.budget, share),
-            warmup_budget=scaled(settings.warmup_budget, share), online=settings.online,
-            seed=seed, device=settings.device, **settings.protocol)
+        waves = iter_evaluate(make_learner(learner_name, **params),
+                              warmup_stream(stream, settings.warmup), trial, seed=seed,
+                              device=device)
         while True:
             try:
                 wave = next(waves)
@@ -323,7 +296,7 @@ def trial_score(learner_name: str, params: Mapping[str, Any], streams: Sequence[
                 break
             if on_wave is not None:
                 on_wave(wave.wave)
-        values.append(result.summary.get(METRICS[settings.metric], math.nan))
+        values.append(result.summary.get(METRICS[metric], math.nan))
     value = float(np.mean(values))
     return value if math.isfinite(value) else math.nan
 
@@ -433,22 +406,30 @@ def _budget_free(rungs: list[float], search: Search) -> bool:
 
 
 def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
-         stream_or_streams: TaskStream | Sequence[TaskStream], *, warmup: int,
-         shots: Sequence[int], steps: Sequence[int], budget: Budget,
-         warmup_budget: Budget | None = None, search: Search = DEFAULT_SEARCH,
-         metric: str = "loss", seed: int = 0, space: Mapping[str, Any] | None = None,
-         device: str = "cpu", online: bool = True, protocol: Mapping[str, Any] | None = None,
-         storage: str | Path | None = None, study_name: str | None = None,
-         progress: Callable[[dict[str, Any]], None] | None = None) -> TuningResult:
-    """Search ``learner_name``'s space as ``search`` says (see the module docstring);
-    ``base_hyperparameters`` stay fixed. ``online`` and ``protocol`` (further
-    ``protocol.evaluate`` arguments: episodes, options, divergence_multiple) as the run's, so a
-    trial trains and scores as the run will. ``storage``: an SQLite file for the Optuna study (in
-    memory when None); ``study_name`` names it there (re-created on each call). ``progress``
-    is called with each finished trial's trace entry (and its ``trials`` total)."""
+         stream_or_streams: TaskStream | Sequence[TaskStream],
+         settings: ProtocolSettings | None = None, *, seed: int = 0, device: str = "cpu",
+         space: Mapping[str, Any] | None = None, storage: str | Path | None = None,
+         study_name: str | None = None,
+         progress: Callable[[dict[str, Any]], None] | None = None,
+         **overrides: Any) -> TuningResult:
+    """Search ``learner_name``'s space as ``settings.tuning`` says (see the module docstring;
+    ``settings.tuning`` None: ``TuningSettings()``'s defaults); ``base_hyperparameters`` stay
+    fixed. ``settings``: the run's protocol settings (a scenario's ``scenario.protocol()``;
+    None: the defaults), so a trial trains and scores as the run will; ``overrides`` are
+    replaced in (``dataclasses.replace``, as ``evaluate``'s). ``space``: the space to search
+    (None: ``settings.tuning.space[learner_name]`` if given, else the class's).
+    ``storage``: an SQLite file for the Optuna study (in memory when None); ``study_name``
+    names it there (re-created on each call). ``progress`` is called with each finished
+    trial's trace entry (and its ``trials`` total)."""
     import optuna
 
     t0 = time.perf_counter()
+    settings = ProtocolSettings.resolve(settings, overrides)
+    tu = settings.tuning or TuningSettings()
+    settings = dataclasses.replace(settings, tuning=tu)
+    search, metric, warmup = tu.search, tu.metric, settings.warmup
+    if space is None:
+        space = tu.space.get(learner_name)
     fixed = dict(base_hyperparameters or {})
     streams = [stream_or_streams] if isinstance(stream_or_streams, TaskStream) \
         else list(stream_or_streams)
@@ -464,8 +445,6 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
     if not resolved:
         return TuningResult(learner_name, metric, 0, {}, math.nan, [], {},
                             time.perf_counter() - t0, search=dataclasses.asdict(search))
-    settings = TrialSettings(int(warmup), tuple(shots), tuple(steps), budget, warmup_budget,
-                             metric, device, search.folds, online, dict(protocol or {}))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name or f"{learner_name}-seed{seed}"
     url = None if storage is None else f"sqlite:///{Path(storage)}"
@@ -492,7 +471,7 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
 
         def run(share: float, params: dict[str, Any] = params) -> float:
             return trial_score(learner_name, {**fixed, **params}, streams, settings, seed,
-                               share)
+                               share, device=device)
 
         state, value, rungs = _run_trial(trial, i, run, climb)
         if i == 0 and _budget_free(rungs, search):
@@ -516,6 +495,7 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
                         budget_free=climb.rungs != search.rungs)
 
 
-__all__ = ["DEFAULT_SEARCH", "METRICS", "PRUNERS", "REDUCTION", "Search", "TrialSettings",
+__all__ = ["DEFAULT_SEARCH", "METRICS", "PRUNERS", "REDUCTION", "Search",
            "TuningResult", "check_search", "check_tuning", "describe_space", "parse_range",
-           "resolve_space", "rung_share", "scaled", "trial_score", "tune", "warmup_stream"]
+           "resolve_space", "rung_share", "scaled", "trial_settings", "trial_score", "tune",
+           "warmup_stream"]

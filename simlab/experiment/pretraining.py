@@ -36,7 +36,7 @@ def source_scenario(scenario: Any) -> Any:
 
 def plan_for(scenario: Any, cache_dir: str | Path | None = None) -> Pretraining | None:
     """The pre-training plan of ``scenario`` (None without ``[evaluation.pretrain]``)."""
-    spec = scenario.evaluation.pretrain
+    spec = scenario.protocol().pretrain
     if spec is None:
         return None
     src = source_scenario(scenario)

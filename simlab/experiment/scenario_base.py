@@ -13,15 +13,18 @@ import typing
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from simlab.errors import ScenarioError
-from simlab.evaluation.tuning import DEFAULT_SEARCH, REDUCTION, Search
+from simlab.evaluation.tuning import REDUCTION
 from simlab.experiment import limits
 from simlab.experiment.errors_text import validate_model
 from simlab.schema import StrictModel
+from simlab.settings import (DEFAULT_SEEDS, Budget, BudgetMode, EpisodeMode, Episodes,
+                             PretrainColumns, PretrainSettings, ProtocolSettings, Search,
+                             TuningSettings)
 from simlab.tasks.stream import cached_stream
 from simlab.tasks.task import TaskStream
 
@@ -31,28 +34,36 @@ class Section(StrictModel):
 
 
 # --- evaluation ---------------------------------------------------------------------------------
-#: ``learners.base.BUDGET_MODES`` without importing torch here (a test keeps them equal)
-BudgetMode = Literal["iterations", "seconds", "early_stop"]
+# Every default below is read from ``simlab.settings`` (the dataclasses these sections validate
+# into), so the schema, the Python API and ``scenarios/_base.toml`` share one set of defaults.
+_BUDGET = Budget()
+_EPISODES = Episodes()
+_SEARCH = Search()
+_TUNING = TuningSettings()
+_PRETRAIN = PretrainSettings()
+_PROTOCOL = ProtocolSettings()
+
 
 
 class BudgetSpec(Section):
     """Outer-loop budget of each ``meta_fit`` call (the same for every learner compared;
     ``learners.base.Budget``)."""
 
-    iterations: int = Field(100, ge=0, description="meta-iterations per meta_fit call "
-                            "(mode 'early_stop': the cap; 'seconds': a safety cap)")
-    meta_batch: int = Field(16, ge=1, description="tasks per meta-iteration")
-    seconds: float | None = Field(None, gt=0, description="wall-clock cap per call (mode "
-                                  "'seconds': the budget itself)")
-    mode: BudgetMode = Field("iterations", description="'iterations' (a fixed count), "
+    iterations: int = Field(_BUDGET.iterations, ge=0, description="meta-iterations per "
+                            "meta_fit call (mode 'early_stop': the cap; 'seconds': a safety "
+                            "cap)")
+    meta_batch: int = Field(_BUDGET.meta_batch, ge=1, description="tasks per meta-iteration")
+    seconds: float | None = Field(_BUDGET.seconds, gt=0, description="wall-clock cap per "
+                                  "call (mode 'seconds': the budget itself)")
+    mode: BudgetMode = Field(_BUDGET.mode, description="'iterations' (a fixed count), "
                              "'seconds' (equal wall time) or 'early_stop' (until the held-out "
                              "score of the last warm-up wave stops improving; warm-up only)")
-    patience: int = Field(5, ge=1, description="early_stop: held-out evaluations without "
-                          "improvement before stopping")
-    eval_every: int = Field(25, ge=1, description="early_stop: meta-iterations between "
-                            "held-out evaluations")
-    recency: float | None = Field(None, gt=0, description="half-life in waves of the task "
-                                  "sampling weights (None: every revealed task alike)")
+    patience: int = Field(_BUDGET.patience, ge=1, description="early_stop: held-out "
+                          "evaluations without improvement before stopping")
+    eval_every: int = Field(_BUDGET.eval_every, ge=1, description="early_stop: "
+                            "meta-iterations between held-out evaluations")
+    recency: float | None = Field(_BUDGET.recency, gt=0, description="half-life in waves of "
+                                  "the task sampling weights (None: every revealed task alike)")
 
     @model_validator(mode="after")
     def _seconds(self) -> Self:
@@ -61,13 +72,16 @@ class BudgetSpec(Section):
                                 "trains for), e.g. seconds = 60")
         return self
 
-    def budget_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``learners.base.Budget`` (episodes come separately)."""
-        return self.model_dump(mode="python")
+    def settings(self) -> Budget:
+        """The ``simlab.settings.Budget`` this table describes (episodes come separately)."""
+        return Budget(**self.model_dump(mode="python"))
+
+    @classmethod
+    def of(cls, budget: Budget) -> BudgetSpec:
+        """The table of ``budget`` (for defaults held as a ``Budget``)."""
+        return cls(**{k: v for k, v in budget.settings().items() if k != "episodes"})
 
 
-#: ``learners.base.EPISODE_MODES`` without importing torch here (a test keeps them equal)
-EpisodeMode = Literal["grid", "matched", "stream"]
 
 
 class EpisodesSpec(Section):
@@ -76,11 +90,12 @@ class EpisodesSpec(Section):
     task's labelled respondents, instead of reusing the stream's one fixed split."""
 
     shots: str | int = Field(
-        "grid", description="K per episode: 'grid' (drawn from evaluation.shots), 'matched' "
-        "(one model per scored K, trained on K-shot episodes), an int K, or 'stream' (the "
-        "stream's fixed split; ablations only)")
-    query: int | None = Field(None, ge=1, description="query respondents per episode at most "
-                              "(None: all the task's other labelled respondents)")
+        _EPISODES.shots, description="K per episode: 'grid' (drawn from evaluation.shots), "
+        "'matched' (one model per scored K, trained on K-shot episodes), an int K, or "
+        "'stream' (the stream's fixed split; ablations only)")
+    query: int | None = Field(_EPISODES.query, ge=1, description="query respondents per "
+                              "episode at most (None: all the task's other labelled "
+                              "respondents)")
 
     @field_validator("shots", mode="before")
     @classmethod
@@ -94,37 +109,50 @@ class EpisodesSpec(Section):
                             "(one model per scored K), an integer K >= 1, or \"stream\" (the "
                             "stream's fixed split)")
 
+    def settings(self) -> Episodes:
+        """The ``simlab.settings.Episodes`` this table describes."""
+        return Episodes(self.shots, self.query)
+
 
 class TuningSpec(Section):
     """Equal-budget tuning (``simlab.evaluation.tuning``): every learner gets ``trials`` Optuna
     trials (seeded TPE, pruned on budget rungs) over its ``search_space``, scored inside the
     warm-up waves only (rolling origin over the last ``folds``); the oracle (empty space) gets
-    none. Defaults: ``simlab.evaluation.tuning.Search``."""
+    none. Defaults: ``simlab.settings.Search`` and ``TuningSettings``."""
 
-    trials: int = Field(DEFAULT_SEARCH.trials,
+    trials: int = Field(_SEARCH.trials,
                         description="trials per learner (the same for every learner); must "
                         "exceed startup so TPE acts")
-    startup: int = Field(DEFAULT_SEARCH.startup, description="TPE's random start-up trials "
+    startup: int = Field(_SEARCH.startup, description="TPE's random start-up trials "
                          "(also the median pruner's)")
-    pruner: str = Field(DEFAULT_SEARCH.pruner, description="successive_halving | hyperband | "
+    pruner: str = Field(_SEARCH.pruner, description="successive_halving | hyperband | "
                         "median | none: stops trials that trail at a lower budget rung")
-    rungs: int = Field(DEFAULT_SEARCH.rungs, description="budget rungs a trial climbs, each "
+    rungs: int = Field(_SEARCH.rungs, description="budget rungs a trial climbs, each "
                        f"{REDUCTION}x the last's iterations up to the full budget")
-    folds: int = Field(DEFAULT_SEARCH.folds, description="rolling-origin folds: the last "
+    folds: int = Field(_SEARCH.folds, description="rolling-origin folds: the last "
                        "`folds` warm-up waves, each scored after fitting on the waves before")
-    metric: str = Field("loss", description="objective: loss | auc | excess_loss (oracle only)")
+    metric: str = Field(_TUNING.metric,
+                        description="objective: loss | auc | excess_loss (oracle only)")
     space: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-learner search space replacing the class's, "
         "e.g. [evaluation.tuning.space.maml] inner_lr = {low = 1e-3, high = 0.5, log = true}")
     budget: BudgetSpec | None = Field(
-        None, description="warm-up meta-fit budget of each trial (None: evaluation's)")
-    seeds: int = Field(2, ge=1, description="tune once per learner on the warm-up waves of the "
+        None if _TUNING.budget is None else BudgetSpec.of(_TUNING.budget),
+        description="warm-up meta-fit budget of each trial (None: evaluation's)")
+    seeds: int = Field(_TUNING.seeds, ge=1, description="tune once per learner on the warm-up "
+                       "waves of the "
                        "streams of the sweep's first `seeds` seeds (all of them if fewer); "
                        "every seed's cell then runs with that choice")
 
     def search(self) -> Search:
         """The ``Search`` these settings describe."""
         return Search(self.trials, self.startup, self.pruner, self.folds, self.rungs)
+
+    def settings(self) -> TuningSettings:
+        """The ``simlab.settings.TuningSettings`` this table describes."""
+        return TuningSettings(self.search(), self.metric,
+                              None if self.budget is None else self.budget.settings(),
+                              self.seeds, {k: dict(v) for k, v in self.space.items()})
 
 
 class PretrainSpec(Section):
@@ -135,16 +163,23 @@ class PretrainSpec(Section):
     scenario: str | None = Field(
         None, description="scenario file to pre-train on (relative to this file; for a survey "
         "its `simlab twin`); None: this scenario's own streams at `seeds`")
-    seeds: list[int] = Field(default_factory=lambda: [0],
+    seeds: list[int] = Field(default_factory=lambda: list(_PRETRAIN.seeds),
                              description="seeds of the pre-training scenario's streams")
-    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(iterations=200),
+    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec.of(_PRETRAIN.budget),
                                description="the pre-training meta_fit's budget")
     learners: list[str] | None = Field(
         None, description="learners to pre-train (None: every listed one that can be)")
-    columns: Literal["names", "count"] = Field(
-        "names", description="how the source's feature columns must match: 'names' (the same "
+    columns: PretrainColumns = Field(
+        _PRETRAIN.columns, description="how the source's feature columns must match: "
+        "'names' (the same "
         "columns) or 'count' (the same number: a `simlab twin` matches a survey's number and "
         "kind of columns, not their meaning)")
+
+    def settings(self) -> PretrainSettings:
+        """The ``simlab.settings.PretrainSettings`` this table describes."""
+        return PretrainSettings(self.scenario, tuple(self.seeds), self.budget.settings(),
+                                None if self.learners is None else tuple(self.learners),
+                                self.columns)
 
     @field_validator("budget")
     @classmethod
@@ -167,33 +202,52 @@ class EvaluationSpec(Section):
 
     bool_fields: ClassVar[frozenset[str]] = frozenset({"tuning"})   # `tuning = false`: off
 
-    warmup: int = Field(4, ge=1, description="waves meta-fitted on before the first scored wave")
-    shots: list[int] = Field(default_factory=lambda: [1, 5, 10],
+    warmup: int = Field(_PROTOCOL.warmup, ge=1,
+                        description="waves meta-fitted on before the first scored wave")
+    shots: list[int] = Field(default_factory=lambda: list(_PROTOCOL.shots),
                              description="support sizes K to adapt on")
-    steps: list[int] = Field(default_factory=lambda: [0, 1, 5, 10],
+    steps: list[int] = Field(default_factory=lambda: list(_PROTOCOL.steps),
                              description="inner-loop step counts to score")
-    seeds: int = Field(3, ge=1, description="independent streams (seeds 0..seeds-1)")
+    seeds: int = Field(DEFAULT_SEEDS, ge=1, description="independent streams (seeds "
+                       "0..seeds-1); a verdict needs 6 (evaluation.statistics.MIN_SEEDS)")
     learners: list[str] = Field(
         default_factory=lambda: ["scratch", "finetune", "partial_pooling", "maml", "oracle"],
         description="learner names, entry points or package.module:Class")
-    budget: BudgetSpec = Field(default_factory=BudgetSpec,
+    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec.of(_PROTOCOL.budget),
                                description="budget of every online meta_fit (after each wave)")
     warmup_budget: BudgetSpec | None = Field(
-        None, description="budget of the warm-up meta_fit on the first waves (None: budget)")
-    online: bool = Field(True, description="meta-fit again on each wave once it is revealed")
+        None if _PROTOCOL.warmup_budget is None else BudgetSpec.of(_PROTOCOL.warmup_budget),
+        description="budget of the warm-up meta_fit on the first waves (None: budget)")
+    online: bool = Field(_PROTOCOL.online,
+                         description="meta-fit again on each wave once it is revealed")
     episodes: EpisodesSpec = Field(default_factory=EpisodesSpec,
                                    description="how meta-training episodes are drawn")
     divergence_multiple: float | None = Field(
-        10.0, gt=1, description="a loss above this multiple of the support base-rate "
+        _PROTOCOL.divergence_multiple, gt=1, description="a loss above this multiple of the "
+        "support base-rate "
         "predictor's is recorded as diverged (None: only non-finite losses)")
     recovery_tolerance: float = Field(
-        0.1, gt=0, description="recovered = excess loss back within this share of the "
+        _PROTOCOL.recovery_tolerance, gt=0, description="recovered = excess loss back within "
+        "this share of the "
         "ceiling's loss (plus 0.01), sustained (see evaluation.metrics.SummaryOptions)")
     tuning: TuningSpec | None = Field(
         None, description="equal-budget tuning of every learner before it is evaluated "
         "(`tuning = false` switches off a tuning table inherited through `extends`)")
     pretrain: PretrainSpec | None = Field(
         None, description="pre-train on a simulated scenario before the warm-up")
+
+    def protocol(self) -> ProtocolSettings:
+        """The ``simlab.settings.ProtocolSettings`` this table describes (the learner list and
+        the seed count choose which cells exist; they are not protocol settings)."""
+        return ProtocolSettings(
+            warmup=self.warmup, shots=tuple(self.shots), steps=tuple(self.steps),
+            budget=self.budget.settings(),
+            warmup_budget=None if self.warmup_budget is None else self.warmup_budget.settings(),
+            online=self.online, episodes=self.episodes.settings(),
+            divergence_multiple=self.divergence_multiple,
+            recovery_tolerance=self.recovery_tolerance,
+            tuning=None if self.tuning is None else self.tuning.settings(),
+            pretrain=None if self.pretrain is None else self.pretrain.settings())
 
     @model_validator(mode="after")
     def _early_stop(self) -> Self:
@@ -322,6 +376,13 @@ class ScenarioBase(StrictModel):
                cache: bool = True) -> TaskStream:
         """The task stream for ``seed``, from the disk cache when possible."""
         return cached_stream(self, seed, cache_dir) if cache else self.generate_stream(seed)
+
+    def protocol(self) -> ProtocolSettings:
+        """The protocol settings of every cell of this scenario (its ``[evaluation]`` table):
+        ``evaluate(learner, scenario.stream(seed), scenario.protocol(), seed=seed)`` is the
+        sweep's cell (with ``[evaluation.pretrain]``: the stream from
+        ``experiment.pretraining.with_pretraining``)."""
+        return self.evaluation.protocol()
 
     def hyperparameters(self, learner: str) -> dict[str, Any]:
         """The ``[learners.<name>]`` table for ``learner`` (empty when none is given)."""

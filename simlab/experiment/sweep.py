@@ -274,25 +274,18 @@ def tune_learner(job: TuningJob, progress: Any = None) -> Any:
     trials seeded by the first of them); returns the ``TuningResult`` (with its ``seeds``).
     The sweep runs one per learner on its executor; ``simlab tune`` calls it directly.
     ``progress``: called with each finished trial (``tune``'s)."""
-    from simlab.learners.base import Budget
     from simlab.evaluation.tuning import tune
 
     sc, seed = job.scenario, job.seeds[0]
-    tu = sc.evaluation.tuning
-    kw = evaluate_kwargs(sc, seed, job.device)
-    warm = kw["warmup_budget"] if tu.budget is None else Budget(**tu.budget.budget_kwargs())
     streams = [sc.stream(s, cache_dir=job.cache_dir) for s in job.seeds]
     if progress is None and job.progress_file is not None:
         def progress(trial: Mapping[str, Any], path: str = job.progress_file) -> None:
             with open(path, "a") as f:
                 f.write(f"{trial['number']} {trial['state']}\n")
-    result = tune(job.learner_name, job.overrides, streams, warmup=kw["warmup"],
-                  shots=kw["shots"], steps=kw["steps"], budget=kw["budget"], warmup_budget=warm,
-                  search=tu.search(), metric=tu.metric, seed=seed, device=job.device,
-                  online=kw["online"], protocol={k: kw[k] for k in (
-                      "episodes", "options", "divergence_multiple")},
-                  space=job.space, storage=job.storage, study_name=f"{sc.name}-{job.label}-seeds"
-                  + "-".join(map(str, job.seeds)), progress=progress)
+    result = tune(job.learner_name, job.overrides, streams, sc.protocol(), seed=seed,
+                  device=job.device, space=job.space, storage=job.storage,
+                  study_name=f"{sc.name}-{job.label}-seeds" + "-".join(map(str, job.seeds)),
+                  progress=progress)
     return dataclasses.replace(result, seeds=list(job.seeds))
 
 
@@ -326,22 +319,6 @@ def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScena
     return error, [str(w.message) for w in caught]
 
 
-def evaluate_kwargs(scenario: AnyScenario, seed: int, device: str) -> dict[str, Any]:
-    """The protocol's settings from the scenario's ``[evaluation]`` table."""
-    from simlab.evaluation.metrics import SummaryOptions
-    from simlab.learners.base import Budget, Episodes
-
-    ev = scenario.evaluation
-    warm = ev.warmup_budget
-    return {"warmup": ev.warmup, "shots": list(ev.shots), "steps": list(ev.steps),
-            "budget": Budget(**ev.budget.budget_kwargs()),
-            "warmup_budget": warm and Budget(**warm.budget_kwargs()),
-            "online": ev.online, "seed": int(seed), "device": device,
-            "options": SummaryOptions(rel_tol=ev.recovery_tolerance),
-            "episodes": Episodes(ev.episodes.shots, ev.episodes.query),
-            "divergence_multiple": ev.divergence_multiple}
-
-
 def run_cell(job: Job) -> Outcome:
     """Run one cell; any exception becomes a recorded ``CellError`` (the sweep goes on)."""
     from simlab.evaluation.protocol import evaluate
@@ -359,8 +336,8 @@ def run_cell(job: Job) -> Outcome:
             learner = make_learner(job.cell.learner_name,
                                    **{**job.overrides, **(tuned.best_params if tuned else {})})
             result: RunResult | CellError = evaluate(
-                learner, stream, **evaluate_kwargs(job.scenario, job.cell.seed,
-                                                   job.cell.device))
+                learner, stream, job.scenario.protocol(), seed=job.cell.seed,
+                device=job.cell.device)
         if tuned is not None:     # stored with the run: chosen values, trace, seeds, time
             result.log["tuning"] = {**tuned.as_log(), "shared": True}
             result.timings["tuning_s"] = tuned.seconds     # the shared job's, not this cell's

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ import torch
 
 from simlab.errors import LearnerError, ScenarioError
 from simlab.learners.space import Choice, Float, Int, SearchSpace  # noqa: F401 (re-exported)
+from simlab.settings import (BUDGET_MODES, EPISODE_MODES, Budget, Episodes,  # noqa: F401
+                             is_int, is_number)  # re-exported: their home is simlab.settings
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
@@ -38,108 +39,6 @@ class TaskSpec:
     @classmethod
     def of(cls, task: Task) -> TaskSpec:
         return cls(task.target, task.n_features, task.n_classes)
-
-
-#: ``Episodes.shots`` modes besides a fixed integer K
-EPISODE_MODES = ("grid", "matched", "stream")
-
-
-@dataclass(frozen=True)
-class Episodes:
-    """How a meta-training episode is cut from a revealed task (``episodes.EpisodeSampler``).
-
-    Every episode re-draws, for each sampled task, K support and up to ``query`` query
-    respondents from ALL the task's labelled respondents (its support and query rows), so
-    learners cannot memorise the stream's one fixed split. ``shots``: ``"grid"`` draws K per
-    task uniformly from ``grid`` (the scored shots grid, filled in by the protocol; empty: each
-    task's own support size); ``"matched"`` trains one model per scored K on K-shot episodes
-    (Vinyals et al. 2016, Snell et al. 2017: train with the shots you test with; resolved by
-    the protocol, which then passes an int; a learner given it directly treats it as "grid");
-    an int is a fixed K; ``"stream"`` keeps the stream's fixed split (the old behaviour, for
-    ablations only). ``query``: at most this many query respondents (None: all the rest).
-    """
-
-    shots: str | int = "grid"
-    query: int | None = None
-    grid: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        s = self.shots
-        if not (s in EPISODE_MODES or is_int(s, 1)):
-            raise ScenarioError(f"episodes.shots = {s!r} is invalid; use one of "
-                                f"{', '.join(map(repr, EPISODE_MODES))} or an integer K >= 1")
-        if self.query is not None and not is_int(self.query, 1):
-            raise ScenarioError(f"episodes.query = {self.query!r} is invalid; use an integer >= 1 "
-                                "(query respondents per episode) or leave it out (all the rest)")
-        if not all(is_int(k, 1) for k in self.grid):
-            raise ScenarioError(f"episodes grid = {self.grid!r} must be integers >= 1")
-
-
-#: ``Budget.mode`` values: a fixed count of meta-iterations, a fixed wall time, or training
-#: until a held-out score stops improving
-BUDGET_MODES = ("iterations", "seconds", "early_stop")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Outer-loop budget of one ``meta_fit`` call; the same for every learner in a comparison.
-
-    ``mode`` (``episodes.fit_loop`` enforces it):
-
-    * ``"iterations"``: ``iterations`` meta-iterations (``seconds``, if given, caps the wall
-      time; every outer loop checks it between updates);
-    * ``"seconds"``: meta-iterations until ``seconds`` of wall time have passed (equal time for
-      every learner; ``iterations`` is only a safety cap, set it high);
-    * ``"early_stop"``: meta-iterations until the score on held-out tasks (``holdout``, attached
-      by the protocol: the last warm-up wave, never a scored one) has not improved for
-      ``patience`` evaluations made every ``eval_every`` iterations, capped at ``iterations``
-      and at ``seconds`` (if given); the parameters of the best evaluation are restored, as
-      early stopping does. The training curve goes into the ``meta_fit`` log.
-
-    Learners that fit to convergence by their own rule (the GLM baselines' EM and Newton
-    iterations) ignore the mode. ``recency``: a half-life in waves; meta-batches are then drawn
-    with task weights ``0.5 ** (age / recency)`` (age: waves behind the newest task), so a
-    learner that wants recency weights the newest waves more (None: uniform, the default).
-    ``episodes`` says how each meta-training episode is drawn from the revealed tasks."""
-
-    iterations: int = 200        # meta-iterations (outer steps); early_stop: the cap
-    meta_batch: int = 16         # tasks per meta-iteration
-    seconds: float | None = None  # optional wall-clock cap (mode "seconds": the budget)
-    episodes: Episodes = Episodes()
-    mode: str = "iterations"
-    patience: int = 5            # early_stop: evaluations without improvement before stopping
-    eval_every: int = 25         # early_stop: meta-iterations between held-out evaluations
-    recency: float | None = None  # half-life in waves of the task sampling weights (None: off)
-    #: the held-out scorer of an early-stopping call (``episodes.HeldOut``), attached by the
-    #: protocol; not a setting (not compared, not recorded)
-    holdout: Any = dataclasses.field(default=None, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.iterations < 0 or self.meta_batch < 1:
-            raise ScenarioError(f"Budget needs iterations >= 0 and meta_batch >= 1, got {self}")
-        if self.seconds is not None and not is_number(self.seconds):
-            raise ScenarioError(f"budget.seconds = {self.seconds!r} must be a number > 0 or None")
-        if self.mode not in BUDGET_MODES:
-            raise ScenarioError(f"budget.mode = {self.mode!r} is invalid; use one of "
-                                f"{', '.join(map(repr, BUDGET_MODES))}")
-        if self.mode == "seconds" and self.seconds is None:
-            raise ScenarioError("budget.mode = 'seconds' needs budget.seconds (the wall time every "
-                                "learner trains for), e.g. seconds = 60")
-        if not is_int(self.patience, 1):
-            raise ScenarioError(f"budget.patience = {self.patience!r} must be an integer >= 1 "
-                                "(held-out evaluations without improvement before stopping)")
-        if not is_int(self.eval_every, 1):
-            raise ScenarioError(f"budget.eval_every = {self.eval_every!r} must be an integer >= 1 "
-                                "(meta-iterations between held-out evaluations)")
-        if self.recency is not None and not is_number(self.recency):
-            raise ScenarioError(f"budget.recency = {self.recency!r} must be a half-life in waves "
-                                "> 0 or None (uniform sampling)")
-
-    def settings(self) -> dict[str, Any]:
-        """The budget as recorded with a run (every field but the held-out scorer)."""
-        return {f.name: (dataclasses.asdict(getattr(self, f.name)) if f.name == "episodes"
-                         else getattr(self, f.name))
-                for f in dataclasses.fields(self) if f.name != "holdout"}
 
 
 class Adapted(ABC):
@@ -278,17 +177,6 @@ def check(condition: bool, learner: str, field: str, value: Any, allowed: str) -
 
 
 # The common kinds of hyperparameter, so that every learner words its errors the same way.
-def is_int(value: Any, low: int) -> bool:
-    """An integer (not a bool) >= ``low``; numpy integers count."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
-
-
-def is_number(value: Any, low: float = 0.0, strict: bool = True) -> bool:
-    """A finite real number (not a bool) > ``low`` (>= ``low`` when not ``strict``)."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value) and (value > low if strict else value >= low))
-
-
 def check_int(learner: str, field: str, value: Any, low: int, hint: str = "") -> None:
     """An integer >= ``low``."""
     check(is_int(value, low), learner, field, value, f"it must be an integer >= {low}{hint}")

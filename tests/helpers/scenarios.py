@@ -20,7 +20,7 @@ TINY: dict[str, Any] = {
     "learners": {"maml": {"hidden": [8]}},
 }
 #: two unpruned trials on the last warm-up wave: the quickest search (TPE never acts)
-QUICK_TABLE = {"trials": 2, "startup": 1, "pruner": "none", "rungs": 1, "folds": 1}
+QUICK_TABLE = {"trials": 2, "startup": 1, "pruner": "none", "rungs": 1, "folds": 1, "seeds": 2}
 TUNED = {**TINY, "learners": {},
          "evaluation": {**TINY["evaluation"], "learners": ["scratch", "partial_pooling", "oracle"],
                         "tuning": QUICK_TABLE}}
