@@ -19,7 +19,10 @@ torch.set_num_threads(1)
 PROTOCOL = {"warmup": 2, "shots": [4], "steps": [0, 2], "budget": Budget(3, 2)}
 
 
-def planned(stream, source, budget: Budget = Budget(30, 4)):
+PRE_BUDGET = Budget(30, 4)
+
+
+def planned(stream, source, budget: Budget = PRE_BUDGET):
     return pretrain.attach(stream, pretrain.from_streams([source], budget,
                                                          source={"scenario": "other seed"}))
 
@@ -84,7 +87,7 @@ def test_pretraining_changes_the_pooled_baselines_first_scored_wave(name: str) -
                    **PROTOCOL)
     plain = evaluate(make_learner(name), stream, **PROTOCOL)
     assert pre.log["pretrain"]["applied"], pre.log["pretrain"]
-    first = lambda r: r.records.query("metric == 'loss' and wave == 2")["value"].to_numpy()  # noqa: E731
+    first = lambda r: r.records.query("metric == 'loss' and wave == 2")["value"].to_numpy()
     assert not np.allclose(first(pre), first(plain))
     again = evaluate(make_learner(name), planned(stream, make_stream(waves=4, seed=1)),
                      **PROTOCOL)
@@ -170,3 +173,54 @@ def test_a_sweeps_tuning_trials_pretrain_like_its_runs(monkeypatch, tmp_path) ->
     plain, pre = trace(base), trace(with_plan)
     assert [p for p, _ in plain] == [p for p, _ in pre]
     assert [v for _, v in plain] != [v for _, v in pre]
+
+
+# --- the report: pretrained against not ---------------------------------------------------------
+def test_the_comparison_arm_shares_learners_and_seeds_and_the_longest_name_prefix() -> None:
+    import json
+
+    import pandas as pd
+
+    from simlab.report.pretrain import comparison_arm
+
+    plan = json.dumps({"applied": True})
+    runs = pd.DataFrame({
+        "scenario": ["x_pretrained", "x_plain", "y_plain", "z_plain", "w_pretrained"],
+        "learner": ["maml", "maml", "maml", "cnp", "maml"], "seed": [0, 0, 0, 0, 0],
+        "pretrain": [plan, None, None, None, plan]})
+    assert comparison_arm("x_pretrained", runs) == "x_plain"    # not z (no shared learner)
+    assert comparison_arm("w_pretrained", runs) in ("x_plain", "y_plain")
+    assert comparison_arm("x_pretrained", runs[runs["scenario"] != "x_plain"]) == "y_plain"
+    assert comparison_arm("x_pretrained", runs.iloc[[0, 4]]) is None   # only pre-trained ones
+
+
+def test_a_report_gives_each_pretrained_learner_its_paired_verdict(tmp_path, monkeypatch
+                                                                   ) -> None:
+    from pathlib import Path
+
+    from simlab.experiment.config import Scenario
+    from simlab.experiment.sweep import run_sweep
+    from simlab.report import report_from_store
+
+    monkeypatch.setenv("SIMLAB_CACHE", str(tmp_path / "cache"))
+    base = {"dynamics": {"family": "opinion"},
+            "graph": {"kind": "planted_partition", "n_groups": 3, "group_size": 30,
+                      "mean_degree": 6},
+            "survey": {"waves": 4, "every": 2, "support": 6, "query": 8}, "burn_in": 2,
+            "evaluation": {"warmup": 2, "shots": [3], "steps": [0], "seeds": 2,
+                           "learners": ["scratch", "partial_pooling"],
+                           "budget": {"iterations": 2, "meta_batch": 4}}}
+    pre = {**base, "name": "tiny_pretrained", "evaluation": {**base["evaluation"], "pretrain": {
+        "seeds": [7], "budget": {"iterations": 5, "meta_batch": 4}}}}
+    summary = run_sweep([Scenario.from_dict({**base, "name": "tiny_plain"}),
+                         Scenario.from_dict(pre)], store=tmp_path / "r.db",
+                        executor="inline", quiet=True)
+    assert summary.failed == 0, summary
+    files = report_from_store(tmp_path / "r.db", tmp_path / "report", figures=False)
+    md = Path(files["markdown"]).read_text()
+    assert "Pre-trained against not (tiny_plain: the same learners" in md
+    assert "| partial_pooling | yes | tiny_pretrained (seeds 7) |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| partial_pooling | ")
+               and line.endswith("| 2 | too few seeds | "))
+    assert row.count("[") == 3          # both arms' intervals and the difference's
+    assert "scratch (pretrained)" not in md     # scratch was not pre-trained: not compared
