@@ -114,11 +114,45 @@ def test_partial_pooling_pretraining_still_refuses_a_scored_wave() -> None:
         evaluate(make_learner("partial_pooling"), planned(stream, stream), **PROTOCOL)
 
 
-def test_dynamic_mlm_is_not_pretrained_and_says_why() -> None:
+def test_dynamic_mlms_prior_is_the_static_em_on_the_simulated_tasks_and_pulls_its_warm_up(
+        ) -> None:
+    from simlab.learners.dynamic_mlm import DynamicMLM
+
     stream = make_stream(waves=4, seed=0)
+    sim = pretrain.from_streams([make_stream(waves=4, groups=5, seed=1)], PRE_BUDGET).tasks
+
+    def made(**kw) -> DynamicMLM:
+        m = DynamicMLM(**kw)
+        m.setup(TaskSpec.of(stream.waves[0][0]), seed=0)
+        return m
+
+    pre, plain = made(), made()
+    pre.pretrain(sim, PRE_BUDGET)
+    plain._static_em(*_pooled(sim))                  # the same EM, from the same start
+    assert pre.prior is not None
+    np.testing.assert_allclose(pre.prior[0].numpy(), plain.b0.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(pre.prior[1].numpy(), plain.sigma_u.numpy(), rtol=1e-12)
+    gaps = {}
+    for n0 in (0.0, 1e9):
+        m = made(prior_tasks=n0)
+        m.pretrain(sim, PRE_BUDGET)
+        m.meta_fit(stream.tasks(0, 2), Budget(1, 1))
+        gaps[n0] = float((m.b0 - m.prior[0]).abs().max())
+    assert gaps[1e9] < 1e-6 < gaps[0.0]
     log = evaluate(make_learner("dynamic_mlm"), planned(stream, make_stream(waves=4, seed=1)),
-                   **PROTOCOL).log["pretrain"]
-    assert log["applied"] is False and "dated by wave" in log["reason"]
+                   **PROTOCOL)
+    assert log.log["pretrain"]["applied"]
+    first = lambda r: r.records.query("metric == 'loss' and wave == 2")["value"].to_numpy()
+    assert not np.allclose(first(log), first(evaluate(make_learner("dynamic_mlm"), stream,
+                                                      **PROTOCOL)))
+
+
+def _pooled(tasks):
+    """Every respondent of ``tasks`` as the dynamic model's EM takes them (its own helpers)."""
+    from simlab.learners import dynamic_mlm as dm
+
+    x, y, w = dm._pool(tasks, torch.device("cpu"))
+    return dm._design(x), dm._encode(y, "binary", 2), w.to(dm.GLM_DTYPE)
 
 
 # --- tuning trials pre-train ------------------------------------------------------------------

@@ -16,9 +16,9 @@ anchor). A learner with a ``pretrain(tasks, budget)`` method is pre-trained thro
 instead of ``meta_fit``: ``partial_pooling`` runs its EM on the simulated tasks alone, keeps
 the estimates (population coefficients, variance components) as an informative prior of a
 stated weight (``prior_tasks`` pseudo-tasks) and as its EM's start, and forgets the simulated
-tasks, so they never count as survey respondents. Not pre-trainable: ``scratch`` (nothing is
-shared between tasks), ``oracle``, ``dynamic_mlm`` (its state-space filter is dated by wave
-and its empirical Bayes pools every warm-up task; a prior on it is not implemented), and
+tasks, so they never count as survey respondents; ``dynamic_mlm`` likewise for its static EM
+(population coefficients, group-effect covariance), its drift still chosen on the warm-up
+waves. Not pre-trainable: ``scratch`` (nothing is shared between tasks), ``oracle``, and
 ``cpd:`` wrappers. A plug-in declares ``pretrainable = True`` (a class attribute) to opt in.
 
 Guarantees: the simulated tasks must have the evaluated stream's target kind, classes and
@@ -45,13 +45,12 @@ from simlab.tasks.task import Task, TaskStream
 META_KEY = "pretrain"
 #: built-in learners whose meta_fit continues from its parameters (see the module docstring)
 PRETRAINABLE = frozenset({"maml", "fomaml", "metasgd", "anil", "reptile", "meta_lstm",
-                          "relation", "protonet", "cnp", "pfn", "finetune", "partial_pooling"})
+                          "relation", "protonet", "cnp", "pfn", "finetune", "partial_pooling",
+                          "dynamic_mlm"})
 #: why the other built-ins are not pre-trained (shown in the error and the run log)
 NOT_PRETRAINABLE = {
     "scratch": "it fits every task from scratch and shares nothing between tasks",
-    "oracle": "it reads the true probabilities and learns nothing",
-    "dynamic_mlm": "its state-space fit is dated by wave, and simulated waves are not the "
-                   "survey's"}
+    "oracle": "it reads the true probabilities and learns nothing"}
 
 
 def can_pretrain(learner: Learner | type[Learner]) -> bool:
@@ -70,7 +69,7 @@ def why_not(name: str) -> str:
 def check_learners(names: Sequence[str], evaluated: Sequence[str]) -> list[str]:
     """Problems with ``evaluation.pretrain.learners``: names not evaluated, names that cannot
     be pre-trained (each with the fix)."""
-    from simlab.learners.registry import learner_class   # noqa: PLC0415 (imports torch)
+    from simlab.learners.registry import learner_class
 
     out = []
     for name in names:
