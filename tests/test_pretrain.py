@@ -258,3 +258,22 @@ def test_a_report_gives_each_pretrained_learner_its_paired_verdict(tmp_path, mon
                and line.endswith("| 2 | too few seeds | "))
     assert row.count("[") == 3          # both arms' intervals and the difference's
     assert "scratch (pretrained)" not in md     # scratch was not pre-trained: not compared
+
+
+@pytest.mark.parametrize("family", ["gss_happiness", "control_positive"])
+def test_the_shipped_arms_differ_only_by_pretraining(family: str) -> None:
+    """``sweeps/pretrain_*.toml`` pair ``<family>_plain`` with ``<family>_pretrained``: the same
+    streams, learners and protocol, one with ``[evaluation.pretrain]``."""
+    from simlab.experiment.config import load_scenario
+    from simlab.experiment.sweep import load_sweep
+
+    plain, pre = (load_scenario(f"scenarios/{family}_{arm}.toml") for arm in ("plain",
+                                                                            "pretrained"))
+    assert plain.evaluation.pretrain is None and pre.evaluation.pretrain is not None
+    assert plain.evaluation.model_dump(exclude={"pretrain"}) == \
+        pre.evaluation.model_dump(exclude={"pretrain"})
+    assert plain.stream_fingerprint() == pre.stream_fingerprint()
+    assert {"cnp", "pfn", "maml", "partial_pooling", "finetune"} <= set(pre.evaluation.learners)
+    short = "gss" if family.startswith("gss") else "control"
+    sweep = load_sweep(f"sweeps/pretrain_{short}.toml")
+    assert [s.name for s in sweep.scenarios] == [plain.name, pre.name]
