@@ -4,6 +4,10 @@ hyperparameters, no tuning; pre-training: every task of twin seeds 0 and 1, ``co
 "count"``, ITERS iterations x meta-batch 16).
 
     python bench/pretrain_gss.py cnp,pfn,maml,finetune 0,1 200
+
+A quick probe; the full comparison (6 seeds, partial_pooling's pre-trained prior included,
+stored, with the paired verdict pretrained-vs-not in the report) is
+``simlab sweep sweeps/pretrain_gss.toml`` (reports/pretrain_gss).
 """
 import sys
 import time

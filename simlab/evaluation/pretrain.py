@@ -11,12 +11,15 @@ Who can be pre-trained (``can_pretrain``): learners whose ``meta_fit`` continues
 parameters it has, so a first call on simulated tasks becomes the initialisation the real
 data refines: the meta-learners (MAML family, meta-LSTM, relation / prototypical networks),
 the in-context learners (``cnp``, ``pfn``) and ``finetune`` (its pooled network's
-initialisation). Not pre-trainable: ``scratch`` (nothing is shared between tasks),
-``oracle``, ``partial_pooling`` and ``dynamic_mlm`` (their ``meta_fit`` re-estimates the
-population coefficients and variance components from every task they remember, so simulated
-tasks would enter as if they were respondents of the survey, dated by wave; an informative
-prior on those estimates is not implemented), and ``cpd:`` wrappers. A plug-in declares
-``pretrainable = True`` (a class attribute) to opt in.
+initialisation, which the warm-up's pooled training then continues from, and the L2-SP
+anchor). A learner with a ``pretrain(tasks, budget)`` method is pre-trained through it
+instead of ``meta_fit``: ``partial_pooling`` runs its EM on the simulated tasks alone, keeps
+the estimates (population coefficients, variance components) as an informative prior of a
+stated weight (``prior_tasks`` pseudo-tasks) and as its EM's start, and forgets the simulated
+tasks, so they never count as survey respondents; ``dynamic_mlm`` likewise for its static EM
+(population coefficients, group-effect covariance), its drift still chosen on the warm-up
+waves. Not pre-trainable: ``scratch`` (nothing is shared between tasks), ``oracle``, and
+``cpd:`` wrappers. A plug-in declares ``pretrainable = True`` (a class attribute) to opt in.
 
 Guarantees: the simulated tasks must have the evaluated stream's target kind, classes and
 feature columns (``check_compatible`` names the columns that differ); they never include a
@@ -42,15 +45,12 @@ from simlab.tasks.task import Task, TaskStream
 META_KEY = "pretrain"
 #: built-in learners whose meta_fit continues from its parameters (see the module docstring)
 PRETRAINABLE = frozenset({"maml", "fomaml", "metasgd", "anil", "reptile", "meta_lstm",
-                          "relation", "protonet", "cnp", "pfn", "finetune"})
+                          "relation", "protonet", "cnp", "pfn", "finetune", "partial_pooling",
+                          "dynamic_mlm"})
 #: why the other built-ins are not pre-trained (shown in the error and the run log)
 NOT_PRETRAINABLE = {
     "scratch": "it fits every task from scratch and shares nothing between tasks",
-    "oracle": "it reads the true probabilities and learns nothing",
-    "partial_pooling": "its meta_fit re-estimates from every task it remembers, so simulated "
-                       "tasks would count as survey respondents",
-    "dynamic_mlm": "its state-space fit is dated by wave, and simulated waves are not the "
-                   "survey's"}
+    "oracle": "it reads the true probabilities and learns nothing"}
 
 
 def can_pretrain(learner: Learner | type[Learner]) -> bool:
@@ -219,8 +219,9 @@ def before_warmup(run: Any, stream: TaskStream, warmup: int) -> None:
     check_no_leak(plan, stream, warmup)
     budget = dataclasses.replace(plan.budget, episodes=run.budget.episodes)
     t0, c0 = time.perf_counter(), time.process_time()
+    fit = getattr(learner, "pretrain", None)        # its own pre-training (a prior), if any
     try:
-        log = learner.meta_fit(plan.tasks, budget)
+        log = (fit if callable(fit) else learner.meta_fit)(plan.tasks, budget)
     except ScenarioError:
         raise
     except ValueError as err:       # e.g. simulated tasks too small for the episodes' K

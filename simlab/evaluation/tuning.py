@@ -31,6 +31,11 @@ seed, rung) (:func:`trial_score`), and so is a whole search (:func:`tune`): a sw
 learner once, as one job on its executor, on the warm-up waves of its first seeds' streams
 (``simlab.experiment.sweep.tune_learner``), and every seed's cell runs with that choice.
 
+With ``[evaluation.pretrain]`` the streams carry the pre-training plan (the sweep attaches it),
+and every trial pre-trains as the run will before its warm-up (its budget scaled by the rung's
+share, :func:`pretrain_scaled`): the hyperparameters chosen are those that are best after
+pre-training, not those best without it.
+
 A learner with an empty space (the oracle) gets 0 trials. Hyperparameters the user fixed
 (``[learners.<name>]``, a sweep's hyperparameters or grid point) are held fixed: they are
 removed from the class's default space; naming one in a user-given space is an error.
@@ -49,6 +54,7 @@ from typing import Any, overload
 import numpy as np
 
 from simlab.errors import LearnerError, ScenarioError, SimlabError
+from simlab.evaluation.pretrain import META_KEY
 from simlab.learners.registry import learner_class, make_learner
 from simlab.learners.space import Choice, Float, Int, SearchSpace
 from simlab.settings import PRUNERS, Budget, ProtocolSettings, Search, TuningSettings
@@ -267,6 +273,18 @@ def scaled(budget: Budget | None, share: float) -> Budget | None:
     return dataclasses.replace(budget, iterations=its, seconds=secs)
 
 
+def pretrain_scaled(stream: TaskStream, share: float) -> TaskStream:
+    """``stream`` with its ``[evaluation.pretrain]`` plan's budget cut to ``share`` (a lower
+    rung pre-trains with the same share of its budget as it trains; unchanged without a plan).
+    A trial pre-trains like the run (``pretrain.before_warmup``), so the hyperparameters chosen
+    are those that are best after pre-training."""
+    plan = stream.meta.get(META_KEY)
+    if plan is None or share >= 1:
+        return stream
+    return dataclasses.replace(stream, meta={**stream.meta, META_KEY: dataclasses.replace(
+        plan, budget=scaled(plan.budget, share))})
+
+
 def rung_share(rung: int, rungs: int) -> float:
     """The share of the full budget a trial trains with at ``rung`` (0-based) of ``rungs``."""
     return float(REDUCTION) ** (rung - rungs + 1)
@@ -285,9 +303,9 @@ def trial_score(learner_name: str, params: Mapping[str, Any], streams: Sequence[
     trial = trial_settings(settings, share)
     metric = (settings.tuning or TuningSettings()).metric
     for stream in streams:
-        waves = iter_evaluate(make_learner(learner_name, **params),
-                              warmup_stream(stream, settings.warmup), trial, seed=seed,
-                              device=device)
+        fold_stream = pretrain_scaled(warmup_stream(stream, settings.warmup), share)
+        waves = iter_evaluate(make_learner(learner_name, **params), fold_stream, trial,
+                              seed=seed, device=device)
         while True:
             try:
                 wave = next(waves)
@@ -497,5 +515,5 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
 
 __all__ = ["DEFAULT_SEARCH", "METRICS", "PRUNERS", "REDUCTION", "Search",
            "TuningResult", "check_search", "check_tuning", "describe_space", "parse_range",
-           "resolve_space", "rung_share", "scaled", "trial_settings", "trial_score", "tune",
-           "warmup_stream"]
+           "pretrain_scaled", "resolve_space", "rung_share", "scaled", "trial_settings",
+           "trial_score", "tune", "warmup_stream"]

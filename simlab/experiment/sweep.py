@@ -274,10 +274,13 @@ def tune_learner(job: TuningJob, progress: Any = None) -> Any:
     trials seeded by the first of them); returns the ``TuningResult`` (with its ``seeds``).
     The sweep runs one per learner on its executor; ``simlab tune`` calls it directly.
     ``progress``: called with each finished trial (``tune``'s)."""
+    from simlab.evaluation.pretrain import attach
     from simlab.evaluation.tuning import tune
+    from simlab.experiment.pretraining import plan_for
 
     sc, seed = job.scenario, job.seeds[0]
-    streams = [sc.stream(s, cache_dir=job.cache_dir) for s in job.seeds]
+    plan = plan_for(sc, job.cache_dir)        # [evaluation.pretrain]: every trial pre-trains
+    streams = [attach(sc.stream(s, cache_dir=job.cache_dir), plan) for s in job.seeds]
     if progress is None and job.progress_file is not None:
         def progress(trial: Mapping[str, Any], path: str = job.progress_file) -> None:
             with open(path, "a") as f:

@@ -297,12 +297,25 @@ class PartialPooling(GroupMemoryOption, Learner):
     likelihood. Before any ``meta_fit`` the prior is N(0, tau2_init I). ``memory`` > 0 adds
     the group's respondents of its last waves to each support set in ``adapt``, discounted by
     age (``memory.GroupMemory``): the posterior of a group effect that persists.
+
+    Pre-training (``[evaluation.pretrain]``, :meth:`pretrain`): the EM is run on the simulated
+    tasks alone (up to the pre-training budget's iterations), its estimates become an
+    informative prior, and the simulated tasks are then forgotten (they never enter the
+    memory the survey's tasks are pooled with). The prior counts as ``prior_tasks``
+    pseudo-tasks: each later M-step returns the weighted average of the data's estimate (its
+    tasks' weights summing to A) and the pre-trained one, with weights A and ``prior_tasks``,
+    for beta_0, tau^2 and (regression) sigma2 -- the conjugate "prior as pseudo-observations"
+    MAP-EM (Dempster et al. 1977, sec. 4.6; Gelman et al. 2013, "Bayesian Data Analysis",
+    ch. 5). The EM also starts from the pre-trained estimates, so before the warm-up the
+    predictions are the pre-trained population's. Without pre-training nothing changes.
     """
 
     name: ClassVar[str] = "partial_pooling"
     #: remembers every revealed task itself (``window``) and carries its EM on: shown each
     #: wave once (the online meta_fit gives it the newest wave only)
     incremental: ClassVar[bool] = True
+    #: ``[evaluation.pretrain]``: the simulated tasks' EM estimates become a prior (pretrain)
+    pretrainable: ClassVar[bool] = True
 
     # the memory (tasks remembered); None: all
     #: memory in waves (None: every wave, the default) and exponential forgetting
@@ -317,9 +330,12 @@ class PartialPooling(GroupMemoryOption, Learner):
     tau2_min: float = 1e-4
     window: int | None = None
     discount: float = 1.0
+    #: weight of the pre-trained prior in pseudo-tasks (used only after ``pretrain``)
+    prior_tasks: float = 20.0
 
     def validate(self) -> None:
         n = self.name
+        check_number(n, "prior_tasks", self.prior_tasks, strict=False)
         check_int(n, "em_iterations", self.em_iterations, 1)
         check_int(n, "online_em_iterations", self.online_em_iterations, 1)
         check_int(n, "fit_newton", self.fit_newton, 1)
@@ -340,6 +356,8 @@ class PartialPooling(GroupMemoryOption, Learner):
         self.tau2 = torch.full(shape, float(self.tau2_init), dtype=GLM_DTYPE, device=self.device)
         self.sigma2 = torch.ones((), dtype=GLM_DTYPE, device=self.device)
         self._calls = 0
+        #: the pre-trained (beta_0, tau^2, sigma2), None until ``pretrain``
+        self.prior: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.reset_memory()
 
     def reset_memory(self) -> None:
@@ -385,12 +403,36 @@ class PartialPooling(GroupMemoryOption, Learner):
             self._remember(tasks)
         if self._mem is None:
             return {"tasks": 0.0, "seconds": 0.0}
+        cap = self.online_em_iterations if self._warm else self.em_iterations
+        return self._em(cap, budget, start)
+
+    def pretrain(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        """Pre-training on simulated tasks (``evaluation.pretrain``): the EM on ``tasks``
+        alone (at most ``budget.iterations`` iterations), whose estimates become the prior of
+        every later M-step (weight ``prior_tasks``) and the next EM's start; the tasks are
+        then forgotten, so the survey's estimates pool only its own tasks with the prior."""
+        check_tasks(self, tasks)
+        start = time.perf_counter()
+        self.prior = None                   # a second call re-estimates from its tasks alone
+        self._mem = None
+        if tasks:
+            self._remember(tasks)
+        log = {"tasks": 0.0, "seconds": 0.0} if self._mem is None else self._em(
+            int(budget.iterations), budget, start)
+        self.prior = (self.beta0.clone(), self.tau2.clone(), self.sigma2.clone())
+        self.reset_memory()                 # forget the simulated tasks; estimates stay
+        self._calls = 0
+        return {**log, "prior_tasks": float(self.prior_tasks)}
+
+    def _em(self, cap: int, budget: Budget, start: float) -> dict[str, float]:
+        """At most ``cap`` EM iterations on the memory (fewer once no estimate moves by more
+        than ``tol`` or ``budget.seconds`` have passed since ``start``)."""
         mem = self._mem
+        assert mem is not None
         age = (mem["wave"].max() - mem["wave"]).to(GLM_DTYPE)
         a = float(self.discount) ** age
         x, y, w, modes = mem["x"], mem["y"], mem["w"], mem["modes"]
         done = 0
-        cap = self.online_em_iterations if self._warm else self.em_iterations
         for done in range(1, cap + 1):
             before = torch.cat([self.beta0.flatten(), self.tau2.flatten(), self.sigma2.view(1)])
             modes, cov = self._e_step(modes, x, y, w)
@@ -415,16 +457,34 @@ class PartialPooling(GroupMemoryOption, Learner):
 
     def _m_step(self, modes: torch.Tensor, cov: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                 w: torch.Tensor, a: torch.Tensor) -> None:
-        """Closed-form weighted updates of beta_0, tau^2 (and sigma2 for regression)."""
+        """Closed-form weighted updates of beta_0, tau^2 (and sigma2 for regression); after
+        ``pretrain``, each averaged with the prior's, weights sum(a) and ``prior_tasks``."""
         aw = (a / a.sum()).view(-1, 1, 1)
-        self.beta0 = (aw * modes).sum(0)
+        share = self._prior_share(a)
+        self.beta0 = self._shrink((aw * modes).sum(0), 0, share)
         var = torch.diagonal(cov, dim1=-2, dim2=-1).reshape(modes.shape)
-        self.tau2 = (aw * ((modes - self.beta0) ** 2 + var)).sum(0).clamp_min(self.tau2_min)
+        self.tau2 = self._shrink((aw * ((modes - self.beta0) ** 2 + var)).sum(0), 1, share
+                                 ).clamp_min(self.tau2_min)
         if self.spec.target == "regression":
             resid = ((y - x @ modes) ** 2).squeeze(-1)
             lever = torch.einsum("bnp,bpq,bnq->bn", x, cov, x)
             ww = w * a.view(-1, 1)
-            self.sigma2 = ((ww * (resid + lever)).sum() / ww.sum()).clamp_min(1e-8)
+            self.sigma2 = self._shrink((ww * (resid + lever)).sum() / ww.sum(), 2, share
+                                       ).clamp_min(1e-8)
+
+    def _prior_share(self, a: torch.Tensor) -> float:
+        """The pre-trained prior's weight in an M-step, prior_tasks / (sum(a) + prior_tasks)
+        (0 without pre-training)."""
+        if self.prior is None:
+            return 0.0
+        n0 = float(self.prior_tasks)
+        return n0 / (float(a.sum()) + n0) if n0 > 0 else 0.0
+
+    def _shrink(self, estimate: torch.Tensor, which: int, share: float) -> torch.Tensor:
+        """``estimate`` averaged with the prior's ``which`` (0 beta_0, 1 tau^2, 2 sigma2)."""
+        if not share or self.prior is None:
+            return estimate
+        return (1.0 - share) * estimate + share * self.prior[which]
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         check_batch(self, support)

@@ -25,7 +25,11 @@ covariances ``Q_b = q_b Sigma_u``, ``Q_u = q_u Sigma_u`` with ``(q_b, q_u)`` max
 filter's one-step-ahead predictive log-likelihood of the warm-up waves (the prediction-error
 decomposition of the marginal likelihood; Harvey 1989, ch. 3) over ``eb_grid`` (a coordinate
 search: q_u at the middle q_b, then q_b);
-``drift_scale`` multiplies both afterwards (tunable).
+``drift_scale`` multiplies both afterwards (tunable). Pre-training (``[evaluation.pretrain]``,
+``DynamicMLM.pretrain``): the static EM on the simulated tasks alone gives ``(b_0, Sigma_u,
+sigma2)``, which start the warm-up EM and are its prior, worth ``prior_tasks`` pseudo-tasks (each
+M-step's estimate averaged with the pre-trained one, weights n tasks and ``prior_tasks``, as
+``partial_pooling`` does); the drift factors are still chosen on the warm-up waves.
 
 ``adapt``: each task's coefficients are the MAP under its group's one-step-ahead predictive
 prior ``N(m_b + m_g, S_bb + S_gg + S_bg + S_gb + (Q_b + Q_u) gap)``; a group seen for the first
@@ -330,6 +334,8 @@ class DynamicMLM(Learner):
     name: ClassVar[str] = "dynamic_mlm"
     #: a filter: each revealed wave is one update, in order (online: the newest wave only)
     incremental: ClassVar[bool] = True
+    #: ``[evaluation.pretrain]``: the simulated tasks' static EM becomes a prior (pretrain)
+    pretrainable: ClassVar[bool] = True
     search_space: ClassVar[dict] = {"drift_scale": Float(0.1, 10.0, log=True),
                                     "newton": Int(1, 5), "reset_scale": Float(0.1, 10.0, log=True)}
 
@@ -340,9 +346,12 @@ class DynamicMLM(Learner):
     eb_grid: tuple[float, ...] = (1e-3, 1e-2, 0.03, 0.1, 0.3)
     var_floor: float = 1e-4
     reset_scale: float = 1.0
+    #: weight of the pre-trained prior in pseudo-tasks (used only after ``pretrain``)
+    prior_tasks: float = 20.0
 
     def validate(self) -> None:
         n = self.name
+        check_number(n, "prior_tasks", self.prior_tasks, strict=False)
         check_number(n, "drift_scale", self.drift_scale)
         check_int(n, "newton", self.newton, 1)
         check_int(n, "em_iterations", self.em_iterations, 1)
@@ -365,6 +374,25 @@ class DynamicMLM(Learner):
         self.filter = _Filter.start(self.b0, eye)
         self._fitted = False
         self._calls = 0
+        #: the pre-trained (b_0, Sigma_u, sigma2), None until ``pretrain``
+        self.prior: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def pretrain(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        """Pre-training on simulated tasks (``evaluation.pretrain``; no group ids needed): the
+        static EM on ``tasks`` alone, whose ``(b_0, Sigma_u, sigma2)`` become the warm-up EM's
+        start and prior (weight ``prior_tasks``) and, until the warm-up, the filter's start."""
+        check_tasks(self, tasks)
+        start = time.perf_counter()
+        self.prior = None
+        if not tasks:
+            return {"tasks": 0.0, "seconds": 0.0}
+        xr, yr, w = _pool(tasks, self.device)
+        done = self._static_em(_design(xr), _encode(yr, self.spec.target, self.spec.n_classes),
+                               w.to(GLM_DTYPE))
+        self.prior = (self.b0.clone(), self.sigma_u.clone(), self.sigma2.clone())
+        self.filter = _Filter.start(self.b0, self.sigma_u.clone())
+        return {"tasks": float(len(tasks)), "em_iterations": float(done),
+                "prior_tasks": float(self.prior_tasks), "seconds": time.perf_counter() - start}
 
     # ----------------------------------------------------------------------------- meta_fit
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
@@ -447,9 +475,11 @@ class DynamicMLM(Learner):
             modes, h = map_path(mean, prec, x, y, w, t, self.sigma2, (3 if modes is None else 1,),
                                 init=modes)
             modes, cov = modes[0], _sym_inv(h)
-            b0 = modes.mean(0)
+            share = self._prior_share(n)
+            b0 = self._shrink(modes.mean(0), 0, share)
             d = modes - b0
-            sig = _psd_floor((d.T @ d) / n + cov.mean(0), self.var_floor)
+            sig = _psd_floor(self._shrink((d.T @ d) / n + cov.mean(0), 1, share),
+                             self.var_floor)
             change = max(float((b0 - self.b0).abs().max()), float((sig - self.sigma_u).abs().max()))
             self.b0, self.sigma_u = b0, sig
             if t == "regression":
@@ -457,12 +487,24 @@ class DynamicMLM(Learner):
                 beta = modes.view(n, p, -1)
                 resid = ((y - x @ beta) ** 2).squeeze(-1)
                 lever = torch.einsum("bnp,bpq,bnq->bn", x, cov, x)
-                new = ((w * (resid + lever)).sum() / w.sum()).clamp_min(1e-8)
+                new = self._shrink((w * (resid + lever)).sum() / w.sum(), 2, share
+                                   ).clamp_min(1e-8)
                 change = max(change, float((new - self.sigma2).abs()))
                 self.sigma2 = new
             if change < self.tol:
                 break
         return done
+
+    def _prior_share(self, n: int) -> float:
+        """The pre-trained prior's weight against ``n`` tasks (0 without pre-training)."""
+        n0 = float(self.prior_tasks)
+        return n0 / (n + n0) if self.prior is not None and n0 > 0 else 0.0
+
+    def _shrink(self, estimate: torch.Tensor, which: int, share: float) -> torch.Tensor:
+        """``estimate`` averaged with the prior's ``which`` (0 b_0, 1 Sigma_u, 2 sigma2)."""
+        if not share or self.prior is None:
+            return estimate
+        return (1.0 - share) * estimate + share * self.prior[which]
 
     def _warmup_score(self, waves: list[_Wave], q_b: torch.Tensor, q_u: torch.Tensor) -> float:
         """Predictive log-likelihood of warm-up waves 2.. given the filter through the previous."""

@@ -43,7 +43,7 @@ from simlab.evaluation.statistics import (TEST_TEXT, baseline_comparisons, naive
                                           naive_flags, naive_sentence, survey_ratio)
 from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors, slug, training_logs
-from simlab.report.pretrain import pretrain_section
+from simlab.report.pretrain import add_pretrain_verdicts, pretrain_section
 from simlab.report.tuning import tuning_section
 from simlab.report.society_figures import society_section
 
@@ -688,6 +688,8 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
                                        set(names), opt, figures, summaries)
         sections.append(sec)
         paths.update(files)
+    add_pretrain_verdicts(sections, runs, metrics, lambda name, oracle: _survey_ratio(
+        config, name, set(names), oracle))         # a pre-trained scenario against its arm
     shared = config if config and not set(config) <= set(names) else None
     ctx = {"title": title, "version": __version__, "sections": sections,
            "config": json.dumps(shared, indent=2, default=str) if shared else None,

@@ -1,0 +1,279 @@
+"""Pre-training the pooled baselines: partial pooling's informative prior, fine-tuning's
+initialisation, and tuning trials that pre-train (``[evaluation.pretrain]``, issue 20)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_protocol import make_stream
+
+from simlab.errors import ScenarioError
+from simlab.evaluation import pretrain
+from simlab.evaluation.protocol import evaluate
+from simlab.evaluation.tuning import Search, pretrain_scaled, tune
+from simlab.learners import make_learner
+from simlab.learners.base import Budget, TaskSpec
+from simlab.learners.baselines import PartialPooling
+
+torch.set_num_threads(1)
+PROTOCOL = {"warmup": 2, "shots": [4], "steps": [0, 2], "budget": Budget(3, 2)}
+
+
+PRE_BUDGET = Budget(30, 4)
+
+
+def planned(stream, source, budget: Budget = PRE_BUDGET):
+    return pretrain.attach(stream, pretrain.from_streams([source], budget,
+                                                         source={"scenario": "other seed"}))
+
+
+def pooled(seed: int = 0, **kw) -> PartialPooling:
+    learner = PartialPooling(**kw)
+    learner.setup(TaskSpec.of(make_stream().waves[0][0]), seed=seed)
+    return learner
+
+
+def estimates(learner: PartialPooling) -> list[np.ndarray]:
+    return [t.cpu().numpy() for t in (learner.beta0, learner.tau2, learner.sigma2)]
+
+
+def test_partial_poolings_prior_is_the_em_estimate_on_the_simulated_tasks_alone() -> None:
+    sim = pretrain.from_streams([make_stream(waves=4, groups=5, seed=1)], Budget(30, 4)).tasks
+    pre = pooled()
+    log = pre.pretrain(sim, Budget(30, 4))
+    direct = pooled(em_iterations=30)          # the same EM, as an ordinary first meta_fit
+    direct.meta_fit(sim, Budget(1, 1))
+    assert pre.prior is not None and log["tasks"] == len(sim)
+    for mine, theirs in zip([t.numpy() for t in pre.prior], estimates(direct)):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-12)
+    assert pre.memory_size == 0                 # the simulated tasks are forgotten
+    real = make_stream(waves=2, seed=0).waves[0]
+    pre.meta_fit(real, Budget(1, 1))
+    assert pre.memory_size == len(real)         # the survey's tasks pool with the prior only
+
+
+def test_the_prior_pulls_the_estimates_with_its_stated_weight() -> None:
+    sim = pretrain.from_streams([make_stream(waves=4, groups=5, seed=1)], Budget(30, 4)).tasks
+    real = make_stream(waves=2, seed=0).waves[0]          # 3 tasks: the data weigh 3
+    plain = pooled()
+    plain.meta_fit(real, Budget(1, 1))
+    prior = None
+    gaps = {}
+    for n0 in (0.0, 20.0, 1e9):
+        pre = pooled(prior_tasks=n0)
+        pre.pretrain(sim, Budget(30, 4))
+        prior = pre.prior[0].numpy()
+        pre.meta_fit(real, Budget(1, 1))
+        gaps[n0] = float(np.abs(pre.beta0.numpy() - prior).max())
+    assert gaps[1e9] < 1e-6                                # all prior
+    assert gaps[1e9] < gaps[20.0] < gaps[0.0]              # stronger prior, closer to it
+    assert float(np.abs(plain.beta0.numpy() - prior).max()) > gaps[20.0]
+
+
+def test_without_pretraining_partial_pooling_is_unchanged() -> None:
+    real = make_stream(waves=2, seed=0).waves[0]
+    a, b = pooled(), pooled(prior_tasks=500.0)     # the weight does nothing without a prior
+    a.meta_fit(real, Budget(1, 1))
+    b.meta_fit(real, Budget(1, 1))
+    assert a.prior is None
+    for x, y in zip(estimates(a), estimates(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("name", ["partial_pooling", "finetune"])
+def test_pretraining_changes_the_pooled_baselines_first_scored_wave(name: str) -> None:
+    stream = make_stream(waves=4, seed=0)
+    pre = evaluate(make_learner(name), planned(stream, make_stream(waves=4, seed=1)),
+                   **PROTOCOL)
+    plain = evaluate(make_learner(name), stream, **PROTOCOL)
+    assert pre.log["pretrain"]["applied"], pre.log["pretrain"]
+    first = lambda r: r.records.query("metric == 'loss' and wave == 2")["value"].to_numpy()
+    assert not np.allclose(first(pre), first(plain))
+    again = evaluate(make_learner(name), planned(stream, make_stream(waves=4, seed=1)),
+                     **PROTOCOL)
+    np.testing.assert_array_equal(first(pre), first(again))     # same seed, same numbers
+
+
+def test_finetune_starts_its_warm_up_from_the_pretrained_weights() -> None:
+    stream = make_stream(waves=4, seed=0)
+    sim = pretrain.from_streams([make_stream(waves=4, seed=1)], Budget(30, 4)).tasks
+    ft = make_learner("finetune")
+    ft.setup(TaskSpec.of(stream.waves[0][0]), seed=0)
+    init = {k: v.detach().clone() for k, v in ft.params.items()}
+    ft.meta_fit(sim, Budget(30, 4))
+    moved = {k: v.detach().clone() for k, v in ft.params.items()}
+    assert any(not torch.equal(init[k], moved[k]) for k in init)
+    ft.meta_fit(stream.waves[0], Budget(1, 1))        # one warm-up step away from them
+    step = max(float((v.detach() - moved[k]).abs().max()) for k, v in ft.params.items())
+    assert 0 < step < 0.05
+
+
+def test_partial_pooling_pretraining_still_refuses_a_scored_wave() -> None:
+    stream = make_stream(waves=4, seed=0)
+    with pytest.raises(ScenarioError, match="scored wave 2"):
+        evaluate(make_learner("partial_pooling"), planned(stream, stream), **PROTOCOL)
+
+
+def test_dynamic_mlms_prior_is_the_static_em_on_the_simulated_tasks_and_pulls_its_warm_up(
+        ) -> None:
+    from simlab.learners.dynamic_mlm import DynamicMLM
+
+    stream = make_stream(waves=4, seed=0)
+    sim = pretrain.from_streams([make_stream(waves=4, groups=5, seed=1)], PRE_BUDGET).tasks
+
+    def made(**kw) -> DynamicMLM:
+        m = DynamicMLM(**kw)
+        m.setup(TaskSpec.of(stream.waves[0][0]), seed=0)
+        return m
+
+    pre, plain = made(), made()
+    pre.pretrain(sim, PRE_BUDGET)
+    plain._static_em(*_pooled(sim))                  # the same EM, from the same start
+    assert pre.prior is not None
+    np.testing.assert_allclose(pre.prior[0].numpy(), plain.b0.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(pre.prior[1].numpy(), plain.sigma_u.numpy(), rtol=1e-12)
+    gaps = {}
+    for n0 in (0.0, 1e9):
+        m = made(prior_tasks=n0)
+        m.pretrain(sim, PRE_BUDGET)
+        m.meta_fit(stream.tasks(0, 2), Budget(1, 1))
+        gaps[n0] = float((m.b0 - m.prior[0]).abs().max())
+    assert gaps[1e9] < 1e-6 < gaps[0.0]
+    log = evaluate(make_learner("dynamic_mlm"), planned(stream, make_stream(waves=4, seed=1)),
+                   **PROTOCOL)
+    assert log.log["pretrain"]["applied"]
+    first = lambda r: r.records.query("metric == 'loss' and wave == 2")["value"].to_numpy()
+    assert not np.allclose(first(log), first(evaluate(make_learner("dynamic_mlm"), stream,
+                                                      **PROTOCOL)))
+
+
+def _pooled(tasks):
+    """Every respondent of ``tasks`` as the dynamic model's EM takes them (its own helpers)."""
+    from simlab.learners import dynamic_mlm as dm
+
+    x, y, w = dm._pool(tasks, torch.device("cpu"))
+    return dm._design(x), dm._encode(y, "binary", 2), w.to(dm.GLM_DTYPE)
+
+
+# --- tuning trials pre-train ------------------------------------------------------------------
+def test_a_lower_rung_pretrains_with_its_share_of_the_budget() -> None:
+    stream = planned(make_stream(waves=4), make_stream(waves=4, seed=1), Budget(30, 4))
+    assert pretrain_scaled(stream, 1.0) is stream
+    cut = pretrain_scaled(stream, 1 / 3).meta["pretrain"]
+    assert cut.budget.iterations == 10 and cut.tasks is stream.meta["pretrain"].tasks
+    plain = make_stream(waves=4)
+    assert pretrain_scaled(plain, 0.5) is plain
+
+
+def test_tuning_trials_pretrain_when_the_stream_carries_a_plan() -> None:
+    """The same search on the same stream, with and without a plan: the trials' scores differ
+    (each trial pre-trained), so the choice is made after pre-training."""
+    stream = make_stream(waves=4, seed=0)
+    kw = {"warmup": 3, "shots": [4], "steps": [0, 2], "budget": Budget(3, 2),
+          "search": Search(trials=3, startup=2, pruner="none", folds=1, rungs=1)}
+    plain = tune("partial_pooling", {}, [stream], **kw)
+    pre = tune("partial_pooling", {}, [planned(stream, make_stream(waves=4, seed=1))], **kw)
+    assert [t["params"] for t in plain.trace] == [t["params"] for t in pre.trace]
+    assert all(t["state"] == "complete" for t in plain.trace + pre.trace)
+    assert [t["value"] for t in plain.trace] != [t["value"] for t in pre.trace]
+
+
+def test_a_sweeps_tuning_trials_pretrain_like_its_runs(monkeypatch, tmp_path) -> None:
+    """``tune_learner`` (what ``simlab sweep`` / ``simlab tune`` run) attaches the scenario's
+    plan to the tuning streams: the same search scores differently with ``[evaluation.pretrain]``."""
+    from simlab.evaluation.tuning import resolve_space
+    from simlab.experiment.config import Scenario
+    from simlab.experiment.sweep import TuningJob, tune_learner
+
+    monkeypatch.setenv("SIMLAB_CACHE", str(tmp_path))
+    base = {"name": "tiny_tuned", "dynamics": {"family": "opinion"},
+            "graph": {"kind": "planted_partition", "n_groups": 3, "group_size": 30,
+                      "mean_degree": 6},
+            "survey": {"waves": 4, "every": 2, "support": 6, "query": 8}, "burn_in": 2,
+            "evaluation": {"warmup": 2, "shots": [3], "steps": [0], "seeds": 1,
+                           "learners": ["partial_pooling"],
+                           "budget": {"iterations": 2, "meta_batch": 4},
+                           "tuning": {"trials": 3, "startup": 2, "folds": 1, "pruner": "none",
+                                      "metric": "loss"}}}
+    with_plan = {**base, "evaluation": {**base["evaluation"], "pretrain": {
+        "seeds": [7], "budget": {"iterations": 5, "meta_batch": 4}}}}
+    space = resolve_space("partial_pooling", {})
+
+    def trace(data: dict) -> list:
+        job = TuningJob(Scenario.from_dict(data), "partial_pooling", "partial_pooling", {},
+                        space, (0,))
+        return [(t["params"], t["value"]) for t in tune_learner(job).trace]
+
+    plain, pre = trace(base), trace(with_plan)
+    assert [p for p, _ in plain] == [p for p, _ in pre]
+    assert [v for _, v in plain] != [v for _, v in pre]
+
+
+# --- the report: pretrained against not ---------------------------------------------------------
+def test_the_comparison_arm_shares_learners_and_seeds_and_the_longest_name_prefix() -> None:
+    import json
+
+    import pandas as pd
+
+    from simlab.report.pretrain import comparison_arm
+
+    plan = json.dumps({"applied": True})
+    runs = pd.DataFrame({
+        "scenario": ["x_pretrained", "x_plain", "y_plain", "z_plain", "w_pretrained"],
+        "learner": ["maml", "maml", "maml", "cnp", "maml"], "seed": [0, 0, 0, 0, 0],
+        "pretrain": [plan, None, None, None, plan]})
+    assert comparison_arm("x_pretrained", runs) == "x_plain"    # not z (no shared learner)
+    assert comparison_arm("w_pretrained", runs) in ("x_plain", "y_plain")
+    assert comparison_arm("x_pretrained", runs[runs["scenario"] != "x_plain"]) == "y_plain"
+    assert comparison_arm("x_pretrained", runs.iloc[[0, 4]]) is None   # only pre-trained ones
+
+
+def test_a_report_gives_each_pretrained_learner_its_paired_verdict(tmp_path, monkeypatch
+                                                                   ) -> None:
+    from pathlib import Path
+
+    from simlab.experiment.config import Scenario
+    from simlab.experiment.sweep import run_sweep
+    from simlab.report import report_from_store
+
+    monkeypatch.setenv("SIMLAB_CACHE", str(tmp_path / "cache"))
+    base = {"dynamics": {"family": "opinion"},
+            "graph": {"kind": "planted_partition", "n_groups": 3, "group_size": 30,
+                      "mean_degree": 6},
+            "survey": {"waves": 4, "every": 2, "support": 6, "query": 8}, "burn_in": 2,
+            "evaluation": {"warmup": 2, "shots": [3], "steps": [0], "seeds": 2,
+                           "learners": ["scratch", "partial_pooling"],
+                           "budget": {"iterations": 2, "meta_batch": 4}}}
+    pre = {**base, "name": "tiny_pretrained", "evaluation": {**base["evaluation"], "pretrain": {
+        "seeds": [7], "budget": {"iterations": 5, "meta_batch": 4}}}}
+    summary = run_sweep([Scenario.from_dict({**base, "name": "tiny_plain"}),
+                         Scenario.from_dict(pre)], store=tmp_path / "r.db",
+                        executor="inline", quiet=True)
+    assert summary.failed == 0, summary
+    files = report_from_store(tmp_path / "r.db", tmp_path / "report", figures=False)
+    md = Path(files["markdown"]).read_text()
+    assert "Pre-trained against not (tiny_plain: the same learners" in md
+    assert "| partial_pooling | yes | tiny_pretrained (seeds 7) |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| partial_pooling | ")
+               and line.endswith("| 2 | too few seeds | "))
+    assert row.count("[") == 3          # both arms' intervals and the difference's
+    assert "scratch (pretrained)" not in md     # scratch was not pre-trained: not compared
+
+
+@pytest.mark.parametrize("family", ["gss_happiness", "control_positive"])
+def test_the_shipped_arms_differ_only_by_pretraining(family: str) -> None:
+    """``sweeps/pretrain_*.toml`` pair ``<family>_plain`` with ``<family>_pretrained``: the same
+    streams, learners and protocol, one with ``[evaluation.pretrain]``."""
+    from simlab.experiment.config import load_scenario
+    from simlab.experiment.sweep import load_sweep
+
+    plain, pre = (load_scenario(f"scenarios/{family}_{arm}.toml") for arm in ("plain",
+                                                                            "pretrained"))
+    assert plain.evaluation.pretrain is None and pre.evaluation.pretrain is not None
+    assert plain.evaluation.model_dump(exclude={"pretrain"}) == \
+        pre.evaluation.model_dump(exclude={"pretrain"})
+    assert plain.stream_fingerprint() == pre.stream_fingerprint()
+    assert {"cnp", "pfn", "maml", "partial_pooling", "finetune"} <= set(pre.evaluation.learners)
+    short = "gss" if family.startswith("gss") else "control"
+    sweep = load_sweep(f"sweeps/pretrain_{short}.toml")
+    assert [s.name for s in sweep.scenarios] == [plain.name, pre.name]
