@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_protocol import make_stream
+from helpers.learners import make_stream
 
 from simlab.errors import ScenarioError
 from simlab.evaluation import pretrain
 from simlab.evaluation.protocol import evaluate
-from simlab.evaluation.tuning import Search, pretrain_scaled, tune
+from simlab.evaluation.tuning import pretrain_scaled, tune
 from simlab.learners import make_learner
 from simlab.learners.base import Budget, TaskSpec
 from simlab.learners.baselines import PartialPooling
+from simlab.settings import Search, TuningSettings
 
 torch.set_num_threads(1)
 PROTOCOL = {"warmup": 2, "shots": [4], "steps": [0, 2], "budget": Budget(3, 2)}
@@ -148,11 +149,11 @@ def test_dynamic_mlms_prior_is_the_static_em_on_the_simulated_tasks_and_pulls_it
 
 
 def _pooled(tasks):
-    """Every respondent of ``tasks`` as the dynamic model's EM takes them (its own helpers)."""
-    from simlab.learners import dynamic_mlm as dm
+    """Every respondent of ``tasks`` as the dynamic model's EM takes them (the GLM kernel)."""
+    from simlab.learners import glm
 
-    x, y, w = dm._pool(tasks, torch.device("cpu"))
-    return dm._design(x), dm._encode(y, "binary", 2), w.to(dm.GLM_DTYPE)
+    x, y, w = glm.pool(tasks, torch.device("cpu"))
+    return glm.design(x), glm.encode(y, "binary", 2), w.to(glm.GLM_DTYPE)
 
 
 # --- tuning trials pre-train ------------------------------------------------------------------
@@ -170,7 +171,8 @@ def test_tuning_trials_pretrain_when_the_stream_carries_a_plan() -> None:
     (each trial pre-trained), so the choice is made after pre-training."""
     stream = make_stream(waves=4, seed=0)
     kw = {"warmup": 3, "shots": [4], "steps": [0, 2], "budget": Budget(3, 2),
-          "search": Search(trials=3, startup=2, pruner="none", folds=1, rungs=1)}
+          "tuning": TuningSettings(search=Search(trials=3, startup=2, pruner="none", folds=1,
+                                                 rungs=1))}
     plain = tune("partial_pooling", {}, [stream], **kw)
     pre = tune("partial_pooling", {}, [planned(stream, make_stream(waves=4, seed=1))], **kw)
     assert [t["params"] for t in plain.trace] == [t["params"] for t in pre.trace]

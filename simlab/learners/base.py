@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from simlab.errors import LearnerError, ScenarioError
+from simlab.errors import LearnerError
 from simlab.learners.space import Choice, Float, Int, SearchSpace  # noqa: F401 (re-exported)
 from simlab.settings import (BUDGET_MODES, EPISODE_MODES, Budget, Episodes,  # noqa: F401
                              is_int, is_number)  # re-exported: their home is simlab.settings

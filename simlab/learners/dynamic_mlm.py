@@ -386,8 +386,8 @@ class DynamicMLM(Learner):
         self.prior = None
         if not tasks:
             return {"tasks": 0.0, "seconds": 0.0}
-        xr, yr, w = _pool(tasks, self.device)
-        done = self._static_em(_design(xr), _encode(yr, self.spec.target, self.spec.n_classes),
+        xr, yr, w = glm.pool(tasks, self.device)
+        done = self._static_em(glm.design(xr), glm.encode(yr, self.spec.target, self.spec.n_classes),
                                w.to(GLM_DTYPE))
         self.prior = (self.b0.clone(), self.sigma_u.clone(), self.sigma2.clone())
         self.filter = _Filter.start(self.b0, self.sigma_u.clone())
