@@ -11,7 +11,7 @@ from test_report import RUN_COLS, _scenario
 
 from simlab.evaluation.metrics import cubes, run_cubes, summarize, wave_curve
 from simlab.evaluation.result import SHIFT_COLUMNS
-from simlab.evaluation.statistics import _labelled, run_summaries, wave_scores
+from simlab.evaluation.frames import labelled_runs, run_summaries, wave_scores
 from simlab.report import build_report
 
 
@@ -64,7 +64,7 @@ def test_run_cubes_equal_cubes_of_each_run(frames):
 
 def test_wave_scores_equal_the_per_run_curves(frames):
     runs, mets, _ = frames
-    lab = _labelled(runs).set_index("run_id")
+    lab = labelled_runs(runs).set_index("run_id")
     ref = pd.concat([pd.DataFrame({"scenario": lab.at[rid, "scenario"],
                                    "seed": lab.at[rid, "seed"], "label": lab.at[rid, "label"],
                                    "learner_name": lab.at[rid, "learner_name"],

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from simlab.evaluation.statistics import (MIN_SEEDS, best_baseline, compare, compare_all, fmt,
-                                          holm, leaderboard, overall_verdict, run_summaries,
-                                          seed_interval, seed_means, seed_t_test, wave_scores)
+from simlab.evaluation.comparisons import compare, compare_all
+from simlab.evaluation.frames import best_baseline, leaderboard, run_summaries, wave_scores
+from simlab.evaluation.inference import (MIN_SEEDS, holm, seed_interval, seed_means,
+                                         seed_t_test)
+from simlab.evaluation.verdicts import fmt, overall_verdict
 
 
 def _scores(effects: dict[str, float], seeds: int = MIN_SEEDS, waves: int = 15,

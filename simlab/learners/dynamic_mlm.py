@@ -68,6 +68,7 @@ from simlab.learners.episodes import (
     check_tasks,
     normalise_weights,
 )
+from simlab.learners.roles import Role
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import TargetKind, Task
 
@@ -334,6 +335,7 @@ class DynamicMLM(Learner):
     """
 
     name: ClassVar[str] = "dynamic_mlm"
+    role: ClassVar[Role] = "baseline"
     #: a filter: each revealed wave is one update, in order (online: the newest wave only)
     incremental: ClassVar[bool] = True
     search_space: ClassVar[dict] = {"drift_scale": Float(0.1, 10.0, log=True),
