@@ -228,3 +228,30 @@ def test_store_labels_use_the_registry_name_to_find_baselines():
     assert (c.learner, c.reference, c.reference_name) == (
         "maml[inner_lr=0.1]", "partial_pooling[window=3]", "partial_pooling")
     assert overall_verdict([c], sc).startswith("maml[inner_lr=0.1] beats partial pooling")
+
+
+def test_a_plugin_declaring_role_baseline_is_compared_as_a_baseline():
+    """Who is a baseline is the role each run's log recorded (the store's ``role`` column), not
+    its name: a plug-in declaring ``role = "baseline"`` becomes the best baseline every method
+    is tested against and is never tested as a method; a log without a role (an older store)
+    reads the built-in names, so partial_pooling stays the reference."""
+    runs, mets = _store(MIN_SEEDS)
+    extra_runs, extra_mets = [], []
+    for seed in range(MIN_SEEDS):
+        rid = f"acme-{seed}"
+        extra_runs.append((rid, "sc", seed, "acme_glm", "{}", "ok", None, 1.0))
+        extra_mets += [(rid, w, 5, 1, "excess_loss", 0.1 + 0.01 * seed + 0.001 * w)
+                       for w in range(2, 8)]
+    runs = pd.concat([runs, pd.DataFrame(extra_runs, columns=runs.columns)], ignore_index=True)
+    mets = pd.concat([mets, pd.DataFrame(extra_mets, columns=mets.columns)], ignore_index=True)
+    declared = runs.assign(role=np.where(runs["learner"] == "acme_glm", "baseline", None))
+    ws = wave_scores(declared, mets, "excess_loss")
+    assert best_baseline(ws) == "acme_glm"
+    comps = compare_all(ws)
+    assert {(c.learner, c.reference) for c in comps} == {("maml", "acme_glm"),
+                                                          ("maml", "partial_pooling")}
+    assert all(c.reference_role == "baseline" and c.learner_role == "meta" for c in comps)
+    # the same runs without recorded roles: acme_glm is then a method under test
+    legacy = compare_all(wave_scores(runs, mets, "excess_loss"))
+    assert best_baseline(wave_scores(runs, mets, "excess_loss")) == "partial_pooling"
+    assert {c.learner for c in legacy} == {"maml", "acme_glm"}

@@ -158,7 +158,7 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
     pass it to share one pass over the records with the figures).
     """
     runs = labelled_runs(runs).drop_duplicates(["scenario", "seed", "label"], keep="last")
-    cols = ["scenario", "seed", "label", "learner_name", "wave", "value"]
+    cols = ["scenario", "seed", "label", "learner_name", "role", "wave", "value"]
     if cubes is None:
         cubes = run_cubes(metrics[metrics["run_id"].isin(runs["run_id"])],
                           [metric, "scored_steps"])
