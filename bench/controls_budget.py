@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 import simlab
+from simlab.experiment.sweep import evaluate_kwargs
 from simlab.learners.registry import learner_class
 from simlab.learners.roles import is_reference
-from simlab.experiment.sweep import evaluate_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"graph": {"n_groups": 10}, "survey": {"waves": 12}, "evaluation": {"warmup": 4}}

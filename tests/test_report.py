@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simlab.evaluation.result import SHIFT_COLUMNS
 from simlab.evaluation.inference import MIN_SEEDS
+from simlab.evaluation.result import SHIFT_COLUMNS
 from simlab.report import build_report
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from test_report import RUN_COLS, _scenario
 
+from simlab.evaluation.frames import labelled_runs, run_summaries, wave_scores
 from simlab.evaluation.metrics import cubes, run_cubes, summarize, wave_curve
 from simlab.evaluation.result import SHIFT_COLUMNS
-from simlab.evaluation.frames import labelled_runs, run_summaries, wave_scores
 from simlab.report import build_report
 
 

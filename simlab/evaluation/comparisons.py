@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,12 +48,12 @@ from simlab.learners.roles import (
 
 
 def _test(scores: pd.DataFrame, learner: str, reference: str, metric: str,
-          alpha: float, ratio: float | None = None) -> dict[str, object]:
+          alpha: float, ratio: float | None = None) -> dict[str, Any]:
     """The paired t test's numbers (outcome "no data" with a reason when there are none);
     ``ratio`` (a survey's test/train ratio): the corrected resampled t test instead."""
     scenario = str(scores["scenario"].iloc[0]) if len(scores) else ""
     names, roles = names_by_label(scores), roles_by_label(scores)
-    base: dict[str, object] = dict(
+    base: dict[str, Any] = dict(
         scenario=scenario, learner=learner, reference=reference,
         learner_name=names.get(learner, learner), reference_name=names.get(reference, reference),
         learner_role=roles.get(learner, "meta"), reference_role=roles.get(reference, "meta"),

@@ -164,7 +164,7 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
                           [metric, "scored_steps"])
     meta = runs.set_index("run_id")
     ids, waves, values = [], [], []
-    for rid in sorted(set(cubes) & set(meta.index)):
+    for rid in sorted(set(cubes) & set(meta.index)):  # type: ignore[type-var]
         cube = cubes[rid].get(metric)
         if cube is None:
             continue
@@ -184,7 +184,8 @@ def names_by_label(scores: pd.DataFrame) -> dict[str, str]:
     frames without the ``learner_name`` column)."""
     if "learner_name" not in scores:
         return {str(lab): str(lab) for lab in scores["label"].unique()}
-    return scores.groupby("label")["learner_name"].first().astype(str).to_dict()
+    first = scores.groupby("label")["learner_name"].first().astype(str)
+    return {str(lab): name for lab, name in first.items()}
 
 
 def roles_by_label(scores: pd.DataFrame) -> dict[str, str]:

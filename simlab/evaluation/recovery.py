@@ -5,6 +5,7 @@ it took. A seed that did not recover within the horizon is censored, never dropp
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ def shift_effects(summaries: pd.DataFrame) -> pd.DataFrame:
     learners = _not_oracle(summaries)
     for col in _shift_cols(summaries, "recovery_censored"):
         i = int(col[len("recovery_censored["):-1])
-        row: dict[str, object] = {"shift": i, "scored": bool(summaries[col].notna().any()),
+        row: dict[str, Any] = {"shift": i, "scored": bool(summaries[col].notna().any()),
                                   "ceiling_change": math.nan, "excess_jump": math.nan,
                                   "line": math.nan, "negligible": False}
         if f"ceiling_change[{i}]" in summaries:

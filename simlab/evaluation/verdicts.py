@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,7 +82,7 @@ def _pct(diff: float, ref: float) -> str | None:
     return f"{abs(diff) / abs(ref):.0%}" if abs(ref) > 1e-12 and np.isfinite(ref) else None
 
 
-def _verdict(c: dict[str, object], name: str) -> str:
+def _verdict(c: dict[str, Any], name: str) -> str:
     """One sentence in words, with the numbers that back it."""
     lrn, ref, diff = c["learner"], c["reference"], float(c["mean_diff"])
     if c["outcome"] == "no data":
@@ -115,7 +116,7 @@ def _verdict(c: dict[str, object], name: str) -> str:
     return head + tail + "."
 
 
-def decide(fields: dict[str, object], p_adj: float, n_family: int, alpha: float,
+def decide(fields: dict[str, Any], p_adj: float, n_family: int, alpha: float,
             min_seeds: int) -> Comparison:
     """Outcome and verdict from the test's numbers and the family-adjusted p-value."""
     f = dict(fields, p_adjusted=float(p_adj), n_family=int(n_family))
