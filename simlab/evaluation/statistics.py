@@ -10,27 +10,83 @@
 * :mod:`simlab.evaluation.recovery`: recovery after shifts, censored seeds kept;
 * :mod:`simlab.learners.roles`: each learner's declared role (meta, baseline, naive, oracle,
   reference), which decides who is compared with whom.
+
+New code imports from those modules; the names here keep old imports (notebooks, scripts)
+working.
 """
 from __future__ import annotations
 
-from simlab.evaluation.comparisons import (baseline_comparisons, compare, compare_all,
-                                           naive_comparisons)
-from simlab.evaluation.frames import (BOUNDS, LEADERBOARD_COLUMNS, best_baseline,
-                                      comparison_metric, label_names, leaderboard,
-                                      parse_hyperparameters, run_summaries, wave_scores)
-from simlab.evaluation.inference import (ALPHA, MIN_SEEDS, POWER, Interval, corrected_t_test,
-                                         holm, seed_interval, seed_means, seed_t_test,
-                                         survey_ratio)
-from simlab.evaluation.recovery import (RECOVERY_COLUMNS, censored_median, recovery_by_shift,
-                                        recovery_overall, shift_effects)
-from simlab.evaluation.verdicts import (TEST_TEXT, Comparison, fmt, fmt_p, naive_flags,
-                                        naive_sentence, overall_verdict)
-from simlab.learners.roles import REFERENCE
+from simlab.evaluation.comparisons import (
+    baseline_comparisons,
+    compare,
+    compare_all,
+    naive_comparisons,
+)
+from simlab.evaluation.frames import (
+    BOUNDS,
+    LEADERBOARD_COLUMNS,
+    best_baseline,
+    comparison_metric,
+    label_names,
+    leaderboard,
+    parse_hyperparameters,
+    run_summaries,
+    wave_scores,
+)
+from simlab.evaluation.inference import (
+    ALPHA,
+    MIN_SEEDS,
+    POWER,
+    Interval,
+    corrected_t_test,
+    holm,
+    seed_interval,
+    seed_means,
+    seed_t_test,
+    survey_ratio,
+)
+from simlab.evaluation.recovery import (
+    RECOVERY_COLUMNS,
+    censored_median,
+    recovery_by_shift,
+    recovery_overall,
+    shift_effects,
+)
+from simlab.evaluation.verdicts import (
+    TEST_TEXT,
+    Comparison,
+    fmt,
+    fmt_p,
+    naive_flags,
+    naive_sentence,
+    overall_verdict,
+)
+from simlab.learners import roles as _roles
+from simlab.learners.roles import ORACLE, REFERENCE
 
-__all__ = ["ALPHA", "BOUNDS", "LEADERBOARD_COLUMNS", "MIN_SEEDS", "POWER", "RECOVERY_COLUMNS",
-           "REFERENCE", "TEST_TEXT", "Comparison", "Interval", "baseline_comparisons",
+# The name lists of old imports, from the built-in learners' roles. New code reads each run's
+# recorded role instead (``frames.run_roles`` / ``frames.roles_by_label``), which also knows
+# plug-ins.
+NAIVE: tuple[str, ...] = _roles.naive_names()
+BASELINES: tuple[str, ...] = _roles.baseline_names()
+REFERENCES: tuple[str, ...] = tuple(n for n, r in _roles.BUILTIN_ROLES.items()
+                                    if _roles.is_reference(r))
+
+
+def is_baseline(name: str) -> bool:
+    """A built-in baseline's registry name (``cpd:`` wrappers included)."""
+    return _roles.is_baseline(_roles.builtin_role(name))
+
+
+def is_reference(name: str) -> bool:
+    """A built-in reference's registry name (the oracle, the floor)."""
+    return _roles.is_reference(_roles.builtin_role(name))
+
+__all__ = ["ALPHA", "BASELINES", "BOUNDS", "LEADERBOARD_COLUMNS", "MIN_SEEDS", "NAIVE", "ORACLE",
+           "POWER", "RECOVERY_COLUMNS", "REFERENCE", "REFERENCES", "TEST_TEXT", "Comparison", "Interval", "baseline_comparisons",
            "best_baseline", "censored_median", "compare", "compare_all", "comparison_metric",
-           "corrected_t_test", "fmt", "fmt_p", "holm", "label_names", "leaderboard",
+           "corrected_t_test", "fmt", "fmt_p", "holm", "is_baseline", "is_reference",
+           "label_names", "leaderboard",
            "naive_comparisons", "naive_flags", "naive_sentence", "overall_verdict",
            "parse_hyperparameters", "recovery_by_shift", "recovery_overall", "run_summaries",
            "seed_interval", "seed_means", "seed_t_test", "shift_effects", "survey_ratio",

@@ -257,7 +257,12 @@ class Learner(ABC):
         change). By default a fresh ``setup`` from the same spec, seed and device; a learner
         with a cheaper memory of the past (partial pooling's tasks, the dynamic model's state)
         overrides it."""
-        self.setup(*self._setup_args)
+        args = getattr(self, "_setup_args", None)
+        if args is None:
+            raise RuntimeError(f"learner {self.name!r}: reset_memory() before setup(); call "
+                               "setup first, or override reset_memory if setup is overridden "
+                               "without calling Learner.setup")
+        self.setup(*args)
 
     def wave_extras(self) -> dict[str, float]:
         """Extra numbers about the last ``meta_fit`` call that the protocol records as that
