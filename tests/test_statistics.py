@@ -255,3 +255,28 @@ def test_a_plugin_declaring_role_baseline_is_compared_as_a_baseline():
     legacy = compare_all(wave_scores(runs, mets, "excess_loss"))
     assert best_baseline(wave_scores(runs, mets, "excess_loss")) == "partial_pooling"
     assert {c.learner for c in legacy} == {"maml", "acme_glm"}
+
+
+def test_the_store_reads_each_runs_recorded_role_back(tmp_path):
+    """``log["role"]`` (written by the protocol) comes back as the runs frame's ``role``
+    column; a run whose log has none (an older store, a failed cell) reads as its built-in
+    name's role, so a plug-in baseline is a baseline and old stores keep their verdicts."""
+    from simlab.evaluation.frames import labelled_runs
+    from simlab.evaluation.result import SHIFT_COLUMNS, RunResult
+    from simlab.experiment.store import Cell, Store
+
+    records = pd.DataFrame({"wave": [1], "shots": [5], "steps": [1], "metric": ["loss"],
+                            "value": [0.5]})
+    with Store(tmp_path / "r.db") as db:
+        for name, log in (("acme_glm", {"role": "baseline"}), ("partial_pooling", {}),
+                          ("maml", {"role": "meta"})):
+            db.write(Cell("sc", "fp", 0, name), RunResult(
+                records, {}, pd.DataFrame(columns=SHIFT_COLUMNS), log=log))
+        db.write(Cell("sc", "fp", 0, "oracle"), RuntimeError("boom"))
+        runs = db.frames()["runs"]
+    stored = runs.set_index("learner")["role"]
+    assert stored[["acme_glm", "maml"]].tolist() == ["baseline", "meta"]
+    assert stored[["partial_pooling", "oracle"]].isna().all()
+    roles = labelled_runs(runs).set_index("learner")["role"].to_dict()
+    assert roles == {"acme_glm": "baseline", "partial_pooling": "baseline", "maml": "meta",
+                     "oracle": "oracle"}
