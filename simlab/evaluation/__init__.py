@@ -1,7 +1,8 @@
 """Evaluation layer: the prequential protocol, metrics and statistics across seeds.
 
-Names are imported lazily: ``metrics`` and the statistics modules are numpy-only (the report uses them
-without torch); ``evaluate`` imports the learners' torch stack on first use.
+Names are imported lazily: ``metrics`` and the statistics modules (inference, frames,
+comparisons, verdicts, recovery) are numpy-only (the report uses them without torch);
+``evaluate`` imports the learners' torch stack on first use.
 """
 from __future__ import annotations
 
