@@ -6,6 +6,8 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
+from simlab.errors import PluginError, note_plugin
+
 
 def lazy_exports(package: str, names: dict[str, str]) -> tuple[Callable[[str], Any], list[str]]:
     """A module-level ``__getattr__`` (and ``__all__``) importing ``names[n]`` when n is used."""
@@ -25,11 +27,12 @@ def resolve_class(ref: str, base: type, what: str, base_name: str | None = None)
     ``ValueError`` naming ``what`` (e.g. ``"learner 'x'"``) and the reference.
     """
     module, _, attr = ref.partition(":")
+    note_plugin(module)     # a bug raised through a user's module is blamed on it (errors.py)
     try:
         cls = getattr(import_module(module), attr)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"{what}: cannot import {ref!r} ({err}); check the module path and "
-                         "class name") from None
+        raise PluginError(f"{what}: cannot import {ref!r} ({err}); check the module path and "
+                          "class name") from None
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ValueError(f"{what}: {ref!r} is not a {base_name or base.__name__} subclass")
+        raise PluginError(f"{what}: {ref!r} is not a {base_name or base.__name__} subclass")
     return cls

@@ -1,10 +1,12 @@
 """``simlab``: the command line.
 
 Every subcommand is one ``add_<name>`` (its arguments) and one ``cmd_<name>`` (what it does),
-registered in ``COMMANDS``; a new command is one more entry. Exit codes: 0 ok, 1 a problem the
-user can fix (one line on stderr, no traceback; ``--debug`` shows it), 2 bad usage (argparse),
-130 interrupted. Cells that fail inside a sweep are stored with their traceback and make
-``run``/``sweep`` exit 1 after everything else has finished.
+registered in ``COMMANDS``; a new command is one more entry. Exit codes: 0 ok; 2 a problem
+the user can fix (a ``SimlabError``, a schema error, a path that cannot be written, bad usage:
+one line on stderr, no traceback); 1 a bug (one line naming where, and the plug-in its traceback
+passes through; ``--debug`` prints the traceback), or cells that failed inside a sweep (stored
+with their traceback; ``run``/``sweep``/``map`` exit 1 after everything else has finished);
+130 interrupted.
 """
 from __future__ import annotations
 
@@ -15,14 +17,15 @@ import os
 import re
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from simlab import DEFAULT_DB, __version__
-from simlab.errors import SimlabError, StoreError
+from simlab.errors import SimlabError, StoreError, bug_line, plugin_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.sweep import SweepSummary
@@ -253,10 +256,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         if not hasattr(scenario, "build_society"):
             raise UserError(f"--headroom needs a simulated scenario; {scenario.name} is a "
                             f"real survey")
-        try:
-            rows = headroom(scenario, args.seed, args.respondents, waves=args.waves)
-        except ValueError as err:
-            raise UserError(str(err)) from None
+        rows = headroom(scenario, args.seed, args.respondents, waves=args.waves)
         print(headroom_table(rows, args.respondents))
         return 0
     stream = scenario.stream(args.seed, cache=not args.no_cache)
@@ -407,9 +407,16 @@ def _print_verdicts(db: str | Path, names: Sequence[str]) -> None:
 def _failures(summary: SweepSummary, args: argparse.Namespace) -> int:
     """Exit 1 once everything else has finished and been stored, when any cell failed."""
     if summary.failed:
-        raise UserError(f"{summary.failed} of {summary.cells} cells failed; see "
-                        f"`simlab show RUN --db {args.db or DEFAULT_DB}` for the traceback")
+        return _cells_failed(f"{summary.failed} of {summary.cells} cells failed", args.db)
     return 0
+
+
+def _cells_failed(what: str, db: str | Path | None) -> int:
+    """Failed cells are stored with their traceback (each may be a bug in a learner, not a
+    user error): say where to read them, exit 1."""
+    print(f"simlab: error: {what}; see `simlab show RUN --db {db or DEFAULT_DB}` for the "
+          "traceback", file=sys.stderr)
+    return 1
 
 
 def add_demo(p: argparse.ArgumentParser) -> None:
@@ -542,10 +549,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     files = write_map_report(db, plan.name, out, command)
     for kind in ("html", "markdown", "figure"):
         print(f"{kind:<9} {files[kind]}")
-    if failed:
-        raise UserError(f"{failed} cells failed; see `simlab show RUN --db {db}` for the "
-                        "traceback")
-    return 0
+    return _cells_failed(f"{failed} cells failed", db) if failed else 0
 
 
 # --- report / show / export -------------------------------------------------------------------
@@ -667,8 +671,18 @@ class _VersionAction(argparse.Action):
         parser.exit(status)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr and exit 2 (``simlab run --help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+_DEBUG_HELP = "on an error, print the full traceback too"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="simlab", description="Few-shot meta-learners scored on simulated societies that "
         "keep changing. `simlab demo` runs the default comparison.")
     parser.add_argument("--version", action=_VersionAction, help="show the version and the "
@@ -676,13 +690,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", action=_ThreadsAction, default=None, metavar="N",
                         help="threads of the society kernels for this command, worker "
                         "processes included (as SIMLAB_THREADS; results do not depend on it)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     parser.add_argument("--i-know", action="store_true",
                         help="lift the size limits (agents, groups, waves, seeds, memory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for c in COMMANDS:
         p = sub.add_parser(c.name, help=c.help, description=c.help)
         c.add(p)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=_DEBUG_HELP)
         p.set_defaults(_run=c.run)
     return parser
 
@@ -702,25 +718,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("simlab: interrupted; finished cells are stored, run the same command again to "
               "resume", file=sys.stderr)
         return 130
-    except (SimlabError, ValueError, FileNotFoundError) as err:
-        if args.debug or os.environ.get("SIMLAB_DEBUG"):
-            raise
-        print(f"simlab: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:            # a path the user gave: unwritable, a file as a folder
-        if args.debug or os.environ.get("SIMLAB_DEBUG"):
-            raise
-        if err.errno == errno.ENOSPC:
-            where = f" writing {err.filename}" if err.filename else ""
-            print(f"simlab: error: the disk is full{where} ({err.strerror}); free space and run "
-                  "the same command again (finished cells are in the store)", file=sys.stderr)
-            return 1
-        if not err.filename:
-            raise
-        print(f"simlab: error: cannot write or read {err.filename} ({err.strerror}); choose a "
-              "path you can write to (--db, --report, -o) or fix its permissions",
-              file=sys.stderr)
-        return 1
+    except Exception as err:  # noqa: BLE001 - every error ends as one line and an exit code
+        return _report_error(err, args.debug or bool(os.environ.get("SIMLAB_DEBUG")))
+
+
+def _report_error(err: Exception, debug: bool) -> int:
+    """A problem the user can fix: one line, exit 2. Anything else is a bug: one line saying
+    where (and which plug-in), exit 1. ``debug`` prints the traceback first."""
+    line, code = _user_error(err), 2
+    if line is None:
+        line, code = bug_line(err, hint=not debug), 1
+    if debug:
+        traceback.print_exception(err, file=sys.stderr)
+    print(f"simlab: {line}", file=sys.stderr)
+    return code
+
+
+def _user_error(err: Exception) -> str | None:
+    """The line for an error the user can fix, None for a bug: a ``SimlabError``, a schema
+    error (pydantic, from a scenario built in Python), or a path the system refused (a full
+    disk, an unwritable or missing file) unless raised inside a plug-in."""
+    from pydantic import ValidationError
+
+    if isinstance(err, SimlabError):
+        return f"error: {err}"
+    if isinstance(err, ValidationError):
+        problems = err.errors()
+        first = problems[0]
+        field = ".".join(str(p) for p in first["loc"]) or err.title
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        return f"error: {field}: {first['msg']}{more}"
+    if not isinstance(err, OSError) or plugin_of(err):
+        return None
+    if err.errno == errno.ENOSPC:
+        where = f" writing {err.filename}" if err.filename else ""
+        return (f"error: the disk is full{where} ({err.strerror}); free space and run the same "
+                "command again (finished cells are in the store)")
+    if err.filename:
+        return (f"error: cannot write or read {err.filename} ({err.strerror}); choose a path "
+                "you can write to (--db, --report, -o) or fix its permissions")
+    return None
 
 
 if __name__ == "__main__":   # pragma: no cover

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from simlab.errors import ScenarioError
+
 
 def _allows_bool(annotation: Any) -> bool:
     """Whether a field annotation accepts a bool as such (bool, Any, or a union with them)."""
@@ -41,8 +43,8 @@ class StrictModel(BaseModel):
                 value = data.get(field.alias or name, data.get(name))
                 if isinstance(value, bool) and name not in cls.bool_fields \
                         and not _allows_bool(field.annotation):
-                    raise ValueError(f"{name} = {str(value).lower()} is a boolean; give a "
-                                     f"value of type {_show_type(field.annotation)}")
+                    raise ScenarioError(f"{name} = {str(value).lower()} is a boolean; give a "
+                                        f"value of type {_show_type(field.annotation)}")
         return data
 
 
@@ -60,7 +62,7 @@ def check_seed(seed: Any, where: str = "seed") -> int:
     import numpy as np
 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise ValueError(f"{where}={seed!r} is invalid; give a non-negative integer such as 0")
+        raise ScenarioError(f"{where}={seed!r} is invalid; give a non-negative integer such as 0")
     return int(seed)
 
 
@@ -69,11 +71,11 @@ def check_seeds(seeds: Any, where: str = "seeds") -> Sequence[int]:
     (each checked by :func:`check_seed`)."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
-            raise ValueError(f"{where}={seeds} is invalid; give a count >= 1 or a list of seeds")
+            raise ScenarioError(f"{where}={seeds} is invalid; give a count >= 1 or a list of seeds")
         return range(seeds)
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise ValueError(f"{where}={seeds!r} is invalid; give a count >= 1 or a list of seeds")
+        raise ScenarioError(f"{where}={seeds!r} is invalid; give a count >= 1 or a list of seeds")
     out = [check_seed(s, f"{where}[{i}]") for i, s in enumerate(seeds)]
     if not out:
-        raise ValueError(f"{where}=[] is invalid; give a count >= 1 or a list of seeds")
+        raise ScenarioError(f"{where}=[] is invalid; give a count >= 1 or a list of seeds")
     return out

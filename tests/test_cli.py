@@ -98,7 +98,7 @@ def test_failing_cells_exit_nonzero_after_the_rest(work, capsys):
 ])
 def test_user_errors_are_one_line(work, capsys, argv, message):
     code, out, err = run(capsys, *[a.format(work=work) for a in argv])
-    assert code == 1
+    assert code == 2
     assert err.startswith("simlab: error: ") and message in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -108,13 +108,13 @@ def test_empty_and_incompatible_stores(work, capsys):
 
     Store(work / "empty.db").close()
     code, _, err = run(capsys, "report", work / "empty.db", "-o", work / "e")
-    assert code == 1 and "has no runs" in err
+    assert code == 2 and "has no runs" in err
     old = work / "old.db"
     Store(old).close()
     with sqlite3.connect(old) as con:
         con.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
     code, _, err = run(capsys, "show", "1", "--db", old)
-    assert code == 1 and "schema version 0" in err
+    assert code == 2 and "schema version 0" in err
 
 
 def test_usage_errors_exit_2(capsys):
@@ -154,7 +154,7 @@ def test_an_unwritable_report_folder_is_one_line(tmp_path, capsys, monkeypatch):
     Store(tmp_path / "r.db").close()
     code = main(["report", str(tmp_path / "r.db"), "-o", str(blocker / "report")])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("simlab: error: cannot write or read") and "\n" == err[-1]
+    assert code == 2 and err.startswith("simlab: error: cannot write or read") and "\n" == err[-1]
 
 
 def test_listing_learners_does_not_import_torch():
@@ -200,6 +200,6 @@ def test_a_bad_thread_count_is_one_usage_error(value, capsys, monkeypatch):
     assert err[-1] == (f"simlab: error: argument --threads: {value!r} is not a positive whole "
                        f"number of threads; give one, e.g. --threads 2 (or leave it out: "
                        f"SIMLAB_THREADS, else the usable CPUs)")
-    assert len(err) == 2 and err[0].startswith("usage: simlab")   # argparse's usage + 1 line
+    assert len(err) == 1                  # one line, no usage dump (see `simlab --help`)
     import os
     assert os.environ["SIMLAB_THREADS"] == "1"

@@ -180,10 +180,10 @@ def test_cli_prints_the_ledger_and_strict_stops_a_lossy_survey(tmp_path: Path, c
     out = capsys.readouterr().out
     assert "data ledger (design waves" in out and "33.3% of respondents lost" in out
     assert re.search(r"2002\s+lost\s+90\s+90", out)     # read 90, missing target 90
-    assert main(["stream", str(path), "--strict"]) == 1
+    assert main(["stream", str(path), "--strict"]) == 2
     assert "--strict and the survey lost too much data" in capsys.readouterr().err
     assert main(["run", str(path), "-l", "scratch", "--strict", "--executor", "inline",
-                 "--db", str(tmp_path / "r.db"), "-q"]) == 1
+                 "--db", str(tmp_path / "r.db"), "-q"]) == 2
     strict = write_toml(tmp_path, "strict.toml", DATA_OK.replace("query = 10",
                                                                  "query = 10\nstrict = true"))
     with pytest.raises(ScenarioError, match=r"strict.toml: data.strict = true and the data "

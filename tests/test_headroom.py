@@ -23,7 +23,7 @@ def test_too_few_agents_per_group_is_one_clear_error() -> None:
 
 
 def test_cli_reports_a_bad_wave(capsys) -> None:
-    assert main(["stream", "response_threshold", "--headroom", "--waves", "99"]) == 1
+    assert main(["stream", "response_threshold", "--headroom", "--waves", "99"]) == 2
     assert "--waves [99]: the survey has waves 0..19" in capsys.readouterr().err
 
 

@@ -254,7 +254,7 @@ def test_cli_runs_and_rebuilds_the_report(root, inline_db, capsys):
     assert "too few seeds" in (out / "report.md").read_text()
     (root / "typo.toml").write_text(map_text('axes = [{field = "graph.n_grups", '
                                              'levels = [3]}]'))
-    assert main(["map", str(root / "typo.toml")]) == 1
+    assert main(["map", str(root / "typo.toml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean 'graph.n_groups'" in err
     assert np.isfinite(map_results(inline_db, "tiny_map").points["diff"]).all()

@@ -61,8 +61,8 @@ def test_failing_stream_fails_only_its_cells(tiny, tmp_path, monkeypatch):
     s = run_sweep(tiny, ["scratch", "oracle"], [0, 1], tmp_path / "r.db", executor="inline",
                   quiet=True)
     assert (s.ok + s.diverged, s.failed) == (2, 2)
-    assert {r for _, _, r in s.failures} == {
-        "stream generation failed: ValueError: too few respondents for K+Q"}
+    assert all(r.startswith("stream generation failed: ValueError: too few respondents for K+Q")
+               for _, _, r in s.failures)       # (+ a plug-in hint once test_sweep is one)
 
 
 class _KilledAfter(InlineExecutor):

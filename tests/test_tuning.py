@@ -301,7 +301,7 @@ def test_cli_tune_prints_the_choice_per_learner(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "2 trials per learner" in out and "scratch" in out and "l2=" in out
     assert "oracle            0 trials" in out and "nothing to tune" in out
-    assert main(["tune", str(path), "--trials", "0"]) == 1
+    assert main(["tune", str(path), "--trials", "0"]) == 2
     assert "evaluation.tuning.trials = 0" in capsys.readouterr().err
 
 

@@ -54,6 +54,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from simlab.errors import ScenarioError
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 
 METRICS: tuple[str, ...] = (
@@ -209,12 +210,13 @@ class SummaryOptions:
 
     def __post_init__(self) -> None:
         if self.window < 1:
-            raise ValueError(f"SummaryOptions.window={self.window} must be >= 1 (pre-shift waves)")
+            raise ScenarioError(f"SummaryOptions.window={self.window} must be >= 1 (pre-shift "
+                                "waves)")
         if self.sustain < 1:
-            raise ValueError(f"SummaryOptions.sustain={self.sustain} must be >= 1 (waves a "
-                             "recovery must last)")
+            raise ScenarioError(f"SummaryOptions.sustain={self.sustain} must be >= 1 (waves a "
+                                "recovery must last)")
         if self.rel_tol < 0 or self.abs_tol < 0 or self.target_rel < 0:
-            raise ValueError(f"SummaryOptions tolerances must be >= 0, got {self}")
+            raise ScenarioError(f"SummaryOptions tolerances must be >= 0, got {self}")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simlab.errors import DataError
 from simlab.tasks.task import Cells, Task, TaskStream
 
 if TYPE_CHECKING:  # pragma: no cover - torch only to predict: loading a survey checks its
@@ -46,16 +47,16 @@ def check_cells(cells: Cells, n_features: int, where: str) -> Cells:
     """One clear error for malformed cells: shape, finiteness, shares >= 0 summing to 1."""
     x, share = np.asarray(cells.x, np.float32), np.asarray(cells.share, np.float64)
     if x.ndim != 2 or x.shape[1] != n_features or share.shape != (x.shape[0],) or not len(x):
-        raise ValueError(f"{where}: poststrat cells need x [C, {n_features}] and share [C] "
-                         f"(C >= 1); got x {x.shape} and share {share.shape}")
+        raise DataError(f"{where}: poststrat cells need x [C, {n_features}] and share [C] "
+                        f"(C >= 1); got x {x.shape} and share {share.shape}")
     if not (np.isfinite(x).all() and np.isfinite(share).all() and (share >= 0).all()):
-        raise ValueError(f"{where}: poststrat cell features and shares must be finite and the "
-                         "shares >= 0")
+        raise DataError(f"{where}: poststrat cell features and shares must be finite and the "
+                        "shares >= 0")
     if abs(share.sum() - 1.0) > SUM_TOL:
-        raise ValueError(f"{where}: the population shares of the cells sum to {share.sum():.6g},"
-                         " not 1; normalise the census margins of this group")
+        raise DataError(f"{where}: the population shares of the cells sum to {share.sum():.6g},"
+                        " not 1; normalise the census margins of this group")
     if cells.source not in SOURCES:
-        raise ValueError(f"{where}: poststrat source={cells.source!r}; use one of {SOURCES}")
+        raise DataError(f"{where}: poststrat source={cells.source!r}; use one of {SOURCES}")
     return replace(cells, x=x, share=share)
 
 
@@ -85,8 +86,8 @@ def census_cells(margins: Any, group: str, share: str, features: Sequence[str]
     columns ``features`` and its population ``share``) as validated :class:`Cells` per group."""
     missing = [c for c in (group, share, *features) if c not in margins.columns]
     if missing:
-        raise ValueError(f"census margins: columns {missing} are missing; have "
-                         f"{list(margins.columns)}")
+        raise DataError(f"census margins: columns {missing} are missing; have "
+                        f"{list(margins.columns)}")
     out = {}
     for g, rows in margins.groupby(group, sort=False):
         cells = Cells(rows[list(features)].to_numpy(np.float32),
@@ -101,7 +102,7 @@ def attach_cells(stream: TaskStream, cells: Mapping[Any, Cells]) -> None:
     groups = list(dict.fromkeys(t.info.get("group") for t in stream.tasks()))
     missing = [g for g in groups if g not in cells]
     if missing:
-        raise ValueError(_no_margins(missing[0], len(groups)))
+        raise DataError(_no_margins(missing[0], len(groups)))
     stream.waves = [[replace(t, cells=cells.get(t.info.get("group"))) for t in wave]
                     for wave in stream.waves]
     check_stream_cells(stream)
@@ -118,16 +119,16 @@ def check_stream_cells(stream: TaskStream) -> None:
     for task in tasks:
         g = task.info.get("group")
         if task.cells is None:
-            raise ValueError(_no_margins(g, len(groups)))
+            raise DataError(_no_margins(g, len(groups)))
         where = f"data.census: the margins of group {g!r}"
         c = check_cells(task.cells, task.n_features, where)
         sample = np.concatenate([task.x_support, task.x_query])
         hit = (np.abs(sample[:, None, :] - c.x[None]) < 1e-5).all(-1).any(-1)
         if not hit.all():
-            raise ValueError(f"{where}: {int((~hit).sum())} sampled respondents (wave "
-                             f"{task.info.get('wave')!r}) fall in no census cell; the margins "
-                             "must cover every cell of the survey (a respondent with a missing "
-                             "feature needs a cell with that feature empty)")
+            raise DataError(f"{where}: {int((~hit).sum())} sampled respondents (wave "
+                            f"{task.info.get('wave')!r}) fall in no census cell; the margins "
+                            "must cover every cell of the survey (a respondent with a missing "
+                            "feature needs a cell with that feature empty)")
 
 
 def _no_margins(group: Any, n_groups: int) -> str:
@@ -156,8 +157,8 @@ def wave_cells(tasks: Sequence[Task]) -> WaveCells | None:
     if all(c is None for c in cells):
         return None
     if any(c is None for c in cells):
-        raise ValueError("poststrat: some tasks of a wave have population cells and others "
-                         "not; give cells for every group (or none)")
+        raise DataError("poststrat: some tasks of a wave have population cells and others "
+                        "not; give cells for every group (or none)")
     c_max = max(len(c.share) for c in cells)
     x = np.stack([np.pad(c.x, [(0, c_max - len(c.x)), (0, 0)]) for c in cells])
     share = np.stack([np.pad(c.share, (0, c_max - len(c.share))) for c in cells])

@@ -76,7 +76,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simlab.errors import LearnerError
+from simlab.errors import LearnerError, ScenarioError
 from simlab.evaluation import poststrat, pretrain
 from simlab.evaluation.environment import numeric_environment, torch_threads
 from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_predictions,
@@ -124,22 +124,23 @@ def _check_grid(stream: TaskStream, warmup: int, shots: Sequence[int], steps: Se
                 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Validate the protocol's arguments against the stream; one clear error per mistake."""
     if len(stream) == 0 or any(len(w) == 0 for w in stream.waves):
-        raise ValueError("stream: every wave needs at least one task; got an empty wave "
-                         "(check the survey's groups and non-response)")
+        raise ScenarioError("stream: every wave needs at least one task; got an empty wave "
+                            "(check the survey's groups and non-response)")
     if not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < len(stream):
-        raise ValueError(f"warmup={warmup!r} must be an int in [0, {len(stream) - 1}]: the stream "
-                         f"has {len(stream)} waves and at least one must be left to score")
+        raise ScenarioError(f"warmup={warmup!r} must be an int in [0, {len(stream) - 1}]: the "
+                            f"stream has {len(stream)} waves and at least one must be left to "
+                            "score")
     if not shots or any(not isinstance(k, (int, np.integer)) or k < 1 for k in shots):
-        raise ValueError(f"shots={list(shots)!r} must be a non-empty list of ints >= 1")
+        raise ScenarioError(f"shots={list(shots)!r} must be a non-empty list of ints >= 1")
     if not steps or any(not isinstance(s, (int, np.integer)) or s < 0 for s in steps):
-        raise ValueError(f"steps={list(steps)!r} must be a non-empty list of ints >= 0")
+        raise ScenarioError(f"steps={list(steps)!r} must be a non-empty list of ints >= 0")
     shots_t = tuple(sorted({int(k) for k in shots}))
     smallest = min((t for t in stream.tasks(warmup)), key=lambda t: t.shots)
     if shots_t[-1] > smallest.shots:
-        raise ValueError(f"shots={shots_t[-1]} exceeds the {smallest.shots} support respondents "
-                         f"of task (group {smallest.info.get('group')!r}, wave "
-                         f"{smallest.info.get('wave')!r}); lower the shots grid or raise the "
-                         "survey's support size")
+        raise ScenarioError(f"shots={shots_t[-1]} exceeds the {smallest.shots} support respondents "
+                            f"of task (group {smallest.info.get('group')!r}, wave "
+                            f"{smallest.info.get('wave')!r}); lower the shots grid or raise the "
+                            "survey's support size")
     return shots_t, tuple(sorted({int(s) for s in steps}))
 
 
@@ -343,9 +344,10 @@ class _Run:
         want = (len(self.steps), batch.size, batch.x_query.shape[1])
         want += (batch.n_classes,) if batch.target == "multiclass" else ()
         if tuple(pred.shape) != want:
-            raise ValueError(f"learner {self.learner.name!r}: predict returned shape "
-                             f"{tuple(pred.shape)}, expected {want} ([steps, tasks, query"
-                             f"{', classes' if len(want) == 4 else ''}]); fix its Adapted.predict")
+            raise LearnerError(f"learner {self.learner.name!r}: predict returned shape "
+                               f"{tuple(pred.shape)}, expected {want} ([steps, tasks, query"
+                               f"{', classes' if len(want) == 4 else ''}]); fix its "
+                               "Adapted.predict")
         out = pred.detach().to("cpu", torch.float64).numpy()
         check_probabilities(self.learner.name, out, batch.target)
         return out
@@ -495,11 +497,11 @@ def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: S
     """
     shots_t, steps_t = _check_grid(stream, warmup, shots, steps)
     if max_tasks is not None and max_tasks < 1:
-        raise ValueError(f"max_tasks={max_tasks} must be >= 1 or None")
+        raise ScenarioError(f"max_tasks={max_tasks} must be >= 1 or None")
     if divergence_multiple is not None and not (
             isinstance(divergence_multiple, (int, float)) and divergence_multiple > 1):
-        raise ValueError(f"divergence_multiple={divergence_multiple!r} must be a number > 1 "
-                         "(e.g. 10: a loss 10x the base-rate predictor's is a blow-up) or None")
+        raise ScenarioError(f"divergence_multiple={divergence_multiple!r} must be a number > 1 "
+                            "(e.g. 10: a loss 10x the base-rate predictor's is a blow-up) or None")
     warm_budget = warmup_budget or budget
     _check_budgets(budget, warm_budget, warmup, online, warmup_budget is not None)
     scored = scored_step(learner, steps_t)
@@ -571,10 +573,10 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
         if warm.mode == "early_stop":       # held out: the last warm-up wave (see module doc)
             held = run.holdout(list(stream.waves[warmup - 1]), shots_t)
             if any(int(t.info.get("wave", -1)) in held.waves for t in stream.tasks(0, warmup - 1)):
-                raise ValueError("warmup_budget.mode = 'early_stop' holds out the last warm-up "
-                                 "wave by its wave id, but earlier warm-up tasks share it (tasks "
-                                 "without info['wave']?); give every task its wave index or use "
-                                 "mode 'iterations'")
+                raise ScenarioError("warmup_budget.mode = 'early_stop' holds out the last "
+                                    "warm-up wave by its wave id, but earlier warm-up tasks share "
+                                    "it (tasks without info['wave']?); give every task its wave "
+                                    "index or use mode 'iterations'")
             warm = dataclasses.replace(warm, holdout=held)
         run.meta_fit(stream.tasks(0, warmup), wave=warmup - 1, budget=warm)
     for w in range(warmup, len(stream)):
@@ -610,17 +612,17 @@ def _check_budgets(budget: Budget, warm: Budget, warmup: int, online: bool,
     """Early stopping needs held-out warm-up tasks, which only the warm-up meta_fit has."""
     field = "warmup_budget" if separate else "budget"
     if warm.mode == "early_stop" and warmup < 2:
-        raise ValueError(f"{field}.mode = 'early_stop' holds out the last warm-up wave and "
-                         f"trains on the others, so it needs warmup >= 2; got warmup={warmup}. "
-                         "Raise warmup or use mode 'iterations'")
+        raise ScenarioError(f"{field}.mode = 'early_stop' holds out the last warm-up wave and "
+                            f"trains on the others, so it needs warmup >= 2; got warmup={warmup}. "
+                            "Raise warmup or use mode 'iterations'")
     if online and budget.mode == "early_stop" and separate:
-        raise ValueError("budget.mode = 'early_stop' has no held-out tasks online (every "
-                         "revealed wave is trained on); use it in warmup_budget and give the "
-                         "online budget mode 'iterations' or 'seconds'")
+        raise ScenarioError("budget.mode = 'early_stop' has no held-out tasks online (every "
+                            "revealed wave is trained on); use it in warmup_budget and give the "
+                            "online budget mode 'iterations' or 'seconds'")
     if online and budget.mode == "early_stop" and not separate:
-        raise ValueError("budget.mode = 'early_stop' with no warmup_budget would apply to every "
-                         "online meta_fit too, which has no held-out tasks; pass "
-                         "warmup_budget=<the early-stopping budget> and an 'iterations' budget")
+        raise ScenarioError("budget.mode = 'early_stop' with no warmup_budget would apply to every "
+                            "online meta_fit too, which has no held-out tasks; pass "
+                            "warmup_budget=<the early-stopping budget> and an 'iterations' budget")
 
 
 def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:

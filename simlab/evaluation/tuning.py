@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simlab.errors import LearnerError, ScenarioError, SimlabError
 from simlab.learners.registry import learner_class, make_learner
 from simlab.learners.space import Choice, Float, Int, SearchSpace
 from simlab.tasks.task import TaskStream
@@ -149,8 +150,8 @@ def parse_range(where: str, value: Any) -> Float | Int | Choice:
     elif isinstance(value, Mapping) and set(value) <= {"choices"} and "choices" in value:
         choices = value["choices"]
         if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence) or not choices:
-            raise ValueError(f"{where}: choices = {choices!r} must be a non-empty list, e.g. "
-                             "choices = [10, 20]")
+            raise ScenarioError(f"{where}: choices = {choices!r} must be a non-empty list, e.g. "
+                                "choices = [10, 20]")
         rng = Choice(tuple(tuple(c) if isinstance(c, list) else c for c in choices))
     elif isinstance(value, Mapping) and {"low", "high"} <= set(value) <= {
             "low", "high", "log", "int"}:
@@ -160,17 +161,17 @@ def parse_range(where: str, value: Any) -> Float | Int | Choice:
             as_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
         rng = Int(int(lo), int(hi), log) if as_int else Float(float(lo), float(hi), log)
     else:
-        raise ValueError(f"{where} = {value!r} is not a range; give {{low = 1e-3, high = 0.1, "
-                         "log = true}} (a float), {low = 1, high = 5} (an integer) or "
-                         "{choices = [...]}")
+        raise ScenarioError(f"{where} = {value!r} is not a range; give {{low = 1e-3, high = 0.1, "
+                            "log = true}} (a float), {low = 1, high = 5} (an integer) or "
+                            "{choices = [...]}")
     if isinstance(rng, (Float, Int)):
         ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (rng.low, rng.high))
         if not ok or rng.low > rng.high or (rng.log and rng.low <= 0):
             need = " and low > 0 (log scale)" if rng.log else ""
-            raise ValueError(f"{where}: low = {rng.low!r}, high = {rng.high!r} is not a range; "
-                             f"need finite low <= high{need}")
+            raise ScenarioError(f"{where}: low = {rng.low!r}, high = {rng.high!r} is not a range; "
+                                f"need finite low <= high{need}")
     elif not rng.choices:
-        raise ValueError(f"{where}: Choice needs at least one value")
+        raise ScenarioError(f"{where}: Choice needs at least one value")
     return rng
 
 
@@ -190,21 +191,21 @@ def resolve_space(learner_name: str, fixed: Mapping[str, Any] = (), space: Mappi
         if name not in fields:
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"{at}: learner {learner_name!r} has no hyperparameter {name!r}; "
-                             f"{hint}its hyperparameters: {', '.join(fields) or 'none'}")
+            raise LearnerError(f"{at}: learner {learner_name!r} has no hyperparameter {name!r}; "
+                               f"{hint}its hyperparameters: {', '.join(fields) or 'none'}")
         if name in fixed:
-            raise ValueError(f"{at}: {name} is fixed to {fixed[name]!r} for this learner (its "
-                             "[learners] table, the sweep's hyperparameters or grid); remove "
-                             "it from one of the two")
+            raise ScenarioError(f"{at}: {name} is fixed to {fixed[name]!r} for this learner (its "
+                                "[learners] table, the sweep's hyperparameters or grid); remove "
+                                "it from one of the two")
         out[name] = parse_range(at, value)
     for name, rng in out.items():     # the learner must accept the ends of every range
         ends = rng.choices if isinstance(rng, Choice) else (rng.low, rng.high)
         for v in ends:
             try:
                 make_learner(learner_name, **{**fixed, name: v}).validate()
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"{where}.{learner_name}.{name}: the value {v!r} of this range "
-                                 f"is refused by the learner: {err}") from None
+            except SimlabError as err:      # a bug in the learner's validate() is no refusal
+                raise LearnerError(f"{where}.{learner_name}.{name}: the value {v!r} of this range "
+                                   f"is refused by the learner: {err}") from None
     return out
 
 
@@ -335,31 +336,31 @@ def _is_int(value: Any, low: int) -> bool:
 def check_search(search: Search, where: str = "evaluation.tuning") -> None:
     """One clear ValueError per bad search setting, naming the field and the fix."""
     if not _is_int(search.trials, 1):
-        raise ValueError(f"{where}.trials = {search.trials!r}: give an integer >= 1 (the "
-                         "number of trials every learner gets); to switch tuning off, remove "
-                         f"[{where}]")
+        raise ScenarioError(f"{where}.trials = {search.trials!r}: give an integer >= 1 (the "
+                            "number of trials every learner gets); to switch tuning off, remove "
+                            f"[{where}]")
     for name, low in (("startup", 1), ("folds", 1), ("rungs", 1)):
         if not _is_int(getattr(search, name), low):
-            raise ValueError(f"{where}.{name} = {getattr(search, name)!r}: give an integer "
-                             f">= {low}")
+            raise ScenarioError(f"{where}.{name} = {getattr(search, name)!r}: give an integer "
+                                f">= {low}")
     if search.pruner not in PRUNERS:
         close = difflib.get_close_matches(str(search.pruner), PRUNERS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"{where}.pruner = {search.pruner!r} is unknown; {hint}choose one of "
-                         f"{', '.join(PRUNERS)}")
+        raise ScenarioError(f"{where}.pruner = {search.pruner!r} is unknown; {hint}choose one of "
+                            f"{', '.join(PRUNERS)}")
     need = search.startup * search.brackets()
     if search.trials <= need:
         per = (f" ({search.brackets()} hyperband brackets x startup {search.startup}: TPE "
                "sees each bracket's trials alone)" if search.brackets() > 1 else "")
         pruned = (f" and the median pruner prunes nothing before {search.startup} trials"
                   if search.pruner == "median" else "")
-        raise ValueError(f"{where}.trials = {search.trials} does not pass the start-up of "
-                         f"{need} random trials{per}{pruned}, so TPE would never act; raise "
-                         f"trials above {need} or lower {where}.startup")
+        raise ScenarioError(f"{where}.trials = {search.trials} does not pass the start-up of "
+                            f"{need} random trials{per}{pruned}, so TPE would never act; raise "
+                            f"trials above {need} or lower {where}.startup")
     if search.pruner != "none" and search.rungs < 2:
-        raise ValueError(f"{where}.pruner = {search.pruner!r} needs budget rungs to prune on, "
-                         f"but {where}.rungs = {search.rungs}; give rungs >= 2 or "
-                         'pruner = "none"')
+        raise ScenarioError(f"{where}.pruner = {search.pruner!r} needs budget rungs to prune on, "
+                            f"but {where}.rungs = {search.rungs}; give rungs >= 2 or "
+                            'pruner = "none"')
 
 
 def check_tuning(search: Search | int, metric: str, warmup: int,
@@ -372,20 +373,20 @@ def check_tuning(search: Search | int, metric: str, warmup: int,
     if metric not in METRICS:
         close = difflib.get_close_matches(str(metric), list(METRICS), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"{where}.metric = {metric!r} is unknown; {hint}choose one of "
-                         f"{', '.join(METRICS)}")
+        raise ScenarioError(f"{where}.metric = {metric!r} is unknown; {hint}choose one of "
+                            f"{', '.join(METRICS)}")
     if metric in NEEDS_ORACLE and has_oracle is False:
-        raise ValueError(f"{where}.metric = {metric!r} needs the oracle (true probabilities), "
-                         "which real survey data does not have; use metric = \"loss\" or "
-                         "\"auc\"")
+        raise ScenarioError(f"{where}.metric = {metric!r} needs the oracle (true probabilities), "
+                            "which real survey data does not have; use metric = \"loss\" or "
+                            "\"auc\"")
     if warmup < 2:
-        raise ValueError(f"evaluation.warmup = {warmup}: tuning fits on the earlier warm-up "
-                         "waves and scores the last ones, so it needs warmup >= 2; raise "
-                         f"warmup or remove [{where}]")
+        raise ScenarioError(f"evaluation.warmup = {warmup}: tuning fits on the earlier warm-up "
+                            "waves and scores the last ones, so it needs warmup >= 2; raise "
+                            f"warmup or remove [{where}]")
     if search.folds > warmup - 1:
-        raise ValueError(f"{where}.folds = {search.folds} leaves no warm-up wave to fit on "
-                         f"before the first fold (evaluation.warmup = {warmup}); give folds "
-                         f"<= {warmup - 1} or raise warmup")
+        raise ScenarioError(f"{where}.folds = {search.folds} leaves no warm-up wave to fit on "
+                            f"before the first fold (evaluation.warmup = {warmup}); give folds "
+                            f"<= {warmup - 1} or raise warmup")
 
 
 def _pruner(search: Search) -> Any:
@@ -457,8 +458,8 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
     check_tuning(search, metric, warmup, all(t.oracle_query is not None for t in last)
                  if last else None)
     if warmup >= min(len(s) for s in streams):
-        raise ValueError(f"evaluation.warmup = {warmup} must leave scored waves: the stream has "
-                         f"{min(len(s) for s in streams)} waves")
+        raise ScenarioError(f"evaluation.warmup = {warmup} must leave scored waves: the stream has "
+                            f"{min(len(s) for s in streams)} waves")
     resolved = resolve_space(learner_name, fixed, space)
     if not resolved:
         return TuningResult(learner_name, metric, 0, {}, math.nan, [], {},

@@ -56,8 +56,8 @@ class DynamicsSpec(Section):
         if ":" not in name and name not in FAMILIES:
             close = difflib.get_close_matches(name, list(FAMILIES), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"unknown dynamics family; {hint}choose one of "
-                             f"{', '.join(FAMILIES)} (or 'package.module:Class' for your own)")
+            raise ScenarioError(f"unknown dynamics family; {hint}choose one of "
+                                f"{', '.join(FAMILIES)} (or 'package.module:Class' for your own)")
         society_class(name)   # imports it: a broken user class fails here, with its reason
         return name
 
@@ -120,7 +120,7 @@ class Scenario(ScenarioBase):
             except ValueError as err:
                 problems.append(str(err))
         if problems:
-            raise ValueError("\n".join(problems))
+            raise ScenarioError("\n".join(problems))
         return self
 
     def _evaluation_checks(self) -> list[str]:

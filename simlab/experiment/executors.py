@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
 from typing import Any, Protocol, TypeVar
 
-from simlab.errors import ExecutorError
+from simlab.errors import ExecutorError, SetupError
 from simlab.evaluation.environment import torch_threads
 
 T = TypeVar("T")
@@ -319,7 +319,7 @@ class DaskExecutor:
         try:
             from distributed import Client, LocalCluster
         except ImportError as err:
-            raise ValueError("the dask executor needs dask.distributed: "
+            raise SetupError("the dask executor needs dask.distributed: "
                              "pip install 'simlab[dask]' (or use --executor process)") from err
         self._cluster = None
         self.no_worker_timeout = no_worker_timeout
@@ -329,7 +329,7 @@ class DaskExecutor:
             try:
                 self._client = Client(scheduler, timeout=f"{timeout}s")
             except (OSError, TimeoutError, ValueError) as err:
-                raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r} within "
+                raise SetupError(f"cannot reach the Dask scheduler at {scheduler!r} within "
                                  f"{timeout:g} s ({type(err).__name__}); check the address "
                                  "(tcp://host:port) and that `dask scheduler` is running "
                                  "there") from err
@@ -415,14 +415,14 @@ def make_executor(name: str | None = None, jobs: int | None = None,
     """Build an executor by name (default: ``process``, or ``dask`` when given a scheduler)."""
     name = name or ("dask" if scheduler else "process")
     if scheduler and name != "dask":
-        raise ValueError(f"a scheduler address needs the dask executor, not {name!r}; "
+        raise SetupError(f"a scheduler address needs the dask executor, not {name!r}; "
                          "drop --executor or pass --executor dask")
     if jobs is not None and jobs < 1:
-        raise ValueError(f"jobs={jobs} is invalid; give a positive number of workers")
+        raise SetupError(f"jobs={jobs} is invalid; give a positive number of workers")
     if name == "inline":
         return InlineExecutor()
     if name == "process":
         return ProcessExecutor(jobs)
     if name == "dask":
         return DaskExecutor(jobs, scheduler, **options)
-    raise ValueError(f"executor {name!r} is unknown; choose one of {', '.join(EXECUTORS)}")
+    raise SetupError(f"executor {name!r} is unknown; choose one of {', '.join(EXECUTORS)}")

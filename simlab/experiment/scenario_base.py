@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from simlab.errors import ScenarioError
 from simlab.evaluation.tuning import DEFAULT_SEARCH, REDUCTION, Search
 from simlab.experiment import limits
 from simlab.experiment.errors_text import validate_model
@@ -56,8 +57,8 @@ class BudgetSpec(Section):
     @model_validator(mode="after")
     def _seconds(self) -> Self:
         if self.mode == "seconds" and self.seconds is None:
-            raise ValueError("mode = 'seconds' needs `seconds` (the wall time every learner "
-                             "trains for), e.g. seconds = 60")
+            raise ScenarioError("mode = 'seconds' needs `seconds` (the wall time every learner "
+                                "trains for), e.g. seconds = 60")
         return self
 
     def budget_kwargs(self) -> dict[str, Any]:
@@ -89,9 +90,9 @@ class EpisodesSpec(Section):
             return v
         close = difflib.get_close_matches(str(v), modes, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"{hint}use \"grid\" (K drawn from evaluation.shots), \"matched\" "
-                         "(one model per scored K), an integer K >= 1, or \"stream\" (the "
-                         "stream's fixed split)")
+        raise ScenarioError(f"{hint}use \"grid\" (K drawn from evaluation.shots), \"matched\" "
+                            "(one model per scored K), an integer K >= 1, or \"stream\" (the "
+                            "stream's fixed split)")
 
 
 class TuningSpec(Section):
@@ -149,15 +150,15 @@ class PretrainSpec(Section):
     @classmethod
     def _budget(cls, v: BudgetSpec) -> BudgetSpec:
         if v.iterations < 1:
-            raise ValueError("iterations = 0 pre-trains nothing; give iterations >= 1 (e.g. "
-                             "200) or remove [evaluation.pretrain]")
+            raise ScenarioError("iterations = 0 pre-trains nothing; give iterations >= 1 (e.g. "
+                                "200) or remove [evaluation.pretrain]")
         return v
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
         if not v or min(v) < 0 or len(set(v)) != len(v):
-            raise ValueError("give distinct seeds >= 0, e.g. [100, 101]")
+            raise ScenarioError("give distinct seeds >= 0, e.g. [100, 101]")
         return v
 
 
@@ -201,25 +202,25 @@ class EvaluationSpec(Section):
         warm = self.warmup_budget or self.budget
         field = "warmup_budget" if self.warmup_budget is not None else "budget"
         if self.online and self.budget.mode == "early_stop":
-            raise ValueError("evaluation.budget.mode = 'early_stop': online meta-fits have no "
-                             "held-out tasks; set mode = 'early_stop' in "
-                             "[evaluation.warmup_budget] and keep evaluation.budget at "
-                             "'iterations' or 'seconds'")
+            raise ScenarioError("evaluation.budget.mode = 'early_stop': online meta-fits have no "
+                                "held-out tasks; set mode = 'early_stop' in "
+                                "[evaluation.warmup_budget] and keep evaluation.budget at "
+                                "'iterations' or 'seconds'")
         need = 3 if self.tuning is not None else 2
         why = (" (tuning trials score the last warm-up wave and early-stop on the one before)"
                if need == 3 else "")
         if warm.mode == "early_stop" and self.warmup < need:
-            raise ValueError(f"evaluation.{field}.mode = 'early_stop' holds out the last "
-                             f"warm-up wave and trains on the earlier ones, so it needs "
-                             f"evaluation.warmup >= {need}{why}; got warmup = {self.warmup}. "
-                             "Raise warmup or use mode 'iterations'")
+            raise ScenarioError(f"evaluation.{field}.mode = 'early_stop' holds out the last "
+                                f"warm-up wave and trains on the earlier ones, so it needs "
+                                f"evaluation.warmup >= {need}{why}; got warmup = {self.warmup}. "
+                                "Raise warmup or use mode 'iterations'")
         return self
 
     @field_validator("tuning", mode="before")
     @classmethod
     def _untuned(cls, v: Any) -> Any:
         if v is True:
-            raise ValueError("give a table ([evaluation.tuning], its keys optional) or false")
+            raise ScenarioError("give a table ([evaluation.tuning], its keys optional) or false")
         return None if v is False else v
 
     @field_validator("shots")
@@ -236,20 +237,20 @@ class EvaluationSpec(Section):
     @classmethod
     def _learners(cls, v: list[str]) -> list[str]:
         if not v:
-            raise ValueError("list at least one learner, e.g. ['scratch', 'maml']")
+            raise ScenarioError("list at least one learner, e.g. ['scratch', 'maml']")
         dup = sorted({n for n in v if v.count(n) > 1})
         if dup:
-            raise ValueError(f"learner(s) listed twice: {', '.join(dup)}")
+            raise ScenarioError(f"learner(s) listed twice: {', '.join(dup)}")
         return v
 
 
 def _grid(v: list[int], minimum: int, what: str) -> list[int]:
     if not v:
-        raise ValueError(f"{what} needs at least one value")
+        raise ScenarioError(f"{what} needs at least one value")
     if min(v) < minimum:
-        raise ValueError(f"every {what} value must be >= {minimum}")
+        raise ScenarioError(f"every {what} value must be >= {minimum}")
     if len(set(v)) != len(v) or v != sorted(v):
-        raise ValueError(f"{what} must be strictly increasing, e.g. {sorted(set(v))}")
+        raise ScenarioError(f"{what} must be strictly increasing, e.g. {sorted(set(v))}")
     return v
 
 

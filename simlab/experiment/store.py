@@ -243,6 +243,10 @@ class Store:
             return con
         except sqlite3.OperationalError:
             con.close()
+        except sqlite3.DatabaseError as err:    # "file is not a database"
+            con.close()
+            raise StoreError(f"{self.path} is not a SQLite file ({err}); pass a different --db "
+                             "path.") from err
         uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
         return sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
 
@@ -486,7 +490,7 @@ class Store:
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
         if fmt not in ("csv", "parquet"):
-            raise ValueError(f"export format {fmt!r} is not supported; use csv or parquet")
+            raise StoreError(f"export format {fmt!r} is not supported; use csv or parquet")
         if path.suffix.lstrip(".").lower() != fmt:
             path = path.with_name(path.name + f".{fmt}")
         f = self.frames(latest=latest)

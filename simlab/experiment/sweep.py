@@ -34,7 +34,7 @@ from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment import limits
 from simlab.experiment.executors import Executor, WorkerCrash, contain_exits, make_executor
-from simlab.errors import ScenarioError, StoreError
+from simlab.errors import LearnerError, ScenarioError, StoreError, failure_reason
 from simlab.experiment.errors_text import load_toml_model
 from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.experiment.store import utc_now as _now
@@ -72,8 +72,8 @@ class LearnerSpec:
             return cls(f"{learner.__module__}:{learner.__qualname__}", label=own)
         if isinstance(learner, str) and learner.strip():
             return cls(learner.strip())
-        raise ValueError(f"learner {learner!r} is not a name, a Learner subclass or a "
-                         "LearnerSpec")
+        raise LearnerError(f"learner {learner!r} is not a name, a Learner subclass or a "
+                           "LearnerSpec")
 
     @property
     def display(self) -> str:
@@ -181,7 +181,7 @@ def _grid_points(grid: Mapping[str, Sequence[Any]] | None) -> list[dict[str, Any
         return [{}]
     for k, values in grid.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-            raise ValueError(f"grid value of {k!r} must be a non-empty list, got {values!r}")
+            raise ScenarioError(f"grid value of {k!r} must be a non-empty list, got {values!r}")
     keys = list(grid)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
@@ -209,8 +209,8 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
         names = {s.name for s in specs} | {s.display for s in specs}
         unknown = sorted(set(grid) - names)
         if unknown:
-            raise ValueError(f"grid for {', '.join(unknown)}: not among the learners "
-                             f"{', '.join(sorted(s.display for s in specs))}")
+            raise ScenarioError(f"grid for {', '.join(unknown)}: not among the learners "
+                                f"{', '.join(sorted(s.display for s in specs))}")
         run_seeds = check_seeds(seeds if seeds is not None else sc.evaluation.seeds)
         fp, settings = comparison_fingerprint(sc), settings_of(sc)
         tuning_seeds: tuple[int, ...] = ()
@@ -236,8 +236,8 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
     seen: dict[str, Cell] = {}
     for job in jobs:
         if job.cell.key in seen:
-            raise ValueError(f"the sweep lists the same cell twice: {job.cell.describe()} and "
-                             f"{seen[job.cell.key].describe()}; remove the duplicate")
+            raise ScenarioError(f"the sweep lists the same cell twice: {job.cell.describe()} and "
+                                f"{seen[job.cell.key].describe()}; remove the duplicate")
         seen[job.cell.key] = job.cell
     return jobs
 
@@ -304,7 +304,7 @@ def _tune_or_error(item: tuple[str, TuningJob]) -> Any:
         with contain_exits():
             return tune_learner(job)
     except Exception as err:  # noqa: BLE001 - fails this learner's cells, not the sweep
-        return CellError(f"tuning failed: {type(err).__name__}: {err}".splitlines()[0],
+        return CellError(f"tuning failed: {failure_reason(err)}".splitlines()[0],
                          traceback.format_exc(), time.perf_counter() - t0)
 
 
@@ -321,8 +321,8 @@ def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScena
             with contain_exits():
                 scenario.stream(seed, cache_dir=cache_dir[0] if cache_dir else None)
             error = None
-        except Exception:  # noqa: BLE001 - recorded on every cell of this stream
-            error = traceback.format_exc()
+        except Exception as err:  # noqa: BLE001 - recorded on every cell of this stream
+            error = f"{traceback.format_exc()}\n{failure_reason(err)}"   # last line: the reason
     return error, [str(w.message) for w in caught]
 
 
@@ -365,7 +365,7 @@ def run_cell(job: Job) -> Outcome:
             result.log["tuning"] = {**tuned.as_log(), "shared": True}
             result.timings["tuning_s"] = tuned.seconds     # the shared job's, not this cell's
     except Exception as err:  # noqa: BLE001 - a failing cell must not stop the sweep
-        result = CellError(f"{type(err).__name__}: {err}".splitlines()[0],
+        result = CellError(failure_reason(err).splitlines()[0],
                            traceback.format_exc(), time.perf_counter() - t0)
     return Outcome(result, started, _now())
 
@@ -382,16 +382,16 @@ def resolve_scenarios(scenarios: Iterable[str | Path | AnyScenario] | str | Path
         scenarios = [scenarios]
     out = [load_scenario(s) if isinstance(s, (str, Path)) else s for s in scenarios]
     if not out:
-        raise ValueError("a sweep needs at least one scenario")
+        raise ScenarioError("a sweep needs at least one scenario")
     bad = [s for s in out if not _is_scenario(s)]
     if bad:
-        raise ValueError(f"{bad[0]!r} is not a scenario; give a name, a TOML path or a "
-                         "Scenario (simlab.load_scenario)")
+        raise ScenarioError(f"{bad[0]!r} is not a scenario; give a name, a TOML path or a "
+                            "Scenario (simlab.load_scenario)")
     names = [s.name for s in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"scenario name(s) {', '.join(dup)} listed twice; list each scenario "
-                         "once, and give variants their own `name`")
+        raise ScenarioError(f"scenario name(s) {', '.join(dup)} listed twice; list each scenario "
+                            "once, and give variants their own `name`")
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from simlab.errors import LearnerError
+from simlab.errors import LearnerError, ScenarioError
 from simlab.learners.roles import Role
 from simlab.learners.space import Choice, Float, Int, SearchSpace  # noqa: F401 (re-exported)
 from simlab.tasks.batch import TaskBatch
@@ -67,13 +67,13 @@ class Episodes:
     def __post_init__(self) -> None:
         s = self.shots
         if not (s in EPISODE_MODES or is_int(s, 1)):
-            raise ValueError(f"episodes.shots = {s!r} is invalid; use one of "
-                             f"{', '.join(map(repr, EPISODE_MODES))} or an integer K >= 1")
+            raise ScenarioError(f"episodes.shots = {s!r} is invalid; use one of "
+                                f"{', '.join(map(repr, EPISODE_MODES))} or an integer K >= 1")
         if self.query is not None and not is_int(self.query, 1):
-            raise ValueError(f"episodes.query = {self.query!r} is invalid; use an integer >= 1 "
-                             "(query respondents per episode) or leave it out (all the rest)")
+            raise ScenarioError(f"episodes.query = {self.query!r} is invalid; use an integer >= 1 "
+                                "(query respondents per episode) or leave it out (all the rest)")
         if not all(is_int(k, 1) for k in self.grid):
-            raise ValueError(f"episodes grid = {self.grid!r} must be integers >= 1")
+            raise ScenarioError(f"episodes grid = {self.grid!r} must be integers >= 1")
 
 
 #: ``Budget.mode`` values: a fixed count of meta-iterations, a fixed wall time, or training
@@ -117,24 +117,24 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.meta_batch < 1:
-            raise ValueError(f"Budget needs iterations >= 0 and meta_batch >= 1, got {self}")
+            raise ScenarioError(f"Budget needs iterations >= 0 and meta_batch >= 1, got {self}")
         if self.seconds is not None and not is_number(self.seconds):
-            raise ValueError(f"budget.seconds = {self.seconds!r} must be a number > 0 or None")
+            raise ScenarioError(f"budget.seconds = {self.seconds!r} must be a number > 0 or None")
         if self.mode not in BUDGET_MODES:
-            raise ValueError(f"budget.mode = {self.mode!r} is invalid; use one of "
-                             f"{', '.join(map(repr, BUDGET_MODES))}")
+            raise ScenarioError(f"budget.mode = {self.mode!r} is invalid; use one of "
+                                f"{', '.join(map(repr, BUDGET_MODES))}")
         if self.mode == "seconds" and self.seconds is None:
-            raise ValueError("budget.mode = 'seconds' needs budget.seconds (the wall time every "
-                             "learner trains for), e.g. seconds = 60")
+            raise ScenarioError("budget.mode = 'seconds' needs budget.seconds (the wall time every "
+                                "learner trains for), e.g. seconds = 60")
         if not is_int(self.patience, 1):
-            raise ValueError(f"budget.patience = {self.patience!r} must be an integer >= 1 "
-                             "(held-out evaluations without improvement before stopping)")
+            raise ScenarioError(f"budget.patience = {self.patience!r} must be an integer >= 1 "
+                                "(held-out evaluations without improvement before stopping)")
         if not is_int(self.eval_every, 1):
-            raise ValueError(f"budget.eval_every = {self.eval_every!r} must be an integer >= 1 "
-                             "(meta-iterations between held-out evaluations)")
+            raise ScenarioError(f"budget.eval_every = {self.eval_every!r} must be an integer >= 1 "
+                                "(meta-iterations between held-out evaluations)")
         if self.recency is not None and not is_number(self.recency):
-            raise ValueError(f"budget.recency = {self.recency!r} must be a half-life in waves "
-                             "> 0 or None (uniform sampling)")
+            raise ScenarioError(f"budget.recency = {self.recency!r} must be a half-life in waves "
+                                "> 0 or None (uniform sampling)")
 
     def settings(self) -> dict[str, Any]:
         """The budget as recorded with a run (every field but the held-out scorer)."""
@@ -199,7 +199,8 @@ class Learner(ABC):
         self.build()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the field and the allowed range; override to add checks."""
+        """Raise ``LearnerError`` naming the field and the allowed range (``check``,
+        ``check_int``, ``check_number``); override to add checks. Any other exception is a bug."""
 
     @abstractmethod
     def build(self) -> None:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from simlab.errors import LearnerError
 from simlab.learners import glm, nets
 from simlab.learners.base import (Adapted, Budget, Choice, Float, Learner, SearchSpace,
                                   check, check_choice, check_int, check_number, check_widths,
@@ -452,9 +453,9 @@ class OracleAdapted(Adapted):
 
     def predict(self, query: TaskBatch) -> torch.Tensor:
         if query.oracle_query is None:
-            raise ValueError("oracle: this batch has no oracle_query (true probabilities); the "
-                             "oracle needs simulated data. Drop 'oracle' from the learners for "
-                             "real survey data.")
+            raise LearnerError("oracle: this batch has no oracle_query (true probabilities); the "
+                               "oracle needs simulated data. Drop 'oracle' from the learners for "
+                               "real survey data.")
         return query.oracle_query.unsqueeze(0).expand(len(self.steps), *query.oracle_query.shape)
 
 

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from simlab.errors import LearnerError
 from simlab.learners.base import (
     Adapted,
     Budget,
@@ -262,8 +263,8 @@ def _default(f: dataclasses.Field, inner_name: str) -> dataclasses.Field:
         return dataclasses.field(default=f.default)
     if f.default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=f.default_factory)
-    raise ValueError(f"learner 'cpd:{inner_name}': hyperparameter {f.name!r} has no default; "
-                     "the changepoint wrapper needs every hyperparameter to have one")
+    raise LearnerError(f"learner 'cpd:{inner_name}': hyperparameter {f.name!r} has no default; "
+                       "the changepoint wrapper needs every hyperparameter to have one")
 
 
 def wrapper_class(inner_name: str, inner: type[Learner],
@@ -278,8 +279,8 @@ def wrapper_class(inner_name: str, inner: type[Learner],
            ] if dataclasses.is_dataclass(inner) else []
     clash = [n for n, *_ in own if n in WRAPPER_FIELDS]
     if clash:
-        raise ValueError(f"learner 'cpd:{inner_name}': its hyperparameters {clash} clash with "
-                         "the changepoint wrapper's; rename them")
+        raise LearnerError(f"learner 'cpd:{inner_name}': its hyperparameters {clash} clash with "
+                           "the changepoint wrapper's; rename them")
     cls = dataclasses.make_dataclass(
         f"CPD_{inner_name.replace('.', '_').replace(':', '_')}", own, bases=(ChangepointWrapper,),
         namespace={"name": f"cpd:{inner_name}", "inner_cls": inner,

@@ -43,6 +43,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from simlab.errors import DataError
 from simlab.learners import glm
 from simlab.learners.base import (
     Adapted,
@@ -378,10 +379,10 @@ class DynamicMLM(Learner):
             return {"tasks": 0.0, "seconds": 0.0}
         missing = [t for t in tasks if t.group_id < 0]
         if missing:
-            raise ValueError(f"{self.name}: task (wave {missing[0].info.get('wave')!r}) has no "
-                             "group id; the dynamic model needs groups that persist across "
-                             "waves. Give the survey a group column (info['group'] / "
-                             "group_id), or use partial_pooling.")
+            raise DataError(f"{self.name}: task (wave {missing[0].info.get('wave')!r}) has no "
+                            "group id; the dynamic model needs groups that persist across "
+                            "waves. Give the survey a group column (info['group'] / "
+                            "group_id), or use partial_pooling.")
         waves = _waves(tasks, self.spec.target, self.spec.n_classes, self.device,
                        fallback_wave=(-1 if self.filter.last_wave is None
                                       else self.filter.last_wave) + 1)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
+from simlab.errors import DataError
 from simlab.learners.base import Adapted, Budget, Episodes, Learner, TaskSpec, is_int
 from simlab.learners.losses import to_prediction
 from simlab.tasks.batch import TaskBatch
@@ -215,7 +216,7 @@ class EpisodeSampler:
             t = tasks[short]
             field = ("episodes.shots" if is_int(self.episodes.shots, 1)
                      else "the shots grid (episodes.shots = \"grid\")")
-            raise ValueError(
+            raise DataError(
                 f"{field} asks for K={k} support respondents per episode, but revealed task "
                 f"(group {t.info.get('group')!r}, wave {t.info.get('wave')!r}) has only "
                 f"{int(self.n[short])} labelled respondents (K + at least 1 query needed); "

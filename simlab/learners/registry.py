@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import importlib.util
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from simlab._lazy import resolve_class
+from simlab.errors import LearnerError, SimlabError
 
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.learners.base import Learner
@@ -60,8 +62,8 @@ def learner_class(name: str) -> type[Learner]:
     if target is None:
         close = difflib.get_close_matches(name, available(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown learner {name!r}.{hint} Valid: {', '.join(sorted(available()))}"
-                         " (or give package.module:Class).")
+        raise LearnerError(f"unknown learner {name!r}.{hint} Valid: "
+                           f"{', '.join(sorted(available()))} (or give package.module:Class).")
     from simlab.learners.base import Learner
 
     return resolve_class(target, Learner, f"learner {name!r}", "simlab Learner")
@@ -73,13 +75,13 @@ def _changepoint_class(inner_name: str) -> type[Learner]:
     from simlab.learners.changepoint import wrapper_class   # noqa: PLC0415 (lazy: torch)
 
     if not inner_name or inner_name.startswith(CPD_PREFIX):
-        raise ValueError(f"learner 'cpd:{inner_name}': give one learner to wrap, e.g. "
-                         "cpd:partial_pooling (cpd: cannot be nested)")
+        raise LearnerError(f"learner 'cpd:{inner_name}': give one learner to wrap, e.g. "
+                           "cpd:partial_pooling (cpd: cannot be nested)")
     try:
         inner = learner_class(inner_name)
-    except ValueError as err:
-        raise ValueError(f"learner 'cpd:{inner_name}': the wrapped learner is unknown. {err}"
-                         ) from err
+    except SimlabError as err:
+        raise LearnerError(f"learner 'cpd:{inner_name}': the wrapped learner is unknown. {err}"
+                           ) from err
     return wrapper_class(inner_name, inner, make_learner)
 
 
@@ -89,9 +91,12 @@ def make_learner(name: str, **hyperparameters: Any) -> Learner:
     try:
         return cls(**hyperparameters)
     except TypeError as err:
-        fields = getattr(cls, "__dataclass_fields__", {})
-        raise ValueError(f"learner {name!r}: {err}. Valid hyperparameters: "
-                         f"{', '.join(fields) or 'none'}") from err
+        if err.__traceback__ is not None and err.__traceback__.tb_next is not None:
+            raise       # raised inside the constructor, not by its signature: a bug
+        fields: list[str] = ([f.name for f in dataclasses.fields(cls)]
+                             if dataclasses.is_dataclass(cls) else [])
+        raise LearnerError(f"learner {name!r}: {err}. Valid hyperparameters: "
+                           f"{', '.join(fields) or 'none'}") from err
 
 
 def describe(name: str) -> str:

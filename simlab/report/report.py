@@ -30,6 +30,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from simlab import __version__
+from simlab.errors import StoreError
 from simlab.evaluation.metrics import SummaryOptions, run_cubes
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.evaluation.comparisons import baseline_comparisons, compare_all, naive_comparisons
@@ -92,7 +93,7 @@ class SectionInputs:
 def _check_frame(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"build_report: the {name} frame lacks column(s) {missing}; it needs "
+        raise StoreError(f"build_report: the {name} frame lacks column(s) {missing}; it needs "
                          f"{list(columns)} (as returned by the results store)")
 
 

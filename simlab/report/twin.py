@@ -41,6 +41,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from simlab import DEFAULT_DB, __version__
+from simlab.errors import StoreError
 from simlab.evaluation.metrics import SummaryOptions
 from simlab.evaluation.comparisons import compare
 from simlab.evaluation.frames import leaderboard, run_roles, run_summaries, wave_scores
@@ -90,15 +91,15 @@ class RankAgreement:
 def _frames(frames: dict[str, pd.DataFrame], side: str) -> dict[str, pd.DataFrame]:
     for key in ("runs", "metrics", "shifts"):
         if key not in frames:
-            raise ValueError(f"build_twin_report: the {side} frames lack {key!r}; pass the dict "
+            raise StoreError(f"build_twin_report: the {side} frames lack {key!r}; pass the dict "
                              "Store.frames(scenario) returns (runs, metrics, shifts, configs)")
     _check_frame(frames["runs"], f"{side} runs", RUN_COLUMNS)
     if frames["runs"].empty:
-        raise ValueError(f"build_twin_report: the {side} frames hold no runs; run the "
+        raise StoreError(f"build_twin_report: the {side} frames hold no runs; run the "
                          f"{side} scenario first (simlab run SCENARIO --db DB)")
     names = list(dict.fromkeys(frames["runs"]["scenario"]))
     if len(names) != 1:
-        raise ValueError(f"build_twin_report: the {side} frames hold {len(names)} scenarios "
+        raise StoreError(f"build_twin_report: the {side} frames hold {len(names)} scenarios "
                          f"({', '.join(map(str, names))}); pass Store.frames(<one scenario>)")
     return frames
 

@@ -6,6 +6,7 @@ imported only when asked for, so ``import simlab.society`` stays light and torch
 from __future__ import annotations
 
 from simlab._lazy import resolve_class
+from simlab.errors import ScenarioError
 from simlab.society.base import DynamicsParams, Society
 
 FAMILIES: dict[str, str] = {
@@ -20,8 +21,8 @@ def society_class(name: str) -> type[Society]:
     """The Society class of a family name, or of a user's ``"package.module:Class"``."""
     ref = FAMILIES.get(name, name if ":" in name else None)
     if ref is None:
-        raise ValueError(f"unknown society family {name!r}; use one of "
-                         f"{', '.join(FAMILIES)} or 'package.module:Class' for your own")
+        raise ScenarioError(f"unknown society family {name!r}; use one of "
+                            f"{', '.join(FAMILIES)} or 'package.module:Class' for your own")
     return resolve_class(ref, Society, f"society family {name!r}")
 
 

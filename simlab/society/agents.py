@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import mesa
 import numpy as np
 
+from simlab.errors import PluginError
+
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.view import SocietyView
 
@@ -104,8 +106,8 @@ def person_class(society_cls: type) -> type[Person]:
     names = tuple(getattr(society_cls, "state_names", ()))
     clash = [n for n in names if hasattr(Person, n) or n in ("model", "unique_id", "pos", "index")]
     if clash:
-        raise ValueError(f"{society_cls.__name__}.state_names {clash} clash with Person "
-                         f"attributes; rename those state arrays")
+        raise PluginError(f"{society_cls.__name__}.state_names {clash} clash with Person "
+                          f"attributes; rename those state arrays")
     if not names:
         return Person
     attrs = {n: _state_property(n) for n in names}

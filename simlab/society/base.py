@@ -13,6 +13,7 @@ import mesa
 import numpy as np
 from pydantic import ConfigDict
 
+from simlab.errors import ScenarioError
 from simlab.schema import StrictModel
 from simlab.tasks.task import TargetKind
 
@@ -201,9 +202,9 @@ class Society(mesa.Model):
         """The population's latent trait ``name`` (float64), for dynamics that need it."""
         raw = self.pop.latent.get(name)
         if raw is None:
-            raise ValueError(f"the {self.family} society needs the latent trait {name!r}, but "
-                             f"the population has only {sorted(self.pop.latent)}; draw it with "
-                             f"make_population or add population.latent[{name!r}] ([N] array)")
+            raise ScenarioError(f"the {self.family} society needs the latent trait {name!r}, but "
+                                f"the population has only {sorted(self.pop.latent)}; draw it with "
+                                f"make_population or add population.latent[{name!r}] ([N] array)")
         return np.asarray(raw, dtype=np.float64)
 
     def latent_z(self, name: str) -> np.ndarray:
@@ -224,9 +225,9 @@ class Society(mesa.Model):
         if raw is None:
             return np.ones(self.n_agents)
         if np.min(raw) < 0 or not np.mean(raw) > 0:
-            raise ValueError(f"population.latent[{name!r}] is a rate or factor for the "
-                             f"{self.family} society and must be >= 0 with a positive mean "
-                             f"(min {np.min(raw):.3g}, mean {np.mean(raw):.3g}); rescale it")
+            raise ScenarioError(f"population.latent[{name!r}] is a rate or factor for the "
+                                f"{self.family} society and must be >= 0 with a positive mean "
+                                f"(min {np.min(raw):.3g}, mean {np.mean(raw):.3g}); rescale it")
         return np.asarray(raw, np.float64) / np.mean(raw)
 
     def ego_answers(self, idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from scipy.sparse.csgraph import breadth_first_order
 
+from simlab.errors import DataError, ScenarioError
 from simlab.schema import StrictModel
 
 IsolatedPolicy = Literal["error", "connect", "keep"]
@@ -168,7 +169,7 @@ def _finish(key: np.ndarray, groups: np.ndarray, group_names: list[str],
     del lo, hi
     if len(lonely) and isolated == "error":
         shown = ", ".join(str(i) for i in lonely[:5]) + (" ..." if len(lonely) > 5 else "")
-        raise ValueError(
+        raise ScenarioError(
             f"{source}: {len(lonely)} isolated node(s) without any tie (e.g. node index "
             f"{shown}). Every agent needs at least one friend: remove them from the graph, or "
             f"pass isolated='connect' (tie each to a random member of its group) or "
@@ -194,8 +195,8 @@ def _random_group_partner(nodes: np.ndarray, groups: np.ndarray, group_names: li
     g = groups[nodes]
     if (sizes[g] < 2).any():
         alone = group_names[int(g[sizes[g] < 2][0])]
-        raise ValueError(f"isolated='connect': group {alone!r} has a single member, so there is "
-                         f"no one to connect it to; merge that group or remove the node")
+        raise ScenarioError(f"isolated='connect': group {alone!r} has a single member, so there is "
+                            f"no one to connect it to; merge that group or remove the node")
     # position of each node inside its group's block, then a different position in the block
     rank = np.empty(len(groups), dtype=np.int64)
     rank[order] = np.arange(len(groups)) - np.repeat(start, sizes)
@@ -216,7 +217,7 @@ def _check_groups(groups: np.ndarray, group_names: list[str], min_group_size: in
     small = np.flatnonzero(sizes < min_group_size)
     if len(small):
         listed = ", ".join(f"{group_names[g]!r} ({sizes[g]} nodes)" for g in small[:5])
-        raise ValueError(
+        raise ScenarioError(
             f"{source}: group(s) {listed} have fewer than min_group_size={min_group_size} "
             f"nodes. Merge small groups, use fewer/larger groups, or lower min_group_size.")
 
@@ -228,7 +229,7 @@ def _group_names(n_groups: int) -> list[str]:
 
 def _positive(name: str, value: float, source: str) -> None:
     if not value > 0:
-        raise ValueError(f"{source}: {name}={value!r} must be > 0")
+        raise ScenarioError(f"{source}: {name}={value!r} must be > 0")
 
 
 # --- planted partition (stochastic block model) -----------------------------------------------
@@ -252,15 +253,15 @@ def planted_partition(n_groups: int, group_size: int | Sequence[int], mean_degre
     """
     src = "planted_partition"
     if n_groups < 1:
-        raise ValueError(f"{src}: n_groups={n_groups} must be >= 1")
+        raise ScenarioError(f"{src}: n_groups={n_groups} must be >= 1")
     sizes = np.full(n_groups, group_size, dtype=np.int64) if np.isscalar(group_size) \
         else np.asarray(group_size, dtype=np.int64)
     if sizes.shape != (n_groups,):
-        raise ValueError(f"{src}: group_size has {len(sizes)} entries but n_groups={n_groups}; "
-                         f"give one size or one per group")
+        raise ScenarioError(f"{src}: group_size has {len(sizes)} entries but n_groups={n_groups}; "
+                            f"give one size or one per group")
     if not 0.0 <= homophily <= 1.0:
-        raise ValueError(f"{src}: homophily={homophily!r} must be in [0, 1] "
-                         f"(0 = no community structure, 1 = only in-group ties)")
+        raise ScenarioError(f"{src}: homophily={homophily!r} must be in [0, 1] "
+                            f"(0 = no community structure, 1 = only in-group ties)")
     _positive("mean_degree", mean_degree, src)
     groups = np.repeat(np.arange(n_groups), sizes)
     names = _group_names(n_groups)
@@ -274,9 +275,9 @@ def planted_partition(n_groups: int, group_size: int | Sequence[int], mean_degre
     p_in = share * expected / w_pairs if w_pairs else 0.0
     p_out = (1.0 - share) * expected / b_pairs if b_pairs else 0.0
     if p_in > 1.0 or p_out > 1.0:
-        raise ValueError(f"{src}: mean_degree={mean_degree} is too high for groups of "
-                         f"{sizes.min()} nodes at homophily={homophily} (tie probability "
-                         f"{max(p_in, p_out):.2f} > 1); lower mean_degree or homophily")
+        raise ScenarioError(f"{src}: mean_degree={mean_degree} is too high for groups of "
+                            f"{sizes.min()} nodes at homophily={homophily} (tie probability "
+                            f"{max(p_in, p_out):.2f} > 1); lower mean_degree or homophily")
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     n_in = rng.binomial(within, p_in)
     n_out = int(rng.binomial(b_pairs, p_out)) if b_pairs else 0
@@ -343,9 +344,9 @@ def watts_strogatz(n: int, k: int, p: float, n_groups: int, rng: np.random.Gener
     """
     src = "watts_strogatz"
     if k < 2 or k % 2 or k >= n:
-        raise ValueError(f"{src}: k={k} must be even, >= 2 and < n={n}")
+        raise ScenarioError(f"{src}: k={k} must be even, >= 2 and < n={n}")
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{src}: p={p!r} must be in [0, 1]")
+        raise ScenarioError(f"{src}: p={p!r} must be in [0, 1]")
     groups = _contiguous_groups(n, n_groups)
     names = _group_names(n_groups)
     _check_groups(groups, names, min_group_size, src)
@@ -394,7 +395,7 @@ def barabasi_albert(n: int, m: int, n_groups: int, rng: np.random.Generator, *,
     """
     src = "barabasi_albert"
     if m < 1 or m >= n:
-        raise ValueError(f"{src}: m={m} must be >= 1 and < n={n}")
+        raise ScenarioError(f"{src}: m={m} must be >= 1 and < n={n}")
     slots = 2 * n * m
     node = np.repeat(np.arange(n, dtype=np.int64), m)
     ptr = np.arange(slots, dtype=np.int64)
@@ -446,11 +447,11 @@ def from_networkx(G: nx.Graph, group_attr: str = "group", *, isolated: IsolatedP
     src = "from_networkx"
     missing = [v for v, d in G.nodes(data=True) if group_attr not in d]
     if missing:
-        raise ValueError(f"{src}: {len(missing)} node(s) have no {group_attr!r} attribute "
-                         f"(e.g. {missing[:5]}); set it on every node or pass group_attr=<the "
-                         f"attribute that holds the community>")
+        raise DataError(f"{src}: {len(missing)} node(s) have no {group_attr!r} attribute "
+                        f"(e.g. {missing[:5]}); set it on every node or pass group_attr=<the "
+                        f"attribute that holds the community>")
     if G.number_of_nodes() == 0:
-        raise ValueError(f"{src}: the graph has no nodes")
+        raise DataError(f"{src}: the graph has no nodes")
     nodes = list(G.nodes)
     index = {v: i for i, v in enumerate(nodes)}
     groups, names = _encode_groups([G.nodes[v][group_attr] for v in nodes], src)
@@ -464,7 +465,7 @@ def from_networkx(G: nx.Graph, group_attr: str = "group", *, isolated: IsolatedP
 def _read_table(path: Path, n_cols: int, what: str) -> pd.DataFrame:
     """Two-column text table, comma- or whitespace-separated, '#' comments."""
     if not path.is_file():
-        raise ValueError(f"{what}: file {str(path)!r} does not exist")
+        raise DataError(f"{what}: file {str(path)!r} does not exist")
     with path.open() as fh:
         first = next((ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")), "")
     sep = "," if "," in first else r"\s+"
@@ -496,14 +497,14 @@ def from_edgelist(path: str | Path, groups: str | Path | Mapping[Any, Any], *,
     node_ids = pd.Index(ids)
     if not node_ids.is_unique:
         dup = node_ids[node_ids.duplicated()][:5].tolist()
-        raise ValueError(f"{src}: nodes {dup} appear twice in groups; give each node one group")
+        raise DataError(f"{src}: nodes {dup} appear twice in groups; give each node one group")
     u = node_ids.get_indexer(edges.iloc[:, 0])
     v = node_ids.get_indexer(edges.iloc[:, 1])
     unknown = np.flatnonzero((u < 0) | (v < 0))
     if len(unknown):
         row = edges.iloc[unknown[0]].tolist()
-        raise ValueError(f"{src}: {len(unknown)} edge(s) name nodes without a group (e.g. "
-                         f"{row}); add those nodes to the groups table")
+        raise DataError(f"{src}: {len(unknown)} edge(s) name nodes without a group (e.g. "
+                        f"{row}); add those nodes to the groups table")
     codes, names = _encode_groups(labels, src)
     return _finish(_pair_keys(u, v, len(codes)), codes, names, rng, isolated, min_group_size,
                    src)
@@ -587,8 +588,8 @@ class EdgelistSpec(_Spec):
     def _files_exist(self) -> EdgelistSpec:
         for name, what in (("path", "edge list"), ("groups", "node,group table")):
             if not getattr(self, name).is_file():
-                raise ValueError(f"graph.{name}={str(getattr(self, name))!r} is not a file; "
-                                 f"give the path of the {what}")
+                raise ScenarioError(f"graph.{name}={str(getattr(self, name))!r} is not a file; "
+                                    f"give the path of the {what}")
         return self
 
     def build(self, rng: np.random.Generator) -> SocialGraph:
@@ -610,8 +611,8 @@ def parse_graph_spec(spec: Mapping[str, Any] | BaseModel) -> Any:
     if isinstance(spec, BaseModel):
         return spec
     if spec.get("kind") not in GRAPH_KINDS:
-        raise ValueError(f"graph.kind={spec.get('kind')!r} is unknown; use one of "
-                         f"{', '.join(GRAPH_KINDS)}")
+        raise ScenarioError(f"graph.kind={spec.get('kind')!r} is unknown; use one of "
+                            f"{', '.join(GRAPH_KINDS)}")
     return _GRAPH_SPEC.validate_python(dict(spec))
 
 

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from simlab.errors import SetupError
+
 BACKENDS = ("numpy", "numba")
 PARALLEL_MIN_WORK = 250_000
 """Edges (or rows) a tick must touch before its kernel runs on more than one thread."""
@@ -51,7 +53,7 @@ def threads() -> int:
     env = os.environ.get("SIMLAB_THREADS", "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"SIMLAB_THREADS={env!r} must be a whole number of threads >= 1 "
+            raise SetupError(f"SIMLAB_THREADS={env!r} must be a whole number of threads >= 1 "
                              f"for the society update (e.g. 1 or 2); fix or unset it")
         return int(env)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -65,10 +67,10 @@ def threads() -> int:
 def _default_backend() -> str:
     forced = os.environ.get("SIMLAB_KERNELS", "").strip().lower()
     if forced and forced not in BACKENDS:
-        raise ValueError(f"SIMLAB_KERNELS={forced!r} is not a kernel path; use 'numpy' or "
+        raise SetupError(f"SIMLAB_KERNELS={forced!r} is not a kernel path; use 'numpy' or "
                          f"'numba', or unset it (numba when it imports)")
     if forced == "numba" and numba is None:
-        raise ValueError(f"SIMLAB_KERNELS=numba, but numba does not import ({NUMBA_ERROR}); "
+        raise SetupError(f"SIMLAB_KERNELS=numba, but numba does not import ({NUMBA_ERROR}); "
                          f"install numba or set SIMLAB_KERNELS=numpy")
     return forced or ("numba" if numba is not None else "numpy")
 
@@ -85,9 +87,9 @@ def set_backend(name: str) -> None:
     """Choose the path for every later tick in this process."""
     global _BACKEND
     if name not in BACKENDS:
-        raise ValueError(f"kernel path {name!r} is unknown; use 'numpy' or 'numba'")
+        raise SetupError(f"kernel path {name!r} is unknown; use 'numpy' or 'numba'")
     if name == "numba" and numba is None:
-        raise ValueError(f"numba does not import ({NUMBA_ERROR}); use the numpy path")
+        raise SetupError(f"numba does not import ({NUMBA_ERROR}); use the numpy path")
     _BACKEND = name
 
 

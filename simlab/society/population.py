@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from scipy.special import expit, ndtri
 
+from simlab.errors import ScenarioError
 from simlab.schema import StrictModel
 
 
@@ -121,17 +122,17 @@ class PopulationSpec(StrictModel):
     def _known_traits(cls, value: list[str]) -> list[str]:
         unknown = [t for t in value if t not in TRAITS]
         if unknown or not value or len(set(value)) != len(value):
-            raise ValueError(f"population.traits={value!r}: give distinct names from "
-                             f"{', '.join(TRAIT_NAMES)} (unknown: {unknown})")
+            raise ScenarioError(f"population.traits={value!r}: give distinct names from "
+                                f"{', '.join(TRAIT_NAMES)} (unknown: {unknown})")
         return value
 
     @model_validator(mode="after")
     def _coef_for_traits(self) -> PopulationSpec:
         unknown = [k for k in self.coef if k not in self.traits]
         if unknown:
-            raise ValueError(f"population.coef names {unknown}, which are not among "
-                             f"population.traits ({', '.join(self.traits)}); fix the name or "
-                             f"add the trait")
+            raise ScenarioError(f"population.coef names {unknown}, which are not among "
+                                f"population.traits ({', '.join(self.traits)}); fix the name or "
+                                f"add the trait")
         return self
 
 

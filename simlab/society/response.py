@@ -58,6 +58,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from simlab.errors import ScenarioError
+
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.view import SocietyView
 
@@ -103,8 +105,8 @@ class ThresholdSpec(_Nonlinear):
     @classmethod
     def _share(cls, v: float) -> float:
         if not 0.0 <= v <= 1.0:
-            raise ValueError(f"the threshold is a share of friends and must lie in [0, 1] (got "
-                             f"{v}); e.g. threshold = 0.3")
+            raise ScenarioError(f"the threshold is a share of friends and must lie in [0, 1] (got "
+                                f"{v}); e.g. threshold = 0.3")
         return v
 
     def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
@@ -184,8 +186,8 @@ class MixtureSpec(ResponseSpec):
     def _shares(self) -> MixtureSpec:
         s = self.shares
         if s is not None and (len(s) != len(self.components) or min(s) < 0 or sum(s) <= 0):
-            raise ValueError(f"response.shares = {s}: give one non-negative share per component "
-                             f"({len(self.components)}), not all zero")
+            raise ScenarioError(f"response.shares = {s}: give one non-negative share per component "
+                                f"({len(self.components)}), not all zero")
         return self
 
     def build(self, society: SocietyView, rng: np.random.Generator) -> Response:
@@ -211,8 +213,8 @@ def response_spec(data: dict[str, Any] | ResponseSpec | None) -> ResponseSpec:
     if kind not in RESPONSE_KINDS:
         close = difflib.get_close_matches(str(kind), RESPONSE_KINDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"response.kind = {kind!r} is unknown; {hint}choose one of: "
-                         f"{', '.join(RESPONSE_KINDS)}")
+        raise ScenarioError(f"response.kind = {kind!r} is unknown; {hint}choose one of: "
+                            f"{', '.join(RESPONSE_KINDS)}")
     return TypeAdapter(AnyResponseSpec).validate_python({"kind": kind, **data})
 
 
@@ -295,11 +297,12 @@ class ThresholdResponse(_NonlinearResponse):
         super().__init__(spec, society, rng)
         shares = [k for k in society.ego_answers(np.zeros(1, np.int64)) if k.startswith("share_")]
         if spec.exposure is None and not shares:
-            raise ValueError(f"response.kind = 'threshold' needs an ego-network share, but the "
-                             f"{society.family} society answers none; use another kind")
+            raise ScenarioError(f"response.kind = 'threshold' needs an ego-network share, but the "
+                                f"{society.family} society answers none; use another kind")
         if spec.exposure is not None and spec.exposure not in shares:
-            raise ValueError(f"response.exposure = {spec.exposure!r} is not an ego answer of the "
-                             f"{society.family} society; choose one of {', '.join(shares)}")
+            raise ScenarioError(f"response.exposure = {spec.exposure!r} is not an ego answer of "
+                                f"the {society.family} society; choose one of "
+                                f"{', '.join(shares)}")
         self.exposure = spec.exposure or shares[0]
         n_groups = society.social.n_groups
         self.group_offset = spec.group_sd * rng.standard_normal(n_groups)
@@ -330,8 +333,8 @@ class InteractionResponse(_NonlinearResponse):
         d = len(society.pop.observed_names)
         pairs = np.array(list(combinations(range(d), 2)))
         if spec.n_pairs > len(pairs):
-            raise ValueError(f"response.n_pairs = {spec.n_pairs} asks for more trait pairs than "
-                             f"the population's {d} traits have ({len(pairs)}); lower it")
+            raise ScenarioError(f"response.n_pairs = {spec.n_pairs} asks for more trait pairs than "
+                                f"the population's {d} traits have ({len(pairs)}); lower it")
         n_groups = society.social.n_groups
         self.pairs = np.stack([pairs[rng.choice(len(pairs), spec.n_pairs, replace=False)]
                                for _ in range(n_groups)])                   # [G, P, 2]
@@ -363,9 +366,9 @@ class RotatingResponse(_NonlinearResponse):
         super().__init__(spec, society, rng)
         names = society.pop.observed_names
         if spec.n_relevant > len(names):
-            raise ValueError(f"response.n_relevant = {spec.n_relevant} asks for more relevant "
-                             f"traits than the population has ({len(names)}: "
-                             f"{', '.join(names)}); lower it or add population.traits")
+            raise ScenarioError(f"response.n_relevant = {spec.n_relevant} asks for more relevant "
+                                f"traits than the population has ({len(names)}: "
+                                f"{', '.join(names)}); lower it or add population.traits")
         n_groups, d = society.social.n_groups, len(names)
         self.order = np.stack([rng.permutation(d) for _ in range(n_groups)])   # [G, D]
         self.sign = rng.choice([-1.0, 1.0], size=(n_groups, d))
@@ -414,12 +417,12 @@ class PeakResponse(Response):
         super().__init__(spec, society, rng)
         names = society.pop.observed_names
         if spec.trait not in names:
-            raise ValueError(f"response.trait = {spec.trait!r} is not an observed trait of the "
-                             f"population ({', '.join(names)}); choose one of them or add it "
-                             f"to population.traits")
+            raise ScenarioError(f"response.trait = {spec.trait!r} is not an observed trait of the "
+                                f"population ({', '.join(names)}); choose one of them or add it "
+                                f"to population.traits")
         if _binary(spec.trait):
-            raise ValueError(f"response.trait = {spec.trait!r} is binary: a peak needs a "
-                             f"continuous trait (e.g. age, education, income, religiosity)")
+            raise ScenarioError(f"response.trait = {spec.trait!r} is binary: a peak needs a "
+                                f"continuous trait (e.g. age, education, income, religiosity)")
         self.column = society.pop.column(spec.trait)
         self.rng = rng
         self.n_groups = society.social.n_groups

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from simlab.errors import ScenarioError
 from simlab.schema import StrictModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,8 +76,8 @@ class AbruptShock(Shock):
     @model_validator(mode="after")
     def _one_of(self) -> AbruptShock:
         if (self.value is None) == (self.delta is None):
-            raise ValueError(f"shock {self.name!r}: give exactly one of value (new level) or "
-                             f"delta (change), got value={self.value!r}, delta={self.delta!r}")
+            raise ScenarioError(f"shock {self.name!r}: give exactly one of value (new level) or "
+                                f"delta (change), got value={self.value!r}, delta={self.delta!r}")
         return self
 
     def apply(self, society: SocietyView, tick: int) -> float | None:
@@ -108,8 +109,8 @@ class DriftShock(Shock):
     @model_validator(mode="after")
     def _ordered(self) -> DriftShock:
         if self.end <= self.start:
-            raise ValueError(f"shock {self.name!r}: end={self.end} must be after "
-                             f"start={self.start}")
+            raise ScenarioError(f"shock {self.name!r}: end={self.end} must be after "
+                                f"start={self.start}")
         return self
 
     def apply(self, society: SocietyView, tick: int) -> float | None:
@@ -172,9 +173,9 @@ def parse_shocks(items: Sequence[Mapping[str, Any] | Shock]) -> list[Shock]:
             out.append(item)
             continue
         if item.get("kind") not in SHOCK_KINDS:
-            raise ValueError(f"shocks[{i}] ({item.get('name', '?')!r}): kind="
-                             f"{item.get('kind')!r} is unknown; use one of "
-                             f"{', '.join(SHOCK_KINDS)}")
+            raise ScenarioError(f"shocks[{i}] ({item.get('name', '?')!r}): kind="
+                                f"{item.get('kind')!r} is unknown; use one of "
+                                f"{', '.join(SHOCK_KINDS)}")
         out.extend(_SHOCKS.validate_python([dict(item)]))
     return out
 
@@ -189,7 +190,7 @@ def validate_shocks(shocks: Sequence[Shock], society: SocietyView, n_ticks: int)
     seen: set[str] = set()
     for shock in shocks:
         if shock.name in seen:
-            raise ValueError(f"two shocks are named {shock.name!r}; give each a unique name")
+            raise ScenarioError(f"two shocks are named {shock.name!r}; give each a unique name")
         seen.add(shock.name)
         _check_target(shock, society)
         _check_timing(shock, n_ticks)
@@ -201,12 +202,12 @@ def _check_target(shock: Shock, society: SocietyView) -> None:
     try:
         current = society.get(shock.target)
     except KeyError:
-        raise ValueError(f"shock {shock.name!r}: target={shock.target!r} is not a parameter of "
-                         f"the {society.family} society; allowed: {allowed}") from None
+        raise ScenarioError(f"shock {shock.name!r}: target={shock.target!r} is not a parameter of "
+                            f"the {society.family} society; allowed: {allowed}") from None
     if isinstance(current, (bool, str)) or not np.issubdtype(np.asarray(current).dtype,
                                                             np.number):
-        raise ValueError(f"shock {shock.name!r}: target={shock.target!r} is not numeric "
-                         f"(it is {current!r}); shocks change numbers; allowed: {allowed}")
+        raise ScenarioError(f"shock {shock.name!r}: target={shock.target!r} is not numeric "
+                            f"(it is {current!r}); shocks change numbers; allowed: {allowed}")
 
 
 def _check_timing(shock: Shock, n_ticks: int) -> None:
@@ -214,9 +215,9 @@ def _check_timing(shock: Shock, n_ticks: int) -> None:
     if last > n_ticks:
         field = {"abrupt": "at", "drift": "end", "regime": "start"}[shock.kind]
         limit = n_ticks + 1 if field == "end" else n_ticks
-        raise ValueError(f"shock {shock.name!r}: {field}={getattr(shock, field)} is after the "
-                         f"end of the run (last tick {n_ticks}); choose {field} <= {limit} or "
-                         f"run longer (more waves or a larger survey.every)")
+        raise ScenarioError(f"shock {shock.name!r}: {field}={getattr(shock, field)} is after the "
+                            f"end of the run (last tick {n_ticks}); choose {field} <= {limit} or "
+                            f"run longer (more waves or a larger survey.every)")
 
 
 def _check_values(shock: Shock, society: SocietyView) -> None:
@@ -226,8 +227,8 @@ def _check_values(shock: Shock, society: SocietyView) -> None:
         if arr.ndim and (current.ndim == 0 or arr.shape != current.shape):
             shape = "a single number" if current.ndim == 0 else \
                 f"a number or {current.shape[0]} numbers (one per community)"
-            raise ValueError(f"shock {shock.name!r}: {field}={value!r} has {arr.size} entries; "
-                             f"target {shock.target!r} takes {shape}")
+            raise ScenarioError(f"shock {shock.name!r}: {field}={value!r} has {arr.size} entries; "
+                                f"target {shock.target!r} takes {shape}")
     head = shock.target.partition(".")[0]
     if head in ("coef", "intercept", "response"):   # response fields: any real number
         return
@@ -237,9 +238,9 @@ def _check_values(shock: Shock, society: SocietyView) -> None:
             type(society.params).model_validate(data)
         except ValidationError as err:
             reason = err.errors()[0]["msg"]
-            raise ValueError(f"shock {shock.name!r}: {field} would set {shock.target}={new!r}, "
-                             f"which the parameters reject ({reason}); choose another "
-                             f"value") from None
+            raise ScenarioError(f"shock {shock.name!r}: {field} would set {shock.target}={new!r}, "
+                                f"which the parameters reject ({reason}); choose another "
+                                f"value") from None
 
 
 def _extremes(shock: Shock, current: float) -> list[tuple[str, float]]:

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import ConfigDict, Field
 from scipy.special import expit
 
+from simlab.errors import ScenarioError
 from simlab.schema import StrictModel
 from simlab.society.population import TRAITS
 from simlab.tasks.task import Cells, Task
@@ -95,8 +96,8 @@ def feature_names(society: SocietyView, design: SurveyDesign) -> list[str]:
         return available + distractor_names(design)
     unknown = [f for f in design.features if f not in available]
     if unknown or not design.features or len(set(design.features)) != len(design.features):
-        raise ValueError(f"survey.features={design.features!r}: give distinct names from "
-                         f"{', '.join(available)} (unknown: {unknown})")
+        raise ScenarioError(f"survey.features={design.features!r}: give distinct names from "
+                            f"{', '.join(available)} (unknown: {unknown})")
     return list(design.features) + distractor_names(design)
 
 
@@ -104,8 +105,8 @@ def distractor_names(design: SurveyDesign) -> list[str]:
     """Names of the irrelevant columns appended after the asked features."""
     bad = [p for p in design.binary_distractors if not 0.0 <= p <= 1.0]
     if bad:
-        raise ValueError(f"survey.binary_distractors={design.binary_distractors!r}: each entry "
-                         f"is a probability in [0, 1] (bad: {bad})")
+        raise ScenarioError(f"survey.binary_distractors={design.binary_distractors!r}: each entry "
+                            f"is a probability in [0, 1] (bad: {bad})")
     return ([f"distractor_{i + 1}" for i in range(design.distractors)]
             + [f"binary_distractor_{i + 1}" for i in range(len(design.binary_distractors))])
 
@@ -118,10 +119,10 @@ def check_design(society: SocietyView, design: SurveyDesign) -> None:
     small = np.flatnonzero(sizes < need)
     if len(small):
         g = int(small[0])
-        raise ValueError(f"group {society.social.group_names[g]!r} has {sizes[g]} agents but "
-                         f"the survey asks support={design.support} + query={design.query} = "
-                         f"{need} respondents per group ({len(small)} group(s) too small); "
-                         f"lower survey.support/query or use larger groups")
+        raise ScenarioError(f"group {society.social.group_names[g]!r} has {sizes[g]} agents but "
+                            f"the survey asks support={design.support} + query={design.query} = "
+                            f"{need} respondents per group ({len(small)} group(s) too small); "
+                            f"lower survey.support/query or use larger groups")
 
 
 def sample_wave(society: SocietyView, design: SurveyDesign, wave: int,
@@ -232,10 +233,10 @@ def _respondents(society: SocietyView, g: int, need: int, strength: float,
     responds = rng.random(len(contacted)) < response_propensity(society, contacted, strength)
     got = np.flatnonzero(responds)
     if len(got) < need:
-        raise ValueError(f"group {society.social.group_names[g]!r}: only {len(got)} of its "
-                         f"{len(members)} agents responded at survey.nonresponse={strength}, "
-                         f"but {need} respondents are needed; lower survey.nonresponse or "
-                         f"survey.support/query, or use larger groups")
+        raise ScenarioError(f"group {society.social.group_names[g]!r}: only {len(got)} of its "
+                            f"{len(members)} agents responded at survey.nonresponse={strength}, "
+                            f"but {need} respondents are needed; lower survey.nonresponse or "
+                            f"survey.support/query, or use larger groups")
     return contacted[got[:need]]
 
 

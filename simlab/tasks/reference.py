@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simlab.errors import ScenarioError
 from simlab.tasks.task import Task
 
 SINUSOID_AMPLITUDE = (0.1, 5.0)
@@ -26,7 +27,8 @@ def _check_sizes(family: str, n_tasks: int, shots: int, query: int) -> None:
     """One clear error for impossible task sizes."""
     for field, value in (("n_tasks", n_tasks), ("shots", shots), ("query", query)):
         if int(value) != value or value < 1:
-            raise ValueError(f"{family}: {field}={value!r} is invalid; it must be an integer >= 1")
+            raise ScenarioError(f"{family}: {field}={value!r} is invalid; it must be an integer "
+                                ">= 1")
 
 
 def sinusoid_tasks(n_tasks: int, shots: int, query: int, rng: np.random.Generator,
@@ -39,7 +41,7 @@ def sinusoid_tasks(n_tasks: int, shots: int, query: int, rng: np.random.Generato
     """
     _check_sizes("sinusoid_tasks", n_tasks, shots, query)
     if not noise >= 0.0:
-        raise ValueError(f"sinusoid_tasks: noise={noise!r} is invalid; it must be >= 0")
+        raise ScenarioError(f"sinusoid_tasks: noise={noise!r} is invalid; it must be >= 0")
     amp = rng.uniform(*SINUSOID_AMPLITUDE, size=n_tasks)
     phase = rng.uniform(*SINUSOID_PHASE, size=n_tasks)
     x = rng.uniform(*SINUSOID_X, size=(n_tasks, shots + query, 1)).astype(np.float32)
@@ -80,13 +82,13 @@ def linear_gaussian_tasks(n_tasks: int, shots: int, query: int, rng: np.random.G
     """
     _check_sizes("linear_gaussian_tasks", n_tasks, shots, query)
     if int(n_features) != n_features or n_features < 1:
-        raise ValueError(f"linear_gaussian_tasks: n_features={n_features!r} is invalid; "
-                         "it must be an integer >= 1")
+        raise ScenarioError(f"linear_gaussian_tasks: n_features={n_features!r} is invalid; "
+                            "it must be an integer >= 1")
     if int(n_classes) != n_classes or n_classes < 2:
-        raise ValueError(f"linear_gaussian_tasks: n_classes={n_classes!r} is invalid; "
-                         "it must be an integer >= 2 (2 means binary)")
+        raise ScenarioError(f"linear_gaussian_tasks: n_classes={n_classes!r} is invalid; "
+                            "it must be an integer >= 2 (2 means binary)")
     if not spread >= 0.0:
-        raise ValueError(f"linear_gaussian_tasks: spread={spread!r} is invalid; it must be >= 0")
+        raise ScenarioError(f"linear_gaussian_tasks: spread={spread!r} is invalid; it must be >= 0")
     mean_w, mean_b = linear_gaussian_mean(n_features, n_classes, family_seed, mean_scale)
     w = mean_w + spread * rng.standard_normal((n_tasks, *mean_w.shape))
     b = mean_b + spread * rng.standard_normal((n_tasks, *mean_b.shape))
@@ -130,11 +132,11 @@ def drifting_regression_stream(rng: np.random.Generator, n_groups: int = 10, n_w
 
     _check_sizes("drifting_regression_stream", n_groups, shots, query)
     if int(n_waves) != n_waves or n_waves < 1:
-        raise ValueError(f"drifting_regression_stream: n_waves={n_waves!r} is invalid; it must "
-                         "be an integer >= 1")
+        raise ScenarioError(f"drifting_regression_stream: n_waves={n_waves!r} is invalid; it must "
+                            "be an integer >= 1")
     if target not in ("regression", "binary"):
-        raise ValueError(f"drifting_regression_stream: target={target!r}; use 'regression' or "
-                         "'binary'")
+        raise ScenarioError(f"drifting_regression_stream: target={target!r}; use 'regression' or "
+                            "'binary'")
     p = n_features + 1
     a = rng.standard_normal((p, p)) / np.sqrt(p)
     corr = a @ a.T + np.eye(p)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from simlab.errors import DataError
 from simlab.schema import check_seed
 from simlab.tasks.task import Cells, ShiftEvent, Task, TaskStream
 
@@ -120,15 +121,15 @@ def load_stream(path: str | Path, *, require_digest: bool = False) -> TaskStream
             raise ValueError("it has no content digest (written by another tool or version)")
         header = json.loads(data.pop("header").tobytes().decode())
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable simlab stream file ({err})") from err
+        raise DataError(f"{path}: not a readable simlab stream file ({err})") from err
     if header.get("format") not in READABLE_FORMATS:
-        raise ValueError(f"{path}: stream format {header.get('format')!r}, this simlab reads "
-                         f"formats {', '.join(map(str, READABLE_FORMATS))}; delete the file to "
-                         "regenerate it")
+        raise DataError(f"{path}: stream format {header.get('format')!r}, this simlab reads "
+                        f"formats {', '.join(map(str, READABLE_FORMATS))}; delete the file to "
+                        "regenerate it")
     try:
         return _unpack(data, header)
     except (KeyError, IndexError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: inconsistent simlab stream file ({err})") from err
+        raise DataError(f"{path}: inconsistent simlab stream file ({err})") from err
 
 
 def _unpack(data: dict[str, np.ndarray], header: dict[str, Any]) -> TaskStream:

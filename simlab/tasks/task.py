@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from simlab.errors import ScenarioError
+
 TargetKind = Literal["binary", "multiclass", "regression"]
 TARGET_KINDS: tuple[str, ...] = ("binary", "multiclass", "regression")
 
@@ -81,8 +83,8 @@ class Task:
     def with_shots(self, k: int) -> Task:
         """The same task with only its first ``k`` support respondents."""
         if not 0 < k <= self.shots:
-            raise ValueError(f"task {self.info.get('group')!r} has {self.shots} support "
-                             f"respondents; asked for K={k}. Lower the shots grid.")
+            raise ScenarioError(f"task {self.info.get('group')!r} has {self.shots} support "
+                                f"respondents; asked for K={k}. Lower the shots grid.")
         w = None if self.w_support is None else self.w_support[:k]
         return replace(self, x_support=self.x_support[:k], y_support=self.y_support[:k],
                        w_support=w)

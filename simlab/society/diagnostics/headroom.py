@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simlab.errors import ScenarioError
 from simlab.society.diagnostics.ceiling import (Net, expected_excess, fit_net, predict_net,
                                                 val_loss)
 from simlab.society.run import HasSocietySpec, SocietySpec, as_spec, build_society, seed_streams
@@ -75,15 +76,15 @@ def headroom(scenario: SocietySpec | HasSocietySpec, seed: int = 0, n: int = 400
     design = spec.survey
     sizes = society.social.group_sizes()
     if sizes.min() < n + MIN_TEST:
-        raise ValueError(f"--respondents {n}: the smallest group has {int(sizes.min())} agents, "
-                         f"and the headroom needs n + {MIN_TEST} held-out members per group; "
-                         f"lower --respondents to <= {int(sizes.min()) - MIN_TEST}")
+        raise ScenarioError(f"--respondents {n}: the smallest group has {int(sizes.min())} agents, "
+                            f"and the headroom needs n + {MIN_TEST} held-out members per group; "
+                            f"lower --respondents to <= {int(sizes.min()) - MIN_TEST}")
     names = [f for f in feature_names(society, design) if not f.startswith(DISTRACTORS)]
     rng = np.random.default_rng(np.random.SeedSequence([seed, 10]))
     want = set(default_waves(design.waves) if waves is None else waves)
     bad = sorted(w for w in want if not 0 <= w < design.waves)
     if bad:
-        raise ValueError(f"--waves {bad}: the survey has waves 0..{design.waves - 1}")
+        raise ScenarioError(f"--waves {bad}: the survey has waves 0..{design.waves - 1}")
     for _ in range(spec.burn_in):
         society.step()
     out, models = [], _Models()

@@ -64,6 +64,7 @@ import scipy.sparse as sp
 from pydantic import Field
 from scipy.special import softmax
 
+from simlab.errors import ScenarioError
 from simlab.society import kernels
 from simlab.society.base import DynamicsParams, Society, sample_classes
 from simlab.tasks.task import TargetKind
@@ -140,8 +141,8 @@ class CoevolvingSociety(Society):
 
     def set(self, path: str, value: Any) -> None:
         if path == "n_parties":
-            raise ValueError("n_parties is fixed once a coevolving society is built (it is the "
-                             "number of response classes); build a new society to change it")
+            raise ScenarioError("n_parties is fixed once a coevolving society is built (it is the "
+                                "number of response classes); build a new society to change it")
         super().set(path, value)
 
     # --- the network: CSR slots that move ------------------------------------------------------

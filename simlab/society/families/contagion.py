@@ -52,6 +52,7 @@ import numpy as np
 from pydantic import Field, model_validator
 from scipy.special import expit
 
+from simlab.errors import ScenarioError
 from simlab.society import kernels
 from simlab.society.base import DynamicsParams, Society
 from simlab.tasks.task import TargetKind
@@ -79,7 +80,7 @@ class ContagionParams(DynamicsParams):
     @model_validator(mode="after")
     def _fraction_threshold_in_range(self) -> ContagionParams:
         if self.threshold_kind == "fraction" and self.threshold_mean > 1.0:
-            raise ValueError(
+            raise ScenarioError(
                 f"threshold_mean={self.threshold_mean} is a share of neighbours when "
                 "threshold_kind='fraction' and must be <= 1; lower it or set "
                 "threshold_kind='count'")
