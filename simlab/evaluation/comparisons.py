@@ -53,14 +53,16 @@ def _test(scores: pd.DataFrame, learner: str, reference: str, metric: str,
     ``ratio`` (a survey's test/train ratio): the corrected resampled t test instead."""
     scenario = str(scores["scenario"].iloc[0]) if len(scores) else ""
     names, roles = names_by_label(scores), roles_by_label(scores)
-    base: dict[str, Any] = dict(
-        scenario=scenario, learner=learner, reference=reference,
-        learner_name=names.get(learner, learner), reference_name=names.get(reference, reference),
-        learner_role=roles.get(learner, "meta"), reference_role=roles.get(reference, "meta"),
-        metric=metric, n_pairs=0, n_seeds=0, n_dropped=0, mean_learner=math.nan,
-        mean_reference=math.nan, mean_diff=math.nan, ci_lo=math.nan, ci_hi=math.nan,
-        p_value=math.nan, mdd=math.nan, outcome="no data", reason="",
-        test="seed" if ratio is None else "survey")
+    base: dict[str, Any] = {
+        "scenario": scenario, "learner": learner, "reference": reference,
+        "learner_name": names.get(learner, learner),
+        "reference_name": names.get(reference, reference),
+        "learner_role": roles.get(learner, "meta"),
+        "reference_role": roles.get(reference, "meta"),
+        "metric": metric, "n_pairs": 0, "n_seeds": 0, "n_dropped": 0, "mean_learner": math.nan,
+        "mean_reference": math.nan, "mean_diff": math.nan, "ci_lo": math.nan, "ci_hi": math.nan,
+        "p_value": math.nan, "mdd": math.nan, "outcome": "no data", "reason": "",
+        "test": "seed" if ratio is None else "survey"}
     mine = scores[scores["label"].isin([learner, reference])]
     have = {lab: set(g["seed"][g["value"].notna()]) for lab, g in mine.groupby("label")}
     for lab in (learner, reference):
