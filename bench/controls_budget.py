@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 import simlab
-from simlab.evaluation.statistics import is_reference
+from simlab.learners.registry import learner_class
+from simlab.learners.roles import is_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"graph": {"n_groups": 10}, "survey": {"waves": 12}, "evaluation": {"warmup": 4}}
@@ -76,7 +77,7 @@ def budget_table(scenario: Any, learners: list[str], seeds: list[int], base: flo
              f"{'learner':<18}{'1x':>9}{f'{multiple:g}x':>9}{'change':>9}{'seconds':>10}"]
     print("\n".join(lines), flush=True)
     for name in learners:
-        ref = is_reference(name)
+        ref = is_reference(learner_class(name).role)
         runs = {f: [excess(scenario, name, s, f, base, keys) for s in seeds]
                 for f in ((base,) if ref else (base, base * multiple))}
         one = float(np.mean([e for e, _ in runs[base]]))

@@ -28,8 +28,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from simlab.evaluation.inference import corrected_t_test, seed_t_test, survey_ratio
 from simlab.evaluation.protocol import evaluate
-from simlab.evaluation.statistics import corrected_t_test, seed_t_test, survey_ratio
 from simlab.experiment.config import load_scenario
 from simlab.learners.naive import GroupMean
 from simlab.learners.registry import make_learner

@@ -1,5 +1,5 @@
 """How many seeds a paired verdict needs: false-verdict rate, interval coverage and detectable
-difference of the per-seed paired t test (``statistics.seed_t_test``) on simulated null data.
+difference of the per-seed paired t test (``inference.seed_t_test``) on simulated null data.
 
 Null data: per seed a difference ``u_s`` between two learners that are equally good, plus AR(1)
 wave noise (phi = 0.6) over ``--waves`` waves; ``u_s`` is normal, heavy-tailed (t, 3 df),
@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 from scipy import stats
 
-from simlab.evaluation.statistics import MIN_SEEDS, POWER, seed_means, seed_t_test
+from simlab.evaluation.inference import MIN_SEEDS, POWER, seed_means, seed_t_test
 
 
 def ar1(rng: np.random.Generator, shape: tuple[int, ...], phi: float) -> np.ndarray:

@@ -75,9 +75,57 @@ class WrongShape(_Base):
         return self._adapted(steps, lambda q: torch.full(q.x_query.shape[:1], 0.5))
 
 
+@dataclass
+class BadRole(_Base):
+    role = "Baseline"
+
+    def adapt(self, support, steps):
+        return self._adapted(steps, lambda q: torch.full(q.x_query.shape[:2], 0.5))
+
+
 @pytest.mark.parametrize("cls, message", [
     (Peeker, "query labels"), (Noisy, "same seed"), (BadSpace, "not a field"),
-    (WrongShape, "shape")])
+    (WrongShape, "shape"), (BadRole, "role = 'Baseline'")])
 def test_broken_learners_are_caught(cls, message):
     with pytest.raises(ConformanceError, match=message):
         check_learner(cls, targets=("binary",))
+
+
+def test_a_learner_declares_extra_wave_rows_and_log_entries_and_its_role_is_logged():
+    """The protocol asks every learner for ``wave_extras`` after each meta_fit (rows of that
+    wave) and ``run_extras`` once (log entries), with no special case for any learner; the
+    run log records the declared role. The defaults add nothing."""
+    import numpy as np
+
+    import simlab
+    from simlab.learners.naive import GroupMean
+    from simlab.tasks.reference import drifting_regression_stream
+
+    @dataclass
+    class Counting(GroupMean):
+        role = "baseline"
+
+        def build(self) -> None:
+            super().build()
+            self.fits = 0
+
+        def meta_fit(self, tasks, budget):
+            self.fits += 1
+            return super().meta_fit(tasks, budget)
+
+        def wave_extras(self):
+            return {"fits_so_far": float(self.fits)}
+
+        def run_extras(self):
+            return {"fits": self.fits}
+
+    stream = drifting_regression_stream(np.random.default_rng(0), n_groups=4, n_waves=5,
+                                        n_features=2, shots=5, query=5)
+    kw = {"warmup": 2, "shots": [3], "steps": [1], "budget": Budget(iterations=1, meta_batch=2)}
+    res = simlab.evaluate(Counting(), stream, **kw)
+    rows = res.records[res.records["metric"] == "fits_so_far"]
+    assert rows["wave"].tolist() == [1, 2, 3] and rows["value"].tolist() == [1.0, 2.0, 3.0]
+    assert res.log["fits"] == 3 and res.log["role"] == "baseline"
+    plain = simlab.evaluate(GroupMean(), stream, **kw)
+    assert "fits" not in plain.log and plain.log["role"] == "naive"
+    assert set(plain.records["metric"]) == set(res.records["metric"]) - {"fits_so_far"}

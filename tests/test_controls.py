@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from simlab.errors import LearnerError
-from simlab.evaluation.statistics import best_baseline, compare_all, is_baseline, is_reference
+from simlab.evaluation.comparisons import compare_all
+from simlab.evaluation.frames import best_baseline
 from simlab.experiment.config import ScenarioError, list_scenarios, load_scenario
 from simlab.learners.base import TaskSpec
-from simlab.learners.registry import make_learner
+from simlab.learners.registry import learner_class, make_learner
+from simlab.learners.roles import is_baseline, is_reference
 from simlab.society.diagnostics.ceiling import expected_excess, fit_net, predict_net
 from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.response import PeakSpec, response_spec
@@ -215,7 +217,8 @@ def test_control_scenarios_load_and_are_listed_valid() -> None:
 
 
 def test_the_floor_is_a_reference_never_a_baseline_nor_compared() -> None:
-    assert is_reference("floor") and is_reference("oracle") and not is_baseline("floor")
+    roles = {n: learner_class(n).role for n in ("floor", "oracle")}
+    assert all(map(is_reference, roles.values())) and not is_baseline(roles["floor"])
     rows = []
     for seed in range(6):
         for lab, v in (("floor", 0.05), ("partial_pooling", 0.20), ("finetune", 0.25),

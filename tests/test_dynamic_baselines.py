@@ -240,6 +240,12 @@ def test_cpd_detects_a_coefficient_jump_and_recovers():
            for n in ("cpd:partial_pooling", "partial_pooling")}
     cps = [c["wave"] for c in res["cpd:partial_pooling"].log["changepoints"]]
     assert cps == [5]
+    rec = res["cpd:partial_pooling"].records       # Learner.wave_extras: one row per fit wave
+    alarms = rec[rec.metric == "changepoint"].set_index("wave")["value"]
+    assert alarms.index.tolist() == list(range(2, 8)) and alarms[5] == 1.0 == alarms.sum()
+    assert "changepoint" not in set(res["partial_pooling"].records.metric)
+    assert "changepoints" not in res["partial_pooling"].log
+    assert {r.log["role"] for r in res.values()} == {"baseline"}     # cpd: takes its inner's
     after = {n: r.records[(r.records.metric == "loss") & (r.records.wave > 5)].value.mean()
              for n, r in res.items()}
     assert after["cpd:partial_pooling"] < 0.9 * after["partial_pooling"]

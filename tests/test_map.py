@@ -13,7 +13,8 @@ import pytest
 
 from simlab.cli import main
 from simlab.errors import ScenarioError
-from simlab.evaluation.statistics import compare_all, comparison_metric, wave_scores
+from simlab.evaluation.comparisons import compare_all
+from simlab.evaluation.frames import comparison_metric, wave_scores
 from simlab.experiment.map import load_map, parse_point, refine_points, run_map
 from simlab.experiment.store import Store
 from simlab.report.map import (MapResults, boundaries, map_figure, map_results,

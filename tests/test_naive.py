@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from simlab.evaluation.comparisons import naive_comparisons
 from simlab.evaluation.result import SHIFT_COLUMNS
-from simlab.evaluation.statistics import (is_baseline, naive_comparisons, naive_flags,
-                                          naive_sentence)
+from simlab.evaluation.verdicts import naive_flags, naive_sentence
 from simlab.learners.base import Budget, TaskSpec
 from simlab.learners.conformance import check_learner
 from simlab.learners.registry import learner_class, make_learner
+from simlab.learners.roles import is_baseline
 from simlab.report import build_report
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
@@ -37,7 +38,7 @@ def _fit(name: str) -> object:
 @pytest.mark.parametrize("name", ["persistence", "group_mean"])
 def test_registered_and_conforming(name: str) -> None:
     assert set(check_learner(learner_class(name)).values()) == {"ok"}
-    assert is_baseline(name)
+    assert is_baseline(learner_class(name).role) and learner_class(name).role == "naive"
 
 
 def test_persistence_predicts_the_last_wave_share_smoothed() -> None:
@@ -94,7 +95,8 @@ def test_the_report_flags_a_learner_worse_than_persistence(tmp_path) -> None:
 
 
 def test_the_best_baselines_lead_over_partial_pooling_is_tested() -> None:
-    from simlab.evaluation.statistics import baseline_comparisons, compare_all, overall_verdict
+    from simlab.evaluation.comparisons import baseline_comparisons, compare_all
+    from simlab.evaluation.verdicts import overall_verdict
 
     scores = fake_scores({"finetune": -0.05, "partial_pooling": 0.0, "scratch": 0.01,
                       "maml": 0.0})

@@ -62,3 +62,34 @@ def test_unknown_hyperparameter_lists_the_valid_ones() -> None:
 def test_a_path_to_something_that_is_not_a_learner_is_refused() -> None:
     with pytest.raises(ValueError, match="not a simlab Learner subclass"):
         learner_class("pathlib:Path")
+
+
+def test_every_builtin_declares_the_role_older_logs_are_read_with() -> None:
+    """The classes declare their roles; ``roles.BUILTIN_ROLES`` (how a run log written before
+    roles were recorded is read) must say the same, and ``cpd:NAME`` plays NAME's role."""
+    from simlab.learners.registry import _BUILTIN
+    from simlab.learners.roles import ROLES, builtin_role
+
+    for name in _BUILTIN:
+        role = learner_class(name).role
+        assert role in ROLES and role == builtin_role(name), name
+        assert learner_class(f"cpd:{name}").role == role
+    assert learner_class("maml").role == "meta" and learner_class("floor").role == "reference"
+
+
+def test_a_plugin_declares_its_role_and_subclasses_inherit_it(plugin: str,
+                                                               tmp_path: Path) -> None:
+    assert learner_class(plugin).role == "baseline"          # Shrunk(Scratch) is a baseline
+    (tmp_path / "acme_glm.py").write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        from simlab.learners.baselines import Scratch
+
+
+        @dataclass
+        class Mine(Scratch):
+            role = "meta"
+        '''))
+    try:
+        assert learner_class("acme_glm:Mine").role == "meta"
+    finally:
+        sys.modules.pop("acme_glm", None)

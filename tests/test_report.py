@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from simlab.evaluation.inference import MIN_SEEDS
 from simlab.evaluation.result import SHIFT_COLUMNS
-from simlab.evaluation.statistics import MIN_SEEDS
 from simlab.report import build_report
 
 from helpers.frames import PNG, RUN_COLS, fake_runs
@@ -155,7 +155,7 @@ def test_intervals_of_non_negative_quantities_stay_at_or_above_zero(store, tmp_p
     m = mets.copy()
     sel = (m["metric"] == "adapt_seconds") & m["run_id"].str.endswith("-0")
     m.loc[sel, "value"] = 5.0                                 # one slow seed: a wide interval
-    from simlab.evaluation.statistics import leaderboard, run_summaries
+    from simlab.evaluation.frames import leaderboard, run_summaries
     board = leaderboard(run_summaries(runs, m, shifts))
     assert (board["adapt_seconds_total_lo"].dropna() >= 0).all()
     assert (board["adapt_seconds_total_hi"] > board["adapt_seconds_total"]).any()
@@ -185,7 +185,8 @@ def _store_from_runs(tmp_path):
 
 
 def test_report_rebuilt_from_a_store_follows_from_the_stored_runs(tmp_path):
-    from simlab.evaluation.statistics import compare_all, wave_scores
+    from simlab.evaluation.comparisons import compare_all
+    from simlab.evaluation.frames import wave_scores
     from simlab.experiment.store import Store
     from simlab.report import report_from_store
     db, results = _store_from_runs(tmp_path)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from simlab.evaluation.frames import labelled_runs, run_summaries, wave_scores
 from simlab.evaluation.metrics import cubes, run_cubes, summarize, wave_curve
 from simlab.evaluation.result import SHIFT_COLUMNS
-from simlab.evaluation.statistics import _labelled, run_summaries, wave_scores
 from simlab.report import build_report
 
 from helpers.frames import RUN_COLS, fake_runs
@@ -65,11 +65,11 @@ def test_run_cubes_equal_cubes_of_each_run(frames):
 
 def test_wave_scores_equal_the_per_run_curves(frames):
     runs, mets, _ = frames
-    lab = _labelled(runs).set_index("run_id")
+    lab = labelled_runs(runs).set_index("run_id")
     ref = pd.concat([pd.DataFrame({"scenario": lab.at[rid, "scenario"],
                                    "seed": lab.at[rid, "seed"], "label": lab.at[rid, "label"],
                                    "learner_name": lab.at[rid, "learner_name"],
-                                   "wave": c.index.to_numpy(), "value": c.to_numpy()})
+                                   "role": lab.at[rid, "role"], "wave": c.index.to_numpy(), "value": c.to_numpy()})
                      for rid, rec in mets.groupby("run_id")
                      if not (c := wave_curve(rec, "excess_loss")).empty], ignore_index=True)
     got = wave_scores(runs, mets, "excess_loss")

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from simlab.evaluation.statistics import (MIN_SEEDS, best_baseline, compare, compare_all, fmt,
-                                          holm, leaderboard, overall_verdict, run_summaries,
-                                          seed_interval, seed_means, seed_t_test, wave_scores)
+from simlab.evaluation.comparisons import compare, compare_all
+from simlab.evaluation.frames import best_baseline, leaderboard, run_summaries, wave_scores
+from simlab.evaluation.inference import (MIN_SEEDS, holm, seed_interval, seed_means,
+                                         seed_t_test)
+from simlab.evaluation.verdicts import fmt, overall_verdict
 
 from helpers.frames import fake_scores
 
@@ -213,3 +215,55 @@ def test_store_labels_use_the_registry_name_to_find_baselines():
     assert (c.learner, c.reference, c.reference_name) == (
         "maml[inner_lr=0.1]", "partial_pooling[window=3]", "partial_pooling")
     assert overall_verdict([c], sc).startswith("maml[inner_lr=0.1] beats partial pooling")
+
+
+def test_a_plugin_declaring_role_baseline_is_compared_as_a_baseline():
+    """Who is a baseline is the role each run's log recorded (the store's ``role`` column), not
+    its name: a plug-in declaring ``role = "baseline"`` becomes the best baseline every method
+    is tested against and is never tested as a method; a log without a role (an older store)
+    reads the built-in names, so partial_pooling stays the reference."""
+    runs, mets = _store(MIN_SEEDS)
+    extra_runs, extra_mets = [], []
+    for seed in range(MIN_SEEDS):
+        rid = f"acme-{seed}"
+        extra_runs.append((rid, "sc", seed, "acme_glm", "{}", "ok", None, 1.0))
+        extra_mets += [(rid, w, 5, 1, "excess_loss", 0.1 + 0.01 * seed + 0.001 * w)
+                       for w in range(2, 8)]
+    runs = pd.concat([runs, pd.DataFrame(extra_runs, columns=runs.columns)], ignore_index=True)
+    mets = pd.concat([mets, pd.DataFrame(extra_mets, columns=mets.columns)], ignore_index=True)
+    declared = runs.assign(role=np.where(runs["learner"] == "acme_glm", "baseline", None))
+    ws = wave_scores(declared, mets, "excess_loss")
+    assert best_baseline(ws) == "acme_glm"
+    comps = compare_all(ws)
+    assert {(c.learner, c.reference) for c in comps} == {("maml", "acme_glm"),
+                                                          ("maml", "partial_pooling")}
+    assert all(c.reference_role == "baseline" and c.learner_role == "meta" for c in comps)
+    # the same runs without recorded roles: acme_glm is then a method under test
+    legacy = compare_all(wave_scores(runs, mets, "excess_loss"))
+    assert best_baseline(wave_scores(runs, mets, "excess_loss")) == "partial_pooling"
+    assert {c.learner for c in legacy} == {"maml", "acme_glm"}
+
+
+def test_the_store_reads_each_runs_recorded_role_back(tmp_path):
+    """``log["role"]`` (written by the protocol) comes back as the runs frame's ``role``
+    column; a run whose log has none (an older store, a failed cell) reads as its built-in
+    name's role, so a plug-in baseline is a baseline and old stores keep their verdicts."""
+    from simlab.evaluation.frames import labelled_runs
+    from simlab.evaluation.result import SHIFT_COLUMNS, RunResult
+    from simlab.experiment.store import Cell, Store
+
+    records = pd.DataFrame({"wave": [1], "shots": [5], "steps": [1], "metric": ["loss"],
+                            "value": [0.5]})
+    with Store(tmp_path / "r.db") as db:
+        for name, log in (("acme_glm", {"role": "baseline"}), ("partial_pooling", {}),
+                          ("maml", {"role": "meta"})):
+            db.write(Cell("sc", "fp", 0, name), RunResult(
+                records, {}, pd.DataFrame(columns=SHIFT_COLUMNS), log=log))
+        db.write(Cell("sc", "fp", 0, "oracle"), RuntimeError("boom"))
+        runs = db.frames()["runs"]
+    stored = runs.set_index("learner")["role"]
+    assert stored[["acme_glm", "maml"]].tolist() == ["baseline", "meta"]
+    assert stored[["partial_pooling", "oracle"]].isna().all()
+    roles = labelled_runs(runs).set_index("learner")["role"].to_dict()
+    assert roles == {"acme_glm": "baseline", "partial_pooling": "baseline", "maml": "meta",
+                     "oracle": "oracle"}

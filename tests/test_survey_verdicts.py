@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from simlab.evaluation.result import SHIFT_COLUMNS
-from simlab.evaluation.statistics import (compare, compare_all, corrected_t_test, seed_t_test,
-                                          survey_ratio)
+from simlab.evaluation.comparisons import compare, compare_all
+from simlab.evaluation.inference import corrected_t_test, seed_t_test, survey_ratio
 from simlab.report import build_report
 
 from helpers.frames import RUN_COLS, fake_runs, fake_scores
@@ -95,7 +95,7 @@ def test_prevalence_error_gets_its_own_paired_tests(report) -> None:
 
 
 def test_survey_leaderboard_intervals_are_widened_like_the_test() -> None:
-    from simlab.evaluation.statistics import seed_interval
+    from simlab.evaluation.inference import seed_interval
 
     v = [0.60, 0.62, 0.61, 0.63, 0.60, 0.62]
     plain, survey = seed_interval(v), seed_interval(v, ratio=2.0)

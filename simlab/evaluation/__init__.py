@@ -1,7 +1,8 @@
 """Evaluation layer: the prequential protocol, metrics and statistics across seeds.
 
-Names are imported lazily: ``metrics``/``statistics`` are numpy-only (the report uses them
-without torch); ``evaluate`` imports the learners' torch stack on first use.
+Names are imported lazily: ``metrics`` and the statistics modules (inference, frames,
+comparisons, verdicts, recovery) are numpy-only (the report uses them without torch);
+``evaluate`` imports the learners' torch stack on first use.
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ _LAZY = {
     "SummaryOptions": "simlab.evaluation.metrics",
     "summarize": "simlab.evaluation.metrics",
     "score_predictions": "simlab.evaluation.metrics",
-    "seed_interval": "simlab.evaluation.statistics",
-    "compare": "simlab.evaluation.statistics",
-    "compare_all": "simlab.evaluation.statistics",
-    "leaderboard": "simlab.evaluation.statistics",
+    "seed_interval": "simlab.evaluation.inference",
+    "compare": "simlab.evaluation.comparisons",
+    "compare_all": "simlab.evaluation.comparisons",
+    "leaderboard": "simlab.evaluation.frames",
 }
 
 

@@ -279,16 +279,16 @@ class _Run:
                 raise
             self._diverged(wave, "meta_fit", err)
             self.broken = True
-            out = {}
+            out = None
         self._sync()
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         self.meta_fit_s += dt
         self.meta_fit_cpu_s += dc
         self.records.add(wave, 0, [0], "meta_fit_seconds", dt)
         self.records.add(wave, 0, [0], "meta_fit_cpu_seconds", dc)
-        if out and "cpd_prob" in out:           # cpd: wrappers: P(change at this wave), alarm
-            self.records.add(wave, 0, [0], "changepoint_prob", out["cpd_prob"])
-            self.records.add(wave, 0, [0], "changepoint", float(out.get("cpd_reset", 0.0)))
+        if out is not None:                     # the learner's own rows (Learner.wave_extras)
+            for name, value in self.learner.wave_extras().items():
+                self.records.add(wave, 0, [0], name, float(value))
         entry = {"wave": wave, "tasks": len(tasks), "mode": (budget or self.budget).mode,
                  "wall_seconds": dt, "cpu_seconds": dc}
         # a non-finite number is stored as null (store.log_json): no special case here
@@ -508,8 +508,8 @@ def iter_evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettin
             log[key] = [{"episode_shots": k, **e} for (_, (k,)), r in zip(parts, runs)
                         for e in r.log[key]]
     log["hyperparameters"] = learner.hyperparameters()
-    if hasattr(learner, "changepoints"):          # cpd: wrappers (learners/changepoint.py)
-        log["changepoints"] = list(learner.changepoints)
+    log["role"] = learner.role                    # who is a baseline (learners/roles.py)
+    log.update(learner.run_extras())              # e.g. a cpd: wrapper's "changepoints"
     log["wave_times"] = [str(t) for t in stream.meta.get("times", [])]   # survey years
     log["protocol"] = {**settings.as_dict(), "seed": seed, "scored_steps": scored,
                        "steps_scored": list(steps_t),

@@ -417,19 +417,21 @@ def _seeds(spec: MapSpec, src: str) -> list[int]:
 
 
 def _learners(spec: MapSpec, src: str) -> list[LearnerSpec]:
-    from simlab.evaluation.statistics import BASELINES, is_baseline, is_reference
+    from simlab.learners.registry import learner_class
+    from simlab.learners.roles import baseline_names, is_baseline, is_method
 
     unknown = sorted(set(spec.hyperparameters) - set(spec.learners))
     if unknown:
         raise _problem(f"{src}: map.hyperparameters.{unknown[0]}",
                        f"not among map.learners = {spec.learners}; add it or drop the table")
-    # references (the oracle, the floor) are shown, not compared
-    metas = [n for n in spec.learners if not is_baseline(n) and not is_reference(n)]
-    bases = [n for n in spec.learners if is_baseline(n)]
-    if not metas or not bases:
+    try:                      # each learner's declared role (references are never compared)
+        roles = [learner_class(n).role for n in spec.learners]
+    except ValueError as err:
+        raise _problem(f"{src}: map.learners", str(err)) from None
+    if not any(map(is_method, roles)) or not any(map(is_baseline, roles)):
         raise _problem(f"{src}: map.learners", f"{spec.learners} needs at least one "
-                       f"meta-learner and one baseline ({', '.join(BASELINES)}), since each "
-                       "point compares the best of each")
+                       f"meta-learner and one baseline ({', '.join(baseline_names())}), since "
+                       "each point compares the best of each")
     return [LearnerSpec(n, spec.hyperparameters.get(n, {})) for n in spec.learners]
 
 

@@ -150,8 +150,9 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-#: the log entries ``Store.frames`` returns as run columns (JSON text, as ``json_extract``)
-_LOG_FIELDS = ("wave_times", "tuning", "pretrain", "prevalence", "meta_fit")
+#: the log entries ``Store.frames`` returns as run columns (JSON text, as ``json_extract``;
+#: ``role``: the learner's declared role, None in logs written before roles were recorded)
+_LOG_FIELDS = ("wave_times", "tuning", "pretrain", "prevalence", "meta_fit", "role")
 
 
 def read_entry(text: Any) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from simlab.errors import LearnerError
+from simlab.learners.roles import Role
 from simlab.learners.space import Choice, Float, Int, SearchSpace  # noqa: F401 (re-exported)
 from simlab.settings import (BUDGET_MODES, EPISODE_MODES, Budget, Episodes,  # noqa: F401
                              is_int, is_number)  # re-exported: their home is simlab.settings
@@ -77,6 +78,11 @@ class Learner(ABC):
     #: online ``meta_fit`` then gets the newest wave only. Everyone else gets every revealed
     #: task at each online ``meta_fit`` (a meta-learner's material is its past tasks).
     incremental: ClassVar[bool] = False
+    #: the part it plays in a comparison (``learners.roles``): "meta" (a method under test),
+    #: "baseline", "naive" (a naive forecast), "oracle" or "reference" (shown, never
+    #: compared). The protocol records it with every run and the statistics read it from
+    #: there, so a plug-in declares itself a baseline here.
+    role: ClassVar[Role] = "meta"
 
     spec: TaskSpec
     device: torch.device
@@ -85,6 +91,7 @@ class Learner(ABC):
     def setup(self, spec: TaskSpec, seed: int = 0, device: str = "cpu") -> None:
         """Validate hyperparameters and build fresh parameters for tasks of ``spec``."""
         self.validate()
+        self._setup_args = (spec, seed, device)
         self.spec = spec
         self.device = torch.device(device)
         self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -144,6 +151,29 @@ class Learner(ABC):
         for a simulated response that declares one, the task prior (``response_prior``; what a
         reference such as ``floor`` needs). No-op by default; learners compared as methods
         must not use the prior."""
+
+    def reset_memory(self) -> None:
+        """Forget every wave seen so far (the changepoint wrapper calls it after a detected
+        change). By default a fresh ``setup`` from the same spec, seed and device; a learner
+        with a cheaper memory of the past (partial pooling's tasks, the dynamic model's state)
+        overrides it."""
+        args = getattr(self, "_setup_args", None)
+        if args is None:
+            raise RuntimeError(f"learner {self.name!r}: reset_memory() before setup(); call "
+                               "setup first, or override reset_memory if setup is overridden "
+                               "without calling Learner.setup")
+        self.setup(*args)
+
+    def wave_extras(self) -> dict[str, float]:
+        """Extra numbers about the last ``meta_fit`` call that the protocol records as that
+        wave's rows (metric name -> value; a changepoint wrapper's change probability). The
+        protocol asks once after each ``meta_fit`` that returned; {} by default."""
+        return {}
+
+    def run_extras(self) -> dict[str, Any]:
+        """Extra entries for the run log, read once at the end of a run (JSON-able; a
+        changepoint wrapper's detected changes). {} by default."""
+        return {}
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's fields, recorded with every result."""

@@ -46,6 +46,7 @@ from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdap
 from simlab.learners.glm import GLM_DTYPE, GLMAdapted
 from simlab.learners.losses import task_loss
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
+from simlab.learners.roles import Role
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
@@ -114,6 +115,7 @@ class Scratch(GroupMemoryOption, Learner):
     """
 
     name: ClassVar[str] = "scratch"
+    role: ClassVar[Role] = "baseline"
 
     search_space: ClassVar[SearchSpace] = {"l2": Float(0.1, 20.0, log=True), **MEMORY_SPACE}
 
@@ -191,6 +193,7 @@ class PooledFineTune(GroupMemoryOption, Learner):
     """
 
     name: ClassVar[str] = "finetune"
+    role: ClassVar[Role] = "baseline"
 
     # "steps" of fine-tuning are the protocol's inner-step grid, not a hyperparameter
     search_space: ClassVar[SearchSpace] = {
@@ -311,6 +314,7 @@ class PartialPooling(GroupMemoryOption, Learner):
     """
 
     name: ClassVar[str] = "partial_pooling"
+    role: ClassVar[Role] = "baseline"
     #: remembers every revealed task itself (``window``) and carries its EM on: shown each
     #: wave once (the online meta_fit gives it the newest wave only)
     incremental: ClassVar[bool] = True
@@ -524,6 +528,7 @@ class Oracle(Learner):
     """
 
     name: ClassVar[str] = "oracle"
+    role: ClassVar[Role] = "oracle"
     uses_oracle: ClassVar[bool] = True
     search_space: ClassVar[SearchSpace] = {}    # nothing to tune: the floor
 

@@ -14,12 +14,14 @@ current run including z_t, and a new run's z_t is scored by the prior predictive
 P(r_t = 1 | z_1..t) is the posterior probability that a change happened at wave t (with the
 textbook recursion, which scores the new run with the old runs' predictives, it is H always).
 
-When that probability exceeds ``cpd_threshold`` the change is recorded (``changepoints``, which
-the protocol copies to ``log["changepoints"]``) and the wrapped learner's memory is reset
-before it learns from the wave: learners with memory implement ``reset_memory()``
-(partial_pooling forgets its past tasks; dynamic_mlm widens its state, an intervention);
-others (the MAML family, fine-tuning, ...) are rebuilt from their seed and meta-trained on the
-post-change wave only. The detector then restarts on the new run.
+When that probability exceeds ``cpd_threshold`` the change is recorded (``changepoints``,
+which ``run_extras`` hands the protocol for ``log["changepoints"]``; each wave's probability
+and alarm go to the records through ``wave_extras``) and the wrapped learner's
+``reset_memory()`` runs before it learns from the wave (partial_pooling forgets its past tasks;
+dynamic_mlm widens its state, an intervention; by default, as for the MAML family and
+fine-tuning, the learner is rebuilt from its seed and meta-trained on the post-change wave
+only). The detector then restarts on the new run. The wrapper plays its wrapped learner's
+``role`` (``cpd:partial_pooling`` is a baseline).
 """
 from __future__ import annotations
 
@@ -179,6 +181,7 @@ class ChangepointWrapper(Learner):
         self.inner.setup(self.spec, self._seed, self._device)
         self.detector = RunLength(float(self.cpd_hazard), float(self.cpd_scale))
         self.changepoints: list[dict[str, float]] = []
+        self._extras: dict[str, float] = {}
         self._fitted = False
 
     def _observe(self, tasks: Sequence[Task]) -> dict[int, float]:
@@ -199,6 +202,7 @@ class ChangepointWrapper(Learner):
         """Score the revealed wave, update the run-length posterior, reset on a change, then
         let the wrapped learner learn from the wave."""
         log: dict[str, float] = {}
+        self._extras = {}
         if self._fitted and tasks:
             for wave, loss in self._observe(tasks).items():
                 prob = self.detector.update(math.log(max(loss, EPS)))
@@ -210,15 +214,24 @@ class ChangepointWrapper(Learner):
                     self._reset()
                     log["cpd_reset"] = 1.0
         self._fitted = self._fitted or bool(tasks)
-        return {**self.inner.meta_fit(tasks, budget), **log}
+        out = {**self.inner.meta_fit(tasks, budget), **log}
+        if "cpd_prob" in log:
+            self._extras = {"changepoint_prob": log["cpd_prob"],
+                            "changepoint": float(log.get("cpd_reset", 0.0))}
+        return out
 
     def _reset(self) -> None:
-        """Forget the pre-change past: ``reset_memory()`` where the learner has one, else a
-        fresh build from the seed (then it meta-trains on the post-change wave only)."""
-        if callable(getattr(self.inner, "reset_memory", None)):
-            self.inner.reset_memory()
-        else:
-            self.inner.setup(self.spec, self._seed, self._device)
+        """Forget the pre-change past (``Learner.reset_memory``: by default a fresh build from
+        the seed, which then meta-trains on the post-change wave only)."""
+        self.inner.reset_memory()
+
+    def wave_extras(self) -> dict[str, float]:
+        """The last revealed wave's P(change at it) and alarm (1: the memory was reset)."""
+        return {**self.inner.wave_extras(), **self._extras}
+
+    def run_extras(self) -> dict[str, Any]:
+        """The detected changes (wave, probability), for ``log["changepoints"]``."""
+        return {**self.inner.run_extras(), "changepoints": list(self.changepoints)}
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         return self.inner.adapt(support, steps)
@@ -272,6 +285,7 @@ def wrapper_class(inner_name: str, inner: type[Learner],
         f"CPD_{inner_name.replace('.', '_').replace(':', '_')}", own, bases=(ChangepointWrapper,),
         namespace={"name": f"cpd:{inner_name}", "inner_cls": inner,
                    "inner_name": inner_name, "uses_oracle": inner.uses_oracle,
+                   "role": inner.role,
                    "_make": staticmethod(make),
                    "search_space": {**inner.search_space, **ChangepointWrapper._search},
                    "__module__": __name__})

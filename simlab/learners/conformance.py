@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from simlab.learners.base import Budget, Choice, Float, Int, Learner, TaskSpec
+from simlab.learners.roles import ROLES
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.reference import linear_gaussian_tasks, sinusoid_tasks
 from simlab.tasks.task import Task, TargetKind
@@ -75,6 +76,8 @@ def _check_fields(cls: type[Learner]) -> None:
                        f"{sorted(fields)}")
         if not isinstance(rng, (Float, Int, Choice)):
             _fail(cls, f"search_space[{key!r}] = {rng!r}; use Float, Int or Choice")
+    if cls.role not in ROLES:
+        _fail(cls, f"role = {cls.role!r}; declare one of {', '.join(map(repr, ROLES))}")
 
 
 def _predict(learner: Learner, support: TaskBatch, labels: str) -> torch.Tensor:

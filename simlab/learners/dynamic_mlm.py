@@ -66,6 +66,7 @@ from simlab.learners.episodes import (
     normalise_weights,
 )
 from simlab.learners.glm import GLM_DTYPE, GLMAdapted
+from simlab.learners.roles import Role
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import TargetKind, Task
 
@@ -332,6 +333,7 @@ class DynamicMLM(Learner):
     """
 
     name: ClassVar[str] = "dynamic_mlm"
+    role: ClassVar[Role] = "baseline"
     #: a filter: each revealed wave is one update, in order (online: the newest wave only)
     incremental: ClassVar[bool] = True
     #: ``[evaluation.pretrain]``: the simulated tasks' static EM becomes a prior (pretrain)

@@ -41,6 +41,7 @@ from simlab.errors import LearnerError
 from simlab.learners.base import (Adapted, Budget, Learner, SearchSpace, check, check_int,
                                   check_number)
 from simlab.learners.episodes import check_steps
+from simlab.learners.roles import Role
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -59,6 +60,7 @@ class Floor(Learner):
     """
 
     name: ClassVar[str] = "floor"
+    role: ClassVar[Role] = "reference"
     search_space: ClassVar[SearchSpace] = {}      # nothing to tune: a reference
     nodes: int = 10               # Gauss-Hermite nodes for the offset and the amplitude
     location_nodes: int = 64      # equally spaced nodes for the location (sharpest posterior)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from simlab.errors import LearnerError
 from simlab.learners.base import check, check_int
 from simlab.learners.episodes import (ClipGroups, EpisodeSampler, check_tasks, descend,
                                       fit_loop, labelled, normalise_weights)
@@ -186,7 +187,7 @@ class GroupMemoryOption:
         learner: Any = self
         check_tasks(learner, tasks)
         if not tasks:
-            raise ValueError(f"{learner.name}: meta_fit got no tasks; pass at least one Task")
+            raise LearnerError(f"{learner.name}: meta_fit got no tasks; pass at least one Task")
         self._remember_groups(tasks)
         groups: ClipGroups | None = (learner.clip_groups() if hasattr(learner, "clip_groups")
                                      else None)

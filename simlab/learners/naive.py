@@ -4,7 +4,7 @@ A survey analyst's first forecast of a group's answer is what the group said bef
 learner looks at a respondent's features: each predicts one value per task (group x wave) for
 all its query respondents, so a learner that loses to them has learned nothing usable from
 the features or from pooling. Both are registered as ``persistence`` and ``group_mean`` and
-are baselines in the report (``statistics.NAIVE``): every other learner is flagged "worse than
+are baselines in the report (``role = "naive"``): every other learner is flagged "worse than
 persistence" / "worse than group_mean" when the paired test says so.
 
 Definitions. A *share* is the survey-weighted mean response of a set of respondents (weights
@@ -39,6 +39,7 @@ from simlab.learners.base import (Adapted, Budget, Float, Learner, SearchSpace,
                                   check_number)
 from simlab.learners.episodes import (check_batch, check_query, check_steps, check_tasks,
                                       labelled, normalise_weights)
+from simlab.learners.roles import Role
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
 
@@ -151,6 +152,7 @@ class Persistence(_Shares):
     same way. The prediction does not depend on the step count."""
 
     name: ClassVar[str] = "persistence"
+    role: ClassVar[Role] = "naive"
     prior_strength: float = 1.0
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
@@ -187,6 +189,7 @@ class GroupMean(_Shares):
     normal-mean model)."""
 
     name: ClassVar[str] = "group_mean"
+    role: ClassVar[Role] = "naive"
     prior_strength: float = 1.0
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:

@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from simlab.evaluation.metrics import Cube, scored_step
-from simlab.evaluation.statistics import ORACLE, fmt, is_baseline
+from simlab.evaluation.verdicts import fmt
+from simlab.learners.roles import is_baseline, is_oracle, recorded_role
 
 DPI = 100
 #: Tukey's far-out fence (in IQRs of the curves' medians) beyond which a curve is left out of
@@ -47,11 +48,12 @@ class ScenarioData:
 
     name: str
     cubes: dict[str, dict[int, dict[str, Cube]]]       # label -> seed -> metric -> Cube
-    summaries: pd.DataFrame                             # statistics.run_summaries rows
+    summaries: pd.DataFrame                             # frames.run_summaries rows
     shifts: pd.DataFrame                                # SHIFT_COLUMNS of one seed's stream
     metric: str                                         # "excess_loss" or "loss"
     colors: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # label -> registry name
+    roles: dict[str, str] = field(default_factory=dict)  # label -> role (learners.roles)
     wave_labels: dict[int, str] = field(default_factory=dict)   # wave -> time value
     reference: str | None = None                        # label the differences are taken from
     negligible: set[int] = field(default_factory=set)   # shift positions marked negligible
@@ -61,18 +63,21 @@ class ScenarioData:
     def base(self, label: str) -> str:
         return self.names.get(label, label)
 
+    def role(self, label: str) -> str:
+        return recorded_role(self.roles.get(label), self.base(label))
+
     def labels(self) -> list[str]:
         """Meta-learners first, then baselines and the oracle; alphabetical within."""
-        return sorted(self.cubes, key=lambda s: (is_baseline(self.base(s))
-                                                 or self.base(s) == ORACLE, s))
+        return sorted(self.cubes, key=lambda s: (is_baseline(self.role(s))
+                                                 or is_oracle(self.role(s)), s))
 
 
 def _style(data: ScenarioData, label: str) -> dict[str, Any]:
-    base = data.base(label)
-    if base == ORACLE:
+    role = data.role(label)
+    if is_oracle(role):
         return {"color": "black", "linestyle": ":", "label": label}
     return {"color": data.colors.get(label, "grey"),
-            "linestyle": "--" if is_baseline(base) else "-", "label": label}
+            "linestyle": "--" if is_baseline(role) else "-", "label": label}
 
 
 def assign_colors(labels: list[str]) -> dict[str, str]:
@@ -246,7 +251,7 @@ def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
     sh: Any         # a row of shifts (pandas-stubs types each field as any scalar)
     for ax, (i, sh) in zip(axes, enumerate(shifts.itertuples(index=False))):
         for lab in data.labels():
-            if lab == ref or data.base(lab) == ORACLE:
+            if lab == ref or is_oracle(data.role(lab)):
                 continue
             rows = []
             for seed, cs in data.cubes[lab].items():
@@ -368,7 +373,7 @@ def loss_vs_compute(data: ScenarioData) -> tuple[bytes, str]:
     fig, (ax,) = _new()
     drawn: dict[str, np.ndarray] = {}
     for lab in data.labels():
-        if lab not in g.groups or col not in data.summaries or data.base(lab) == ORACLE:
+        if lab not in g.groups or col not in data.summaries or is_oracle(data.role(lab)):
             continue
         rows = g.get_group(lab)
         cols = [c for c in _CPU if c in rows] or [c for c in _WALL if c in rows]

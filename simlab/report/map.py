@@ -6,12 +6,13 @@ named ``<map>@<field>=<level>[;...]`` (``experiment.map``), so :func:`map_result
 by the map's name, reads each point's coordinates back from its name and its runs from the
 store, and the figure and paragraph follow from that table.
 
-Per point (``statistics`` defines the roles): the best baseline is ``best_baseline`` (lowest
-mean comparison metric among scratch, finetune, partial pooling, dynamic MLM and their ``cpd:``
-wrappers); the best meta-learner is the non-baseline, non-oracle learner with the lowest mean.
-Their paired difference over seeds is ``compare_all``'s, whose p-value is Holm-adjusted over
-every meta-learner compared with that baseline at the point, so picking the best meta-learner
-after the fact does not inflate its verdict. Verdicts: wins (``beats``), ties (``no
+Per point (each learner's declared role, ``learners.roles``, says who is a baseline): the best
+baseline is ``best_baseline`` (lowest mean comparison metric among the baselines: scratch,
+finetune, partial pooling, dynamic MLM, the naive ones and their ``cpd:`` wrappers, or a
+plug-in declaring ``role = "baseline"``); the best meta-learner is the learner with the role
+"meta" with the lowest mean. Their paired difference over seeds is ``compare_all``'s, whose
+p-value is Holm-adjusted over every meta-learner compared with that baseline at the point, so
+picking the best meta-learner after the fact does not inflate its verdict. Verdicts: wins (``beats``), ties (``no
 difference``), loses (``worse``), too few seeds (under ``MIN_SEEDS`` paired seeds). Cost:
 each learner's mean CPU seconds per run (``total_cpu_s``) and, when tuned, the wall seconds of
 its tuning job (run once per point and learner, shared by the seeds).
@@ -34,13 +35,14 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from simlab.errors import StoreError
-from simlab.evaluation.statistics import (MIN_SEEDS, best_baseline, compare_all,
-                                          comparison_metric, fmt, fmt_p, seed_interval,
-                                          wave_scores)
+from simlab.evaluation.comparisons import compare_all
+from simlab.evaluation.frames import best_baseline, comparison_metric, wave_scores
+from simlab.evaluation.inference import MIN_SEEDS, seed_interval
+from simlab.evaluation.verdicts import fmt, fmt_p
 from simlab.experiment.map import SCENARIO_AXIS, level_value, parse_point
 from simlab.experiment.store import Store
 
-#: the map's words for ``statistics`` outcomes
+#: the map's words for ``comparisons`` outcomes
 VERDICTS = {"beats": "wins", "no difference": "ties", "worse": "loses",
             "too few seeds": "too few seeds", "no data": "no data"}
 #: what the figure writes in a cell, and its marker colour on the line plot
@@ -178,7 +180,7 @@ def _point_row(point: str, sc: pd.DataFrame, metric: str, cost: pd.Series) -> di
     if base is None:
         return empty
     # the meta-learners are the family compare_all tests against the best baseline (so who
-    # counts as a reference, never compared, is statistics.py's decision alone)
+    # counts as a reference, never compared, is the roles' decision alone)
     family = {c.learner: c for c in compare_all(sc, metric) if c.reference == base}
     means = sc[sc["label"].isin(list(family))].groupby("label")["value"].mean().dropna()
     if means.empty:

@@ -13,7 +13,7 @@ and per shift, in words), facts, a compact leaderboard (the rest in a details ta
 tests, recovery per shift, figures, learners, shifts, failed runs. A context function in
 :data:`CONTEXT_HOOKS` adds its own keys to every section. The HTML embeds its figures as base64
 PNG; the Markdown links PNG files written to ``out_dir/figures``. Every number goes through one
-formatter (:func:`simlab.evaluation.statistics.fmt`).
+formatter (:func:`simlab.evaluation.verdicts.fmt`).
 """
 from __future__ import annotations
 
@@ -33,14 +33,15 @@ from simlab import __version__
 from simlab.errors import StoreError
 from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
-from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENCE, Comparison,
-                                          _labelled, compare_all, comparison_metric, fmt, fmt_p,
-                                          label_names, leaderboard, overall_verdict,
-                                          parse_hyperparameters,
-                                          recovery_by_shift, recovery_overall, run_summaries,
-                                          shift_effects, wave_scores)
-from simlab.evaluation.statistics import (TEST_TEXT, baseline_comparisons, naive_comparisons,
-                                          naive_flags, naive_sentence, survey_ratio)
+from simlab.evaluation.comparisons import baseline_comparisons, compare_all, naive_comparisons
+from simlab.evaluation.frames import (comparison_metric, label_names, labelled_runs, leaderboard,
+                                      parse_hyperparameters, roles_by_label, run_roles,
+                                      run_summaries, wave_scores)
+from simlab.evaluation.inference import MIN_SEEDS, survey_ratio
+from simlab.evaluation.recovery import recovery_by_shift, recovery_overall, shift_effects
+from simlab.evaluation.verdicts import (TEST_TEXT, Comparison, fmt, fmt_p, naive_flags,
+                                        naive_sentence, overall_verdict)
+from simlab.learners.roles import ORACLE, REFERENCE, baseline_names, is_oracle
 from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors, slug, training_logs
 from simlab.report.pretrain import add_pretrain_verdicts, pretrain_section
@@ -97,7 +98,7 @@ def _check_frame(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None
 
 
 def _fmt(x: Any) -> str:
-    """The report's one number format (see :func:`statistics.fmt`)."""
+    """The report's one number format (see :func:`verdicts.fmt`)."""
     return fmt(x)
 
 
@@ -302,7 +303,7 @@ def _learner_settings(runs: pd.DataFrame) -> Table:
 
 def _failed_learners(runs: pd.DataFrame) -> list[str]:
     """Labels and registry names of learners none of whose runs produced records."""
-    lab = _labelled(runs)
+    lab = labelled_runs(runs)
     ok = lab.groupby("label")["status"].apply(lambda s: s.isin(["ok", "diverged"]).any())
     dead = set(ok.index[~ok])
     return sorted(dead | set(lab.loc[lab["label"].isin(dead), "learner_name"]))
@@ -562,7 +563,7 @@ def _prevalence_kind(runs: pd.DataFrame) -> str:
     """The non-oracle runs' prevalence source (population, census or sample)."""
     if "prevalence" not in runs:
         return ""
-    kinds = runs.loc[runs["learner"] != ORACLE, "prevalence"].dropna().unique()
+    kinds = runs.loc[~run_roles(runs).map(is_oracle), "prevalence"].dropna().unique()
     return str(kinds[0]) if len(kinds) == 1 else ""
 
 
@@ -601,7 +602,7 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
                         (shifts[shifts["seed"] == first_seed] if first_seed is not None
                          else shifts).reset_index(drop=True), metric,
                         assign_colors(list(by_label)),
-                        label_names(summaries),
+                        label_names(summaries), roles_by_label(summaries),
                         wave_labels=labels, reference=reference,
                         negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)),
                         training=training_logs(runs if runs is not None else summaries,
@@ -693,8 +694,8 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     shared = config if config and not set(config) <= set(names) else None
     ctx = {"title": title, "version": __version__, "sections": sections,
            "config": json.dumps(shared, indent=2, default=str) if shared else None,
-           "baselines": ", ".join(BASELINES) + " (and their cpd: wrappers)", "oracle": ORACLE,
-           "reference": REFERENCE,
+           "baselines": ", ".join(baseline_names()) + " (and their cpd: wrappers)",
+           "oracle": ORACLE, "reference": REFERENCE,
            "options": opt, "min_seeds": MIN_SEEDS,
            "any_oracle": any(s["has_oracle"] for s in sections),
            "all_oracle": all(s["has_oracle"] for s in sections)}

@@ -11,7 +11,7 @@ of the learners predicts the survey's:
 * **Rank agreement** over the learners run on both (the oracle excluded): Kendall's tau-b
   (Kendall 1938; tau-b handles ties, Kendall 1945) and Spearman's rho, with scipy's p-values
   (exact for small n where available), plus every pair of learners: ordered the same way or
-  not, and whether the paired test (:func:`simlab.evaluation.statistics.compare` on loss per
+  not, and whether the paired test (:func:`simlab.evaluation.comparisons.compare` on loss per
   seed x wave) separates them on each side. A flipped pair that neither side separates is a
   tie within noise, not a failure of the twin.
 * **Group trends**: when the survey's groups trend apart (Cochran's Q on the groups' slopes,
@@ -43,8 +43,9 @@ from scipy import stats
 from simlab import DEFAULT_DB, __version__
 from simlab.errors import StoreError
 from simlab.evaluation.metrics import SummaryOptions
-from simlab.evaluation.statistics import (ORACLE, compare, label_names, leaderboard, run_summaries,
-                                          wave_scores)
+from simlab.evaluation.comparisons import compare
+from simlab.evaluation.frames import leaderboard, run_roles, run_summaries, wave_scores
+from simlab.learners.roles import is_oracle, recorded_role
 from simlab.experiment.config import Scenario
 from simlab.experiment.store import Store
 from simlab.experiment.survey_scenario import SurveyScenario
@@ -141,9 +142,10 @@ def _board(frames: dict[str, pd.DataFrame], options: SummaryOptions) -> pd.DataF
     return leaderboard(scored) if RANK_METRIC in scored else pd.DataFrame()
 
 
-def _names(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """label -> registry name (the oracle is recognised by its registry name)."""
-    return label_names(frames["runs"], "learner")
+def _roles(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """label -> role (the oracle is recognised by its role)."""
+    runs = frames["runs"]
+    return dict(zip(runs["learner"].astype(str), run_roles(runs)))
 
 
 def rank_agreement(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFrame],
@@ -152,7 +154,7 @@ def rank_agreement(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFrame],
     """The agreement, and the survey's and the twin's leaderboards."""
     opt = options or SummaryOptions()
     real_board, twin_board = _board(real, opt), _board(twin, opt)
-    shared = _shared(real_board, twin_board, {**_names(twin), **_names(real)})
+    shared = _shared(real_board, twin_board, {**_roles(twin), **_roles(real)})
     r = real_board.set_index("label").loc[shared, RANK_METRIC].to_numpy(np.float64) \
         if shared else np.array([])
     t = twin_board.set_index("label").loc[shared, RANK_METRIC].to_numpy(np.float64) \
@@ -199,14 +201,15 @@ def spearman(a: np.ndarray, b: np.ndarray, exact_up_to: int = 8) -> tuple[float,
     return rho, float(np.mean(np.abs(null) >= abs(rho) - 1e-12))
 
 
-def _shared(real_board: pd.DataFrame, twin_board: pd.DataFrame, names: dict[str, str]
+def _shared(real_board: pd.DataFrame, twin_board: pd.DataFrame, roles: dict[str, str]
             ) -> list[str]:
     """Labels scored (finite mean loss) on both sides, oracle excluded, survey order."""
     if real_board.empty or twin_board.empty:
         return []
     ok_r = real_board.loc[real_board[RANK_METRIC].notna(), "label"].astype(str).tolist()
     ok_t = set(twin_board.loc[twin_board[RANK_METRIC].notna(), "label"].astype(str))
-    return [lab for lab in ok_r if lab in ok_t and names.get(lab, lab) != ORACLE]
+    return [lab for lab in ok_r if lab in ok_t and not is_oracle(recorded_role(roles.get(lab),
+                                                                                lab))]
 
 
 def _pairs(shared: list[str], r: np.ndarray, t: np.ndarray, real: dict[str, pd.DataFrame],

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from simlab.evaluation.statistics import MIN_SEEDS
+from simlab.evaluation.inference import MIN_SEEDS
 from simlab.experiment.store import Store
 
 PNG = b"\x89PNG\r\n\x1a\n"
