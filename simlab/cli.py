@@ -588,7 +588,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def add_export(p: argparse.ArgumentParser) -> None:
     _add_db_positional(p)
     p.add_argument("--output", "-o", required=True, metavar="FILE",
-                   help="tidy metrics file; runs/summaries/shifts are written next to it")
+                   help="tidy metrics file; runs/summaries/shifts/prevalence (group x wave "
+                        "estimates with 90%% intervals) are written next to it")
     p.add_argument("--format", "-f", choices=("csv", "parquet"), default=None,
                    help="file format (default: from FILE's suffix, else csv)")
     p.add_argument("--latest", action="store_true",

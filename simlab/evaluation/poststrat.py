@@ -207,3 +207,88 @@ def wave_error(estimates: list[np.ndarray], cells: WaveCells, batch: TaskBatch,
     err = prevalence_error(np.concatenate(estimates, 1), cells, observed,
                            (batch.w_query * batch.q_mask).double().numpy())
     return np.where(np.isfinite(loss), err, np.nan)
+
+
+# ---------------------------------------------------------------- group x wave estimates
+#: the central probability of the stored group prevalence intervals
+INTERVAL_LEVEL = 0.90
+#: Monte Carlo draws of the query sample per group x wave x K (quantile error ~0.01 at 90%)
+INTERVAL_DRAWS = 400
+#: at most this many random numbers at once (draws x tasks x query x classes)
+_DRAW_ELEMENTS = 2 ** 22
+#: one row per group x wave x K (x class for multiclass) of a run (``RunResult.prevalence``)
+GROUP_COLUMNS = ["wave", "shots", "group", "category", "estimate", "lo", "hi", "observed",
+                 "truth", "n"]
+
+
+def predictive_interval(pred: np.ndarray, weight: np.ndarray, target: str, rng: np.random.Generator,
+                        level: float = INTERVAL_LEVEL, draws: int = INTERVAL_DRAWS
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``level`` interval of each group's weighted observed query share if the learner's
+    predicted probabilities were true: a parametric bootstrap of the query sample (``draws``
+    times ``y_i ~ Bernoulli(p_i)`` / ``Categorical(p_i)`` for every query respondent, the
+    weighted share, its quantiles). ``pred [B, Q(, C)]``, ``weight [B, Q]`` (0 on padding).
+    Returns ``lo, hi`` ``[B(, C)]``; NaN for regression (a mean predictor states no spread)
+    and for a group without finite predictions.
+
+    Why this interval for every learner: it needs only the predictions every learner makes (no
+    posterior, which most meta-learners do not have, and no re-adapting), and it answers the
+    question the figure asks -- is the observed share where the learner says it should be? --
+    so its coverage is a group-level calibration check. It does not include the uncertainty of
+    the learner's own parameters, so it is a lower bound on the estimate's total uncertainty.
+    """
+    b = pred.shape[0]
+    shape = (b, pred.shape[2]) if target == "multiclass" else (b,)
+    lo, hi = np.full(shape, np.nan), np.full(shape, np.nan)
+    if target == "regression":
+        return lo, hi
+    w = np.where(np.isfinite(pred).all(-1) if target == "multiclass" else np.isfinite(pred),
+                 weight, 0.0)
+    ok = w.sum(-1) > 0
+    tail = (1.0 - level) / 2
+    per = draws * pred[0].size
+    for idx in np.array_split(np.flatnonzero(ok), max(1, -(-per * ok.sum() // _DRAW_ELEMENTS))):
+        if not len(idx):
+            continue
+        p, ww = np.nan_to_num(pred[idx]), w[idx] / w[idx].sum(-1, keepdims=True)
+        u = rng.random((draws, *ww.shape))
+        if target == "multiclass":
+            cls = (u[..., None] > np.cumsum(p, -1)[None]).sum(-1).clip(0, p.shape[-1] - 1)
+            hits = np.eye(p.shape[-1])[cls]                       # [R, b, Q, C]
+            share = (hits * ww[None, ..., None]).sum(2)
+        else:
+            share = ((u < p[None]) * ww[None]).sum(-1)             # [R, b]
+        lo[idx], hi[idx] = np.quantile(share, [tail, 1.0 - tail], axis=0)
+    return lo, hi
+
+
+def group_estimates(groups: Sequence[Any], wave: int, shots: int, pred: np.ndarray,
+                    estimate: np.ndarray | None, observed: np.ndarray, weight: np.ndarray,
+                    target: str, truth: np.ndarray | None) -> dict[str, np.ndarray]:
+    """One wave x K's group rows (``GROUP_COLUMNS``) at the learner's scored step:
+    ``pred [B, Q(, C)]`` its query predictions, ``estimate [B(, C)]`` its poststratified
+    prevalence (None: the weighted mean prediction over the query, the sample's MRP),
+    ``observed [B, Q(, C)]`` the responses (one-hot for multiclass), ``weight [B, Q]``,
+    ``truth [B(, C)]`` (NaN / None where unknown). The interval is
+    :func:`predictive_interval`'s, drawn from a generator seeded by (wave, K) so the same run
+    gives the same interval."""
+    w = weight / np.maximum(weight.sum(-1, keepdims=True), 1e-12)
+    wc = w[..., None] if target == "multiclass" else w
+    share = (observed * wc).sum(1)
+    if estimate is None:
+        finite = np.isfinite(pred) | (wc == 0)
+        estimate = (np.where(wc > 0, pred, 0.0) * wc).sum(1)
+        estimate = np.where(finite.all(axis=tuple(range(1, pred.ndim))).reshape(
+            (-1,) + (1,) * (estimate.ndim - 1)), estimate, np.nan)
+    lo, hi = predictive_interval(pred, weight, target, np.random.default_rng([wave, shots]))
+    truth = np.full(estimate.shape, np.nan) if truth is None else np.asarray(truth, np.float64)
+    n = (weight > 0).sum(-1)
+    classes = estimate.shape[1] if estimate.ndim == 2 else 1
+    rep = np.repeat
+    return {"wave": np.full(len(groups) * classes, wave, np.int64),
+            "shots": np.full(len(groups) * classes, shots, np.int64),
+            "group": rep(np.asarray([str(g) for g in groups], object), classes),
+            "category": (np.tile(np.arange(classes), len(groups)) if estimate.ndim == 2
+                         else np.full(len(groups), -1)),
+            "estimate": estimate.ravel(), "lo": lo.ravel(), "hi": hi.ravel(),
+            "observed": share.ravel(), "truth": truth.ravel(), "n": rep(n, classes)}

@@ -256,6 +256,7 @@ class _Run:
     meta_fit_cpu_s: float = 0.0
     adapt_cpu_s: float = 0.0
     prevalence: list[np.ndarray] = dataclasses.field(default_factory=list)
+    groups: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
     log: dict[str, Any] = dataclasses.field(default_factory=lambda: {
         "meta_fit": [], "divergence": [], "chunked": [], "unscored_divergence": []})
 
@@ -394,6 +395,8 @@ class _Run:
         # the run's status is judged on the predictions the method makes (its scored step);
         # other step counts' divergence stays in the records and in log["unscored_divergence"]
         at = self.steps.index(self.scored)
+        mrp = None if cells is None else np.concatenate(self.prevalence, 1)[at]
+        self.groups.append(_group_rows(cut, wave, shots, pred[at], cells, mrp, full, oracle))
         for bad, what in ((nonfinite, "non-finite predictions"),
                           (blown, f"loss blew up above {self.divergence_multiple or 0:g}x the "
                                   "support base-rate loss")):
@@ -548,7 +551,10 @@ def iter_evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: S
                    total_cpu_s=time.process_time() - c_start)
     return RunResult(records=records, summary=summarize(records, shifts, options), shifts=shifts,
                      status="diverged" if any(r.status == "diverged" for r in runs) else "ok",
-                     timings=timings, log=log)
+                     timings=timings, log=log,
+                     prevalence=pd.DataFrame({c: np.concatenate([g[c] for r in runs
+                                                                 for g in r.groups] or [[]])
+                                              for c in poststrat.GROUP_COLUMNS}))
 
 
 def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int, ...],
@@ -621,6 +627,25 @@ def _check_budgets(budget: Budget, warm: Budget, warmup: int, online: bool,
         raise ValueError("budget.mode = 'early_stop' with no warmup_budget would apply to every "
                          "online meta_fit too, which has no held-out tasks; pass "
                          "warmup_budget=<the early-stopping budget> and an 'iterations' budget")
+
+
+def _group_rows(tasks: Sequence[Task], wave: int, shots: int, pred: np.ndarray,
+                cells: poststrat.WaveCells | None, estimate: np.ndarray | None,
+                full: TaskBatch, oracle: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Each group's prevalence estimate at the scored step with its interval, observed share
+    and truth (the population cells' prevalence; else the oracle's mean over the query
+    respondents; else NaN): ``RunResult.prevalence`` rows (``poststrat.group_estimates``)."""
+    weight = (full.w_query * full.q_mask).double().numpy()
+    observed = full.y_query.double().numpy()
+    if full.target == "multiclass":
+        observed = np.eye(full.n_classes)[observed.clip(0).astype(np.int64)]
+    truth = None if cells is None or np.isnan(cells.truth).all() else cells.truth
+    if truth is None and oracle is not None:
+        w = weight / np.maximum(weight.sum(-1, keepdims=True), 1e-12)
+        truth = (np.nan_to_num(oracle) * (w[..., None] if oracle.ndim == 3 else w)).sum(1)
+    groups = [t.info.get("group", i) for i, t in enumerate(tasks)]
+    return poststrat.group_estimates(groups, wave, shots, pred, estimate, observed, weight,
+                                     full.target, truth)
 
 
 def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -378,7 +378,8 @@ def _recovery_tables(by_shift: pd.DataFrame, shifts: pd.DataFrame, effects: pd.D
 def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                       shifts: pd.DataFrame, out_dir: Path, config: dict | None,
                       all_names: set[str], options: SummaryOptions, draw: bool = True,
-                      stored: pd.DataFrame | None = None
+                      stored: pd.DataFrame | None = None,
+                      prevalence: pd.DataFrame | None = None
                       ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Everything one scenario's section shows, and the figure files it wrote."""
     mets = metrics[metrics["run_id"].isin(runs["run_id"])]
@@ -441,6 +442,9 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     section["details"] = _leaderboard_table(board)
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
     section["prevalence"] = _prevalence_section(runs, mets, board, ratio)
+    if draw and section["prevalence"] and prevalence is not None:
+        files.update(_prevalence_figure(name, prevalence, board, labels, out_dir,
+                                        section["prevalence"]))
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
                comps[0].reference if comps else None)
     if draw:
@@ -548,7 +552,26 @@ def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFr
                     + PREVALENCE_TEXT.get(_prevalence_kind(runs), "as the facts above say")
                     + "; per-seed means, tested as the loss is (" + _test_fact(ratio) + ").",
             "board": _compact_board(board, v.comps, metric, pd.DataFrame(), v.flags),
-            "table": _comparison_table(v.table), "verdicts": v.sentences}
+            "table": _comparison_table(v.table), "verdicts": v.sentences, "figure": None}
+
+
+def _prevalence_figure(name: str, prevalence: pd.DataFrame, board: pd.DataFrame,
+                       labels: dict[int, str], out_dir: Path, part: dict[str, Any]
+                       ) -> dict[str, Path]:
+    """The group trajectories figure (``report/prevalence.py``) of the best baseline and the
+    best meta-learner on prevalence error, as ``part["figure"]`` (None when not drawn)."""
+    from simlab.report.prevalence import pick_learners, prevalence_figure
+    drawn = prevalence_figure(prevalence[prevalence["scenario"] == name],
+                              pick_learners(board), labels)
+    if drawn is None:
+        return {}
+    png, caption = drawn
+    rel = f"figures/{_slug(name)}_prevalence_groups.png"
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    (out_dir / rel).write_bytes(png)
+    part["figure"] = FigureOut("prevalence_groups", caption, rel, "data:image/png;base64,"
+                               + base64.b64encode(png).decode("ascii"))
+    return {f"{_slug(name)}/prevalence_groups": out_dir / rel}
 
 
 def _merged(comps: Sequence[Comparison], naive: Sequence[Comparison]) -> list[Comparison]:
@@ -659,8 +682,8 @@ def _environment() -> Environment:
 def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame,
                  out_dir: Path, title: str, config: dict | None = None, *,
                  options: SummaryOptions | None = None, n_boot: int | None = None,
-                 figures: bool = True, summaries: pd.DataFrame | None = None
-                 ) -> dict[str, Path]:
+                 figures: bool = True, summaries: pd.DataFrame | None = None,
+                 prevalence: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into
     ``out_dir``; returns their paths under "html" and "markdown" and each figure's path under
     "<scenario>/<figure>".
@@ -671,6 +694,8 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     tables only (fast; no PNGs). ``summaries``: the store's per-run summaries (run_id, name,
     value; ``Store.frames()["summaries"]``), used instead of recomputing them from the records
     for every run that has them (they must come from the same ``options``: the sweep's).
+    ``prevalence``: the store's group x wave estimates (``Store.prevalence``), drawn against
+    the observed shares in the prevalence section (none drawn when None).
     """
     _check_frame(runs, "runs", RUN_COLUMNS)
     _check_frame(metrics, "metrics", ["run_id"] + RECORD_COLUMNS)
@@ -685,7 +710,7 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     for name in names:
         sec, files = _scenario_section(name, runs[runs["scenario"] == name], metrics,
                                        shifts[shifts["scenario"] == name], out_dir, config,
-                                       set(names), opt, figures, summaries)
+                                       set(names), opt, figures, summaries, prevalence)
         sections.append(sec)
         paths.update(files)
     shared = config if config and not set(config) <= set(names) else None

@@ -1,0 +1,152 @@
+"""Group x wave prevalence estimates with intervals (issue 24, item 2): computed by the
+protocol, stored, exported by `simlab export`, drawn in the report; the interval's method."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_poststrat import FAST, FirstFeature, tiny
+from test_protocol import FixedAdapted, make_stream
+
+import simlab
+from simlab.cli import main
+from simlab.evaluation.poststrat import GROUP_COLUMNS, predictive_interval
+from simlab.experiment.store import PREVALENCE_EXPORT, Store
+from simlab.experiment.sweep import run_sweep
+from simlab.learners import Learner, make_learner
+from simlab.report.prevalence import coverage, pick_groups, pick_learners
+from simlab.report.store_report import report_from_store
+
+torch.set_num_threads(1)
+
+
+class Constant(Learner):
+    """P(y=1) = 0.3 for every respondent (or class shares 0.2/0.3/0.5)."""
+
+    name = "constant_prev"
+
+    def build(self) -> None:
+        pass
+
+    def meta_fit(self, tasks, budget):
+        return {}
+
+    def adapt(self, support, steps):
+        def fn(query, s):
+            shape = (s, *query.x_query.shape[:2])
+            if query.target == "multiclass":
+                return torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64).expand(*shape, 3)
+            return torch.full(shape, 0.3, dtype=torch.float64)
+        return FixedAdapted(steps, fn)
+
+
+def test_population_cells_rows_are_the_mrp_estimate_by_hand():
+    st = tiny(population_cells=12).generate_stream(0)
+    r = simlab.evaluate(FirstFeature(), st, warmup=2, shots=[3, 5], steps=[0], budget=FAST)
+    prev = r.prevalence
+    assert list(prev.columns) == GROUP_COLUMNS
+    assert len(prev) == (len(st) - 2) * 2 * len(st.waves[0])       # scored waves x K x groups
+    for row in prev.itertuples():
+        task = next(t for t in st.waves[row.wave] if str(t.info["group"]) == row.group)
+        c = task.cells
+        mrp = (c.share / (1 + np.exp(-c.x[:, 0].astype(np.float64)))).sum()
+        assert row.estimate == pytest.approx(mrp, rel=1e-5)
+        assert row.truth == pytest.approx(c.prevalence)
+        assert row.observed == pytest.approx(task.y_query.mean())
+        assert row.n == task.n_query and row.category == -1
+        assert 0.0 <= row.lo <= row.hi <= 1.0
+    again = simlab.evaluate(FirstFeature(), st, warmup=2, shots=[3, 5], steps=[0], budget=FAST)
+    pd.testing.assert_frame_equal(prev, again.prevalence)          # same run, same intervals
+
+
+def test_sample_estimate_is_the_mean_prediction_and_truth_the_oracle():
+    st = make_stream(groups=3, q=10)
+    r = simlab.evaluate(Constant(), st, warmup=3, shots=[4], steps=[0, 1], budget=FAST)
+    prev = r.prevalence
+    assert len(prev) == (len(st) - 3) * 3
+    np.testing.assert_allclose(prev["estimate"], 0.3)
+    for row in prev.itertuples():
+        task = st.waves[row.wave][int(row.group)]
+        assert row.truth == pytest.approx(task.oracle_query.mean(), rel=1e-5)
+        assert row.observed == pytest.approx(task.y_query.mean())
+        assert row.lo < 0.3 < row.hi
+
+
+def test_multiclass_rows_per_class_and_regression_has_no_interval():
+    st = make_stream("multiclass", groups=2)
+    prev = simlab.evaluate(Constant(), st, warmup=3, shots=[4], steps=[0],
+                           budget=FAST).prevalence
+    assert sorted(prev["category"].unique()) == [0, 1, 2]
+    np.testing.assert_allclose(prev.sort_values(["wave", "group", "category"])["estimate"],
+                               np.tile([0.2, 0.3, 0.5], len(prev) // 3))
+    np.testing.assert_allclose(prev.groupby(["wave", "group"])["observed"].sum(), 1.0)
+    reg = simlab.evaluate(make_learner("group_mean"), make_stream("regression"), warmup=3,
+                          shots=[4], steps=[0], budget=FAST).prevalence
+    assert reg["estimate"].notna().all() and reg["lo"].isna().all() and reg["hi"].isna().all()
+
+
+def test_predictive_interval_matches_the_binomial_and_covers_at_its_level():
+    rng = np.random.default_rng(0)
+    pred, weight = np.full((1, 100), 0.5), np.ones((1, 100))
+    lo, hi = predictive_interval(pred, weight, "binary", rng, draws=4000)
+    from scipy import stats
+    want = stats.binom(100, 0.5).ppf([0.05, 0.95]) / 100
+    np.testing.assert_allclose([lo[0], hi[0]], want, atol=0.011)
+    # a calibrated learner's bands hold the observed share about 90% of the time
+    p = rng.uniform(0.1, 0.9, size=(400, 30))
+    y = (rng.random(p.shape) < p).astype(float)
+    lo, hi = predictive_interval(p, np.ones_like(p), "binary", rng)
+    share = y.mean(1)
+    assert 0.85 <= np.mean((lo <= share) & (share <= hi)) <= 0.97
+    # padding (weight 0, NaN prediction) is ignored; a group with no respondents has no band
+    pad = np.array([[0.5, np.nan], [np.nan, np.nan]])
+    lo, hi = predictive_interval(pad, np.array([[1.0, 0.0], [0.0, 0.0]]), "binary", rng)
+    assert lo[0] == 0.0 and hi[0] == 1.0 and np.isnan(lo[1])
+
+
+def test_store_export_and_report_carry_the_estimates(tmp_path: Path):
+    db = tmp_path / "r.db"
+    sc = tiny(population_cells=8)
+    run_sweep(sc, ["group_mean", "maml"], [0], db, executor="inline", quiet=True)
+    with Store(db, create=False) as store:
+        runs = store.frames()["runs"]
+        prev = store.prevalence(runs)
+    assert list(prev.columns) == PREVALENCE_EXPORT and len(prev)
+    assert set(prev["learner"]) == {"group_mean", "maml"} and prev["truth"].notna().all()
+    assert main(["export", str(db), "-o", str(tmp_path / "x.csv")]) == 0
+    out = pd.read_csv(tmp_path / "x.prevalence.csv")
+    assert list(out.columns) == PREVALENCE_EXPORT and len(out) == len(prev)
+    np.testing.assert_allclose(out["estimate"], prev["estimate"])
+    assert (out["lo"] <= out["hi"]).all()
+    files = report_from_store(db, tmp_path / "rep")
+    assert "tiny/prevalence_groups" in files
+    md = files["markdown"].read_text()
+    assert "90% band" in md and "Share of bands holding the observed share" in md
+
+
+def test_a_store_from_before_the_table_exports_no_estimates(tmp_path: Path):
+    db = tmp_path / "old.db"
+    run_sweep(tiny(), ["group_mean"], [0], db, executor="inline", quiet=True)
+    import sqlite3
+    with sqlite3.connect(db) as con:
+        con.execute("DROP TABLE prevalence")
+    with Store(db, create=False) as store:
+        assert store.prevalence(store.frames()["runs"]).empty
+        store.export(tmp_path / "x.csv")
+    assert pd.read_csv(tmp_path / "x.prevalence.csv").empty
+
+
+def test_figure_picks_best_baseline_and_meta_learner_and_states_coverage():
+    board = pd.DataFrame({"label": ["group_mean", "partial_pooling", "maml", "oracle"],
+                          "learner": ["group_mean", "partial_pooling", "maml", "oracle"],
+                          "mean_prevalence_error": [0.05, 0.03, 0.04, 0.0]})
+    assert pick_learners(board) == ["partial_pooling", "maml"]
+    frame = pd.DataFrame({"group": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+                          "wave": [0, 1, 2] * 3,
+                          "observed": [0.1, 0.2, 0.3, 0.5, 0.5, 0.5, 0.9, 0.6, 0.3],
+                          "lo": 0.2, "hi": 0.6})
+    assert pick_groups(frame, 2) == ["c", "a"]              # steepest fall and rise
+    assert coverage(frame) == pytest.approx(7 / 9)          # 0.1 and 0.9 fall outside
