@@ -32,15 +32,16 @@ def pick_learners(board: pd.DataFrame, metric: str = "prevalence_error") -> list
     names = rows["learner"].astype(str) if "learner" in rows else rows["label"].astype(str)
     base = rows[names.map(is_baseline)]
     meta = rows[~names.map(is_baseline) & ~names.map(is_reference)]
-    return [str(part.loc[part[col].idxmin(), "label"]) for part in (base, meta) if len(part)]
+    return [str(part["label"].iloc[int(np.argmin(part[col].to_numpy()))])
+            for part in (base, meta) if len(part)]
 
 
 def pick_groups(frame: pd.DataFrame, n: int = N_GROUPS) -> list[str]:
     """``n`` groups at evenly spaced ranks of their observed-share slope over waves."""
     obs = frame.groupby(["group", "wave"])["observed"].mean().reset_index()
-    slope = {g: (np.polyfit(d["wave"], d["observed"], 1)[0] if d["wave"].nunique() > 1
+    slope = {str(g): (np.polyfit(d["wave"], d["observed"], 1)[0] if d["wave"].nunique() > 1
                  else 0.0) for g, d in obs.groupby("group")}
-    ranked = sorted(slope, key=lambda g: (slope[g], str(g)))
+    ranked = sorted((str(g) for g in slope), key=lambda g: (slope[g], g))
     if len(ranked) <= n:
         return ranked
     return [ranked[i] for i in np.linspace(0, len(ranked) - 1, n).round().astype(int)]
