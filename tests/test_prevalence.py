@@ -13,6 +13,7 @@ from test_protocol import FixedAdapted, make_stream
 
 import simlab
 from simlab.cli import main
+from simlab.evaluation.metrics import metric_unit
 from simlab.evaluation.poststrat import GROUP_COLUMNS, predictive_interval
 from simlab.experiment.store import PREVALENCE_EXPORT, Store
 from simlab.experiment.sweep import run_sweep
@@ -125,6 +126,18 @@ def test_store_export_and_report_carry_the_estimates(tmp_path: Path):
     assert "tiny/prevalence_groups" in files
     md = files["markdown"].read_text()
     assert "90% band" in md and "Share of bands holding the observed share" in md
+    # excess loss has its unit in the board, the facts and the glossary (item 8)
+    assert "excess loss (nats/respondent above the oracle) \\[95% CI\\]" in md
+    assert "| loss (nats/respondent) | regret (nats/respondent above the oracle, summed" in md
+    assert "excess loss (nats of log loss per respondent above the oracle): per-seed" in md
+    assert "in nats of log loss per respondent (natural log" in md
+
+
+def test_metric_units():
+    assert metric_unit("excess_loss") == "nats of log loss per respondent above the oracle"
+    assert metric_unit("loss", classification=False, short=True) == "squared error/respondent"
+    assert metric_unit("prevalence_error", short=True) == "proportion (0-1)"
+    assert metric_unit("accuracy") == ""
 
 
 def test_a_store_from_before_the_table_exports_no_estimates(tmp_path: Path):

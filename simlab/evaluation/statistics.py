@@ -60,7 +60,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes, scored_step, summarize
+from simlab.evaluation.metrics import (Cube, SummaryOptions, metric_unit, run_cubes, scored_step,
+                                      summarize)
 
 #: the naive forecasts everyone must beat: a group's share at its last wave, its mean over
 #: the revealed waves (``learners/naive.py``); a learner worse than one is flagged
@@ -403,7 +404,11 @@ def _verdict(c: dict[str, object], name: str) -> str:
     p = p if p.startswith("<") else f"= {p}"
     adj = (f"Holm-adjusted over {c['n_family']} comparisons p {p}" if int(c["n_family"]) > 1
            else f"p {p}")
-    nums = (f"difference {fmt(diff)}, 95% CI [{fmt(c['ci_lo'])}, {fmt(c['ci_hi'])}] over "
+    # the unit of a classification target (every shipped scenario); the report's glossary
+    # says that a regression target's losses are squared error
+    unit = metric_unit(str(c.get("metric", "")), short=True)
+    nums = (f"difference {fmt(diff)}{' ' + unit if unit else ''}, 95% CI "
+            f"[{fmt(c['ci_lo'])}, {fmt(c['ci_hi'])}] over "
             f"{seeds}, {adj}")
     head = f"{lrn}'s {name} is {size} than {ref}'s ({nums})"
     if c["outcome"] == "beats":

@@ -30,7 +30,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from simlab import __version__
-from simlab.evaluation.metrics import SummaryOptions, run_cubes
+from simlab.evaluation.metrics import SummaryOptions, metric_unit, run_cubes
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENCE, Comparison,
                                           _labelled, compare_all, comparison_metric, fmt, fmt_p,
@@ -121,10 +121,17 @@ def _runs_cell(r: pd.Series) -> str:
 def _leaderboard_table(board: pd.DataFrame) -> Table:
     """Every run-level summary with its interval (the details table)."""
     cols = [(c, h) for c, h in BOARD if c in board.columns and board[c].notna().any()]
-    header = ["learner", "runs ok"] + [h for _, h in cols]
+    units = [metric_unit(c.removeprefix("mean_"), _classification(board), short=True)
+             for c, _ in cols]
+    header = ["learner", "runs ok"] + [f"{h} ({u})" if u else h for (_, h), u in zip(cols, units)]
     rows = [[r["label"], _runs_cell(r)] + [_with_ci(r, c) for c, _ in cols]
             for _, r in board.iterrows()]
     return Table(header, rows)
+
+
+def _classification(board: pd.DataFrame) -> bool:
+    """Whether the board's target is classification (accuracy recorded): losses in nats."""
+    return "mean_accuracy" in board and bool(board["mean_accuracy"].notna().any())
 
 
 def _recovery_cell(r: pd.Series | None) -> str:
@@ -148,7 +155,8 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
                comps[0].reference if comps else None)
     vs = {c.learner: c for c in comps if c.reference == ref}
     rec = {r["label"]: r for _, r in overall.iterrows()} if len(overall) else {}
-    header = ["learner", f"{metric.replace('_', ' ')} [95% CI]",
+    unit = metric_unit(metric, _classification(board), short=True)
+    header = ["learner", f"{metric.replace('_', ' ')}{f' ({unit})' if unit else ''} [95% CI]",
               f"vs {ref} [95% CI]" if ref else "vs reference", "verdict"]
     if rec:
         header.append("recovered (waves)")
@@ -422,7 +430,9 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                                           f"{_wave_name(waves[-1], labels)}"),
                          ("shots grid", str(_grid(mets, "shots"))),
                          ("steps grid", str(_grid(mets, "steps"))),
-                         ("compared on", metric.replace("_", " ") + ": per-seed means, "
+                         ("compared on", metric.replace("_", " ") + " ("
+                          + metric_unit(metric, "accuracy" in set(mets["metric"])) + "): "
+                          "per-seed means, "
                                          + _test_fact(ratio))]
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
     per_run = run_cubes(mets, ["loss", metric, "scored_steps"])
