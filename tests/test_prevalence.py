@@ -12,9 +12,11 @@ from test_poststrat import FAST, FirstFeature, tiny
 from test_protocol import FixedAdapted, make_stream
 
 import simlab
+import simlab.errors
 from simlab.cli import main
 from simlab.evaluation.metrics import metric_unit
 from simlab.evaluation.poststrat import GROUP_COLUMNS, predictive_interval
+from simlab.experiment.forecast import FORECAST_COLUMNS
 from simlab.experiment.store import PREVALENCE_EXPORT, Store
 from simlab.experiment.sweep import run_sweep
 from simlab.learners import Learner, make_learner
@@ -163,3 +165,45 @@ def test_figure_picks_best_baseline_and_meta_learner_and_states_coverage():
                           "lo": 0.2, "hi": 0.6})
     assert pick_groups(frame, 2) == ["c", "a"]              # steepest fall and rise
     assert coverage(frame) == pytest.approx(7 / 9)          # 0.1 and 0.9 fall outside
+
+
+# ------------------------------------------------------------------------------ forecast
+def test_forecast_predicts_each_groups_population_at_the_next_wave():
+    sc = tiny(population_cells=8)
+    st = sc.stream(0)
+    f = simlab.forecast(sc, FirstFeature(), seed=0)
+    assert list(f.columns) == FORECAST_COLUMNS and len(f) == len(st.waves[-1])
+    assert (f["wave"] == len(st)).all() and (f["K"] == max(sc.evaluation.shots)).all()
+    for row, task in zip(f.itertuples(), st.waves[-1]):
+        c = task.cells                                   # poststratified to the population
+        want = (c.share / (1 + np.exp(-c.x[:, 0].astype(np.float64)))).sum()
+        assert row.group == str(task.info["group"]) and row.estimate == pytest.approx(want)
+        y = np.concatenate([task.y_support, task.y_query])
+        assert row.last_observed == pytest.approx(y.mean()) and row.n == len(y)
+        assert 0.0 <= row.lo <= row.hi <= 1.0
+    assert f.attrs["source"] == "the scenario's settings"
+    assert f.attrs["run"].records["wave"].max() == len(st) - 1     # scored every wave first
+
+
+def test_forecast_uses_the_tuned_values_of_a_store_and_the_cli_prints_it(tmp_path, capsys):
+    from test_show_export import AWAY
+    from test_sweep import toml_text
+
+    from simlab.experiment.config import Scenario
+    db = tmp_path / "r.db"
+    sc = Scenario.from_dict(AWAY)
+    run_sweep(sc, ["scratch"], [0], db, executor="inline", quiet=True)
+    with Store(db, create=False) as store:
+        chosen = store.run_info(1)["tuned"]["l2"]
+    f = simlab.forecast(sc, "scratch", store=db)
+    assert f.attrs["hyperparameters"]["l2"] == chosen != 2.0
+    assert "tuned ['l2']" in f.attrs["source"]
+    assert simlab.forecast(sc, "scratch").attrs["hyperparameters"]["l2"] == 2.0
+    path = tmp_path / "s.toml"
+    path.write_text(toml_text(AWAY))
+    assert main(["forecast", str(path), "--learner", "group_mean", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "predicted prevalence at the next wave" in out and "last_observed" in out
+    assert len(out.strip().splitlines()) == 2 + len(sc.stream(0).waves[-1])
+    with pytest.raises(simlab.errors.StoreError, match="no results store"):
+        simlab.forecast(sc, "group_mean", store=tmp_path / "missing.db")

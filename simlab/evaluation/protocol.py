@@ -465,6 +465,11 @@ def evaluate(learner: Learner, stream: TaskStream, *, warmup: int, shots: Sequen
     ``threads``: torch's intra-op threads while it runs (default 1, what the sweep workers
     use, so a notebook's numbers equal a sweep's; restored afterwards; None: leave as is).
     ``log["environment"]`` records versions, BLAS, CPU capability and thread counts.
+
+    It does not tune: the learner runs with the hyperparameters it was built with. To tune as
+    ``simlab run`` does, run ``simlab.run_sweep`` on a scenario with ``[evaluation.tuning]``
+    (each learner tuned once on the warm-up waves, the chosen values stored with every run:
+    ``Store.run_info(id)["tuned"]``); ``simlab.forecast(..., store=db)`` reads them back.
     """
     waves = iter_evaluate(learner, stream, warmup=warmup, shots=shots, steps=steps,
                           budget=budget, warmup_budget=warmup_budget, online=online,
