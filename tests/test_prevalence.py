@@ -92,12 +92,19 @@ def test_multiclass_rows_per_class_and_regression_has_no_interval():
 
 
 def test_predictive_interval_matches_the_binomial_and_covers_at_its_level():
-    rng = np.random.default_rng(0)
-    pred, weight = np.full((1, 100), 0.5), np.ones((1, 100))
-    lo, hi = predictive_interval(pred, weight, "binary", rng, draws=4000)
     from scipy import stats
-    want = stats.binom(100, 0.5).ppf([0.05, 0.95]) / 100
-    np.testing.assert_allclose([lo[0], hi[0]], want, atol=0.011)
+    rng = np.random.default_rng(0)
+    p = np.r_[np.full(50, 0.3), np.full(50, 0.6)][None]
+    lo, hi = predictive_interval(p, np.ones((1, 100)), "binary", rng)   # exact (equal weights)
+    count = stats.binom(50, 0.3).pmf(np.arange(51))[:, None] * stats.binom(50, 0.6).pmf(
+        np.arange(51))[None]                           # P(A = a, B = b), two independent halves
+    cdf = np.cumsum(np.bincount(np.add.outer(np.arange(51), np.arange(51)).ravel(),
+                                count.ravel()))
+    assert (lo[0], hi[0]) == (np.searchsorted(cdf, 0.05) / 100, np.searchsorted(cdf, 0.95) / 100)
+    # unequal survey weights: the parametric bootstrap, close to the exact equal-weight one
+    lo_w, hi_w = predictive_interval(p, np.r_[np.ones(99), 1.01][None], "binary", rng,
+                                     draws=4000)
+    assert abs(lo_w[0] - lo[0]) < 0.02 and abs(hi_w[0] - hi[0]) < 0.02
     # a calibrated learner's bands hold the observed share about 90% of the time
     p = rng.uniform(0.1, 0.9, size=(400, 30))
     y = (rng.random(p.shape) < p).astype(float)

@@ -225,11 +225,13 @@ def predictive_interval(pred: np.ndarray, weight: np.ndarray, target: str, rng: 
                         level: float = INTERVAL_LEVEL, draws: int = INTERVAL_DRAWS
                         ) -> tuple[np.ndarray, np.ndarray]:
     """The ``level`` interval of each group's weighted observed query share if the learner's
-    predicted probabilities were true: a parametric bootstrap of the query sample (``draws``
-    times ``y_i ~ Bernoulli(p_i)`` / ``Categorical(p_i)`` for every query respondent, the
-    weighted share, its quantiles). ``pred [B, Q(, C)]``, ``weight [B, Q]`` (0 on padding).
-    Returns ``lo, hi`` ``[B(, C)]``; NaN for regression (a mean predictor states no spread)
-    and for a group without finite predictions.
+    predicted probabilities were true: the distribution of the share of ``y_i ~
+    Bernoulli(p_i)`` (per class for multiclass: ``1[y_i = c]``, ``y_i ~ Categorical(p_i)``)
+    over the group's query respondents. With equal weights (every simulation) it is exact: the
+    Poisson-binomial distribution of the count, by convolution; with unequal survey weights, a
+    parametric bootstrap of ``draws`` samples. ``pred [B, Q(, C)]``, ``weight [B, Q]`` (0 on
+    padding). Returns ``lo, hi`` ``[B(, C)]``; NaN for regression (a mean predictor states no
+    spread) and for a group without finite predictions.
 
     Why this interval for every learner: it needs only the predictions every learner makes (no
     posterior, which most meta-learners do not have, and no re-adapting), and it answers the
@@ -242,12 +244,20 @@ def predictive_interval(pred: np.ndarray, weight: np.ndarray, target: str, rng: 
     lo, hi = np.full(shape, np.nan), np.full(shape, np.nan)
     if target == "regression":
         return lo, hi
-    w = np.where(np.isfinite(pred).all(-1) if target == "multiclass" else np.isfinite(pred),
-                 weight, 0.0)
+    finite = np.isfinite(pred).all(-1) if target == "multiclass" else np.isfinite(pred)
+    w = np.where(finite, weight, 0.0)
     ok = w.sum(-1) > 0
+    real = w > 0
+    top = np.where(real, w, -np.inf).max(-1, keepdims=True)
+    low = np.where(real, w, np.inf).min(-1, keepdims=True)
+    equal = ok & (np.abs(top - low) <= 1e-9 * np.abs(top)).all(-1)
     tail = (1.0 - level) / 2
+    if equal.any():
+        lo[equal], hi[equal] = _poisson_binomial(np.nan_to_num(pred[equal]), real[equal],
+                                                 target, tail)
+    rest = np.flatnonzero(ok & ~equal)
     per = draws * pred[0].size
-    for idx in np.array_split(np.flatnonzero(ok), max(1, -(-per * ok.sum() // _DRAW_ELEMENTS))):
+    for idx in np.array_split(rest, max(1, -(-per * len(rest) // _DRAW_ELEMENTS))):
         if not len(idx):
             continue
         p, ww = np.nan_to_num(pred[idx]), w[idx] / w[idx].sum(-1, keepdims=True)
@@ -259,6 +269,29 @@ def predictive_interval(pred: np.ndarray, weight: np.ndarray, target: str, rng: 
         else:
             share = ((u < p[None]) * ww[None]).sum(-1)             # [R, b]
         lo[idx], hi[idx] = np.quantile(share, [tail, 1.0 - tail], axis=0)
+    return lo, hi
+
+
+def _poisson_binomial(p: np.ndarray, real: np.ndarray, target: str, tail: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``tail`` / ``1 - tail`` quantiles (inverted CDF) of the share of successes among
+    the ``real`` respondents with success probabilities ``p [b, Q(, C)]``: ``[b(, C)]``."""
+    if target == "multiclass":                     # each class's share: a binary problem
+        c = p.shape[-1]
+        lo, hi = _poisson_binomial(p.transpose(0, 2, 1).reshape(-1, p.shape[1]),
+                                   np.repeat(real, c, axis=0), "binary", tail)
+        return lo.reshape(-1, c), hi.reshape(-1, c)
+    q = np.where(real, np.clip(p, 0.0, 1.0), 0.0)   # a padded respondent never succeeds
+    dist = np.zeros((len(q), q.shape[1] + 1))
+    dist[:, 0] = 1.0
+    for j in range(q.shape[1]):                     # add respondent j: P(count = k)
+        pj = q[:, j:j + 1]
+        dist[:, 1:] = dist[:, 1:] * (1 - pj) + dist[:, :-1] * pj
+        dist[:, :1] *= 1 - pj
+    cdf = np.cumsum(dist, -1)
+    n = real.sum(-1)
+    lo = (cdf < tail - 1e-12).sum(-1) / n
+    hi = (cdf < 1.0 - tail - 1e-12).sum(-1) / n
     return lo, hi
 
 

@@ -98,8 +98,9 @@ def prevalence_figure(prev: pd.DataFrame, learners: list[str],
                "against each group's observed (weighted) query share (dots) and the true "
                f"prevalence where known (dotted), at K={k}, seed {seed}, for the best baseline "
                "and the best meta-learner on prevalence error; groups at evenly spaced ranks of "
-               "their observed trend. The band is a parametric bootstrap of the query sample "
-               "under the learner's predicted probabilities: where the observed share would "
+               "their observed trend. The band is the distribution of the group's query share "
+               "under the learner's predicted probabilities (exact with equal weights, a "
+               "parametric bootstrap with survey weights): where the observed share would "
                "fall if the learner were right (it leaves out the uncertainty of the learner's "
                f"own parameters). Share of bands holding the observed share over every group, "
                f"wave, K and seed (about {INTERVAL_LEVEL:.2f} if calibrated): {cover}.")
