@@ -7,7 +7,7 @@ prevalence where the stream knows it), at the largest K of one seed (the lowest)
 actual numbers, not an average that no run produced. The groups are chosen at evenly spaced
 ranks of their observed-share trend (slope over waves), so diverging trajectories show. The
 caption states each learner's coverage: the share of all its group x wave x K x seed bands that
-hold the observed share (about 0.90 for a learner calibrated at the group level).
+hold the observed share (0.90 or a little more for a learner calibrated at the group level).
 """
 from __future__ import annotations
 
@@ -103,5 +103,6 @@ def prevalence_figure(prev: pd.DataFrame, learners: list[str],
                "parametric bootstrap with survey weights): where the observed share would "
                "fall if the learner were right (it leaves out the uncertainty of the learner's "
                f"own parameters). Share of bands holding the observed share over every group, "
-               f"wave, K and seed (about {INTERVAL_LEVEL:.2f} if calibrated): {cover}.")
+               f"wave, K and seed ({INTERVAL_LEVEL:.2f} or a little more if the learner is "
+               f"calibrated: the share of a few respondents is discrete): {cover}.")
     return _png(fig), caption
