@@ -2,6 +2,7 @@
 protocol, stored, exported by `simlab export`, drawn in the report; the interval's method."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,7 @@ def test_store_export_and_report_carry_the_estimates(tmp_path: Path):
 def test_metric_units():
     assert metric_unit("excess_loss") == "nats of log loss per respondent above the oracle"
     assert metric_unit("loss", classification=False, short=True) == "squared error/respondent"
-    assert metric_unit("prevalence_error", short=True) == "proportion (0-1)"
+    assert metric_unit("prevalence_error", short=True) == "proportion, 0-1"
     assert metric_unit("accuracy") == ""
 
 
@@ -214,3 +215,15 @@ def test_forecast_uses_the_tuned_values_of_a_store_and_the_cli_prints_it(tmp_pat
     assert len(out.strip().splitlines()) == 2 + len(sc.stream(0).waves[-1])
     with pytest.raises(simlab.errors.StoreError, match="no results store"):
         simlab.forecast(sc, "group_mean", store=tmp_path / "missing.db")
+
+
+def test_verdicts_state_the_loss_unit():
+    from test_statistics import _scores
+
+    from simlab.evaluation.statistics import compare
+    sc = _scores({"maml": -0.05, "partial_pooling": 0.0})
+    assert "nats/respondent above the oracle, 95% CI" in compare(
+        sc, "maml", "partial_pooling").verdict
+    assert "nats/respondent, 95% CI" in compare(sc, "maml", "partial_pooling", "loss").verdict
+    plain = compare(sc, "maml", "partial_pooling", "prevalence_error").verdict
+    assert "nats" not in plain and re.search(r"\(difference -[\d.]+, 95% CI", plain)

@@ -85,7 +85,7 @@ def metric_unit(metric: str, classification: bool = True, short: bool = False) -
             "excess_loss": f"{loss}{per} above the oracle",
             "excess_loss_reachable": f"{loss}{per} above the observable ceiling",
             "regret": f"{loss}{per} above the oracle, summed over the scored waves",
-            "prevalence_error": "proportion (0-1)" if short else
+            "prevalence_error": "proportion, 0-1" if short else
             "absolute difference in group prevalence, as a proportion (0-1)"}.get(metric, "")
 
 

@@ -404,9 +404,10 @@ def _verdict(c: dict[str, object], name: str) -> str:
     p = p if p.startswith("<") else f"= {p}"
     adj = (f"Holm-adjusted over {c['n_family']} comparisons p {p}" if int(c["n_family"]) > 1
            else f"p {p}")
-    # the unit of a classification target (every shipped scenario); the report's glossary
-    # says that a regression target's losses are squared error
-    unit = metric_unit(str(c.get("metric", "")), short=True)
+    # the losses' unit for a classification target (every shipped scenario; the report's
+    # glossary says a regression target's are squared error); a prevalence error is a share
+    metric = str(c.get("metric", ""))
+    unit = metric_unit(metric, short=True) if metric != "prevalence_error" else ""
     nums = (f"difference {fmt(diff)}{' ' + unit if unit else ''}, 95% CI "
             f"[{fmt(c['ci_lo'])}, {fmt(c['ci_hi'])}] over "
             f"{seeds}, {adj}")
