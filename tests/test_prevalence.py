@@ -227,3 +227,17 @@ def test_verdicts_state_the_loss_unit():
     assert "nats/respondent, 95% CI" in compare(sc, "maml", "partial_pooling", "loss").verdict
     plain = compare(sc, "maml", "partial_pooling", "prevalence_error").verdict
     assert "nats" not in plain and re.search(r"\(difference -[\d.]+, 95% CI", plain)
+
+
+def test_chunked_and_matched_runs_give_one_row_per_group_wave_and_k():
+    from simlab.learners.base import Episodes
+    sc = tiny(population_cells=8)
+    st = sc.stream(0)
+    kw = dict(warmup=2, shots=[3, 6], steps=[0, 1], budget=FAST)
+    one = simlab.evaluate(make_learner("group_mean"), st, **kw).prevalence
+    chunked = simlab.evaluate(make_learner("group_mean"), st, max_tasks=3, **kw).prevalence
+    pd.testing.assert_frame_equal(one, chunked)                # cells taken per chunk
+    matched = simlab.evaluate(make_learner("group_mean"), st, episodes=Episodes("matched"),
+                              **kw).prevalence
+    assert len(matched) == len(one)
+    assert not matched.duplicated(["wave", "shots", "group"]).any()
