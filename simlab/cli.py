@@ -629,7 +629,8 @@ def cmd_forecast(args: argparse.Namespace) -> int:
           f"hyperparameters: {frame.attrs['source']}); each group's predicted prevalence at "
           f"the next wave with its 90% interval (where the observed share of n respondents "
           f"would fall if the learner is right):")
-    print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    shown = frame.drop(columns="category") if (frame["category"] == -1).all() else frame
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
