@@ -241,3 +241,17 @@ def test_chunked_and_matched_runs_give_one_row_per_group_wave_and_k():
                               **kw).prevalence
     assert len(matched) == len(one)
     assert not matched.duplicated(["wave", "shots", "group"]).any()
+
+
+def test_partial_pooling_adds_its_posterior_interval_of_the_estimate():
+    st = tiny(population_cells=12).generate_stream(0)
+    kw = dict(warmup=2, shots=[3, 6], steps=[0, 5], budget=FAST)
+    prev = simlab.evaluate(make_learner("partial_pooling"), st, **kw).prevalence
+    assert prev[["lo_model", "hi_model"]].notna().all().all()
+    assert ((prev["lo_model"] <= prev["estimate"]) & (prev["estimate"] <= prev["hi_model"])).all()
+    # the uncertainty of the estimate, narrower than where an observed share of n falls
+    assert ((prev["hi_model"] - prev["lo_model"]) < (prev["hi"] - prev["lo"])).mean() > 0.8
+    again = simlab.evaluate(make_learner("partial_pooling"), st, **kw).prevalence
+    pd.testing.assert_frame_equal(prev, again)
+    other = simlab.evaluate(make_learner("group_mean"), st, **kw).prevalence
+    assert other[["lo_model", "hi_model"]].isna().all().all()

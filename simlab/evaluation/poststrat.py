@@ -218,7 +218,7 @@ INTERVAL_DRAWS = 400
 _DRAW_ELEMENTS = 2 ** 22
 #: one row per group x wave x K (x class for multiclass) of a run (``RunResult.prevalence``)
 GROUP_COLUMNS = ["wave", "shots", "group", "category", "estimate", "lo", "hi", "observed",
-                 "truth", "n"]
+                 "truth", "n", "lo_model", "hi_model"]
 
 
 def predictive_interval(pred: np.ndarray, weight: np.ndarray, target: str, rng: np.random.Generator,
@@ -295,16 +295,47 @@ def _poisson_binomial(p: np.ndarray, real: np.ndarray, target: str, tail: float
     return lo, hi
 
 
+def model_band(adapted: Any, sealed: TaskBatch, cells: WaveCells | None, seed: Sequence[int],
+               level: float = INTERVAL_LEVEL, draws: int = INTERVAL_DRAWS
+               ) -> np.ndarray | None:
+    """The ``level`` posterior interval ``[2, B(, K)]`` of each task's prevalence from a model
+    that states its posterior (``adapted.prevalence_draws``: partial pooling's Laplace
+    posterior), at the cells (else the weighted query respondents); None for the others.
+    Unlike :func:`predictive_interval` it is the uncertainty of the estimate itself (of the
+    model's coefficients given the support), not of an observed share."""
+    draw = getattr(adapted, "prevalence_draws", None)
+    if draw is None:
+        return None
+    import torch
+
+    if cells is not None:
+        x = torch.as_tensor(cells.x)
+        share = torch.as_tensor(cells.share)
+    else:
+        x = sealed.x_query
+        share = (sealed.w_query * sealed.q_mask).double()
+        share = share / share.sum(-1, keepdim=True).clamp_min(1e-12)
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence(list(seed))
+                                            .generate_state(1)[0]))
+    out = draw(x, share, draws, gen)
+    if out is None:
+        return None
+    tail = (1.0 - level) / 2
+    return np.quantile(out.detach().to("cpu", torch.float64).numpy(), [tail, 1 - tail], axis=0)
+
+
 def group_estimates(groups: Sequence[Any], wave: int, shots: int, pred: np.ndarray,
                     estimate: np.ndarray | None, observed: np.ndarray, weight: np.ndarray,
-                    target: str, truth: np.ndarray | None) -> dict[str, np.ndarray]:
+                    target: str, truth: np.ndarray | None, band: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
     """One wave x K's group rows (``GROUP_COLUMNS``) at the learner's scored step:
     ``pred [B, Q(, C)]`` its query predictions, ``estimate [B(, C)]`` its poststratified
     prevalence (None: the weighted mean prediction over the query, the sample's MRP),
     ``observed [B, Q(, C)]`` the responses (one-hot for multiclass), ``weight [B, Q]``,
     ``truth [B(, C)]`` (NaN / None where unknown). The interval is
     :func:`predictive_interval`'s, drawn from a generator seeded by (wave, K) so the same run
-    gives the same interval."""
+    gives the same interval. ``band [2, B(, C)]``: a model's posterior interval of the
+    estimate (:func:`model_band`; ``lo_model``, ``hi_model``), NaN where None."""
     w = weight / np.maximum(weight.sum(-1, keepdims=True), 1e-12)
     wc = w[..., None] if target == "multiclass" else w
     share = (observed * wc).sum(1)
@@ -324,4 +355,6 @@ def group_estimates(groups: Sequence[Any], wave: int, shots: int, pred: np.ndarr
             "category": (np.tile(np.arange(classes), len(groups)) if estimate.ndim == 2
                          else np.full(len(groups), -1)),
             "estimate": estimate.ravel(), "lo": lo.ravel(), "hi": hi.ravel(),
-            "observed": share.ravel(), "truth": truth.ravel(), "n": rep(n, classes)}
+            "observed": share.ravel(), "truth": truth.ravel(), "n": rep(n, classes),
+            "lo_model": (np.full(estimate.size, np.nan) if band is None else band[0].ravel()),
+            "hi_model": (np.full(estimate.size, np.nan) if band is None else band[1].ravel())}

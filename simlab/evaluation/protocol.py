@@ -257,6 +257,7 @@ class _Run:
     adapt_cpu_s: float = 0.0
     prevalence: list[np.ndarray] = dataclasses.field(default_factory=list)
     groups: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    bands: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     log: dict[str, Any] = dataclasses.field(default_factory=lambda: {
         "meta_fit": [], "divergence": [], "chunked": [], "unscored_divergence": []})
 
@@ -335,6 +336,8 @@ class _Run:
             pred = adapted.predict(sealed)
             if cells is not None:
                 self.prevalence.append(poststrat.predict_prevalence(adapted, sealed, cells))
+            self.bands.append(poststrat.model_band(adapted, sealed, cells,
+                                                   (wave, int(batch.x_support.shape[1]))))
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
                 err.add_note(f"raised by learner {self.learner.name!r} in adapt/predict")
@@ -363,7 +366,7 @@ class _Run:
         batches = [full] if len(chunks) == 1 else [TaskBatch.from_tasks([cut[i] for i in idx])
                                                    for idx in chunks]
         cells = None if self.learner.uses_oracle else poststrat.wave_cells(cut)
-        self.prevalence = []
+        self.prevalence, self.bands = [], []
         t0, c0 = time.perf_counter(), time.process_time()
         preds = [self._predict(b, wave, cells and cells.take(idx))
                  for b, idx in zip(batches, chunks)]
@@ -396,7 +399,10 @@ class _Run:
         # other step counts' divergence stays in the records and in log["unscored_divergence"]
         at = self.steps.index(self.scored)
         mrp = None if cells is None else np.concatenate(self.prevalence, 1)[at]
-        self.groups.append(_group_rows(cut, wave, shots, pred[at], cells, mrp, full, oracle))
+        band = (None if any(b is None for b in self.bands)
+                else np.concatenate(self.bands, 1))       # a model's posterior interval
+        self.groups.append(_group_rows(cut, wave, shots, pred[at], cells, mrp, full, oracle,
+                                       band))
         for bad, what in ((nonfinite, "non-finite predictions"),
                           (blown, f"loss blew up above {self.divergence_multiple or 0:g}x the "
                                   "support base-rate loss")):
@@ -636,7 +642,8 @@ def _check_budgets(budget: Budget, warm: Budget, warmup: int, online: bool,
 
 def _group_rows(tasks: Sequence[Task], wave: int, shots: int, pred: np.ndarray,
                 cells: poststrat.WaveCells | None, estimate: np.ndarray | None,
-                full: TaskBatch, oracle: np.ndarray | None) -> dict[str, np.ndarray]:
+                full: TaskBatch, oracle: np.ndarray | None, band: np.ndarray | None = None
+                ) -> dict[str, np.ndarray]:
     """Each group's prevalence estimate at the scored step with its interval, observed share
     and truth (the population cells' prevalence; else the oracle's mean over the query
     respondents; else NaN): ``RunResult.prevalence`` rows (``poststrat.group_estimates``)."""
@@ -650,7 +657,7 @@ def _group_rows(tasks: Sequence[Task], wave: int, shots: int, pred: np.ndarray,
         truth = (np.nan_to_num(oracle) * (w[..., None] if oracle.ndim == 3 else w)).sum(1)
     groups = [t.info.get("group", i) for i, t in enumerate(tasks)]
     return poststrat.group_estimates(groups, wave, shots, pred, estimate, observed, weight,
-                                     full.target, truth)
+                                     full.target, truth, band)
 
 
 def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -66,12 +66,13 @@ CREATE INDEX IF NOT EXISTS shifts_stream ON shifts (fingerprint, seed);
 CREATE TABLE IF NOT EXISTS prevalence (
     run_id INTEGER NOT NULL, wave INTEGER NOT NULL, shots INTEGER NOT NULL,
     "group" TEXT NOT NULL, category INTEGER NOT NULL, estimate REAL, lo REAL, hi REAL,
-    observed REAL, truth REAL, n INTEGER);
+    observed REAL, truth REAL, n INTEGER, lo_model REAL, hi_model REAL);
 CREATE INDEX IF NOT EXISTS prevalence_run ON prevalence (run_id);
 """
 #: the tidy group x wave prevalence table ``simlab export`` writes (``NAME.prevalence.csv``)
 PREVALENCE_EXPORT = ["scenario", "learner", "seed", "wave", "wave_time", "group", "K",
-                     "category", "estimate", "lo", "hi", "observed", "truth", "n", "run_id"]
+                     "category", "estimate", "lo", "hi", "lo_model", "hi_model", "observed",
+                     "truth", "n", "run_id"]
 
 
 def to_json(value: Any) -> str:
@@ -400,10 +401,10 @@ class Store:
         prev = result.prevalence
         if len(prev):
             self._con.executemany(
-                "INSERT INTO prevalence VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                ((run_id, int(w), int(k), str(g), int(c), _num(e), _num(lo), _num(hi), _num(o),
-                  _num(t), int(n)) for w, k, g, c, e, lo, hi, o, t, n in
-                 prev[GROUP_COLUMNS].itertuples(index=False, name=None)))
+                "INSERT INTO prevalence VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                ((run_id, int(r[0]), int(r[1]), str(r[2]), int(r[3]), *map(_num, r[4:9]),
+                  int(r[9]), _num(r[10]), _num(r[11]))
+                 for r in prev[GROUP_COLUMNS].itertuples(index=False, name=None)))
         have = self._con.execute("SELECT 1 FROM shifts WHERE fingerprint=? AND seed=? LIMIT 1",
                                  (cell.fingerprint, int(cell.seed))).fetchone()
         if have is None and len(result.shifts):
@@ -495,7 +496,7 @@ class Store:
         cols = ", ".join(f'"{c}"' for c in GROUP_COLUMNS)
         rows = self._read(f"SELECT run_id, {cols} FROM prevalence WHERE run_id IN ({marks}) "
                           "ORDER BY rowid", ids)
-        for c in ("estimate", "lo", "hi", "observed", "truth"):
+        for c in ("estimate", "lo", "hi", "observed", "truth", "lo_model", "hi_model"):
             rows[c] = pd.to_numeric(rows[c], errors="coerce")      # NULL -> NaN
         out = runs[["run_id", "scenario", "learner", "seed"]].merge(rows, on="run_id")
         times = {int(r): _wave_times(t) for r, t in zip(runs["run_id"], runs.get(
