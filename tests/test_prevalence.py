@@ -233,7 +233,7 @@ def test_chunked_and_matched_runs_give_one_row_per_group_wave_and_k():
     from simlab.learners.base import Episodes
     sc = tiny(population_cells=8)
     st = sc.stream(0)
-    kw = dict(warmup=2, shots=[3, 6], steps=[0, 1], budget=FAST)
+    kw = {"warmup": 2, "shots": [3, 6], "steps": [0, 1], "budget": FAST}
     one = simlab.evaluate(make_learner("group_mean"), st, **kw).prevalence
     chunked = simlab.evaluate(make_learner("group_mean"), st, max_tasks=3, **kw).prevalence
     pd.testing.assert_frame_equal(one, chunked)                # cells taken per chunk
@@ -245,7 +245,7 @@ def test_chunked_and_matched_runs_give_one_row_per_group_wave_and_k():
 
 def test_partial_pooling_adds_its_posterior_interval_of_the_estimate():
     st = tiny(population_cells=12).generate_stream(0)
-    kw = dict(warmup=2, shots=[3, 6], steps=[0, 5], budget=FAST)
+    kw = {"warmup": 2, "shots": [3, 6], "steps": [0, 5], "budget": FAST}
     prev = simlab.evaluate(make_learner("partial_pooling"), st, **kw).prevalence
     assert prev[["lo_model", "hi_model"]].notna().all().all()
     assert ((prev["lo_model"] <= prev["estimate"]) & (prev["estimate"] <= prev["hi_model"])).all()
