@@ -98,7 +98,7 @@ def prior_study(scenario: Any, n_tasks: int = 120, query: int = 40, many: int = 
     import torch
 
     from simlab.learners.base import TaskSpec
-    from simlab.society.ceiling import expected_excess, fit_net, predict_net
+    from simlab.society.diagnostics.ceiling import expected_excess, fit_net, predict_net
     from simlab.tasks.batch import TaskBatch
     from simlab.tasks.task import Task
 

@@ -1,4 +1,4 @@
-"""Reference: the opinion dynamics of ``simlab.society.opinion`` written the idiomatic Mesa way.
+"""Reference: the opinion dynamics of ``simlab.society.families.opinion`` written the idiomatic Mesa way.
 
 Every agent is a ``mesa.Agent`` with its own ``step`` (read the neighbours' opinions, compute
 the next one) and ``advance`` (commit it), so the update is synchronous like the vectorised
@@ -12,8 +12,8 @@ from __future__ import annotations
 import mesa
 import numpy as np
 
+from simlab.society.families.opinion import OpinionParams
 from simlab.society.graphs import SocialGraph
-from simlab.society.opinion import OpinionParams
 from simlab.society.population import Population
 
 

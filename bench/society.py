@@ -106,7 +106,7 @@ def compare(family: str, n: int, graph, pop) -> dict:
 
 def big(n: int) -> None:
     """Child process: build, 5 ticks and one survey wave of an n-agent opinion society."""
-    from simlab.society.opinion import OpinionParams, OpinionSociety
+    from simlab.society.families.opinion import OpinionParams, OpinionSociety
 
     t0 = time.perf_counter()
     graph, pop = build(n)

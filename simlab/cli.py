@@ -27,15 +27,9 @@ from simlab.errors import SimlabError, StoreError
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.experiment.sweep import SweepSummary
 
-DEMO_SCENARIO = "opinion_shift"
-#: one member of each meta-learning family (MAML, head-only, meta-LSTM, metric) and every
-#: baseline (with the changepoint-aware variants), slowest first so the workers finish
-#: together. Left out for time (run them with
-#: --learners): reptile, metasgd and fomaml, variants of MAML's gradient-based family.
-DEMO_LEARNERS = ("meta_lstm", "maml", "relation", "cpd:dynamic_mlm", "dynamic_mlm",
-                 "cpd:partial_pooling", "partial_pooling", "anil", "finetune", "protonet",
-                 "scratch", "persistence", "group_mean", "oracle")
-DEMO_SEEDS = 6
+DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.toml"
+"""What `simlab demo` runs (scenario, learners, seeds, db, report): a sweep file, so the list
+lives in one place and `simlab sweep sweeps/demo.toml` runs the same cells."""
 
 
 class UserError(SimlabError):
@@ -196,7 +190,7 @@ def add_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="regenerate, ignoring the disk cache")
     p.add_argument("--headroom", action="store_true",
                    help="per wave: how much a flexible model beats a hierarchical GLM on a "
-                        "large sample of the society (see simlab/society/headroom.py)")
+                        "large sample of the society (see simlab/society/diagnostics/headroom.py)")
     p.add_argument("--respondents", type=_positive, default=400, metavar="N",
                    help="respondents per group for --headroom (default 400)")
     p.add_argument("--waves", type=_wave_list, default=None, metavar="A,B",
@@ -238,7 +232,7 @@ def _survey_ledger(scenario: Any, strict: bool, show: bool = True) -> None:
     if text is None:
         return
     if show:
-        from simlab.tasks.survey_data import ledger_text
+        from simlab.survey.ledger import ledger_text
 
         print(ledger_text(scenario.ledger) + "".join(
             f"\nwarning: {w}" for w in scenario.data_warnings
@@ -254,7 +248,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     if args.headroom:
-        from simlab.society.headroom import headroom, headroom_table
+        from simlab.society.diagnostics.headroom import headroom, headroom_table
 
         if not hasattr(scenario, "build_society"):
             raise UserError(f"--headroom needs a simulated scenario; {scenario.name} is a "
@@ -419,26 +413,36 @@ def _failures(summary: SweepSummary, args: argparse.Namespace) -> int:
 
 
 def add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default="results/demo.db", help="results store of the demo")
-    p.add_argument("--output", "-o", dest="report", default="reports/demo", metavar="DIR",
-                   help="report folder (default reports/demo)")
-    p.add_argument("--seeds", "-s", type=_seeds, default=DEMO_SEEDS, metavar="N|A,B",
-                   help=f"seeds (default {DEMO_SEEDS})")
-    p.add_argument("--learners", "-l", type=_names, default=list(DEMO_LEARNERS), metavar="A,B",
-                   help=f"learners (default {','.join(DEMO_LEARNERS)})")
+    p.add_argument("--db", default=None, help="results store of the demo (default: the db of "
+                                             "sweeps/demo.toml, results/demo.db)")
+    p.add_argument("--output", "-o", dest="report", default=None, metavar="DIR",
+                   help="report folder (default: sweeps/demo.toml's, reports/demo)")
+    p.add_argument("--seeds", "-s", type=_seeds, default=None, metavar="N|A,B",
+                   help="seeds (default: sweeps/demo.toml's, 6)")
+    p.add_argument("--learners", "-l", type=_names, default=None, metavar="A,B",
+                   help="learners (default: those of sweeps/demo.toml)")
     _add_workers(p)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The default comparison of the README: the main learners on the opinion-shift scenario."""
+    """The default comparison of the README: the learners of ``sweeps/demo.toml`` on its
+    scenario (opinion_shift); the options given override the file."""
+    from simlab.experiment.sweep import load_sweep
+
+    plan = load_sweep(DEMO_SWEEP)
+    learners = args.learners or [spec.name for spec in plan.learners or ()]
+    seeds = args.seeds if args.seeds is not None else plan.seeds
+    args.db = args.db or (str(plan.db) if plan.db else None)
+    args.report = args.report or (str(plan.report) if plan.report else None)
+    names = [sc.name for sc in plan.scenarios]
     t0 = time.perf_counter()
-    print(f"simlab demo: {', '.join(args.learners)} on {DEMO_SCENARIO} "
-          f"({args.seeds if isinstance(args.seeds, int) else len(args.seeds)} seeds)")
-    summary = _sweep([DEMO_SCENARIO], args.learners, args.seeds, None, args,
-                     title=f"simlab demo: {DEMO_SCENARIO}", verdict=False)
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s; open "
-          f"{Path(args.report) / 'report.html'}")
-    _print_verdicts(args.db, [DEMO_SCENARIO])
+    count = seeds if isinstance(seeds, int) else len(seeds) if seeds else "the scenario's"
+    print(f"simlab demo: {', '.join(learners)} on {', '.join(names)} ({count} seeds)")
+    summary = _sweep(plan.scenarios, learners, seeds, None, args,
+                     title=f"simlab demo: {', '.join(names)}", verdict=False)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s"
+          + (f"; open {Path(args.report) / 'report.html'}" if args.report else ""))
+    _print_verdicts(args.db, names)
     return _failures(summary, args)
 
 

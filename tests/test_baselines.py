@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from simlab.learners import Budget, TaskSpec, make_learner
-from simlab.learners.baselines import (GLM_DTYPE, Oracle, PartialPooling, PooledFineTune,
-                                       Scratch, _design, _encode, _objective)
+from simlab.learners.baselines import Oracle, PartialPooling, PooledFineTune, Scratch
+from simlab.learners.glm import GLM_DTYPE, design, encode, objective
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.reference import linear_gaussian_tasks
 from simlab.tasks.task import Task
@@ -94,9 +94,9 @@ def test_newton_reaches_the_map(target: str) -> None:
     batch = TaskBatch.from_tasks(hier_tasks(5, 12, 3, target, seed=4))
     learner = ready("scratch", hier_tasks(2, 12, 3, target, seed=1), l2=0.5, l2_intercept=0.2)
     coef = learner.adapt(batch, [15]).coef[0].clone().requires_grad_(True)
-    obj = _objective(coef, _design(batch.x_support), _encode(batch.y_support, target, 3),
-                     batch.w_support.to(GLM_DTYPE), target, 1.0,
-                     torch.zeros_like(learner.prec), learner.prec)
+    obj = objective(coef, design(batch.x_support), encode(batch.y_support, target, 3),
+                    batch.w_support.to(GLM_DTYPE), target, 1.0,
+                    torch.zeros_like(learner.prec), learner.prec)
     (g,) = torch.autograd.grad(obj.sum(), coef)
     assert g.abs().max() < 1e-8
 
@@ -110,12 +110,12 @@ def test_damped_newton_converges_from_a_far_start() -> None:
     pp.tau2 = torch.full_like(pp.beta0, 1e4)
     batch = TaskBatch.from_tasks(tasks)
     coef = pp.adapt(batch, list(range(16))).coef
-    args = (_design(batch.x_support), _encode(batch.y_support, "binary", 2),
+    args = (design(batch.x_support), encode(batch.y_support, "binary", 2),
             batch.w_support.to(GLM_DTYPE), "binary", 1.0, pp.beta0, 1 / pp.tau2)
-    obj = _objective(coef, *args)
+    obj = objective(coef, *args)
     assert (obj[1:] <= obj[:-1] + 1e-9).all() and obj[-1].max() < 0.2 * obj[0].min()
     final = coef[-1].clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(_objective(final, *args).sum(), final)
+    (g,) = torch.autograd.grad(objective(final, *args).sum(), final)
     assert g.abs().max() < 1e-6
 
 
@@ -141,7 +141,7 @@ def test_partial_pooling_regression_is_the_closed_form_posterior_mean() -> None:
     learner = ready("partial_pooling", hier_tasks(40, 10, 10, "regression", seed=1))
     batch = TaskBatch.from_tasks(hier_tasks(3, 6, 2, "regression", seed=2))
     coef = learner.adapt(batch, [1]).coef[0, :, :, 0]
-    x, y = _design(batch.x_support), batch.y_support.to(GLM_DTYPE)
+    x, y = design(batch.x_support), batch.y_support.to(GLM_DTYPE)
     prec = torch.diag(1 / learner.tau2[:, 0])
     a = x.mT @ x / learner.sigma2 + prec
     b = (x.mT @ y.unsqueeze(-1)).squeeze(-1) / learner.sigma2 + prec @ learner.beta0[:, 0]

@@ -14,7 +14,8 @@ from simlab.evaluation.protocol import evaluate
 from simlab.learners import make_learner
 from simlab.learners.base import Budget, Learner
 from simlab.learners.episodes import EpisodeSampler, HeldOut, fit_loop
-from test_protocol import FixedAdapted, _const, make_stream
+
+from helpers.learners import FixedAdapted, const, make_stream
 
 torch.set_num_threads(1)
 
@@ -47,7 +48,7 @@ class Probe(Learner):
         self.adapted_waves += support.wave.tolist()
         loss = float(self.curve(float(self.w))) if self.curve else 0.5
         p = 1 / (1 + np.exp(loss))       # any prediction; the score callback is replaced below
-        return FixedAdapted(steps, lambda q, s: _const(q, s, p))
+        return FixedAdapted(steps, lambda q, s: const(q, s, p))
 
 
 def plateau(w: float) -> float:
@@ -171,7 +172,7 @@ class NaNAwayFromScored(Learner):
 
     def adapt(self, support, steps):
         def predict(q, s):
-            out = _const(q, s)
+            out = const(q, s)
             out[[i for i, k in enumerate(steps) if k != 1]] = float("nan")
             return out
         return FixedAdapted(steps, predict)

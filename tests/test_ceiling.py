@@ -10,8 +10,8 @@ from simlab.evaluation.metrics import score_predictions, shots_to_target
 from simlab.evaluation.protocol import evaluate
 from simlab.experiment.config import load_scenario
 from simlab.learners import Budget
-from simlab.society.ceiling import expected_excess, fit_net, predict_net
-from simlab.society.reporters import modularity
+from simlab.society.diagnostics.ceiling import expected_excess, fit_net, predict_net
+from simlab.society.diagnostics.reporters import modularity
 from simlab.tasks.stream import load_stream, save_stream
 
 SMALL = {"graph": {"n_groups": 4, "group_size": 300}, "burn_in": 10, "shocks": [],

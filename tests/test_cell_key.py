@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from test_tuning import TUNED
 
 from simlab.experiment.config import Scenario
 from simlab.experiment.sweep import LearnerSpec, plan_cells, run_sweep, settings_of
+
+from helpers.scenarios import TUNED
 
 torch.set_num_threads(1)
 

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from test_sweep import TINY, Broken, toml_text  # noqa: F401  (Broken: learner for failing cells)
 
 from simlab.cli import COMMANDS, build_parser, main
+
+from helpers.scenarios import TINY, toml_text
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_sweep_file(work, capsys):
 
 
 def test_failing_cells_exit_nonzero_after_the_rest(work, capsys):
-    code, out, err = run(capsys, "run", work / "tiny.toml", "-l", "scratch,test_sweep:Broken",
+    code, out, err = run(capsys, "run", work / "tiny.toml", "-l", "scratch,helpers.learners:Broken",
                          "-s", "1", "--db", work / "f.db", "--executor", "inline", "-q")
     assert code == 1 and "1 ok" in out and "1 failed" in out
     assert err.startswith("simlab: error: 1 of 2 cells failed") and "simlab show" in err

@@ -4,9 +4,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_sweep import TINY, toml_text
 
 from simlab.cli import main
+
+from helpers.scenarios import TINY, toml_text
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
-from simlab.society.coevolving import CoevolvingParams, CoevolvingSociety
+from simlab.society.families.coevolving import CoevolvingParams, CoevolvingSociety
 from simlab.society.graphs import SocialGraph
 from simlab.society.population import Population
+
+from helpers.society import gnp_inputs, planted_inputs, repeated_responses, run
 
 pytestmark = pytest.mark.society
 

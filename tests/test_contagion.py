@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
-from simlab.society.contagion import ContagionParams, ContagionSociety
+from simlab.society.families.contagion import ContagionParams, ContagionSociety
+
+from helpers.society import gnp_inputs, planted_inputs, repeated_responses, run
 
 pytestmark = pytest.mark.society
 

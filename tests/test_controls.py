@@ -9,18 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from society_fixtures import planted_inputs, run
 
 from simlab.errors import LearnerError
 from simlab.evaluation.statistics import best_baseline, compare_all, is_baseline, is_reference
 from simlab.experiment.config import ScenarioError, list_scenarios, load_scenario
 from simlab.learners.base import TaskSpec
 from simlab.learners.registry import make_learner
-from simlab.society.ceiling import expected_excess, fit_net, predict_net
-from simlab.society.opinion import OpinionParams, OpinionSociety
+from simlab.society.diagnostics.ceiling import expected_excess, fit_net, predict_net
+from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.response import PeakSpec, response_spec
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
+
+from helpers.society import planted_inputs, run
 
 PRIOR = {"kind": "peak", "trait": "age", "width": 0.5, "offset": [-1.5, 0.5],
          "amplitude": [3.0, 1.0], "location": [0.0, 1.0], "linear": 0.0, "column": 0}

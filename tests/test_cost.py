@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from cost_cells import CELLS, GOLDEN, run
 
 from simlab.errors import LearnerError, SimlabError
+
+from helpers.cost import CELLS, GOLDEN, run
 
 #: The MAML family's batched inner loop (written-out backpropagation instead of vmapped
 #: autograd) rounds differently, so its records agree to float32 rounding, not bit for bit:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from society_fixtures import gnp_inputs, planted_inputs, repeated_responses, run
 
-from simlab.society.epidemic import (
+from simlab.society.families.epidemic import (
     INFECTED,
     RECOVERED,
     SUSCEPTIBLE,
@@ -14,6 +13,8 @@ from simlab.society.epidemic import (
     EpidemicSociety,
 )
 from simlab.society.shocks import AbruptShock
+
+from helpers.society import gnp_inputs, planted_inputs, repeated_responses, run
 
 pytestmark = pytest.mark.society
 

@@ -16,7 +16,7 @@ from simlab.experiment.store import Store
 from simlab.experiment.sweep import LearnerSpec, run_sweep
 from simlab.learners.baselines import Scratch
 
-from test_sweep import tiny  # noqa: F401 - the scenario fixture
+from helpers.scenarios import TINY, frame, spec
 
 
 # --- fault-injection learners ------------------------------------------------------------------
@@ -159,15 +159,13 @@ def test_a_twin_of_a_survey_named_dot_dot_is_written_in_the_surveys_folder(tmp_p
 
 # --- 5. survey weights ------------------------------------------------------------------------
 def _survey(**kw):
-    from test_survey_data import frame, spec
-
     return frame(), spec(weights="wt", **kw)
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("inf")])
 def test_negative_or_infinite_weights_are_refused_naming_column_and_rows(bad):
     from simlab.errors import DataError
-    from simlab.tasks.survey_data import survey_stream
+    from simlab.survey import survey_stream
 
     df, sp = _survey()
     df.loc[[4, 20], "wt"] = bad
@@ -177,7 +175,7 @@ def test_negative_or_infinite_weights_are_refused_naming_column_and_rows(bad):
 
 
 def test_zero_weights_are_counted_in_the_ledger():
-    from simlab.tasks.survey_data import ledger_text, survey_stream
+    from simlab.survey import ledger_text, survey_stream
 
     df, sp = _survey()
     df.loc[[1, 2, 3], "wt"] = 0.0
@@ -188,7 +186,7 @@ def test_zero_weights_are_counted_in_the_ledger():
 
 def test_a_task_whose_weights_are_all_zero_is_refused():
     from simlab.errors import DataError
-    from simlab.tasks.survey_data import survey_stream
+    from simlab.survey import survey_stream
 
     df, sp = _survey()
     df.loc[(df["year"] == 2000) & (df["region"] == "north"), "wt"] = 0.0
@@ -202,7 +200,6 @@ def test_a_huge_hidden_layer_is_refused_before_it_is_built(tiny, tmp_path, monke
 
     from simlab.experiment.config import Scenario
     from simlab.errors import ScenarioError
-    from test_sweep import TINY
 
     monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
     with pytest.raises(ScenarioError, match=r"learners.maml: its hidden widths make a network "
@@ -220,7 +217,6 @@ def test_a_huge_hidden_layer_is_refused_before_it_is_built(tiny, tmp_path, monke
 def test_a_billion_steps_is_refused(monkeypatch):
     from simlab.experiment.config import Scenario
     from simlab.errors import ScenarioError
-    from test_sweep import TINY
 
     monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
     with pytest.raises(ScenarioError, match="evaluation.steps = 1,000,000,000 is above the "
@@ -247,8 +243,7 @@ def test_the_cell_limit_counts_grid_points(tiny, tmp_path, monkeypatch):  # noqa
 
 def test_an_id_like_text_column_is_refused_as_a_feature(monkeypatch):
     from simlab.errors import DataError
-    from simlab.tasks.survey_data import survey_stream
-    from test_survey_data import frame, spec
+    from simlab.survey import survey_stream
 
     monkeypatch.delenv("SIMLAB_I_KNOW", raising=False)
     df = frame()
@@ -535,7 +530,7 @@ def test_the_documented_slurm_script_imports_and_builds_its_cluster(tmp_path):
 def test_a_non_utf8_scenario_or_csv_names_its_path(tmp_path):
     from simlab.errors import DataError, ScenarioError
     from simlab.experiment.config import load_scenario
-    from simlab.tasks.survey_data import read_survey
+    from simlab.survey import read_survey
 
     (tmp_path / "latin1.toml").write_bytes('name = "café"\n'.encode("latin-1"))
     with pytest.raises(ScenarioError, match=r"latin1.toml: not UTF-8 text.*save the file"):
@@ -548,7 +543,7 @@ def test_a_non_utf8_scenario_or_csv_names_its_path(tmp_path):
 
 def test_a_header_only_csv_says_it_has_no_rows(tmp_path):
     from simlab.errors import DataError
-    from simlab.tasks.survey_data import read_survey
+    from simlab.survey import read_survey
 
     (tmp_path / "head.csv").write_text("y,year,region\n")
     with pytest.raises(DataError, match=r"head.csv' has no data rows \(only a header\)"):
@@ -581,8 +576,7 @@ def test_device_cuda_without_cuda_is_refused_before_any_cell_runs(tiny, tmp_path
 def test_suspicious_columns_are_warned_about():
     import numpy as np
 
-    from simlab.tasks.survey_data import survey_stream
-    from test_survey_data import frame, spec
+    from simlab.survey import survey_stream
 
     df = frame()
     rng = np.random.default_rng(1)

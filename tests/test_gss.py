@@ -17,6 +17,8 @@ from simlab.experiment.config import ScenarioError, list_scenarios, load_scenari
 from simlab.experiment.survey_scenario import SurveyScenario
 from simlab.experiment.sweep import evaluate_kwargs
 
+from helpers.scenarios import DATA_OK, write_survey, write_toml
+
 torch.set_num_threads(1)
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 GSS = SCENARIOS / "gss_happiness.toml"
@@ -120,42 +122,6 @@ def test_data_edits_change_the_fingerprint(tmp_path: Path) -> None:
     before = load_scenario(path).stream_fingerprint()
     write_survey(tmp_path / "tiny.csv", seed=1)
     assert load_scenario(path).stream_fingerprint() != before
-
-
-# --- bad input: one clear ScenarioError at load time ----------------------------------------------
-def write_survey(path: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    n = 3 * 3 * 30
-    pd.DataFrame({"year": np.repeat([2000, 2002, 2004], 90),
-                  "region": np.tile(np.repeat(["north", "south", "east"], 30), 3),
-                  "age": rng.normal(45, 15, n).round(),
-                  "edu": rng.choice(["low", "mid", "high"], n),
-                  "happy": rng.choice(["very", "pretty", "not"], n),
-                  "y": (rng.random(n) < 0.3).astype(int)}).to_csv(path, index=False)
-    return path
-
-
-def write_toml(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-DATA_OK = """description = "tiny survey"
-[data]
-source = "tiny.csv"
-groups = ["region"]
-time = "year"
-target = "y"
-features = ["age", "edu"]
-support = 5
-query = 10
-[evaluation]
-warmup = 1
-shots = [2, 5]
-steps = [0, 1]
-learners = ["scratch", "partial_pooling"]
-"""
 
 
 @pytest.mark.parametrize("old, new, message", [

@@ -5,7 +5,7 @@ import pytest
 
 from simlab.cli import main
 from simlab.experiment.config import load_scenario
-from simlab.society.headroom import default_waves, headroom, headroom_table
+from simlab.society.diagnostics.headroom import default_waves, headroom, headroom_table
 
 SMALL = {"graph": {"n_groups": 4, "group_size": 600}, "shocks": []}
 

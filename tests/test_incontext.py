@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_protocol import make_stream
 
 from simlab.errors import LearnerError
 from simlab.evaluation.tuning import Search, tune
@@ -19,6 +18,8 @@ from simlab.learners.pfn import PFN, support_bias
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.reference import (drifting_regression_stream, group_blind_bayes_predictions,
                                     linear_gaussian_tasks)
+
+from helpers.learners import make_stream
 
 torch.set_num_threads(1)
 LEARNERS = [CNP, PFN]

@@ -16,8 +16,7 @@ from simlab.experiment.store import Store
 from simlab.experiment.sweep import LearnerSpec, run_sweep
 from simlab.learners.baselines import Scratch
 
-from crash_helpers import square_or_die
-from test_sweep import tiny  # noqa: F401 - the scenario fixture
+from helpers.crash import square_or_die
 
 
 @dataclass
@@ -64,7 +63,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
         import sys, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from simlab.experiment.executors import ProcessExecutor
-        from crash_helpers import sleep
+        from helpers.crash import sleep
         if __name__ == "__main__":
             ex = ProcessExecutor(jobs=2)
             for _ in ex.map_unordered(sleep, [60, 60]):

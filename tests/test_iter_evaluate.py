@@ -9,7 +9,8 @@ import torch
 from simlab.evaluation.protocol import WaveRecords, evaluate, iter_evaluate
 from simlab.learners.registry import make_learner
 
-from test_protocol import BUDGET, make_stream
+from helpers.learners import BUDGET, make_stream
+
 
 GRID = {"warmup": 2, "shots": [3, 6], "steps": [0, 2], "budget": BUDGET, "seed": 1}
 

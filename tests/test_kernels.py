@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from simlab.society import kernels, society_class
-from society_fixtures import gnp_inputs
+
+from helpers.society import gnp_inputs
 
 pytestmark = [pytest.mark.society,
               pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")]

@@ -1,6 +1,10 @@
 """The layers follow DESIGN's one-line data flow: an import-graph check over the package.
 
     tasks (leaf) <- society <- learners <- evaluation <- experiment <- report <- cli
+    tasks (leaf) <- survey (real survey tables -> streams) <- experiment <- report <- cli
+
+``society``, ``learners`` and ``survey`` each import only ``tasks``; ``evaluation`` needs no
+survey code (a survey's ledger reaches it as plain data in the stream's metadata).
 
 Leaf modules (``simlab.errors``, ``simlab.schema``, ``simlab._lazy``, ``simlab`` itself) may be
 imported from anywhere. Every import counts, including those inside functions and under
@@ -18,11 +22,12 @@ ROOT = Path(simlab.__file__).parent
 ALLOWED = {
     "tasks": set(),
     "society": {"tasks"},
+    "survey": {"tasks"},
     "learners": {"tasks"},
     "evaluation": {"tasks", "learners"},
-    "experiment": {"tasks", "society", "learners", "evaluation"},
-    "report": {"tasks", "society", "learners", "evaluation", "experiment"},
-    "cli": {"tasks", "society", "learners", "evaluation", "experiment", "report"},
+    "experiment": {"tasks", "society", "survey", "learners", "evaluation"},
+    "report": {"tasks", "society", "survey", "learners", "evaluation", "experiment"},
+    "cli": {"tasks", "society", "survey", "learners", "evaluation", "experiment", "report"},
     "__main__": {"cli"},
 }
 LEAVES = {"errors", "schema", "_lazy", ""}

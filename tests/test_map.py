@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_sweep import TINY, toml_text
 
 from simlab.cli import main
 from simlab.errors import ScenarioError
@@ -19,6 +18,8 @@ from simlab.experiment.map import load_map, parse_point, refine_points, run_map
 from simlab.experiment.store import Store
 from simlab.report.map import (MapResults, boundaries, map_figure, map_results,
                                verdict_paragraph, write_map_report)
+
+from helpers.scenarios import TINY, toml_text
 
 LEARNERS = ["scratch", "partial_pooling", "protonet"]
 AXES = ('axes = [{field = "graph.n_groups", levels = [3, 4]},\n'

@@ -6,8 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_report import _scenario
-from test_statistics import _scores
 
 from simlab.evaluation.result import SHIFT_COLUMNS
 from simlab.evaluation.statistics import (is_baseline, naive_comparisons, naive_flags,
@@ -18,6 +16,8 @@ from simlab.learners.registry import learner_class, make_learner
 from simlab.report import build_report
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
+
+from helpers.frames import fake_runs, fake_scores
 
 
 def _task(group: int, wave: int, y_support, y_query) -> Task:
@@ -62,22 +62,22 @@ def test_group_mean_step0_is_the_history_and_later_steps_add_the_support() -> No
 
 
 def test_a_learner_worse_than_persistence_is_flagged() -> None:
-    scores = _scores({"persistence": 0.0, "finetune": 0.1, "maml": -0.05, "partial_pooling":
+    scores = fake_scores({"persistence": 0.0, "finetune": 0.1, "maml": -0.05, "partial_pooling":
                       0.0})
     comps = naive_comparisons(scores, "loss")
     assert {c.learner for c in comps} == {"finetune", "maml", "partial_pooling"}
     assert naive_flags(comps) == {"finetune": ["worse than persistence"]}
     assert "finetune is significantly worse than persistence" in naive_sentence(comps)
-    assert naive_sentence(naive_comparisons(_scores({"maml": 0.0}), "loss")) == ""
+    assert naive_sentence(naive_comparisons(fake_scores({"maml": 0.0}), "loss")) == ""
 
 
 def test_references_are_never_tested_against_the_naive_baselines() -> None:
-    scores = _scores({"persistence": 0.0, "maml": 0.05, "floor": 0.1, "oracle": -0.1})
+    scores = fake_scores({"persistence": 0.0, "maml": 0.05, "floor": 0.1, "oracle": -0.1})
     assert {c.learner for c in naive_comparisons(scores, "loss")} == {"maml"}
 
 
 def test_the_report_flags_a_learner_worse_than_persistence(tmp_path) -> None:
-    runs, mets, _ = _scenario("plain", False, None)
+    runs, mets, _ = fake_runs("plain", False, None)
     runs, mets = pd.DataFrame(runs, columns=["run_id", "scenario", "seed", "learner",
                                              "hyperparameters", "status", "error", "seconds"]), \
         pd.concat(mets, ignore_index=True)
@@ -97,7 +97,7 @@ def test_the_report_flags_a_learner_worse_than_persistence(tmp_path) -> None:
 def test_the_best_baselines_lead_over_partial_pooling_is_tested() -> None:
     from simlab.evaluation.statistics import baseline_comparisons, compare_all, overall_verdict
 
-    scores = _scores({"finetune": -0.05, "partial_pooling": 0.0, "scratch": 0.01,
+    scores = fake_scores({"finetune": -0.05, "partial_pooling": 0.0, "scratch": 0.01,
                       "maml": 0.0})
     among = baseline_comparisons(scores, "loss")
     assert {(c.learner, c.reference) for c in among} == {("finetune", "partial_pooling"),

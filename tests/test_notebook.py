@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from test_protocol import make_stream
+
+from helpers.learners import make_stream
 
 
 def test_a_stream_prints_as_one_short_line() -> None:

@@ -8,12 +8,13 @@ import networkx as nx
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from society_fixtures import gnp_inputs, planted_inputs
 
 from simlab.society import FAMILIES, Society, society_class
+from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.graphs import from_networkx
-from simlab.society.opinion import OpinionParams, OpinionSociety
 from simlab.society.population import PopulationSpec, make_population
+
+from helpers.society import gnp_inputs, planted_inputs
 
 pytestmark = pytest.mark.society
 
@@ -69,7 +70,7 @@ def test_matches_the_per_agent_mesa_reference() -> None:
 
 
 def test_threaded_blocks_give_identical_results(monkeypatch) -> None:
-    import simlab.society.opinion as opinion
+    import simlab.society.families.opinion as opinion
     from simlab.society import kernels
 
     monkeypatch.setattr(kernels, "_BACKEND", "numpy")   # the blocks are the numpy path's
@@ -98,7 +99,7 @@ def test_threaded_blocks_give_identical_results(monkeypatch) -> None:
 
 
 def test_result_is_identical_for_any_thread_count(monkeypatch) -> None:
-    import simlab.society.opinion as opinion
+    import simlab.society.families.opinion as opinion
     from simlab.society import kernels
 
     monkeypatch.setattr(kernels, "_BACKEND", "numpy")   # the blocks are the numpy path's
@@ -118,7 +119,7 @@ def test_result_is_identical_for_any_thread_count(monkeypatch) -> None:
 def test_default_threads_respect_affinity_and_omp(monkeypatch) -> None:
     import os
 
-    import simlab.society.opinion as opinion
+    import simlab.society.families.opinion as opinion
 
     monkeypatch.delenv("SIMLAB_THREADS", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -240,11 +241,11 @@ def test_params_are_validated() -> None:
 def test_registry() -> None:
     assert set(FAMILIES) == {"opinion", "contagion", "coevolving", "epidemic"}
     assert society_class("opinion") is OpinionSociety
-    assert society_class("simlab.society.opinion:OpinionSociety") is OpinionSociety
+    assert society_class("simlab.society.families.opinion:OpinionSociety") is OpinionSociety
     with pytest.raises(ValueError, match="unknown society family 'voter'; use one of opinion"):
         society_class("voter")
     with pytest.raises(ValueError, match="is not a Society subclass"):
-        society_class("simlab.society.opinion:OpinionParams")
+        society_class("simlab.society.families.opinion:OpinionParams")
     with pytest.raises(ValueError, match="cannot import"):
         society_class("simlab.society.nope:Thing")
     assert issubclass(society_class("opinion"), Society)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_sweep import TINY
 
 import simlab
 import simlab.tasks.stream as stream_format
@@ -25,6 +24,8 @@ from simlab.society.run import build_society, seed_streams
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.stream import load_stream, save_stream
 from simlab.tasks.task import Task
+
+from helpers.scenarios import TINY
 
 FAST = Budget(iterations=2, meta_batch=4)
 
@@ -87,7 +88,7 @@ def test_population_cells_are_members_with_the_groups_exact_prevalence():
         for g, c in enumerate(cells):
             members = soc.social.members(g)
             truth = soc.oracle(members)
-            full = survey._features(soc, members, names, 0.0, rng)
+            full = survey.features_of(soc, members, names, 0.0, rng)
             np.testing.assert_allclose(c.prevalence, truth.mean())
             match = (c.x[:, None, :] == full[None]).all(-1)        # [cells, members]
             assert match.any(1).all() and len(c.x) == min(m, len(members))

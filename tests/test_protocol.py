@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,57 +10,11 @@ import torch
 
 from simlab.evaluation.metrics import METRICS
 from simlab.evaluation.protocol import evaluate, is_divergence
-from simlab.learners.base import Adapted, Budget, Learner
-from simlab.tasks.batch import TaskBatch
-from simlab.tasks.task import ShiftEvent, Task, TaskStream
+from simlab.learners.base import Budget, Learner
+
+from helpers.learners import BUDGET, FixedAdapted, const, make_stream
 
 torch.set_num_threads(1)
-BUDGET = Budget(iterations=2, meta_batch=2)
-
-
-def make_stream(target: str = "binary", waves: int = 7, groups: int = 3, k: int = 12,
-                q: int = 10, d: int = 3, shift_at: int = 4, seed: int = 0,
-                n_classes: int = 3) -> TaskStream:
-    """Groups with a shared linear signal that flips sign at ``shift_at``; query sizes differ
-    by group (padding), the oracle is the true P(y=1) / class probabilities / mean."""
-    rng = np.random.default_rng(seed)
-    beta = rng.normal(size=(d, n_classes if target == "multiclass" else 1)) * 2
-    out = []
-    for w in range(waves):
-        sign = -1.0 if w >= shift_at else 1.0
-        tasks = []
-        for g in range(groups):
-            n = k + q + g
-            x = rng.normal(size=(n, d)).astype(np.float32)
-            eta = sign * x @ beta
-            if target == "binary":
-                truth = 1 / (1 + np.exp(-eta[:, 0]))
-                y = (rng.random(n) < truth).astype(np.float32)
-            elif target == "multiclass":
-                truth = np.exp(eta) / np.exp(eta).sum(1, keepdims=True)
-                y = np.array([rng.choice(n_classes, p=p) for p in truth], np.int64)
-            else:
-                truth = eta[:, 0]
-                y = (truth + rng.normal(size=n)).astype(np.float32)
-            tasks.append(Task(x[:k], y[:k], x[k:], y[k:], target,
-                              n_classes=n_classes if target == "multiclass" else 2,
-                              oracle_query=truth[k:].astype(np.float32),
-                              info={"wave": w, "group": g}))
-        out.append(tasks)
-    return TaskStream(out, [ShiftEvent(shift_at, 10 * shift_at, "abrupt", "flip", "beta", 2.0)])
-
-
-class FixedAdapted(Adapted):
-    def __init__(self, steps: Sequence[int], fn):
-        self.steps = tuple(steps)
-        self.fn = fn
-
-    def predict(self, query: TaskBatch) -> torch.Tensor:
-        return self.fn(query, len(self.steps))
-
-
-def _const(query: TaskBatch, s: int, value: float = 0.5) -> torch.Tensor:
-    return torch.full((s, query.size, query.x_query.shape[1]), value)
 
 
 @dataclass
@@ -79,7 +32,7 @@ class Spy(Learner):
 
     def adapt(self, support, steps):
         self.events.append(("adapt", support.shots, bool(torch.isnan(support.y_query).all())))
-        return FixedAdapted(steps, _const)
+        return FixedAdapted(steps, const)
 
 
 @dataclass
@@ -135,7 +88,7 @@ class NaNPredictor(Learner):
         return {}
 
     def adapt(self, support, steps):
-        return FixedAdapted(steps, lambda q, s: _const(q, s, float("nan")))
+        return FixedAdapted(steps, lambda q, s: const(q, s, float("nan")))
 
 
 @dataclass
@@ -155,7 +108,7 @@ class FitFails(Learner):
         return {}
 
     def adapt(self, support, steps):
-        return FixedAdapted(steps, _const)
+        return FixedAdapted(steps, const)
 
 
 def run(learner, stream=None, **kw):
@@ -337,7 +290,7 @@ def test_oracle_query_is_hidden_from_every_learner_but_the_oracle():
 
         def adapt(self, support, steps):
             seen.append((support.oracle_query is None, support.group.tolist()))
-            return FixedAdapted(steps, _const)
+            return FixedAdapted(steps, const)
 
     evaluate(Peek(), make_stream(groups=4), warmup=1, shots=[5], steps=[0],
              budget=Budget(iterations=1))

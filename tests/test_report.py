@@ -15,53 +15,14 @@ from simlab.evaluation.result import SHIFT_COLUMNS
 from simlab.evaluation.statistics import MIN_SEEDS
 from simlab.report import build_report
 
-PNG = b"\x89PNG\r\n\x1a\n"
-RUN_COLS = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status", "error",
-            "seconds"]
-# learner -> excess-loss offset against partial pooling (None: the oracle)
-EFFECTS = {"maml": -0.06, "fomaml": 0.03, "scratch": 0.15, "finetune": 0.05,
-           "partial_pooling": 0.0, "oracle": None}
-
-
-def _scenario(name: str, oracle: bool, shift_wave: int | None, seeds=tuple(range(MIN_SEEDS)),
-              waves=range(2, 12), shots=(2, 8), steps=(0, 1, 4)):
-    rng = np.random.default_rng(len(name))
-    runs, mets, shifts = [], [], []
-    W, K, S = np.meshgrid(list(waves), shots, steps, indexing="ij")
-    for seed in seeds:
-        if shift_wave is not None:
-            shifts.append([name, seed, shift_wave, 10 * shift_wave, "abrupt", "media_event",
-                           "push", 0.5])
-        for learner, off in EFFECTS.items():
-            if off is None and not oracle:
-                continue
-            rid = f"{name}-{learner}-{seed}"
-            runs.append([rid, name, seed, learner, json.dumps({"lr": 0.1}), "ok", None, 2.0])
-            bump = 0 if shift_wave is None else np.where(
-                W >= shift_wave, 0.3 * np.exp(-(W - shift_wave) / 1.5), 0.0)
-            exc = (np.zeros(W.shape) if off is None else
-                   0.02 + max(off, -0.015) + bump + 0.02 / K + 0.01 / (1 + S)
-                   + rng.normal(0, 0.003, W.shape) + rng.normal(0, 0.002))
-            cells = {"loss": 0.5 + exc, "accuracy": 0.8 - exc / 2, "diverged": 0 * exc}
-            if oracle:
-                cells["excess_loss"] = exc
-            for metric, v in cells.items():
-                mets.append(pd.DataFrame({"run_id": rid, "wave": W.ravel(), "shots": K.ravel(),
-                                          "steps": S.ravel(), "metric": metric,
-                                          "value": v.ravel()}))
-            mets.append(pd.DataFrame({"run_id": rid, "wave": W[:, :, -1].ravel(),
-                                      "shots": K[:, :, -1].ravel(), "steps": max(steps),
-                                      "metric": "adapt_seconds", "value": 0.01}))
-            mets.append(pd.DataFrame({"run_id": rid, "wave": list(waves), "shots": 0,
-                                      "steps": 0, "metric": "meta_fit_seconds", "value": 0.2}))
-    return runs, mets, shifts
+from helpers.frames import PNG, RUN_COLS, fake_runs
 
 
 @pytest.fixture(scope="module")
 def store():
     runs, mets, shifts = [], [], []
     for name, oracle, shift in (("opinion flip", True, 6), ("no oracle", False, None)):
-        r, m, s = _scenario(name, oracle, shift)
+        r, m, s = fake_runs(name, oracle, shift)
         runs += r
         mets += m
         shifts += s
@@ -175,7 +136,7 @@ def test_headless_chromium_renders_the_report_without_overflow_at_1280px(report,
 
 
 def test_survey_wording_time_labels_and_too_few_seeds(tmp_path):
-    runs, mets, shifts = _scenario("gss", oracle=False, shift_wave=None, seeds=(0, 1, 2),
+    runs, mets, shifts = fake_runs("gss", oracle=False, shift_wave=None, seeds=(0, 1, 2),
                                    shots=(4,), steps=(0, 2))
     runs = pd.DataFrame(runs, columns=RUN_COLS).assign(
         wave_times=json.dumps([str(1990 + 2 * w) for w in range(12)]))
@@ -206,7 +167,7 @@ def _store_from_runs(tmp_path):
     from simlab.evaluation.metrics import summarize
     from simlab.evaluation.result import RunResult
     from simlab.experiment.store import Cell, Store
-    runs, mets, shifts = _scenario("flip", True, 6, shots=(4,), steps=(0, 2))
+    runs, mets, shifts = fake_runs("flip", True, 6, shots=(4,), steps=(0, 2))
     runs = [r for r in runs if r[3] in ("maml", "fomaml", "partial_pooling", "oracle")]
     shifts = pd.DataFrame(shifts, columns=["scenario", "seed"] + SHIFT_COLUMNS)
     mets = pd.concat(mets, ignore_index=True)
@@ -256,9 +217,9 @@ def test_report_rebuilt_from_a_store_follows_from_the_stored_runs(tmp_path):
 def test_bad_input_is_stated_not_crashed(tmp_path):
     # one seed only; a failed reference; two learners run on disjoint seeds
     small = {"shots": (4,), "steps": (0, 2), "waves": range(2, 9)}
-    r1, m1, s1 = _scenario("one seed", True, 6, seeds=(0,), **small)
-    r2, m2, s2 = _scenario("pp failed", True, None, **small)
-    r3, m3, s3 = _scenario("disjoint", False, None, **small)
+    r1, m1, s1 = fake_runs("one seed", True, 6, seeds=(0,), **small)
+    r2, m2, s2 = fake_runs("pp failed", True, None, **small)
+    r3, m3, s3 = fake_runs("disjoint", False, None, **small)
     runs = pd.DataFrame(r1 + r2 + r3, columns=RUN_COLS)
     pp = (runs["scenario"] == "pp failed") & (runs["learner"] == "partial_pooling")
     runs.loc[pp, ["status", "error"]] = ["failed", "RuntimeError: singular matrix"]

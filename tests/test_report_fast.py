@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import RUN_COLS, _scenario
 
 from simlab.evaluation.metrics import cubes, run_cubes, summarize, wave_curve
 from simlab.evaluation.result import SHIFT_COLUMNS
 from simlab.evaluation.statistics import _labelled, run_summaries, wave_scores
 from simlab.report import build_report
+
+from helpers.frames import RUN_COLS, fake_runs
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def frames():
     missing wave, a missing shots cell, a duplicated record), a failed run."""
     runs, mets, shifts = [], [], []
     for name, oracle, shift in (("flip", True, 6), ("plain", False, None)):
-        r, m, s = _scenario(name, oracle, shift, seeds=range(3), shots=(2, 8), steps=(0, 2))
+        r, m, s = fake_runs(name, oracle, shift, seeds=range(3), shots=(2, 8), steps=(0, 2))
         runs, mets, shifts = runs + r, mets + m, shifts + s
     runs.append(["bad", "flip", 0, "relation", "{}", "failed", "ValueError: x", 0.1])
     runs = pd.DataFrame(runs, columns=RUN_COLS)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from society_fixtures import planted_inputs, run
 
 from simlab.experiment.config import ScenarioError, load_scenario
-from simlab.society.opinion import OpinionParams, OpinionSociety
+from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.response import (
     InteractionSpec,
     MixtureSpec,
@@ -15,6 +14,8 @@ from simlab.society.response import (
     ThresholdSpec,
     response_spec,
 )
+
+from helpers.society import planted_inputs, run
 
 pytestmark = pytest.mark.society
 
@@ -148,7 +149,7 @@ MECHANISMS = [{"kind": "threshold", "threshold": 0.0, "jump": 3.0},
 @pytest.mark.parametrize("name", ["opinion_shift", "contagion_tipping", "epidemic_awareness",
                                   "coevolving_parties"])
 def test_every_mechanism_works_for_every_family(name) -> None:
-    from simlab.society.reporters import Reporters
+    from simlab.society.diagnostics.reporters import Reporters
 
     base = load_scenario(name)
     for table in MECHANISMS:

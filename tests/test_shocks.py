@@ -7,8 +7,8 @@ from pydantic import ValidationError
 from scipy.optimize import minimize
 from scipy.special import expit
 
+from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.graphs import planted_partition
-from simlab.society.opinion import OpinionParams, OpinionSociety
 from simlab.society.population import PopulationSpec, make_population
 from simlab.society.shocks import (
     AbruptShock,

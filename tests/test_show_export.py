@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from test_tuning import TUNED
 
 from simlab.cli import main
 from simlab.experiment.config import Scenario
 from simlab.experiment.store import Store, to_json
 from simlab.experiment.sweep import run_sweep
+
+from helpers.scenarios import TUNED
 
 torch.set_num_threads(1)
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 import base64
 
 import pandas as pd
-from test_report import PNG, RUN_COLS, _scenario
 
 from simlab.evaluation.result import SHIFT_COLUMNS
 from simlab.report.report import build_report
 from simlab.report.society_figures import society_section
 
+from helpers.frames import PNG, RUN_COLS, fake_runs
+
 
 def test_report_has_the_society_section_for_a_simulated_scenario(tmp_path, monkeypatch):
     monkeypatch.setenv("SIMLAB_CACHE", str(tmp_path / "cache"))
-    runs, mets, shifts = _scenario("contagion_tipping", True, 10, seeds=(0,), waves=range(8, 14),
+    runs, mets, shifts = fake_runs("contagion_tipping", True, 10, seeds=(0,), waves=range(8, 14),
                                     shots=(2,), steps=(0, 1))
     out = build_report(pd.DataFrame(runs, columns=RUN_COLS), pd.concat(mets, ignore_index=True),
                        pd.DataFrame(shifts, columns=["scenario", "seed"] + SHIFT_COLUMNS),

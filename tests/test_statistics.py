@@ -13,22 +13,7 @@ from simlab.evaluation.statistics import (MIN_SEEDS, best_baseline, compare, com
                                           holm, leaderboard, overall_verdict, run_summaries,
                                           seed_interval, seed_means, seed_t_test, wave_scores)
 
-
-def _scores(effects: dict[str, float], seeds: int = MIN_SEEDS, waves: int = 15,
-            noise: float = 0.02, shared: float = 0.1, seed: int = 0, seed_sd: float = 0.01
-            ) -> pd.DataFrame:
-    """Per-wave scores: a shared stream difficulty (same for every learner: the pairing) plus
-    a learner effect, a per-seed learner effect and independent noise."""
-    rng = np.random.default_rng(seed)
-    stream = rng.normal(0.3, shared, (seeds, waves))
-    rows = []
-    for lab, eff in effects.items():
-        vals = (stream + eff + rng.normal(0, seed_sd, (seeds, 1))
-                + rng.normal(0, noise, (seeds, waves)))
-        for s in range(seeds):
-            for w in range(waves):
-                rows.append(("sc", s, lab, w + 3, vals[s, w]))
-    return pd.DataFrame(rows, columns=["scenario", "seed", "label", "wave", "value"])
+from helpers.frames import fake_scores
 
 
 def test_t_interval_covers_the_mean_at_its_level():
@@ -47,7 +32,7 @@ def test_t_interval_edge_cases():
 
 
 def test_paired_test_detects_a_clear_difference():
-    sc = _scores({"maml": -0.05, "partial_pooling": 0.0})
+    sc = fake_scores({"maml": -0.05, "partial_pooling": 0.0})
     c = compare(sc, "maml", "partial_pooling")
     assert c.outcome == "beats" and c.ci_hi < 0 and c.p_value < 1e-3
     assert c.n_pairs == 15 * MIN_SEEDS and c.n_seeds == MIN_SEEDS and c.n_dropped == 0
@@ -59,7 +44,7 @@ def test_paired_test_detects_a_clear_difference():
 
 
 def test_the_t_test_is_on_per_seed_means():
-    sc = _scores({"maml": -0.01, "partial_pooling": 0.0}, seed=3)
+    sc = fake_scores({"maml": -0.01, "partial_pooling": 0.0}, seed=3)
     c = compare(sc, "maml", "partial_pooling")
     wide = sc.pivot_table(index=["seed", "wave"], columns="label", values="value")
     per_seed = (wide["maml"] - wide["partial_pooling"]).groupby("seed").mean()
@@ -72,18 +57,18 @@ def test_the_t_test_is_on_per_seed_means():
 
 
 def test_too_few_seeds_gives_no_verdict_and_says_why():
-    sc = _scores({"maml": -0.05, "partial_pooling": 0.0}, seeds=MIN_SEEDS - 1)
+    sc = fake_scores({"maml": -0.05, "partial_pooling": 0.0}, seeds=MIN_SEEDS - 1)
     c = compare(sc, "maml", "partial_pooling")
     assert c.outcome == "too few seeds" and np.isfinite(c.p_value)
     assert f"calibrated from {MIN_SEEDS}" in c.verdict and c.verdict.startswith("No verdict")
-    one = compare(_scores({"maml": -0.05, "partial_pooling": 0.0}, seeds=1), "maml",
+    one = compare(fake_scores({"maml": -0.05, "partial_pooling": 0.0}, seeds=1), "maml",
                   "partial_pooling")
     assert one.outcome == "too few seeds" and math.isnan(one.ci_lo)
     assert "1 paired seed," in one.verdict and "nan" not in one.verdict.lower()
 
 
 def test_disjoint_seeds_and_waves_and_a_failed_reference_are_stated():
-    sc = _scores({"maml": -0.05, "partial_pooling": 0.0})
+    sc = fake_scores({"maml": -0.05, "partial_pooling": 0.0})
     apart = sc[~((sc["label"] == "maml") & (sc["seed"] < 3))
                & ~((sc["label"] == "partial_pooling") & (sc["seed"] >= 3))]
     c = compare(apart, "maml", "partial_pooling")
@@ -135,7 +120,7 @@ def test_holm_adjustment():
 
 def test_compare_all_adjusts_within_the_family():
     effects = {f"m{i}": 0.0 for i in range(5)} | {"partial_pooling": 0.0}
-    sc = _scores(effects, seed=7)
+    sc = fake_scores(effects, seed=7)
     comps = compare_all(sc)
     assert all(c.n_family == 5 for c in comps)
     raw = [c.p_value for c in comps]
@@ -150,14 +135,14 @@ def test_one_number_format():
 
 
 def test_diverged_cells_are_dropped_and_counted():
-    sc = _scores({"maml": -0.05, "partial_pooling": 0.0})
+    sc = fake_scores({"maml": -0.05, "partial_pooling": 0.0})
     sc.loc[(sc["label"] == "maml") & (sc["wave"] == 3), "value"] = np.nan
     c = compare(sc, "maml", "partial_pooling")
     assert c.n_dropped == MIN_SEEDS and c.n_pairs == 14 * MIN_SEEDS
 
 
 def test_verdicts_and_best_baseline():
-    sc = _scores({"maml": 0.01, "relation": -0.08, "scratch": 0.2, "finetune": -0.03,
+    sc = fake_scores({"maml": 0.01, "relation": -0.08, "scratch": 0.2, "finetune": -0.03,
                   "partial_pooling": 0.0, "oracle": -0.3})
     assert best_baseline(sc) == "finetune"
     comps = compare_all(sc)
@@ -169,10 +154,10 @@ def test_verdicts_and_best_baseline():
     assert pairs[("relation", "partial_pooling")].outcome == "beats"
     text = overall_verdict(comps, sc)
     assert text.startswith("relation beats partial pooling") and "finetune" in text
-    none = _scores({"maml": 0.05, "partial_pooling": 0.0})
+    none = fake_scores({"maml": 0.05, "partial_pooling": 0.0})
     assert "No meta-learner beats partial pooling" in overall_verdict(
         compare_all(none), none)
-    no_pp = _scores({"maml": 0.0, "scratch": 0.1})
+    no_pp = fake_scores({"maml": 0.0, "scratch": 0.1})
     assert "not run" in overall_verdict(compare_all(no_pp), no_pp)
 
 
@@ -216,7 +201,7 @@ def test_same_learner_with_two_settings_is_not_pooled():
 
 
 def test_store_labels_use_the_registry_name_to_find_baselines():
-    sc = _scores({"maml[inner_lr=0.1]": -0.05, "partial_pooling[window=3]": 0.0,
+    sc = fake_scores({"maml[inner_lr=0.1]": -0.05, "partial_pooling[window=3]": 0.0,
                   "partial_pooling[window=9]": 0.02, "scratch": 0.1})
     names = {"maml[inner_lr=0.1]": "maml", "partial_pooling[window=3]": "partial_pooling",
              "partial_pooling[window=9]": "partial_pooling", "scratch": "scratch"}

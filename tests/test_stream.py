@@ -247,11 +247,11 @@ def test_cache_file_names_stay_inside_the_cache_folder(tmp_path):
 
 
 def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
-    pytest.importorskip("torch")          # the tiny sweep scenario lives in test_sweep
+    pytest.importorskip("torch")          # the tiny sweep scenario runs torch learners
     import simlab.tasks.stream as st
     from simlab.experiment.config import Scenario
 
-    from test_sweep import TINY
+    from helpers.scenarios import TINY
 
     def refuse(stream, path):
         raise PermissionError(13, "Permission denied", str(path))

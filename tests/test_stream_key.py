@@ -16,11 +16,11 @@ import pytest
 
 import simlab.learners.maml as maml
 import simlab.society.base as base
-import simlab.society.ceiling as ceiling
+import simlab.society.diagnostics.ceiling as ceiling
+import simlab.society.diagnostics.reporters as reporters
+import simlab.society.families.opinion as opinion
 import simlab.society.graphs as graphs
-import simlab.society.opinion as opinion
 import simlab.society.population as population
-import simlab.society.reporters as reporters
 import simlab.society.response as response
 import simlab.society.run as run
 import simlab.society.shocks as shocks
@@ -30,7 +30,8 @@ import simlab.tasks.task as task
 from simlab.experiment.config import Scenario
 from simlab.tasks.stream import cache_key
 
-from test_sweep import TINY
+from helpers.scenarios import TINY
+
 
 SHAPERS = {
     "seed_streams": run.seed_streams,
@@ -94,7 +95,8 @@ def test_editing_the_survey_adapter_changes_a_survey_scenarios_key(tmp_path, mon
     import pandas as pd
 
     import simlab.experiment.survey_scenario as survey_scenario
-    import simlab.tasks.survey_data as survey_data
+    import simlab.survey.design as survey_design
+    import simlab.survey.stream as survey_stream
     from simlab.experiment.config import load_scenario
 
     rng = np.random.default_rng(0)
@@ -109,7 +111,8 @@ def test_editing_the_survey_adapter_changes_a_survey_scenarios_key(tmp_path, mon
     sc = load_scenario(tmp_path / "s.toml")
     survey_scenario._adapter_digest.cache_clear()
     before = cache_key(sc, 0)
-    for fn in (survey_data.survey_stream, vars(type(sc))["generate_stream"],
+    for fn in (survey_stream.survey_stream, survey_design.assign_waves,
+               vars(type(sc))["generate_stream"],
                stream_format.load_stream):
         _edit(fn, monkeypatch)
         survey_scenario._adapter_digest.cache_clear()

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from society_fixtures import planted_inputs
 
-from simlab.society.opinion import OpinionParams, OpinionSociety
+from simlab.society.families.opinion import OpinionParams, OpinionSociety
 from simlab.society.survey import SurveyDesign, feature_names, response_propensity, sample_wave
+
+from helpers.society import planted_inputs
 
 pytestmark = pytest.mark.society
 

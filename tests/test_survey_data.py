@@ -7,29 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simlab.tasks.survey_data import SurveyData, survey_stream
+from simlab.errors import DataError
+from simlab.survey import SurveyData, survey_stream
+
+from helpers.scenarios import frame, spec
 
 pytestmark = pytest.mark.society   # numpy/pandas only
-
-
-def frame(n_per_cell: int = 30, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for year in (2000, 2002, 2004):
-        for region in ("north", "south", "east"):
-            for _ in range(n_per_cell):
-                age = rng.normal(45, 15)
-                rows.append({"year": year, "region": region, "age": age,
-                             "edu": rng.choice(["low", "mid", "high"]),
-                             "y": float(rng.random() < 1 / (1 + np.exp(-(age - 45) / 15))),
-                             "wt": rng.uniform(0.5, 2.0)})
-    return pd.DataFrame(rows)
-
-
-def spec(**kw) -> SurveyData:
-    base = dict(source="x.csv", groups=["region"], time="year", target="y",
-                features=["age", "edu"], support=10, query=15)
-    return SurveyData(**{**base, **kw})
 
 
 def test_cells_become_tasks_with_one_hot_categories():
@@ -139,13 +122,13 @@ def test_reproducible_draws():
     ({"support": 100}, "no (group, time) cell has support + min_query = 105"),
 ])
 def test_bad_input_gives_one_clear_message(kw, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(DataError, match=re.escape(message)):
         survey_stream(frame(), spec(**kw), seed=0)
 
 
 def test_a_single_wave_is_an_error():
     df = frame()
-    with pytest.raises(ValueError, match="single value"):
+    with pytest.raises(DataError, match="single value"):
         survey_stream(df[df.year == 2000], spec(), seed=0)
 
 
@@ -214,7 +197,7 @@ def test_losing_a_wave_warns_and_strict_makes_it_an_error():
     assert led["lost_waves"] == [2002] and led["waves"][1]["wave"] is None
     assert any("whole wave(s) lost: survey time(s) 2002" in w for w in s.meta["warnings"])
     assert any("33.3% of the respondents are lost" in w for w in s.meta["warnings"])
-    with pytest.raises(ValueError, match=re.escape("data.strict = true and the data lost")):
+    with pytest.raises(DataError, match=re.escape("data.strict = true and the data lost")):
         survey_stream(df, spec(strict=True), seed=0)
     assert not survey_stream(df, spec(max_lost=0.5), seed=0).meta["ledger"]["lost_share"] < 0.3
 
@@ -240,15 +223,15 @@ def test_query_sets_below_the_minimum_are_not_scored_but_counted():
      "it separates the two answers perfectly"),
 ])
 def test_a_copy_of_the_target_among_the_features_is_an_error(make, why):
-    with pytest.raises(ValueError, match=re.escape(f"data.features: column 'y2' leaks the "
-                                                   f"target 'y' ({why}")):
+    with pytest.raises(DataError, match=re.escape(f"data.features: column 'y2' leaks the "
+                                                  f"target 'y' ({why}")):
         survey_stream(make(frame()), spec(features=["age", "edu", "y2"]), seed=0)
 
 
 def test_a_correlated_copy_of_a_numeric_target_is_an_error():
     df = frame().assign(income=lambda d: d.age * 2 + np.random.default_rng(2).normal(0, 1, len(d)))
-    with pytest.raises(ValueError, match=r"column 'income' leaks the target 'age' "
-                                         r"\(correlation \+0\.99"):
+    with pytest.raises(DataError, match=r"column 'income' leaks the target 'age' "
+                                        r"\(correlation \+0\.99"):
         survey_stream(df, spec(target="age", target_kind="regression",
                                features=["income", "edu"]), seed=0)
 
@@ -275,7 +258,7 @@ def test_stray_text_in_a_numeric_column_is_an_error_with_the_fix():
     df["age"] = df["age"].round().astype(object)
     df.loc[[3, 17], "age"] = "refused"
     df.loc[40, "age"] = "42 years"
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(DataError) as err:
         survey_stream(df, spec(), seed=0)
     msg = str(err.value)
     assert "data.features: column 'age' is numeric but has 3 non-numeric cell(s)" in msg
@@ -290,8 +273,8 @@ def test_stray_text_in_a_numeric_column_is_an_error_with_the_fix():
 def test_a_declared_numeric_column_must_be_numbers():
     df = frame()
     df["edu"] = df["edu"].map({"low": "1", "mid": "2", "high": "unknown"})
-    with pytest.raises(ValueError, match=r"data.numeric: column 'edu' is numeric but has \d+ "
-                                         r"non-numeric cell\(s\): 'unknown'"):
+    with pytest.raises(DataError, match=r"data.numeric: column 'edu' is numeric but has \d+ "
+                                        r"non-numeric cell\(s\): 'unknown'"):
         survey_stream(df, spec(numeric=["edu"]), seed=0)
     ok = survey_stream(df, spec(numeric=["edu"], missing_codes=["unknown"]), seed=0)
     assert "edu" in ok.meta["feature_names"] and "edu_missing" in ok.meta["feature_names"]
@@ -300,8 +283,8 @@ def test_a_declared_numeric_column_must_be_numbers():
 def test_text_time_needs_an_order():
     df = frame()
     df["year"] = df["year"].map({2000: "spring", 2002: "summer", 2004: "autumn"})
-    with pytest.raises(ValueError, match=r"data.time: column 'year' holds text .*"
-                                         r"data.ordinal.year = \[earliest"):
+    with pytest.raises(DataError, match=r"data.time: column 'year' holds text .*"
+                                        r"data.ordinal.year = \[earliest"):
         survey_stream(df, spec(), seed=0)
     order = ["spring", "summer", "autumn"]
     s = survey_stream(df, spec(ordinal={"year": order}), seed=0)
@@ -327,7 +310,7 @@ def one_year() -> pd.DataFrame:
 
 
 def test_a_single_year_points_to_the_designs():
-    with pytest.raises(ValueError, match="data.design = 'replicates'"):
+    with pytest.raises(DataError, match="data.design = 'replicates'"):
         survey_stream(one_year(), spec(), seed=0)
 
 

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import RUN_COLS, _scenario
-from test_statistics import _scores
 
 from simlab.evaluation.result import SHIFT_COLUMNS
 from simlab.evaluation.statistics import (compare, compare_all, corrected_t_test, seed_t_test,
                                           survey_ratio)
 from simlab.report import build_report
+
+from helpers.frames import RUN_COLS, fake_runs, fake_scores
 
 LEDGER = {"design": "waves", "support": 20, "query": 50, "min_query": 5, "max_lost": 0.2,
           "waves": [], "total": {"read": 700, "tasks": 10, "used": 600, "lost": 0},
@@ -40,7 +40,7 @@ def test_survey_ratio_is_query_over_support_of_a_scored_cell() -> None:
 
 
 def test_compare_all_uses_the_survey_test_when_given_a_ratio() -> None:
-    scores = _scores({"maml": -0.01, "partial_pooling": 0.0})
+    scores = fake_scores({"maml": -0.01, "partial_pooling": 0.0})
     seed = compare(scores, "maml", "partial_pooling", "loss")
     survey = compare(scores, "maml", "partial_pooling", "loss", ratio=2.0)
     assert (seed.test, survey.test) == ("seed", "survey")
@@ -55,7 +55,7 @@ def report(tmp_path_factory):
     one (oracle and a shift), with figures."""
     runs, mets, shifts = [], [], []
     for name, oracle, shift in (("sim", True, 6), ("survey", False, None)):
-        r, m, s = _scenario(name, oracle, shift, waves=range(2, 9), shots=(4,), steps=(0, 2))
+        r, m, s = fake_runs(name, oracle, shift, waves=range(2, 9), shots=(4,), steps=(0, 2))
         runs, mets, shifts = runs + r, mets + m, shifts + s
     out = tmp_path_factory.mktemp("rep")
     mets = pd.concat(mets)

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from test_gss import DATA_OK, write_survey, write_toml
+
+from helpers.scenarios import DATA_OK, write_survey, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 

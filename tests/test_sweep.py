@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -14,54 +12,10 @@ from simlab.experiment.executors import DaskExecutor, InlineExecutor, make_execu
 from simlab.experiment.store import Store
 from simlab.experiment.sweep import (LearnerSpec, evaluate_kwargs, load_sweep, plan_cells,
                                     run_sweep)
-from simlab.learners.base import Learner
 
-TINY = {
-    "name": "tiny",
-    "dynamics": {"family": "opinion"},
-    "graph": {"kind": "planted_partition", "n_groups": 4, "group_size": 40, "mean_degree": 6},
-    "survey": {"waves": 5, "every": 2, "support": 6, "query": 8},
-    "burn_in": 4,
-    "evaluation": {"warmup": 2, "shots": [3, 6], "steps": [0, 2], "seeds": 2,
-                   "learners": ["scratch", "maml"], "budget": {"iterations": 3, "meta_batch": 4}},
-    "learners": {"maml": {"hidden": [8]}},
-}
-
-
-@dataclass
-class Broken(Learner):
-    """A learner whose meta-fit raises: its cells must fail alone."""
-
-    name: ClassVar[str] = "broken"
-
-    def build(self) -> None:
-        pass
-
-    def meta_fit(self, tasks, budget):
-        raise ValueError("broken on purpose")
-
-    def adapt(self, support, steps):
-        raise AssertionError("never reached")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Scenario:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SIMLAB_CACHE", str(tmp_path_factory.mktemp("cache")))   # workers inherit it
-    yield Scenario.from_dict(TINY)
-    mp.undo()
-
-
-def _metrics(db) -> pd.DataFrame:
-    """Every stored number except wall times, in a fixed order."""
-    with Store(db) as store:
-        f = store.frames()
-    runs = f["runs"][["run_id", "seed", "learner", "status"]]
-    summ = f["summaries"].assign(wave=-1, shots=-1, steps=-1, metric=f["summaries"]["name"])
-    df = runs.merge(pd.concat([f["metrics"], summ.drop(columns="name")]), on="run_id")
-    df = df[~df["metric"].str.contains("seconds")]
-    return df.drop(columns="run_id").sort_values(
-        ["seed", "learner", "wave", "shots", "steps", "metric"]).reset_index(drop=True)
+from helpers.frames import stored_metrics
+from helpers.learners import Broken
+from helpers.scenarios import TINY, toml_text
 
 
 def test_every_executor_gives_the_same_numbers(tiny, tmp_path):
@@ -74,10 +28,10 @@ def test_every_executor_gives_the_same_numbers(tiny, tmp_path):
         if not isinstance(executor, str):
             executor.close()
         assert (summary.cells, summary.ok + summary.diverged, summary.failed) == (4, 4, 0), summary
-    ref = _metrics(dbs["inline"])
+    ref = stored_metrics(dbs["inline"])
     assert len(ref) > 0 and set(ref["learner"]) == {"scratch", "maml"}
     for name in ("process", "dask"):
-        pd.testing.assert_frame_equal(_metrics(dbs[name]), ref, check_exact=True)
+        pd.testing.assert_frame_equal(stored_metrics(dbs[name]), ref, check_exact=True)
 
 
 def test_failing_cell_is_recorded_and_the_rest_complete(tiny, tmp_path):
@@ -133,7 +87,7 @@ def test_killed_sweep_resumes(tiny, tmp_path):
     rest = run_sweep(tiny, store=db, executor="inline", quiet=True)
     assert (rest.skipped, rest.ok + rest.diverged) == (3, 1)
     run_sweep(tiny, store=tmp_path / "clean.db", executor="inline", quiet=True)
-    pd.testing.assert_frame_equal(_metrics(db), _metrics(tmp_path / "clean.db"))
+    pd.testing.assert_frame_equal(stored_metrics(db), stored_metrics(tmp_path / "clean.db"))
 
 
 def test_unreachable_scheduler_fails_fast():
@@ -192,23 +146,6 @@ def test_sweep_file(tiny, tmp_path):
     sweep.write_text('scenarios = ["tiny"]\nlearner = ["maml"]\n')
     with pytest.raises(ValueError, match="learner: Extra inputs are not permitted"):
         load_sweep(sweep)
-
-
-def toml_text(data: dict, prefix: str = "") -> str:
-    """A minimal TOML writer for the nested dicts above (tables, scalars, lists)."""
-    import json
-
-    lines, tables = [], []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        else:
-            lines.append(f"{k} = {json.dumps(v)}")
-    out = "\n".join(lines) + "\n"
-    for k, v in tables:
-        name = f"{prefix}{k}"
-        out += f"\n[{name}]\n" + toml_text(v, name + ".").lstrip("\n")
-    return out
 
 
 def test_result_the_store_refuses_is_a_failed_cell(tiny, tmp_path):

@@ -8,9 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_gss import DATA_OK, write_survey, write_toml
-from test_protocol import make_stream
-from test_sweep import TINY, toml_text
 
 from simlab.cli import main
 from simlab.experiment.config import Scenario, ScenarioError, load_scenario
@@ -27,14 +24,15 @@ from simlab.evaluation.tuning import (DEFAULT_SEARCH, Search, TrialSettings, res
                                      trial_score, tune)
 from simlab.tasks.task import TaskStream
 
+from helpers.frames import stored_metrics
+from helpers.learners import make_stream
+from helpers.scenarios import (DATA_OK, QUICK_TABLE, TINY, TUNED, toml_text, write_survey,
+                               write_toml)
+
 torch.set_num_threads(1)
 FAST = {"warmup": 3, "shots": [4, 8], "steps": [0, 2], "budget": Budget(2, 2)}
 #: two unpruned trials on the last warm-up wave: the quickest search (TPE never acts)
 QUICK = Search(trials=2, startup=1, pruner="none", rungs=1, folds=1)
-QUICK_TABLE = {"trials": 2, "startup": 1, "pruner": "none", "rungs": 1, "folds": 1}
-TUNED = {**TINY, "learners": {},
-         "evaluation": {**TINY["evaluation"], "learners": ["scratch", "partial_pooling", "oracle"],
-                        "tuning": QUICK_TABLE}}
 
 
 @pytest.fixture(autouse=True)
@@ -358,14 +356,13 @@ def test_a_sweep_tunes_each_learner_once_on_its_first_seeds(tmp_path: Path, monk
 
 
 def test_inline_and_process_tuning_give_identical_records(tmp_path: Path) -> None:
-    from test_sweep import _metrics
 
     sc = Scenario.from_dict({**TUNED, "evaluation": {**TUNED["evaluation"],
                                                      "learners": ["scratch", "oracle"]}})
     dbs = {ex: tmp_path / f"{ex}.db" for ex in ("inline", "process")}
     for ex, db in dbs.items():
         assert run_sweep(sc, seeds=2, store=db, executor=ex, jobs=2, quiet=True).ok == 4
-    pd.testing.assert_frame_equal(_metrics(dbs["inline"]), _metrics(dbs["process"]))
+    pd.testing.assert_frame_equal(stored_metrics(dbs["inline"]), stored_metrics(dbs["process"]))
     drop = ("seconds", "trace")
     logs = [{k: {f: v for f, v in t.items() if f not in drop} for k, t in
              _tuning_logs(db).items()} for db in dbs.values()]

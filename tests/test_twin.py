@@ -1,6 +1,7 @@
 """The simulated twin: matched to the survey's shape; TOML out; the side-by-side report."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
@@ -69,6 +70,16 @@ def test_written_twin_loads_and_roundtrips(survey: SurveyScenario, fit, tmp_path
     assert tomllib.loads(dumps_toml(fit.config)) == _no_none(fit.config)
 
 
+def test_quotes_newlines_and_unicode_survive_the_written_twin(survey: SurveyScenario, fit,
+                                                              tmp_path: Path) -> None:
+    text = 'say "yes" \\ no\nsecond line, tab\t: \u00fcn\u00efc\u00f6d\u00e9 \u2014 \U0001F642'
+    config = {**fit.config, "description": text}
+    parsed = tomllib.loads(dumps_toml(config, ["a header\nof two lines \U0001F642"]))
+    assert parsed["description"] == text and parsed == _no_none(config)
+    out = write_fit(survey, dataclasses.replace(fit, config=config), tmp_path / "twin.toml")
+    assert load_scenario(out).description == text
+
+
 def _no_none(d):
     if isinstance(d, dict):
         return {k: _no_none(v) for k, v in d.items() if v is not None and v != {}}
@@ -111,8 +122,8 @@ def test_twin_refuses_what_it_cannot_match(tmp_path: Path) -> None:
         '[data]\nsource = "m.csv"\ngroups = ["g"]\ntime = "t"\ntarget = "y"\n'
         'target_kind = "multiclass"\nfeatures = ["x"]\nsupport = 5\nquery = 5\n'
         '[evaluation]\nwarmup = 1\nshots = [5]\n')
-    with pytest.raises(ValueError, match=re.escape("data.target_kind = 'multiclass' has no "
-                                                   "twin yet")):
+    with pytest.raises(ScenarioError, match=re.escape("data.target_kind = 'multiclass' has no "
+                                                      "twin yet")):
         write_twin(tmp_path / "m.toml")
 
 

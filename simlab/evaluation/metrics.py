@@ -34,7 +34,7 @@ Per-respondent scores (``pred`` is P(y=1), class probabilities or E[y]):
   (``time.process_time``: every thread of the process), recorded next to the wall times.
 * ``excess_loss_reachable``: loss minus the loss of the *observable ceiling* (E[y | observed
   features, group, wave], estimated from the simulator: ``Task.ceiling_query``, see
-  ``simlab/society/ceiling.py``) on the same responses; absent without a ceiling. This is the
+  ``simlab/society/diagnostics/ceiling.py``) on the same responses; absent without a ceiling. This is the
   part of the excess loss a learner could still remove; ``excess_loss`` minus it is what no
   survey could reach (the unobserved agent state).
 * ``scored_steps``: the inner-step count the learner predicts with (``Learner.scored_steps``;

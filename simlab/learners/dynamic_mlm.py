@@ -43,6 +43,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from simlab.learners import glm
 from simlab.learners.base import (
     Adapted,
     Budget,
@@ -53,21 +54,13 @@ from simlab.learners.base import (
     check_int,
     check_number,
 )
-from simlab.learners.baselines import (
-    GLM_DTYPE,
-    GLMAdapted,
-    _design,
-    _encode,
-    _grad_hess,
-    _nll,
-    _pool,
-)
 from simlab.learners.episodes import (
     check_batch,
     check_steps,
     check_tasks,
     normalise_weights,
 )
+from simlab.learners.glm import GLM_DTYPE, GLMAdapted
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import TargetKind, Task
 
@@ -84,7 +77,7 @@ def _task_objective(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: tor
     shape = (*beta.shape[:-1], x.shape[-1], -1)
     eta = torch.einsum("bnp,...bpo->...bno", x, beta.reshape(shape))
     d = beta - mean
-    return _nll(eta, y, w, target, sigma2) + 0.5 * torch.einsum("...bi,bij,...bj->...b", d,
+    return glm.nll(eta, y, w, target, sigma2) + 0.5 * torch.einsum("...bi,bij,...bj->...b", d,
                                                                 prec, d)
 
 
@@ -107,7 +100,7 @@ def map_path(mean: torch.Tensor, prec: torch.Tensor, x: torch.Tensor, y: torch.T
     for i in range(max(steps, default=0) + 1):
         if i in steps:
             kept[i] = beta
-        g, h = _grad_hess(beta.reshape(b, p, -1), x, y, w, target, sigma2)
+        g, h = glm.grad_hess(beta.reshape(b, p, -1), x, y, w, target, sigma2)
         g = g + torch.einsum("bij,bj->bi", prec, beta - mean)
         h = h + prec
         if i == max(steps, default=0):
@@ -168,8 +161,8 @@ def _waves(tasks: Sequence[Task], target: TargetKind, n_classes: int, device: to
     out = []
     for wave in sorted(by):
         ts = by[wave]
-        xr, yr, wr = _pool(ts, device)
-        out.append(_Wave(wave, _design(xr), _encode(yr, target, n_classes), wr.to(GLM_DTYPE),
+        xr, yr, wr = glm.pool(ts, device)
+        out.append(_Wave(wave, glm.design(xr), glm.encode(yr, target, n_classes), wr.to(GLM_DTYPE),
                          np.array([t.group_id for t in ts], np.int64)))
     return out
 
@@ -241,12 +234,12 @@ class _Filter:
         def objective(states: torch.Tensor) -> torch.Tensor:
             eta = torch.einsum("tnp,stpo->stno", data.x, theta(states))
             d = states - m0
-            return _nll(eta, data.y, data.w, target, sigma2).sum(-1) + 0.5 * ((d @ prec0) * d
+            return glm.nll(eta, data.y, data.w, target, sigma2).sum(-1) + 0.5 * ((d @ prec0) * d
                                                                              ).sum(-1)
 
         steps = torch.tensor(_STEP_SIZES, dtype=s.dtype).unsqueeze(1)
         for it in range(newton + 1):
-            g, h = _grad_hess(theta(s)[0], data.x, data.y, data.w, target, sigma2)
+            g, h = glm.grad_hess(theta(s)[0], data.x, data.y, data.w, target, sigma2)
             grad = s.new_zeros(nb, k)
             grad.index_add_(0, bi, g)
             grad.index_add_(0, ui, g)
@@ -512,8 +505,8 @@ class DynamicMLM(Learner):
         groups = support.group if support.group is not None else torch.full((b,), -1)
         wave = support.wave if support.wave is not None else torch.full((b,), -1)
         mean, cov = self.filter.prior_for(groups, wave, self.q_b, self.q_u, self.sigma_u)
-        x = _design(support.x_support)
-        y = _encode(support.y_support, self.spec.target, self.spec.n_classes)
+        x = glm.design(support.x_support)
+        y = glm.encode(support.y_support, self.spec.target, self.spec.n_classes)
         w = normalise_weights(support.w_support).to(GLM_DTYPE)
         path, _ = map_path(mean, _sym_inv(cov), x, y, w, self.spec.target, self.sigma2, steps)
         coef = path.view(len(steps), b, x.shape[-1], -1)

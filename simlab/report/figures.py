@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 import json
 from collections.abc import Callable
@@ -32,6 +33,12 @@ DPI = 100
 #: the y-range, and the margin added around the range
 FENCE = 3.0
 MARGIN = 0.08
+
+
+def slug(name: str) -> str:
+    """A scenario name as a file-name and anchor part: every figure of one scenario (the
+    learners' and the society's) is ``figures/<slug>_<figure>.png``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "scenario"
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The data-accounting ledger of a survey scenario as a report table (the ``_ledger`` partial).
 
 A survey run records its ledger (rows read -> respondents used, per wave, with survey times;
-:func:`simlab.tasks.survey_data.build_ledger`) in the config the store keeps with every run.
+:func:`simlab.survey.ledger.build_ledger`) in the config the store keeps with every run.
 The main report's templates call ``{% include "_ledger.md.j2" %}`` inside their per-scenario
 loop; the partial reads the section through the ``survey_ledger`` filter, so a simulated
 scenario (no ledger) shows nothing.
@@ -12,16 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from simlab.tasks.survey_data import LEDGER_COLUMNS
-
-DESIGN_NOTES = {
-    "waves": "one wave per survey time",
-    "replicates": "the survey's respondents split at random (seeded) into replicate waves: an "
-                  "exchangeable stream, so there is no change over time to adapt to and "
-                  "recovery after a shift is not measured",
-    "new_groups": "each wave a set of groups never seen before (held-out groups): a learner "
-                  "never meets the same group twice",
-}
+from simlab.survey.design import DESIGN_NOTES
+from simlab.survey.ledger import ledger_table
 
 
 def ledger_context(section: Any) -> dict[str, Any] | None:
@@ -30,13 +22,7 @@ def ledger_context(section: Any) -> dict[str, Any] | None:
     ledger = _find(section)
     if not ledger:
         return None
-    keys = [k for k, _ in LEDGER_COLUMNS]
-    shown = [k for k in keys if k in ("read", "tasks", "used", "lost")
-             or ledger["total"].get(k, 0)]
-    header = ["survey time", "wave"] + [dict(LEDGER_COLUMNS)[k] for k in shown]
-    rows = [[str(r["time"]), "lost" if r["wave"] is None else str(r["wave"])]
-            + [str(r[k]) for k in shown] for r in ledger["waves"]]
-    rows.append(["total", ""] + [str(ledger["total"][k]) for k in shown])
+    header, rows = ledger_table(ledger, time_head="survey time")
     config = section.get("config") if isinstance(section, Mapping) else None
     config = json.loads(config) if isinstance(config, str) else config
     extra = list((config or {}).get("data_warnings", [])) if isinstance(config, Mapping) else []
@@ -66,4 +52,4 @@ def _find(obj: Any) -> dict[str, Any] | None:
     return None
 
 
-__all__ = ["DESIGN_NOTES", "ledger_context"]
+__all__ = ["ledger_context"]

@@ -41,7 +41,7 @@ from simlab.evaluation.statistics import (BASELINES, MIN_SEEDS, ORACLE, REFERENC
 from simlab.evaluation.statistics import (TEST_TEXT, baseline_comparisons, naive_comparisons,
                                           naive_flags, naive_sentence, survey_ratio)
 from simlab.report.changepoints import changepoint_context
-from simlab.report.figures import FIGURES, ScenarioData, assign_colors, training_logs
+from simlab.report.figures import FIGURES, ScenarioData, assign_colors, slug, training_logs
 from simlab.report.pretrain import pretrain_section
 from simlab.report.tuning import tuning_section
 from simlab.report.society_figures import society_section
@@ -107,10 +107,6 @@ def _with_ci(row: pd.Series, col: str) -> str:
     if lo is None or pd.isna(lo):
         return fmt(float(m))
     return f"{fmt(float(m))} [{fmt(float(lo))}, {fmt(float(hi))}]"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "scenario"
 
 
 def _runs_cell(r: pd.Series) -> str:
@@ -397,7 +393,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     labels = wave_labels(runs)
     has_oracle = bool((mets["metric"] == "excess_loss").any())
     section: dict[str, Any] = {
-        "name": name, "anchor": _slug(name), "has_oracle": has_oracle,
+        "name": name, "anchor": slug(name), "has_oracle": has_oracle,
         "facts": [("seeds", ", ".join(str(s) for s in sorted(runs["seed"].unique()))),
                   ("learners", ", ".join(sorted(runs["learner"].unique()))),
                   ("runs", f"{len(runs)} ({int((runs['status'] == 'ok').sum())} ok, "
@@ -576,12 +572,12 @@ def _prevalence_figure(name: str, prevalence: pd.DataFrame, board: pd.DataFrame,
     if drawn is None:
         return {}
     png, caption = drawn
-    rel = f"figures/{_slug(name)}_prevalence_groups.png"
+    rel = f"figures/{slug(name)}_prevalence_groups.png"
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     (out_dir / rel).write_bytes(png)
     part["figure"] = FigureOut("prevalence_groups", caption, rel, "data:image/png;base64,"
                                + base64.b64encode(png).decode("ascii"))
-    return {f"{_slug(name)}/prevalence_groups": out_dir / rel}
+    return {f"{slug(name)}/prevalence_groups": out_dir / rel}
 
 
 def _merged(comps: Sequence[Comparison], naive: Sequence[Comparison]) -> list[Comparison]:
@@ -654,9 +650,9 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
                                                 "an early-stopping warm-up budget.", "", ""))
             continue
         png, note = draw(data)
-        rel = f"figures/{_slug(name)}_{stem}.png"
+        rel = f"figures/{slug(name)}_{stem}.png"
         (out_dir / rel).write_bytes(png)
-        files[f"{_slug(name)}/{stem}"] = out_dir / rel
+        files[f"{slug(name)}/{stem}"] = out_dir / rel
         text = caption.format(reference=reference) + (f" {note}" if note else "")
         section["figures"].append(FigureOut(stem, text, rel, "data:image/png;base64,"
                                             + base64.b64encode(png).decode("ascii")))

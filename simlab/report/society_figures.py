@@ -1,10 +1,10 @@
 """What the society did: its per-tick model reporters, drawn under the learners' scores.
 
 The reporters (``TaskStream.meta["reporters"]``, a Mesa ``DataCollector`` table, see
-:mod:`simlab.society.reporters`) come from the scenario's cached stream of the first seed the
-runs used, so a reader sees whether adoption tipped, an outbreak started or the parties split
-in the waves where a learner failed. Ticks are put on the wave axis of the other figures
-(wave w is surveyed after tick ``burn_in + (w + 1) * every``).
+:mod:`simlab.society.diagnostics.reporters`) come from the scenario's cached stream of the
+first seed the runs used, so a reader sees whether adoption tipped, an outbreak started or the
+parties split in the waves where a learner failed. Ticks are put on the wave axis of the other
+figures (wave w is surveyed after tick ``burn_in + (w + 1) * every``).
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from simlab.report.figures import slug
 
 DPI = 100
 LABELS = {"mean_response": "mean true P(y=1) / E[y]", "mean_opinion": "mean opinion",
@@ -68,7 +70,7 @@ def society_section(name: str, runs: pd.DataFrame, out_dir: Path) -> dict[str, A
     png = society_figure(rep, int(stream.meta.get("burn_in", 0)),
                          int(stream.meta.get("every", 1)), [s.wave for s in stream.shifts],
                          f"{name}, seed {seed}")
-    rel = f"figures/{_slug(name)}_society.png"
+    rel = f"figures/{slug(name)}_society.png"
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     (out_dir / rel).write_bytes(png)
     last = {k: v[-1] for k, v in rep.items() if k != "tick"}
@@ -76,10 +78,6 @@ def society_section(name: str, runs: pd.DataFrame, out_dir: Path) -> dict[str, A
             "file": rel, "data_uri": "data:image/png;base64," + base64.b64encode(png).decode(),
             "response": str(stream.meta.get("response", "glm")),
             "final": ", ".join(f"{LABELS.get(k, k)} {v:.3g}" for k, v in last.items())}
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
 
 
 __all__ = ["society_figure", "society_section"]

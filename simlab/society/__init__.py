@@ -9,10 +9,10 @@ from simlab._lazy import resolve_class
 from simlab.society.base import DynamicsParams, Society
 
 FAMILIES: dict[str, str] = {
-    "opinion": "simlab.society.opinion:OpinionSociety",
-    "contagion": "simlab.society.contagion:ContagionSociety",
-    "coevolving": "simlab.society.coevolving:CoevolvingSociety",
-    "epidemic": "simlab.society.epidemic:EpidemicSociety",
+    "opinion": "simlab.society.families.opinion:OpinionSociety",
+    "contagion": "simlab.society.families.contagion:ContagionSociety",
+    "coevolving": "simlab.society.families.coevolving:CoevolvingSociety",
+    "epidemic": "simlab.society.families.epidemic:EpidemicSociety",
 }
 
 

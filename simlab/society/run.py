@@ -24,10 +24,10 @@ import numpy as np
 from simlab.schema import check_seed
 from simlab.society import society_class
 from simlab.society.base import DynamicsParams, Society
-from simlab.society.ceiling import CeilingEstimator
+from simlab.society.diagnostics.ceiling import CeilingEstimator
+from simlab.society.diagnostics.reporters import Reporters
 from simlab.society.graphs import GraphSpec
 from simlab.society.population import PopulationSpec, make_population
-from simlab.society.reporters import Reporters
 from simlab.society.response import AnyResponseSpec, GLMSpec
 from simlab.society.shocks import ShockSpec, validate_shocks
 from simlab.society.survey import SurveyDesign, feature_names, sample_wave
@@ -178,7 +178,7 @@ def stream_code_files(extra: Sequence[str] = ()) -> list[Path]:
     import simlab.tasks.stream as stream_format
     import simlab.tasks.task as task_module
 
-    files = sorted(Path(__file__).parent.glob("*.py"))
+    files = sorted(Path(__file__).parent.rglob("*.py"))    # families/, diagnostics/ too
     files += [Path(stream_format.__file__), Path(task_module.__file__)]
     return files + [Path(f) for f in extra]
 
@@ -189,8 +189,9 @@ def code_digest(extra: tuple[str, ...] = ()) -> str:
     model never serves streams made by the old one. Cached per process (call
     ``code_digest.cache_clear()`` after editing code in a running interpreter)."""
     h = hashlib.sha256()
+    own = Path(__file__).parent
     for f in stream_code_files(extra):
-        h.update(f.name.encode())
+        h.update((f.relative_to(own).as_posix() if f.is_relative_to(own) else f.name).encode())
         h.update(source_text(f).encode())
     return h.hexdigest()
 
@@ -199,7 +200,7 @@ def family_code_digest(family: str) -> str:
     """``code_digest`` for a dynamics family: a user's own class adds its source file."""
     source = inspect.getsourcefile(society_class(family))
     own = Path(__file__).parent
-    return code_digest((source,) if source and Path(source).parent != own else ())
+    return code_digest((source,) if source and not Path(source).is_relative_to(own) else ())
 
 
 __all__ = ["SEED_STREAMS", "HasSocietySpec", "SocietySpec", "as_spec", "build_society",

@@ -27,8 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class CeilingFn(Protocol):
-    """An observable-ceiling estimator (``simlab.society.ceiling.CeilingEstimator``): per
-    group, the ceiling of the query respondents and its estimation error."""
+    """An observable-ceiling estimator (``simlab.society.diagnostics.ceiling``'s
+    ``CeilingEstimator``): per group, the ceiling of the query respondents and its estimation
+    error."""
 
     def __call__(self, society: SocietyView, x_query: list[np.ndarray],
                  query_idx: list[np.ndarray], features: list[str], noise_sd: float,
@@ -61,7 +62,8 @@ class SurveyDesign(StrictModel):
                                                   "(a twin matching a real survey's width)")
     ceiling: bool = Field(False, description="estimate the observable ceiling E[y | features, "
                                              "group, wave] per query respondent (costs a "
-                                             "small fit per wave; see society/ceiling.py)")
+                                             "small fit per wave; see "
+                                             "society/diagnostics/ceiling.py)")
     binary_distractors: list[float] = Field(
         default_factory=list, description="irrelevant 0/1 features appended, one per entry: "
                                           "its P(1) in [0, 1]")
@@ -137,7 +139,7 @@ def sample_wave(society: SocietyView, design: SurveyDesign, wave: int,
     chosen = [_respondents(society, g, need, design.nonresponse, rng)
               for g in range(society.social.n_groups)]
     idx = np.concatenate(chosen)
-    x = _features(society, idx, [n for n in names if not n.startswith(_DISTRACTOR)],
+    x = features_of(society, idx, [n for n in names if not n.startswith(DISTRACTORS)],
                   design.noise_sd, rng)
     y = society.respond(idx, rng)
     oracle = society.oracle(idx)
@@ -153,7 +155,7 @@ def sample_wave(society: SocietyView, design: SurveyDesign, wave: int,
         return tasks
     rows = [slice(g * need + design.support, (g + 1) * need) for g in range(len(chosen))]
     values, se = ceiling(society, [asked[r] for r in rows], [c[design.support:] for c in chosen],
-                         [n for n in names if not n.startswith(_DISTRACTOR)], design.noise_sd,
+                         [n for n in names if not n.startswith(DISTRACTORS)], design.noise_sd,
                          ceiling_rng if ceiling_rng is not None else np.random.default_rng(0))
     return [replace(t, ceiling_query=np.asarray(v, np.float32),
                     info={**t.info, "ceiling_se": s})
@@ -188,7 +190,7 @@ def population_cells(society: SocietyView, design: SurveyDesign, names: list[str
     Features are the questionnaire's without measurement noise (a census value); distractor
     columns are drawn fresh from ``rng``. Nothing here is shown to learners.
     """
-    asked = [n for n in names if not n.startswith(_DISTRACTOR)]
+    asked = [n for n in names if not n.startswith(DISTRACTORS)]
     picks, truths = [], []
     for g in range(society.social.n_groups):
         members = society.social.members(g)
@@ -202,7 +204,7 @@ def population_cells(society: SocietyView, design: SurveyDesign, names: list[str
         step = len(members) / m
         pos = np.floor(rng.uniform(0.0, step) + step * np.arange(m)).astype(np.int64)
         picks.append(members[np.argsort(key, kind="stable")][pos])
-    x = _with_distractors(_features(society, np.concatenate(picks), asked, 0.0, rng), design,
+    x = _with_distractors(features_of(society, np.concatenate(picks), asked, 0.0, rng), design,
                           rng)
     bounds = np.cumsum([len(p) for p in picks])[:-1]
     return [Cells(cx, np.full(len(cx), 1.0 / len(cx)), t if t.ndim else float(t), "population")
@@ -237,9 +239,10 @@ def _respondents(society: SocietyView, g: int, need: int, strength: float,
     return contacted[got[:need]]
 
 
-def _features(society: SocietyView, idx: np.ndarray, names: list[str], noise_sd: float,
-              rng: np.random.Generator) -> np.ndarray:
-    """Feature matrix ``[n, len(names)]`` float32 with the fixed transforms and noise."""
+def features_of(society: SocietyView, idx: np.ndarray, names: list[str], noise_sd: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """Feature matrix ``[n, len(names)]`` float32 with the fixed transforms and noise (the
+    ceiling and headroom diagnostics "survey" agents through it too)."""
     pop = society.pop
     ego = society.ego_answers(idx)
     cols = []
@@ -259,7 +262,8 @@ def _features(society: SocietyView, idx: np.ndarray, names: list[str], noise_sd:
     return np.column_stack(cols).astype(np.float32)
 
 
-_DISTRACTOR = ("distractor_", "binary_distractor_")
+DISTRACTORS = ("distractor_", "binary_distractor_")
+"""Name prefixes of the features that carry no signal (no agent trait is read for them)."""
 
 
 def _with_distractors(x: np.ndarray, design: SurveyDesign, rng: np.random.Generator

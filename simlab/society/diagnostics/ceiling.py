@@ -133,7 +133,7 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
     best = (np.inf, theta.copy())
     for step in range(1, iters + 1):
         if val is not None and (step - 1) % check_every == 0:
-            loss = _val_loss(net, val, target)
+            loss = val_loss(net, val, target)
             if loss < best[0]:
                 best = (loss, theta.copy())
         z, h = _logits(net, xs)
@@ -157,12 +157,12 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
         v += np.float32(0.001) * g * g
         theta -= np.float32(lr / (1 - 0.9 ** step)) * m / (
             np.sqrt(v / np.float32(1 - 0.999 ** step)) + np.float32(1e-8))
-    if val is not None and _val_loss(net, val, target) > best[0]:
+    if val is not None and val_loss(net, val, target) > best[0]:
         theta[...] = best[1]
     return net
 
 
-def _val_loss(net: Net, val: tuple[np.ndarray, ...], target: str) -> float:
+def val_loss(net: Net, val: tuple[np.ndarray, ...], target: str) -> float:
     """Weighted mean loss of ``net`` on ``(x, t, w[, offset])`` (soft or hard labels)."""
     x, t, w = val[:3]
     off = val[3] if len(val) > 3 else None
@@ -221,7 +221,7 @@ class CeilingEstimator:
                  ) -> tuple[list[np.ndarray], list[float]]:
         """Ceiling for each group's query respondents (``x_query[g] [Q, D]``, their agent ids
         ``query_idx[g]``) and the estimation error (RMS half-disagreement) per group."""
-        from simlab.society.survey import _features
+        from simlab.society.survey import features_of
 
         target = society.target
         halves: list[list[np.ndarray]] = [[], []]
@@ -238,7 +238,7 @@ class CeilingEstimator:
         t = np.zeros((len(blocks), n, c) if c > 1 else (len(blocks), n))
         w = np.zeros((len(blocks), n))
         for b, idx in enumerate(blocks):
-            x[b, :len(idx)] = _features(society, idx, features, noise_sd, rng)
+            x[b, :len(idx)] = features_of(society, idx, features, noise_sd, rng)
             t[b, :len(idx)] = society.oracle(idx)
             w[b, :len(idx)] = 1.0
         # a shock or a change of form since the last wave: the old fit is no start point
@@ -266,4 +266,4 @@ def logits_net(net: Net, x: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["CeilingEstimator", "Net", "expected_excess", "fit_net", "logits_net",
-           "predict_net"]
+           "predict_net", "val_loss"]

@@ -6,8 +6,8 @@ shock) and a *scandal* (an abrupt fall of support in every community), then ask 
 recovers fastest. Only the public API is used: ``load_scenario``, ``Scenario.from_dict``,
 ``run_sweep`` and ``report_from_store``.
 
-    python scenarios/custom_shock.py                 # about the size of `simlab demo`
-    python scenarios/custom_shock.py --tiny          # seconds: small society, tiny budget
+    python examples/custom_shock.py                 # about the size of `simlab demo`
+    python examples/custom_shock.py --tiny          # seconds: small society, tiny budget
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def custom_scenario(tiny: bool = False) -> Scenario:
     data["shocks"] = shocks(data["burn_in"], data["survey"]["every"], data["survey"]["waves"])
     data["evaluation"]["learners"] = TINY_LEARNERS if tiny else LEARNERS
     data["learners"] = {}
-    return Scenario.from_dict(data, source="scenarios/custom_shock.py")
+    return Scenario.from_dict(data, source="examples/custom_shock.py")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:

@@ -3,7 +3,9 @@
 ``cost_golden.json`` holds the records of these cells computed by the code before the speed-ups
 (issue 23: the main branch at 0830af4, run as
 ``PYTHONPATH=/work/main SIMLAB_CACHE=/tmp/golden python3 tests/cost_cells.py``, which writes
-the file); ``test_cost.py`` recomputes them with the current code and bounds the difference.
+the file; this module was ``tests/cost_cells.py`` then and runs the same way as
+``tests/helpers/cost.py``); ``test_cost.py`` recomputes them with the current code and bounds
+the difference.
 Each cell has what makes the demo's cells expensive: group memory, the shots grid in episodes,
 several inner steps. The cells run frozen after the warm-up (``online=False``) and compare the
 grid's step counts only, because the protocol of issue 18 changed what online meta-fits see
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-GOLDEN = Path(__file__).with_name("cost_golden.json")
+GOLDEN = Path(__file__).resolve().parents[1] / "cost_golden.json"
 
 SCENARIO: dict[str, Any] = {
     "name": "tiny_cost",

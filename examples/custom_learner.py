@@ -7,8 +7,8 @@ estimator and its generalizations", JASA 70). It ignores every feature. Subclass
 ``simlab.learners.Learner`` (a dataclass whose fields are hyperparameters) is all it takes; a
 grid over ``strength`` runs each value as its own learner. Only the public API is used.
 
-    python scenarios/custom_learner.py             # opinion_shift, 3 seeds
-    python scenarios/custom_learner.py --tiny      # seconds: small society, tiny budget
+    python examples/custom_learner.py             # opinion_shift, 3 seeds
+    python examples/custom_learner.py --tiny      # seconds: small society, tiny budget
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def scenario(tiny: bool) -> Scenario:
     if data["evaluation"].get("tuning"):       # one warm-up wave to fit on, one to score
         data["evaluation"]["tuning"].update(folds=1)
     data["learners"] = {}
-    return Scenario.from_dict(data, source="scenarios/custom_learner.py")
+    return Scenario.from_dict(data, source="examples/custom_learner.py")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:

@@ -70,7 +70,7 @@ def model_reporters(society: Society) -> dict[str, Callable[[Society], float]]:
     if isinstance(state.get("adopted"), np.ndarray):
         out["adoption_share"] = lambda m: float(np.mean(m.adopted))
     if isinstance(state.get("status"), np.ndarray):
-        from simlab.society.epidemic import INFECTED, RECOVERED, UNAWARE
+        from simlab.society.families.epidemic import INFECTED, RECOVERED, UNAWARE
 
         out |= {"infected_share": lambda m: float(np.mean(m.status == INFECTED)),
                 "recovered_share": lambda m: float(np.mean(m.status == RECOVERED))}

@@ -17,7 +17,8 @@ Both are scored on the group's other members by the expected excess log loss ove
 (KL from the true probabilities; squared bias for regression), so the numbers carry no response
 noise. ``gain = glm - flexible``: what a learner that can represent the surface could win; about
 0 means the GLM is right (a control scenario). The observable ceiling's own excess (a per-group
-MLP on the oracle's probabilities, see :mod:`simlab.society.ceiling`) is the floor both chase.
+MLP on the oracle's probabilities, see :mod:`simlab.society.diagnostics.ceiling`) is the floor
+both chase.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simlab.society.ceiling import Net, _val_loss, expected_excess, fit_net, predict_net
+from simlab.society.diagnostics.ceiling import (Net, expected_excess, fit_net, predict_net,
+                                                val_loss)
 from simlab.society.run import HasSocietySpec, SocietySpec, as_spec, build_society, seed_streams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,7 +68,7 @@ def headroom(scenario: SocietySpec | HasSocietySpec, seed: int = 0, n: int = 400
              waves: list[int] | None = None) -> list[WaveHeadroom]:
     """Per-wave headroom of ``scenario`` (stream ``seed``) at ``n`` respondents per group, at
     ``waves`` (None: :func:`default_waves`)."""
-    from simlab.society.survey import _DISTRACTOR, _features, feature_names
+    from simlab.society.survey import DISTRACTORS, feature_names, features_of
 
     spec = as_spec(scenario)
     society = build_society(spec, seed_streams(seed))
@@ -76,7 +78,7 @@ def headroom(scenario: SocietySpec | HasSocietySpec, seed: int = 0, n: int = 400
         raise ValueError(f"--respondents {n}: the smallest group has {int(sizes.min())} agents, "
                          f"and the headroom needs n + {MIN_TEST} held-out members per group; "
                          f"lower --respondents to <= {int(sizes.min()) - MIN_TEST}")
-    names = [f for f in feature_names(society, design) if not f.startswith(_DISTRACTOR)]
+    names = [f for f in feature_names(society, design) if not f.startswith(DISTRACTORS)]
     rng = np.random.default_rng(np.random.SeedSequence([seed, 10]))
     want = set(default_waves(design.waves) if waves is None else waves)
     bad = sorted(w for w in want if not 0 <= w < design.waves)
@@ -90,7 +92,7 @@ def headroom(scenario: SocietySpec | HasSocietySpec, seed: int = 0, n: int = 400
             society.step()
         if w in want:
             out.append(_wave(society, names, design.noise_sd, n, hidden, w, rng, models,
-                             _features))
+                             features_of))
     return out
 
 
@@ -128,7 +130,7 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
         net = fit_net(xg[:, fit], tg[:, fit], np.ones((n_groups, int(fit.sum()))), target,
                       society.n_classes, hidden=0, l2=shrink, iters=300, lr=0.05,
                       prior=models.pooled)
-        loss = _val_loss(net, (xg[:, ~fit], tg[:, ~fit], np.ones((n_groups, int((~fit).sum())))),
+        loss = val_loss(net, (xg[:, ~fit], tg[:, ~fit], np.ones((n_groups, int((~fit).sum())))),
                          target)
         glm_best = min(glm_best, (loss, shrink))
     models.glm = fit_net(xg, tg, np.ones((n_groups, n)), target, society.n_classes, hidden=0,
@@ -147,7 +149,7 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
             net = fit_net(e[:, fit], tg[:, fit], np.ones((n_groups, int(fit.sum()))), target,
                           society.n_classes, hidden=0, l2=shrink, iters=400, lr=0.05,
                           prior=prior)
-            loss = _val_loss(net, (e[:, ~fit], tg[:, ~fit],
+            loss = val_loss(net, (e[:, ~fit], tg[:, ~fit],
                                    np.ones((n_groups, int((~fit).sum())))), target)
             if loss < best[0]:
                 best = (loss, net, basis, knots)
