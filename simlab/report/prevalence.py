@@ -81,6 +81,10 @@ def prevalence_figure(prev: pd.DataFrame, learners: list[str],
             ax.fill_between(w, d["lo"], d["hi"], color="tab:blue", alpha=0.25, linewidth=0,
                             label=f"{INTERVAL_LEVEL:.0%} band")
             ax.plot(w, d["estimate"], color="tab:blue", label="estimate")
+            if "lo_model" in d and d["lo_model"].notna().any():     # a model's posterior
+                ax.plot(w, d["lo_model"], "--", color="tab:blue", linewidth=0.8,
+                        label="posterior 90% of the estimate")
+                ax.plot(w, d["hi_model"], "--", color="tab:blue", linewidth=0.8)
             ax.plot(w, d["observed"], "o", color="black", markersize=3, label="observed share")
             if d["truth"].notna().any():
                 ax.plot(w, d["truth"], ":", color="tab:red", label="true prevalence")
@@ -102,7 +106,9 @@ def prevalence_figure(prev: pd.DataFrame, learners: list[str],
                "under the learner's predicted probabilities (exact with equal weights, a "
                "parametric bootstrap with survey weights): where the observed share would "
                "fall if the learner were right (it leaves out the uncertainty of the learner's "
-               f"own parameters). Share of bands holding the observed share over every group, "
+               "own parameters); dashed, where the model states a posterior (partial "
+               "pooling), the 90% posterior interval of the estimate itself. Share of bands "
+               "holding the observed share over every group, "
                f"wave, K and seed ({INTERVAL_LEVEL:.2f} or a little more if the learner is "
                f"calibrated: the share of a few respondents is discrete): {cover}.")
     return _png(fig), caption
