@@ -41,6 +41,7 @@ _LAZY = {
     "run_sweep": "simlab.experiment.sweep",
     "Store": "simlab.experiment.store",
     "compare": "simlab.report.store_report",       # the paired verdicts of a store as data
+    "forecast": "simlab.experiment.forecast",      # fit on every wave, predict the next
 }
 
 

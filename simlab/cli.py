@@ -596,7 +596,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def add_export(p: argparse.ArgumentParser) -> None:
     _add_db_positional(p)
     p.add_argument("--output", "-o", required=True, metavar="FILE",
-                   help="tidy metrics file; runs/summaries/shifts are written next to it")
+                   help="tidy metrics file; runs/summaries/shifts/prevalence (group x wave "
+                        "estimates with 90%% intervals) are written next to it")
     p.add_argument("--format", "-f", choices=("csv", "parquet"), default=None,
                    help="file format (default: from FILE's suffix, else csv)")
     p.add_argument("--latest", action="store_true",
@@ -607,6 +608,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _open_store(args.db) as store:
         for path in store.export(args.output, args.format, latest=args.latest):
             print(path)
+    return 0
+
+
+# --- forecast ---------------------------------------------------------------------------------
+def add_forecast(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="scenario name (see `simlab list scenarios`) or TOML file")
+    p.add_argument("--learner", "-l", required=True, metavar="NAME",
+                   help="the learner to fit on every wave (e.g. the report's winner)")
+    p.add_argument("--seed", type=int, default=0, help="stream and learner seed (default 0)")
+    p.add_argument("--db", default=None, metavar="PATH",
+                   help=f"results store whose tuned run of the learner supplies its tuned "
+                        f"values (default {DEFAULT_DB} if it exists; else the scenario's)")
+    p.add_argument("--device", default="cpu", help="torch device for the learner")
+    _add_json(p)
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from simlab.experiment.forecast import forecast
+
+    db = args.db or (DEFAULT_DB if Path(DEFAULT_DB).exists() else None)
+    frame = forecast(args.scenario, args.learner, seed=args.seed, store=db,
+                     device=args.device)
+    if args.json:
+        print(frame.to_json(orient="records"))
+        return 0
+    print(f"{args.learner} fitted on every wave of {args.scenario} (seed {args.seed}; "
+          f"hyperparameters: {frame.attrs['source']}); each group's predicted prevalence at "
+          f"the next wave with its 90% interval (where the observed share of n respondents "
+          f"would fall if the learner is right):")
+    shown = frame.drop(columns="category") if (frame["category"] == -1).all() else frame
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
@@ -635,6 +667,8 @@ COMMANDS: list[Command] = [
     Command("show", "show one stored run (summaries, timings, error)", add_show, cmd_show),
     Command("export", "export a results store to CSV or Parquet", add_export, cmd_export),
     Command("demo", "the default comparison, ending in reports/demo", add_demo, cmd_demo),
+    Command("forecast", "fit a learner on every wave, predict each group's prevalence at the "
+            "next", add_forecast, cmd_forecast),
 ]
 
 

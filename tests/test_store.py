@@ -125,7 +125,7 @@ def test_export(tmp_path, fmt):
         store.write(cell(1), CellError("boom"))
         written = store.export(tmp_path / "out" / f"all.{fmt}", fmt)
     assert [p.name for p in written] == [f"all{s}.{fmt}" for s in
-                                         ("", ".runs", ".summaries", ".shifts")]
+                                         ("", ".runs", ".summaries", ".shifts", ".prevalence")]
     read = pd.read_csv if fmt == "csv" else pd.read_parquet
     tidy = read(written[0])
     assert {"scenario", "seed", "learner", "hyperparameters", *RECORD_COLUMNS} <= set(tidy.columns)

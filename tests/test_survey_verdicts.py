@@ -89,7 +89,8 @@ def test_prevalence_error_gets_its_own_paired_tests(report) -> None:
     part = survey.split("### Paired tests on group prevalence error")[1]
     assert "**On group prevalence error: maml beats partial pooling" in part
     # brackets are escaped in Markdown cells (no link syntax from data: issue 21.10)
-    assert r"| learner | prevalence error \[95% CI\] | vs partial_pooling \[95% CI\] |" in part
+    assert (r"| learner | prevalence error (proportion, 0-1) \[95% CI\] | vs partial_pooling "
+            r"\[95% CI\] |") in part
     assert "corrected resampled t test" in part.split("###")[0]
     assert "Paired tests on group prevalence error" in html
 

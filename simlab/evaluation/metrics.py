@@ -20,7 +20,8 @@ Per-respondent scores (``pred`` is P(y=1), class probabilities or E[y]):
   correctness (multiclass). Pooled over every query respondent of the wave (a group's 10-30
   respondents are too few to fill bins), survey-weighted. Classification only.
 * ``excess_loss``: loss minus the oracle's loss on the same responses (the oracle predicts the
-  simulated true P(y=1) / class probabilities / E[y]). Absent -- not zero -- without an oracle.
+  simulated true P(y=1) / class probabilities / E[y]), in nats of log loss per respondent
+  (squared error for regression; :func:`metric_unit`). Absent -- not zero -- without an oracle.
 * ``prevalence_error``: ``|weighted mean prediction - weighted mean observed response|`` of each
   group's query set (the Hajek estimate a survey reports); for multiclass the total-variation
   distance ``1/2 sum_c |p_c - y_c|`` between predicted and observed class shares.
@@ -72,6 +73,22 @@ StepsSel = int | Literal["max", "all"]
 
 
 # --------------------------------------------------------------------------- per-wave scoring
+
+def metric_unit(metric: str, classification: bool = True, short: bool = False) -> str:
+    """The unit a metric is reported in, for captions, table headers and verdicts ("" for a
+    metric without one). Losses are natural-log log loss (nats) per respondent -- each
+    group's weighted mean over its query respondents, then the mean over groups -- or squared
+    error for a regression target (``classification`` False); the excess losses are that above
+    the oracle / the observable ceiling; prevalence error is in proportion units (0-1)."""
+    loss = ("nats" if short else "nats of log loss") if classification else "squared error"
+    per = "/respondent" if short else " per respondent"
+    return {"loss": f"{loss}{per}",
+            "excess_loss": f"{loss}{per} above the oracle",
+            "excess_loss_reachable": f"{loss}{per} above the observable ceiling",
+            "regret": f"{loss}{per} above the oracle, summed over the scored waves",
+            "prevalence_error": "proportion, 0-1" if short else
+            "absolute difference in group prevalence, as a proportion (0-1)"}.get(metric, "")
+
 
 def _group_mean(v: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted mean over the query axis (last of ``w``), then mean over groups: ``[S]``."""

@@ -209,3 +209,154 @@ def wave_error(estimates: list[np.ndarray], cells: WaveCells, batch: TaskBatch,
     err = prevalence_error(np.concatenate(estimates, 1), cells, observed,
                            (batch.w_query * batch.q_mask).double().numpy())
     return np.where(np.isfinite(loss), err, np.nan)
+
+
+# ---------------------------------------------------------------- group x wave estimates
+#: the central probability of the stored group prevalence intervals
+INTERVAL_LEVEL = 0.90
+#: Monte Carlo draws of the query sample per group x wave x K (quantile error ~0.01 at 90%)
+INTERVAL_DRAWS = 400
+#: at most this many random numbers at once (draws x tasks x query x classes)
+_DRAW_ELEMENTS = 2 ** 22
+#: one row per group x wave x K (x class for multiclass) of a run (``RunResult.prevalence``)
+GROUP_COLUMNS = ["wave", "shots", "group", "category", "estimate", "lo", "hi", "observed",
+                 "truth", "n", "lo_model", "hi_model"]
+
+
+def predictive_interval(pred: np.ndarray, weight: np.ndarray, target: str, rng: np.random.Generator,
+                        level: float = INTERVAL_LEVEL, draws: int = INTERVAL_DRAWS
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``level`` interval of each group's weighted observed query share if the learner's
+    predicted probabilities were true: the distribution of the share of ``y_i ~
+    Bernoulli(p_i)`` (per class for multiclass: ``1[y_i = c]``, ``y_i ~ Categorical(p_i)``)
+    over the group's query respondents. With equal weights (every simulation) it is exact: the
+    Poisson-binomial distribution of the count, by convolution; with unequal survey weights, a
+    parametric bootstrap of ``draws`` samples. ``pred [B, Q(, C)]``, ``weight [B, Q]`` (0 on
+    padding). Returns ``lo, hi`` ``[B(, C)]``; NaN for regression (a mean predictor states no
+    spread) and for a group without finite predictions.
+
+    Why this interval for every learner: it needs only the predictions every learner makes (no
+    posterior, which most meta-learners do not have, and no re-adapting), and it answers the
+    question the figure asks -- is the observed share where the learner says it should be? --
+    so its coverage is a group-level calibration check. It does not include the uncertainty of
+    the learner's own parameters, so it is a lower bound on the estimate's total uncertainty.
+    """
+    b = pred.shape[0]
+    shape = (b, pred.shape[2]) if target == "multiclass" else (b,)
+    lo, hi = np.full(shape, np.nan), np.full(shape, np.nan)
+    if target == "regression":
+        return lo, hi
+    finite = np.isfinite(pred).all(-1) if target == "multiclass" else np.isfinite(pred)
+    w = np.where(finite, weight, 0.0)
+    ok = w.sum(-1) > 0
+    real = w > 0
+    top = np.where(real, w, -np.inf).max(-1, keepdims=True)
+    low = np.where(real, w, np.inf).min(-1, keepdims=True)
+    equal = ok & (np.abs(top - low) <= 1e-9 * np.abs(top)).all(-1)
+    tail = (1.0 - level) / 2
+    if equal.any():
+        lo[equal], hi[equal] = _poisson_binomial(np.nan_to_num(pred[equal]), real[equal],
+                                                 target, tail)
+    rest = np.flatnonzero(ok & ~equal)
+    per = draws * pred[0].size
+    for idx in np.array_split(rest, max(1, -(-per * len(rest) // _DRAW_ELEMENTS))):
+        if not len(idx):
+            continue
+        p, ww = np.nan_to_num(pred[idx]), w[idx] / w[idx].sum(-1, keepdims=True)
+        u = rng.random((draws, *ww.shape))
+        if target == "multiclass":
+            cls = (u[..., None] > np.cumsum(p, -1)[None]).sum(-1).clip(0, p.shape[-1] - 1)
+            hits = np.eye(p.shape[-1])[cls]                       # [R, b, Q, C]
+            share = (hits * ww[None, ..., None]).sum(2)
+        else:
+            share = ((u < p[None]) * ww[None]).sum(-1)             # [R, b]
+        lo[idx], hi[idx] = np.quantile(share, [tail, 1.0 - tail], axis=0)
+    return lo, hi
+
+
+def _poisson_binomial(p: np.ndarray, real: np.ndarray, target: str, tail: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``tail`` / ``1 - tail`` quantiles (inverted CDF) of the share of successes among
+    the ``real`` respondents with success probabilities ``p [b, Q(, C)]``: ``[b(, C)]``."""
+    if target == "multiclass":                     # each class's share: a binary problem
+        c = p.shape[-1]
+        lo, hi = _poisson_binomial(p.transpose(0, 2, 1).reshape(-1, p.shape[1]),
+                                   np.repeat(real, c, axis=0), "binary", tail)
+        return lo.reshape(-1, c), hi.reshape(-1, c)
+    q = np.where(real, np.clip(p, 0.0, 1.0), 0.0)   # a padded respondent never succeeds
+    dist = np.zeros((len(q), q.shape[1] + 1))
+    dist[:, 0] = 1.0
+    for j in range(q.shape[1]):                     # add respondent j: P(count = k)
+        pj = q[:, j:j + 1]
+        dist[:, 1:] = dist[:, 1:] * (1 - pj) + dist[:, :-1] * pj
+        dist[:, :1] *= 1 - pj
+    cdf = np.cumsum(dist, -1)
+    n = real.sum(-1)
+    lo = (cdf < tail - 1e-12).sum(-1) / n
+    hi = (cdf < 1.0 - tail - 1e-12).sum(-1) / n
+    return lo, hi
+
+
+def model_band(adapted: Any, sealed: TaskBatch, cells: WaveCells | None, seed: Sequence[int],
+               level: float = INTERVAL_LEVEL, draws: int = INTERVAL_DRAWS
+               ) -> np.ndarray | None:
+    """The ``level`` posterior interval ``[2, B(, K)]`` of each task's prevalence from a model
+    that states its posterior (``adapted.prevalence_draws``: partial pooling's Laplace
+    posterior), at the cells (else the weighted query respondents); None for the others.
+    Unlike :func:`predictive_interval` it is the uncertainty of the estimate itself (of the
+    model's coefficients given the support), not of an observed share."""
+    draw = getattr(adapted, "prevalence_draws", None)
+    if draw is None:
+        return None
+    import torch
+
+    if cells is not None:
+        x = torch.as_tensor(cells.x)
+        share = torch.as_tensor(cells.share)
+    else:
+        x = sealed.x_query
+        share = (sealed.w_query * sealed.q_mask).double()
+        share = share / share.sum(-1, keepdim=True).clamp_min(1e-12)
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence(list(seed))
+                                            .generate_state(1)[0]))
+    out = draw(x, share, draws, gen)
+    if out is None:
+        return None
+    tail = (1.0 - level) / 2
+    return np.quantile(out.detach().to("cpu", torch.float64).numpy(), [tail, 1 - tail], axis=0)
+
+
+def group_estimates(groups: Sequence[Any], wave: int, shots: int, pred: np.ndarray,
+                    estimate: np.ndarray | None, observed: np.ndarray, weight: np.ndarray,
+                    target: str, truth: np.ndarray | None, band: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
+    """One wave x K's group rows (``GROUP_COLUMNS``) at the learner's scored step:
+    ``pred [B, Q(, C)]`` its query predictions, ``estimate [B(, C)]`` its poststratified
+    prevalence (None: the weighted mean prediction over the query, the sample's MRP),
+    ``observed [B, Q(, C)]`` the responses (one-hot for multiclass), ``weight [B, Q]``,
+    ``truth [B(, C)]`` (NaN / None where unknown). The interval is
+    :func:`predictive_interval`'s, drawn from a generator seeded by (wave, K) so the same run
+    gives the same interval. ``band [2, B(, C)]``: a model's posterior interval of the
+    estimate (:func:`model_band`; ``lo_model``, ``hi_model``), NaN where None."""
+    w = weight / np.maximum(weight.sum(-1, keepdims=True), 1e-12)
+    wc = w[..., None] if target == "multiclass" else w
+    share = (observed * wc).sum(1)
+    if estimate is None:
+        finite = np.isfinite(pred) | (wc == 0)
+        estimate = (np.where(wc > 0, pred, 0.0) * wc).sum(1)
+        estimate = np.where(finite.all(axis=tuple(range(1, pred.ndim))).reshape(
+            (-1,) + (1,) * (estimate.ndim - 1)), estimate, np.nan)
+    lo, hi = predictive_interval(pred, weight, target, np.random.default_rng([wave, shots]))
+    truth = np.full(estimate.shape, np.nan) if truth is None else np.asarray(truth, np.float64)
+    n = (weight > 0).sum(-1)
+    classes = estimate.shape[1] if estimate.ndim == 2 else 1
+    rep = np.repeat
+    return {"wave": np.full(len(groups) * classes, wave, np.int64),
+            "shots": np.full(len(groups) * classes, shots, np.int64),
+            "group": rep(np.asarray([str(g) for g in groups], object), classes),
+            "category": (np.tile(np.arange(classes), len(groups)) if estimate.ndim == 2
+                         else np.full(len(groups), -1)),
+            "estimate": estimate.ravel(), "lo": lo.ravel(), "hi": hi.ravel(),
+            "observed": share.ravel(), "truth": truth.ravel(), "n": rep(n, classes),
+            "lo_model": (np.full(estimate.size, np.nan) if band is None else band[0].ravel()),
+            "hi_model": (np.full(estimate.size, np.nan) if band is None else band[1].ravel())}

@@ -256,6 +256,8 @@ class _Run:
     meta_fit_cpu_s: float = 0.0
     adapt_cpu_s: float = 0.0
     prevalence: list[np.ndarray] = dataclasses.field(default_factory=list)
+    groups: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    bands: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     log: dict[str, Any] = dataclasses.field(default_factory=lambda: {
         "meta_fit": [], "divergence": [], "chunked": [], "unscored_divergence": []})
 
@@ -334,6 +336,8 @@ class _Run:
             pred = adapted.predict(sealed)
             if cells is not None:
                 self.prevalence.append(poststrat.predict_prevalence(adapted, sealed, cells))
+            self.bands.append(poststrat.model_band(adapted, sealed, cells,
+                                                   (wave, int(batch.x_support.shape[1]))))
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
                 err.add_note(f"raised by learner {self.learner.name!r} in adapt/predict")
@@ -363,7 +367,7 @@ class _Run:
         batches = [full] if len(chunks) == 1 else [TaskBatch.from_tasks([cut[i] for i in idx])
                                                    for idx in chunks]
         cells = None if self.learner.uses_oracle else poststrat.wave_cells(cut)
-        self.prevalence = []
+        self.prevalence, self.bands = [], []
         t0, c0 = time.perf_counter(), time.process_time()
         preds = [self._predict(b, wave, cells and cells.take(idx))
                  for b, idx in zip(batches, chunks)]
@@ -395,6 +399,11 @@ class _Run:
         # the run's status is judged on the predictions the method makes (its scored step);
         # other step counts' divergence stays in the records and in log["unscored_divergence"]
         at = self.steps.index(self.scored)
+        mrp = None if cells is None else np.concatenate(self.prevalence, 1)[at]
+        band = (None if any(b is None for b in self.bands)
+                else np.concatenate(self.bands, 1))       # a model's posterior interval
+        self.groups.append(_group_rows(cut, wave, shots, pred[at], cells, mrp, full, oracle,
+                                       band))
         for bad, what in ((nonfinite, "non-finite predictions"),
                           (blown, f"loss blew up above {self.divergence_multiple or 0:g}x the "
                                   "support base-rate loss")):
@@ -451,6 +460,11 @@ def evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettings | 
     back) and what the run resolved: ``seed``, ``scored_steps``, ``steps_scored`` (the steps
     grid with the scored step) and ``online_tasks``; ``log["environment"]`` records versions,
     BLAS, CPU capability and thread counts.
+
+    It does not tune: the learner runs with the hyperparameters it was built with. To tune as
+    ``simlab run`` does, run ``simlab.run_sweep`` on a scenario with ``[evaluation.tuning]``
+    (each learner tuned once on the warm-up waves, the chosen values stored with every run:
+    ``Store.run_info(id)["tuned"]``); ``simlab.forecast(..., store=db)`` reads them back.
     """
     waves = iter_evaluate(learner, stream, settings, seed=seed, device=device, **overrides)
     while True:
@@ -522,7 +536,10 @@ def iter_evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettin
     options = SummaryOptions(rel_tol=settings.recovery_tolerance)
     return RunResult(records=records, summary=summarize(records, shifts, options), shifts=shifts,
                      status="diverged" if any(r.status == "diverged" for r in runs) else "ok",
-                     timings=timings, log=log)
+                     timings=timings, log=log,
+                     prevalence=pd.DataFrame({c: np.concatenate([g[c] for r in runs
+                                                                 for g in r.groups] or [[]])
+                                              for c in poststrat.GROUP_COLUMNS}))
 
 
 def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int, ...],
@@ -577,6 +594,26 @@ def scored_step(learner: Learner, steps: Sequence[int]) -> int:
                            "be an integer >= 0 (the inner-step count it predicts with) or None "
                            "(the steps grid's largest); fix its adapt_steps / inner_steps")
     return int(own)
+
+
+def _group_rows(tasks: Sequence[Task], wave: int, shots: int, pred: np.ndarray,
+                cells: poststrat.WaveCells | None, estimate: np.ndarray | None,
+                full: TaskBatch, oracle: np.ndarray | None, band: np.ndarray | None = None
+                ) -> dict[str, np.ndarray]:
+    """Each group's prevalence estimate at the scored step with its interval, observed share
+    and truth (the population cells' prevalence; else the oracle's mean over the query
+    respondents; else NaN): ``RunResult.prevalence`` rows (``poststrat.group_estimates``)."""
+    weight = (full.w_query * full.q_mask).double().numpy()
+    observed = full.y_query.double().numpy()
+    if full.target == "multiclass":
+        observed = np.eye(full.n_classes)[observed.clip(0).astype(np.int64)]
+    truth = None if cells is None or np.isnan(cells.truth).all() else cells.truth
+    if truth is None and oracle is not None:
+        w = weight / np.maximum(weight.sum(-1, keepdims=True), 1e-12)
+        truth = (np.nan_to_num(oracle) * (w[..., None] if oracle.ndim == 3 else w)).sum(1)
+    groups = [t.info.get("group", i) for i, t in enumerate(tasks)]
+    return poststrat.group_estimates(groups, wave, shots, pred, estimate, observed, weight,
+                                     full.target, truth, band)
 
 
 def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:

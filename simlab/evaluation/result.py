@@ -30,3 +30,6 @@ class RunResult:
     #: meta_fit_cpu_s, adapt_cpu_s, total_cpu_s, summed over the run's calls
     timings: dict[str, float] = field(default_factory=dict)
     log: dict[str, Any] = field(default_factory=dict)         # learner meta-fit logs etc.
+    #: each group's prevalence estimate per scored wave x K at the scored step, with its
+    #: interval, observed share and truth (``evaluation.poststrat.GROUP_COLUMNS``)
+    prevalence: pd.DataFrame = field(default_factory=pd.DataFrame)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from simlab.evaluation.frames import best_baseline, names_by_label
+from simlab.evaluation.metrics import metric_unit
 from simlab.learners.roles import REFERENCE, is_method, is_naive
 
 
@@ -100,8 +101,12 @@ def _verdict(c: dict[str, Any], name: str) -> str:
     p = p if p.startswith("<") else f"= {p}"
     adj = (f"Holm-adjusted over {c['n_family']} comparisons p {p}" if int(c["n_family"]) > 1
            else f"p {p}")
-    nums = (f"difference {fmt(diff)}, 95% CI [{fmt(c['ci_lo'])}, {fmt(c['ci_hi'])}] over "
-            f"{seeds}, {adj}")
+    # the losses' unit for a classification target (every shipped scenario; the report's
+    # glossary says a regression target's are squared error); a prevalence error is a share
+    metric = str(c.get("metric", ""))
+    unit = metric_unit(metric, short=True) if metric != "prevalence_error" else ""
+    nums = (f"difference {fmt(diff)}{' ' + unit if unit else ''}, 95% CI "
+            f"[{fmt(c['ci_lo'])}, {fmt(c['ci_hi'])}] over {seeds}, {adj}")
     head = f"{lrn}'s {name} is {size} than {ref}'s ({nums})"
     if c["outcome"] == "beats":
         return f"{head}; it beats {ref}."

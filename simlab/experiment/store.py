@@ -6,8 +6,11 @@ sweep leaves no half runs), WAL mode so several processes may write to the same 
 
 Tables (schema version in ``meta``): ``runs`` (one row per cell), ``metrics`` (long format,
 ``run_id`` + ``RECORD_COLUMNS``), ``summaries`` (``run_id``, name, value), ``shifts``
-(``fingerprint``, ``seed`` + ``SHIFT_COLUMNS``, once per stream) and ``configs`` (the scenario
-config of every fingerprint, so a report can say what was run).
+(``fingerprint``, ``seed`` + ``SHIFT_COLUMNS``, once per stream), ``configs`` (the scenario
+config of every fingerprint, so a report can say what was run) and ``prevalence`` (``run_id`` +
+``evaluation.poststrat.GROUP_COLUMNS``: each group's prevalence estimate per scored wave x K
+with its interval; added without a version bump, since no existing table changes meaning: a
+store from before it simply has no estimates to read).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import pandas as pd
 import simlab
 from simlab import __version__
 from simlab.errors import StoreError
+from simlab.evaluation.poststrat import GROUP_COLUMNS
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS, RunResult
 
 #: bump when a table or column changes meaning; an older/newer store is refused, never altered
@@ -59,7 +63,16 @@ CREATE TABLE IF NOT EXISTS shifts (
     fingerprint TEXT NOT NULL, seed INTEGER NOT NULL, wave INTEGER, tick INTEGER, kind TEXT,
     name TEXT, target TEXT, size REAL);
 CREATE INDEX IF NOT EXISTS shifts_stream ON shifts (fingerprint, seed);
+CREATE TABLE IF NOT EXISTS prevalence (
+    run_id INTEGER NOT NULL, wave INTEGER NOT NULL, shots INTEGER NOT NULL,
+    "group" TEXT NOT NULL, category INTEGER NOT NULL, estimate REAL, lo REAL, hi REAL,
+    observed REAL, truth REAL, n INTEGER, lo_model REAL, hi_model REAL);
+CREATE INDEX IF NOT EXISTS prevalence_run ON prevalence (run_id);
 """
+#: the tidy group x wave prevalence table ``simlab export`` writes (``NAME.prevalence.csv``)
+PREVALENCE_EXPORT = ["scenario", "learner", "seed", "wave", "wave_time", "group", "K",
+                     "category", "estimate", "lo", "hi", "lo_model", "hi_model", "observed",
+                     "truth", "n", "run_id"]
 
 
 def to_json(value: Any) -> str:
@@ -132,6 +145,15 @@ class CellError:
     message: str
     traceback: str = ""
     seconds: float = 0.0
+
+
+def _wave_times(text: Any) -> dict[int, str]:
+    """wave index -> its time value (survey year) from a run's ``wave_times`` log field."""
+    try:
+        times = json.loads(text) if isinstance(text, str) else list(text or [])
+    except (TypeError, ValueError):
+        return {}
+    return {i: str(t) for i, t in enumerate(times)}
 
 
 def _canonical(text: str | None) -> str | None:
@@ -368,7 +390,7 @@ class Store:
 
     def _delete_cell(self, key: str) -> None:
         old = [r[0] for r in self._con.execute("SELECT run_id FROM runs WHERE key=?", (key,))]
-        for table in ("metrics", "summaries", "runs"):
+        for table in ("metrics", "summaries", "prevalence", "runs"):
             self._con.executemany(f"DELETE FROM {table} WHERE run_id=?", [(r,) for r in old])
 
     def _write_result(self, run_id: int, cell: Cell, result: RunResult) -> None:
@@ -382,6 +404,13 @@ class Store:
              rec[RECORD_COLUMNS].itertuples(index=False, name=None)))
         self._con.executemany("INSERT OR REPLACE INTO summaries VALUES (?,?,?)",
                               ((run_id, str(n), _num(v)) for n, v in result.summary.items()))
+        prev = result.prevalence
+        if len(prev):
+            self._con.executemany(
+                "INSERT INTO prevalence VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                ((run_id, int(r[0]), int(r[1]), str(r[2]), int(r[3]), *map(_num, r[4:9]),
+                  int(r[9]), _num(r[10]), _num(r[11]))
+                 for r in prev[GROUP_COLUMNS].itertuples(index=False, name=None)))
         have = self._con.execute("SELECT 1 FROM shifts WHERE fingerprint=? AND seed=? LIMIT 1",
                                  (cell.fingerprint, int(cell.seed))).fetchone()
         if have is None and len(result.shifts):
@@ -461,6 +490,27 @@ class Store:
         return {"runs": runs, "metrics": metrics, "shifts": shifts.reset_index(drop=True),
                 "summaries": summaries, "configs": configs.reset_index(drop=True)}
 
+    def prevalence(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """The group x wave prevalence estimates of ``runs`` (a ``frames()["runs"]`` frame) as
+        one tidy frame (``PREVALENCE_EXPORT``: K is the shots; ``category`` the class for
+        multiclass, -1 for P(y=1) / a mean; ``wave_time`` the survey year where known). Empty
+        (same columns) for a store written before the table existed."""
+        ids = tuple(int(i) for i in runs["run_id"])
+        if "prevalence" not in self._tables() or not ids:
+            return pd.DataFrame(columns=PREVALENCE_EXPORT)
+        marks = ",".join("?" * len(ids))
+        cols = ", ".join(f'"{c}"' for c in GROUP_COLUMNS)
+        rows = self._read(f"SELECT run_id, {cols} FROM prevalence WHERE run_id IN ({marks}) "
+                          "ORDER BY rowid", ids)
+        for c in ("estimate", "lo", "hi", "observed", "truth", "lo_model", "hi_model"):
+            rows[c] = pd.to_numeric(rows[c], errors="coerce")      # NULL -> NaN
+        out = runs[["run_id", "scenario", "learner", "seed"]].merge(rows, on="run_id")
+        times = {int(r): _wave_times(t) for r, t in zip(runs["run_id"], runs.get(
+            "wave_times", pd.Series([None] * len(runs), index=runs.index)))}
+        out["wave_time"] = [times.get(int(r), {}).get(int(w), "") for r, w in
+                            zip(out["run_id"], out["wave"])]
+        return out.rename(columns={"shots": "K"})[PREVALENCE_EXPORT]
+
     def _runs(self) -> pd.DataFrame:
         """Every run with the ``_LOG_FIELDS`` of its log as columns: extracted by SQLite, or,
         for a store whose older logs hold bare ``NaN`` tokens (not JSON, which SQLite
@@ -501,7 +551,8 @@ class Store:
         cols = ["run_id", "scenario", "seed", "learner", "hyperparameters", "status"]
         tidy = f["runs"][cols].merge(f["metrics"], on="run_id")
         tables = {"": tidy, ".runs": f["runs"], ".summaries": f["runs"][cols[:4]].merge(
-            f["summaries"], on="run_id"), ".shifts": f["shifts"]}
+            f["summaries"], on="run_id"), ".shifts": f["shifts"],
+            ".prevalence": self.prevalence(f["runs"])}
         path.parent.mkdir(parents=True, exist_ok=True)
         written = []
         for suffix, frame in tables.items():

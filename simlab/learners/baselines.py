@@ -500,7 +500,9 @@ class PartialPooling(GroupMemoryOption, Learner):
         beta = self.beta0.expand(support.size, *self.beta0.shape).clone()
         coef = glm.newton_path(beta, x, y, w, self.spec.target, self.sigma2, self.beta0,
                             1.0 / self.tau2, steps)
-        return GLMAdapted(steps, coef, self.spec.target, self.name)
+        cov = glm.posterior_cov(coef[-1], x, y, w, self.spec.target, self.sigma2,
+                                1.0 / self.tau2)       # the prevalence's posterior band
+        return GLMAdapted(steps, coef, self.spec.target, self.name, cov)
 
 
 # ----------------------------------------------------------------------------------- Oracle

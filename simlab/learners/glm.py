@@ -164,12 +164,33 @@ class GLMAdapted(Adapted):
     coef: torch.Tensor
     target: TargetKind
     learner: str
+    #: the Laplace posterior covariance ``[B, P*O, P*O]`` of the last step's coefficients
+    #: (partial pooling: the multilevel model's posterior), or None
+    cov: torch.Tensor | None = None
 
     def predict(self, query: TaskBatch) -> torch.Tensor:
         check_query(query, int(self.coef.shape[1]), self.learner)
         x = design(query.x_query.to(self.coef.device))
         eta = torch.einsum("bqp,sbpo->sbqo", x, self.coef)
         return to_prediction(eta, self.target).to(query.x_query.dtype)
+
+    def prevalence_draws(self, x: torch.Tensor, share: torch.Tensor, draws: int,
+                         generator: torch.Generator) -> torch.Tensor | None:
+        """``draws`` posterior draws of each task's prevalence ``sum_c share_c f(x_c beta)``
+        at the last step count, ``beta ~ N(mode, cov)`` (the Laplace posterior): ``[R, B(,
+        K)]``; None without a covariance. ``x [B, C, D]``, ``share [B, C]`` (sums to 1)."""
+        if self.cov is None:
+            return None
+        mode = self.coef[-1]
+        b, p, o = mode.shape
+        jitter = 1e-9 * torch.eye(p * o, dtype=self.cov.dtype, device=self.cov.device)
+        chol, _ = torch.linalg.cholesky_ex(self.cov + jitter)
+        z = torch.randn((draws, b, p * o, 1), generator=generator, dtype=self.cov.dtype)
+        beta = mode.reshape(b, -1) + (chol @ z.to(chol.device)).squeeze(-1)
+        eta = design(x.to(mode.device)) @ beta.reshape(draws, b, p, o)        # [R, B, C, O]
+        pred = to_prediction(eta, self.target)
+        w = share.to(pred.dtype).to(pred.device)
+        return (pred * (w[..., None] if pred.ndim == 4 else w)).sum(2)
 
 
 __all__ = ["GLM_DTYPE", "GLMAdapted", "design", "encode", "grad_hess", "newton_path",

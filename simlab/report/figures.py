@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from simlab.evaluation.metrics import Cube, scored_step
+from simlab.evaluation.metrics import Cube, metric_unit, scored_step
 from simlab.evaluation.verdicts import fmt
 from simlab.learners.roles import is_baseline, is_oracle, recorded_role
 
@@ -173,6 +173,13 @@ def _wave_axis(ax: Axes, data: ScenarioData, waves: np.ndarray) -> None:
     ax.set_xticks(ticks, [data.wave_labels.get(int(w), str(w)) for w in ticks], fontsize=8)
 
 
+def _metric_label(metric: str) -> str:
+    """An axis label with the metric's unit (``metrics.metric_unit``), e.g. "excess loss
+    (nats/respondent above the oracle)"."""
+    unit = metric_unit(metric, short=True)
+    return metric.replace("_", " ") + (f"\n({unit})" if unit else "")
+
+
 def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -230,7 +237,7 @@ def excess_over_waves(data: ScenarioData) -> tuple[bytes, str]:
                     ha="left", fontsize=8, color="crimson", xytext=(2, 0),
                     textcoords="offset points")
     _wave_axis(ax, data, waves)
-    ax.set_ylabel(data.metric.replace("_", " "))
+    ax.set_ylabel(_metric_label(data.metric))
     ax.set_title("Score per wave (shifts in red, numbered; dotted: negligible)", fontsize=10)
     note = _apply_limits(ax, drawn, 0.0 if data.metric == "loss" else None)
     _legend(fig, ax)
@@ -282,7 +289,7 @@ def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
         ax.set_title(f"#{i} {sh.name} at {when}" + (" (negligible)" if i in data.negligible
                                                      else ""), fontsize=9)
         ax.set_xlabel("waves since the shift")
-    axes[0].set_ylabel(f"{data.metric.replace('_', ' ')} - {ref}")
+    axes[0].set_ylabel(f"{_metric_label(data.metric)} - {ref}")
     note = _apply_limits(axes[0], drawn)
     _legend(fig, axes[0])
     return _png(fig), note
@@ -388,7 +395,7 @@ def loss_vs_compute(data: ScenarioData) -> tuple[bytes, str]:
         drawn[lab] = mean
     ax.set_xscale("log")
     ax.set_xlabel("CPU seconds per run (meta-fit + adapt, mean over seeds)")
-    ax.set_ylabel(data.metric.replace("_", " ") + " (mean over seeds)")
+    ax.set_ylabel(_metric_label(data.metric) + ", mean over seeds")
     ax.set_title("Score vs compute", fontsize=10)
     note = _apply_limits(ax, drawn, 0.0)
     return _png(fig), note

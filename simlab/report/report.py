@@ -31,7 +31,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from simlab import __version__
 from simlab.errors import StoreError
-from simlab.evaluation.metrics import Cube, SummaryOptions, run_cubes
+from simlab.evaluation.metrics import Cube, SummaryOptions, metric_unit, run_cubes
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.evaluation.comparisons import baseline_comparisons, compare_all, naive_comparisons
 from simlab.evaluation.frames import (comparison_metric, label_names, labelled_runs, leaderboard,
@@ -119,10 +119,17 @@ def _runs_cell(r: pd.Series) -> str:
 def _leaderboard_table(board: pd.DataFrame) -> Table:
     """Every run-level summary with its interval (the details table)."""
     cols = [(c, h) for c, h in BOARD if c in board.columns and board[c].notna().any()]
-    header = ["learner", "runs ok"] + [h for _, h in cols]
+    units = [metric_unit(c.removeprefix("mean_"), _classification(board), short=True)
+             for c, _ in cols]
+    header = ["learner", "runs ok"] + [f"{h} ({u})" if u else h for (_, h), u in zip(cols, units)]
     rows = [[r["label"], _runs_cell(r)] + [_with_ci(r, c) for c, _ in cols]
             for _, r in board.iterrows()]
     return Table(header, rows)
+
+
+def _classification(board: pd.DataFrame) -> bool:
+    """Whether the board's target is classification (accuracy recorded): losses in nats."""
+    return "mean_accuracy" in board and bool(board["mean_accuracy"].notna().any())
 
 
 def _recovery_cell(r: pd.Series | None) -> str:
@@ -147,7 +154,8 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
                comps[0].reference if comps else None)
     vs = {c.learner: c for c in comps if c.reference == ref}
     rec = {r["label"]: r for _, r in overall.iterrows()} if len(overall) else {}
-    header = ["learner", f"{metric.replace('_', ' ')} [95% CI]",
+    unit = metric_unit(metric, _classification(board), short=True)
+    header = ["learner", f"{metric.replace('_', ' ')}{f' ({unit})' if unit else ''} [95% CI]",
               f"vs {ref} [95% CI]" if ref else "vs reference", "verdict"]
     if rec:
         header.append("recovered (waves)")
@@ -379,7 +387,8 @@ def _recovery_tables(by_shift: pd.DataFrame, shifts: pd.DataFrame, effects: pd.D
 def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                       shifts: pd.DataFrame, out_dir: Path, config: dict | None,
                       all_names: set[str], options: SummaryOptions, draw: bool = True,
-                      stored: pd.DataFrame | None = None
+                      stored: pd.DataFrame | None = None,
+                      prevalence: pd.DataFrame | None = None
                       ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Everything one scenario's section shows, and the figure files it wrote."""
     mets = metrics[metrics["run_id"].isin(runs["run_id"])]
@@ -422,7 +431,9 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                                           f"{_wave_name(waves[-1], labels)}"),
                          ("shots grid", str(_grid(mets, "shots"))),
                          ("steps grid", str(_grid(mets, "steps"))),
-                         ("compared on", metric.replace("_", " ") + ": per-seed means, "
+                         ("compared on", metric.replace("_", " ") + " ("
+                          + metric_unit(metric, "accuracy" in set(mets["metric"])) + "): "
+                          "per-seed means, "
                                          + _test_fact(ratio))]
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
     per_run = run_cubes(mets, ["loss", metric, "scored_steps"])
@@ -442,6 +453,9 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     section["details"] = _leaderboard_table(board)
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
     section["prevalence"] = _prevalence_section(runs, mets, board, ratio)
+    if draw and section["prevalence"] and prevalence is not None:
+        files.update(_prevalence_figure(name, prevalence, board, labels, out_dir,
+                                        section["prevalence"]))
     ref = next((c.reference for c in comps if c.reference_name == REFERENCE),
                comps[0].reference if comps else None)
     if draw:
@@ -549,7 +563,26 @@ def _prevalence_section(runs: pd.DataFrame, mets: pd.DataFrame, board: pd.DataFr
                     + PREVALENCE_TEXT.get(_prevalence_kind(runs), "as the facts above say")
                     + "; per-seed means, tested as the loss is (" + _test_fact(ratio) + ").",
             "board": _compact_board(board, v.comps, metric, pd.DataFrame(), v.flags),
-            "table": _comparison_table(v.table), "verdicts": v.sentences}
+            "table": _comparison_table(v.table), "verdicts": v.sentences, "figure": None}
+
+
+def _prevalence_figure(name: str, prevalence: pd.DataFrame, board: pd.DataFrame,
+                       labels: dict[int, str], out_dir: Path, part: dict[str, Any]
+                       ) -> dict[str, Path]:
+    """The group trajectories figure (``report/prevalence.py``) of the best baseline and the
+    best meta-learner on prevalence error, as ``part["figure"]`` (None when not drawn)."""
+    from simlab.report.prevalence import pick_learners, prevalence_figure
+    drawn = prevalence_figure(prevalence[prevalence["scenario"] == name],
+                              pick_learners(board), labels)
+    if drawn is None:
+        return {}
+    png, caption = drawn
+    rel = f"figures/{slug(name)}_prevalence_groups.png"
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    (out_dir / rel).write_bytes(png)
+    part["figure"] = FigureOut("prevalence_groups", caption, rel, "data:image/png;base64,"
+                               + base64.b64encode(png).decode("ascii"))
+    return {f"{slug(name)}/prevalence_groups": out_dir / rel}
 
 
 def _merged(comps: Sequence[Comparison], naive: Sequence[Comparison]) -> list[Comparison]:
@@ -660,8 +693,8 @@ def _environment() -> Environment:
 def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame,
                  out_dir: Path, title: str, config: dict | None = None, *,
                  options: SummaryOptions | None = None, n_boot: int | None = None,
-                 figures: bool = True, summaries: pd.DataFrame | None = None
-                 ) -> dict[str, Path]:
+                 figures: bool = True, summaries: pd.DataFrame | None = None,
+                 prevalence: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into
     ``out_dir``; returns their paths under "html" and "markdown" and each figure's path under
     "<scenario>/<figure>".
@@ -672,6 +705,8 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     tables only (fast; no PNGs). ``summaries``: the store's per-run summaries (run_id, name,
     value; ``Store.frames()["summaries"]``), used instead of recomputing them from the records
     for every run that has them (they must come from the same ``options``: the sweep's).
+    ``prevalence``: the store's group x wave estimates (``Store.prevalence``), drawn against
+    the observed shares in the prevalence section (none drawn when None).
     """
     _check_frame(runs, "runs", RUN_COLUMNS)
     _check_frame(metrics, "metrics", ["run_id"] + RECORD_COLUMNS)
@@ -686,7 +721,7 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     for name in names:
         sec, files = _scenario_section(name, runs[runs["scenario"] == name], metrics,
                                        shifts[shifts["scenario"] == name], out_dir, config,
-                                       set(names), opt, figures, summaries)
+                                       set(names), opt, figures, summaries, prevalence)
         sections.append(sec)
         paths.update(files)
     add_pretrain_verdicts(sections, runs, metrics, lambda name, oracle: _survey_ratio(

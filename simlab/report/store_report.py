@@ -25,9 +25,11 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
     (``figures`` False: text and tables only)."""
     if isinstance(store, Store):
         frames = store.frames(scenario)
+        prevalence = store.prevalence(frames["runs"]) if figures else None
     else:
         with Store(store, create=False) as db:
             frames = db.frames(scenario)
+            prevalence = db.prevalence(frames["runs"]) if figures else None
     if frames["runs"].empty:
         where = store.path if isinstance(store, Store) else store
         raise StoreError(f"results store {where} has no runs; run `simlab run SCENARIO "
@@ -40,7 +42,7 @@ def report_from_store(store: Store | str | Path, out_dir: str | Path,
     names = list(dict.fromkeys(frames["runs"]["scenario"]))
     return build_report(frames["runs"], frames["metrics"], frames["shifts"], Path(out_dir),
                         title or f"simlab: {', '.join(names)}", configs, options=options,
-                        figures=figures, summaries=frames["summaries"])
+                        figures=figures, summaries=frames["summaries"], prevalence=prevalence)
 
 
 def _frames(store: Store | str | Path, scenario: str | Sequence[str] | None) -> dict:
