@@ -7,8 +7,9 @@
 survey code (a survey's ledger reaches it as plain data in the stream's metadata).
 
 Leaf modules (``simlab.errors``, ``simlab.schema``, ``simlab.settings``, ``simlab._lazy``,
-``simlab`` itself) may be imported from anywhere. Every import counts, including those inside functions and under
-``TYPE_CHECKING``: a layer that needs a higher one's type takes a Protocol instead.
+``simlab`` itself) may be imported from anywhere. Every import counts, including those inside
+functions and under ``TYPE_CHECKING``: a layer that needs a higher one's type takes a Protocol
+instead.
 """
 from __future__ import annotations
 

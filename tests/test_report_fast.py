@@ -69,7 +69,8 @@ def test_wave_scores_equal_the_per_run_curves(frames):
     ref = pd.concat([pd.DataFrame({"scenario": lab.at[rid, "scenario"],
                                    "seed": lab.at[rid, "seed"], "label": lab.at[rid, "label"],
                                    "learner_name": lab.at[rid, "learner_name"],
-                                   "role": lab.at[rid, "role"], "wave": c.index.to_numpy(), "value": c.to_numpy()})
+                                   "role": lab.at[rid, "role"], "wave": c.index.to_numpy(),
+                                   "value": c.to_numpy()})
                      for rid, rec in mets.groupby("run_id")
                      if not (c := wave_curve(rec, "excess_loss")).empty], ignore_index=True)
     got = wave_scores(runs, mets, "excess_loss")

@@ -225,7 +225,8 @@ def test_bad_tuning_input_raises_one_clear_error() -> None:
     for search, message in [
         (Search(trials=6, startup=8), r"tuning\.trials = 6 does not pass the start-up of 8 "
          r"random trials.*raise trials above 8 or lower evaluation\.tuning\.startup"),
-        (Search(trials=20, startup=8, pruner="hyperband", rungs=3), r"3 hyperband brackets x startup 8"),
+        (Search(trials=20, startup=8, pruner="hyperband", rungs=3),
+         r"3 hyperband brackets x startup 8"),
         (Search(trials=8, startup=8, pruner="median"), r"median pruner prunes nothing before 8"),
         (Search(pruner="asha"), r"tuning\.pruner = 'asha' is unknown; .*successive_halving"),
         (Search(rungs=1), r"pruner = 'successive_halving' needs budget rungs .*tuning\.rungs "

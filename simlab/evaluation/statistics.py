@@ -83,7 +83,8 @@ def is_reference(name: str) -> bool:
     return _roles.is_reference(_roles.builtin_role(name))
 
 __all__ = ["ALPHA", "BASELINES", "BOUNDS", "LEADERBOARD_COLUMNS", "MIN_SEEDS", "NAIVE", "ORACLE",
-           "POWER", "RECOVERY_COLUMNS", "REFERENCE", "REFERENCES", "TEST_TEXT", "Comparison", "Interval", "baseline_comparisons",
+           "POWER", "RECOVERY_COLUMNS", "REFERENCE", "REFERENCES", "TEST_TEXT", "Comparison",
+           "Interval", "baseline_comparisons",
            "best_baseline", "censored_median", "compare", "compare_all", "comparison_metric",
            "corrected_t_test", "fmt", "fmt_p", "holm", "is_baseline", "is_reference",
            "label_names", "leaderboard",

@@ -42,6 +42,7 @@ removed from the class's default space; naming one in a user-given space is an e
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -157,16 +158,18 @@ def parse_range(where: str, value: Any) -> Float | Int | Choice:
     return rng
 
 
-def resolve_space(learner_name: str, fixed: Mapping[str, Any] = (), space: Mapping[str, Any]
-                  | None = None, where: str = "evaluation.tuning.space") -> SearchSpace:
+def resolve_space(learner_name: str, fixed: Mapping[str, Any] | None = None,
+                  space: Mapping[str, Any] | None = None,
+                  where: str = "evaluation.tuning.space") -> SearchSpace:
     """The space tuning searches for ``learner_name``: the class's ``search_space`` minus the
     ``fixed`` fields, or the user's ``space`` (validated: every field must exist, none may be
     fixed, each range must be valid and its bounds accepted by the learner)."""
     cls = learner_class(learner_name)
-    fixed = dict(fixed)
+    fixed = dict(fixed or {})
     if space is None:
         return {k: v for k, v in cls.search_space.items() if k not in fixed}
-    fields = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+    fields: list[str] = ([f.name for f in dataclasses.fields(cls)]
+                         if dataclasses.is_dataclass(cls) else [])
     out: SearchSpace = {}
     for name, value in space.items():
         at = f"{where}.{learner_name}.{name}"
@@ -321,7 +324,8 @@ def trial_score(learner_name: str, params: Mapping[str, Any], streams: Sequence[
 
 # --- the search ---------------------------------------------------------------------------------
 def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and bool(value >= low))
 
 
 def check_search(search: Search, where: str = "evaluation.tuning") -> None:
@@ -467,10 +471,8 @@ def tune(learner_name: str, base_hyperparameters: Mapping[str, Any] | None,
     name = study_name or f"{learner_name}-seed{seed}"
     url = None if storage is None else f"sqlite:///{Path(storage)}"
     if url is not None:
-        try:
+        with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=url)
-        except KeyError:
-            pass
     study = optuna.create_study(
         direction="minimize", study_name=name, storage=url, pruner=_pruner(search),
         sampler=optuna.samplers.TPESampler(seed=int(seed), n_startup_trials=search.startup))

@@ -14,7 +14,7 @@ from simlab.tasks.task import TaskStream
 def source_scenario(scenario: Any) -> Any:
     """The scenario ``evaluation.pretrain.scenario`` names (relative to ``scenario``'s file),
     or ``scenario`` itself when it names none."""
-    from simlab.experiment.config import load_scenario   # noqa: PLC0415 (config imports us)
+    from simlab.experiment.config import load_scenario   # here: config imports us
 
     name = scenario.evaluation.pretrain.scenario
     if name is None:

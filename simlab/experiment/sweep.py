@@ -14,6 +14,7 @@ every cell of that learner then runs with the choice. Those seeds are part of th
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -40,11 +41,14 @@ from simlab.experiment.store import Cell, CellError, Store, to_json
 from simlab.experiment.store import utc_now as _now
 from simlab.tasks.stream import default_cache_dir
 from simlab.learners.base import Learner
+from simlab.learners.space import SearchSpace
 from simlab.schema import check_seeds
 from simlab.learners.registry import learner_class, make_learner
 from simlab.schema import StrictModel
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import TypeIs   # typing.TypeIs from Python 3.13
+
     from simlab.experiment.survey_scenario import SurveyScenario
 
     AnyScenario = Scenario | SurveyScenario   # a simulated or a real-survey scenario
@@ -92,7 +96,7 @@ class Job:
     cell: Cell
     scenario: AnyScenario
     overrides: Mapping[str, Any]
-    space: Mapping[str, Any] | None = None     # what tuning searches (None: not tuned)
+    space: SearchSpace | None = None     # what tuning searches (None: not tuned)
     #: the parent's stream cache (absolute), so every worker reads the stream prepared for
     #: its (scenario, seed) whatever its working directory; None: the worker's default
     cache_dir: str | None = None
@@ -112,7 +116,7 @@ class TuningJob:
     learner_name: str
     label: str
     overrides: Mapping[str, Any]
-    space: Mapping[str, Any]
+    space: SearchSpace
     seeds: tuple[int, ...]
     device: str = "cpu"
     cache_dir: str | None = None
@@ -242,7 +246,7 @@ def plan_cells(scenarios: Sequence[AnyScenario], learners: Sequence[LearnerSpec]
     return jobs
 
 
-def _cell_settings(settings: Mapping[str, Any], space: Mapping[str, Any] | None,
+def _cell_settings(settings: Mapping[str, Any], space: SearchSpace | None,
                    fixed: Mapping[str, Any]) -> Mapping[str, Any]:
     """The settings that go into a cell's key: a tuned cell's also name what its tuning
     searches (the resolved space) and which hyperparameters are fixed (not searched), so a
@@ -257,7 +261,7 @@ def _cell_settings(settings: Mapping[str, Any], space: Mapping[str, Any] | None,
 
 
 def tuning_space(scenario: AnyScenario, spec: LearnerSpec, fixed: Mapping[str, Any]
-                 ) -> dict[str, Any] | None:
+                 ) -> SearchSpace | None:
     """The space tuning searches for this learner in this scenario (None: no tuning); the
     user's ``[evaluation.tuning.space.<name>]`` (by name or label) replaces the class's."""
     from simlab.evaluation.tuning import resolve_space
@@ -305,7 +309,7 @@ def _tune_or_error(item: tuple[str, TuningJob]) -> Any:
 
 
 # --- what a worker does -------------------------------------------------------------------------
-def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScenario, str]
+def prepare_stream(item: tuple[str, int, AnyScenario] | tuple[str, int, AnyScenario, str | None]
                    ) -> tuple[str | None, list[str]]:
     """Generate and cache the stream of one (fingerprint, seed, scenario[, cache dir]);
     returns the error text, if any (then every cell of that stream is recorded as failed),
@@ -338,12 +342,12 @@ def run_cell(job: Job) -> Outcome:
                                  "run it through run_sweep, which tunes each learner once first")
             learner = make_learner(job.cell.learner_name,
                                    **{**job.overrides, **(tuned.best_params if tuned else {})})
-            result: RunResult | CellError = evaluate(
-                learner, stream, job.scenario.protocol(), seed=job.cell.seed,
-                device=job.cell.device)
+            run = evaluate(learner, stream, job.scenario.protocol(), seed=job.cell.seed,
+                           device=job.cell.device)
         if tuned is not None:     # stored with the run: chosen values, trace, seeds, time
-            result.log["tuning"] = {**tuned.as_log(), "shared": True}
-            result.timings["tuning_s"] = tuned.seconds     # the shared job's, not this cell's
+            run.log["tuning"] = {**tuned.as_log(), "shared": True}
+            run.timings["tuning_s"] = tuned.seconds     # the shared job's, not this cell's
+        result: RunResult | CellError = run
     except Exception as err:  # noqa: BLE001 - a failing cell must not stop the sweep
         result = CellError(failure_reason(err).splitlines()[0],
                            traceback.format_exc(), time.perf_counter() - t0)
@@ -357,10 +361,13 @@ def resolve_scenarios(scenarios: Iterable[str | Path | AnyScenario] | str | Path
 
     Any object with ``evaluation`` and ``stream(seed)`` counts (simulated ``Scenario`` and the
     real-survey scenarios alike)."""
+    items: list[str | Path | AnyScenario]
     if isinstance(scenarios, (str, Path)) or not isinstance(scenarios, Iterable) \
             or _is_scenario(scenarios):
-        scenarios = [scenarios]
-    out = [load_scenario(s) if isinstance(s, (str, Path)) else s for s in scenarios]
+        items = [scenarios]
+    else:
+        items = list(scenarios)
+    out = [load_scenario(s) if isinstance(s, (str, Path)) else s for s in items]
     if not out:
         raise ScenarioError("a sweep needs at least one scenario")
     bad = [s for s in out if not _is_scenario(s)]
@@ -375,7 +382,9 @@ def resolve_scenarios(scenarios: Iterable[str | Path | AnyScenario] | str | Path
     return out
 
 
-def _is_scenario(obj: object) -> bool:
+def _is_scenario(obj: object) -> TypeIs[AnyScenario]:
+    """Duck-typed: a pydantic scenario is itself iterable (its fields), so a sweep's argument
+    is told apart from a list of scenarios by what it has, not by ``Iterable``."""
     return hasattr(obj, "evaluation") and callable(getattr(obj, "stream", None))
 
 
@@ -402,7 +411,7 @@ def run_sweep(scenarios: Iterable[str | Path | AnyScenario] | str | Path | AnySc
         seeds = check_seeds(seeds)
     planned = plan_cells(scs, specs, seeds, grid, device, scheduler)
     own_store = not isinstance(store, Store)
-    db = Store(store) if own_store else store
+    db = store if isinstance(store, Store) else Store(store)
     try:
         done = db.done_keys()
         todo = [j for j in planned if j.cell.key not in done]
@@ -494,10 +503,8 @@ class _TrialProgress:
     def _count(self) -> int:
         n = 0
         for f in self.files:
-            try:
+            with contextlib.suppress(OSError):
                 n += Path(f).read_text().count("\n")
-            except OSError:
-                pass
         return n
 
     def _watch(self) -> None:
@@ -526,6 +533,13 @@ def _tuning_key(job: Job) -> str:
     return dataclasses.replace(job.cell, seed=0, learner="").key
 
 
+def _trials(job: Job) -> int:
+    """The tuning trials of a tuned cell (its ``space`` comes from ``[evaluation.tuning]``)."""
+    tuning = job.scenario.evaluation.tuning
+    assert tuning is not None, "a tuned cell's scenario has [evaluation.tuning]"
+    return tuning.trials
+
+
 def _tuning_phase(ready: list[Job], ex: Executor, db: Store, configs: Mapping[str, Any],
                   summary: SweepSummary, quiet: bool) -> list[Job]:
     """Tune each learner of the cells to run once, in parallel on ``ex`` (one job per learner);
@@ -543,8 +557,7 @@ def _tuning_phase(ready: list[Job], ex: Executor, db: Store, configs: Mapping[st
     items = [(key, dataclasses.replace(TuningJob.of(js[0]), progress_file=None if quiet else str(
         folder / f"{hashlib.sha1(f'{key}{time.time_ns()}'.encode()).hexdigest()[:16]}.log")))
         for key, js in groups.items()]
-    total = sum(js[0].scenario.evaluation.tuning.trials for js in groups.values()
-                if js[0].space)
+    total = sum(_trials(js[0]) for js in groups.values() if js[0].space)
     results: dict[str, Any] = {}
     with tqdm(total=total, desc="tuning", unit="trial", disable=quiet, leave=False) as bar, \
             _TrialProgress([tj.progress_file for _, tj in items], bar):

@@ -149,6 +149,8 @@ class ChangepointWrapper(Learner):
 
     inner_cls: ClassVar[type[Learner]]
     inner_name: ClassVar[str] = ""
+    #: the registry's ``make_learner`` (set by :func:`wrapper_class`), to unpickle by name
+    _make: ClassVar[Callable[..., Learner]]
     _search: ClassVar[dict] = {"cpd_hazard": Float(0.01, 0.3, log=True),
                                "cpd_threshold": Float(0.3, 0.95),
                                "cpd_scale": Float(0.03, 0.5, log=True)}
@@ -170,7 +172,10 @@ class ChangepointWrapper(Learner):
         check_int(n, "cpd_steps", self.cpd_steps, 0)
 
     def inner_hyperparameters(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self.inner_cls)}
+        inner = self.inner_cls    # a Learner without dataclass fields has no hyperparameters
+        fields: tuple[dataclasses.Field[Any], ...] = (
+            dataclasses.fields(inner) if dataclasses.is_dataclass(inner) else ())
+        return {f.name: getattr(self, f.name) for f in fields}
 
     def setup(self, spec: TaskSpec, seed: int = 0, device: str = "cpu") -> None:
         self._seed, self._device = seed, device
@@ -243,7 +248,7 @@ class ChangepointWrapper(Learner):
     def notify_shift(self, event: Any) -> None:
         self.inner.notify_shift(event)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., Learner], tuple[Any, ...]]:
         """Pickle by name (the class is made at run time): rebuilt through the registry's
         ``make_learner``, which the registry hands to :func:`wrapper_class`."""
         return (_rebuild, (type(self)._make, self.name, self.hyperparameters()))
@@ -275,8 +280,9 @@ def wrapper_class(inner_name: str, inner: type[Learner],
     from its name when it is unpickled in a worker."""
     if inner_name in _CLASSES:
         return _CLASSES[inner_name]
-    own = [(f.name, f.type, _default(f, inner_name)) for f in dataclasses.fields(inner)
-           ] if dataclasses.is_dataclass(inner) else []
+    own: list[tuple[str, Any, dataclasses.Field[Any]]] = [
+        (f.name, f.type, _default(f, inner_name)) for f in dataclasses.fields(inner)
+    ] if dataclasses.is_dataclass(inner) else []
     clash = [n for n, *_ in own if n in WRAPPER_FIELDS]
     if clash:
         raise LearnerError(f"learner 'cpd:{inner_name}': its hyperparameters {clash} clash with "

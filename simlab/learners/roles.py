@@ -79,6 +79,6 @@ def naive_names() -> tuple[str, ...]:
     return tuple(n for n, r in BUILTIN_ROLES.items() if r == "naive")
 
 
-__all__ = ["BUILTIN_ROLES", "ORACLE", "REFERENCE", "ROLES", "Role", "baseline_names", "builtin_role",
-           "is_baseline", "is_method", "is_naive", "is_oracle", "is_reference", "naive_names",
-           "recorded_role"]
+__all__ = ["BUILTIN_ROLES", "ORACLE", "REFERENCE", "ROLES", "Role", "baseline_names",
+           "builtin_role", "is_baseline", "is_method", "is_naive", "is_oracle", "is_reference",
+           "naive_names", "recorded_role"]

@@ -29,7 +29,9 @@ from simlab.tasks.task import Cells, ShiftEvent, Task, TaskStream
 class StreamSource(Protocol):
     """What the stream cache needs of a scenario (simulated or real survey)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The scenario's name (read only: a validated scenario is frozen)."""
 
     def fingerprint(self) -> str:
         """sha256 of the whole config (recorded in the stream's metadata)."""
