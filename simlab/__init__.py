@@ -13,11 +13,12 @@ from simlab._lazy import lazy_exports
 if TYPE_CHECKING:
     from simlab.evaluation.protocol import evaluate as evaluate, iter_evaluate as iter_evaluate
     from simlab.experiment.config import Scenario as Scenario, load_scenario as load_scenario
+    from simlab.experiment.forecast import forecast as forecast
     from simlab.experiment.store import Store as Store
     from simlab.experiment.survey_scenario import SurveyScenario as SurveyScenario
     from simlab.experiment.sweep import run_sweep as run_sweep
-    from simlab.learners.base import Budget as Budget
     from simlab.learners.registry import make_learner as make_learner
+    from simlab.settings import Budget as Budget, ProtocolSettings as ProtocolSettings
     from simlab.report.store_report import compare as compare
     from simlab.tasks.batch import TaskBatch as TaskBatch
     from simlab.tasks.task import Task as Task, TaskStream as TaskStream
