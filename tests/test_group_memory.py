@@ -148,17 +148,16 @@ def test_a_weighted_likelihood_counts_history_by_its_discount():
     respondent of age a weighs discount**a, whatever the survey weights' scale."""
     from dataclasses import replace
 
-    from simlab.learners.memory import GroupMemoryOption
+    from simlab.learners.memory import SupportTransform
 
     st = stream()
-    holder = GroupMemoryOption(memory=1, memory_discount=0.5)
-    holder._build_memory()
-    holder._remember_groups([replace(t, w_support=np.full(t.shots, 300.0, np.float32),
-                                     w_query=np.full(t.n_query, 300.0, np.float32))
-                             for t in st.waves[0]])
+    transform = SupportTransform(GroupMemory(waves=1, discount=0.5), normalise=True)
+    transform.remember([replace(t, w_support=np.full(t.shots, 300.0, np.float32),
+                                w_query=np.full(t.n_query, 300.0, np.float32))
+                        for t in st.waves[0]])
     b = TaskBatch.from_tasks(st.waves[1])
     b = replace(b, w_support=b.w_support * 1000)
-    out = holder._with_memory(b, normalise=True)
+    out = transform.for_adapt(b)
     np.testing.assert_allclose(out.w_support[0, :5].numpy(), 1.0, rtol=1e-6)
     np.testing.assert_allclose(out.w_support[0, 5:].numpy(), 0.5, rtol=1e-6)
 
@@ -196,3 +195,78 @@ def test_memory_discount_is_tuned_with_memory():
     for name in ("maml", "protonet", "meta_lstm", "finetune", "scratch"):
         space = type(make_learner(name)).search_space
         assert ("memory" in space) == ("memory_discount" in space), name
+
+
+class _Zeros(simlab.learners.base.Adapted):
+    def __init__(self, steps):
+        self.steps = tuple(steps)
+
+    def predict(self, query):
+        return torch.zeros(len(self.steps), query.size, query.x_query.shape[1])
+
+
+def _plugin_class(places):
+    """A plug-in learner that declares memory support and writes no memory call: it only
+    records the support sets its episodes and ``adapt`` are given."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from simlab.learners.base import Learner
+    from simlab.learners.episodes import EpisodeSampler, fit_loop
+    from simlab.learners.memory import GroupMemoryOption
+
+    @dataclass
+    class Echo(GroupMemoryOption, Learner):
+        name: ClassVar[str] = "echo"
+        memory_in: ClassVar[frozenset[str]] = frozenset(places)
+
+        def build(self):
+            self.episodes, self.supports = [], []
+
+        def meta_fit(self, tasks, budget):
+            def step(batch):
+                self.episodes.append(batch)
+                return 0.0, True
+            return fit_loop(step, EpisodeSampler.for_learner(self, tasks, budget), budget,
+                            self.generator)
+
+        def adapt(self, support, steps):
+            self.supports.append(support)
+            return _Zeros(steps)
+
+    return Echo
+
+
+@pytest.mark.parametrize("places", [("episodes", "adapt"), ("adapt",)])
+def test_a_plugin_declaring_memory_gets_history_rows_without_calling_the_memory(places):
+    st = stream()
+    budget = Budget(iterations=4, meta_batch=12)
+    m = _plugin_class(places)(memory=1, memory_discount=0.5)
+    m.setup(TaskSpec.of(st.waves[0][0]), seed=0)
+    m.meta_fit(st.tasks(0, 2), budget)                   # waves 0 and 1 of 6 groups
+    b = TaskBatch.from_tasks(st.waves[2])
+    m.adapt(b, [0])
+    got = m.supports[-1]
+    assert got.x_support.shape == (6, 5 + 10, 2)         # K own rows + wave 1's 10 rows
+    for g in range(6):
+        prev = st.waves[1][g]
+        np.testing.assert_array_equal(got.x_support[g, 5:].numpy(),
+                                      np.r_[prev.x_support, prev.x_query])
+    np.testing.assert_allclose(got.w_support[:, 5:].numpy(), 0.5)
+    torch.testing.assert_close(got.x_support[:, :5], b.x_support)
+    # episodes cut from wave 1 get wave 0's 10 rows when declared; those from wave 0 none
+    assert all(bool((e.wave == 1).any()) for e in m.episodes)     # every task in each batch
+    for e in m.episodes:
+        rows = e.w_support.gt(0).sum(-1)                          # own K < 10, + history
+        if "episodes" in places:
+            assert (rows[e.wave == 1] > 10).all() and (rows[e.wave == 0] < 10).all()
+        else:
+            assert (rows < 10).all()
+    # memory = 0: the support set as given; validate() alone refuses a bad memory (tuning)
+    plain = _plugin_class(places)()
+    plain.setup(TaskSpec.of(st.waves[0][0]), seed=0)
+    plain.meta_fit(st.tasks(0, 2), budget)
+    plain.adapt(b, [0])
+    assert plain.supports[-1].x_support.shape == b.x_support.shape
+    with pytest.raises(LearnerError, match="memory"):
+        _plugin_class(places)(memory=-1).validate()

@@ -116,6 +116,10 @@ class Scratch(GroupMemoryOption, Learner):
 
     name: ClassVar[str] = "scratch"
     role: ClassVar[Role] = "baseline"
+    #: no episodes; adapt's support weights rescaled to mean 1 (a weighted likelihood), then
+    #: the group's history appended (``memory.GroupMemoryOption``)
+    memory_in: ClassVar[frozenset[str]] = frozenset({"adapt"})
+    normalise_support: ClassVar[bool] = True
 
     search_space: ClassVar[SearchSpace] = {"l2": Float(0.1, 20.0, log=True), **MEMORY_SPACE}
 
@@ -134,11 +138,9 @@ class Scratch(GroupMemoryOption, Learner):
         check_number(n, "l2_intercept", self.l2_intercept)
         check_number(n, "lr", self.lr)
         check_choice(n, "optimizer", self.optimizer, OPTIMIZERS)
-        self._check_memory()
 
     def build(self) -> None:
         spec = self.spec
-        self._build_memory()
         if self.model == "mlp":
             self.net = nets.mlp([spec.n_features, *self.hidden, spec.out_dim], self.generator,
                                 self.device)
@@ -152,13 +154,12 @@ class Scratch(GroupMemoryOption, Learner):
         """Nothing to learn across tasks (the point of this baseline); ``memory`` > 0 keeps
         each group's respondents."""
         check_tasks(self, tasks)
-        self._remember_groups(tasks)
         return {"tasks": float(len(tasks)), "seconds": 0.0}
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         check_batch(self, support)
         steps = check_steps(steps, self.name)
-        support = self._with_memory(support.to(self.device), normalise=True)
+        support = support.to(self.device)     # weights normalised, history appended
         if self.model == "mlp":
             zero = {k: torch.zeros_like(v) for k, v in self.init.items()}
             params = _net_path(self.net, self.init, zero, support, self.spec.target, steps,
@@ -166,7 +167,7 @@ class Scratch(GroupMemoryOption, Learner):
             return _net_adapted(steps, params, self.net, self.spec.target, self.name)
         x = glm.design(support.x_support)
         y = glm.encode(support.y_support, self.spec.target, self.spec.n_classes)
-        w = support.w_support.to(GLM_DTYPE)          # normalised by _with_memory
+        w = support.w_support.to(GLM_DTYPE)          # normalised: normalise_support
         mean = torch.zeros_like(self.prec)
         beta = mean.expand(support.size, *mean.shape).clone()
         coef = glm.newton_path(beta, x, y, w, self.spec.target, 1.0, mean, self.prec, steps)
@@ -194,6 +195,8 @@ class PooledFineTune(GroupMemoryOption, Learner):
 
     name: ClassVar[str] = "finetune"
     role: ClassVar[Role] = "baseline"
+    #: the group's history joins adapt's support sets only, not the pooled pre-training
+    memory_in: ClassVar[frozenset[str]] = frozenset({"adapt"})
 
     # "steps" of fine-tuning are the protocol's inner-step grid, not a hyperparameter
     search_space: ClassVar[SearchSpace] = {
@@ -217,12 +220,10 @@ class PooledFineTune(GroupMemoryOption, Learner):
         check_number(n, "l2sp", self.l2sp, strict=False)
         check_choice(n, "optimizer", self.optimizer, OPTIMIZERS)
         check_choice(n, "finetune", self.finetune, ("all", "head"))
-        self._check_memory()
 
     def build(self) -> None:
         spec = self.spec
         hidden = tuple(self.hidden) if self.model == "mlp" else ()
-        self._build_memory()
         self.net = nets.mlp([spec.n_features, *hidden, spec.out_dim], self.generator, self.device)
         self.params = nets.params_of(self.net)
         self._head = f"{len(self.net) - 1}."
@@ -237,10 +238,9 @@ class PooledFineTune(GroupMemoryOption, Learner):
         loop (``episodes.fit_loop``); the log's ``loss`` is its ``meta_loss`` (last pooled
         training loss). ``memory`` > 0 also keeps each group's respondents for ``adapt``."""
         check_tasks(self, tasks)
-        self._remember_groups(tasks)
         if not tasks or budget.iterations == 0:
             return {**fit_log(), "loss": math.nan}
-        sampler = EpisodeSampler(tasks, budget.episodes, self.device, whole=True)
+        sampler = EpisodeSampler.for_learner(self, tasks, budget, whole=True)
         params = list(self.params.values())
 
         def step(batch: TaskBatch) -> tuple[float, bool]:
@@ -258,7 +258,7 @@ class PooledFineTune(GroupMemoryOption, Learner):
         pooled = {k: v.detach() for k, v in self.params.items()}
         train = None if self.finetune == "all" else [k for k in pooled if k.startswith(
             self._head)]
-        params = _net_path(self.net, pooled, pooled, self._with_memory(support.to(self.device)),
+        params = _net_path(self.net, pooled, pooled, support.to(self.device),
                            self.spec.target, steps, self.finetune_lr, self.l2sp, self.optimizer,
                            train)
         return _net_adapted(steps, params, self.net, self.spec.target, self.name)
@@ -315,6 +315,9 @@ class PartialPooling(GroupMemoryOption, Learner):
 
     name: ClassVar[str] = "partial_pooling"
     role: ClassVar[Role] = "baseline"
+    #: no episodes; adapt's support weights rescaled to mean 1, then the group's history
+    memory_in: ClassVar[frozenset[str]] = frozenset({"adapt"})
+    normalise_support: ClassVar[bool] = True
     #: remembers every revealed task itself (``window``) and carries its EM on: shown each
     #: wave once (the online meta_fit gives it the newest wave only)
     incremental: ClassVar[bool] = True
@@ -352,7 +355,6 @@ class PartialPooling(GroupMemoryOption, Learner):
         check(is_number(self.discount, 0.0) and self.discount <= 1.0, n, "discount",
               self.discount, "it must be in (0, 1]: the weight of a task one wave older "
               "(1 = no discount)")
-        self._check_memory()
 
     def build(self) -> None:
         shape = (self.spec.n_features + 1, self.spec.out_dim)
@@ -368,8 +370,7 @@ class PartialPooling(GroupMemoryOption, Learner):
         """Forget every remembered task and group history (the estimates stay, as the next
         EM's start, which gets the full ``em_iterations``)."""
         self._mem: dict[str, torch.Tensor] | None = None
-        self._warm = False
-        self._build_memory()
+        self._warm = False                  # (GroupMemoryOption: a fresh group memory)
 
     @property
     def memory_size(self) -> int:
@@ -402,7 +403,6 @@ class PartialPooling(GroupMemoryOption, Learner):
         check_tasks(self, tasks)
         start = time.perf_counter()
         self._calls += 1
-        self._remember_groups(tasks)
         if tasks:
             self._remember(tasks)
         if self._mem is None:
@@ -493,10 +493,10 @@ class PartialPooling(GroupMemoryOption, Learner):
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         check_batch(self, support)
         steps = check_steps(steps, self.name)
-        support = self._with_memory(support.to(self.device), normalise=True)
+        support = support.to(self.device)     # weights normalised, history appended
         x = glm.design(support.x_support)
         y = glm.encode(support.y_support, self.spec.target, self.spec.n_classes)
-        w = support.w_support.to(GLM_DTYPE)          # normalised by _with_memory
+        w = support.w_support.to(GLM_DTYPE)          # normalised: normalise_support
         beta = self.beta0.expand(support.size, *self.beta0.shape).clone()
         coef = glm.newton_path(beta, x, y, w, self.spec.target, self.sigma2, self.beta0,
                             1.0 / self.tau2, steps)

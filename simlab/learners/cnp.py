@@ -46,7 +46,7 @@ from torch.func import functional_call
 from simlab.learners import nets
 from simlab.learners.base import (Adapted, Budget, Float, Int, Learner, SearchSpace,
                                   TaskSpec, check_int, check_number, check_widths)
-from simlab.learners.episodes import Params, make_adam, query_weights
+from simlab.learners.episodes import Params, fit_episodes, make_adam, query_weights
 from simlab.learners.losses import task_loss
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.learners.relation import MetricAdapted
@@ -125,10 +125,8 @@ class InContext(GroupMemoryOption, Learner):
         check_number(n, "meta_lr", self.meta_lr, hint=", e.g. 1e-3")
         check_number(n, "grad_clip", self.grad_clip, optional=True, hint=" (None: no clipping)")
         check_number(n, "min_sigma", self.min_sigma, hint=" (the reference code's 0.1)")
-        self._check_memory()
 
     def build(self) -> None:
-        self._build_memory()
         self._net = self.make_net()
         self.params: Params = nets.params_of(self._net)
         self._opt = make_adam(self.params.values(), self.meta_lr)
@@ -157,7 +155,7 @@ class InContext(GroupMemoryOption, Learner):
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Episodic training (``episodes.fit_loop``): each meta-iteration scores the queries of
         a meta-batch of freshly split tasks given their support sets; one Adam step."""
-        return self._fit_episodes(tasks, budget)
+        return fit_episodes(self, tasks, budget)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """Encode the support set (no inner loop): the same prediction for every step count."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from simlab.errors import DataError
+from simlab.errors import DataError, LearnerError
 from simlab.learners.base import Adapted, Budget, Episodes, Learner, TaskSpec, is_int
 from simlab.learners.losses import to_prediction
 from simlab.tasks.batch import TaskBatch
@@ -180,12 +180,14 @@ class EpisodeSampler:
     """
 
     def __init__(self, tasks: Sequence[Task], episodes: Episodes | None = None,
-                 device: str | torch.device = "cpu", whole: bool = False) -> None:
+                 device: str | torch.device = "cpu", whole: bool = False,
+                 transform: Callable[[TaskBatch], TaskBatch] | None = None) -> None:
         if not tasks:
             raise ValueError("EpisodeSampler: no tasks to draw episodes from; pass at least one "
                              "revealed Task")
         self.episodes = episodes or Episodes()
         self.whole, self.device = whole, torch.device(device)
+        self.transform = transform
         self.target, self.n_classes = tasks[0].target, tasks[0].n_classes
         self.x, self.y, self.w, n = labelled(tasks, self.device)
         self.n = n.cpu()
@@ -194,6 +196,17 @@ class EpisodeSampler:
         self.wave = torch.tensor([int(t.info.get("wave", -1)) for t in tasks], dtype=torch.int64)
         self.grid = self._grid()
         self._check(tasks)
+
+    @classmethod
+    def for_learner(cls, learner: Learner, tasks: Sequence[Task], budget: Budget,
+                    whole: bool = False) -> EpisodeSampler:
+        """The sampler of ``learner``'s meta-training episodes (K from ``budget.episodes``,
+        on its device): each episode goes through the learner's ``support_transform``'s
+        ``for_episodes`` where it has one (``memory.GroupMemoryOption``: its groups' history
+        appended when the learner declares memory in its episodes)."""
+        held = getattr(learner, "support_transform", None)
+        return cls(tasks, budget.episodes, learner.device, whole,
+                   None if held is None else held.for_episodes)
 
     def __len__(self) -> int:
         return int(self.n.shape[0])
@@ -260,12 +273,13 @@ class EpisodeSampler:
         def cut(a: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
             return a.gather(1, i[..., None].expand(-1, -1, a.shape[-1]) if a.dim() == 3 else i)
 
-        return TaskBatch(
+        batch = TaskBatch(
             x_support=cut(x, s_idx), y_support=cut(y, s_idx),
             w_support=cut(w, s_idx) * s_mask.to(dev), x_query=cut(x, q_idx),
             y_query=cut(y, q_idx), w_query=cut(w, q_idx), q_mask=q_mask.to(dev),
             target=self.target, n_classes=self.n_classes, oracle_query=None,
             group=self.group[idx].to(dev), wave=self.wave[idx].to(dev))
+        return batch if self.transform is None else self.transform(batch)
 
 
 # ------------------------------------------------------------------------ the outer loop
@@ -459,6 +473,25 @@ def descend(loss: torch.Tensor, params: Sequence[torch.Tensor],
     """One optimiser step on ``loss`` (see ``apply_update``)."""
     grads = torch.autograd.grad(loss, list(params), allow_unused=True)
     return apply_update(optimizer, params, grads, loss, grad_clip, clip_groups)
+
+
+def fit_episodes(learner: Any, tasks: Sequence[Task], budget: Budget) -> dict[str, Any]:
+    """The ``meta_fit`` of a learner trained by Adam on its query loss (the metric learners,
+    the meta-LSTM, the in-context learners): the shared outer loop (``fit_loop``), each
+    meta-iteration one optimiser step on ``episode_loss`` of a meta-batch of freshly split
+    tasks (``EpisodeSampler.for_learner``: with the learner's group memory, if any). Uses the
+    learner's ``params``, ``_opt``, ``grad_clip``, ``episode_loss`` and, where it has one,
+    ``clip_groups()`` (parameter groups clipped separately)."""
+    check_tasks(learner, tasks)
+    if not tasks:
+        raise LearnerError(f"{learner.name}: meta_fit got no tasks; pass at least one Task")
+    groups: ClipGroups | None = (learner.clip_groups() if hasattr(learner, "clip_groups")
+                                 else None)
+    pool = EpisodeSampler.for_learner(learner, tasks, budget)
+    params = list(learner.params.values())
+    return fit_loop(lambda batch: descend(learner.episode_loss(batch), params, learner._opt,
+                                          learner.grad_clip, groups),
+                    pool, budget, learner.generator)
 
 
 def make_adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:

@@ -141,7 +141,6 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
               self.adapt_steps, "it must be an integer >= 0 (the inner steps the method "
               "predicts with) or None (= inner_steps)")
         check_flag(n, "compile", self.compile)
-        self._check_memory()
 
     def build(self) -> None:
         sizes = [self.spec.n_features, *(int(h) for h in self.hidden), self.spec.out_dim]
@@ -150,7 +149,6 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         self._linears = {i for i, m in enumerate(self.net) if isinstance(m, torch.nn.Linear)}
         head = str(len(self.net) - 1)
         self.head_keys = tuple(k for k in self.params if k.split(".")[0] == head)
-        self._build_memory()
         self._build_meta()
         self._step_fn = self._make_step_fn()
         if self.compile:
@@ -281,9 +279,12 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
 
     # ----- Learner API ---------------------------------------------------------------------
     def meta_step(self, batch: TaskBatch) -> float:
-        """One outer update on one meta-batch; returns its meta-loss (NaN when skipped)."""
+        """One outer update on one meta-batch (an episode batch built by the caller, so it
+        goes through ``support_transform.for_episodes`` as the sampler's do); returns its
+        meta-loss (NaN when skipped)."""
         check_batch(self, batch)
-        loss, _ = self._apply_step(_tensors(self._with_memory(batch.to(self.device))))
+        episode = self.support_transform.for_episodes(batch.to(self.device))
+        loss, _ = self._apply_step(_tensors(episode))
         return loss
 
     @abstractmethod
@@ -300,14 +301,13 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         ``budget.episodes``). Callable again (online): parameters and optimiser state carry
         over. Mixed K are zero-weight padded; no tasks is a no-op. With ``memory`` > 0 the
         tasks also enter the group memory, and every episode's support set gets its group's
-        earlier waves (as ``adapt`` will)."""
+        earlier waves (as ``adapt`` will; ``memory.GroupMemoryOption`` does both)."""
         check_tasks(self, tasks)
-        self._remember_groups(tasks)
         if not tasks or budget.iterations == 0:
             return fit_log()
-        sampler = EpisodeSampler(tasks, budget.episodes, self.device, whole=self.whole_tasks)
-        return fit_loop(lambda batch: self._apply_step(_tensors(self._with_memory(batch))),
-                        sampler, budget, self.generator)
+        sampler = EpisodeSampler.for_learner(self, tasks, budget, whole=self.whole_tasks)
+        return fit_loop(lambda batch: self._apply_step(_tensors(batch)), sampler, budget,
+                        self.generator)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> FunctionalAdapted:
         """Run the inner loop once to ``max(steps)`` on every support set (batched) and keep the
@@ -318,7 +318,7 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
         theta = {k: v.detach() for k, v in self.params.items()}
         lrs = {k: (v.detach() if isinstance(v, torch.Tensor) else v)
                for k, v in self._lrs().items()}
-        batch = self._with_memory(support.to(self.device))
+        batch = support.to(self.device)
         with torch.no_grad():
             _, snaps = self._inner_loop(theta, lrs, batch.x_support, batch.y_support,
                                         batch.w_support, max(steps), True, record=steps)

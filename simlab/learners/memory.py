@@ -15,23 +15,19 @@ wave t get the history that wave t's adaptation would get. Tasks of unknown grou
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from simlab.errors import LearnerError
 from simlab.learners.base import check, check_int
-from simlab.learners.episodes import (ClipGroups, EpisodeSampler, check_tasks, descend,
-                                      fit_loop, labelled, normalise_weights)
+from simlab.learners.episodes import check_batch, check_tasks, labelled, normalise_weights
 from simlab.learners.space import Choice, Float, SearchSpace
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
-
-if TYPE_CHECKING:  # pragma: no cover
-    from simlab.learners.base import Budget
 
 _Rows = tuple[np.ndarray, np.ndarray, np.ndarray]      # x [n, D], y [n], w [n]
 
@@ -139,64 +135,169 @@ class GroupMemory:
                             "w_support": cat(batch.w_support, w)})
 
 
+class SupportTransform:
+    """The one place that says how a learner's support sets are extended by its groups' past
+    waves: held by a learner with the ``memory`` option (``GroupMemoryOption``) as
+    ``support_transform``, fresh at every ``setup`` and ``reset_memory``.
+
+    * ``remember(tasks)``: the revealed tasks of a ``meta_fit`` call enter the memory (called
+      before the learner's own ``meta_fit`` runs);
+    * ``for_episodes(batch)``: a meta-training episode's support sets plus their groups'
+      history (applied by ``episodes.EpisodeSampler.for_learner`` to every episode it cuts),
+      when ``episodes`` (the learner's ``memory_in`` holds "episodes");
+    * ``for_adapt(batch)``: the support sets ``adapt`` gets, first rescaled to mean-1 weights
+      when ``normalise`` (a weighted likelihood: with ``memory`` = 0 too), then plus their
+      groups' history when ``adapt`` (``memory_in`` holds "adapt").
+
+    ``memory`` None (``memory`` = 0) appends nothing."""
+
+    def __init__(self, memory: GroupMemory | None, episodes: bool = True, adapt: bool = True,
+                 normalise: bool = False) -> None:
+        self.memory, self.episodes, self.adapt, self.normalise = memory, episodes, adapt, normalise
+
+    def remember(self, tasks: Sequence[Task]) -> None:
+        """Store the revealed ``tasks``' respondents by group and wave (``GroupMemory``)."""
+        if self.memory is not None:
+            self.memory.remember(tasks)
+
+    def _extend(self, batch: TaskBatch) -> TaskBatch:
+        return batch if self.memory is None else self.memory.extend(batch)
+
+    def for_episodes(self, batch: TaskBatch) -> TaskBatch:
+        """A meta-training episode batch with its groups' history (if episodes use it)."""
+        return self._extend(batch) if self.episodes else batch
+
+    def for_adapt(self, batch: TaskBatch) -> TaskBatch:
+        """A support batch as ``adapt`` sees it: weights normalised first (``normalise``),
+        then its groups' history appended (if adapt uses it)."""
+        if self.normalise:
+            batch = replace(batch, w_support=normalise_weights(batch.w_support))
+        return self._extend(batch) if self.adapt else batch
+
+
+#: where a learner's group memory may apply (``GroupMemoryOption.memory_in``)
+MEMORY_PLACES = frozenset({"episodes", "adapt"})
+
+
+class _HoldsTransform:
+    """Where the transform's attribute is declared: outside the dataclass, so not a field."""
+
+    support_transform: SupportTransform      # set by setup and reset_memory
+
+
 @dataclass
-class GroupMemoryOption:
-    """The ``memory`` hyperparameters of a task-level meta-learner (a mixin of its dataclass).
+class GroupMemoryOption(_HoldsTransform):
+    """The ``memory`` hyperparameters of a task-level learner (a mixin of its dataclass),
+    applied for it: the learner writes no memory call.
 
     ``memory`` = M > 0 waves of each group's past respondents join its support sets, weighted
-    ``memory_discount ** age``, in meta-training episodes and in ``adapt`` alike; 0 (the
-    default) is the published method. The learner calls ``_build_memory`` in ``build``,
-    ``_remember_groups(tasks)`` at the start of ``meta_fit`` and ``_with_memory(batch)`` on
-    every episode and support batch (``normalise=True`` for a weighted likelihood, whose
-    survey weights are rescaled to mean 1 first).
+    ``memory_discount ** age``, where the class declares (``memory_in``): "episodes" (the
+    meta-training episodes of ``EpisodeSampler.for_learner``) and / or "adapt"; 0 (the
+    default) is the published method. ``normalise_support``: ``adapt``'s support weights are
+    rescaled to mean 1 first (a weighted likelihood), with ``memory`` = 0 too.
+
+    How (``__init_subclass__``, so a subclass's own overrides are covered): ``validate`` also
+    checks the two fields (``tuning`` calls ``validate`` directly); ``setup`` and
+    ``reset_memory`` give a fresh ``support_transform`` (``SupportTransform``); ``meta_fit``
+    first checks its tasks and remembers them; ``adapt`` gets its support batch checked, on
+    the learner's device and through ``support_transform.for_adapt``. A ``super()`` call of a
+    hooked method inside another is not hooked twice.
     """
 
     memory: int = 0               # waves of the group's past respondents added to the support
     memory_discount: float = 1.0  # their weight per wave of age
 
-    def _check_memory(self) -> None:
-        n = getattr(self, "name", type(self).__name__)
-        check_int(n, "memory", self.memory, 0, " (waves of group history; 0: the paper's "
-                  "support set only)")
-        check(isinstance(self.memory_discount, (int, float)) and 0 < self.memory_discount <= 1,
-              n, "memory_discount", self.memory_discount, "it must be in (0, 1], e.g. 0.7")
+    #: where the memory extends support sets: "episodes" and / or "adapt"
+    memory_in: ClassVar[frozenset[str]] = MEMORY_PLACES
+    #: ``adapt``'s support weights rescaled to mean 1 before the history is appended
+    normalise_support: ClassVar[bool] = False
 
-    def _build_memory(self) -> None:
-        """A fresh, empty memory (after ``validate`` has checked the fields)."""
-        self.group_memory = (GroupMemory(self.memory, self.memory_discount) if self.memory
-                             else None)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not set(cls.memory_in) <= MEMORY_PLACES:
+            raise TypeError(f"{cls.__name__}.memory_in={set(cls.memory_in)!r}: use a subset of "
+                            f"{sorted(MEMORY_PLACES)}")
+        for name, hook in _HOOKS.items():
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "__isabstractmethod__", False):
+                setattr(cls, name, _hooked(name, fn, hook))
 
-    def _remember_groups(self, tasks: Sequence[Task]) -> None:
-        if self.group_memory is not None:
-            self.group_memory.remember(tasks)
+    @property
+    def group_memory(self) -> GroupMemory | None:
+        """The memory itself (None with ``memory`` = 0)."""
+        return self.support_transform.memory
 
-    def _with_memory(self, batch: TaskBatch, normalise: bool = False) -> TaskBatch:
-        """The batch's support sets plus their groups' past respondents (``memory`` > 0);
-        ``normalise``: the support's own weights rescaled to mean 1 first."""
-        if normalise:
-            batch = replace(batch, w_support=normalise_weights(batch.w_support))
-        return batch if self.group_memory is None else self.group_memory.extend(batch)
+    def validate(self) -> None:
+        """The memory fields (a learner's own ``validate`` gets this check appended)."""
+        _check_memory(self)
 
-    def _fit_episodes(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
-        """The ``meta_fit`` of a learner trained by Adam on its query loss (the metric
-        learners, the meta-LSTM, the in-context learners): the groups remembered, then the
-        shared outer loop (``episodes.fit_loop``), each meta-iteration one optimiser step on
-        ``episode_loss`` of a meta-batch of freshly split tasks with their memory. Uses the
-        learner's ``params``, ``_opt``, ``grad_clip``, ``episode_loss`` and, where it has one,
-        ``clip_groups()`` (parameter groups clipped separately)."""
-        learner: Any = self
-        check_tasks(learner, tasks)
-        if not tasks:
-            raise LearnerError(f"{learner.name}: meta_fit got no tasks; pass at least one Task")
-        self._remember_groups(tasks)
-        groups: ClipGroups | None = (learner.clip_groups() if hasattr(learner, "clip_groups")
-                                     else None)
-        pool = EpisodeSampler(tasks, budget.episodes, learner.device)
-        params = list(learner.params.values())
-        return fit_loop(lambda batch: descend(learner.episode_loss(self._with_memory(batch)),
-                                              params, learner._opt, learner.grad_clip,
-                                              groups),
-                        pool, budget, learner.generator)
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        super().setup(*args, **kwargs)  # type: ignore[misc]
+        _fresh_transform(self)
 
 
-__all__ = ["MEMORY_SPACE", "GroupMemory", "GroupMemoryOption"]
+def _check_memory(self: Any) -> None:
+    n = getattr(self, "name", type(self).__name__)
+    check_int(n, "memory", self.memory, 0, " (waves of group history; 0: the paper's "
+              "support set only)")
+    check(isinstance(self.memory_discount, (int, float)) and 0 < self.memory_discount <= 1,
+          n, "memory_discount", self.memory_discount, "it must be in (0, 1], e.g. 0.7")
+
+
+def _fresh_transform(self: Any) -> None:
+    """A fresh, empty memory (after ``validate`` has checked the fields)."""
+    places = self.memory_in
+    self.support_transform = SupportTransform(
+        GroupMemory(self.memory, self.memory_discount) if self.memory else None,
+        episodes="episodes" in places, adapt="adapt" in places,
+        normalise=self.normalise_support)
+
+
+def _hook_meta_fit(self: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    check_tasks(self, args[0])
+    self.support_transform.remember(args[0])
+    return args
+
+
+def _hook_adapt(self: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    check_batch(self, args[0])
+    return (self.support_transform.for_adapt(args[0].to(self.device)), *args[1:])
+
+
+def _unchanged(self: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return args
+
+
+#: method -> what runs before it (its positional arguments in, out); validate: the check
+#: after it, reset_memory: the fresh transform after it (see ``_hooked``)
+_HOOKS: dict[str, Callable[[Any, tuple[Any, ...]], tuple[Any, ...]]] = {
+    "validate": _unchanged, "reset_memory": _unchanged,
+    "meta_fit": _hook_meta_fit, "adapt": _hook_adapt}
+_AFTER: dict[str, Callable[[Any], None]] = {"validate": _check_memory,
+                                            "reset_memory": _fresh_transform}
+
+
+def _hooked(name: str, fn: Callable[..., Any],
+            before: Callable[[Any, tuple[Any, ...]], tuple[Any, ...]]) -> Callable[..., Any]:
+    """``fn`` with the memory's step around it, once per outermost call (a ``super()`` call
+    of the same method inside runs bare)."""
+    flag = f"_memory_hook_{name}"
+    after = _AFTER.get(name)
+
+    @functools.wraps(fn)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get(flag):
+            return fn(self, *args, **kwargs)
+        self.__dict__[flag] = True
+        try:
+            out = fn(self, *before(self, args), **kwargs)
+            if after is not None:
+                after(self)
+            return out
+        finally:
+            self.__dict__[flag] = False
+
+    return run
+
+
+__all__ = ["MEMORY_PLACES", "MEMORY_SPACE", "GroupMemory", "GroupMemoryOption", "SupportTransform"]

@@ -55,7 +55,7 @@ from simlab.learners.base import Float, Int, SearchSpace  # search spaces
 from simlab.learners.base import (Budget, Learner, check_int, check_interval, check_number,
                                   check_widths)
 from simlab.learners.episodes import (FunctionalAdapted, check_batch, check_steps,
-                                      make_adam, query_weights)
+                                      fit_episodes, make_adam, query_weights)
 from simlab.learners.losses import task_loss
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
@@ -196,13 +196,11 @@ class MetaLSTM(GroupMemoryOption, Learner):
         check_interval(n, "forget_bias", self.forget_bias)
         check_interval(n, "input_bias", self.input_bias)
         check_number(n, "init_scale", self.init_scale, strict=False)
-        self._check_memory()
 
     # ---- parameters -------------------------------------------------------------------------
 
     def build(self) -> None:
         spec, g, dev = self.spec, self.generator, self.device
-        self._build_memory()
         self._net = nets.mlp([spec.n_features, *self.hidden, spec.out_dim], g, dev)
         learner = nets.params_of(self._net)
         self._shapes = [(k, v.shape) for k, v in learner.items()]
@@ -305,7 +303,7 @@ class MetaLSTM(GroupMemoryOption, Learner):
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Adam on the query loss after ``inner_steps`` unrolled updates (paper Algorithm 1),
         in the shared outer loop (``episodes.fit_loop``)."""
-        return self._fit_episodes(tasks, budget)
+        return fit_episodes(self, tasks, budget)
 
     def episode_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean over tasks of the weighted query loss at c_T."""
@@ -323,5 +321,5 @@ class MetaLSTM(GroupMemoryOption, Learner):
         check_batch(self, support)
         wanted = check_steps(steps, self.name)
         with torch.no_grad():
-            flat = self.unroll(self._with_memory(support.to(self.device)), max(wanted), wanted)
+            flat = self.unroll(support.to(self.device), max(wanted), wanted)
         return FlatAdapted(wanted, flat, self._forward, self.spec.target, self.name)

@@ -71,7 +71,8 @@ from simlab.learners.base import (Adapted, Budget, Choice, Float, Int, Learner, 
                                   check_choice, check_flag, check_int, check_number,
                                   check_widths)
 from simlab.learners.episodes import (Params, check_batch, check_query, check_steps,
-                                      make_adam, normalise_weights, query_weights)
+                                      fit_episodes, make_adam, normalise_weights,
+                                      query_weights)
 from simlab.learners.losses import task_loss, to_prediction
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
@@ -133,11 +134,12 @@ class MetricAdapted(Adapted):
     @classmethod
     def of(cls, learner: Any, support: TaskBatch, steps: Sequence[int]) -> MetricAdapted:
         """``adapt`` of a learner with no inner loop (the metric and in-context learners):
-        keeps the support set, its group memory added, and a frozen copy of ``params``."""
+        keeps the support set (its group memory added by ``GroupMemoryOption``) and a frozen
+        copy of ``params``."""
         check_batch(learner, support)
         wanted = check_steps(steps, learner.name)
         frozen = {k: v.detach().clone() for k, v in learner.params.items()}
-        return cls(steps=wanted, support=learner._with_memory(support.to(learner.device)),
+        return cls(steps=wanted, support=support.to(learner.device),
                    params=frozen, raw=learner.predictions, learner=learner.name)
 
 
@@ -171,7 +173,6 @@ class _Metric(GroupMemoryOption, Learner):
         check_flag(n, "learn_temperature", self.learn_temperature)
         check_flag(n, "class_prior", self.class_prior)
         check_number(n, "prior_count", self.prior_count, hint=" (1: Laplace smoothing)")
-        self._check_memory()
 
     @property
     def n_classes(self) -> int:
@@ -180,7 +181,6 @@ class _Metric(GroupMemoryOption, Learner):
 
     def build(self) -> None:
         spec, g, dev = self.spec, self.generator, self.device
-        self._build_memory()
         self._embed = nets.mlp([spec.n_features, *self.hidden, self.embed_dim], g, dev)
         self.params = {f"embed.{k}": v for k, v in nets.params_of(self._embed).items()}
         self.params["empty"] = torch.zeros(self.embed_dim, device=dev, requires_grad=True)
@@ -227,7 +227,7 @@ class _Metric(GroupMemoryOption, Learner):
     def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Episodic training (``episodes.fit_loop``): each meta-iteration scores the queries of
         a meta-batch of tasks given their support sets and takes one Adam step."""
-        return self._fit_episodes(tasks, budget)
+        return fit_episodes(self, tasks, budget)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         """No inner loop: keeps the support set and a frozen copy of the parameters."""
