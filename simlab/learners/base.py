@@ -111,9 +111,10 @@ class Learner(ABC):
 
         ``tasks`` are revealed tasks, whole: support and query rows are all labelled
         respondents of that group and wave (no ``oracle_query`` unless ``uses_oracle``). Cut
-        episodes from them with ``episodes.EpisodeSampler(tasks, budget.episodes)`` (a fresh
-        support/query split per episode) rather than reusing the stream's split, and stop
-        once ``budget.seconds`` have passed (``episodes.fit_loop`` does both)."""
+        episodes from them with ``episodes.EpisodeSampler.for_learner(self, tasks, budget)``
+        (a fresh support/query split per episode, with the learner's group memory where it
+        declares one: ``memory.GroupMemoryOption``) rather than reusing the stream's split,
+        and stop once ``budget.seconds`` have passed (``episodes.fit_loop`` does both)."""
 
     @abstractmethod
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:

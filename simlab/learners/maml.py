@@ -31,7 +31,8 @@ Papers (the formulas below follow them):
 Group memory (``memory`` = M > 0, an extension for repeated surveys, not in the papers; 0, the
 default, is the papers' method): each support set is extended by its group's labelled
 respondents of the M revealed waves before, weighted ``memory_discount ** age``
-(``memory.GroupMemory``), in meta-training episodes and in ``adapt`` alike. The group effect of a
+(``memory.GroupMemory``), in meta-training episodes and in ``adapt`` alike, applied by
+``memory.GroupMemoryOption`` (the class declares ``memory_in``). The group effect of a
 panel persists across waves; this is how an advocate of these methods would use the group
 identity the protocol passes (``TaskBatch.group``), and the tuner may switch it on.
 
