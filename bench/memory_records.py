@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from records_unchanged import differences  # noqa: E402  (the same exact comparison)
+from records_unchanged import differences  # the same exact comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 
