@@ -254,6 +254,8 @@ def test_a_plugin_declaring_memory_gets_history_rows_without_calling_the_memory(
                                       np.r_[prev.x_support, prev.x_query])
     np.testing.assert_allclose(got.w_support[:, 5:].numpy(), 0.5)
     torch.testing.assert_close(got.x_support[:, :5], b.x_support)
+    m.adapt(support=b, steps=[0])                       # by keyword: the same support
+    torch.testing.assert_close(m.supports[-1].w_support, got.w_support)
     # episodes cut from wave 1 get wave 0's 10 rows when declared; those from wave 0 none
     assert all(bool((e.wave == 1).any()) for e in m.episodes)     # every task in each batch
     for e in m.episodes:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from simlab.errors import LearnerError
 from simlab.learners.base import check, check_int
 from simlab.learners.episodes import check_batch, check_tasks, labelled, normalise_weights
 from simlab.learners.space import Choice, Float, SearchSpace
@@ -201,7 +202,8 @@ class GroupMemoryOption(_HoldsTransform):
     ``reset_memory`` give a fresh ``support_transform`` (``SupportTransform``); ``meta_fit``
     first checks its tasks and remembers them; ``adapt`` gets its support batch checked, on
     the learner's device and through ``support_transform.for_adapt``. A ``super()`` call of a
-    hooked method inside another is not hooked twice.
+    hooked method inside another is not hooked twice (``validate`` checks at each level, as
+    the learners did).
     """
 
     memory: int = 0               # waves of the group's past respondents added to the support
@@ -215,8 +217,8 @@ class GroupMemoryOption(_HoldsTransform):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not set(cls.memory_in) <= MEMORY_PLACES:
-            raise TypeError(f"{cls.__name__}.memory_in={set(cls.memory_in)!r}: use a subset of "
-                            f"{sorted(MEMORY_PLACES)}")
+            raise LearnerError(f"{cls.__name__}.memory_in={set(cls.memory_in)!r}: use a "
+                               f"subset of {sorted(MEMORY_PLACES)}")
         for name, hook in _HOOKS.items():
             fn = cls.__dict__.get(name)
             if fn is not None and not getattr(fn, "__isabstractmethod__", False):
@@ -253,46 +255,53 @@ def _fresh_transform(self: Any) -> None:
         normalise=self.normalise_support)
 
 
-def _hook_meta_fit(self: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    check_tasks(self, args[0])
-    self.support_transform.remember(args[0])
-    return args
+def _remember(self: Any, tasks: Any) -> Any:
+    check_tasks(self, tasks)
+    self.support_transform.remember(tasks)
+    return tasks
 
 
-def _hook_adapt(self: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    check_batch(self, args[0])
-    return (self.support_transform.for_adapt(args[0].to(self.device)), *args[1:])
+def _for_adapt(self: Any, support: Any) -> Any:
+    check_batch(self, support)
+    return self.support_transform.for_adapt(support.to(self.device))
 
 
-def _unchanged(self: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return args
+@dataclass(frozen=True)
+class _Hook:
+    """What runs around one learner method: ``before`` maps its first argument (``arg``,
+    positional or by name), ``after`` runs on return; ``once``: only in the outermost call
+    (a ``super()`` call inside runs bare; validate checks at every level, as before)."""
+
+    arg: str | None = None
+    before: Callable[[Any, Any], Any] | None = None
+    after: Callable[[Any], None] | None = None
+    once: bool = True
 
 
-#: method -> what runs before it (its positional arguments in, out); validate: the check
-#: after it, reset_memory: the fresh transform after it (see ``_hooked``)
-_HOOKS: dict[str, Callable[[Any, tuple[Any, ...]], tuple[Any, ...]]] = {
-    "validate": _unchanged, "reset_memory": _unchanged,
-    "meta_fit": _hook_meta_fit, "adapt": _hook_adapt}
-_AFTER: dict[str, Callable[[Any], None]] = {"validate": _check_memory,
-                                            "reset_memory": _fresh_transform}
+_HOOKS: dict[str, _Hook] = {
+    "validate": _Hook(after=_check_memory, once=False),
+    "reset_memory": _Hook(after=_fresh_transform),
+    "meta_fit": _Hook("tasks", _remember),
+    "adapt": _Hook("support", _for_adapt)}
 
 
-def _hooked(name: str, fn: Callable[..., Any],
-            before: Callable[[Any, tuple[Any, ...]], tuple[Any, ...]]) -> Callable[..., Any]:
-    """``fn`` with the memory's step around it, once per outermost call (a ``super()`` call
-    of the same method inside runs bare)."""
+def _hooked(name: str, fn: Callable[..., Any], hook: _Hook) -> Callable[..., Any]:
+    """``fn`` with the memory's steps around it (``_Hook``)."""
     flag = f"_memory_hook_{name}"
-    after = _AFTER.get(name)
 
     @functools.wraps(fn)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.__dict__.get(flag):
+        if hook.once and self.__dict__.get(flag):
             return fn(self, *args, **kwargs)
         self.__dict__[flag] = True
         try:
-            out = fn(self, *before(self, args), **kwargs)
-            if after is not None:
-                after(self)
+            if hook.before is not None and args:
+                args = (hook.before(self, args[0]), *args[1:])
+            elif hook.before is not None and hook.arg in kwargs:
+                kwargs = {**kwargs, hook.arg: hook.before(self, kwargs[hook.arg])}
+            out = fn(self, *args, **kwargs)
+            if hook.after is not None:
+                hook.after(self)
             return out
         finally:
             self.__dict__[flag] = False
@@ -300,4 +309,5 @@ def _hooked(name: str, fn: Callable[..., Any],
     return run
 
 
-__all__ = ["MEMORY_PLACES", "MEMORY_SPACE", "GroupMemory", "GroupMemoryOption", "SupportTransform"]
+__all__ = ["MEMORY_PLACES", "MEMORY_SPACE", "GroupMemory", "GroupMemoryOption",
+           "SupportTransform"]
