@@ -12,10 +12,10 @@ finetune, partial pooling, dynamic MLM, the naive ones and their ``cpd:`` wrappe
 plug-in declaring ``role = "baseline"``); the best meta-learner is the learner with the role
 "meta" with the lowest mean. Their paired difference over seeds is ``compare_all``'s, whose
 p-value is Holm-adjusted over every meta-learner compared with that baseline at the point, so
-picking the best meta-learner after the fact does not inflate its verdict. Verdicts: wins (``beats``), ties (``no
-difference``), loses (``worse``), too few seeds (under ``MIN_SEEDS`` paired seeds). Cost:
-each learner's mean CPU seconds per run (``total_cpu_s``) and, when tuned, the wall seconds of
-its tuning job (run once per point and learner, shared by the seeds).
+picking the best meta-learner after the fact does not inflate its verdict. Verdicts: wins
+(``beats``), ties (``no difference``), loses (``worse``), too few seeds (under ``MIN_SEEDS``
+paired seeds). Cost: each learner's mean CPU seconds per run (``total_cpu_s``) and, when tuned,
+the wall seconds of its tuning job (run once per point and learner, shared by the seeds).
 """
 from __future__ import annotations
 
