@@ -23,7 +23,7 @@ import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import networkx as nx
 import numpy as np
@@ -597,8 +597,8 @@ class EdgelistSpec(_Spec):
                              min_group_size=self.min_group_size, rng=rng)
 
 
-GraphSpec = Annotated[Union[PlantedPartitionSpec, WattsStrogatzSpec, BarabasiAlbertSpec,
-                            EdgelistSpec], Field(discriminator="kind")]
+GraphSpec = Annotated[PlantedPartitionSpec | WattsStrogatzSpec | BarabasiAlbertSpec
+                      | EdgelistSpec, Field(discriminator="kind")]
 """Any graph spec; the ``kind`` field picks the builder."""
 
 _GRAPH_SPEC: TypeAdapter[Any] = TypeAdapter(GraphSpec)

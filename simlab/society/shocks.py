@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -28,7 +28,7 @@ from simlab.schema import StrictModel
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.view import SocietyView
 
-Value = Union[float, list[float]]
+Value = float | list[float]
 """A scalar, or one value per community for ``coef.*`` / ``intercept``."""
 
 
@@ -158,7 +158,7 @@ class RegimeShock(Shock):
         return [(f"values[{i}]", v) for i, v in enumerate(self.regimes)]
 
 
-ShockSpec = Annotated[Union[AbruptShock, DriftShock, RegimeShock], Field(discriminator="kind")]
+ShockSpec = Annotated[AbruptShock | DriftShock | RegimeShock, Field(discriminator="kind")]
 """Any shock; the ``kind`` field ("abrupt" | "drift" | "regime") picks the class."""
 
 SHOCK_KINDS: tuple[str, ...] = ("abrupt", "drift", "regime")

@@ -9,9 +9,10 @@ few-shot task holds), and two models are fitted on their answers:
 - a flexible model: the same hierarchical GLM on a basis expansion -- a linear spline of each
   continuous feature (hinges at pooled quantiles: kinks, saturation), steps at quartiles
   (thresholds; alone or with hinges), or hinges plus all pairwise products (interactions),
-  whichever does best on a validation fifth of the respondents (``BASES``). A generalised additive model in the sense of Hastie & Tibshirani (1990),
-  partially pooled like the GLM. (An MLP with the group as a one-hot feature, tried first,
-  overfits 400 binary answers per group and never beat the GLM even where the truth is a step.)
+  whichever does best on a validation fifth of the respondents (``BASES``). A generalised
+  additive model in the sense of Hastie & Tibshirani (1990), partially pooled like the GLM.
+  (An MLP with the group as a one-hot feature, tried first, overfits 400 binary answers per
+  group and never beat the GLM even where the truth is a step.)
 
 Both are scored on the group's other members by the expected excess log loss over the oracle
 (KL from the true probabilities; squared bias for regression), so the numbers carry no response
