@@ -92,7 +92,10 @@ class AbruptShock(Shock):
         return self.at, self.at
 
     def amounts(self) -> list[tuple[str, Value]]:
-        return [("value", self.value)] if self.value is not None else [("delta", self.delta)]
+        if self.value is not None:
+            return [("value", self.value)]
+        assert self.delta is not None                     # _one_of: exactly one is given
+        return [("delta", self.delta)]
 
 
 class DriftShock(Shock):
@@ -246,8 +249,14 @@ def _check_values(shock: Shock, society: SocietyView) -> None:
 def _extremes(shock: Shock, current: float) -> list[tuple[str, float]]:
     """The levels a scalar parameter reaches under ``shock`` (to validate each)."""
     if isinstance(shock, AbruptShock):
-        return [("value", float(shock.value))] if shock.value is not None \
-            else [("delta", current + float(shock.delta))]
+        return [("value", _scalar(shock.value))] if shock.value is not None \
+            else [("delta", current + _scalar(shock.delta))]
     if isinstance(shock, DriftShock):
-        return [("total", current + float(shock.total))]
-    return [(f, float(v)) for f, v in shock.amounts()]
+        return [("total", current + _scalar(shock.total))]
+    return [(f, _scalar(v)) for f, v in shock.amounts()]
+
+
+def _scalar(value: Value | None) -> float:
+    """An amount aimed at a scalar parameter (``_check_values`` has rejected lists there)."""
+    assert value is not None and not isinstance(value, list), value
+    return float(value)
