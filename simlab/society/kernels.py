@@ -25,11 +25,14 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simlab.errors import SetupError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import scipy.sparse as sp
 
 BACKENDS = ("numpy", "numba")
 PARALLEL_MIN_WORK = 250_000
@@ -380,12 +383,13 @@ class NeighbourCounts:
     the SocialGraph contract, and recounts from scratch when given another adjacency."""
 
     def __init__(self) -> None:
-        self._adj: Any = None    # the scipy CSR adjacency last counted (scipy is untyped)
+        self._adj: sp.csr_matrix | None = None     # the adjacency last counted
         self._seen = np.empty(0, dtype=np.bool_)
         self.counts = np.empty(0, dtype=np.float32)
 
-    def update(self, adj: Any, flag: np.ndarray) -> np.ndarray:
-        if adj is not self._adj or len(flag) != len(self._seen):
+    def update(self, adj: sp.csr_matrix, flag: np.ndarray) -> np.ndarray:
+        recount = adj is not self._adj or len(flag) != len(self._seen)
+        if recount:
             self._adj, self._seen = adj, flag.copy()
             self.counts = neighbour_count(adj.indptr, adj.indices, flag)
             return self.counts
