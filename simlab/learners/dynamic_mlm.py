@@ -389,8 +389,8 @@ class DynamicMLM(Learner):
         if not tasks:
             return {"tasks": 0.0, "seconds": 0.0}
         xr, yr, w = glm.pool(tasks, self.device)
-        done = self._static_em(glm.design(xr), glm.encode(yr, self.spec.target, self.spec.n_classes),
-                               w.to(GLM_DTYPE))
+        y = glm.encode(yr, self.spec.target, self.spec.n_classes)
+        done = self._static_em(glm.design(xr), y, w.to(GLM_DTYPE))
         self.prior = (self.b0.clone(), self.sigma_u.clone(), self.sigma2.clone())
         self.filter = _Filter.start(self.b0, self.sigma_u.clone())
         return {"tasks": float(len(tasks)), "em_iterations": float(done),
