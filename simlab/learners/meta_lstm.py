@@ -154,6 +154,48 @@ class CoordinateLSTM(torch.autograd.Function):
         return None, d_h, d_c, d_w[:, :n_in], d_whh, dz.sum(1)
 
 
+class Gates(torch.autograd.Function):
+    """Both gates of the second LSTM on all coordinates at once, ``f_t, i_t [N]`` from
+    ``x [X, N]`` (coordinates-last: the first LSTM's hidden state, or the preprocessed inputs),
+    ``theta``, ``f_prev``, ``i_prev`` ``[N]`` and the gate weights ``[X + 2]`` and biases;
+    the forward is ``gate`` twice (same numbers), the backward hand-written: one GEMM
+    ``W^T dz`` gives the gradient of ``x`` for both gates already coordinates-last (autograd
+    formed two ``[N, X]`` outer products on the transposed view, added them and copied the sum
+    contiguous for ``CoordinateLSTM``), one ``dz x^T`` the weights' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, theta: torch.Tensor, f_prev: torch.Tensor,
+                i_prev: torch.Tensor, w_f: torch.Tensor, b_f: torch.Tensor, w_i: torch.Tensor,
+                b_i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = gate(w_f, b_f, x.mT, theta, f_prev)
+        i = gate(w_i, b_i, x.mT, theta, i_prev)
+        ctx.save_for_backward(x, theta, f_prev, i_prev, w_f, w_i, f, i)
+        return f, i
+
+    @staticmethod
+    def backward(ctx, df: torch.Tensor | None, di: torch.Tensor | None
+                 ) -> tuple[torch.Tensor | None, ...]:
+        x, theta, f_prev, i_prev, w_f, w_i, f, i = ctx.saved_tensors
+        h = x.shape[0]
+        dz = torch.empty(2, f.shape[0], dtype=f.dtype, device=f.device)
+        for row, grad, y in ((0, df, f), (1, di, i)):
+            if grad is None:
+                dz[row].zero_()
+            else:
+                _sig_grad(grad, y, dz[row])
+        w = torch.stack((w_f, w_i))                                            # [2, X + 2]
+        need = ctx.needs_input_grad
+        d_x = w[:, :h].T @ dz if need[0] else None
+        d_theta = dz[0] * w_f[h] + dz[1] * w_i[h] if need[1] else None
+        d_fp = dz[0] * w_f[h + 1] if need[2] else None
+        d_ip = dz[1] * w_i[h + 1] if need[3] else None
+        d_w = torch.cat((dz @ x.T, (dz @ theta).unsqueeze(1),
+                         torch.stack(((dz[0] * f_prev).sum(), (dz[1] * i_prev).sum())
+                                     ).unsqueeze(1)), 1)                       # [2, X + 2]
+        d_b = dz.sum(1)
+        return d_x, d_theta, d_fp, d_ip, d_w[0], d_b[0], d_w[1], d_b[1]
+
+
 class FlatAdapted(FunctionalAdapted):
     """Learner parameters after each requested step count as flat vectors ``[S, B, P]``."""
 
@@ -310,7 +352,7 @@ class MetaLSTM(GroupMemoryOption, Learner):
         All B x P coordinates are one flat axis N: the learner gradients of the B tasks come
         from one batched, written-out backpropagation (``_loss_and_grad``), the losses and
         gradients are preprocessed straight into the coordinates-last layout, and both LSTMs
-        are one tensor step each (``CoordinateLSTM``, and ``gate`` on coordinates-last views),
+        are one tensor step each (``CoordinateLSTM``, and ``Gates`` for both gates),
         so the Python work per step is constant."""
         q = self.params if params is None else params
         b, n_p, h = support.size, self.n_learner_params, self.lstm_hidden
@@ -330,8 +372,8 @@ class MetaLSTM(GroupMemoryOption, Learner):
                 hid, cell = CoordinateLSTM.apply(x_in, hid, cell, q["w_ih"], q["w_hh"], q["b"])
             else:
                 hid = x_in
-            f_prev = gate(q["w_f"], q["b_f"], hid.mT, c, f_prev)
-            i_prev = gate(q["w_i"], q["b_i"], hid.mT, c, i_prev)
+            f_prev, i_prev = Gates.apply(hid, c, f_prev, i_prev, q["w_f"], q["b_f"], q["w_i"],
+                                         q["b_i"])
             c = f_prev * c - i_prev * grad.reshape(-1)
             if t in wanted:
                 saved[t] = c
