@@ -133,7 +133,7 @@ class CoordinateLSTM(torch.autograd.Function):
         u, c, z, tc, w_hh = ctx.saved_tensors
         hid, n_in = w_hh.shape[1], u.shape[0] - (w_hh.shape[1] if ctx.h_given else 0)
         i, f, g, o = z.split(hid)
-        # the gates read h' through a transposed view, so its gradient arrives strided
+        # (``Gates`` returns h's gradient contiguous; other callers may not)
         dh = torch.zeros_like(tc) if dh is None else dh.contiguous()
         dct = torch.ops.aten.tanh_backward(dh * o, tc)                  # d/dc' through h'
         if dc is not None:
