@@ -12,7 +12,8 @@ extracted with ``git archive``; the default, fdf291b, is the main commit the sec
 issue 23 branched from: it has the first round's MAML/ANIL speed-ups. The first round's
 baseline, 0830af4, no longer reads the shipped scenario files, whose schema changed with issue
 18, so the first round's ratios are those of its own committed run) and once with this
-checkout, alternating so that load from other processes hits both alike. Printed per learner: CPU seconds per cell (the whole
+checkout, alternating so that load from other processes hits both alike. Printed per learner:
+CPU seconds per cell (the whole
 ``evaluate`` call: meta-fit, adapt, scoring), the meta-fit part, the ratio before / after, and
 whether the records are the same: bit-for-bit (sha256 of every record but the timings) or the
 largest absolute difference of each compared metric (loss, accuracy, Brier, excess losses).

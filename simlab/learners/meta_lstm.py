@@ -164,7 +164,7 @@ class Gates(torch.autograd.Function):
     contiguous for ``CoordinateLSTM``), one ``dz x^T`` the weights' gradients."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, theta: torch.Tensor, f_prev: torch.Tensor,
+    def forward(ctx: Any, x: torch.Tensor, theta: torch.Tensor, f_prev: torch.Tensor,
                 i_prev: torch.Tensor, w_f: torch.Tensor, b_f: torch.Tensor, w_i: torch.Tensor,
                 b_i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = gate(w_f, b_f, x.mT, theta, f_prev)
@@ -173,7 +173,7 @@ class Gates(torch.autograd.Function):
         return f, i
 
     @staticmethod
-    def backward(ctx, df: torch.Tensor | None, di: torch.Tensor | None
+    def backward(ctx: Any, df: torch.Tensor | None, di: torch.Tensor | None
                  ) -> tuple[torch.Tensor | None, ...]:
         x, theta, f_prev, i_prev, w_f, w_i, f, i = ctx.saved_tensors
         h = x.shape[0]
