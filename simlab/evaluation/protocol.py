@@ -145,7 +145,7 @@ def _check_grid(stream: TaskStream, warmup: int, shots: Sequence[int], steps: Se
     return shots_t, tuple(sorted({int(s) for s in steps}))
 
 
-def _sealed(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
+def seal_query(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
     """The batch with its query responses hidden (NaN, or -1 for class indices) and, unless
     ``oracle`` (the learner is the oracle baseline), without ``oracle_query``."""
     fill = -1 if batch.target == "multiclass" else float("nan")
@@ -158,7 +158,7 @@ PUBLIC_META: tuple[str, ...] = ("feature_names", "response", "response_prior")
 describes a wave before it is scored."""
 
 
-def _revealed(tasks: Sequence[Task], oracle: bool) -> list[Task]:
+def revealed_tasks(tasks: Sequence[Task], oracle: bool) -> list[Task]:
     """Revealed tasks whole, without ``oracle_query`` (nor the ceiling and the population
     cells, which hold the true prevalence) unless the learner is the oracle."""
     return list(tasks) if oracle else [dataclasses.replace(t, oracle_query=None,
@@ -275,7 +275,7 @@ class _Run:
         """One outer-loop call; a divergent one stops the learner for the rest of the stream."""
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            out = self.learner.meta_fit(_revealed(tasks, self.learner.uses_oracle),
+            out = self.learner.meta_fit(revealed_tasks(tasks, self.learner.uses_oracle),
                                         budget or self.budget)
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
@@ -306,13 +306,13 @@ class _Run:
         over ``tasks`` (revealed warm-up tasks, never a scored wave) cut to each K of
         ``shots``, adapted at its scored step count; NaN when it diverges."""
         learner = self.learner
-        cut = _revealed(tasks, learner.uses_oracle)
+        cut = revealed_tasks(tasks, learner.uses_oracle)
         batches = [TaskBatch.from_tasks([t.with_shots(k) for t in cut]) for k in shots]
 
         def score() -> float:
             losses = []
             for full in batches:
-                sealed = _sealed(full.to(self.device), learner.uses_oracle)
+                sealed = seal_query(full.to(self.device), learner.uses_oracle)
                 try:
                     pred = learner.adapt(sealed, [self.scored]).predict(sealed)
                 except (FloatingPointError, RuntimeError) as err:
@@ -332,7 +332,7 @@ class _Run:
                  ) -> np.ndarray | None:
         """adapt + predict on one batch; None when the learner raised a divergence error.
         With population ``cells``, the poststratified prevalence goes to ``self.prevalence``."""
-        sealed = _sealed(batch.to(self.device), self.learner.uses_oracle)
+        sealed = seal_query(batch.to(self.device), self.learner.uses_oracle)
         try:
             adapted = self.learner.adapt(sealed, self.steps)
             pred = adapted.predict(sealed)
