@@ -2,15 +2,18 @@
 
 Run by hand (not a test), from the repository root, on an otherwise quiet machine:
 
-    PYTHONPATH=$PWD python3 bench/cell_cost.py [--before 0830af4] [--scale 1]
+    PYTHONPATH=$PWD python3 bench/cell_cost.py [--before fdf291b] [--scale 1]
         [--learners maml,anil,protonet,meta_lstm] [--repeats 1]
 
 Each cell (``bench/demo_cell.py``: opinion_shift seed 0, the demo's protocol, budgets and
 tuned hyperparameters, one thread) runs in a fresh subprocess, once with ``--before`` first on
-``PYTHONPATH`` (the code before the speed-ups: a folder holding a checkout, or a commit of this
-repository, extracted with ``git archive``; the default, 0830af4, is the main commit the
-speed-ups of issue 23 branched from) and once with this checkout, alternating so that load
-from other processes hits both alike. Printed per learner: CPU seconds per cell (the whole
+``PYTHONPATH`` (the code before: a folder holding a checkout, or a commit of this repository,
+extracted with ``git archive``; the default, fdf291b, is the main commit the second round of
+issue 23 branched from: it has the first round's MAML/ANIL speed-ups. The first round's
+baseline, 0830af4, no longer reads the shipped scenario files, whose schema changed with issue
+18, so the first round's ratios are those of its own committed run) and once with this
+checkout, alternating so that load from other processes hits both alike. Printed per learner:
+CPU seconds per cell (the whole
 ``evaluate`` call: meta-fit, adapt, scoring), the meta-fit part, the ratio before / after, and
 whether the records are the same: bit-for-bit (sha256 of every record but the timings) or the
 largest absolute difference of each compared metric (loss, accuracy, Brier, excess losses).
@@ -30,8 +33,9 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LEARNERS = ("maml", "anil", "protonet", "meta_lstm")
-#: the main commit the speed-ups of issue 23 branched from
-BEFORE = "0830af4"
+#: the main commit the second round of issue 23 branched from (0830af4, the first round's,
+#: cannot read today's scenario files)
+BEFORE = "fdf291b"
 COMPARED = ("loss", "accuracy", "excess_loss", "excess_loss_reachable", "brier")
 
 

@@ -126,7 +126,8 @@ def instrument(timer: StageTimer) -> list[Callable[[], None]]:
         if owner is not None and attr in owner.__dict__:
             undo.append(timer.wrap(owner, attr, name))
     # stages whose functions are imported by name into the learner modules
-    for mod in (maml, meta_lstm, relation):
+    # (memory: the shared ``_fit_episodes`` of the meta-LSTM and the metric learners)
+    for mod in (maml, meta_lstm, relation, memory):
         for attr, name in (("fit_loop", "fit loop"), ("apply_update", "optimiser"),
                            ("descend", "outer step")):
             if attr in mod.__dict__:

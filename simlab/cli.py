@@ -246,14 +246,14 @@ def _survey_ledger(scenario: Any, strict: bool, show: bool = True) -> None:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from simlab.experiment.config import load_scenario
+    from simlab.experiment.config import Scenario, load_scenario
     from simlab.tasks.summary import stream_facts, stream_summary
 
     scenario = load_scenario(args.scenario)
     if args.headroom:
         from simlab.society.diagnostics.headroom import headroom, headroom_table
 
-        if not hasattr(scenario, "build_society"):
+        if not isinstance(scenario, Scenario):      # a SurveyScenario has no society
             raise UserError(f"--headroom needs a simulated scenario; {scenario.name} is a "
                             f"real survey")
         rows = headroom(scenario, args.seed, args.respondents, waves=args.waves)
@@ -476,17 +476,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from simlab.experiment.sweep import LearnerSpec, TuningJob, plan_cells, tune_learner
 
     scenario = load_scenario(args.scenario)
-    tu = (scenario.evaluation.tuning.model_dump() if scenario.evaluation.tuning else {})
+    base = (scenario.evaluation.tuning.model_dump() if scenario.evaluation.tuning else {})
     changes = {k: v for k, v in (("trials", args.trials), ("metric", args.metric))
                if v is not None}
-    scenario = scenario.override({"evaluation": {"tuning": {**tu, **changes}}})
+    scenario = scenario.override({"evaluation": {"tuning": {**base, **changes}}})
     specs = None if args.learners is None else [LearnerSpec.of(n) for n in args.learners]
     ev = scenario.evaluation
     seeds = list(range(ev.seeds if args.seeds is None else args.seeds))
     jobs: dict[str, Any] = {}       # one per learner, with the seeds a sweep of `seeds` tunes on
     for job in plan_cells([scenario], specs, seeds, device=args.device):   # checks --device
         jobs.setdefault(job.cell.label, job)
-    tu, on = ev.tuning, ", ".join(map(str, seeds[:ev.tuning.seeds]))
+    tu = ev.tuning
+    assert tu is not None, "the override above sets evaluation.tuning"
+    on = ", ".join(map(str, seeds[:tu.seeds]))
     folds = (f"wave {ev.warmup - 1}" if tu.folds == 1 else
              f"waves {ev.warmup - tu.folds}-{ev.warmup - 1} (rolling origin)")
     print(f"tuning on {scenario.name} seed(s) {on}: {tu.trials} trials per learner "

@@ -192,7 +192,7 @@ def test_cli_prints_the_ledger_and_strict_stops_a_lossy_survey(tmp_path: Path, c
 
 def test_ledger_reaches_the_stored_config_and_the_report(tmp_path: Path) -> None:
     from simlab.report.ledger import ledger_context
-    from simlab.report.report import _environment
+    from simlab.report.report import template_environment
 
     write_survey(tmp_path / "tiny.csv")
     sc = load_scenario(write_toml(tmp_path, "tiny.toml", DATA_OK))
@@ -201,9 +201,10 @@ def test_ledger_reaches_the_stored_config_and_the_report(tmp_path: Path) -> None
     ctx = ledger_context({"config": json.dumps(stored)})
     assert ctx["header"][:2] == ["survey time", "wave"] and ctx["rows"][0][0] == "2000"
     assert ctx["rows"][-1][:3] == ["total", "", "270"]
-    md = _environment().get_template("_ledger.md.j2").render(s={"config": json.dumps(stored)})
+    ledger = template_environment().get_template("_ledger.md.j2")
+    md = ledger.render(s={"config": json.dumps(stored)})
     assert "### Data accounting" in md and "| 2004 | 2 | 90 |" in md
-    assert _environment().get_template("_ledger.md.j2").render(s={"config": "{}"}).strip() == ""
+    assert ledger.render(s={"config": "{}"}).strip() == ""
 
 
 def test_from_frame_builds_a_survey_scenario_in_python(tmp_path: Path) -> None:

@@ -43,3 +43,28 @@ def test_no_test_module_imports_another_test_module():
                 bad.append(f"{file.relative_to(TESTS)} imports {module}")
     assert not bad, ("test modules must not import each other; move the shared code to "
                      "tests/helpers/ or a conftest.py fixture:\n" + "\n".join(bad))
+
+
+def private_imports(source: str) -> list[str]:
+    """``from simlab.x import _name`` in a file: a private name taken across modules (aliases
+    of a module, ``import simlab.x as _x``, are fine)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("simlab"):
+            out += [f"{node.module}.{a.name}" for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")]
+    return out
+
+
+def test_private_imports_are_found():
+    assert private_imports("from simlab.report.figures import _png, DPI\n") == [
+        "simlab.report.figures._png"]
+    assert private_imports("from simlab.learners import roles as _roles\n") == []
+
+
+def test_the_package_takes_no_private_name_from_another_module():
+    """A name another module needs is public: its home says so, and renaming it is visible."""
+    pkg = TESTS.parent / "simlab"
+    bad = [f"{f.relative_to(pkg.parent)} imports {name}" for f in sorted(pkg.rglob("*.py"))
+           for name in private_imports(f.read_text())]
+    assert not bad, "make these names public where they are defined:\n" + "\n".join(bad)

@@ -34,7 +34,8 @@ from simlab.tasks.task import Task
 FAST = Budget(iterations=2, meta_batch=4)
 #: l2 searched away from its default (2.0), so the tuned value always differs from it
 AWAY = {**TUNED, "evaluation": {**TUNED["evaluation"], "tuning": {
-    "trials": 2, "startup": 1, "folds": 1, "space": {"scratch": {"l2": {"low": 5.0, "high": 10.0}}}}}}
+    "trials": 2, "startup": 1, "folds": 1,
+    "space": {"scratch": {"l2": {"low": 5.0, "high": 10.0}}}}}}
 
 
 def tiny(**survey_kw) -> Scenario:

@@ -245,9 +245,9 @@ def test_bad_input_is_stated_not_crashed(tmp_path):
 
 
 def test_markdown_carries_user_strings_inert():
-    from simlab.report.report import _environment
+    from simlab.report.report import template_environment
 
-    env = _environment()
+    env = template_environment()
     out = env.from_string("# {{ t | mdtext }}\n| {{ c | md }} |").render(
         t="evil <script>alert(1)</script>\n# not a heading", c="a|b")
     assert "<script>" not in out and "&lt;script&gt;" in out

@@ -37,7 +37,8 @@ iterations, wall and CPU seconds) and the compute go to ``log["meta_fit"]``.
 
 The learner never sees query responses before it is scored: the batch it gets has ``y_query``
 replaced by NaN (-1 for multiclass), so a learner that reads them produces NaN and shows up as
-diverged instead of silently cheating. ``oracle_query`` is removed too, except for the oracle baseline (``Learner.uses_oracle``).
+diverged instead of silently cheating. ``oracle_query`` is removed too, except for the oracle
+baseline (``Learner.uses_oracle``).
 
 Meta-training sees revealed tasks whole (support and query rows: every labelled respondent;
 ``oracle_query`` stripped except for the oracle) and a ``Budget`` whose ``episodes`` say how
@@ -84,7 +85,8 @@ from simlab.evaluation.metrics import (SummaryOptions, empty_records, score_pred
 from simlab.evaluation.result import RECORD_COLUMNS, RunResult
 from simlab.learners.base import Budget, Learner, TaskSpec, is_int
 from simlab.learners.episodes import HeldOut
-from simlab.settings import DIVERGENCE_MULTIPLE, ProtocolSettings  # noqa: F401 (re-exported)
+from simlab.settings import DIVERGENCE_MULTIPLE as DIVERGENCE_MULTIPLE  # re-exported
+from simlab.settings import ProtocolSettings as ProtocolSettings  # re-exported
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task, TaskStream
 
@@ -143,7 +145,7 @@ def _check_grid(stream: TaskStream, warmup: int, shots: Sequence[int], steps: Se
     return shots_t, tuple(sorted({int(s) for s in steps}))
 
 
-def _sealed(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
+def seal_query(batch: TaskBatch, oracle: bool = False) -> TaskBatch:
     """The batch with its query responses hidden (NaN, or -1 for class indices) and, unless
     ``oracle`` (the learner is the oracle baseline), without ``oracle_query``."""
     fill = -1 if batch.target == "multiclass" else float("nan")
@@ -156,7 +158,7 @@ PUBLIC_META: tuple[str, ...] = ("feature_names", "response", "response_prior")
 describes a wave before it is scored."""
 
 
-def _revealed(tasks: Sequence[Task], oracle: bool) -> list[Task]:
+def revealed_tasks(tasks: Sequence[Task], oracle: bool) -> list[Task]:
     """Revealed tasks whole, without ``oracle_query`` (nor the ceiling and the population
     cells, which hold the true prevalence) unless the learner is the oracle."""
     return list(tasks) if oracle else [dataclasses.replace(t, oracle_query=None,
@@ -273,7 +275,7 @@ class _Run:
         """One outer-loop call; a divergent one stops the learner for the rest of the stream."""
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            out = self.learner.meta_fit(_revealed(tasks, self.learner.uses_oracle),
+            out = self.learner.meta_fit(revealed_tasks(tasks, self.learner.uses_oracle),
                                         budget or self.budget)
         except (FloatingPointError, RuntimeError) as err:
             if not is_divergence(err):
@@ -304,13 +306,13 @@ class _Run:
         over ``tasks`` (revealed warm-up tasks, never a scored wave) cut to each K of
         ``shots``, adapted at its scored step count; NaN when it diverges."""
         learner = self.learner
-        cut = _revealed(tasks, learner.uses_oracle)
+        cut = revealed_tasks(tasks, learner.uses_oracle)
         batches = [TaskBatch.from_tasks([t.with_shots(k) for t in cut]) for k in shots]
 
         def score() -> float:
             losses = []
             for full in batches:
-                sealed = _sealed(full.to(self.device), learner.uses_oracle)
+                sealed = seal_query(full.to(self.device), learner.uses_oracle)
                 try:
                     pred = learner.adapt(sealed, [self.scored]).predict(sealed)
                 except (FloatingPointError, RuntimeError) as err:
@@ -330,7 +332,7 @@ class _Run:
                  ) -> np.ndarray | None:
         """adapt + predict on one batch; None when the learner raised a divergence error.
         With population ``cells``, the poststratified prevalence goes to ``self.prevalence``."""
-        sealed = _sealed(batch.to(self.device), self.learner.uses_oracle)
+        sealed = seal_query(batch.to(self.device), self.learner.uses_oracle)
         try:
             adapted = self.learner.adapt(sealed, self.steps)
             pred = adapted.predict(sealed)
@@ -344,7 +346,7 @@ class _Run:
                 raise
             self._diverged(wave, "adapt", err)
             return None
-        want = (len(self.steps), batch.size, batch.x_query.shape[1])
+        want: tuple[int, ...] = (len(self.steps), batch.size, batch.x_query.shape[1])
         want += (batch.n_classes,) if batch.target == "multiclass" else ()
         if tuple(pred.shape) != want:
             raise LearnerError(f"learner {self.learner.name!r}: predict returned shape "
@@ -377,12 +379,13 @@ class _Run:
         self.adapt_cpu_s += dc
         self.records.add(wave, shots, [self.steps[-1]], "adapt_seconds", dt)
         self.records.add(wave, shots, [self.steps[-1]], "adapt_cpu_seconds", dc)
-        if any(p is None for p in preds):
+        done = [p for p in preds if p is not None]
+        if len(done) < len(preds):
             self.fill_diverged(wave, [shots], _scored_names(cut))
             return
         pad = [(0, 0), (0, 0), (0, 0)] + ([(0, 0)] if c > 1 else [])
         pred = np.concatenate([np.pad(p, pad[:2] + [(0, q - p.shape[2])] + pad[3:],
-                                      constant_values=np.nan) for p in preds], axis=1)
+                                      constant_values=np.nan) for p in done], axis=1)
         oracle = None if full.oracle_query is None else full.oracle_query.double().numpy()
         y, weight = full.y_query.numpy(), (full.w_query * full.q_mask).double().numpy()
         scores = score_predictions(pred, y, weight, full.target, full.n_classes, oracle,
@@ -400,8 +403,9 @@ class _Run:
         # other step counts' divergence stays in the records and in log["unscored_divergence"]
         at = self.steps.index(self.scored)
         mrp = None if cells is None else np.concatenate(self.prevalence, 1)[at]
-        band = (None if any(b is None for b in self.bands)
-                else np.concatenate(self.bands, 1))       # a model's posterior interval
+        bands = [b for b in self.bands if b is not None]
+        band = (None if len(bands) < len(self.bands)
+                else np.concatenate(bands, 1))            # a model's posterior interval
         self.groups.append(_group_rows(cut, wave, shots, pred[at], cells, mrp, full, oracle,
                                        band))
         for bad, what in ((nonfinite, "non-finite predictions"),
@@ -499,7 +503,7 @@ def iter_evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettin
     parts = ([(dataclasses.replace(eps, shots=k, grid=(k,)), (k,)) for k in shots_t]
              if eps.shots == "matched" else [(eps, shots_t)])
     t_start, c_start = time.perf_counter(), time.process_time()
-    runs = []
+    runs: list[_Run] = []
     with torch_threads(settings.threads):
         for ep, part_shots in parts:
             run = _Run(learner, dataclasses.replace(budget, episodes=ep), device, steps_t,
@@ -534,11 +538,12 @@ def iter_evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettin
     timings.update(total_s=time.perf_counter() - t_start,
                    total_cpu_s=time.process_time() - c_start)
     options = SummaryOptions(rel_tol=settings.recovery_tolerance)
+    groups = [g for r in runs for g in r.groups]
     return RunResult(records=records, summary=summarize(records, shifts, options), shifts=shifts,
                      status="diverged" if any(r.status == "diverged" for r in runs) else "ok",
                      timings=timings, log=log,
-                     prevalence=pd.DataFrame({c: np.concatenate([g[c] for r in runs
-                                                                 for g in r.groups] or [[]])
+                     prevalence=pd.DataFrame({c: np.concatenate([g[c] for g in groups]
+                                                                or [np.empty(0)])
                                               for c in poststrat.GROUP_COLUMNS}))
 
 
@@ -556,8 +561,9 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
         shifts_at.setdefault(max(ev.wave, warmup - 1), []).append(ev)
     pretrain.before_warmup(run, stream, warmup)     # [evaluation.pretrain], if any
     if warmup:
-        for ev in (shifts_at.get(warmup - 1, []) if notify else []):
-            notify(ev)
+        if notify is not None:
+            for ev in shifts_at.get(warmup - 1, []):
+                notify(ev)
         warm = warmup_budget or run.budget
         if warm.mode == "early_stop":       # held out: the last warm-up wave (see module doc)
             held = run.holdout(list(stream.waves[warmup - 1]), shots_t)
@@ -573,8 +579,9 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
             run.fill_diverged(w, shots_t, _scored_names(stream.waves[w]))
             yield w
             continue
-        for ev in (shifts_at.get(w, []) if notify else []):
-            notify(ev)
+        if notify is not None:
+            for ev in shifts_at.get(w, []):
+                notify(ev)
         for k in shots_t:
             run.score(w, k, stream.waves[w])
         if online and w < len(stream) - 1:        # every revealed task, or the newest wave
@@ -624,5 +631,5 @@ def _merge_records(frames: list[pd.DataFrame]) -> pd.DataFrame:
     rec = pd.concat(frames, ignore_index=True)
     compute = rec["metric"].isin(_COMPUTE)
     summed = rec[compute].groupby(["wave", "shots", "steps", "metric"], as_index=False,
-                                  sort=False)["value"].sum()
+                                  sort=False)[["value"]].sum()
     return pd.concat([rec[~compute], summed], ignore_index=True)[rec.columns]

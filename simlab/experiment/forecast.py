@@ -29,7 +29,7 @@ import pandas as pd
 
 from simlab.errors import ScenarioError, StoreError
 from simlab.evaluation import poststrat
-from simlab.evaluation.protocol import _revealed, _sealed, iter_evaluate, scored_step
+from simlab.evaluation.protocol import revealed_tasks, seal_query, iter_evaluate, scored_step
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment.store import Store
@@ -93,7 +93,7 @@ def forecast(scenario: Scenario | SurveyScenario | str | Path, learner: str | Le
     run = _fit(model, stream, settings, seed, device)
     last = list(stream.waves[-1])
     if settings.online:                       # the meta-fit the protocol makes after a wave
-        model.meta_fit(_revealed(last if model.incremental else stream.tasks(),
+        model.meta_fit(revealed_tasks(last if model.incremental else stream.tasks(),
                                  model.uses_oracle), settings.budget)
     k = max(settings.shots)
     tasks = _forecast_tasks(last if next_wave is None else list(next_wave), k)
@@ -140,7 +140,7 @@ def _forecast_tasks(tasks: list[Task], k: int) -> list[Task]:
 def _predict(model: Learner, tasks: list[Task], step: int, device: str) -> pd.DataFrame:
     """Adapt on each task's support at ``step`` and predict its query (or its cells)."""
     batch = TaskBatch.from_tasks(tasks)
-    sealed = _sealed(batch.to(device), model.uses_oracle)
+    sealed = seal_query(batch.to(device), model.uses_oracle)
     adapted = model.adapt(sealed, [step])
     pred = adapted.predict(sealed).detach().to("cpu").double().numpy()[0]
     cells = poststrat.wave_cells(tasks)

@@ -274,9 +274,10 @@ class PartialPooling(GroupMemoryOption, Learner):
     beta_t ~ N(beta_0, T), T = diag(tau^2) per coefficient; y | beta_t ~ logistic / multinomial
     / Gaussian(sigma2) GLM. ``meta_fit`` estimates (beta_0, T, sigma2) on the remembered past
     tasks (all respondents) by Laplace-approximate EM (at most ``em_iterations`` in the first
-    call and after ``reset_memory``, ``online_em_iterations`` in later ones, which start from the previous wave's
-    solution -- estimates and task modes -- so the EM carries on across waves as incremental
-    EM does, Neal & Hinton 1998; stopping once no estimate moves by more than ``tol``): E-step: each task's posterior mode m_t
+    call and after ``reset_memory``, ``online_em_iterations`` in later ones, which start from
+    the previous wave's solution -- estimates and task modes -- so the EM carries on across
+    waves as incremental EM does, Neal & Hinton 1998; stopping once no estimate moves by more
+    than ``tol``): E-step: each task's posterior mode m_t
     (``fit_newton`` damped Newton iterations, warm started from the previous call's modes) and
     covariance P_t = (H_t + T^-1)^-1; M-step, with task weights a_t: beta_0 = sum a_t m_t /
     sum a_t, tau^2 = weighted mean of (m_t - beta_0)^2 + diag P_t (floored at ``tau2_min``)
@@ -437,7 +438,7 @@ class PartialPooling(GroupMemoryOption, Learner):
         a = float(self.discount) ** age
         x, y, w, modes = mem["x"], mem["y"], mem["w"], mem["modes"]
         done = 0
-        for done in range(1, cap + 1):
+        for done in range(1, cap + 1):  # noqa: B007 -- the count is reported after the loop
             before = torch.cat([self.beta0.flatten(), self.tau2.flatten(), self.sigma2.view(1)])
             modes, cov = self._e_step(modes, x, y, w)
             self._m_step(modes, cov, x, y, w, a)

@@ -49,7 +49,7 @@ def _tasks(target: TargetKind, seed: int) -> list[Task]:
     return tasks
 
 
-def _sealed(batch: TaskBatch, labels: str, oracle: bool) -> TaskBatch:
+def seal_query(batch: TaskBatch, labels: str, oracle: bool) -> TaskBatch:
     """The batch as the protocol hands it over, with query labels NaN / -1 ("sealed") or
     replaced by noise ("noise"), and ``oracle_query`` only for the oracle."""
     if labels == "sealed":
@@ -81,7 +81,7 @@ def _check_fields(cls: type[Learner]) -> None:
 
 
 def _predict(learner: Learner, support: TaskBatch, labels: str) -> torch.Tensor:
-    batch = _sealed(support, labels, learner.uses_oracle)
+    batch = seal_query(support, labels, learner.uses_oracle)
     return learner.adapt(batch, STEPS).predict(batch).detach().to("cpu", torch.float64)
 
 

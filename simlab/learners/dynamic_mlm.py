@@ -389,8 +389,8 @@ class DynamicMLM(Learner):
         if not tasks:
             return {"tasks": 0.0, "seconds": 0.0}
         xr, yr, w = glm.pool(tasks, self.device)
-        done = self._static_em(glm.design(xr), glm.encode(yr, self.spec.target, self.spec.n_classes),
-                               w.to(GLM_DTYPE))
+        y = glm.encode(yr, self.spec.target, self.spec.n_classes)
+        done = self._static_em(glm.design(xr), y, w.to(GLM_DTYPE))
         self.prior = (self.b0.clone(), self.sigma_u.clone(), self.sigma2.clone())
         self.filter = _Filter.start(self.b0, self.sigma_u.clone())
         return {"tasks": float(len(tasks)), "em_iterations": float(done),
@@ -471,7 +471,8 @@ class DynamicMLM(Learner):
         t = self.spec.target
         n = x.shape[0]
         done, modes = 0, None
-        for done in range(1, self.em_iterations + 1):   # E-step warm-started from last modes
+        # E-step warm-started from last modes
+        for done in range(1, self.em_iterations + 1):  # noqa: B007 -- count read after the loop
             prec = _sym_inv(self.sigma_u).expand(n, self.k, self.k)
             mean = self.b0.expand(n, self.k)
             modes, h = map_path(mean, prec, x, y, w, t, self.sigma2, (3 if modes is None else 1,),
@@ -523,8 +524,10 @@ class DynamicMLM(Learner):
                             q_b: np.ndarray, q_u: np.ndarray, sigma2: float = 1.0) -> None:
         """Skip empirical Bayes: start the filter at ``b ~ N(b0, b_cov)`` with these (known)
         covariances ``[k, k]`` (for cross-checks against an exact filter, or expert priors)."""
-        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=GLM_DTYPE,
-                                         device=self.device).reshape(self.k, -1).squeeze(-1)
+        def as_t(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a), dtype=GLM_DTYPE,
+                                   device=self.device).reshape(self.k, -1).squeeze(-1)
+
         self.b0, self.sigma_u, self.q_b, self.q_u = as_t(b0), as_t(sigma_u), as_t(q_b), as_t(q_u)
         self.sigma2 = torch.as_tensor(float(sigma2), dtype=GLM_DTYPE, device=self.device)
         self.filter = _Filter.start(self.b0, as_t(b_cov))

@@ -102,6 +102,20 @@ class _BatchedAdapted(FunctionalAdapted):
         return to_prediction(out, self.target)
 
 
+def output_grad(out: torch.Tensor, y: torch.Tensor, w: torch.Tensor, target: str
+                ) -> torch.Tensor:
+    """d(per-task ``task_loss``)/d(raw outputs ``[B, N, O]``), written out: weighted
+    log loss (sigmoid(z) - y), cross-entropy (softmax(z) - onehot(y)) or squared error
+    (2 (z - y)), each times w / sum(w). Shared by the batched backpropagations of the MAML
+    family and the meta-LSTM."""
+    scale = (w / w.sum(-1, keepdim=True).clamp_min(1e-12)).unsqueeze(-1)
+    if target == "multiclass":
+        onehot = torch.nn.functional.one_hot(y.long(), out.shape[-1]).to(out.dtype)
+        return (torch.softmax(out, -1) - onehot) * scale
+    y = y.to(out.dtype).unsqueeze(-1)
+    return (torch.sigmoid(out) - y if target == "binary" else 2.0 * (out - y)) * scale
+
+
 @dataclass
 class _GradientMetaLearner(GroupMemoryOption, Learner):
     """Shared machinery: parameters, padding, meta-batch sampling, the batched inner loop."""
@@ -205,16 +219,8 @@ class _GradientMetaLearner(GroupMemoryOption, Learner):
 
     def _output_grad(self, out: torch.Tensor, y: torch.Tensor, w: torch.Tensor
                      ) -> torch.Tensor:
-        """d(per-task ``task_loss``)/d(raw outputs ``[B, N, O]``), written out: weighted
-        log loss (sigmoid(z) - y), cross-entropy (softmax(z) - onehot(y)) or squared error
-        (2 (z - y)), each times w / sum(w)."""
-        scale = (w / w.sum(-1, keepdim=True).clamp_min(1e-12)).unsqueeze(-1)
-        target = self.spec.target
-        if target == "multiclass":
-            onehot = torch.nn.functional.one_hot(y.long(), out.shape[-1]).to(out.dtype)
-            return (torch.softmax(out, -1) - onehot) * scale
-        y = y.to(out.dtype).unsqueeze(-1)
-        return (torch.sigmoid(out) - y if target == "binary" else 2.0 * (out - y)) * scale
+        """d(per-task ``task_loss``)/d(raw outputs) (``output_grad``)."""
+        return output_grad(out, y, w, self.spec.target)
 
     def _support_grad(self, params: Params, x: torch.Tensor, y: torch.Tensor,
                       w: torch.Tensor, start: int) -> Params:

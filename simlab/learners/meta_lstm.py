@@ -57,6 +57,7 @@ from simlab.learners.base import (Budget, Learner, check_int, check_interval, ch
 from simlab.learners.episodes import (FunctionalAdapted, check_batch, check_steps,
                                       fit_episodes, make_adam, query_weights)
 from simlab.learners.losses import task_loss
+from simlab.learners.maml import output_grad
 from simlab.learners.memory import MEMORY_SPACE, GroupMemoryOption
 from simlab.tasks.batch import TaskBatch
 from simlab.tasks.task import Task
@@ -66,13 +67,14 @@ from simlab.tasks.task import Task
 # --------------------------------------------------------------------------------------------
 
 
-def preprocess(x: torch.Tensor, p: float = 10.0) -> torch.Tensor:
-    """Andrychowicz et al. (2016) input scaling, ``[...] -> [..., 2]``:
+def preprocess(x: torch.Tensor, p: float = 10.0, dim: int = -1) -> torch.Tensor:
+    """Andrychowicz et al. (2016) input scaling, ``[...] -> [..., 2]`` (the pair stacked on
+    axis ``dim``: ``dim=0`` gives ``[2, ...]``, the coordinates-last layout of the LSTMs):
     ``(log|x|/p, sign(x))`` if ``|x| >= e^-p`` else ``(-1, e^p x)``."""
     big = x.abs() >= math.exp(-p)
     first = torch.where(big, torch.log(x.abs().clamp_min(math.exp(-p))) / p, -torch.ones_like(x))
     second = torch.where(big, torch.sign(x), math.exp(p) * x)
-    return torch.stack((first, second), -1)
+    return torch.stack((first, second), dim)
 
 
 def gate(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, theta: torch.Tensor,
@@ -131,7 +133,7 @@ class CoordinateLSTM(torch.autograd.Function):
         u, c, z, tc, w_hh = ctx.saved_tensors
         hid, n_in = w_hh.shape[1], u.shape[0] - (w_hh.shape[1] if ctx.h_given else 0)
         i, f, g, o = z.split(hid)
-        # the gates read h' through a transposed view, so its gradient arrives strided
+        # (``Gates`` returns h's gradient contiguous; other callers may not)
         dh = torch.zeros_like(tc) if dh is None else dh.contiguous()
         dct = torch.ops.aten.tanh_backward(dh * o, tc)                  # d/dc' through h'
         if dc is not None:
@@ -150,6 +152,48 @@ class CoordinateLSTM(torch.autograd.Function):
         d_w = dz @ u.T                                                # [4H, I (+ H)]
         d_whh = d_w[:, n_in:] if ctx.h_given else torch.zeros_like(w_hh)
         return None, d_h, d_c, d_w[:, :n_in], d_whh, dz.sum(1)
+
+
+class Gates(torch.autograd.Function):
+    """Both gates of the second LSTM on all coordinates at once, ``f_t, i_t [N]`` from
+    ``x [X, N]`` (coordinates-last: the first LSTM's hidden state, or the preprocessed inputs),
+    ``theta``, ``f_prev``, ``i_prev`` ``[N]`` and the gate weights ``[X + 2]`` and biases;
+    the forward is ``gate`` twice (same numbers), the backward hand-written: one GEMM
+    ``W^T dz`` gives the gradient of ``x`` for both gates already coordinates-last (autograd
+    formed two ``[N, X]`` outer products on the transposed view, added them and copied the sum
+    contiguous for ``CoordinateLSTM``), one ``dz x^T`` the weights' gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, theta: torch.Tensor, f_prev: torch.Tensor,
+                i_prev: torch.Tensor, w_f: torch.Tensor, b_f: torch.Tensor, w_i: torch.Tensor,
+                b_i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = gate(w_f, b_f, x.mT, theta, f_prev)
+        i = gate(w_i, b_i, x.mT, theta, i_prev)
+        ctx.save_for_backward(x, theta, f_prev, i_prev, w_f, w_i, f, i)
+        return f, i
+
+    @staticmethod
+    def backward(ctx: Any, df: torch.Tensor | None, di: torch.Tensor | None
+                 ) -> tuple[torch.Tensor | None, ...]:
+        x, theta, f_prev, i_prev, w_f, w_i, f, i = ctx.saved_tensors
+        h = x.shape[0]
+        dz = torch.empty(2, f.shape[0], dtype=f.dtype, device=f.device)
+        for row, grad, y in ((0, df, f), (1, di, i)):
+            if grad is None:
+                dz[row].zero_()
+            else:
+                _sig_grad(grad, y, dz[row])
+        w = torch.stack((w_f, w_i))                                            # [2, X + 2]
+        need = ctx.needs_input_grad
+        d_x = w[:, :h].T @ dz if need[0] else None
+        d_theta = dz[0] * w_f[h] + dz[1] * w_i[h] if need[1] else None
+        d_fp = dz[0] * w_f[h + 1] if need[2] else None
+        d_ip = dz[1] * w_i[h + 1] if need[3] else None
+        d_w = torch.cat((dz @ x.T, (dz @ theta).unsqueeze(1),
+                         torch.stack(((dz[0] * f_prev).sum(), (dz[1] * i_prev).sum())
+                                     ).unsqueeze(1)), 1)                       # [2, X + 2]
+        d_b = dz.sum(1)
+        return d_x, d_theta, d_fp, d_ip, d_w[0], d_b[0], d_w[1], d_b[1]
 
 
 class FlatAdapted(FunctionalAdapted):
@@ -235,6 +279,11 @@ class MetaLSTM(GroupMemoryOption, Learner):
         """One task's learner: flat parameters ``[P]``, inputs ``[N, D]``."""
         return functional_call(self._net, self._unflatten(flat), (x,))
 
+    def _views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each learner parameter as a ``[B, *shape]`` view of flat vectors ``[B, P]``."""
+        parts = torch.split(flat, self._sizes, dim=-1)
+        return {k: v.view(*flat.shape[:-1], *shape) for (k, shape), v in zip(self._shapes, parts)}
+
     def _batched_forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``vmap(self._forward)`` over tasks: ``flat [B, P]``, ``x [B, N, D]``. The learner is
         ``nets.mlp`` (Linear and ReLU layers), so each layer is one ``baddbmm`` on ``[B, ...]``
@@ -242,8 +291,7 @@ class MetaLSTM(GroupMemoryOption, Learner):
         per-call overhead dominates these small nets); other modules fall back to vmap."""
         if not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in self._net):
             return vmap(self._forward)(flat, x)
-        parts = torch.split(flat, self._sizes, dim=-1)
-        views = {k: v.view(*flat.shape[:-1], *shape) for (k, shape), v in zip(self._shapes, parts)}
+        views = self._views(flat)
         for i, layer in enumerate(self._net):
             if isinstance(layer, nn.Linear):
                 x = torch.baddbmm(views[f"{i}.bias"].unsqueeze(-2), x, views[f"{i}.weight"].mT)
@@ -253,14 +301,44 @@ class MetaLSTM(GroupMemoryOption, Learner):
 
     def _loss_and_grad(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                        w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-task support gradients ``[B, P]`` and losses ``[B]`` at constant ``theta``: one
-        batched forward and one backward of the summed losses (task b's loss depends only on
-        row b, so the rows of the gradient are the per-task gradients)."""
-        with torch.enable_grad():
-            theta = theta.detach().requires_grad_(True)
-            loss = task_loss(self._batched_forward(theta, x), y, self.spec.target, w)
-            (grad,) = torch.autograd.grad(loss.sum(), theta)
-        return grad, loss.detach()
+        """Per-task support gradients ``[B, P]`` and losses ``[B]`` at constant ``theta``.
+
+        For ``nets.mlp`` learners the backpropagation is written out on the batched layers
+        (as the MAML family's ``_support_grad``): one forward keeping each layer's input, then
+        ``dW = dz^T a``, ``db = sum dz``, ``da = dz W`` and the ReLU mask, with no autograd
+        graph (the meta-LSTM treats gradients as constants, so none is needed); measured
+        cheaper than a batched forward plus ``autograd.grad``, equal up to float rounding
+        (tests). Other learner modules: one batched forward and one backward of the summed
+        losses (task b's loss depends only on row b)."""
+        theta = theta.detach()
+        if not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in self._net):
+            with torch.enable_grad():
+                theta = theta.requires_grad_(True)
+                loss = task_loss(self._batched_forward(theta, x), y, self.spec.target, w)
+                (grad,) = torch.autograd.grad(loss.sum(), theta)
+            return grad, loss.detach()
+        with torch.no_grad():
+            views = self._views(theta)
+            inputs: list[torch.Tensor] = []
+            h = x
+            for i, layer in enumerate(self._net):
+                inputs.append(h)
+                h = (torch.baddbmm(views[f"{i}.bias"].unsqueeze(-2), h, views[f"{i}.weight"].mT)
+                     if isinstance(layer, nn.Linear) else torch.relu(h))
+            loss = task_loss(h, y, self.spec.target, w)
+            dz = output_grad(h, y, w, self.spec.target)
+            grads: dict[str, torch.Tensor] = {}
+            for i in range(len(self._net) - 1, -1, -1):
+                if not isinstance(self._net[i], nn.Linear):
+                    dz = torch.ops.aten.threshold_backward(dz, inputs[i], 0.0)   # ReLU
+                    continue
+                grads[f"{i}.weight"] = dz.mT @ inputs[i]
+                grads[f"{i}.bias"] = dz.sum(-2)
+                if i > 0:
+                    dz = dz @ views[f"{i}.weight"]
+            b = theta.shape[0]
+            grad = torch.cat([grads[k].reshape(b, -1) for k, _ in self._shapes], 1)
+        return grad, loss
 
     # ---- the unrolled inner loop ------------------------------------------------------------
 
@@ -270,10 +348,10 @@ class MetaLSTM(GroupMemoryOption, Learner):
         returns the cell state after each step count in ``keep``, ``[len(keep), B, P]``.
 
         All B x P coordinates are one flat axis N: the learner gradients of the B tasks come
-        from one batched forward and backward (``_loss_and_grad``), the losses and gradients
-        are preprocessed in one call, and both LSTMs are one tensor step each
-        (``CoordinateLSTM``, and ``gate`` on coordinates-last views), so the Python work per
-        step is constant."""
+        from one batched, written-out backpropagation (``_loss_and_grad``), the losses and
+        gradients are preprocessed straight into the coordinates-last layout, and both LSTMs
+        are one tensor step each (``CoordinateLSTM``, and ``Gates`` for both gates),
+        so the Python work per step is constant."""
         q = self.params if params is None else params
         b, n_p, h = support.size, self.n_learner_params, self.lstm_hidden
         c = q["c0"].expand(b, n_p).reshape(-1)                             # theta, [N]
@@ -284,15 +362,16 @@ class MetaLSTM(GroupMemoryOption, Learner):
         saved = {0: c}
         for t in range(1, n_steps + 1):
             grad, loss = self._loss_and_grad(c.detach().view(b, n_p), xs, ys, ws)
-            pre = preprocess(torch.cat((loss.unsqueeze(1), grad), 1), self.p)   # [B, 1+P, 2]
-            x_in = torch.cat((pre[:, :1].expand(b, n_p, 2), pre[:, 1:]), -1)     # [B, P, 4]
-            x_in = x_in.reshape(-1, 4).T.contiguous()                            # [4, N]
+            pre_loss = preprocess(loss, self.p, dim=0)                           # [2, B]
+            pre_grad = preprocess(grad, self.p, dim=0)                           # [2, B, P]
+            x_in = torch.cat((pre_loss.unsqueeze(-1).expand(2, b, n_p), pre_grad)
+                             ).view(4, -1)                                       # [4, N]
             if h > 0:
                 hid, cell = CoordinateLSTM.apply(x_in, hid, cell, q["w_ih"], q["w_hh"], q["b"])
             else:
                 hid = x_in
-            f_prev = gate(q["w_f"], q["b_f"], hid.mT, c, f_prev)
-            i_prev = gate(q["w_i"], q["b_i"], hid.mT, c, i_prev)
+            f_prev, i_prev = Gates.apply(hid, c, f_prev, i_prev, q["w_f"], q["b_f"], q["w_i"],
+                                         q["b_i"])
             c = f_prev * c - i_prev * grad.reshape(-1)
             if t in wanted:
                 saved[t] = c

@@ -183,6 +183,8 @@ class _Metric(GroupMemoryOption, Learner):
         spec, g, dev = self.spec, self.generator, self.device
         self._embed = nets.mlp([spec.n_features, *self.hidden, self.embed_dim], g, dev)
         self.params = {f"embed.{k}": v for k, v in nets.params_of(self._embed).items()}
+        self._plain_mlp = all(isinstance(m, (torch.nn.Linear, torch.nn.ReLU))
+                              for m in self._embed)
         self.params["empty"] = torch.zeros(self.embed_dim, device=dev, requires_grad=True)
         if self.learn_temperature:
             self.params["log_temperature"] = torch.tensor(math.log(self.temperature),
@@ -211,7 +213,16 @@ class _Metric(GroupMemoryOption, Learner):
                                self.prior_count).unsqueeze(1)
 
     def embed(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        """f_phi on ``[..., D]`` inputs."""
+        """f_phi on ``[..., D]`` inputs. ``nets.mlp`` (Linear and ReLU layers) runs as plain
+        ``linear``/``relu`` calls on ``params`` (the ops ``functional_call`` would run, so the
+        same numbers, without its per-call re-parametrisation of the module, which cost as
+        much as the arithmetic of these tiny nets); other modules go through
+        ``functional_call``."""
+        if self._plain_mlp:
+            for i, layer in enumerate(self._embed):
+                x = (F.linear(x, params[f"embed.{i}.weight"], params[f"embed.{i}.bias"])
+                     if isinstance(layer, torch.nn.Linear) else torch.relu(x))
+            return x
         own = {k[len("embed."):]: v for k, v in params.items() if k.startswith("embed.")}
         return functional_call(self._embed, own, (x,))
 

@@ -180,7 +180,7 @@ def _metric_label(metric: str) -> str:
     return metric.replace("_", " ") + (f"\n({unit})" if unit else "")
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -241,7 +241,7 @@ def excess_over_waves(data: ScenarioData) -> tuple[bytes, str]:
     ax.set_title("Score per wave (shifts in red, numbered; dotted: negligible)", fontsize=10)
     note = _apply_limits(ax, drawn, 0.0 if data.metric == "loss" else None)
     _legend(fig, ax)
-    return _png(fig), note
+    return png_bytes(fig), note
 
 
 def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
@@ -292,7 +292,7 @@ def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
     axes[0].set_ylabel(f"{_metric_label(data.metric)} - {ref}")
     note = _apply_limits(axes[0], drawn)
     _legend(fig, axes[0])
-    return _png(fig), note
+    return png_bytes(fig), note
 
 
 def adaptation_curves(data: ScenarioData, max_panels: int = 4) -> tuple[bytes, str]:
@@ -323,7 +323,7 @@ def adaptation_curves(data: ScenarioData, max_panels: int = 4) -> tuple[bytes, s
     axes[0].set_ylabel("loss (mean over waves)")
     note = _apply_limits(axes[0], drawn, 0.0)
     _legend(fig, axes[0])
-    return _png(fig), note
+    return png_bytes(fig), note
 
 
 def loss_vs_shots(data: ScenarioData) -> tuple[bytes, str]:
@@ -344,7 +344,7 @@ def loss_vs_shots(data: ScenarioData) -> tuple[bytes, str]:
     ax.set_title("Loss vs shots", fontsize=10)
     note = _apply_limits(ax, drawn, 0.0)
     _legend(fig, ax)
-    return _png(fig), note
+    return png_bytes(fig), note
 
 
 def compute_cost(data: ScenarioData) -> tuple[bytes, str]:
@@ -365,7 +365,7 @@ def compute_cost(data: ScenarioData) -> tuple[bytes, str]:
     ax.set_xlabel("seconds per run (mean over seeds)")
     ax.set_title("Compute cost", fontsize=10)
     _legend(fig, ax)
-    return _png(fig), ""
+    return png_bytes(fig), ""
 
 
 _CPU = ("meta_fit_cpu_seconds_total", "adapt_cpu_seconds_total")
@@ -398,7 +398,7 @@ def loss_vs_compute(data: ScenarioData) -> tuple[bytes, str]:
     ax.set_ylabel(_metric_label(data.metric) + ", mean over seeds")
     ax.set_title("Score vs compute", fontsize=10)
     note = _apply_limits(ax, drawn, 0.0)
-    return _png(fig), note
+    return png_bytes(fig), note
 
 
 def training_logs(runs: pd.DataFrame, labels: dict[Any, str]) -> dict[str, list[dict[str, Any]]]:
@@ -459,7 +459,7 @@ def training_curves(data: ScenarioData) -> tuple[bytes, str]:
     if missing:
         note += (" No curve (fit to convergence by their own rule or fixed budget): "
                  + ", ".join(missing) + ".")
-    return _png(fig), note.strip()
+    return png_bytes(fig), note.strip()
 
 
 #: (file stem, caption, drawing function) in the order the report shows them; a caption may

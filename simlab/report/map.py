@@ -12,10 +12,10 @@ finetune, partial pooling, dynamic MLM, the naive ones and their ``cpd:`` wrappe
 plug-in declaring ``role = "baseline"``); the best meta-learner is the learner with the role
 "meta" with the lowest mean. Their paired difference over seeds is ``compare_all``'s, whose
 p-value is Holm-adjusted over every meta-learner compared with that baseline at the point, so
-picking the best meta-learner after the fact does not inflate its verdict. Verdicts: wins (``beats``), ties (``no
-difference``), loses (``worse``), too few seeds (under ``MIN_SEEDS`` paired seeds). Cost:
-each learner's mean CPU seconds per run (``total_cpu_s``) and, when tuned, the wall seconds of
-its tuning job (run once per point and learner, shared by the seeds).
+picking the best meta-learner after the fact does not inflate its verdict. Verdicts: wins
+(``beats``), ties (``no difference``), loses (``worse``), too few seeds (under ``MIN_SEEDS``
+paired seeds). Cost: each learner's mean CPU seconds per run (``total_cpu_s``) and, when tuned,
+the wall seconds of its tuning job (run once per point and learner, shared by the seeds).
 """
 from __future__ import annotations
 
@@ -307,7 +307,7 @@ def _cap(text: str) -> str:
 
 
 # --- the picture --------------------------------------------------------------------------------
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
@@ -369,7 +369,7 @@ def _heatmap(res: MapResults) -> bytes:
                  "meta-learning lower; thick line: the verdict turns", fontsize=9)
     cax = fig.add_axes((1 - 1.35 / fw, 0.7 / fh, 0.15 / fw, 1 - 1.4 / fh))
     fig.colorbar(im, cax=cax).set_label(f"difference in {metric}", fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _metric(res: MapResults) -> str:
@@ -414,7 +414,7 @@ def _line(res: MapResults) -> bytes:
     ax.set_title(f"{res.name}: best meta-learner - best baseline, 95% CI over seeds\n"
                  "below 0: meta-learning lower; dotted: the verdict turns", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 # --- the report ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from simlab.evaluation.poststrat import INTERVAL_LEVEL
 from simlab.evaluation.frames import run_roles
 from simlab.evaluation.verdicts import fmt
 from simlab.learners.roles import is_baseline, is_method
-from simlab.report.figures import _png
+from simlab.report.figures import png_bytes
 
 #: groups drawn per learner
 N_GROUPS = 4
@@ -113,4 +113,4 @@ def prevalence_figure(prev: pd.DataFrame, learners: list[str],
                "holding the observed share over every group, "
                f"wave, K and seed ({INTERVAL_LEVEL:.2f} or a little more if the learner is "
                f"calibrated: the share of a few respondents is discrete): {cover}.")
-    return _png(fig), caption
+    return png_bytes(fig), caption

@@ -90,7 +90,7 @@ class SectionInputs:
     options: SummaryOptions
 
 
-def _check_frame(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+def check_frame(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise StoreError(f"build_report: the {name} frame lacks column(s) {missing}; it needs "
@@ -102,7 +102,7 @@ def _fmt(x: Any) -> str:
     return fmt(x)
 
 
-def _with_ci(row: pd.Series, col: str) -> str:
+def with_ci(row: pd.Series, col: str) -> str:
     m, lo, hi = row.get(col), row.get(f"{col}_lo"), row.get(f"{col}_hi")
     if m is None or pd.isna(m):
         return "–"
@@ -116,13 +116,13 @@ def _runs_cell(r: pd.Series) -> str:
     return f"{r['ok']}/{r['runs']}" + (f" ({', '.join(bad)})" if bad else "")
 
 
-def _leaderboard_table(board: pd.DataFrame) -> Table:
+def leaderboard_table(board: pd.DataFrame) -> Table:
     """Every run-level summary with its interval (the details table)."""
     cols = [(c, h) for c, h in BOARD if c in board.columns and board[c].notna().any()]
     units = [metric_unit(c.removeprefix("mean_"), _classification(board), short=True)
              for c, _ in cols]
     header = ["learner", "runs ok"] + [f"{h} ({u})" if u else h for (_, h), u in zip(cols, units)]
-    rows = [[r["label"], _runs_cell(r)] + [_with_ci(r, c) for c, _ in cols]
+    rows = [[r["label"], _runs_cell(r)] + [with_ci(r, c) for c, _ in cols]
             for _, r in board.iterrows()]
     return Table(header, rows)
 
@@ -175,7 +175,7 @@ def _compact_board(board: pd.DataFrame, comps: Sequence[Comparison], metric: str
         secs = sum(float(r.get(k) or 0.0) for k in ("adapt_seconds_total",
                                                     "meta_fit_seconds_total")
                    if pd.notna(r.get(k)))
-        row = [r["label"], _with_ci(r, col), diff, outcome]
+        row = [r["label"], with_ci(r, col), diff, outcome]
         if rec:
             row.append(_recovery_cell(rec.get(r["label"])))
         if floor_mean is not None:
@@ -450,7 +450,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     section["verdicts"] = v.sentences
     section["comparisons"] = _comparison_table(v.table)
     section["leaderboard"] = _compact_board(board, comps, metric, overall, v.flags)
-    section["details"] = _leaderboard_table(board)
+    section["details"] = leaderboard_table(board)
     section["recovery"] = _recovery_tables(by_shift, shifts, effects, labels, has_oracle)
     section["prevalence"] = _prevalence_section(runs, mets, board, ratio)
     if draw and section["prevalence"] and prevalence is not None:
@@ -678,7 +678,7 @@ def _md_text(value: Any) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _environment() -> Environment:
+def template_environment() -> Environment:
     env = Environment(loader=PackageLoader("simlab.report", "templates"),
                       autoescape=select_autoescape(enabled_extensions=("html.j2",),
                                                    default_for_string=False),
@@ -708,11 +708,11 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     ``prevalence``: the store's group x wave estimates (``Store.prevalence``), drawn against
     the observed shares in the prevalence section (none drawn when None).
     """
-    _check_frame(runs, "runs", RUN_COLUMNS)
-    _check_frame(metrics, "metrics", ["run_id"] + RECORD_COLUMNS)
-    _check_frame(shifts, "shifts", ["scenario", "seed"] + SHIFT_COLUMNS)
+    check_frame(runs, "runs", RUN_COLUMNS)
+    check_frame(metrics, "metrics", ["run_id"] + RECORD_COLUMNS)
+    check_frame(shifts, "shifts", ["scenario", "seed"] + SHIFT_COLUMNS)
     if summaries is not None:
-        _check_frame(summaries, "summaries", ["run_id", "name", "value"])
+        check_frame(summaries, "summaries", ["run_id", "name", "value"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opt = options or SummaryOptions()
@@ -734,7 +734,7 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
            "options": opt, "min_seeds": MIN_SEEDS,
            "any_oracle": any(s["has_oracle"] for s in sections),
            "all_oracle": all(s["has_oracle"] for s in sections)}
-    env = _environment()
+    env = template_environment()
     html = out_dir / "report.html"
     md = out_dir / "report.md"
     html.write_text(env.get_template("report.html.j2").render(ctx), encoding="utf-8")

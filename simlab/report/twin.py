@@ -51,8 +51,9 @@ from simlab.experiment.store import Store
 from simlab.experiment.survey_scenario import SurveyScenario
 from simlab.experiment.twin import TwinRun, measure_twin, run_twin, survey_shape, trend_flag
 from simlab.report.figures import DPI, assign_colors
-from simlab.report.report import (RUN_COLUMNS, Table, _check_frame, _environment, _fmt,
-                                  _leaderboard_table, _with_ci, build_report)
+from simlab.evaluation.verdicts import fmt
+from simlab.report.report import (RUN_COLUMNS, Table, build_report, check_frame,
+                                  leaderboard_table, template_environment, with_ci)
 
 RANK_METRIC = "mean_loss"
 #: Kendall's tau at or above which the twin "carries over", and below which it does not
@@ -93,7 +94,7 @@ def _frames(frames: dict[str, pd.DataFrame], side: str) -> dict[str, pd.DataFram
         if key not in frames:
             raise StoreError(f"build_twin_report: the {side} frames lack {key!r}; pass the dict "
                              "Store.frames(scenario) returns (runs, metrics, shifts, configs)")
-    _check_frame(frames["runs"], f"{side} runs", RUN_COLUMNS)
+    check_frame(frames["runs"], f"{side} runs", RUN_COLUMNS)
     if frames["runs"].empty:
         raise StoreError(f"build_twin_report: the {side} frames hold no runs; run the "
                          f"{side} scenario first (simlab run SCENARIO --db DB)")
@@ -286,10 +287,10 @@ def _side_by_side(ag: RankAgreement, real_board: pd.DataFrame, twin_board: pd.Da
         ["twin excess loss"] if has_excess else [])
     rows = []
     for k, lab in enumerate(ag.learners):
-        row = [lab, _fmt(float(real_rank[k])), _with_ci(rb[lab], RANK_METRIC),
-               _fmt(float(twin_rank[k])), _with_ci(tb[lab], RANK_METRIC)]
+        row = [lab, fmt(float(real_rank[k])), with_ci(rb[lab], RANK_METRIC),
+               fmt(float(twin_rank[k])), with_ci(tb[lab], RANK_METRIC)]
         if has_excess:
-            row.append(_with_ci(tb[lab], "mean_excess_loss"))
+            row.append(with_ci(tb[lab], "mean_excess_loss"))
         rows.append(row)
     return Table(header, rows)
 
@@ -391,13 +392,13 @@ def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFram
            "answer": ag.answer, "agreement": ag, "metric": RANK_METRIC.replace("_", " "),
            "side_by_side": _side_by_side(ag, real_board, twin_board),
            "pairs": _pair_table(ag),
-           "real_board": _leaderboard_table(real_board) if len(real_board) else None,
-           "twin_board": _leaderboard_table(twin_board) if len(twin_board) else None,
+           "real_board": leaderboard_table(real_board) if len(real_board) else None,
+           "twin_board": leaderboard_table(twin_board) if len(twin_board) else None,
            "figure_file": "figures/twin_rank_agreement.png",
            "figure_uri": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
            "facts": [("learners compared", ", ".join(ag.learners) or "none"),
-                     ("Kendall's tau-b", _fmt(ag.kendall_tau) + f" (p = {_fmt(ag.kendall_p)})"),
-                     ("Spearman's rho", _fmt(ag.spearman_rho) + f" (p = {_fmt(ag.spearman_p)})"),
+                     ("Kendall's tau-b", fmt(ag.kendall_tau) + f" (p = {fmt(ag.kendall_p)})"),
+                     ("Spearman's rho", fmt(ag.spearman_rho) + f" (p = {fmt(ag.spearman_p)})"),
                      ("seeds (fewest, per side)", str(ag.seeds)),
                      ("pairs in the same order", f"{ag.concordant} of {len(ag.pairs)}"),
                      ("best on the survey", str(ag.best_real)),
@@ -405,7 +406,7 @@ def build_twin_report(real: dict[str, pd.DataFrame], twin: dict[str, pd.DataFram
            "detail_html": detail["html"].name, "detail_markdown": detail["markdown"].name,
            "fidelity": _fidelity_table(fidelity),
            "misses": [r["quantity"] for r in fidelity or [] if not r["ok"]]}
-    env = _environment()
+    env = template_environment()
     html, md = out / "twin.html", out / "twin.md"
     html.write_text(env.get_template("twin.html.j2").render(ctx), encoding="utf-8")
     md.write_text(env.get_template("twin.md.j2").render(ctx), encoding="utf-8")

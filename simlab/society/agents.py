@@ -110,6 +110,6 @@ def person_class(society_cls: type) -> type[Person]:
                           f"attributes; rename those state arrays")
     if not names:
         return Person
-    attrs = {n: _state_property(n) for n in names}
+    attrs: dict[str, Any] = {n: _state_property(n) for n in names}
     attrs["__module__"] = __name__
     return type(f"{society_cls.__name__}Person", (Person,), attrs)

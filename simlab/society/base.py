@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.agents import Person
     from simlab.society.graphs import SocialGraph
     from simlab.society.population import Population
-    from simlab.society.response import Response, ResponseSpec
+    from simlab.society.response import FormChange, Response, ResponseSpec
     from simlab.society.shocks import Shock
 
 
@@ -53,8 +53,10 @@ class Society(mesa.Model):
     """
 
     family: ClassVar[str] = "society"
-    target: ClassVar[TargetKind] = "binary"
-    n_classes: ClassVar[int] = 2
+    # class defaults a family may override per instance (a continuous opinion answer, the
+    # coevolving model's n_parties), so instance attributes rather than ClassVars
+    target: TargetKind = "binary"
+    n_classes: int = 2
     response_sd: float = 1.0
     Params: ClassVar[type[DynamicsParams]] = DynamicsParams
     state_names: ClassVar[tuple[str, ...]] = ()
@@ -72,7 +74,7 @@ class Society(mesa.Model):
         self.intercept = population.intercept.copy()  # [G]
         self.shocks = list(shocks)
         self.tick = 0                                # own counter: Mesa's steps/time differ
-        self.events: list[tuple[int, Shock, float]] = []
+        self.events: list[tuple[int, Shock | FormChange, float]] = []
         self._persons: dict[int, Person] = {}
         from simlab.society.response import GLMResponse, GLMSpec
 
@@ -153,7 +155,8 @@ class Society(mesa.Model):
             raise IndexError(f"agent index {i} out of range 0..{self.n_agents - 1}")
         found = self._persons.get(i)
         if found is None:
-            found = person_class(type(self))(self, i)
+            cls: type = type(self)   # type[Society] reads as unhashable to mypy's Hashable check
+            found = person_class(cls)(self, i)
             self._persons[i] = found
         return found
 

@@ -23,7 +23,7 @@ import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import networkx as nx
 import numpy as np
@@ -490,7 +490,8 @@ def from_edgelist(path: str | Path, groups: str | Path | Mapping[Any, Any], *,
         labels = [str(v) for v in groups.values()]
     else:
         table = _read_table(Path(groups), 2, src)
-        if table.iloc[0, 0].strip().lower() == "node":
+        head = table.iloc[0, 0]                 # text (dtype=str), NaN only for an empty cell
+        if isinstance(head, str) and head.strip().lower() == "node":
             table = table.iloc[1:]
         ids, labels = table.iloc[:, 0].tolist(), table.iloc[:, 1].tolist()
     edges = _read_table(Path(path), 2, src)
@@ -498,8 +499,8 @@ def from_edgelist(path: str | Path, groups: str | Path | Mapping[Any, Any], *,
     if not node_ids.is_unique:
         dup = node_ids[node_ids.duplicated()][:5].tolist()
         raise DataError(f"{src}: nodes {dup} appear twice in groups; give each node one group")
-    u = node_ids.get_indexer(edges.iloc[:, 0])
-    v = node_ids.get_indexer(edges.iloc[:, 1])
+    u = node_ids.get_indexer(pd.Index(edges.iloc[:, 0]))   # get_indexer makes an Index anyway
+    v = node_ids.get_indexer(pd.Index(edges.iloc[:, 1]))
     unknown = np.flatnonzero((u < 0) | (v < 0))
     if len(unknown):
         row = edges.iloc[unknown[0]].tolist()
@@ -597,8 +598,8 @@ class EdgelistSpec(_Spec):
                              min_group_size=self.min_group_size, rng=rng)
 
 
-GraphSpec = Annotated[Union[PlantedPartitionSpec, WattsStrogatzSpec, BarabasiAlbertSpec,
-                            EdgelistSpec], Field(discriminator="kind")]
+GraphSpec = Annotated[PlantedPartitionSpec | WattsStrogatzSpec | BarabasiAlbertSpec
+                      | EdgelistSpec, Field(discriminator="kind")]
 """Any graph spec; the ``kind`` field picks the builder."""
 
 _GRAPH_SPEC: TypeAdapter[Any] = TypeAdapter(GraphSpec)

@@ -25,10 +25,14 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simlab.errors import SetupError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import scipy.sparse as sp
 
 BACKENDS = ("numpy", "numba")
 PARALLEL_MIN_WORK = 250_000
@@ -41,7 +45,7 @@ try:  # numba is a dependency, but a platform without a wheel still runs the num
     from numba import njit, prange
     NUMBA_ERROR: str | None = None
 except ImportError as _err:  # pragma: no cover - exercised by the fallback test in a child
-    numba = None
+    numba = None  # type: ignore[assignment]  # every use is behind _BACKEND == "numba"
     NUMBA_ERROR = str(_err)
 
 
@@ -110,7 +114,9 @@ def fused(work: int = 0) -> bool:
     second thread costs more than it saves (milliseconds when the cores are busy)."""
     if _BACKEND != "numba":
         return False
-    n = min(threads(), numba.config.NUMBA_NUM_THREADS)      # validates SIMLAB_THREADS too
+    # threads() validates SIMLAB_THREADS too; numba.config sets its options at import time,
+    # so its stubs cannot name them
+    n = min(threads(), numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     if work < PARALLEL_MIN_WORK:
         n = 1
     if numba.get_num_threads() != n:
@@ -121,7 +127,7 @@ def fused(work: int = 0) -> bool:
 def describe() -> str:
     """One line for ``simlab --version``: the active path and its threads."""
     if _BACKEND == "numba":
-        asked, most = threads(), numba.config.NUMBA_NUM_THREADS
+        asked, most = threads(), numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
         n = min(asked, most)
         capped = f"; {asked} asked, numba has {most} here" if asked > most else ""
         return (f"society kernels: numba {numba.__version__} "
@@ -223,7 +229,7 @@ if numba is not None:
                 status[i] = 0
             nl = li + 1 if li < top and u_fade[i] < c_fade else li
             if s == 1 and u_omega[i] < c_omega:
-                nl = 0
+                nl = np.int64(0)
             nl = min(nl, np.int64(best[i]) + 1)
             new_level[i] = unaware if nl >= top else np.int16(nl)
 
@@ -377,12 +383,13 @@ class NeighbourCounts:
     the SocialGraph contract, and recounts from scratch when given another adjacency."""
 
     def __init__(self) -> None:
-        self._adj = None
+        self._adj: sp.csr_matrix | None = None     # the adjacency last counted
         self._seen = np.empty(0, dtype=np.bool_)
         self.counts = np.empty(0, dtype=np.float32)
 
-    def update(self, adj, flag: np.ndarray) -> np.ndarray:
-        if adj is not self._adj or len(flag) != len(self._seen):
+    def update(self, adj: sp.csr_matrix, flag: np.ndarray) -> np.ndarray:
+        recount = adj is not self._adj or len(flag) != len(self._seen)
+        if recount:
             self._adj, self._seen = adj, flag.copy()
             self.counts = neighbour_count(adj.indptr, adj.indices, flag)
             return self.counts
@@ -457,12 +464,12 @@ def random_words(rng: np.random.Generator, n: int) -> np.ndarray:
     head = np.empty(0, dtype=np.uint32)
     if state["has_uint32"] and n:            # a high half kept from an earlier 32-bit draw
         head = np.array([state["uinteger"]], dtype=np.uint32)
-        bg.state = state | {"has_uint32": 0}
+        bg.state = {**state, "has_uint32": 0}
     body = bg.random_raw((n - len(head)) // 2).view(np.uint32)
     if (n - len(head)) % 2:                  # an odd one left: keep its high half, as numpy
         last = int(bg.random_raw())
         state = bg.state
-        bg.state = state | {"has_uint32": 1, "uinteger": last >> 32}
+        bg.state = {**state, "has_uint32": 1, "uinteger": last >> 32}
         body = np.append(body, np.uint32(last & 0xFFFFFFFF))
     return np.concatenate([head, body]) if len(head) else body
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 import difflib
 from abc import abstractmethod
 from itertools import combinations
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -227,13 +227,18 @@ class FormChange:
         self.kind, self.name, self.target = kind, name, target
 
 
-class Response:
+SpecT = TypeVar("SpecT", bound=ResponseSpec)
+_NonlinearT = TypeVar("_NonlinearT", bound=_Nonlinear)
+
+
+class Response(Generic[SpecT]):
     """A built mechanism: ``score(society, idx)`` is the trait score of agents idx. Scalar
-    fields listed in ``shockable`` are parameters shocks may change (``response.<field>``)."""
+    fields listed in ``shockable`` are parameters shocks may change (``response.<field>``).
+    Generic in its spec class, so each kind reads its own spec's fields."""
 
     shockable: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, spec: ResponseSpec, society: SocietyView, rng: np.random.Generator) -> None:
+    def __init__(self, spec: SpecT, society: SocietyView, rng: np.random.Generator) -> None:
         self.spec = spec
         self.values = {f: float(getattr(spec, f)) for f in self.shockable}
 
@@ -265,12 +270,12 @@ class Response:
         self.values[name] = float(value)
 
 
-class GLMResponse(Response):
+class GLMResponse(Response[GLMSpec]):
     def score(self, society: SocietyView, idx: np.ndarray) -> np.ndarray:
         return society.linear_score(idx)
 
 
-class _NonlinearResponse(Response):
+class _NonlinearResponse(Response[_NonlinearT]):
     shockable: ClassVar[tuple[str, ...]] = ("linear",)
 
     def score(self, society: SocietyView, idx: np.ndarray) -> np.ndarray:
@@ -288,7 +293,7 @@ class _NonlinearResponse(Response):
         """The nonlinear part of the score."""
 
 
-class ThresholdResponse(_NonlinearResponse):
+class ThresholdResponse(_NonlinearResponse[ThresholdSpec]):
     """``score += jump_g * 1[exposure_i >= theta_i]``, ``theta_i = theta_g + sd * z_i``."""
 
     shockable = ("linear", "jump", "threshold")
@@ -322,7 +327,7 @@ class ThresholdResponse(_NonlinearResponse):
         return self.values["jump"] * self.jump_scale[g] * met
 
 
-class InteractionResponse(_NonlinearResponse):
+class InteractionResponse(_NonlinearResponse[InteractionSpec]):
     """``score += strength * sum_p w_g,p x_{j_p} x_{k_p}`` over each community's own pairs."""
 
     shockable = ("linear", "strength")
@@ -356,7 +361,7 @@ class InteractionResponse(_NonlinearResponse):
         return out
 
 
-class RotatingResponse(_NonlinearResponse):
+class RotatingResponse(_NonlinearResponse[RotatingSpec]):
     """``score += sum_{j in R_g(t)} a_g,j h(x_j)``: the relevant set ``R_g`` advances by
     ``n_relevant`` positions of the community's own trait order at every rotation."""
 
@@ -405,7 +410,7 @@ class RotatingResponse(_NonlinearResponse):
             abs(self.values["strength"]) * mask
 
 
-class PeakResponse(Response):
+class PeakResponse(Response[PeakSpec]):
     """``score = linear * GLM + offset_t + strength * amplitude_t * bump((x - location_t) /
     width)``, ``bump(u) = exp(-u^2 / 2)``; ``(offset, amplitude, location)_t`` are drawn
     afresh for every community at every tick (so every survey wave is a new task) from
@@ -460,7 +465,7 @@ class PeakResponse(Response):
         return self.spec.prior(self.values["strength"]) | {"linear": self.values["linear"]}
 
 
-class MixtureResponse(Response):
+class MixtureResponse(Response[MixtureSpec]):
     """Each community answers through one component; ``response.<field>`` shocks reach every
     component that has the field."""
 

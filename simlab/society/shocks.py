@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -28,7 +28,7 @@ from simlab.schema import StrictModel
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.view import SocietyView
 
-Value = Union[float, list[float]]
+Value = float | list[float]
 """A scalar, or one value per community for ``coef.*`` / ``intercept``."""
 
 
@@ -92,7 +92,10 @@ class AbruptShock(Shock):
         return self.at, self.at
 
     def amounts(self) -> list[tuple[str, Value]]:
-        return [("value", self.value)] if self.value is not None else [("delta", self.delta)]
+        if self.value is not None:
+            return [("value", self.value)]
+        assert self.delta is not None                     # _one_of: exactly one is given
+        return [("delta", self.delta)]
 
 
 class DriftShock(Shock):
@@ -158,7 +161,7 @@ class RegimeShock(Shock):
         return [(f"values[{i}]", v) for i, v in enumerate(self.regimes)]
 
 
-ShockSpec = Annotated[Union[AbruptShock, DriftShock, RegimeShock], Field(discriminator="kind")]
+ShockSpec = Annotated[AbruptShock | DriftShock | RegimeShock, Field(discriminator="kind")]
 """Any shock; the ``kind`` field ("abrupt" | "drift" | "regime") picks the class."""
 
 SHOCK_KINDS: tuple[str, ...] = ("abrupt", "drift", "regime")
@@ -246,8 +249,14 @@ def _check_values(shock: Shock, society: SocietyView) -> None:
 def _extremes(shock: Shock, current: float) -> list[tuple[str, float]]:
     """The levels a scalar parameter reaches under ``shock`` (to validate each)."""
     if isinstance(shock, AbruptShock):
-        return [("value", float(shock.value))] if shock.value is not None \
-            else [("delta", current + float(shock.delta))]
+        return [("value", _scalar(shock.value))] if shock.value is not None \
+            else [("delta", current + _scalar(shock.delta))]
     if isinstance(shock, DriftShock):
-        return [("total", current + float(shock.total))]
-    return [(f, float(v)) for f, v in shock.amounts()]
+        return [("total", current + _scalar(shock.total))]
+    return [(f, _scalar(v)) for f, v in shock.amounts()]
+
+
+def _scalar(value: Value | None) -> float:
+    """An amount aimed at a scalar parameter (``_check_values`` has rejected lists there)."""
+    assert value is not None and not isinstance(value, list), value
+    return float(value)

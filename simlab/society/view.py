@@ -14,13 +14,14 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from simlab.society.graphs import SocialGraph
     from simlab.society.population import Population
+    from simlab.tasks.task import TargetKind
 
 
 class SocietyView(Protocol):
     """The members of ``Society`` its parts read or call (see ``simlab.society.base``)."""
 
     family: str
-    target: str
+    target: TargetKind
     n_classes: int
     social: SocialGraph
     pop: Population
@@ -33,6 +34,9 @@ class SocietyView(Protocol):
 
     @property
     def n_agents(self) -> int: ...
+
+    @property
+    def groups(self) -> np.ndarray: ...
 
     def get(self, path: str) -> Any: ...
 

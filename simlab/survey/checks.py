@@ -188,8 +188,8 @@ def column_warnings(df: pd.DataFrame, spec: SurveyData, y: np.ndarray) -> list[s
     value, a feature empty in every used row, a feature almost as good as the answer."""
     out = []
     if len(y) and np.unique(y).size == 1:
-        out.append(f"data.target {spec.target!r} has the single value {float(y[0]):g} in every used "
-                   "row: every learner predicts it exactly, so the comparison says nothing")
+        out.append(f"data.target {spec.target!r} has the single value {float(y[0]):g} in every "
+                   "used row: every learner predicts it exactly, so the comparison says nothing")
     for col in spec.features:
         s = df[col]
         if len(s) and s.isna().all():

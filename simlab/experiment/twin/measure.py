@@ -11,7 +11,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-    
+
     from simlab.tasks.task import TaskStream
 
 

@@ -89,8 +89,8 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
     wsum = np.maximum(w.sum(1, keepdims=True), 1e-12)[..., None]          # [B, 1, 1]
     y_mean: np.ndarray | float = 0.0
     y_sd: np.ndarray | float = 1.0
-    if init is not None or prior is not None:   # a prior's weights mean what they do on its scale
-        ref = init if init is not None else prior
+    ref = init if init is not None else prior
+    if ref is not None:               # a prior's weights mean what they do on its scale
         mean, sd, y_mean, y_sd = ref.mean, ref.sd, ref.y_mean, ref.y_sd
         hidden = 0 if ref.w2 is None else ref.w1.shape[-1]
     else:
@@ -98,8 +98,9 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
         var = (w[..., None] * (x - mean) ** 2).sum(1, keepdims=True) / wsum
         sd = np.where(var > 1e-12, np.sqrt(var), 1.0)
         if target == "regression":   # fit standardised targets, predict on the natural scale
-            y_mean = (w * t).sum(1)[:, None, None] / wsum
-            y_var = (w * (t - y_mean[..., 0]) ** 2).sum(1)[:, None, None] / wsum
+            mu = (w * t).sum(1)[:, None, None] / wsum
+            y_var = (w * (t - mu[..., 0]) ** 2).sum(1)[:, None, None] / wsum
+            y_mean = mu
             y_sd = np.where(y_var > 1e-12, np.sqrt(y_var), 1.0)
     shapes = [(b, d, hidden), (b, 1, hidden), (b, hidden, c), (b, 1, c)] if hidden else \
         [(b, d, c), (b, 1, c)]
@@ -109,8 +110,8 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
              zip(np.cumsum([0] + sizes[:-1]), sizes, shapes)]
     decay = np.concatenate([np.full(n, float(i % 2 == 0), np.float32)
                             for i, n in enumerate(sizes)]) * np.float32(l2)
-    if init is not None or prior is not None:       # warm start, or start at the prior
-        for v, p in zip(views, (init if init is not None else prior).params()):
+    if ref is not None:                             # warm start, or start at the prior
+        for v, p in zip(views, ref.params()):
             v[...] = p
     elif hidden:
         views[0][...] = rng.standard_normal(shapes[0]) / np.sqrt(d)
@@ -118,7 +119,7 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
     anchor = np.float32(0.0) if prior is None else np.concatenate(
         [np.broadcast_to(p, sh).ravel() for p, sh in zip(prior.params(), shapes)]
     ).astype(np.float32)
-    net = Net(*views, mean, sd, y_mean, y_sd) if hidden else \
+    net = Net(views[0], views[1], views[2], views[3], mean, sd, y_mean, y_sd) if hidden else \
         Net(views[0], views[1], None, None, mean, sd, y_mean, y_sd)
     tt = t if target == "multiclass" else t[..., None]
     if target == "regression":
@@ -143,7 +144,7 @@ def fit_net(x: np.ndarray, t: np.ndarray, w: np.ndarray, target: str, n_classes:
         else:
             pred = expit(z) if target == "binary" else z
         dz = w[..., None] * (pred - tt) / wsum
-        if h is None:
+        if h is None or net.w2 is None:             # a linear model (both or neither)
             grads = [xt @ dz, dz.sum(1)]
         else:
             dh = (dz @ net.w2.transpose(0, 2, 1)) * (1.0 - h * h)
@@ -216,7 +217,8 @@ class CeilingEstimator:
     _net: Net | None = None
     _events: int = 0
 
-    def __call__(self, society: SocietyView, x_query: np.ndarray, query_idx: list[np.ndarray],
+    def __call__(self, society: SocietyView, x_query: list[np.ndarray],
+                 query_idx: list[np.ndarray],
                  features: list[str], noise_sd: float, rng: np.random.Generator
                  ) -> tuple[list[np.ndarray], list[float]]:
         """Ceiling for each group's query respondents (``x_query[g] [Q, D]``, their agent ids
@@ -248,8 +250,8 @@ class CeilingEstimator:
                       self.iters_first if init is None else self.iters_next, rng=rng, init=init)
         self._net = net
         n_groups = len(query_idx)
-        q = max(len(v) for v in x_query)
-        xq = np.zeros((len(x_query), q, len(features)))
+        n_query = max(len(v) for v in x_query)
+        xq = np.zeros((len(x_query), n_query, len(features)))
         for g, v in enumerate(x_query):
             xq[g, :len(v)] = v
         both = predict_net(net, np.concatenate([xq, xq]), target)

@@ -9,9 +9,10 @@ few-shot task holds), and two models are fitted on their answers:
 - a flexible model: the same hierarchical GLM on a basis expansion -- a linear spline of each
   continuous feature (hinges at pooled quantiles: kinks, saturation), steps at quartiles
   (thresholds; alone or with hinges), or hinges plus all pairwise products (interactions),
-  whichever does best on a validation fifth of the respondents (``BASES``). A generalised additive model in the sense of Hastie & Tibshirani (1990),
-  partially pooled like the GLM. (An MLP with the group as a one-hot feature, tried first,
-  overfits 400 binary answers per group and never beat the GLM even where the truth is a step.)
+  whichever does best on a validation fifth of the respondents (``BASES``). A generalised
+  additive model in the sense of Hastie & Tibshirani (1990), partially pooled like the GLM.
+  (An MLP with the group as a one-hot feature, tried first, overfits 400 binary answers per
+  group and never beat the GLM even where the truth is a step.)
 
 Both are scored on the group's other members by the expected excess log loss over the oracle
 (KL from the true probabilities; squared bias for regression), so the numbers carry no response
@@ -139,7 +140,8 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
     # flexible: hierarchical GLMs on basis expansions (BASES); the one with the lower loss on
     # a fifth of the respondents is kept
     fit = np.arange(n) < n - n // VAL_SHARE
-    best = (np.inf, None, BASES[0][1], {})
+    best: tuple[float, Net | None, tuple[str, ...], dict[int, np.ndarray]] = \
+        (np.inf, None, BASES[0][1], {})
     for quantiles, basis in BASES:
         knots = _knots(x_tr, quantiles)
         e = _expand(xg, knots, basis)
@@ -154,7 +156,9 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
                                    np.ones((n_groups, int((~fit).sum())))), target)
             if loss < best[0]:
                 best = (loss, net, basis, knots)
-    models.mlp = best[1]
+    flexible = best[1]
+    assert flexible is not None, "every flexible fit had a NaN validation loss"
+    models.mlp = flexible
     # observable ceiling: soft labels on every member but the test ones
     soft = [np.setdiff1d(society.social.members(g), test[g][:MIN_TEST * 4])
             for g in range(n_groups)]
@@ -171,7 +175,6 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
     models.ceiling = fit_net(xs, ts, ws, target, society.n_classes, hidden=16, l2=1e-3,
                              iters=300 if fresh else 80, lr=0.03, rng=rng,
                              init=None if fresh else models.ceiling)
-    scores: dict[str, list[float]] = {"glm": [], "flexible": [], "ceiling": []}
     held = [t[:MIN_TEST * 4] for t in test]
     k = min(map(len, held))
     te = np.stack([h[:k] for h in held])                                 # [G, k]
@@ -179,11 +182,11 @@ def _wave(society: Society, names: list[str], noise_sd: float, n: int, hidden: i
     oracle = society.oracle(te.ravel()).reshape((n_groups, k) + ((c,) if c > 1 else ()))
     preds = {
         "glm": predict_net(models.glm, x_te, target),
-        "flexible": predict_net(models.mlp, _expand(x_te, best[3], best[2]), target),
+        "flexible": predict_net(flexible, _expand(x_te, best[3], best[2]), target),
         "ceiling": predict_net(models.ceiling, x_te, target),
     }
-    for name, p in preds.items():
-        scores[name] = float(expected_excess(p, oracle, target).mean(1).mean())
+    scores = {name: float(expected_excess(p, oracle, target).mean(1).mean())
+              for name, p in preds.items()}
     return WaveHeadroom(wave=wave, tick=int(society.tick), **scores)
 
 

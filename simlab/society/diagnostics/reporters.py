@@ -23,6 +23,8 @@ import mesa
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    import scipy.sparse as sp
+
     from simlab.society.base import Society
 
 SAMPLE = 2000
@@ -30,7 +32,7 @@ SAMPLE = 2000
 PARTY_MIN_SHARE = 0.01
 
 
-def modularity(adj, labels: np.ndarray) -> float:
+def modularity(adj: sp.csr_matrix, labels: np.ndarray) -> float:
     """Newman-Girvan modularity of the partition ``labels`` on a symmetric 0/1 CSR graph."""
     m2 = float(adj.nnz)                          # 2m: every edge is stored twice
     if m2 == 0:

@@ -108,8 +108,8 @@ class CoevolvingSociety(Society):
     """Voter dynamics with homophilous rewiring on a network that changes every tick."""
 
     family: ClassVar[str] = "coevolving"
-    target: ClassVar[TargetKind] = "multiclass"
-    n_classes: ClassVar[int] = 3          # default; each instance sets it to its n_parties
+    target: TargetKind = "multiclass"
+    n_classes: int = 3          # default; each instance sets it to its n_parties
     Params: ClassVar[type[DynamicsParams]] = CoevolvingParams
     state_names: ClassVar[tuple[str, ...]] = ("opinion",)
     params: CoevolvingParams

@@ -91,8 +91,8 @@ class ContagionSociety(Society):
     """Granovetter / Centola–Macy threshold adoption on the graph, tipped by a Bass push."""
 
     family: ClassVar[str] = "contagion"
-    target: ClassVar[TargetKind] = "binary"
-    n_classes: ClassVar[int] = 2
+    target: TargetKind = "binary"
+    n_classes: int = 2
     Params: ClassVar[type[DynamicsParams]] = ContagionParams
     state_names: ClassVar[tuple[str, ...]] = ("adopted",)
     params: ContagionParams

@@ -94,8 +94,8 @@ class EpidemicSociety(Society):
     """SIR on the graph with awareness levels that spread, fade and lower susceptibility."""
 
     family: ClassVar[str] = "epidemic"
-    target: ClassVar[TargetKind] = "binary"
-    n_classes: ClassVar[int] = 2
+    target: TargetKind = "binary"
+    n_classes: int = 2
     Params: ClassVar[type[DynamicsParams]] = EpidemicParams
     state_names: ClassVar[tuple[str, ...]] = ("status", "level")
     params: EpidemicParams

@@ -109,7 +109,7 @@ class OpinionSociety(Society):
     """Hegselmann-Krause + Friedkin-Johnsen opinions driving support for a policy."""
 
     family: ClassVar[str] = "opinion"
-    target: ClassVar[TargetKind] = "binary"   # "regression" per instance: see init_state
+    target: TargetKind = "binary"   # "regression" per instance: see init_state
     Params: ClassVar[type[DynamicsParams]] = OpinionParams
     state_names: ClassVar[tuple[str, ...]] = ("opinion",)
     params: OpinionParams
