@@ -126,12 +126,14 @@ def instrument(timer: StageTimer) -> list[Callable[[], None]]:
         if owner is not None and attr in owner.__dict__:
             undo.append(timer.wrap(owner, attr, name))
     # stages whose functions are imported by name into the learner modules
-    # (memory: the shared ``_fit_episodes`` of the meta-LSTM and the metric learners)
-    for mod in (maml, meta_lstm, relation, memory):
+    for mod in (maml, meta_lstm, relation):
         for attr, name in (("fit_loop", "fit loop"), ("apply_update", "optimiser"),
                            ("descend", "outer step")):
             if attr in mod.__dict__:
                 undo.append(timer.wrap(mod, attr, name))
+    # the shared ``episodes.fit_episodes`` of the meta-LSTM and the metric learners
+    for attr, name in (("fit_loop", "fit loop"), ("descend", "outer step")):
+        undo.append(timer.wrap(episodes, attr, name))
     # descend's optimiser part: apply_update inside episodes
     undo.append(timer.wrap(episodes, "apply_update", "optimiser"))
     # the draw of task indices in fit_loop happens in torch.randperm: count it as sampling
