@@ -28,7 +28,7 @@ def _records(compiled: bool) -> tuple[list[tuple], np.ndarray]:
                            compile=compiled)
     ep = Episodes(shots=3, query=4)
     res = evaluate(learner, stream, warmup=2, shots=[3], steps=[0, 1, 2],
-                   budget=Budget(5, 4, episodes=ep), warmup_budget=Budget(20, 4, episodes=ep),
+                   budget=Budget(5, 4), warmup_budget=Budget(20, 4),
                    online=False, seed=0, episodes=ep)
     rec = res.records[res.records["metric"].isin(METRICS)].sort_values(
         ["metric", "wave", "shots", "steps"])
