@@ -91,6 +91,17 @@ def test_settings_is_a_torch_free_leaf() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_scenario_schema_loads_without_torch() -> None:
+    """The society tests run on Python 3.12 without torch (``.ci/run``): loading and validating
+    a scenario must not import it."""
+    code = ("import sys; sys.modules['torch'] = None; "
+            "from simlab.experiment.config import load_scenario; "
+            "[load_scenario(f'scenarios/{n}.toml').protocol() for n in "
+            "('opinion_shift', 'control_positive_pretrained')]; "
+            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
 def test_the_learners_base_reexports_budget_and_episodes() -> None:
     from simlab.learners import base
 

@@ -35,11 +35,14 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simlab.errors import ScenarioError
-from simlab.learners.base import Budget, Learner
+from simlab.settings import Budget
 from simlab.tasks.task import Task, TaskStream
+
+if TYPE_CHECKING:   # the schema checks import this module where torch may be absent
+    from simlab.learners.base import Learner
 
 #: the key of ``TaskStream.meta`` that carries a :class:`Pretraining` to the protocol
 META_KEY = "pretrain"

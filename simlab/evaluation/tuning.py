@@ -55,7 +55,6 @@ from typing import Any, overload
 import numpy as np
 
 from simlab.errors import LearnerError, ScenarioError, SimlabError
-from simlab.evaluation.pretrain import META_KEY
 from simlab.learners.registry import learner_class, make_learner
 from simlab.learners.space import Choice, Float, Int, SearchSpace
 from simlab.settings import PRUNERS, Budget, ProtocolSettings, Search, TuningSettings
@@ -281,6 +280,9 @@ def pretrain_scaled(stream: TaskStream, share: float) -> TaskStream:
     rung pre-trains with the same share of its budget as it trains; unchanged without a plan).
     A trial pre-trains like the run (``pretrain.before_warmup``), so the hyperparameters chosen
     are those that are best after pre-training."""
+    from simlab.evaluation.pretrain import META_KEY   # here: it imports torch, and the schema
+    # (experiment/scenario_base) imports this module where torch may be absent (the society tests)
+
     plan = stream.meta.get(META_KEY)
     if plan is None or share >= 1:
         return stream
