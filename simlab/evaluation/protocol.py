@@ -158,6 +158,12 @@ PUBLIC_META: tuple[str, ...] = ("feature_names", "response", "response_prior")
 describes a wave before it is scored."""
 
 
+def online_tasks(learner: Learner, stream: TaskStream, wave: int) -> list[Task]:
+    """What the online meta-fit after ``wave`` trains on: the newest wave for an incremental
+    learner (it keeps its own state of the past), else every task revealed so far."""
+    return list(stream.waves[wave]) if learner.incremental else stream.tasks(0, wave + 1)
+
+
 def revealed_tasks(tasks: Sequence[Task], oracle: bool) -> list[Task]:
     """Revealed tasks whole, without ``oracle_query`` (nor the ceiling and the population
     cells, which hold the true prevalence) unless the learner is the oracle."""
@@ -585,8 +591,7 @@ def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int,
         for k in shots_t:
             run.score(w, k, stream.waves[w])
         if online and w < len(stream) - 1:        # every revealed task, or the newest wave
-            run.meta_fit(list(stream.waves[w]) if learner.incremental else stream.tasks(0, w + 1),
-                         wave=w)
+            run.meta_fit(online_tasks(learner, stream, w), wave=w)
         yield w
 
 

@@ -29,7 +29,8 @@ import pandas as pd
 
 from simlab.errors import ScenarioError, StoreError
 from simlab.evaluation import poststrat
-from simlab.evaluation.protocol import revealed_tasks, seal_query, iter_evaluate, scored_step
+from simlab.evaluation.protocol import (iter_evaluate, online_tasks, revealed_tasks, scored_step,
+                                       seal_query)
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment.store import Store
@@ -93,8 +94,8 @@ def forecast(scenario: Scenario | SurveyScenario | str | Path, learner: str | Le
     run = _fit(model, stream, settings, seed, device)
     last = list(stream.waves[-1])
     if settings.online:                       # the meta-fit the protocol makes after a wave
-        model.meta_fit(revealed_tasks(last if model.incremental else stream.tasks(),
-                                 model.uses_oracle), settings.budget)
+        model.meta_fit(revealed_tasks(online_tasks(model, stream, len(stream) - 1),
+                                      model.uses_oracle), settings.budget)
     k = max(settings.shots)
     tasks = _forecast_tasks(last if next_wave is None else list(next_wave), k)
     frame = _predict(model, tasks, scored_step(model, list(settings.steps)), device)

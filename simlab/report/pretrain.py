@@ -20,16 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simlab.evaluation.statistics import (
-    BOUNDS,
-    compare,
-    comparison_metric,
-    fmt,
-    fmt_p,
-    holm,
-    seed_interval,
-    wave_scores,
-)
+from simlab.evaluation.comparisons import compare
+from simlab.evaluation.frames import BOUNDS, comparison_metric, wave_scores
+from simlab.evaluation.inference import holm, seed_interval
+from simlab.evaluation.verdicts import fmt, fmt_p
 from simlab.experiment.store import read_entry
 
 #: the label suffix of a learner's pre-trained arm in the comparison
