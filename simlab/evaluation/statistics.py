@@ -61,33 +61,13 @@ from simlab.evaluation.verdicts import (
     naive_sentence,
     overall_verdict,
 )
-from simlab.learners import roles as _roles
 from simlab.learners.roles import ORACLE, REFERENCE
 
-# The name lists of old imports, from the built-in learners' roles. New code reads each run's
-# recorded role instead (``frames.run_roles`` / ``frames.roles_by_label``), which also knows
-# plug-ins.
-NAIVE: tuple[str, ...] = _roles.naive_names()
-BASELINES: tuple[str, ...] = _roles.baseline_names()
-REFERENCES: tuple[str, ...] = tuple(n for n, r in _roles.BUILTIN_ROLES.items()
-                                    if _roles.is_reference(r))
-
-
-def is_baseline(name: str) -> bool:
-    """A built-in baseline's registry name (``cpd:`` wrappers included)."""
-    return _roles.is_baseline(_roles.builtin_role(name))
-
-
-def is_reference(name: str) -> bool:
-    """A built-in reference's registry name (the oracle, the floor)."""
-    return _roles.is_reference(_roles.builtin_role(name))
-
-__all__ = ["ALPHA", "BASELINES", "BOUNDS", "LEADERBOARD_COLUMNS", "MIN_SEEDS", "NAIVE", "ORACLE",
-           "POWER", "RECOVERY_COLUMNS", "REFERENCE", "REFERENCES", "TEST_TEXT", "Comparison",
+__all__ = ["ALPHA", "BOUNDS", "LEADERBOARD_COLUMNS", "MIN_SEEDS", "ORACLE",
+           "POWER", "RECOVERY_COLUMNS", "REFERENCE", "TEST_TEXT", "Comparison",
            "Interval", "baseline_comparisons",
            "best_baseline", "censored_median", "compare", "compare_all", "comparison_metric",
-           "corrected_t_test", "fmt", "fmt_p", "holm", "is_baseline", "is_reference",
-           "label_names", "leaderboard",
+           "corrected_t_test", "fmt", "fmt_p", "holm", "label_names", "leaderboard",
            "naive_comparisons", "naive_flags", "naive_sentence", "overall_verdict",
            "parse_hyperparameters", "recovery_by_shift", "recovery_overall", "run_summaries",
            "seed_interval", "seed_means", "seed_t_test", "shift_effects", "survey_ratio",
