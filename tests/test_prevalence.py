@@ -2,6 +2,7 @@
 protocol, stored, exported by `simlab export`, drawn in the report; the interval's method."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -254,6 +255,32 @@ def test_forecast_uses_the_tuned_values_of_a_store_and_the_cli_prints_it(tmp_pat
     assert len(out.strip().splitlines()) == 2 + len(sc.stream(0).waves[-1])
     with pytest.raises(simlab.errors.StoreError, match="no results store"):
         simlab.forecast(sc, "group_mean", store=tmp_path / "missing.db")
+
+
+@dataclass
+class BudgetLog(FirstFeature):
+    """FirstFeature that records the ``Budget`` of every meta_fit call (issue 24)."""
+
+    budgets: list[Budget] = dataclasses.field(default_factory=list)
+
+    def meta_fit(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
+        self.budgets.append(budget)
+        return {}
+
+
+@pytest.mark.parametrize("shots", ["grid", "matched"])
+def test_forecasts_last_meta_fit_draws_the_protocols_episodes(shots):
+    """The meta-fit after the last wave trains on the episodes of the protocol's online
+    meta-fits (K from the scored shots grid), not each task's own support size; with
+    "matched" episodes the learner left is the largest K's model, so K-max episodes."""
+    sc = tiny().override({"evaluation": {"episodes": {"shots": shots}}})
+    model = BudgetLog()
+    simlab.forecast(sc, model, seed=0)
+    *protocol, last = model.budgets
+    grid = tuple(sorted(sc.evaluation.shots))
+    assert last == protocol[-1]                       # the protocol's last online meta-fit
+    assert last.episodes.grid == (grid if shots == "grid" else grid[-1:])
+    assert last.episodes.shots == ("grid" if shots == "grid" else grid[-1])
 
 
 def test_verdicts_state_the_loss_unit():

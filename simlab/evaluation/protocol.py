@@ -499,21 +499,20 @@ def iter_evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettin
             print(wave.wave, wave.status, len(wave.records))
     """
     settings = ProtocolSettings.resolve(settings, overrides)
-    warmup, budget, warmup_budget = settings.warmup, settings.budget, settings.warmup_budget
+    warmup, warmup_budget = settings.warmup, settings.warmup_budget
     online, tell_shifts = settings.online, settings.tell_shifts
     max_tasks, divergence_multiple = settings.max_tasks, settings.divergence_multiple
-    shots_t, steps_t = _check_grid(stream, warmup, settings.shots, settings.steps)
+    steps_t = _check_grid(stream, warmup, settings.shots, settings.steps)[1]
     scored = scored_step(learner, steps_t)
     steps_t = tuple(sorted(set(steps_t) | {scored}))
-    eps = dataclasses.replace(settings.episodes, grid=shots_t)
-    parts = ([(dataclasses.replace(eps, shots=k, grid=(k,)), (k,)) for k in shots_t]
-             if eps.shots == "matched" else [(eps, shots_t)])
+    parts = run_budgets(settings)
     t_start, c_start = time.perf_counter(), time.process_time()
     runs: list[_Run] = []
     with torch_threads(settings.threads):
-        for ep, part_shots in parts:
-            run = _Run(learner, dataclasses.replace(budget, episodes=ep), device, steps_t,
-                       max_tasks, divergence_multiple, scored)
+        for run_budget, part_shots in parts:
+            ep = run_budget.episodes
+            run = _Run(learner, run_budget, device, steps_t, max_tasks, divergence_multiple,
+                       scored)
             if not runs:                          # once per run (the per-K runs share it)
                 run.records.add(warmup, 0, [scored], "scored_steps", float(scored))
             warm = warmup_budget and dataclasses.replace(warmup_budget, episodes=ep)
@@ -551,6 +550,18 @@ def iter_evaluate(learner: Learner, stream: TaskStream, settings: ProtocolSettin
                      prevalence=pd.DataFrame({c: np.concatenate([g[c] for g in groups]
                                                                 or [np.empty(0)])
                                               for c in poststrat.GROUP_COLUMNS}))
+
+
+def run_budgets(settings: ProtocolSettings) -> list[tuple[Budget, tuple[int, ...]]]:
+    """Each run's meta-fit budget and the K it scores: ``settings.budget`` with
+    ``settings.episodes`` drawing K from the sorted shots grid; with "matched" episodes one run
+    per K, on K-shot episodes, in ascending K (so the learner ends as the largest K's model).
+    The protocol's online meta-fits use it, and forecast's meta-fit after the last wave."""
+    shots_t = tuple(sorted({int(k) for k in settings.shots}))
+    eps = dataclasses.replace(settings.episodes, grid=shots_t)
+    parts = ([(dataclasses.replace(eps, shots=k, grid=(k,)), (k,)) for k in shots_t]
+             if eps.shots == "matched" else [(eps, shots_t)])
+    return [(dataclasses.replace(settings.budget, episodes=ep), ks) for ep, ks in parts]
 
 
 def _prequential(run: _Run, stream: TaskStream, warmup: int, shots_t: tuple[int, ...],

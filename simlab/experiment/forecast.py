@@ -6,7 +6,13 @@ the sweep builds it (the scenario's hyperparameters, with the values tuning chos
 store holds a tuned run of it), trained exactly as the prequential protocol trains it
 (:func:`~simlab.evaluation.protocol.iter_evaluate` over the whole stream: warm-up, then every
 wave scored and revealed; its track record is returned too), then given the last wave as the
-protocol would give the next meta-fit (unless the scenario is frozen, ``online = false``).
+protocol would give the next meta-fit (unless the scenario is frozen, ``online = false``), on
+the protocol's episodes (:func:`~simlab.evaluation.protocol.run_budgets`: K drawn from the
+shots grid). With ``episodes.shots = "matched"`` the protocol trains one model per K, one after
+the other on the same learner, so the learner it leaves is the largest K's, meta-trained on
+K-shot episodes; that is the K the forecast adapts with, and its last meta-fit draws K-shot
+episodes too (one learner cannot hold a model per K; refit with a smaller shots grid to
+forecast at a smaller K).
 
 The next wave has no respondents yet, so each group's forecast is the learner adapted on the
 group's K most recent respondents (its last-wave support, K the largest of the shots grid) and
@@ -29,8 +35,8 @@ import pandas as pd
 
 from simlab.errors import ScenarioError, StoreError
 from simlab.evaluation import poststrat
-from simlab.evaluation.protocol import (iter_evaluate, online_tasks, revealed_tasks, scored_step,
-                                       seal_query)
+from simlab.evaluation.protocol import (iter_evaluate, online_tasks, revealed_tasks, run_budgets,
+                                       scored_step, seal_query)
 from simlab.evaluation.result import RunResult
 from simlab.experiment.config import Scenario, load_scenario
 from simlab.experiment.store import Store
@@ -93,9 +99,10 @@ def forecast(scenario: Scenario | SurveyScenario | str | Path, learner: str | Le
     settings = sc.protocol()
     run = _fit(model, stream, settings, seed, device)
     last = list(stream.waves[-1])
-    if settings.online:                       # the meta-fit the protocol makes after a wave
+    if settings.online:      # the meta-fit the protocol makes after a wave, on its episodes
+        budget = run_budgets(settings)[-1][0]           # "matched": the largest K's run
         model.meta_fit(revealed_tasks(online_tasks(model, stream, len(stream) - 1),
-                                      model.uses_oracle), settings.budget)
+                                      model.uses_oracle), budget)
     k = max(settings.shots)
     tasks = _forecast_tasks(last if next_wave is None else list(next_wave), k)
     frame = _predict(model, tasks, scored_step(model, list(settings.steps)), device)
