@@ -109,3 +109,18 @@ def test_a_summaries_frame_without_its_columns_is_named(frames, tmp_path):
     with pytest.raises(ValueError, match=r"summaries frame lacks column\(s\) \['value'\]"):
         build_report(runs, mets, shifts, tmp_path, "t",
                      summaries=pd.DataFrame({"run_id": [1], "name": ["mean_loss"]}))
+
+
+def test_the_baselines_line_names_a_plugin_baseline_that_ran():
+    """The report's "Baselines:" line lists the built-in baselines; a plug-in that ran as a
+    baseline (its recorded role) is compared as one, so the line names it too; built-ins,
+    their cpd: wrappers and methods add nothing."""
+    from simlab.report.report import baselines_line
+
+    runs = pd.DataFrame({"learner": ["acme_glm", "cpd:partial_pooling", "maml", "acme_glm"],
+                         "learner_name": ["acme_glm", "cpd:partial_pooling", "maml", "acme_glm"],
+                         "role": ["baseline", "baseline", "meta", "baseline"]})
+    line = baselines_line(runs)
+    assert line.startswith("scratch, finetune, partial_pooling")
+    assert line.endswith("(and their cpd: wrappers); plug-in baselines that ran: acme_glm")
+    assert baselines_line(runs[runs["learner"] != "acme_glm"]).endswith("cpd: wrappers)")

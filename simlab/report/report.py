@@ -35,13 +35,14 @@ from simlab.evaluation.metrics import Cube, SummaryOptions, metric_unit, run_cub
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS
 from simlab.evaluation.comparisons import baseline_comparisons, compare_all, naive_comparisons
 from simlab.evaluation.frames import (comparison_metric, label_names, labelled_runs, leaderboard,
-                                      parse_hyperparameters, roles_by_label, run_roles,
-                                      run_summaries, wave_scores)
+                                      parse_hyperparameters, registry_names, roles_by_label,
+                                      run_roles, run_summaries, wave_scores)
 from simlab.evaluation.inference import MIN_SEEDS, survey_ratio
 from simlab.evaluation.recovery import recovery_by_shift, recovery_overall, shift_effects
 from simlab.evaluation.verdicts import (TEST_TEXT, Comparison, fmt, fmt_p, naive_flags,
                                         naive_sentence, overall_verdict)
-from simlab.learners.roles import ORACLE, REFERENCE, baseline_names, is_oracle
+from simlab.learners.roles import (BUILTIN_ROLES, ORACLE, REFERENCE, baseline_names,
+                                   is_baseline, is_oracle)
 from simlab.report.changepoints import changepoint_context
 from simlab.report.figures import FIGURES, ScenarioData, assign_colors, slug, training_logs
 from simlab.report.pretrain import add_pretrain_verdicts, pretrain_section
@@ -690,6 +691,19 @@ def template_environment() -> Environment:
     return env
 
 
+def baselines_line(runs: pd.DataFrame) -> str:
+    """The report's "Baselines:" line: the built-in baselines, then any other learner that ran
+    as a baseline by its recorded role (a plug-in declaring ``role = "baseline"`` is compared
+    as one, so the reader must see it named)."""
+    text = ", ".join(baseline_names()) + " (and their cpd: wrappers)"
+    names = registry_names(runs)
+    plugins = [label for label, name, role in zip(runs["learner"].astype(str), names,
+                                                  run_roles(runs))
+               if is_baseline(role) and name.removeprefix("cpd:") not in BUILTIN_ROLES]
+    plugins = list(dict.fromkeys(plugins))
+    return text + (f"; plug-in baselines that ran: {', '.join(plugins)}" if plugins else "")
+
+
 def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame,
                  out_dir: Path, title: str, config: dict | None = None, *,
                  options: SummaryOptions | None = None, n_boot: int | None = None,
@@ -729,7 +743,7 @@ def build_report(runs: pd.DataFrame, metrics: pd.DataFrame, shifts: pd.DataFrame
     shared = config if config and not set(config) <= set(names) else None
     ctx = {"title": title, "version": __version__, "sections": sections,
            "config": json.dumps(shared, indent=2, default=str) if shared else None,
-           "baselines": ", ".join(baseline_names()) + " (and their cpd: wrappers)",
+           "baselines": baselines_line(runs),
            "oracle": ORACLE, "reference": REFERENCE,
            "options": opt, "min_seeds": MIN_SEEDS,
            "any_oracle": any(s["has_oracle"] for s in sections),
