@@ -74,6 +74,10 @@ def test_wave_scores_equal_the_per_run_curves(frames):
                      for rid, rec in mets.groupby("run_id")
                      if not (c := wave_curve(rec, "excess_loss")).empty], ignore_index=True)
     got = wave_scores(runs, mets, "excess_loss")
+    classification = set(mets.loc[mets["metric"] == "accuracy", "run_id"])
+    ref["classification"] = [r in classification for rid, rec in mets.groupby("run_id")
+                             if not (c := wave_curve(rec, "excess_loss")).empty
+                             for r in [rid] * len(c)]
     pd.testing.assert_frame_equal(got, ref, check_dtype=False)
     assert got["value"].isna().any()                    # the diverged waves stay NaN
 

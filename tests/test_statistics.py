@@ -267,3 +267,17 @@ def test_the_store_reads_each_runs_recorded_role_back(tmp_path):
     roles = labelled_runs(runs).set_index("learner")["role"].to_dict()
     assert roles == {"acme_glm": "baseline", "partial_pooling": "baseline", "maml": "meta",
                      "oracle": "oracle"}
+
+
+def test_verdicts_state_the_targets_unit():
+    """A verdict's difference carries its unit: nats of log loss where the runs recorded
+    accuracy (a binary or multiclass target), squared error where they did not (regression);
+    the comparison keeps it (``Comparison.unit``)."""
+    runs, mets = _store(MIN_SEEDS)
+    regression = compare_all(wave_scores(runs, mets, "excess_loss"))
+    acc = mets[mets["metric"] == "loss"].assign(metric="accuracy", value=0.7)
+    classification = compare_all(wave_scores(runs, pd.concat([mets, acc]), "excess_loss"))
+    assert regression[0].unit == "squared error/respondent above the oracle"
+    assert "squared error/respondent above the oracle, 95% CI" in regression[0].verdict
+    assert classification[0].unit == "nats/respondent above the oracle"
+    assert "nats/respondent above the oracle, 95% CI" in classification[0].verdict

@@ -37,6 +37,7 @@ from simlab.evaluation.inference import (
     seed_means,
     seed_t_test,
 )
+from simlab.evaluation.metrics import metric_unit
 from simlab.evaluation.verdicts import Comparison, decide
 from simlab.learners.roles import (
     REFERENCE,
@@ -53,6 +54,8 @@ def _test(scores: pd.DataFrame, learner: str, reference: str, metric: str,
     ``ratio`` (a survey's test/train ratio): the corrected resampled t test instead."""
     scenario = str(scores["scenario"].iloc[0]) if len(scores) else ""
     names, roles = names_by_label(scores), roles_by_label(scores)
+    classification = bool(scores["classification"].all()) if "classification" in scores \
+        else True
     base: dict[str, Any] = {
         "scenario": scenario, "learner": learner, "reference": reference,
         "learner_name": names.get(learner, learner),
@@ -62,7 +65,9 @@ def _test(scores: pd.DataFrame, learner: str, reference: str, metric: str,
         "metric": metric, "n_pairs": 0, "n_seeds": 0, "n_dropped": 0, "mean_learner": math.nan,
         "mean_reference": math.nan, "mean_diff": math.nan, "ci_lo": math.nan, "ci_hi": math.nan,
         "p_value": math.nan, "mdd": math.nan, "outcome": "no data", "reason": "",
-        "test": "seed" if ratio is None else "survey"}
+        "test": "seed" if ratio is None else "survey",
+        "unit": "" if metric == "prevalence_error" else metric_unit(metric, classification,
+                                                                   short=True)}
     mine = scores[scores["label"].isin([learner, reference])]
     have = {lab: set(g["seed"][g["value"].notna()]) for lab, g in mine.groupby("label")}
     for lab in (learner, reference):

@@ -148,8 +148,10 @@ def comparison_metric(metrics: pd.DataFrame) -> str:
 
 def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
                 cubes: dict[object, dict[str, Cube]] | None = None) -> pd.DataFrame:
-    """Per-wave scores for paired tests: scenario, seed, label, learner_name, role, wave, value
-    (one row per cell; runs by ascending id, waves ascending).
+    """Per-wave scores for paired tests: scenario, seed, label, learner_name, role, wave, value,
+    and ``classification`` (the run's target is binary or multiclass: it recorded accuracy; the
+    losses are then in nats, else squared error) (one row per cell; runs by ascending id,
+    waves ascending).
 
     Runs without records are skipped; a repeated (scenario, seed, label) keeps its last run.
     Each learner is scored at its own step count (``metrics.scored_step``). ``cubes``:
@@ -158,7 +160,8 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
     pass it to share one pass over the records with the figures).
     """
     runs = labelled_runs(runs).drop_duplicates(["scenario", "seed", "label"], keep="last")
-    cols = ["scenario", "seed", "label", "learner_name", "role", "wave", "value"]
+    cols = ["scenario", "seed", "label", "learner_name", "role", "wave", "value",
+            "classification"]
     if cubes is None:
         cubes = run_cubes(metrics[metrics["run_id"].isin(runs["run_id"])],
                           [metric, "scored_steps"])
@@ -176,7 +179,9 @@ def wave_scores(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
         return pd.DataFrame(columns=cols)
     rid = [r for part in ids for r in part]
     who = meta.loc[rid, cols[:5]].reset_index(drop=True)
-    return who.assign(wave=np.concatenate(waves), value=np.concatenate(values))[cols]
+    scored = set(metrics.loc[metrics["metric"].eq("accuracy"), "run_id"].unique())
+    return who.assign(wave=np.concatenate(waves), value=np.concatenate(values),
+                      classification=[r in scored for r in rid])[cols]
 
 
 def names_by_label(scores: pd.DataFrame) -> dict[str, str]:

@@ -72,6 +72,7 @@ class Comparison:
     reason: str           # why there is no verdict ("" when there is one)
     verdict: str
     test: str = "seed"    # "seed": paired t over seeds; "survey": corrected resampled t test
+    unit: str = ""        # the metric's unit (metrics.metric_unit; "" for prevalence error)
     learner_role: str = "meta"     # roles (learners.roles): who is a baseline, a naive one
     reference_role: str = "meta"
 
@@ -101,10 +102,11 @@ def _verdict(c: dict[str, Any], name: str) -> str:
     p = p if p.startswith("<") else f"= {p}"
     adj = (f"Holm-adjusted over {c['n_family']} comparisons p {p}" if int(c["n_family"]) > 1
            else f"p {p}")
-    # the losses' unit for a classification target (every shipped scenario; the report's
-    # glossary says a regression target's are squared error); a prevalence error is a share
+    # the losses' unit: nats for a classification target, squared error for a regression
+    # one (``Comparison.unit``); a prevalence error is a share, said without a unit
     metric = str(c.get("metric", ""))
-    unit = metric_unit(metric, short=True) if metric != "prevalence_error" else ""
+    unit = str(c["unit"]) if "unit" in c else (
+        metric_unit(metric, short=True) if metric != "prevalence_error" else "")
     nums = (f"difference {fmt(diff)}{' ' + unit if unit else ''}, 95% CI "
             f"[{fmt(c['ci_lo'])}, {fmt(c['ci_hi'])}] over {seeds}, {adj}")
     head = f"{lrn}'s {name} is {size} than {ref}'s ({nums})"

@@ -59,6 +59,8 @@ class ScenarioData:
     negligible: set[int] = field(default_factory=set)   # shift positions marked negligible
     #: label -> early-stopping warm-up logs (``training_logs``), one per run that has a curve
     training: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: the target is binary or multiclass (losses in nats), else regression (squared error)
+    classification: bool = True
 
     def base(self, label: str) -> str:
         return self.names.get(label, label)
@@ -173,10 +175,10 @@ def _wave_axis(ax: Axes, data: ScenarioData, waves: np.ndarray) -> None:
     ax.set_xticks(ticks, [data.wave_labels.get(int(w), str(w)) for w in ticks], fontsize=8)
 
 
-def _metric_label(metric: str) -> str:
+def _metric_label(metric: str, classification: bool = True) -> str:
     """An axis label with the metric's unit (``metrics.metric_unit``), e.g. "excess loss
     (nats/respondent above the oracle)"."""
-    unit = metric_unit(metric, short=True)
+    unit = metric_unit(metric, classification, short=True)
     return metric.replace("_", " ") + (f"\n({unit})" if unit else "")
 
 
@@ -237,7 +239,7 @@ def excess_over_waves(data: ScenarioData) -> tuple[bytes, str]:
                     ha="left", fontsize=8, color="crimson", xytext=(2, 0),
                     textcoords="offset points")
     _wave_axis(ax, data, waves)
-    ax.set_ylabel(_metric_label(data.metric))
+    ax.set_ylabel(_metric_label(data.metric, data.classification))
     ax.set_title("Score per wave (shifts in red, numbered; dotted: negligible)", fontsize=10)
     note = _apply_limits(ax, drawn, 0.0 if data.metric == "loss" else None)
     _legend(fig, ax)
@@ -289,7 +291,7 @@ def shift_differences(data: ScenarioData, before: int = 3, after: int = 6
         ax.set_title(f"#{i} {sh.name} at {when}" + (" (negligible)" if i in data.negligible
                                                      else ""), fontsize=9)
         ax.set_xlabel("waves since the shift")
-    axes[0].set_ylabel(f"{_metric_label(data.metric)} - {ref}")
+    axes[0].set_ylabel(f"{_metric_label(data.metric, data.classification)} - {ref}")
     note = _apply_limits(axes[0], drawn)
     _legend(fig, axes[0])
     return png_bytes(fig), note
@@ -395,7 +397,7 @@ def loss_vs_compute(data: ScenarioData) -> tuple[bytes, str]:
         drawn[lab] = mean
     ax.set_xscale("log")
     ax.set_xlabel("CPU seconds per run (meta-fit + adapt, mean over seeds)")
-    ax.set_ylabel(_metric_label(data.metric) + ", mean over seeds")
+    ax.set_ylabel(_metric_label(data.metric, data.classification) + ", mean over seeds")
     ax.set_title("Score vs compute", fontsize=10)
     note = _apply_limits(ax, drawn, 0.0)
     return png_bytes(fig), note

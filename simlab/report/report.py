@@ -428,12 +428,13 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     if ratio is not None:            # a survey: intervals widened as its test widens them
         board = leaderboard(scored, ratio=ratio)
     waves = sorted(int(w) for w in mets.loc[mets["metric"] == "loss", "wave"].unique())
+    classification = bool(mets["metric"].eq("accuracy").any())    # losses in nats
     section["facts"] += [("scored waves", f"{_wave_name(waves[0], labels)} to "
                                           f"{_wave_name(waves[-1], labels)}"),
                          ("shots grid", str(_grid(mets, "shots"))),
                          ("steps grid", str(_grid(mets, "steps"))),
                          ("compared on", metric.replace("_", " ") + " ("
-                          + metric_unit(metric, "accuracy" in set(mets["metric"])) + "): "
+                          + metric_unit(metric, classification) + "): "
                           "per-seed means, "
                                          + _test_fact(ratio))]
     # one scatter of the records into per-run cubes, shared by the paired tests and figures
@@ -461,7 +462,7 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                comps[0].reference if comps else None)
     if draw:
         files.update(_figures(name, per_run, summaries, shifts, metric, out_dir, section,
-                              labels, ref, effects, runs))
+                              labels, ref, effects, runs, classification))
     return section, files
 
 
@@ -621,7 +622,8 @@ def _test_fact(ratio: float | None) -> str:
 def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFrame,
              shifts: pd.DataFrame, metric: str, out_dir: Path, section: dict[str, Any],
              labels: dict[int, str], reference: str | None, effects: pd.DataFrame,
-             runs: pd.DataFrame | None = None) -> dict[str, Path]:
+             runs: pd.DataFrame | None = None, classification: bool = True
+             ) -> dict[str, Path]:
     """``per_run``: :func:`metrics.run_cubes` of the section's records (loss and ``metric``);
     the figures draw means over seeds per learner label, so their cost grows with the labels,
     not with the runs."""
@@ -641,7 +643,8 @@ def _figures(name: str, per_run: dict[Any, dict[str, Any]], summaries: pd.DataFr
                         negligible=set(effects.loc[effects["negligible"], "shift"].astype(int)),
                         training=training_logs(runs if runs is not None else summaries,
                                                dict(zip(summaries["run_id"],
-                                                        summaries["label"].astype(str)))))
+                                                        summaries["label"].astype(str)))),
+                        classification=classification)
     files: dict[str, Path] = {}
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
