@@ -128,3 +128,22 @@ def test_the_baselines_line_names_a_plugin_baseline_that_ran():
     assert line.startswith("scratch, finetune, partial_pooling")
     assert line.endswith("(and their cpd: wrappers); plug-in baselines that ran: acme_glm")
     assert baselines_line(runs[runs["learner"] != "acme_glm"]).endswith("cpd: wrappers)")
+
+
+def test_the_report_names_runs_of_several_code_versions():
+    """Each run records the code that computed it (``store.code_version``: the package version
+    and a digest of the modules that make numbers); a scenario whose runs come from several
+    (a store resumed across a code change) gets a fact line saying so, one with a single
+    version none."""
+    from simlab.experiment.store import code_version
+    from simlab.report.report import code_fact
+
+    from simlab import __version__
+
+    version = code_version()
+    assert version.startswith(f"{__version__}+") and len(version) == len(__version__) + 13
+    runs = pd.DataFrame({"version": [version, version, "0.1.0"]})
+    (name, text), = code_fact(runs)
+    assert name == "code versions"
+    assert text.startswith(f"2: {version} (2 runs), 0.1.0 (1 run).")
+    assert code_fact(runs.iloc[:2]) == [] and code_fact(pd.DataFrame({"x": [1]})) == []

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS, RunResult
-from simlab.experiment.store import Cell, CellError, Store, StoreError
+from simlab.experiment.store import Cell, CellError, Store, StoreError, code_version
 
 
 def result(seed: int = 0, status: str = "ok") -> RunResult:
@@ -44,6 +44,7 @@ def test_round_trip(tmp_path):
     assert list(runs["status"]) == ["ok", "diverged"]
     assert runs.loc[0, "hyperparameters"] == '{"inner_lr":0.1}'
     assert runs.loc[0, "seconds"] == 1.25
+    assert runs.loc[0, "version"] == code_version()     # the code that computed it
     # shifts once per (fingerprint, seed) stream, labelled with the scenario name
     assert list(f["shifts"].columns[:2]) == ["scenario", "seed"]
     assert len(f["shifts"]) == 2 and set(f["shifts"]["seed"]) == {0, 1}

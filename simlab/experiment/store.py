@@ -14,6 +14,7 @@ store from before it simply has no estimates to read).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -33,6 +34,27 @@ from simlab import __version__
 from simlab.errors import StoreError
 from simlab.evaluation.poststrat import GROUP_COLUMNS
 from simlab.evaluation.result import RECORD_COLUMNS, SHIFT_COLUMNS, RunResult
+
+#: the parts of the package that do not make numbers (a change there is not a new code version)
+_PRESENTATION = ("report", "cli.py", "__main__.py")
+
+
+@functools.cache
+def code_version() -> str:
+    """What the ``version`` column records for each run: the package version and the first 12
+    hex digits of a sha256 over the source of every module that makes numbers (all of
+    ``simlab`` but the report and the CLI). The package version has never been bumped, so
+    without the digest a resumed store could not tell cells computed by older code from new
+    ones; the report names a scenario whose runs come from several (``report.code_fact``)."""
+    root = Path(simlab.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.split("/")[0] in _PRESENTATION:
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
 
 #: bump when a table or column changes meaning; an older/newer store is refused, never altered
 SCHEMA_VERSION = 1
@@ -375,7 +397,7 @@ class Store:
                 "hyperparameters, device, version, status, error, started, finished, seconds, "
                 "timings, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (cell.key, cell.scenario, cell.fingerprint, int(cell.seed), cell.label,
-                 cell.learner_name, to_json(cell.hyperparameters), cell.device, __version__,
+                 cell.learner_name, to_json(cell.hyperparameters), cell.device, code_version(),
                  status, error, started or finished, finished,
                  None if seconds is None else float(seconds), log_json(timings), log_json(log)))
             assert cur.lastrowid is not None        # set by every INSERT

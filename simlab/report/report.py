@@ -405,7 +405,8 @@ def _scenario_section(name: str, runs: pd.DataFrame, metrics: pd.DataFrame,
                   ("runs", f"{len(runs)} ({int((runs['status'] == 'ok').sum())} ok, "
                            f"{int((runs['status'] == 'diverged').sum())} diverged, "
                            f"{int((~runs['status'].isin(['ok', 'diverged'])).sum())} failed)"),
-                  *_budget_fact(config, name, all_names), *_prevalence_fact(runs)],
+                  *_budget_fact(config, name, all_names), *_prevalence_fact(runs),
+                  *code_fact(runs)],
         "config": _scenario_config(config, name, all_names),
         "settings": _learner_settings(runs), "shifts": _shift_table(shifts, labels),
         "failed": _failed_table(runs), "figures": [], "verdict": None, "shift_verdicts": [],
@@ -692,6 +693,20 @@ def template_environment() -> Environment:
     env.filters["survey_ledger"] = _survey_ledger   # the _ledger partial (survey scenarios)
     env.filters["num"] = fmt
     return env
+
+
+def code_fact(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """A fact line when a scenario's runs were computed by different code (the store's
+    ``version``, ``store.code_version``): a resumed store keeps the cells it has, so a report
+    may compare runs of older code with new ones. None when all agree."""
+    if "version" not in runs:
+        return []
+    counts = runs["version"].fillna("unknown").astype(str).value_counts()
+    if len(counts) < 2:
+        return []
+    listed = ", ".join(f"{v} ({n} run{'s' if n != 1 else ''})" for v, n in counts.items())
+    return [("code versions", f"{len(counts)}: {listed}. The store kept cells computed by "
+             "other code; run into a fresh --db to compare one code version")]
 
 
 def baselines_line(runs: pd.DataFrame) -> str:
