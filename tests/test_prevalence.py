@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import binom
 from helpers.frames import fake_scores
 from helpers.learners import FixedAdapted, make_stream
 from helpers.scenarios import TINY, TUNED, toml_text
@@ -20,6 +21,7 @@ from helpers.scenarios import TINY, TUNED, toml_text
 import simlab
 import simlab.errors
 from simlab.cli import main
+from simlab.errors import ScenarioError
 from simlab.evaluation.metrics import metric_unit
 from simlab.evaluation.poststrat import GROUP_COLUMNS, predictive_interval
 from simlab.experiment.config import Scenario
@@ -232,7 +234,10 @@ def test_forecast_predicts_each_groups_population_at_the_next_wave():
         assert row.group == str(task.info["group"]) and row.estimate == pytest.approx(want)
         y = np.concatenate([task.y_support, task.y_query])
         assert row.last_observed == pytest.approx(y.mean()) and row.n == len(y)
-        assert 0.0 <= row.lo <= row.hi <= 1.0
+        # n new respondents drawn from the population: Binomial(n, estimate) / n, exact
+        assert (row.lo, row.hi) == pytest.approx(
+            (binom.ppf(0.05, row.n, want) / row.n, binom.ppf(0.95, row.n, want) / row.n))
+        assert row.lo <= row.estimate <= row.hi
     assert f.attrs["source"] == "the scenario's settings"
     assert f.attrs["run"].records["wave"].max() == len(st) - 1     # scored every wave first
 
@@ -281,6 +286,40 @@ def test_forecasts_last_meta_fit_draws_the_protocols_episodes(shots):
     assert last == protocol[-1]                       # the protocol's last online meta-fit
     assert last.episodes.grid == (grid if shots == "grid" else grid[-1:])
     assert last.episodes.shots == ("grid" if shots == "grid" else grid[-1])
+
+
+@dataclass
+class IncrementalLog(BudgetLog):
+    """An incremental learner (its own state of the past, shown each wave once)."""
+
+    incremental: ClassVar[bool] = True
+
+
+def test_forecast_shows_an_incremental_learner_the_last_wave_once():
+    """An incremental learner is adapted on the last wave's respondents, as the protocol
+    scored that wave, without a meta-fit on that wave first (it would count them twice);
+    the others get the protocol's meta-fit after the last wave."""
+    sc = tiny()
+    plain, incremental = BudgetLog(), IncrementalLog()
+    simlab.forecast(sc, plain, seed=0)
+    simlab.forecast(sc, incremental, seed=0)
+    assert len(plain.budgets) == len(incremental.budgets) + 1
+
+
+def test_forecast_next_wave_errors_name_the_task_and_the_fix():
+    """Hand-made next-wave tasks without a wave index forecast; tasks unlike the stream's
+    (other features, no support) are one ScenarioError naming next_wave."""
+    sc = tiny()
+    last = sc.stream(0).waves[-1]
+    bare = [dataclasses.replace(t, info={"group": t.info["group"]}) for t in last]
+    f = simlab.forecast(sc, FirstFeature(), seed=0, next_wave=bare)
+    assert len(f) == len(last) and (f["wave"] == len(sc.stream(0))).all()
+    narrow = [dataclasses.replace(t, x_support=t.x_support[:, :1], x_query=t.x_query[:, :1])
+              for t in last]
+    with pytest.raises(ScenarioError, match="next_wave task 0 .* features"):
+        simlab.forecast(sc, FirstFeature(), seed=0, next_wave=narrow)
+    with pytest.raises(ScenarioError, match="next_wave has no tasks"):
+        simlab.forecast(sc, FirstFeature(), seed=0, next_wave=[])
 
 
 def test_verdicts_state_the_loss_unit():

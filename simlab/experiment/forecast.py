@@ -14,14 +14,23 @@ K-shot episodes; that is the K the forecast adapts with, and its last meta-fit d
 episodes too (one learner cannot hold a model per K; refit with a smaller shots grid to
 forecast at a smaller K).
 
+An incremental learner (``Learner.incremental``: partial pooling, the dynamic model, the
+changepoint wrappers) keeps its own state of the past and is shown each wave once, so it gets
+no meta-fit on the last wave: the forecast adapts it on that wave's respondents instead, as the
+protocol scored that wave (meta-fitting on the wave and then adapting on its respondents again
+would count them twice: the dynamic model's group effect already holds them).
+
 The next wave has no respondents yet, so each group's forecast is the learner adapted on the
 group's K most recent respondents (its last-wave support, K the largest of the shots grid) and
 predicting the group's population: its census / population cells where the stream has them
 (poststratified, MRP), else the features of all its last-wave respondents (the population as
 last sampled). Pass ``next_wave`` (one Task per group: the new wave's first K respondents) to
-adapt on new respondents instead. The interval is the protocol's
-(:func:`~simlab.evaluation.poststrat.predictive_interval`): where the next wave's observed share
-of that many respondents would fall if the learner's probabilities hold.
+adapt on new respondents instead. The 90% interval is where the observed share of n new
+respondents drawn from that population would fall if the learner's probabilities hold (n: the
+group's respondents in the wave it adapted on): each is a draw with probability the estimate,
+so the share is Binomial(n, estimate) / n (per class for a multiclass target; exact quantiles,
+``poststrat.predictive_interval`` with equal probabilities). Like the protocol's, it leaves out
+the learner's uncertainty about its own parameters.
 """
 from __future__ import annotations
 
@@ -99,13 +108,17 @@ def forecast(scenario: Scenario | SurveyScenario | str | Path, learner: str | Le
     settings = sc.protocol()
     run = _fit(model, stream, settings, seed, device)
     last = list(stream.waves[-1])
-    if settings.online:      # the meta-fit the protocol makes after a wave, on its episodes
-        budget = run_budgets(settings)[-1][0]           # "matched": the largest K's run
+    if settings.online and not (model.incremental and next_wave is None):
+        # the meta-fit the protocol makes after a wave, on its episodes ("matched": the largest
+        # K's run); an incremental learner is adapted on the last wave instead (module doc)
+        budget = run_budgets(settings)[-1][0]
         model.meta_fit(revealed_tasks(online_tasks(model, stream, len(stream) - 1),
                                       model.uses_oracle), budget)
     k = max(settings.shots)
-    tasks = _forecast_tasks(last if next_wave is None else list(next_wave), k)
-    frame = _predict(model, tasks, scored_step(model, list(settings.steps)), device)
+    tasks = _forecast_tasks(last if next_wave is None else _check_next(list(next_wave), last),
+                            k)
+    frame = _predict(model, tasks, scored_step(model, list(settings.steps)), device,
+                     len(stream))
     times = [str(t) for t in stream.meta.get("times", [])]
     frame["wave"] = len(stream)
     frame["wave_time"] = f"after {times[-1]}" if times else ""
@@ -127,12 +140,30 @@ def _fit(model: Learner, stream: Any, settings: ProtocolSettings, seed: int,
             return done.value
 
 
+def _check_next(tasks: list[Task], last: Sequence[Task]) -> list[Task]:
+    """``next_wave`` must be tasks like the stream's: one clear error naming what differs."""
+    if not tasks:
+        raise ScenarioError("forecast: next_wave has no tasks; give one Task per group")
+    want = last[0]
+    for i, t in enumerate(tasks):
+        where = f"forecast: next_wave task {i} (group {t.info.get('group', i)!r})"
+        if (t.target, t.n_features, t.n_classes) != (want.target, want.n_features,
+                                                    want.n_classes):
+            raise ScenarioError(
+                f"{where} has target={t.target!r}, {t.n_features} features, {t.n_classes} "
+                f"classes, but the stream's tasks have target={want.target!r}, "
+                f"{want.n_features} features, {want.n_classes} classes; encode the new "
+                "respondents as the stream's were")
+        if t.shots < 1:
+            raise ScenarioError(f"{where} has no support respondents; give each group at "
+                                "least one new respondent to adapt on")
+    return tasks
+
+
 def _forecast_tasks(tasks: list[Task], k: int) -> list[Task]:
     """One task per group: support = K respondents to adapt on (the last wave's K support
     respondents, or the new wave's), query = where to predict (every respondent of the group
     in that wave; the cells, if any, are used instead by ``_predict``)."""
-    if not tasks:
-        raise ScenarioError("forecast: next_wave has no tasks; give one Task per group")
     out = []
     for t in tasks:
         cut = t.with_shots(min(k, t.shots))
@@ -145,8 +176,11 @@ def _forecast_tasks(tasks: list[Task], k: int) -> list[Task]:
     return out
 
 
-def _predict(model: Learner, tasks: list[Task], step: int, device: str) -> pd.DataFrame:
-    """Adapt on each task's support at ``step`` and predict its query (or its cells)."""
+def _predict(model: Learner, tasks: list[Task], step: int, device: str, wave: int
+             ) -> pd.DataFrame:
+    """Adapt on each task's support at ``step`` and predict its query (or its cells): each
+    group's estimate, its 90% interval for n new respondents (module doc) and the share last
+    observed. ``wave``: the forecast wave's index."""
     batch = TaskBatch.from_tasks(tasks)
     sealed = seal_query(batch.to(device), model.uses_oracle)
     adapted = model.adapt(sealed, [step])
@@ -159,10 +193,17 @@ def _predict(model: Learner, tasks: list[Task], step: int, device: str) -> pd.Da
     if batch.target == "multiclass":
         observed = np.eye(batch.n_classes)[observed.clip(0).astype(np.int64)]
     groups = [t.info.get("group", i) for i, t in enumerate(tasks)]
-    rows = poststrat.group_estimates(groups, int(tasks[0].info.get("wave", -1)), 0, pred,
-                                     estimate, observed, weight, batch.target, None)
-    frame = pd.DataFrame(rows).rename(columns={"observed": "last_observed"})
-    return frame
+    rows = poststrat.group_estimates(groups, wave, 0, pred, estimate, observed, weight,
+                                     batch.target, None)
+    # n new respondents, each a draw with probability the estimate: Binomial(n, p) / n
+    est = rows["estimate"].reshape(len(tasks), -1)
+    real = (weight > 0).astype(np.float64)
+    fresh = np.where(real[..., None] > 0, est[:, None, :], 0.0)
+    lo, hi = poststrat.predictive_interval(
+        fresh if batch.target == "multiclass" else fresh[..., 0], real, batch.target,
+        np.random.default_rng([wave, 0]))
+    rows["lo"], rows["hi"] = lo.ravel(), hi.ravel()
+    return pd.DataFrame(rows).rename(columns={"observed": "last_observed"})
 
 
 __all__ = ["FORECAST_COLUMNS", "forecast", "tuned_params"]
