@@ -312,8 +312,10 @@ class PartialPooling(GroupMemoryOption, Learner):
     pre-trained estimates, each later M-step sets beta_0 = (1 - s) sum a_t m_t / A + s b_p,
     tau^2 = (1 - s) sum a_t ((m_t - beta_0)^2 + diag P_t) / A + s (tau2_p + (b_p - beta_0)^2)
     (each side's second moment around the new beta_0, elementwise) and, for regression,
-    sigma2 = (1 - s) (the data's sigma2 above) + s sigma2_p. The EM also starts from the pre-trained estimates, so before the warm-up the
-    predictions are the pre-trained population's. Without pre-training nothing changes.
+    sigma2 = (1 - s) (the data's sigma2 above) + s sigma2_p (residuals are around each task's
+    own mode, so no mean term). The EM also starts from the pre-trained estimates, so before
+    the warm-up the predictions are the pre-trained population's. Without pre-training nothing
+    changes.
     """
 
     name: ClassVar[str] = "partial_pooling"
