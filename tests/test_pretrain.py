@@ -171,16 +171,18 @@ def test_a_lower_rung_pretrains_with_its_share_of_the_budget() -> None:
 
 def test_tuning_trials_pretrain_when_the_stream_carries_a_plan() -> None:
     """The same search on the same stream, with and without a plan: the trials' scores differ
-    (each trial pre-trained), so the choice is made after pre-training."""
+    (each trial pre-trained), so the choice is made after pre-training. The start-up (random)
+    trials try the same parameters in both searches whatever the scores; TPE's later ones
+    follow the scores, so they may differ."""
     stream = make_stream(waves=4, seed=0)
     kw = {"warmup": 3, "shots": [4], "steps": [0, 2], "budget": Budget(3, 2),
           "tuning": TuningSettings(search=Search(trials=3, startup=2, pruner="none", folds=1,
                                                  rungs=1))}
     plain = tune("partial_pooling", {}, [stream], **kw)
     pre = tune("partial_pooling", {}, [planned(stream, make_stream(waves=4, seed=1))], **kw)
-    assert [t["params"] for t in plain.trace] == [t["params"] for t in pre.trace]
+    assert [t["params"] for t in plain.trace[:2]] == [t["params"] for t in pre.trace[:2]]
     assert all(t["state"] == "complete" for t in plain.trace + pre.trace)
-    assert [t["value"] for t in plain.trace] != [t["value"] for t in pre.trace]
+    assert [t["value"] for t in plain.trace[:2]] != [t["value"] for t in pre.trace[:2]]
 
 
 def test_a_sweeps_tuning_trials_pretrain_like_its_runs(monkeypatch, tmp_path) -> None:
