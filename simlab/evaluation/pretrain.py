@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from simlab.errors import ScenarioError
 from simlab.settings import Budget
 from simlab.tasks.task import Task, TaskStream
@@ -138,9 +140,11 @@ def from_streams(streams: Sequence[TaskStream], budget: Budget, *,
 
 def _anonymous(task: Task) -> Task:
     """The task without group and wave ids (no group memory may file it under a real group),
-    and without its oracle (meta-training never sees one)."""
+    and without its oracle, ceiling and population cells (they hold the true prevalence;
+    ``protocol.revealed_tasks`` strips them likewise; the oracle is never pre-trained)."""
     info = {k: v for k, v in task.info.items() if k not in ("group", "group_id", "wave")}
-    return dataclasses.replace(task, info={**info, "pretrain": True}, oracle_query=None)
+    return dataclasses.replace(task, info={**info, "pretrain": True}, oracle_query=None,
+                               ceiling_query=None, cells=None)
 
 
 def attach(stream: TaskStream, plan: Pretraining | None) -> TaskStream:
@@ -185,11 +189,14 @@ def check_compatible(plan: Pretraining, stream: TaskStream) -> None:
 
 
 def task_digest(task: Task) -> str:
-    """A digest of a task's respondents (features and labels, support and query)."""
-    h = hashlib.sha256()
-    for a in (task.x_support, task.y_support, task.x_query, task.y_query):
-        h.update(a.tobytes())
-    return h.hexdigest()
+    """A digest of a task's respondents (features and label of every support and query row),
+    independent of how they are split into support and query and of their order, so the same
+    respondents split otherwise (another support/query size) are still recognised."""
+    x = np.concatenate([task.x_support, task.x_query]).astype(np.float64)
+    y = np.concatenate([task.y_support, task.y_query]).astype(np.float64)
+    rows = np.column_stack([x.reshape(len(x), -1), y.reshape(len(y), -1)])
+    rows = rows[np.lexsort(rows.T[::-1])] if len(rows) else rows
+    return hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()
 
 
 def check_no_leak(plan: Pretraining, stream: TaskStream, warmup: int) -> None:

@@ -306,12 +306,16 @@ class PartialPooling(GroupMemoryOption, Learner):
     tasks alone (up to the pre-training budget's iterations), its estimates become an
     informative prior, and the simulated tasks are then forgotten (they never enter the
     memory the survey's tasks are pooled with). The prior counts as ``prior_tasks``
-    pseudo-tasks: each later M-step returns the weighted average of the data's estimate (its
-    tasks' weights summing to A) and the pre-trained one, with weights A and ``prior_tasks``,
-    for beta_0, tau^2 and (regression) sigma2 -- the conjugate "prior as pseudo-observations"
-    MAP-EM (Dempster et al. 1977, sec. 4.6; Gelman et al. 2013, "Bayesian Data Analysis",
-    ch. 5). The EM also starts from the pre-trained estimates, so before the warm-up the
-    predictions are the pre-trained population's. Without pre-training nothing changes.
+    pseudo-tasks -- the conjugate "prior as pseudo-observations" MAP-EM (Dempster et al. 1977,
+    sec. 4.6; Gelman et al. 2013, "Bayesian Data Analysis", ch. 5): with the data's task
+    weights summing to A, s = prior_tasks / (A + prior_tasks) and (b_p, tau2_p, sigma2_p) the
+    pre-trained estimates, each later M-step sets beta_0 = (1 - s) sum a_t m_t / A + s b_p,
+    tau^2 = (1 - s) sum a_t ((m_t - beta_0)^2 + diag P_t) / A + s (tau2_p + (b_p - beta_0)^2)
+    (each side's second moment around the new beta_0, elementwise) and, for regression,
+    sigma2 = (1 - s) (the data's sigma2 above) + s sigma2_p (residuals are around each task's
+    own mode, so no mean term). The EM also starts from the pre-trained estimates, so before
+    the warm-up the predictions are the pre-trained population's. Without pre-training nothing
+    changes.
     """
 
     name: ClassVar[str] = "partial_pooling"
@@ -463,13 +467,16 @@ class PartialPooling(GroupMemoryOption, Learner):
     def _m_step(self, modes: torch.Tensor, cov: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                 w: torch.Tensor, a: torch.Tensor) -> None:
         """Closed-form weighted updates of beta_0, tau^2 (and sigma2 for regression); after
-        ``pretrain``, each averaged with the prior's, weights sum(a) and ``prior_tasks``."""
+        ``pretrain``, the conjugate pseudo-task updates of the class docstring (the data's and
+        the prior's moments around the new beta_0, weights sum(a) and ``prior_tasks``)."""
         aw = (a / a.sum()).view(-1, 1, 1)
         share = self._prior_share(a)
         self.beta0 = self._shrink((aw * modes).sum(0), 0, share)
         var = torch.diagonal(cov, dim1=-2, dim2=-1).reshape(modes.shape)
-        self.tau2 = self._shrink((aw * ((modes - self.beta0) ** 2 + var)).sum(0), 1, share
-                                 ).clamp_min(self.tau2_min)
+        tau2 = self._shrink((aw * ((modes - self.beta0) ** 2 + var)).sum(0), 1, share)
+        if share and self.prior is not None:      # the prior's spread around the new beta_0
+            tau2 = tau2 + share * (self.prior[0] - self.beta0) ** 2
+        self.tau2 = tau2.clamp_min(self.tau2_min)
         if self.spec.target == "regression":
             resid = ((y - x @ modes) ** 2).squeeze(-1)
             lever = torch.einsum("bnp,bpq,bnq->bn", x, cov, x)

@@ -27,9 +27,12 @@ decomposition of the marginal likelihood; Harvey 1989, ch. 3) over ``eb_grid`` (
 search: q_u at the middle q_b, then q_b);
 ``drift_scale`` multiplies both afterwards (tunable). Pre-training (``[evaluation.pretrain]``,
 ``DynamicMLM.pretrain``): the static EM on the simulated tasks alone gives ``(b_0, Sigma_u,
-sigma2)``, which start the warm-up EM and are its prior, worth ``prior_tasks`` pseudo-tasks (each
-M-step's estimate averaged with the pre-trained one, weights n tasks and ``prior_tasks``, as
-``partial_pooling`` does); the drift factors are still chosen on the warm-up waves.
+sigma2)`` (at most the pre-training budget's iterations and seconds), which start the warm-up EM
+and are its prior, worth ``prior_tasks`` pseudo-tasks: the conjugate MAP-EM of
+``partial_pooling``, with s = prior_tasks / (n + prior_tasks) for n tasks, b_0 = (1 - s) mean(m_t)
++ s b_p, Sigma_u = (1 - s) mean((m_t - b_0)(m_t - b_0)^T + P_t) + s (Sigma_p + (b_p - b_0)
+(b_p - b_0)^T) and sigma2 = (1 - s) (the data's) + s sigma2_p; the drift factors are still chosen
+on the warm-up waves.
 
 ``adapt``: each task's coefficients are the MAP under its group's one-step-ahead predictive
 prior ``N(m_b + m_g, S_bb + S_gg + S_bg + S_gb + (Q_b + Q_u) gap)``; a group seen for the first
@@ -381,8 +384,10 @@ class DynamicMLM(Learner):
 
     def pretrain(self, tasks: Sequence[Task], budget: Budget) -> dict[str, float]:
         """Pre-training on simulated tasks (``evaluation.pretrain``; no group ids needed): the
-        static EM on ``tasks`` alone, whose ``(b_0, Sigma_u, sigma2)`` become the warm-up EM's
-        start and prior (weight ``prior_tasks``) and, until the warm-up, the filter's start."""
+        static EM on ``tasks`` alone (at most ``min(em_iterations, budget.iterations)``
+        iterations, stopping once ``budget.seconds`` have passed, as ``partial_pooling``),
+        whose ``(b_0, Sigma_u, sigma2)`` become the warm-up EM's start and prior (weight
+        ``prior_tasks``) and, until the warm-up, the filter's start."""
         check_tasks(self, tasks)
         start = time.perf_counter()
         self.prior = None
@@ -390,7 +395,9 @@ class DynamicMLM(Learner):
             return {"tasks": 0.0, "seconds": 0.0}
         xr, yr, w = glm.pool(tasks, self.device)
         y = glm.encode(yr, self.spec.target, self.spec.n_classes)
-        done = self._static_em(glm.design(xr), y, w.to(GLM_DTYPE))
+        done = self._static_em(glm.design(xr), y, w.to(GLM_DTYPE),
+                               min(self.em_iterations, int(budget.iterations)),
+                               budget.seconds, start)
         self.prior = (self.b0.clone(), self.sigma_u.clone(), self.sigma2.clone())
         self.filter = _Filter.start(self.b0, self.sigma_u.clone())
         return {"tasks": float(len(tasks)), "em_iterations": float(done),
@@ -466,13 +473,18 @@ class DynamicMLM(Learner):
         pad = [0, 0] * (a.dim() - 2) + [0, n - a.shape[1]]
         return torch.nn.functional.pad(a, pad)
 
-    def _static_em(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> int:
-        """Laplace EM of beta_t ~ N(b_0, Sigma_u) (full covariance) over (group, wave) tasks."""
+    def _static_em(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                   cap: int | None = None, seconds: float | None = None,
+                   start: float = 0.0) -> int:
+        """Laplace EM of beta_t ~ N(b_0, Sigma_u) (full covariance) over (group, wave) tasks:
+        at most ``cap`` (default ``em_iterations``) iterations, fewer once no estimate moves by
+        more than ``tol`` or ``seconds`` (None: no limit) have passed since ``start``."""
         t = self.spec.target
         n = x.shape[0]
         done, modes = 0, None
+        cap = self.em_iterations if cap is None else cap
         # E-step warm-started from last modes
-        for done in range(1, self.em_iterations + 1):  # noqa: B007 -- count read after the loop
+        for done in range(1, cap + 1):  # noqa: B007 -- count read after the loop
             prec = _sym_inv(self.sigma_u).expand(n, self.k, self.k)
             mean = self.b0.expand(n, self.k)
             modes, h = map_path(mean, prec, x, y, w, t, self.sigma2, (3 if modes is None else 1,),
@@ -481,8 +493,11 @@ class DynamicMLM(Learner):
             share = self._prior_share(n)
             b0 = self._shrink(modes.mean(0), 0, share)
             d = modes - b0
-            sig = _psd_floor(self._shrink((d.T @ d) / n + cov.mean(0), 1, share),
-                             self.var_floor)
+            sig = self._shrink((d.T @ d) / n + cov.mean(0), 1, share)
+            if share and self.prior is not None:  # the prior's spread around the new b_0
+                dp = self.prior[0] - b0
+                sig = sig + share * torch.outer(dp, dp)
+            sig = _psd_floor(sig, self.var_floor)
             change = max(float((b0 - self.b0).abs().max()), float((sig - self.sigma_u).abs().max()))
             self.b0, self.sigma_u = b0, sig
             if t == "regression":
@@ -494,7 +509,8 @@ class DynamicMLM(Learner):
                                    ).clamp_min(1e-8)
                 change = max(change, float((new - self.sigma2).abs()))
                 self.sigma2 = new
-            if change < self.tol:
+            if change < self.tol or (seconds is not None
+                                     and time.perf_counter() - start > seconds):
                 break
         return done
 
