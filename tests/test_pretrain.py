@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.learners import make_stream
+from helpers.scenarios import tiny
 
 from simlab.errors import ScenarioError
 from simlab.evaluation import pretrain
@@ -340,8 +341,6 @@ def test_dynamic_mlm_pretrains_within_the_budgets_iterations() -> None:
 
 
 def test_the_leak_check_refuses_the_same_respondents_split_otherwise() -> None:
-    from test_prevalence import tiny
-
     stream, resplit = tiny().stream(0), tiny(support=8, query=6).stream(0)
     assert len(stream.waves[3][0].y_support) != len(resplit.waves[3][0].y_support)
     plan = pretrain.from_streams([resplit], Budget(2, 4), source={"scenario": "support=8"})
@@ -350,8 +349,6 @@ def test_the_leak_check_refuses_the_same_respondents_split_otherwise() -> None:
 
 
 def test_pretraining_tasks_carry_no_true_prevalence() -> None:
-    from test_prevalence import tiny
-
     stream = tiny(population_cells=8).stream(1)
     assert stream.waves[0][0].cells is not None
     t = pretrain.from_streams([stream], Budget(2, 4)).tasks[0]

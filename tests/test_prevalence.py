@@ -16,7 +16,7 @@ import torch
 from scipy.stats import binom
 from helpers.frames import fake_scores
 from helpers.learners import FixedAdapted, make_stream
-from helpers.scenarios import TINY, TUNED, toml_text
+from helpers.scenarios import TUNED, tiny, toml_text
 
 import simlab
 import simlab.errors
@@ -39,10 +39,6 @@ FAST = Budget(iterations=2, meta_batch=4)
 AWAY = {**TUNED, "evaluation": {**TUNED["evaluation"], "tuning": {
     "trials": 2, "startup": 1, "folds": 1,
     "space": {"scratch": {"l2": {"low": 5.0, "high": 10.0}}}}}}
-
-
-def tiny(**survey_kw) -> Scenario:
-    return Scenario.from_dict({**TINY, "survey": {**TINY["survey"], **survey_kw}})
 
 
 @dataclass

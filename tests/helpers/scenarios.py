@@ -26,6 +26,14 @@ TUNED = {**TINY, "learners": {},
                         "tuning": QUICK_TABLE}}
 
 
+def tiny(**survey_kw: Any) -> Any:
+    """The TINY scenario with its ``[survey]`` table overridden (e.g. ``population_cells=8``,
+    ``support=8``)."""
+    from simlab.experiment.config import Scenario
+
+    return Scenario.from_dict({**TINY, "survey": {**TINY["survey"], **survey_kw}})
+
+
 def toml_text(data: dict, prefix: str = "") -> str:
     """A minimal TOML writer for nested dicts like ``TINY`` (tables, scalars, lists)."""
     import json
