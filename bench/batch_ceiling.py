@@ -52,7 +52,7 @@ def per_step(learner: str, meta_batch: int, iterations: int) -> float:
     made, stream, _ = cell_setup(learner, 0, 1.0)
     tasks = stream.tasks(0, 12)
     made.setup(TaskSpec.of(tasks[0]), seed=0)
-    budget = dataclasses.replace(Budget(iterations=3, meta_batch=meta_batch))
+    budget = Budget(iterations=3, meta_batch=meta_batch)
     made.meta_fit(tasks, budget)                    # warm the allocator and the caches
     c0 = time.process_time()
     made.meta_fit(tasks, dataclasses.replace(budget, iterations=iterations))

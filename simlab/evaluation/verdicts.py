@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from simlab.evaluation.frames import best_baseline, names_by_label
-from simlab.evaluation.metrics import metric_unit
 from simlab.learners.roles import REFERENCE, is_method, is_naive
 
 
@@ -104,9 +103,7 @@ def _verdict(c: dict[str, Any], name: str) -> str:
            else f"p {p}")
     # the losses' unit: nats for a classification target, squared error for a regression
     # one (``Comparison.unit``); a prevalence error is a share, said without a unit
-    metric = str(c.get("metric", ""))
-    unit = str(c["unit"]) if "unit" in c else (
-        metric_unit(metric, short=True) if metric != "prevalence_error" else "")
+    unit = str(c.get("unit", ""))
     nums = (f"difference {fmt(diff)}{' ' + unit if unit else ''}, 95% CI "
             f"[{fmt(c['ci_lo'])}, {fmt(c['ci_hi'])}] over {seeds}, {adj}")
     head = f"{lrn}'s {name} is {size} than {ref}'s ({nums})"

@@ -470,33 +470,19 @@ class PartialPooling(GroupMemoryOption, Learner):
         ``pretrain``, the conjugate pseudo-task updates of the class docstring (the data's and
         the prior's moments around the new beta_0, weights sum(a) and ``prior_tasks``)."""
         aw = (a / a.sum()).view(-1, 1, 1)
-        share = self._prior_share(a)
-        self.beta0 = self._shrink((aw * modes).sum(0), 0, share)
+        share = glm.prior_share(float(a.sum()), self.prior_tasks, self.prior is not None)
+        prior = self.prior or (None, None, None)
+        self.beta0 = glm.with_prior((aw * modes).sum(0), prior[0], share)
         var = torch.diagonal(cov, dim1=-2, dim2=-1).reshape(modes.shape)
-        tau2 = self._shrink((aw * ((modes - self.beta0) ** 2 + var)).sum(0), 1, share)
-        if share and self.prior is not None:      # the prior's spread around the new beta_0
-            tau2 = tau2 + share * (self.prior[0] - self.beta0) ** 2
-        self.tau2 = tau2.clamp_min(self.tau2_min)
+        self.tau2 = glm.with_prior((aw * ((modes - self.beta0) ** 2 + var)).sum(0), prior[1],
+                                   share, None if prior[0] is None else prior[0] - self.beta0
+                                   ).clamp_min(self.tau2_min)
         if self.spec.target == "regression":
             resid = ((y - x @ modes) ** 2).squeeze(-1)
             lever = torch.einsum("bnp,bpq,bnq->bn", x, cov, x)
             ww = w * a.view(-1, 1)
-            self.sigma2 = self._shrink((ww * (resid + lever)).sum() / ww.sum(), 2, share
-                                       ).clamp_min(1e-8)
-
-    def _prior_share(self, a: torch.Tensor) -> float:
-        """The pre-trained prior's weight in an M-step, prior_tasks / (sum(a) + prior_tasks)
-        (0 without pre-training)."""
-        if self.prior is None:
-            return 0.0
-        n0 = float(self.prior_tasks)
-        return n0 / (float(a.sum()) + n0) if n0 > 0 else 0.0
-
-    def _shrink(self, estimate: torch.Tensor, which: int, share: float) -> torch.Tensor:
-        """``estimate`` averaged with the prior's ``which`` (0 beta_0, 1 tau^2, 2 sigma2)."""
-        if not share or self.prior is None:
-            return estimate
-        return (1.0 - share) * estimate + share * self.prior[which]
+            self.sigma2 = glm.with_prior((ww * (resid + lever)).sum() / ww.sum(), prior[2],
+                                         share).clamp_min(1e-8)
 
     def adapt(self, support: TaskBatch, steps: Sequence[int]) -> Adapted:
         check_batch(self, support)

@@ -490,14 +490,13 @@ class DynamicMLM(Learner):
             modes, h = map_path(mean, prec, x, y, w, t, self.sigma2, (3 if modes is None else 1,),
                                 init=modes)
             modes, cov = modes[0], _sym_inv(h)
-            share = self._prior_share(n)
-            b0 = self._shrink(modes.mean(0), 0, share)
+            share = glm.prior_share(n, self.prior_tasks, self.prior is not None)
+            prior = self.prior or (None, None, None)
+            b0 = glm.with_prior(modes.mean(0), prior[0], share)
             d = modes - b0
-            sig = self._shrink((d.T @ d) / n + cov.mean(0), 1, share)
-            if share and self.prior is not None:  # the prior's spread around the new b_0
-                dp = self.prior[0] - b0
-                sig = sig + share * torch.outer(dp, dp)
-            sig = _psd_floor(sig, self.var_floor)
+            sig = _psd_floor(glm.with_prior((d.T @ d) / n + cov.mean(0), prior[1], share,
+                                            None if prior[0] is None else prior[0] - b0),
+                             self.var_floor)
             change = max(float((b0 - self.b0).abs().max()), float((sig - self.sigma_u).abs().max()))
             self.b0, self.sigma_u = b0, sig
             if t == "regression":
@@ -505,25 +504,14 @@ class DynamicMLM(Learner):
                 beta = modes.view(n, p, -1)
                 resid = ((y - x @ beta) ** 2).squeeze(-1)
                 lever = torch.einsum("bnp,bpq,bnq->bn", x, cov, x)
-                new = self._shrink((w * (resid + lever)).sum() / w.sum(), 2, share
-                                   ).clamp_min(1e-8)
+                new = glm.with_prior((w * (resid + lever)).sum() / w.sum(), prior[2], share
+                                     ).clamp_min(1e-8)
                 change = max(change, float((new - self.sigma2).abs()))
                 self.sigma2 = new
             if change < self.tol or (seconds is not None
                                      and time.perf_counter() - start > seconds):
                 break
         return done
-
-    def _prior_share(self, n: int) -> float:
-        """The pre-trained prior's weight against ``n`` tasks (0 without pre-training)."""
-        n0 = float(self.prior_tasks)
-        return n0 / (n + n0) if self.prior is not None and n0 > 0 else 0.0
-
-    def _shrink(self, estimate: torch.Tensor, which: int, share: float) -> torch.Tensor:
-        """``estimate`` averaged with the prior's ``which`` (0 b_0, 1 Sigma_u, 2 sigma2)."""
-        if not share or self.prior is None:
-            return estimate
-        return (1.0 - share) * estimate + share * self.prior[which]
 
     def _warmup_score(self, waves: list[_Wave], q_b: torch.Tensor, q_u: torch.Tensor) -> float:
         """Predictive log-likelihood of warm-up waves 2.. given the filter through the previous."""

@@ -193,5 +193,30 @@ class GLMAdapted(Adapted):
         return (pred * (w[..., None] if pred.ndim == 4 else w)).sum(2)
 
 
+def prior_share(n: float, prior_tasks: float, pretrained: bool) -> float:
+    """The pre-trained prior's weight in an M-step against ``n`` tasks (their summed task
+    weights): ``prior_tasks / (n + prior_tasks)``, 0 without pre-training."""
+    n0 = float(prior_tasks)
+    return n0 / (float(n) + n0) if pretrained and n0 > 0 else 0.0
+
+
+def with_prior(estimate: torch.Tensor, prior: torch.Tensor | None, share: float,
+               around: torch.Tensor | None = None) -> torch.Tensor:
+    """One estimate of the conjugate "prior as pseudo-tasks" M-step shared by
+    ``partial_pooling`` and ``dynamic_mlm`` (Dempster et al. 1977, sec. 4.6): ``(1 - share)
+    estimate + share prior``; for a second moment about the new mean, ``around`` (the prior's
+    mean minus the new mean) adds the prior's spread about it, ``share around^2``
+    (elementwise, or the outer product for a covariance matrix). Without a prior (or share 0)
+    the estimate itself."""
+    if not share or prior is None:
+        return estimate
+    out = (1.0 - share) * estimate + share * prior
+    if around is not None:
+        out = out + share * (torch.outer(around, around) if out.dim() == around.dim() + 1
+                             else around ** 2)
+    return out
+
+
 __all__ = ["GLM_DTYPE", "GLMAdapted", "design", "encode", "grad_hess", "newton_path",
-           "newton_step", "nll", "objective", "pool", "posterior_cov"]
+           "newton_step", "nll", "objective", "pool", "posterior_cov", "prior_share",
+           "with_prior"]
