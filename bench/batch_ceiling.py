@@ -59,6 +59,19 @@ def per_step(learner: str, meta_batch: int, iterations: int) -> float:
     return (time.process_time() - c0) / iterations
 
 
+def support_rows(learner: str, draws: int = 20) -> tuple[int, int]:
+    """Fewest and most support rows per task (padded, group memory included) of ``draws``
+    demo meta-batches of 16 tasks, after a meta-fit has filled the group memory."""
+    made, stream, _ = cell_setup(learner, 0, 1.0)
+    tasks = stream.tasks(0, 12)
+    made.setup(TaskSpec.of(tasks[0]), seed=0)
+    made.meta_fit(tasks, Budget(iterations=1, meta_batch=16))
+    sampler = EpisodeSampler.for_learner(made, tasks, Budget(meta_batch=16))
+    rows = [int(sampler(torch.randperm(len(tasks), generator=made.generator)[:16],
+                        made.generator).x_support.shape[1]) for _ in range(draws)]
+    return min(rows), max(rows)
+
+
 def fixed_batch_step(learner: str, compile: bool, iterations: int) -> tuple[float, float]:
     """(CPU seconds of the first meta-gradient, incl. compiling; CPU seconds per later one)
     of ``learner`` on one fixed demo meta-batch of 16 tasks."""
@@ -87,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     s = args.seeds
     print(f"demo meta-steps (opinion_shift waves 0-11, tuned hyperparameters), torch "
-          f"{torch.__version__}, {torch.get_num_threads()} thread; CPU ms per meta-step")
+          f"{torch.__version__}, {torch.get_num_threads()} thread; CPU ms per meta-step, "
+          f"medians of {args.repeats}; support rows per task of 20 drawn meta-batches")
     print(f"{'learner':<10} {'B=16':>8} {f'B={16 * s}':>8} {'fixed':>8} {'per task':>9} "
-          f"{'ceiling':>8}")
+          f"{'ceiling':>8} {'support rows':>13}")
     for learner in args.learners.split(","):
         small = statistics.median(per_step(learner, 16, args.iterations)
                                   for _ in range(args.repeats))
@@ -97,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                                 for _ in range(args.repeats))
         per_task = (big - small) / (16 * s - 16)
         fixed = small - 16 * per_task
+        lo, hi = support_rows(learner)
         print(f"{learner:<10} {small * 1e3:8.2f} {big * 1e3:8.2f} {fixed * 1e3:8.2f} "
-              f"{per_task * 1e3:9.3f} {small / (big / s):7.2f}x")
+              f"{per_task * 1e3:9.3f} {small / (big / s):7.2f}x {f'{lo}-{hi}':>13}")
     if args.compile:
         print("\nMAML meta-gradient on one fixed demo meta-batch (CPU ms): first call, then "
               "per call")
